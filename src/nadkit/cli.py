@@ -1,0 +1,175 @@
+"""The `nadkit` command line. Thin: parses options, calls the library, prints with rich."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from nadkit import __version__
+from nadkit.errors import NadkitError
+
+app = typer.Typer(
+    name="nadkit",
+    help="Detect anomalies and attacks in network traffic: read flows, train, detect, explain, triage.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+errors = Console(stderr=True)
+log = logging.getLogger("nadkit")
+
+_STATE = {"debug": False}
+
+FormatOption = Annotated[
+    str | None,
+    typer.Option("--format", "-f", help="Input format (skip auto-detection); see `nadkit formats`."),
+]
+MapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--map",
+        help="Column mapping for any CSV/Parquet, e.g. time=StartTime,src=SrcAddr,dst=DstAddr",
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"nadkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logging.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Informational logging.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """nadkit: network anomaly detection with deep learning."""
+    _STATE["debug"] = debug
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=errors, show_path=debug, rich_tracebacks=debug)],
+        force=True,
+    )
+
+
+@app.command()
+def formats() -> None:
+    """List the input formats nadkit reads."""
+    from nadkit.sources import SOURCES
+
+    table = Table(title="Input formats (auto-detected in this order)")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    for name, module in SOURCES.items():
+        table.add_row(name, module.DESCRIPTION)
+    console.print(table)
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="Flow file, directory or glob.")],
+    format: FormatOption = None,
+    mapping: MapOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Show a flow file's format, size, columns, time span and label mix."""
+    from nadkit.inspection import inspect_path
+
+    summary = inspect_path(path, format=format, mapping=mapping)
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_dict(), indent=2) + "\n")
+        return
+    console.print(f"[bold]{summary.path}[/bold]  format [cyan]{summary.format}[/cyan]  "
+                  f"files {summary.files}  rows [bold]{summary.rows:,}[/bold]")
+    if summary.time_start:
+        console.print(f"time span {summary.time_start} .. {summary.time_end}")
+    if summary.missing_identifying:
+        console.print(f"[yellow]no {', '.join(summary.missing_identifying)} column(s) in this source[/yellow]")
+    columns = Table(title="Columns")
+    columns.add_column("column")
+    columns.add_column("dtype")
+    columns.add_column("nulls", justify="right")
+    for column in summary.columns:
+        columns.add_row(column.name, column.dtype, f"{column.nulls:,}")
+    console.print(columns)
+    if summary.labels:
+        labels = Table(title="Labels")
+        labels.add_column("label")
+        labels.add_column("flows", justify="right")
+        labels.add_column("share", justify="right")
+        for label, count in summary.labels.items():
+            labels.add_row(label, f"{count:,}", f"{count / max(summary.rows, 1):.2%}")
+        console.print(labels)
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Argument(help="Output directory (one file per day).")],
+    days: Annotated[int, typer.Option(min=1, max=60, help="Number of days.")] = 3,
+    flows_per_day: Annotated[int, typer.Option(min=100, help="Approximate flows per day.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same flows).")] = 0,
+    output_format: Annotated[
+        str, typer.Option("--output-format", help="csv (NAD 2021 layout) or parquet.")
+    ] = "csv",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+) -> None:
+    """Simulate a labelled enterprise network over several days (NAD 2021 schema)."""
+    from nadkit.synthetic import SimulationConfig, simulate_to_directory
+
+    config = SimulationConfig(days=days, flows_per_day=flows_per_day, seed=seed)
+    started = time.perf_counter()
+    with console.status(f"simulating {days} day(s) x ~{flows_per_day:,} flows"):
+        files = simulate_to_directory(config, out, output_format=output_format, overwrite=force)
+    elapsed = time.perf_counter() - started
+    console.print(f"wrote {len(files)} file(s) to [bold]{out}[/bold] in {elapsed:.1f} s")
+    for file in files:
+        console.print(f"  {file}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Directory for the demo's data and results.")] = Path("out/demo"),
+    days: Annotated[int, typer.Option(min=2, max=14)] = 4,
+    flows_per_day: Annotated[int, typer.Option(min=1000)] = 50_000,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """The main job on the embedded default: simulate a few days of traffic and inspect them."""
+    from nadkit.demo import run_demo
+
+    run_demo(out, days=days, flows_per_day=flows_per_day, seed=seed, console=console)
+
+
+def main() -> None:
+    """Entry point: bad input ends as one line on stderr and exit code 2."""
+    try:
+        app()
+    except NadkitError as error:
+        if _STATE["debug"]:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        errors.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (OSError, ValueError) as error:
+        if _STATE["debug"]:
+            raise
+        errors.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,204 @@
+"""The canonical flow table every source reads into.
+
+One row is one flow (a connection, bidirectional where the source knows both directions).
+Direction convention: ``src`` is the side that opened the flow; ``out_*`` counts what ``src`` sent,
+``in_*`` what it received.
+
+Identifying columns may be absent (UNSW-NB15, NSL-KDD and the CIC-IDS2017 sample carry no addresses or
+time); downstream stages check for the columns they need. Source-specific numeric columns are kept under
+their own names (normalised to ``snake_case``), a few categorical ones (TCP flags, connection state)
+as text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from nadkit.errors import SchemaError
+
+TIME_DTYPE = pl.Datetime("us", "UTC")
+
+#: The canonical columns and their dtypes, in display order.
+CANONICAL: dict[str, pl.DataType] = {
+    "time": TIME_DTYPE,
+    "src": pl.String(),
+    "dst": pl.String(),
+    "spt": pl.Int64(),
+    "dpt": pl.Int64(),
+    "proto": pl.String(),
+    "app": pl.String(),
+    "duration": pl.Float64(),
+    "out_bytes": pl.Int64(),
+    "in_bytes": pl.Int64(),
+    "out_pkts": pl.Int64(),
+    "in_pkts": pl.Int64(),
+    "label": pl.String(),
+    "label_original": pl.String(),
+}
+
+IDENTIFYING = ("time", "src", "dst", "spt", "dpt")
+NUMERIC_CANONICAL = ("spt", "dpt", "duration", "out_bytes", "in_bytes", "out_pkts", "in_pkts")
+NORMAL = "normal"
+
+#: IANA protocol numbers seen in flow data, mapped to the lower-case names nadkit uses.
+PROTOCOL_NAMES: dict[int, str] = {
+    0: "hopopt",
+    1: "icmp",
+    2: "igmp",
+    4: "ipip",
+    6: "tcp",
+    17: "udp",
+    27: "rdp",
+    41: "ipv6",
+    43: "ipv6-route",
+    44: "ipv6-frag",
+    46: "rsvp",
+    47: "gre",
+    50: "esp",
+    51: "ah",
+    58: "ipv6-icmp",
+    88: "eigrp",
+    89: "ospf",
+    103: "pim",
+    112: "vrrp",
+    115: "l2tp",
+    132: "sctp",
+}
+_PROTOCOL_ALIASES = {"icmp6": "ipv6-icmp", "icmpv6": "ipv6-icmp", "ipv6icmp": "ipv6-icmp"}
+
+#: Label texts that mean "not an attack" in the datasets nadkit reads (compared lower-case, stripped).
+NORMAL_LABELS = frozenset({"normal", "benign", "0", "background", "legitimate", "none", "-", ""})
+
+
+def snake_case(name: str) -> str:
+    """Normalise a source column name (``' Flow Bytes/s'``, ``'out (bytes)'``) to ``flow_bytes_s``."""
+    name = name.strip().lstrip("\ufeff")
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    name = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_").lower()
+    return name or "column"
+
+
+def proto_name_expr(column: str | pl.Expr) -> pl.Expr:
+    """Expression turning a protocol column (IANA number or name, any case) into the canonical name."""
+    expr = pl.col(column) if isinstance(column, str) else column
+    text = expr.cast(pl.String).str.strip_chars().str.to_lowercase()
+    mapping = {str(number): name for number, name in PROTOCOL_NAMES.items()} | _PROTOCOL_ALIASES
+    return text.replace(mapping)
+
+
+def label_expr(column: str | pl.Expr, *, attack_value: str | None = None) -> pl.Expr:
+    """Expression normalising a label column: ``normal`` for benign values, else the class text.
+
+    ``attack_value`` replaces a bare binary "attack" marker (``1``) by a class name when the source
+    has no class column.
+    """
+    expr = pl.col(column) if isinstance(column, str) else column
+    text = expr.cast(pl.String).str.strip_chars()
+    lowered = text.str.to_lowercase()
+    out = pl.when(text.is_null()).then(None).when(lowered.is_in(list(NORMAL_LABELS))).then(pl.lit(NORMAL))
+    if attack_value is not None:
+        out = out.when(lowered == "1").then(pl.lit(attack_value))
+    return out.otherwise(text)
+
+
+def canonical_order(columns: Iterable[str]) -> list[str]:
+    """Canonical columns first (in schema order), then the source's own, in their original order."""
+    columns = list(columns)
+    head = [c for c in CANONICAL if c in columns]
+    return head + [c for c in columns if c not in CANONICAL]
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What validation found: kept for `nadkit inspect`."""
+
+    rows: int
+    columns: tuple[str, ...]
+    missing_identifying: tuple[str, ...]
+
+
+def cast_canonical(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Cast the canonical columns present in ``frame`` to their canonical dtypes (strictly)."""
+    names = frame.collect_schema().names()
+    exprs = []
+    for name, dtype in CANONICAL.items():
+        if name not in names:
+            continue
+        if name == "time":
+            exprs.append(pl.col(name).dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias(name))
+        else:
+            exprs.append(pl.col(name).cast(dtype, strict=False).alias(name))
+    return frame.with_columns(exprs).select(canonical_order(names))
+
+
+def validate(
+    frame: pl.DataFrame,
+    *,
+    path: str | Path | None = None,
+    require: Iterable[str] = (),
+) -> ValidationReport:
+    """Check a collected flow table against the canonical schema.
+
+    Raises :class:`SchemaError` naming the file, the column and the first offending row for: a missing
+    required column, a canonical column of the wrong dtype, negative byte/packet counts or durations,
+    ports outside 0-65535, or a row with no value in a column every flow must have.
+    """
+    columns = frame.columns
+    for name in require:
+        if name not in columns:
+            raise SchemaError(
+                f"required column is missing (have: {', '.join(columns[:12])}...)", path=path, column=name
+            )
+    if not columns:
+        raise SchemaError("no columns", path=path)
+    for name, dtype in CANONICAL.items():
+        if name in columns and frame.schema[name] != dtype:
+            raise SchemaError(
+                f"has dtype {frame.schema[name]}, expected {dtype}", path=path, column=name
+            )
+    checks: list[tuple[str, pl.Expr, str]] = []
+    for name in ("duration", "out_bytes", "in_bytes", "out_pkts", "in_pkts"):
+        if name in columns:
+            checks.append((name, pl.col(name) < 0, "negative value"))
+    for name in ("spt", "dpt"):
+        if name in columns:
+            checks.append((name, (pl.col(name) < 0) | (pl.col(name) > 65535), "port outside 0-65535"))
+    if checks:
+        flags = frame.select(
+            [expr.fill_null(False).arg_true().first().alias(f"{i}") for i, (_, expr, _) in enumerate(checks)]
+        ).row(0)
+        for (name, _, message), first in zip(checks, flags, strict=True):
+            if first is not None:
+                value = frame[name][first]
+                raise SchemaError(f"{message} ({value})", path=path, column=name, row=int(first) + 1)
+    missing = tuple(c for c in IDENTIFYING if c not in columns)
+    return ValidationReport(rows=frame.height, columns=tuple(columns), missing_identifying=missing)
+
+
+def parse_mapping(text: str | Mapping[str, str] | None) -> dict[str, str]:
+    """Parse ``time=StartTime,src=SrcAddr`` into ``{"time": "StartTime", "src": "SrcAddr"}``.
+
+    Keys must be canonical column names; raises :class:`SchemaError` otherwise.
+    """
+    if text is None:
+        return {}
+    if isinstance(text, Mapping):
+        pairs = dict(text)
+    else:
+        pairs = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            if "=" not in part:
+                raise SchemaError(f"mapping entry {part!r} is not of the form canonical=source")
+            key, value = (s.strip() for s in part.split("=", 1))
+            pairs[key] = value
+    for key in pairs:
+        if key not in CANONICAL:
+            raise SchemaError(
+                f"mapping names unknown canonical column {key!r} (known: {', '.join(CANONICAL)})"
+            )
+    return pairs

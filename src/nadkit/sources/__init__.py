@@ -1,0 +1,147 @@
+"""Readers for every flow format nadkit understands, and format auto-detection.
+
+``read_flows(path)`` gives a lazy canonical table; ``load_flows(path)`` collects and validates it.
+A path may be a file, a directory (every data file inside, one format) or a glob.
+The registry is explicit: detection tries the modules in this order and the first that recognises
+the file's head wins; ``--format NAME`` skips detection.
+"""
+
+from __future__ import annotations
+
+import glob as globbing
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+
+import polars as pl
+
+from nadkit.errors import FormatError, SchemaError
+from nadkit.schema import validate
+from nadkit.sources import argus, cic, generic, kdd, nad, netflow, nfdump, parquet, pcap, unsw, zeek
+from nadkit.sources.base import Head, check_invalid
+
+log = logging.getLogger(__name__)
+
+#: name -> module, in detection order (binary magic first, the loosest text formats last).
+SOURCES: dict[str, ModuleType] = {
+    module.NAME: module
+    for module in (pcap, parquet, zeek, nad, cic, unsw, netflow, nfdump, argus, kdd, generic)
+}
+
+_SKIP_NAMES = {"readme", "readme.md", "sha256sums", "license", "licence"}
+
+
+def expand(path: str | Path) -> list[Path]:
+    """The data files behind ``path``: the file itself, a directory's files, or a glob's matches."""
+    text = str(path)
+    if any(ch in text for ch in "*?["):
+        files = sorted(Path(p) for p in globbing.glob(text, recursive=True) if Path(p).is_file())
+    else:
+        target = Path(path)
+        if target.is_dir():
+            files = sorted(
+                p
+                for p in target.rglob("*")
+                if p.is_file() and not p.name.startswith(".") and p.name.lower() not in _SKIP_NAMES
+            )
+        elif target.exists():
+            files = [target]
+        else:
+            raise FormatError(f"{path}: no such file or directory")
+    if not files:
+        raise FormatError(f"{path}: no data files found")
+    return files
+
+
+def detect_format(path: str | Path) -> str:
+    """Name of the format of a file, from its magic bytes or header; :class:`FormatError` if unknown."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise FormatError(f"{path}: file is empty")
+    head = Head.of(path)
+    for name, module in SOURCES.items():
+        if name == generic.NAME:
+            continue
+        try:
+            if module.detect(head):
+                log.debug("%s detected as %s", path, name)
+                return name
+        except FormatError:
+            raise
+        except Exception as error:  # a detector must never break detection of the others
+            log.debug("detector %s failed on %s: %s", name, path, error)
+    if not head.is_text:
+        raise FormatError(f"{path}: unrecognised binary data (not pcap, pcapng or Parquet)")
+    first = head.first_line[:80]
+    raise FormatError(
+        f"{path}: unrecognised flow format (first line: {first!r}); "
+        "name it with --format or map its columns with --map"
+    )
+
+
+def source_module(fmt: str) -> ModuleType:
+    """The source module for a format name; :class:`FormatError` listing the known names otherwise."""
+    try:
+        return SOURCES[fmt]
+    except KeyError:
+        raise FormatError(f"unknown format {fmt!r} (known: {', '.join(SOURCES)})") from None
+
+
+def read_flows(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    mapping: Mapping[str, str] | str | None = None,
+    **options: object,
+) -> tuple[pl.LazyFrame, str]:
+    """A lazy canonical flow table for ``path`` and the format name it was read as.
+
+    With ``mapping`` (``{"time": "StartTime", ...}`` or ``"time=StartTime,..."``) the generic reader
+    is used unless ``format`` says otherwise. Files of a directory or glob must share one format.
+    """
+    files = expand(path)
+    if mapping and format is None:
+        format = generic.NAME
+    fmt = format or detect_format(files[0])
+    module = source_module(fmt)
+    if mapping:
+        options["mapping"] = mapping
+    frames = []
+    for file in files:
+        if file.stat().st_size == 0:
+            raise FormatError(f"{file}: file is empty")
+        if format is None and len(files) > 1 and file != files[0]:
+            other = detect_format(file)
+            if other != fmt:
+                raise FormatError(f"{file}: format {other} differs from {files[0]} ({fmt})")
+        frames.append(module.read(file, **options))
+    frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    return frame, fmt
+
+
+def load_flows(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    mapping: Mapping[str, str] | str | None = None,
+    **options: object,
+) -> tuple[pl.DataFrame, str]:
+    """Read, collect and validate: a canonical :class:`polars.DataFrame` and its format name."""
+    frame, fmt = read_flows(path, format=format, mapping=mapping, **options)
+    try:
+        collected = frame.collect()
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise SchemaError(_describe(error), path=path) from error
+    collected = check_invalid(collected, path)
+    validate(collected, path=path)
+    return collected, fmt
+
+
+def _describe(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    message = lines[0] if lines else type(error).__name__
+    return f"could not be read ({message})"
+
+
+__all__ = ["SOURCES", "Head", "detect_format", "expand", "load_flows", "read_flows", "source_module"]

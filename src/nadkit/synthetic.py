@@ -1,0 +1,1 @@
+"""Simulator of a multi-day enterprise network with labelled attacks (being written)."""

@@ -1,0 +1,33 @@
+"""Shared fixtures. Real data comes from ../shared/data or $NADKIT_DATA_DIR; tests that need it skip,
+with the reason, when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    """Where the shared real datasets live."""
+    return Path(os.environ.get("NADKIT_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder; skips the test with a clear reason when it is missing."""
+    path = data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real datasets not found at {path} (set NADKIT_DATA_DIR to their folder)")
+    return path
+
+
+def shared_file(relative: str) -> Path:
+    """A file under the shared data folder, or a skip naming it."""
+    path = data_dir() / relative
+    if not path.exists():
+        pytest.skip(f"real dataset file {path} not found (set NADKIT_DATA_DIR)")
+    return path
