@@ -95,12 +95,16 @@ def inspect(
     if as_json:
         sys.stdout.write(json.dumps(summary.to_dict(), indent=2) + "\n")
         return
-    console.print(f"[bold]{summary.path}[/bold]  format [cyan]{summary.format}[/cyan]  "
-                  f"files {summary.files}  rows [bold]{summary.rows:,}[/bold]")
+    console.print(
+        f"[bold]{summary.path}[/bold]  format [cyan]{summary.format}[/cyan]  "
+        f"files {summary.files}  rows [bold]{summary.rows:,}[/bold]"
+    )
     if summary.time_start:
         console.print(f"time span {summary.time_start} .. {summary.time_end}")
     if summary.missing_identifying:
-        console.print(f"[yellow]no {', '.join(summary.missing_identifying)} column(s) in this source[/yellow]")
+        console.print(
+            f"[yellow]no {', '.join(summary.missing_identifying)} column(s) in this source[/yellow]"
+        )
     columns = Table(title="Columns")
     columns.add_column("column")
     columns.add_column("dtype")

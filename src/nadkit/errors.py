@@ -12,8 +12,8 @@ class NadkitError(Exception):
 class SchemaError(NadkitError):
     """A table does not fit the canonical flow schema (or a source's own layout).
 
-    Carries where the problem is: the file, the column and the first offending row (1-based data row, header not counted),
-    so that a person can open the file at the right place.
+    Carries where the problem is: the file, the column and the first offending row (1-based data
+    row, header not counted), so that a person can open the file at the right place.
     """
 
     def __init__(
@@ -57,7 +57,7 @@ class MissingDependencyError(NadkitError):
     """An optional dependency needed for this operation is not installed."""
 
 
-def require(module: str, purpose: str, extra: str | None = None):  # noqa: ANN201 - returns a module
+def require(module: str, purpose: str, extra: str | None = None):
     """Import an optional dependency lazily, with an actionable message when it is missing."""
     import importlib
 

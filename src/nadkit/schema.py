@@ -103,7 +103,8 @@ def label_expr(column: str | pl.Expr, *, attack_value: str | None = None) -> pl.
     out = pl.when(text.is_null()).then(None).when(lowered.is_in(list(NORMAL_LABELS))).then(pl.lit(NORMAL))
     if attack_value is not None:
         out = out.when(lowered == "1").then(pl.lit(attack_value))
-    return out.otherwise(text)
+    result = out.otherwise(text)
+    return result.alias(column) if isinstance(column, str) else result
 
 
 def canonical_order(columns: Iterable[str]) -> list[str]:
@@ -158,9 +159,7 @@ def validate(
         raise SchemaError("no columns", path=path)
     for name, dtype in CANONICAL.items():
         if name in columns and frame.schema[name] != dtype:
-            raise SchemaError(
-                f"has dtype {frame.schema[name]}, expected {dtype}", path=path, column=name
-            )
+            raise SchemaError(f"has dtype {frame.schema[name]}, expected {dtype}", path=path, column=name)
     checks: list[tuple[str, pl.Expr, str]] = []
     for name in ("duration", "out_bytes", "in_bytes", "out_pkts", "in_pkts"):
         if name in columns:

@@ -17,9 +17,9 @@ from types import ModuleType
 import polars as pl
 
 from nadkit.errors import FormatError, SchemaError
-from nadkit.schema import validate
+from nadkit.schema import parse_mapping, validate
 from nadkit.sources import argus, cic, generic, kdd, nad, netflow, nfdump, parquet, pcap, unsw, zeek
-from nadkit.sources.base import Head, check_invalid
+from nadkit.sources.base import Head, check_invalid, check_last_row
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ def read_flows(
     With ``mapping`` (``{"time": "StartTime", ...}`` or ``"time=StartTime,..."``) the generic reader
     is used unless ``format`` says otherwise. Files of a directory or glob must share one format.
     """
+    mapping = parse_mapping(mapping) or None
     files = expand(path)
     if mapping and format is None:
         format = generic.NAME
@@ -134,6 +135,11 @@ def load_flows(
     except (pl.exceptions.PolarsError, OSError) as error:
         raise SchemaError(_describe(error), path=path) from error
     collected = check_invalid(collected, path)
+    separator = getattr(source_module(fmt), "LAST_ROW_SEPARATOR", None)
+    if separator is not None and collected.height:
+        files = expand(path)
+        for file in files:
+            check_last_row(file, rows=collected.height if len(files) == 1 else None, separator=separator)
     validate(collected, path=path)
     return collected, fmt
 

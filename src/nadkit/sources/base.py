@@ -143,9 +143,9 @@ def numeric(source: str | pl.Expr, dtype: pl.DataType, name: str) -> list[pl.Exp
         # hexadecimal ports (Argus writes ICMP type/code as 0x0303)
         as_hex = as_text.str.strip_prefix("0x").str.to_integer(base=16, strict=False)
         is_hex = as_text.str.starts_with("0x")
-        value = (
-            pl.when(is_hex).then(as_hex).otherwise(as_float.round(0).cast(pl.Int64, strict=False))
-        ).cast(dtype, strict=False)
+        value = (pl.when(is_hex).then(as_hex).otherwise(as_float.round(0).cast(pl.Int64, strict=False))).cast(
+            dtype, strict=False
+        )
     else:
         value = as_float.cast(dtype, strict=False)
     invalid = as_text.is_not_null() & (as_text != "") & value.is_null()
@@ -260,7 +260,10 @@ def check_invalid(frame: pl.DataFrame, path: str | Path | None, *, row_offset: i
         first, marker = min(bad)
         column = marker.removeprefix(INVALID_PREFIX)
         raise SchemaError(
-            "value could not be parsed as the column's type", path=path, column=column, row=row_offset + first + 1
+            "value could not be parsed as the column's type",
+            path=path,
+            column=column,
+            row=row_offset + first + 1,
         )
     return frame.drop(markers)
 
@@ -279,3 +282,30 @@ def pick(lookup: Mapping[str, str], *candidates: str) -> str | None:
         if candidate in lookup:
             return lookup[candidate]
     return None
+
+
+def check_last_row(path: str | Path, *, rows: int | None, separator: str = ",") -> None:
+    """Raise :class:`SchemaError` when a delimited text file ends in the middle of a row.
+
+    A cut-off download or a copy interrupted mid-write leaves a last row with fewer fields than the
+    header; CSV parsers fill the gap with nulls, so it is checked here. Compressed files are not
+    checked (their decompression fails on truncation by itself).
+    """
+    import csv
+
+    path = Path(path)
+    with path.open("rb") as handle:
+        if handle.read(2) == GZIP_MAGIC:
+            return
+        handle.seek(0)
+        header_line = handle.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
+        size = path.stat().st_size
+        handle.seek(max(0, size - HEAD_BYTES))
+        tail = handle.read().decode("utf-8", errors="replace")
+    lines = [line for line in tail.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return
+    expected = len(next(csv.reader([header_line], delimiter=separator)))
+    got = len(next(csv.reader([lines[-1]], delimiter=separator)))
+    if got < expected:
+        raise SchemaError(f"last row has {got} of {expected} fields (file truncated?)", path=path, row=rows)

@@ -16,6 +16,8 @@ from nadkit.sources.base import Head, build, numeric, require_columns, scan_csv,
 NAME = "nad"
 DESCRIPTION = "NAD 2021 firewall flow CSV (time, src, dst, spt, dpt, duration, out (bytes), ...)"
 SUFFIXES = (".csv",)
+#: delimited text: `load_flows` checks that the last row is complete
+LAST_ROW_SEPARATOR = ","
 
 COUNTERS = (
     "cnt_dst",

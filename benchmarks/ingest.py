@@ -1,0 +1,115 @@
+"""Ingest speed: rows/s reading 1M-row NAD and CICFlowMeter CSVs into the canonical table, and
+packets/s turning the shared packet captures into flows with nfstream.
+
+Run: ``.venv/bin/python benchmarks/ingest.py [--rows 1000000] [--runs 3]``.
+Prints a table and writes ``benchmarks/results/ingest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import best_of, cache_dir, console, data_dir, peak_rss_mb, report
+from nadkit.sources import load_flows
+from nadkit.synthetic import SimulationConfig, simulate, write_nad_csv
+
+
+def nad_csv(rows: int) -> Path:
+    """A NAD-layout CSV of about ``rows`` simulated flows (cached)."""
+    path = cache_dir() / f"nad_{rows}.csv"
+    if not path.exists():
+        days = 4
+        frame = simulate(SimulationConfig(days=days, flows_per_day=rows // days, seed=11))
+        write_nad_csv(frame.head(rows), path, overwrite=True)
+    return path
+
+
+def cic_csv(rows: int) -> Path | None:
+    """A CICFlowMeter CSV of ``rows`` rows resampled from the shared CIC-IDS2017 sample, written with
+    the leading-space headers of the original day files (cached)."""
+    sample = data_dir() / "cicids2017" / "CICIDS2017_sample_km.csv"
+    if not sample.exists():
+        console.print(f"[yellow]skipping the CIC benchmark: {sample} not found (set NADKIT_DATA_DIR)")
+        return None
+    path = cache_dir() / f"cic_{rows}.csv"
+    if not path.exists():
+        source = pl.read_csv(sample, infer_schema_length=10_000)
+        picks = np.random.default_rng(5).integers(0, source.height, rows)
+        frame = source[picks]
+        frame = frame.rename({c: f" {c}" if i % 2 else c for i, c in enumerate(frame.columns)})
+        frame.write_csv(path)
+    return path
+
+
+def pcap_rate(runs: int) -> dict[str, object] | None:
+    """Packets/s of the pcap reader over every shared capture."""
+    import dpkt
+
+    captures = sorted((data_dir() / "pcaps").rglob("*.pcap*"))
+    if not captures:
+        console.print("[yellow]skipping the pcap benchmark: no captures under the data folder")
+        return None
+    packets = 0
+    for capture in captures:
+        with capture.open("rb") as handle:
+            magic = handle.read(4)
+            handle.seek(0)
+            reader = dpkt.pcapng.Reader(handle) if magic == b"\n\r\r\n" else dpkt.pcap.Reader(handle)
+            packets += sum(1 for _ in reader)
+
+    def read_all() -> int:
+        return sum(load_flows(capture)[0].height for capture in captures)
+
+    seconds, flows = best_of(runs, read_all)
+    return {
+        "input": f"{len(captures)} shared pcaps",
+        "rows": flows,
+        "packets": packets,
+        "seconds": seconds,
+        "rows_per_s": flows / seconds,
+        "packets_per_s": packets / seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    rows: list[dict[str, object]] = []
+    for name, maker in (("NAD CSV", nad_csv), ("CICFlowMeter CSV", cic_csv)):
+        path = maker(args.rows)
+        if path is None:
+            continue
+        seconds, (frame, fmt) = best_of(args.runs, lambda path=path: load_flows(path))
+        rows.append(
+            {
+                "input": f"{name} ({fmt})",
+                "rows": frame.height,
+                "columns": frame.width,
+                "mb": round(path.stat().st_size / 2**20, 1),
+                "seconds": seconds,
+                "rows_per_s": frame.height / seconds,
+            }
+        )
+    pcap = pcap_rate(args.runs)
+    if pcap:
+        rows.append(pcap)
+    report(
+        "ingest",
+        "Ingest into the canonical flow table (best of runs)",
+        ["input", "rows", "columns", "mb", "packets", "seconds", "rows_per_s", "packets_per_s"],
+        rows,
+        peak_rss_mb=peak_rss_mb(),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The CLI run for real (a subprocess) on good and bad input: one-line errors, exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.sources.test_nad import HEADER, ROWS
+
+
+def nadkit(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "nadkit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture()
+def nad_file(tmp_path: Path) -> Path:
+    path = tmp_path / "day.csv"
+    path.write_text("\n".join([HEADER, *ROWS]) + "\n")
+    return path
+
+
+def test_inspect_json(nad_file: Path) -> None:
+    result = nadkit("inspect", nad_file, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["format"] == "nad"
+    assert summary["rows"] == 4
+    assert summary["labels"] == {"normal": 2, "DDOS-smurf": 1, "Probing-IP sweep": 1}
+    assert summary["time_start"].startswith("2020-12-03T00:00:01")
+    columns = {c["name"]: c["dtype"] for c in summary["columns"]}
+    assert columns["dpt"] == "Int64"
+
+
+def test_inspect_table(nad_file: Path) -> None:
+    result = nadkit("inspect", nad_file)
+    assert result.returncode == 0, result.stderr
+    assert "format nad" in result.stdout
+    assert "Probing-IP sweep" in result.stdout
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    assert_one_line_error(nadkit("inspect", path), str(path), "empty")
+
+
+def test_truncated_csv(tmp_path: Path) -> None:
+    text = "\n".join([HEADER, *ROWS])
+    path = tmp_path / "cut.csv"
+    path.write_text(text[: len(text) - 40])
+    assert_one_line_error(nadkit("inspect", path), str(path), "truncated", "row 4")
+
+
+def test_wrong_columns(tmp_path: Path) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text("alpha,beta,gamma\n1,2,3\n4,5,6\n")
+    assert_one_line_error(nadkit("inspect", path), str(path), "unrecognised flow format")
+
+
+def test_wrong_columns_for_forced_format(tmp_path: Path) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text("alpha,beta,gamma\n1,2,3\n")
+    assert_one_line_error(nadkit("inspect", path, "--format", "nad"), str(path), "column")
+
+
+def test_bad_value(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join([HEADER, *ROWS]).replace("51514", "5l514") + "\n")
+    assert_one_line_error(nadkit("inspect", path), str(path), "'spt'", "row 2")
+
+
+def test_binary_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.bin"
+    path.write_bytes(bytes(range(256)) * 40)
+    assert_one_line_error(nadkit("inspect", path), str(path), "binary")
+
+
+def test_text_named_pcap(tmp_path: Path) -> None:
+    path = tmp_path / "capture.pcap"
+    path.write_text("this is not a capture\n" * 20)
+    assert_one_line_error(nadkit("inspect", path), str(path))
+
+
+def test_text_forced_as_pcap(tmp_path: Path) -> None:
+    path = tmp_path / "capture.pcap"
+    path.write_text("this is not a capture\n" * 20)
+    assert_one_line_error(nadkit("inspect", path, "--format", "pcap"), str(path))
+
+
+def test_unknown_format_name(nad_file: Path) -> None:
+    assert_one_line_error(nadkit("inspect", nad_file, "--format", "nope"), "unknown format 'nope'")
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing.csv"
+    assert_one_line_error(nadkit("inspect", missing), str(missing), "no such file")
+
+
+def test_bad_mapping(nad_file: Path) -> None:
+    assert_one_line_error(nadkit("inspect", nad_file, "--map", "sauce=src"), "unknown canonical column")
+
+
+def test_formats_lists_every_reader() -> None:
+    result = nadkit("formats")
+    assert result.returncode == 0
+    for name in ("nad", "cic", "unsw", "kdd", "netflow", "nfdump", "zeek", "argus", "pcap", "parquet"):
+        assert name in result.stdout
