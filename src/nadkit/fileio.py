@@ -12,6 +12,18 @@ from pathlib import Path
 from nadkit.errors import NadkitError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(path: Path, *, directory: bool) -> None:
+    """Give a temporary file or folder the permissions a plain ``open``/``mkdir`` would have
+    (``mkstemp``/``mkdtemp`` make them private to the owner)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
@@ -26,6 +38,7 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(handle)
     temporary = Path(name)
+    _default_mode(temporary, directory=False)
     try:
         yield temporary
         os.replace(temporary, path)
@@ -42,6 +55,7 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
         raise NadkitError(f"{path}: already exists (use --force to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    _default_mode(temporary, directory=True)
     try:
         yield temporary
         if path.exists():

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from nadkit.errors import NadkitError
+from nadkit.fileio import atomic_directory, atomic_path
+
+
+def test_atomic_path_renames_on_success_and_keeps_default_mode(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    with atomic_path(target) as temporary:
+        temporary.write_text("done")
+        assert not target.exists()
+    assert target.read_text() == "done"
+    assert stat.S_IMODE(target.stat().st_mode) & 0o044  # readable by group/others as with open()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_path_leaves_nothing_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "saved.txt"
+    target.write_text("precious")
+    with pytest.raises(NadkitError, match="already exists"), atomic_path(target):
+        pass
+    assert target.read_text() == "precious"
+    with atomic_path(target, overwrite=True) as temporary:
+        temporary.write_text("new")
+    assert target.read_text() == "new"
+
+
+def test_atomic_directory_replaces_whole(tmp_path: Path) -> None:
+    target = tmp_path / "bundle"
+    with atomic_directory(target) as temporary:
+        (temporary / "a").write_text("1")
+    with pytest.raises(RuntimeError), atomic_directory(target, overwrite=True) as temporary:
+        (temporary / "b").write_text("2")
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in target.iterdir()) == ["a"]
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
