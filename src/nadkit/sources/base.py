@@ -19,12 +19,35 @@ from typing import Protocol
 
 import polars as pl
 
-from nadkit.errors import FormatError, SchemaError
-from nadkit.schema import CANONICAL, NUMERIC_CANONICAL, TIME_DTYPE, canonical_order, snake_case
+from nadkit.errors import ConfigError, FormatError, SchemaError
+from nadkit.schema import (
+    CANONICAL,
+    NUMERIC_CANONICAL,
+    TIME_DTYPE,
+    canonical_order,
+    label_expr,
+    proto_name_expr,
+    snake_case,
+)
 
 log = logging.getLogger(__name__)
 
 INVALID_PREFIX = "__invalid__"
+#: hidden column holding a row's 0-based position in its file, for readers that drop rows
+#: (repeated headers, blank lines) before values are checked
+SOURCE_ROW = "__source_row__"
+#: text time layouts tried after ISO-8601 when a source does not fix one (year first only: a
+#: day/month order cannot be guessed safely)
+TEXT_TIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%d %H:%M:%S%.f%z",
+    "%Y/%m/%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
 GZIP_MAGIC = b"\x1f\x8b"
 HEAD_BYTES = 64 * 1024
 
@@ -113,7 +136,19 @@ def scan_csv(path: str | Path, **options: object) -> pl.LazyFrame:
     }
     settings.update(options)
     try:
-        return pl.scan_csv(path, **settings)  # type: ignore[arg-type]
+        frame = pl.scan_csv(path, **settings)  # type: ignore[arg-type]
+        # resolving the schema reads the header (and the inference rows): a file that is not CSV
+        # fails here, as a SchemaError, rather than later inside a query
+        frame.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise SchemaError(_first_line(error), path=path) from error
+    return frame
+
+
+def frame_names(frame: pl.LazyFrame, path: str | Path) -> list[str]:
+    """The column names of a lazy frame; a Polars failure becomes a :class:`SchemaError` naming ``path``."""
+    try:
+        return frame.collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as error:
         raise SchemaError(_first_line(error), path=path) from error
 
@@ -123,56 +158,94 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+def read_error(error: BaseException, path: str | Path) -> SchemaError:
+    """A :class:`SchemaError` for a Polars or OS failure reading ``path``: the error's first line."""
+    return SchemaError(_first_line(error), path=path)
+
+
 def column_lookup(names: Iterable[str]) -> dict[str, str]:
     """Map normalised (``snake_case``) names to a frame's actual column names."""
     return {snake_case(name): name for name in names}
 
 
-def numeric(source: str | pl.Expr, dtype: pl.DataType, name: str) -> list[pl.Expr]:
+_BLANK = r"^\s*-?\s*$"
+
+
+def _only_failed(raw: pl.Expr, parsed: pl.Expr) -> pl.Expr:
+    """``raw`` where ``parsed`` gave nothing, else null: text work then touches only those values."""
+    return pl.when(parsed.is_null() & raw.is_not_null()).then(raw)
+
+
+def _parse_float(raw: pl.Expr) -> pl.Expr:
+    """Text to float: plain numbers, ``inf``/``Infinity``/``NaN`` included; padded text retried stripped."""
+    parsed = raw.cast(pl.Float64, strict=False)
+    retry = _only_failed(raw, parsed).str.strip_chars().cast(pl.Float64, strict=False)
+    return pl.coalesce(parsed, retry)
+
+
+def _unparsed(raw: pl.Expr, value: pl.Expr) -> pl.Expr:
+    """True where ``raw`` holds something (not empty, blank or ``-``) that gave no ``value``."""
+    return _only_failed(raw, value).str.contains(_BLANK).not_().fill_null(False)
+
+
+def numeric(
+    source: str | pl.Expr,
+    dtype: pl.DataType,
+    name: str,
+    *,
+    source_dtype: pl.DataType | None = None,
+) -> list[pl.Expr]:
     """Cast ``source`` to ``dtype`` as column ``name``, with a marker for values that failed to parse.
 
     Text such as ``"1,234"`` or ``"abc"`` in a numeric field becomes null in ``name`` and ``True`` in
-    ``__invalid__name``; validation turns the first such row into a :class:`SchemaError`.
-    Floats with a fractional part cast to an integer column are rounded (NetFlow exports write
-    ``12.0``).
+    ``__invalid__name``; validation turns the first such row into a :class:`SchemaError`. Empty,
+    blank and ``-`` values are nulls, not errors. Floats with a fractional part cast to an integer
+    column are rounded (NetFlow exports write ``12.0``); ``0x``-prefixed text is hexadecimal.
+    ``source_dtype``, when known to be numeric, skips the text parsing.
     """
     expr = pl.col(source) if isinstance(source, str) else source
-    as_text = expr.cast(pl.String).str.strip_chars()
-    as_float = as_text.cast(pl.Float64, strict=False)
+    if source_dtype is not None and (source_dtype.is_numeric() or source_dtype == pl.Boolean):
+        if dtype.is_integer() and source_dtype.is_float():
+            value = expr.round(0).cast(dtype, strict=False)
+        else:
+            value = expr.cast(dtype, strict=False)
+        return [value.alias(name), (value.is_null() & expr.is_not_null()).alias(INVALID_PREFIX + name)]
+    raw = expr.cast(pl.String)
     if dtype.is_integer():
+        direct = raw.cast(pl.Int64, strict=False)  # exact, also beyond float precision
+        rest = _only_failed(raw, direct).str.strip_chars()
         # hexadecimal ports (Argus writes ICMP type/code as 0x0303)
-        as_hex = as_text.str.strip_prefix("0x").str.to_integer(base=16, strict=False)
-        is_hex = as_text.str.starts_with("0x")
-        value = (pl.when(is_hex).then(as_hex).otherwise(as_float.round(0).cast(pl.Int64, strict=False))).cast(
-            dtype, strict=False
+        as_hex = pl.when(rest.str.starts_with("0x")).then(
+            rest.str.slice(2).str.to_integer(base=16, strict=False)
         )
+        as_float = rest.cast(pl.Float64, strict=False).round(0).cast(pl.Int64, strict=False)
+        value = pl.coalesce(direct, as_float, as_hex).cast(dtype, strict=False)
     else:
-        value = as_float.cast(dtype, strict=False)
-    invalid = as_text.is_not_null() & (as_text != "") & value.is_null()
-    if dtype.is_float():
-        invalid = invalid & ~as_text.str.to_lowercase().str.contains("nan|inf")
-    return [value.alias(name), invalid.alias(INVALID_PREFIX + name)]
+        value = _parse_float(raw).cast(dtype, strict=False)
+    return [value.alias(name), _unparsed(raw, value).alias(INVALID_PREFIX + name)]
 
 
 def epoch_to_time(source: str | pl.Expr, *, unit: str = "auto", name: str = "time") -> list[pl.Expr]:
-    """Epoch numbers (seconds, milliseconds or microseconds; ``auto`` guesses by magnitude) to UTC time."""
+    """Epoch numbers to UTC time: seconds, ms, us or ns; ``auto`` guesses the unit by magnitude."""
     expr = pl.col(source) if isinstance(source, str) else source
-    as_text = expr.cast(pl.String).str.strip_chars()
-    seconds = as_text.cast(pl.Float64, strict=False)
+    raw = expr.cast(pl.String)
+    seconds = _parse_float(raw)
     if unit == "auto":
+        magnitude = seconds.abs()
         micros = (
-            pl.when(seconds.abs() > 1e14)
+            pl.when(magnitude > 1e17)
+            .then(seconds / 1e3)
+            .when(magnitude > 1e14)
             .then(seconds)
-            .when(seconds.abs() > 1e11)
+            .when(magnitude > 1e11)
             .then(seconds * 1e3)
             .otherwise(seconds * 1e6)
         )
     else:
-        factor = {"s": 1e6, "ms": 1e3, "us": 1.0}[unit]
+        factor = {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3}[unit]
         micros = seconds * factor
-    value = micros.round(0).cast(pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    invalid = as_text.is_not_null() & (as_text != "") & seconds.is_null()
-    return [value.alias(name), invalid.alias(INVALID_PREFIX + name)]
+    value = micros.round(0).cast(pl.Int64, strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    return [value.alias(name), _unparsed(raw, value).alias(INVALID_PREFIX + name)]
 
 
 def text_to_time(
@@ -186,8 +259,63 @@ def text_to_time(
         for fmt in (formats or [None])  # type: ignore[list-item]
     ]
     value = pl.coalesce(candidates).dt.replace_time_zone("UTC")
-    invalid = as_text.is_not_null() & (as_text != "") & value.is_null()
-    return [value.alias(name), invalid.alias(INVALID_PREFIX + name)]
+    return [value.alias(name), _unparsed(as_text, value).alias(INVALID_PREFIX + name)]
+
+
+def any_to_time(
+    source: str | pl.Expr,
+    source_dtype: pl.DataType,
+    formats: Sequence[str] | None = None,
+    *,
+    name: str = "time",
+) -> list[pl.Expr]:
+    """A time column of any dtype to UTC time, for sources whose time encoding is not fixed.
+
+    Datetimes are converted to UTC (naive ones are taken as UTC), dates become midnight, numbers
+    are epoch values (unit guessed), and text is tried as epoch numbers and then as ``formats``
+    (ISO-8601 and the common variants of :data:`TEXT_TIME_FORMATS` when none are given).
+    """
+    expr = pl.col(source) if isinstance(source, str) else source
+    if isinstance(source_dtype, pl.Datetime):
+        if source_dtype.time_zone is None:
+            value = expr.dt.replace_time_zone("UTC")
+        else:
+            value = expr.dt.convert_time_zone("UTC")
+        return [value.dt.cast_time_unit("us").alias(name)]
+    if source_dtype == pl.Date:
+        return [expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)]
+    if source_dtype.is_numeric():
+        return epoch_to_time(expr, name=name)
+    return flexible_time(expr, list(formats or TEXT_TIME_FORMATS), name=name)
+
+
+def convert(
+    target: str,
+    source: str,
+    source_dtype: pl.DataType,
+    *,
+    time_formats: Sequence[str] | None = None,
+) -> list[pl.Expr]:
+    """Expressions turning one source column into canonical column ``target``, by its dtype.
+
+    The one conversion for sources that do not fix their encodings (a user mapping, a Parquet
+    file): times via :func:`any_to_time`, protocols by number or name, labels normalised (the raw
+    text is not added here), text stripped, numbers parsed with a marker for bad values.
+    """
+    expr = pl.col(source)
+    if target == "time":
+        return any_to_time(expr, source_dtype, time_formats, name=target)
+    if target == "proto":
+        if source_dtype.is_numeric():
+            expr = expr.cast(pl.Int64, strict=False)
+        return [proto_name_expr(expr).alias(target)]
+    if target == "label":
+        return [label_expr(expr).alias(target)]
+    dtype = CANONICAL[target]
+    if dtype == pl.String:
+        value = text(expr, target)
+        return [value.str.to_lowercase().alias(target) if target == "app" else value]
+    return numeric(expr, dtype, target, source_dtype=source_dtype)
 
 
 def text(source: str | pl.Expr, name: str) -> pl.Expr:
@@ -222,6 +350,9 @@ def build(
     for column, dtype in schema.items():
         if column in consumed_set:
             continue
+        if column == SOURCE_ROW:
+            exprs.append(pl.col(column))
+            continue
         target = snake_case(column)
         if target in produced or target.startswith("__"):
             continue
@@ -244,28 +375,35 @@ def build(
     ]
     if "time" in names:
         casts.append(pl.col("time").cast(TIME_DTYPE))
-    visible = [n for n in names if not n.startswith(INVALID_PREFIX)]
-    hidden = [n for n in names if n.startswith(INVALID_PREFIX)]
+    visible = [n for n in names if not n.startswith(INVALID_PREFIX) and n != SOURCE_ROW]
+    hidden = [n for n in names if n.startswith(INVALID_PREFIX) or n == SOURCE_ROW]
     return out.with_columns(casts).select(canonical_order(visible) + hidden)
 
 
 def check_invalid(frame: pl.DataFrame, path: str | Path | None, *, row_offset: int = 0) -> pl.DataFrame:
-    """Raise :class:`SchemaError` for the first value that failed to parse; drop the marker columns."""
+    """Raise :class:`SchemaError` for the first value that failed to parse; drop the marker columns.
+
+    Rows are numbered from 1, by their position in the file when the reader kept a
+    :data:`SOURCE_ROW` column, else by their position in ``frame``.
+    """
     markers = [c for c in frame.columns if c.startswith(INVALID_PREFIX)]
+    hidden = [*markers, SOURCE_ROW] if SOURCE_ROW in frame.columns else markers
     if not markers:
-        return frame
+        return frame.drop(hidden)
     firsts = frame.select([pl.col(m).fill_null(False).arg_true().first().alias(m) for m in markers]).row(0)
     bad = [(first, marker) for first, marker in zip(firsts, markers, strict=True) if first is not None]
     if bad:
         first, marker = min(bad)
         column = marker.removeprefix(INVALID_PREFIX)
+        if SOURCE_ROW in frame.columns and frame[SOURCE_ROW][first] is not None:
+            first = int(frame[SOURCE_ROW][first])
         raise SchemaError(
             "value could not be parsed as the column's type",
             path=path,
             column=column,
             row=row_offset + first + 1,
         )
-    return frame.drop(markers)
+    return frame.drop(hidden)
 
 
 def require_columns(names: Iterable[str], required: Iterable[str], path: str | Path, fmt: str) -> None:
@@ -309,3 +447,123 @@ def check_last_row(path: str | Path, *, rows: int | None, separator: str = ",") 
     got = len(next(csv.reader([lines[-1]], delimiter=separator)))
     if got < expected:
         raise SchemaError(f"last row has {got} of {expected} fields (file truncated?)", path=path, row=rows)
+
+
+def flexible_time(
+    source: str | pl.Expr,
+    formats: Sequence[str] = (),
+    *,
+    unit: str = "auto",
+    timezone: str | None = None,
+    name: str = "time",
+) -> list[pl.Expr]:
+    """Timestamps written either as epoch numbers or as text in one of ``formats``, as UTC time.
+
+    Flow exporters mix both (Zeek JSON writes epoch floats or ISO text; nfdump writes local text or
+    raw epoch). ``timezone`` (an IANA name) says where text times without an offset were written;
+    ``None`` reads them as UTC. Epoch numbers are UTC by definition.
+    """
+    if timezone is not None:
+        _check_timezone(timezone)
+    expr = pl.col(source) if isinstance(source, str) else source
+    as_text = expr.cast(pl.String).str.strip_chars()
+    epoch, _ = epoch_to_time(as_text, unit=unit, name=name)
+    value = epoch
+    if formats:
+        written, _ = text_to_time(as_text, formats, name=name)
+        if timezone:
+            written = (
+                written.dt.replace_time_zone(None)
+                .dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+                .dt.convert_time_zone("UTC")
+            )
+        value = pl.coalesce(epoch, written)
+    return [value.alias(name), _unparsed(as_text, value).alias(INVALID_PREFIX + name)]
+
+
+def _check_timezone(timezone: object) -> None:
+    """Raise :class:`ConfigError` unless ``timezone`` is an IANA zone name this system knows."""
+    import zoneinfo
+
+    if not isinstance(timezone, str):
+        raise ConfigError(f"timezone must be an IANA zone name such as 'Europe/Prague', not {timezone!r}")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+        raise ConfigError(
+            f"unknown time zone {timezone!r} (use an IANA name such as 'Europe/Prague')"
+        ) from error
+
+
+def column_kinds(lines: Sequence[str], separator: str = ",", *, sample: int = 500) -> dict[str, str]:
+    """What each column of a delimited head holds: ``int``, ``float`` or ``text``.
+
+    ``lines`` starts with the header; the first ``sample`` rows are looked at. A column is ``text``
+    when more than half of its non-empty values are not numbers (decimal or ``0x`` hexadecimal), so a
+    numeric column with a stray bad value stays numeric and the bad value is reported by validation;
+    it is ``int`` when every number in it is written without a fraction or exponent.
+    """
+    import csv
+
+    rows = list(csv.reader(lines[: sample + 1], delimiter=separator))
+    if not rows:
+        return {}
+    header = [name.strip().lstrip("\ufeff") for name in rows[0]]
+    numbers = [0] * len(header)
+    others = [0] * len(header)
+    fractional = [False] * len(header)
+    for row in rows[1:]:
+        for index, value in enumerate(row[: len(header)]):
+            value = value.strip()
+            if value in ("", "-", "(empty)"):
+                continue
+            if _is_number(value):
+                numbers[index] += 1
+                fractional[index] |= not _is_integer(value)
+            else:
+                others[index] += 1
+    kinds = {}
+    for index, name in enumerate(header):
+        if others[index] > numbers[index]:
+            kinds[name] = "text"
+        else:
+            kinds[name] = "float" if fractional[index] else "int"
+    return kinds
+
+
+def text_columns(lines: Sequence[str], separator: str = ",", *, sample: int = 500) -> set[str]:
+    """Names of the columns whose sampled values are mostly not numbers (see :func:`column_kinds`)."""
+    return {name for name, kind in column_kinds(lines, separator, sample=sample).items() if kind == "text"}
+
+
+def _is_number(value: str) -> bool:
+    lowered = value.lower()
+    try:
+        if lowered.startswith("0x"):
+            int(lowered, 16)
+        else:
+            float(lowered)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_integer(value: str) -> bool:
+    lowered = value.lower()
+    if lowered.startswith("0x"):
+        return True
+    try:
+        int(lowered)
+    except ValueError:
+        return False
+    return True
+
+
+def named_after(parts: list[pl.Expr], column: str) -> list[pl.Expr]:
+    """Make the parse-failure marker of :func:`numeric` (or a time parser) name the source column.
+
+    A reader that renames a column (``IN_BYTES`` -> ``out_bytes``) reports a bad value under the
+    name a person finds in the file.
+    """
+    value, *markers = parts
+    return [value, *(marker.alias(INVALID_PREFIX + column) for marker in markers)]

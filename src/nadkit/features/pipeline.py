@@ -1,0 +1,560 @@
+"""The feature pipeline: canonical flow table in, a fixed, scaled Float32 feature matrix out.
+
+Steps, in order:
+
+1. traffic counters (:mod:`nadkit.features.counters`) when the source has no ``cnt_*`` columns but has
+   what they need, and segment features (:mod:`nadkit.features.segments`) when it has time and
+   addresses;
+2. the per-flow feature groups, in a fixed order (:func:`build_groups`); a group whose columns the
+   source lacks is skipped with a logged note;
+3. robust scaling learned at fit: each feature is centred on its training median, divided by its
+   inter-quartile range (with fallbacks, :func:`fit_scaling`) and clipped to ``+-max_scaled`` (so
+   ``inf`` becomes a bound); Boolean indicators become 0/1 unscaled; ``NaN`` and missing values
+   become 0 after scaling.
+
+Everything learned (vocabularies, columns seen, scaling) is JSON, saved and loaded without pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from nadkit.errors import BundleError, ConfigError, SchemaError
+from nadkit.features import counters as counters_module
+from nadkit.features import segments as segments_module
+from nadkit.features.address import AddressGroup
+from nadkit.features.base import FeatureGroup, output_name, root_columns
+from nadkit.features.counters import COUNTER_COLUMNS, CounterConfig
+from nadkit.features.flow import (
+    SEGMENT_PREFIX,
+    CategoryGroup,
+    LogGroup,
+    RatioGroup,
+    RawNumericGroup,
+    SegmentGroup,
+    ZeroFlagGroup,
+)
+from nadkit.features.port import PortGroup
+from nadkit.features.segments import SegmentConfig
+from nadkit.fileio import atomic_path
+
+log = logging.getLogger(__name__)
+
+FORMAT = "nadkit.feature_pipeline"
+FORMAT_VERSION = 1
+
+#: Every group name, in the order the groups run and their features appear.
+GROUP_NAMES = ("categories", "zero_flags", "logs", "ratios", "raw", "address", "port", "segments")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """What the feature pipeline computes, and how it scales.
+
+    ``groups``: the feature groups to run (subset of :data:`GROUP_NAMES`; they always run in that
+    order). ``categorical``: text columns to one-hot encode. ``vocabulary_min_share`` /
+    ``vocabulary_min_count`` / ``vocabulary_max_values``: how frequent a value must be to get its own
+    one-hot column (else ``others``). ``exclude``: numeric columns never to pass through as features
+    (row ids and NSL-KDD's difficulty level describe the dataset, not the flow). ``compute_counters``:
+    compute the ``cnt_*`` traffic counters when the source lacks them (needs time, src, dst, proto,
+    dpt). ``counters`` / ``segments``: their window settings. ``max_scaled``: scaled values are
+    clipped to ``[-max_scaled, max_scaled]``. ``clip_quantiles``: the training values between these
+    quantiles always scale within those bounds, however heavy the tails (see :func:`fit_scaling`).
+    ``scaling_sample_rows``: the scaling statistics are estimated on a fixed random sample of this
+    many rows of a larger training table (None: all rows), which bounds the memory of a fit.
+    """
+
+    groups: tuple[str, ...] = GROUP_NAMES
+    categorical: tuple[str, ...] = ("proto", "app")
+    vocabulary_min_share: float = 0.0005
+    vocabulary_min_count: int = 5
+    vocabulary_max_values: int = 64
+    exclude: tuple[str, ...] = ("id", "difficulty")
+    compute_counters: bool = True
+    counters: CounterConfig = field(default_factory=CounterConfig)
+    segments: SegmentConfig = field(default_factory=SegmentConfig)
+    clip_quantiles: tuple[float, float] = (0.001, 0.999)
+    max_scaled: float = 100.0
+    scaling_sample_rows: int | None = 1_000_000
+
+    def __post_init__(self) -> None:
+        unknown = [g for g in self.groups if g not in GROUP_NAMES]
+        if unknown:
+            raise ConfigError(f"unknown feature group {unknown[0]!r} (known: {', '.join(GROUP_NAMES)})")
+        low, high = self.clip_quantiles
+        if not 0.0 <= low < 0.25 or not 0.75 < high <= 1.0:
+            raise ConfigError(f"clip_quantiles must be within [0, 0.25) and (0.75, 1], got {low}, {high}")
+        if not self.max_scaled > 0:
+            raise ConfigError("max_scaled must be positive")
+        if self.scaling_sample_rows is not None and self.scaling_sample_rows < 1:
+            raise ConfigError("scaling_sample_rows must be at least 1 (or null for all rows)")
+        if not 0.0 <= self.vocabulary_min_share < 1.0:
+            raise ConfigError("vocabulary_min_share must be in [0, 1)")
+        if self.vocabulary_min_count < 1 or self.vocabulary_max_values < 1:
+            raise ConfigError("vocabulary_min_count and vocabulary_max_values must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (nested settings as dicts, tuples as lists)."""
+        out: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                value = dataclasses.asdict(value)
+            out[item.name] = _jsonable(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureConfig:
+        """Build from a dict (as written by :meth:`to_dict`, or read from YAML/TOML/JSON)."""
+        known = {item.name for item in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown feature setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "counters":
+                values[key] = _nested(CounterConfig, value, key)
+            elif key == "segments":
+                values[key] = _nested(SegmentConfig, value, key)
+            elif isinstance(value, list):
+                values[key] = tuple(value)
+            else:
+                values[key] = value
+        try:
+            return cls(**values)
+        except TypeError as error:
+            raise ConfigError(f"invalid feature settings: {error}") from error
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> FeatureConfig:
+        """Read the settings from a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read feature settings ({error.strerror})") from error
+        suffix = path.suffix.lower()
+        try:
+            if suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text) or {}
+            elif suffix == ".toml":
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        except Exception as error:
+            raise ConfigError(f"{path}: not valid {suffix.lstrip('.') or 'JSON'} ({error})") from error
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: feature settings must be a mapping")
+        return cls.from_dict(data)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _nested(kind: type, value: Any, key: str) -> Any:
+    if isinstance(value, kind):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"feature setting {key!r} must be a mapping")
+    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+    try:
+        return kind(**converted)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid {key} settings: {error}") from error
+
+
+def build_groups(config: FeatureConfig) -> list[FeatureGroup]:
+    """The feature groups ``config`` asks for, in their fixed order."""
+    factories: dict[str, Callable[[], FeatureGroup]] = {
+        "categories": lambda: CategoryGroup(
+            config.categorical,
+            min_share=config.vocabulary_min_share,
+            min_count=config.vocabulary_min_count,
+            max_values=config.vocabulary_max_values,
+        ),
+        "zero_flags": ZeroFlagGroup,
+        "logs": LogGroup,
+        "ratios": RatioGroup,
+        "raw": lambda: RawNumericGroup(exclude=config.exclude, categorical=config.categorical),
+        "address": AddressGroup,
+        "port": PortGroup,
+        "segments": SegmentGroup,
+    }
+    return [factories[name]() for name in GROUP_NAMES if name in config.groups]
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """How one feature is scaled: ``(clip(x, lower, upper) - center) / scale``; an ``indicator``
+    (a Boolean feature) is only turned into 0/1."""
+
+    center: float
+    scale: float
+    lower: float
+    upper: float
+    indicator: bool = False
+
+    def expression(self, expr: pl.Expr) -> pl.Expr:
+        """``expr`` scaled, as Float32; NaN and null become 0."""
+        if self.indicator:
+            return expr.fill_null(False).cast(pl.Float32)
+        clipped = expr.cast(pl.Float64).clip(self.lower, self.upper)
+        return ((clipped - self.center) / self.scale).fill_nan(0.0).fill_null(0.0).cast(pl.Float32)
+
+
+#: The scaling of every Boolean feature.
+INDICATOR = Scaling(center=0.0, scale=1.0, lower=0.0, upper=1.0, indicator=True)
+
+
+def fit_scaling(values: np.ndarray, quantiles: tuple[float, float], max_scaled: float = 100.0) -> Scaling:
+    """Robust scaling of one feature from its training values (non-finite values ignored).
+
+    Centre: the median (0 for a 0/1 feature, which keeps its values). Scale: the inter-quartile
+    range; where that is 0 (most values equal), the range between the ``quantiles``, else the full
+    range, else 1; and at least ``1 / max_scaled`` of the range between the ``quantiles``, so the
+    central training values always scale into ``[-max_scaled, max_scaled]``. Bounds: the values that
+    scale to ``-max_scaled`` and ``max_scaled``. Values beyond the training range, later ones
+    included, stay visible up to those bounds (an anomaly is not clipped to the most extreme normal
+    value) and ``inf`` becomes a bound.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return Scaling(0.0, 1.0, -max_scaled, max_scaled)
+    if np.all((finite == 0.0) | (finite == 1.0)):
+        return Scaling(0.0, 1.0, -max_scaled, max_scaled)
+    low, q25, median, q75, high = (
+        float(q) for q in np.quantile(finite, [quantiles[0], 0.25, 0.5, 0.75, quantiles[1]])
+    )
+    central = high - low
+    spread = q75 - q25
+    if not spread > 0:
+        spread = central if central > 0 else float(finite.max() - finite.min())
+    scale = max(spread, central / max_scaled)
+    if not scale > 0:
+        scale = 1.0
+    return Scaling(median, scale, median - max_scaled * scale, median + max_scaled * scale)
+
+
+class FeaturePipeline:
+    """Fit on a training table, then turn any table of the same source into the same features.
+
+    Learned attributes (set by :meth:`fit` or :meth:`from_dict`): ``feature_names_`` (the fixed
+    column order), ``raw_columns_`` (feature -> columns of :meth:`augment`'s output it is computed
+    from), ``derived_columns_`` (computed counter/segment column -> input columns),
+    ``input_columns_`` (columns a table must have), ``group_states_``, ``skipped_groups_`` (group ->
+    missing columns), ``scaling_``, ``counters_computed_``, ``segments_computed_``.
+    """
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        self.config = config if config is not None else FeatureConfig()
+
+    # -- fitting ---------------------------------------------------------------------------------
+
+    def fit(self, frame: pl.DataFrame | pl.LazyFrame) -> FeaturePipeline:
+        """Learn vocabularies, the features the source allows, and their scaling."""
+        frame = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        if frame.height == 0:
+            raise SchemaError("cannot fit features on an empty table")
+        columns = frame.columns
+        self.counters_computed_ = self._plan_counters(columns)
+        self.segments_computed_ = self._plan_segments(columns)
+        augmented = self._augment(frame)
+        self.group_states_: dict[str, dict[str, Any]] = {}
+        self.skipped_groups_: dict[str, list[str]] = {}
+        for group in build_groups(self.config):
+            missing = group.missing(augmented.columns)
+            if missing:
+                log.info("feature group %s skipped: the data has no %s", group.name, ", ".join(missing))
+                self.skipped_groups_[group.name] = missing
+                continue
+            absent = [c for c in group.optional if c not in augmented.columns]
+            if absent:
+                log.info("feature group %s: without %s", group.name, ", ".join(absent))
+            state = json.loads(json.dumps(group.fit(augmented)))
+            self.group_states_[group.name] = state
+            if not group.expressions(state):
+                log.info("feature group %s: no features (none of its columns are present)", group.name)
+        stages, features = self._expressions()
+        if not features:
+            raise SchemaError("no features can be computed from this table's columns")
+        names = [output_name(e) for e in features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"two features share the name {duplicates[0]!r} (rename the source column)")
+        self.feature_names_ = names
+        self._set_columns(stages, features)
+        sample = augmented
+        rows = self.config.scaling_sample_rows
+        if rows is not None and augmented.height > rows:
+            sample = augmented.sample(n=rows, seed=0)
+        raw = self._run(sample.lazy(), stages, features).collect()
+        low, high = self.config.clip_quantiles
+        self.scaling_ = {
+            name: INDICATOR
+            if raw.schema[name] == pl.Boolean
+            else fit_scaling(raw[name].cast(pl.Float64).to_numpy(), (low, high), self.config.max_scaled)
+            for name in names
+        }
+        log.info("feature pipeline fitted: %d features from %d rows", len(names), frame.height)
+        return self
+
+    def _plan_counters(self, columns: list[str]) -> bool:
+        if not self.config.compute_counters or any(c in columns for c in COUNTER_COLUMNS):
+            return False
+        if not {"zero_flags", "logs", "ratios", "raw"} & set(self.config.groups):
+            return False
+        missing = [c for c in counters_module.REQUIRED if c not in columns]
+        if missing:
+            log.info("traffic counters not computed: the data has no %s", ", ".join(missing))
+            return False
+        log.info("traffic counters computed from the flows (the source has no cnt_* columns)")
+        return True
+
+    def _plan_segments(self, columns: list[str]) -> bool:
+        if "segments" not in self.config.groups:
+            return False
+        missing = [c for c in self.config.segments.needs() if c not in columns]
+        if missing:
+            log.info("segment features not computed: the data has no %s", ", ".join(missing))
+            return False
+        return True
+
+    def _augment(self, frame: pl.DataFrame) -> pl.DataFrame:
+        if self.counters_computed_:
+            frame = counters_module.add_traffic_counters(frame, self.config.counters)
+        if self.segments_computed_:
+            segment_columns = segments_module.segment_features(frame, self.config.segments)
+            stale = [c for c in frame.columns if c.startswith(SEGMENT_PREFIX)]
+            frame = frame.drop(stale).hstack(segment_columns)
+        return frame
+
+    def augment(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+        """``frame`` with the counter and segment columns the fitted pipeline computes: the table whose
+        columns ``raw_columns_`` names (an explanation shows raw values from it)."""
+        self._check_fitted()
+        frame = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        self._check_columns(frame.columns)
+        return self._augment(frame)
+
+    def _expressions(self) -> tuple[list[list[pl.Expr]], list[pl.Expr]]:
+        """Helper stages (all groups merged stage by stage) and feature expressions, unscaled."""
+        stages: list[list[pl.Expr]] = []
+        features: list[pl.Expr] = []
+        for group in build_groups(self.config):
+            state = self.group_states_.get(group.name)
+            if state is None:
+                continue
+            for i, stage in enumerate(group.helpers(state)):
+                if i == len(stages):
+                    stages.append([])
+                stages[i].extend(stage)
+            features.extend(group.expressions(state))
+        return stages, features
+
+    @staticmethod
+    def _run(lazy: pl.LazyFrame, stages: list[list[pl.Expr]], features: Iterable[pl.Expr]) -> pl.LazyFrame:
+        for stage in stages:
+            lazy = lazy.with_columns(stage)
+        return lazy.select(list(features))
+
+    def _set_columns(self, stages: list[list[pl.Expr]], features: list[pl.Expr]) -> None:
+        """Work out the raw columns of each feature and the input columns the pipeline needs."""
+        helper_roots: dict[str, list[str]] = {}
+        for stage in stages:
+            for expr in stage:
+                helper_roots[output_name(expr)] = self._resolve(root_columns(expr), helper_roots)
+        self.raw_columns_ = {output_name(e): self._resolve(root_columns(e), helper_roots) for e in features}
+        derived: dict[str, list[str]] = {}
+        if self.counters_computed_:
+            derived.update({c: list(counters_module.REQUIRED) for c in COUNTER_COLUMNS})
+        if self.segments_computed_:
+            needs = list(self.config.segments.needs())
+            for name in self.raw_columns_:
+                if name.startswith(SEGMENT_PREFIX):
+                    own = segments_module.UNIQUE_OF.get(name)
+                    derived[name] = needs + ([own] if own and own not in needs else [])
+        used = {c for cols in self.raw_columns_.values() for c in cols}
+        self.derived_columns_ = {k: v for k, v in derived.items() if k in used}
+        inputs: list[str] = []
+        for column in sorted(used):
+            inputs.extend(self.derived_columns_.get(column, [column]))
+        self.input_columns_ = sorted(set(inputs))
+
+    @staticmethod
+    def _resolve(columns: list[str], helper_roots: Mapping[str, list[str]]) -> list[str]:
+        out: list[str] = []
+        for column in columns:
+            for root in helper_roots.get(column, [column]):
+                if root not in out:
+                    out.append(root)
+        return out
+
+    # -- transforming ----------------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "feature_names_"):
+            raise ConfigError("the feature pipeline is not fitted yet (call fit or load first)")
+
+    def _check_columns(self, columns: Iterable[str]) -> None:
+        have = set(columns)
+        for column in self.input_columns_:
+            if column not in have:
+                users = [n for n, cols in self.raw_columns_.items() if column in cols]
+                users += [n for n, cols in self.derived_columns_.items() if column in cols]
+                example = f" (needed for {users[0]})" if users else ""
+                raise SchemaError(
+                    f"column is missing; the fitted feature pipeline needs it{example}", column=column
+                )
+
+    def expressions(self) -> list[pl.Expr]:
+        """The scaled feature expressions, in ``feature_names_`` order (they read the helper columns
+        :meth:`transform_lazy` adds first)."""
+        self._check_fitted()
+        _, features = self._expressions()
+        return [self.scaling_[output_name(e)].expression(e).alias(output_name(e)) for e in features]
+
+    def transform_lazy(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+        """The features as a lazy query. A ``LazyFrame`` stays lazy unless counters or segments must
+        be computed, which need the collected table."""
+        self._check_fitted()
+        lazy = frame.lazy() if isinstance(frame, pl.DataFrame) else frame
+        self._check_columns(lazy.collect_schema().names())
+        if self.counters_computed_ or self.segments_computed_:
+            # counters and segments need the collected table: only the columns the features use
+            lazy = self._augment(lazy.select(self.input_columns_).collect()).lazy()
+        stages, _ = self._expressions()
+        out = self._run(lazy, stages, self.expressions())
+        return out
+
+    def transform(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+        """The scaled Float32 features of ``frame``, columns in ``feature_names_`` order."""
+        out = self.transform_lazy(frame).collect()
+        if out.columns != self.feature_names_:  # pragma: no cover - guarded by construction
+            raise ConfigError("feature columns differ from the fitted ones")
+        return out
+
+    def transform_numpy(self, frame: pl.DataFrame | pl.LazyFrame) -> np.ndarray:
+        """The features as a C-ordered ``float32`` array of shape (rows, features)."""
+        out = self.transform(frame)
+        if out.height == 0:
+            return np.zeros((0, len(self.feature_names_)), dtype=np.float32)
+        # column-major export then one copy is several times faster than a row-major export
+        return np.ascontiguousarray(out.to_numpy(), dtype=np.float32)
+
+    def fit_transform(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+        """:meth:`fit`, then :meth:`transform` of the same table."""
+        frame = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        return self.fit(frame).transform(frame)
+
+    # -- saving ----------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything needed to transform again, as JSON-ready data."""
+        self._check_fitted()
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "counters_computed": self.counters_computed_,
+            "segments_computed": self.segments_computed_,
+            "groups": self.group_states_,
+            "skipped_groups": self.skipped_groups_,
+            "features": [
+                {
+                    "name": name,
+                    "raw_columns": self.raw_columns_[name],
+                    **dataclasses.asdict(self.scaling_[name]),
+                }
+                for name in self.feature_names_
+            ],
+            "derived_columns": self.derived_columns_,
+            "input_columns": self.input_columns_,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeaturePipeline:
+        """Rebuild a fitted pipeline from :meth:`to_dict`'s output; :class:`BundleError` when it does not
+        match what this version of nadkit computes."""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise BundleError("not a saved nadkit feature pipeline")
+        if data.get("version") != FORMAT_VERSION:
+            raise BundleError(f"feature pipeline format version {data.get('version')} is not supported")
+        try:
+            pipeline = cls(FeatureConfig.from_dict(data["config"]))
+            pipeline.counters_computed_ = bool(data["counters_computed"])
+            pipeline.segments_computed_ = bool(data["segments_computed"])
+            pipeline.group_states_ = {k: dict(v) for k, v in data["groups"].items()}
+            pipeline.skipped_groups_ = {k: list(v) for k, v in data["skipped_groups"].items()}
+            features = data["features"]
+            names = [f["name"] for f in features]
+            pipeline.scaling_ = {
+                f["name"]: Scaling(
+                    float(f["center"]),
+                    float(f["scale"]),
+                    float(f["lower"]),
+                    float(f["upper"]),
+                    bool(f.get("indicator", False)),
+                )
+                for f in features
+            }
+            stages, exprs = pipeline._expressions()
+        except (KeyError, TypeError, ValueError, ConfigError) as error:
+            raise BundleError(f"saved feature pipeline is corrupt ({error})") from error
+        rebuilt = [output_name(e) for e in exprs]
+        if rebuilt != names:
+            raise BundleError("saved feature pipeline does not match the features this nadkit computes")
+        pipeline.feature_names_ = names
+        pipeline._set_columns(stages, exprs)
+        return pipeline
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the fitted pipeline as JSON (atomically: a temporary file renamed into place)."""
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
+        with atomic_path(path, overwrite=overwrite) as temporary:
+            temporary.write_text(text, encoding="utf-8")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeaturePipeline:
+        """Read a pipeline written by :meth:`save`."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise BundleError(f"{path}: cannot read the feature pipeline ({error.strerror})") from error
+        except json.JSONDecodeError as error:
+            raise BundleError(f"{path}: feature pipeline is not valid JSON ({error})") from error
+        return cls.from_dict(data)
+
+    def __repr__(self) -> str:
+        fitted = f", {len(self.feature_names_)} features" if hasattr(self, "feature_names_") else ""
+        return f"FeaturePipeline({self.config!r}{fitted})"
+
+
+__all__ = [
+    "FORMAT",
+    "GROUP_NAMES",
+    "INDICATOR",
+    "FeatureConfig",
+    "FeaturePipeline",
+    "Scaling",
+    "build_groups",
+    "fit_scaling",
+]

@@ -1,0 +1,58 @@
+"""Every file of the shared real-data folder is read by `nadkit inspect`, with the expected format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import data_dir
+from tests.e2e.test_cli_inputs import nadkit
+
+EXPECTED_FORMAT = {
+    "unsw_nb15": "unsw",
+    "nsl_kdd": "kdd",
+    "cicids2017": "cic",
+    "pcaps": "pcap",
+}
+
+
+def _shared_files() -> list[Path]:
+    root = data_dir()
+    if not root.is_dir():
+        return []
+    return sorted(
+        p for p in root.rglob("*") if p.is_file() and p.name not in {"README.md", "SHA256SUMS"}
+    )
+
+
+@pytest.mark.parametrize("path", _shared_files(), ids=lambda p: str(p.relative_to(data_dir())))
+def test_inspect_reads_shared_file(path: Path) -> None:
+    from nadkit.inspection import inspect_path
+
+    summary = inspect_path(path)
+    top = path.relative_to(data_dir()).parts[0]
+    assert summary.format == EXPECTED_FORMAT[top]
+    assert summary.rows > 0
+    if summary.format == "pcap":
+        assert summary.missing_identifying == []
+        assert summary.time_start is not None
+
+
+def test_shared_folder_present_or_skip() -> None:
+    if not data_dir().is_dir():
+        pytest.skip(f"real datasets not found at {data_dir()} (set NADKIT_DATA_DIR)")
+    assert _shared_files(), f"{data_dir()} holds no data files"
+
+
+def test_cli_inspects_pcap_directory() -> None:
+    folder = data_dir() / "pcaps" / "attack"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found (set NADKIT_DATA_DIR)")
+    result = nadkit("inspect", folder, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["format"] == "pcap"
+    assert summary["files"] == len(list(folder.glob("*.pcap*")))
+    assert summary["rows"] > 1000

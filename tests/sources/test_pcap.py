@@ -1,0 +1,229 @@
+"""Packet captures through nfstream: hand-built captures with known flows, the shared real captures, and
+broken files (text named .pcap, truncated, corrupt, empty)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from nadkit.errors import ConfigError, FormatError
+from nadkit.sources import detect_format, load_flows, pcap, read_flows
+from nadkit.sources.pcap import check_capture
+from tests.conftest import shared_file
+
+BASE_TIME_S = 1_700_000_000  # 2023-11-14 22:13:20 UTC
+
+
+def _checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _udp_frame(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """An Ethernet + IPv4 + UDP frame."""
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    addresses = bytes(int(part) for part in src.split(".")) + bytes(int(part) for part in dst.split("."))
+    header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0) + addresses
+    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    ethernet = bytes.fromhex("0200000000020200000000010800")
+    return ethernet + header + udp
+
+
+# one UDP conversation (2 requests, 1 answer) and one unanswered packet to another host
+PACKETS: list[tuple[float, bytes]] = [
+    (BASE_TIME_S + 0.250, _udp_frame("10.0.0.1", "10.0.0.2", 40000, 5000, b"x" * 10)),
+    (BASE_TIME_S + 0.500, _udp_frame("10.0.0.2", "10.0.0.1", 5000, 40000, b"y" * 100)),
+    (BASE_TIME_S + 1.750, _udp_frame("10.0.0.1", "10.0.0.2", 40000, 5000, b"z" * 20)),
+    (BASE_TIME_S + 2.000, _udp_frame("10.0.0.1", "10.0.0.3", 40001, 6000, b"")),
+]
+FRAME_BYTES = [len(frame) for _, frame in PACKETS]  # 14 + 20 + 8 + payload
+
+
+def _pcap(packets: list[tuple[float, bytes]]) -> bytes:
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for stamp, frame in packets:
+        seconds, micros = int(stamp), round((stamp - int(stamp)) * 1e6)
+        out += struct.pack("<IIII", seconds, micros, len(frame), len(frame)) + frame
+    return out
+
+
+def _block(kind: int, body: bytes) -> bytes:
+    body += b"\x00" * (-len(body) % 4)
+    return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+
+def _pcapng(packets: list[tuple[float, bytes]]) -> bytes:
+    section = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    interface = _block(1, struct.pack("<HHI", 1, 0, 65535))
+    out = section + interface
+    for stamp, frame in packets:
+        micros = round(stamp * 1e6)
+        header = struct.pack("<IIIII", 0, micros >> 32, micros & 0xFFFFFFFF, len(frame), len(frame))
+        out += _block(6, header + frame)
+    return out
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _check_known_flows(frame: pl.DataFrame) -> None:
+    assert frame.height == 2
+    assert frame.schema["time"] == pl.Datetime("us", "UTC")
+    first, second = frame.row(0, named=True), frame.row(1, named=True)
+    assert first["time"] == datetime(2023, 11, 14, 22, 13, 20, 250000, tzinfo=UTC)
+    assert (first["src"], first["spt"], first["dst"], first["dpt"], first["proto"]) == (
+        "10.0.0.1",
+        40000,
+        "10.0.0.2",
+        5000,
+        "udp",
+    )
+    assert first["duration"] == 1.5
+    assert (first["out_pkts"], first["in_pkts"]) == (2, 1)
+    assert (first["out_bytes"], first["in_bytes"]) == (FRAME_BYTES[0] + FRAME_BYTES[2], FRAME_BYTES[1])
+    assert (second["dst"], second["dpt"], second["out_pkts"], second["in_pkts"]) == ("10.0.0.3", 6000, 1, 0)
+    assert second["duration"] == 0.0
+    assert frame["ip_version"].to_list() == [4, 4]
+    assert frame["vlan_id"].to_list() == [0, 0]
+    for name, dtype in {
+        "spt": pl.Int64,
+        "out_bytes": pl.Int64,
+        "duration": pl.Float64,
+        "app": pl.String,
+    }.items():
+        assert frame.schema[name] == dtype, name
+    for dropped in ("id", "src_mac", "bidirectional_first_seen_ms", "requested_server_name", "src_ip"):
+        assert dropped not in frame.columns
+
+
+@pytest.mark.parametrize("layout", ["pcap", "pcapng"])
+def test_golden_hand_built_capture(tmp_path: Path, layout: str) -> None:
+    data = _pcap(PACKETS) if layout == "pcap" else _pcapng(PACKETS)
+    path = _write(tmp_path / f"two-flows.{layout}", data)
+    assert check_capture(path) == (layout, 4)
+    assert detect_format(path) == "pcap"
+    frame, fmt = load_flows(path)
+    assert fmt == "pcap"
+    _check_known_flows(frame)
+    assert "label" not in frame.columns
+
+
+def test_label_option_and_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "scan.pcap.gz"
+    path.write_bytes(gzip.compress(_pcap(PACKETS)))
+    assert detect_format(path) == "pcap"
+    lazy, _ = read_flows(path, label="PortScan")
+    assert isinstance(lazy, pl.LazyFrame)
+    frame = lazy.collect()
+    assert frame["label"].to_list() == ["PortScan", "PortScan"]
+    assert frame["label_original"].to_list() == ["PortScan", "PortScan"]
+    benign, _ = load_flows(path, label="Benign", n_dissections=0)
+    assert benign["label"].to_list() == ["normal", "normal"]
+    assert "app" not in benign.columns  # nDPI off: no application names
+
+
+def test_bad_options() -> None:
+    capture = Path("unused.pcap")
+    with pytest.raises(ConfigError, match="n_dissections"):
+        pcap.read(capture, n_dissections=300)
+    with pytest.raises(ConfigError, match="label"):
+        pcap.read(capture, label="  ")
+    with pytest.raises(ConfigError, match="max_flows"):
+        pcap.read(capture, max_flows=0)
+
+
+def test_text_file_named_pcap(tmp_path: Path) -> None:
+    path = _write(tmp_path / "capture.pcap", b"this is not a capture\n")
+    with pytest.raises(FormatError, match=str(path)):
+        load_flows(path)
+    with pytest.raises(FormatError, match="not a pcap"):
+        load_flows(path, format="pcap")
+
+
+@pytest.mark.parametrize("layout", ["pcap", "pcapng"])
+def test_truncated_capture(tmp_path: Path, layout: str) -> None:
+    data = _pcap(PACKETS) if layout == "pcap" else _pcapng(PACKETS)
+    path = _write(tmp_path / f"cut.{layout}", data[:-7])
+    with pytest.raises(FormatError, match="truncated") as caught:
+        load_flows(path)
+    assert str(path) in str(caught.value)
+    assert ("packet 4" in str(caught.value)) == (layout == "pcap")
+
+
+def test_truncated_file_header_and_corrupt_record(tmp_path: Path) -> None:
+    data = _pcap(PACKETS)
+    with pytest.raises(FormatError, match="file header"):
+        load_flows(_write(tmp_path / "tiny.pcap", data[:10]))
+    corrupt = bytearray(data)
+    struct.pack_into("<I", corrupt, 24 + 8, 10_000_000)  # first record claims 10 MB
+    with pytest.raises(FormatError, match="corrupt capture: packet 1"):
+        load_flows(_write(tmp_path / "corrupt.pcap", bytes(corrupt)))
+
+
+def test_empty_file_and_capture_without_packets(tmp_path: Path) -> None:
+    with pytest.raises(FormatError, match="empty"):
+        load_flows(_write(tmp_path / "empty.pcap", b""))
+    with pytest.raises(FormatError, match="empty"):
+        pcap.read(_write(tmp_path / "empty2.pcap", b""))
+    frame, _ = load_flows(_write(tmp_path / "header-only.pcap", _pcap([])))
+    assert frame.height == 0
+    assert frame.schema["time"] == pl.Datetime("us", "UTC")
+    assert {"src", "dst", "spt", "dpt", "proto", "out_bytes", "in_pkts"} <= set(frame.columns)
+
+
+def test_every_shared_capture(shared_data: Path) -> None:
+    captures = sorted((shared_data / "pcaps").rglob("*.pcap"))
+    if not captures:
+        pytest.skip(f"no captures under {shared_data / 'pcaps'}")
+    for capture in captures:
+        # quick settings (nDPI off, flows expiring after 1 s idle, at most 200 each); full reads with the
+        # defaults run in the golden tests below and for every file in tests/e2e/test_shared_data.py
+        frame, fmt = load_flows(capture, n_dissections=0, idle_timeout=1, max_flows=200)
+        assert fmt == "pcap", capture
+        assert 0 < frame.height <= 200, capture
+        identifying = frame.select("time", "src", "dst", "spt", "dpt", "proto")
+        assert identifying.null_count().row(0) == (0,) * 6, capture
+        assert frame["time"].min() > datetime(2005, 1, 1, tzinfo=UTC), capture
+        assert set(frame["proto"].unique()) <= {"tcp", "udp", "icmp", "ipv6-icmp", "igmp", "gre"}, capture
+        assert (frame["out_pkts"] + frame["in_pkts"] > 0).all(), capture
+
+
+def test_synscan_golden() -> None:
+    path = shared_file("pcaps/attack/synscan.pcap")
+    frame, _ = load_flows(path, label="synscan")
+    # verified with tshark: 1994 SYNs from 172.16.0.8 to 1000 distinct ports of 64.13.134.52, 17 answers
+    assert frame.height == 1994
+    assert frame["src"].unique().to_list() == ["172.16.0.8"]
+    assert frame["dst"].unique().to_list() == ["64.13.134.52"]
+    assert frame["dpt"].n_unique() == 1000
+    assert (frame["out_pkts"].sum(), frame["in_pkts"].sum()) == (1994, 17)
+    assert frame["proto"].unique().to_list() == ["tcp"]
+    first = frame.row(0, named=True)
+    assert first["time"] == datetime(2010, 7, 4, 20, 24, 16, 274000, tzinfo=UTC)
+    assert (first["spt"], first["dpt"], first["out_bytes"], first["app"]) == (36050, 443, 58, "tls")
+    assert frame["label"].unique().to_list() == ["synscan"]
+
+
+def test_masscan_and_ssh_golden() -> None:
+    masscan, _ = load_flows(shared_file("pcaps/attack/masscan_tcp_0_1000_20190821.pcap"), n_dissections=0)
+    # verified with tshark: 1001 SYNs, one to each port 0-1000
+    assert masscan.height == 1001
+    assert masscan["dpt"].n_unique() == 1001
+    assert (masscan["dpt"].min(), masscan["dpt"].max()) == (0, 1000)
+    ssh, _ = load_flows(shared_file("pcaps/benign/ssh.pcap"))
+    # one TCP connection with a pause longer than nfstream's 120 s idle timeout: two flows whose
+    # directions add up to tshark's per-host totals (159 packets / 15615 bytes out, 99 / 19931 in)
+    assert ssh.height == 2
+    assert ssh["app"].to_list() == ["ssh", "ssh"]
+    assert (ssh["out_pkts"].sum(), ssh["out_bytes"].sum()) == (159, 15615)
+    assert (ssh["in_pkts"].sum(), ssh["in_bytes"].sum()) == (99, 19931)
+    assert ssh["duration"].to_list() == [77.289, 4.965]
