@@ -17,7 +17,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(os.environ.get("NADKIT_BENCH_DIR", ROOT / "benchmarks" / "results"))
-console = Console()
+console = Console(width=160)
 
 
 def data_dir() -> Path:

@@ -123,6 +123,50 @@ def inspect(
 
 
 @app.command()
+def featurize(
+    source: Annotated[Path, typer.Argument(help="Flow file, directory or glob.")],
+    output: Annotated[Path, typer.Argument(help="Feature file to write (.parquet).")],
+    format: FormatOption = None,
+    mapping: MapOption = None,
+    config: Annotated[Path | None, typer.Option(help="Feature configuration (YAML, TOML or JSON).")] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(help="Apply this saved, fitted pipeline instead of fitting one on the input."),
+    ] = None,
+    keep: Annotated[
+        str, typer.Option(help="Input columns copied beside the features (comma-separated).")
+    ] = ",".join(("time", "src", "dst", "spt", "dpt", "proto", "app", "label")),
+    force: Annotated[bool, typer.Option("--force", help="Replace existing output files.")] = False,
+) -> None:
+    """Compute the feature matrix of a flow file and save it (with the fitted pipeline) as Parquet."""
+    from nadkit.features.featurize import featurize_file
+    from nadkit.features.pipeline import FeatureConfig
+
+    feature_config = FeatureConfig.from_file(config) if config else None
+    started = time.perf_counter()
+    with console.status("computing features"):
+        result = featurize_file(
+            source,
+            output,
+            format=format,
+            mapping=mapping,
+            config=feature_config,
+            pipeline_path=pipeline,
+            keep=[c.strip() for c in keep.split(",") if c.strip()],
+            overwrite=force,
+        )
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"wrote {result.rows:,} rows x {result.features} features to [bold]{result.output}[/bold] "
+        f"in {elapsed:.1f} s ({result.rows / max(elapsed, 1e-9):,.0f} flows/s)"
+    )
+    if result.pipeline:
+        console.print(f"fitted pipeline saved to [bold]{result.pipeline}[/bold]")
+    for group, missing in result.skipped_groups.items():
+        console.print(f"[yellow]skipped {group}: the data has no {', '.join(missing)}[/yellow]")
+
+
+@app.command()
 def simulate(
     out: Annotated[Path, typer.Argument(help="Output directory (one file per day).")],
     days: Annotated[int, typer.Option(min=1, max=60, help="Number of days.")] = 3,

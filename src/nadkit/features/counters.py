@@ -17,11 +17,27 @@ and only flows that came before it, so a live stream can compute the same values
 
 A time window covers ``(t - window, t]``. Default windows: 2 s (as KDD's time-based features),
 60 s (slow scans) and the last 100 connections (as KDD's host-based features).
+
+How this relates to KDD'99: KDD's ``count`` is the number of connections to the same host as the
+current one in the past two seconds and ``srv_count`` the number to the same service; its host-based
+``dst_host_count`` / ``dst_host_srv_count`` look at the past 100 connections instead of a time span.
+``cnt_dst`` / ``cnt_serv_dst`` (and their ``_conn`` forms) are those; the ``src`` forms count from the
+side of the initiator, which is what exposes sweeps (one source, many destinations). Two deliberate
+differences: a count includes the flow itself (so it is at least 1), and KDD's service is the
+application name, here it is the transport protocol with the destination port. Flows with a missing
+key value (null ``src`` ...) are counted together as one key of their own.
+
+All twelve are computed with one stable time sort, one integer sort per key and binary searches, so the
+cost grows as n log n; the four keys run in parallel threads (NumPy releases the GIL for these steps).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +57,11 @@ KEYS: dict[str, tuple[str, ...]] = {
 SUFFIXES = ("", "_slow", "_conn")
 COUNTER_COLUMNS = tuple(stem + suffix for suffix in SUFFIXES for stem in KEYS)
 
+#: packed sort keys are (key code << position bits) | position, which must stay within a signed int64
+_PACK_BITS = 62
+#: queries per block of the blocked binary search
+_SEARCH_BLOCK = 8192
+
 
 @dataclass(frozen=True)
 class CounterConfig:
@@ -57,30 +78,216 @@ class CounterConfig:
             raise ValueError("connections must be at least 1")
 
 
-def _group_order(frame: pl.DataFrame, keys: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Row order that makes each key tuple contiguous (rows of one key stay in row order), and the
-    dense key id of each row in that order. Keys are compared through a 64-bit hash; nulls are a value
-    of their own."""
-    ids = frame.select(pl.struct(list(keys)).hash(seed=7).rank("dense").cast(pl.Int64).alias("g"))
-    order = ids.with_row_index("row").select(pl.arg_sort_by(["g", "row"])).to_series().to_numpy()
-    groups = ids["g"].to_numpy()[order]
-    return order, groups
+def dense_codes(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Renumber non-negative integer codes to 0..k-1 keeping their order and equality; returns the
+    new codes and k."""
+    if codes.size == 0:
+        return codes.astype(np.int64, copy=False), 1
+    top = int(codes.max())
+    if top < 4 * codes.size + 1024:
+        present = np.zeros(top + 1, dtype=bool)
+        present[codes] = True
+        remap = np.cumsum(present, dtype=np.int64) - 1
+        return remap[codes], int(remap[-1]) + 1
+    uniques, inverse = np.unique(codes, return_inverse=True)
+    return inverse.astype(np.int64, copy=False).reshape(-1), len(uniques)
 
 
-def _counts(
-    order: np.ndarray, groups: np.ndarray, ranks: np.ndarray, lower_ranks: np.ndarray, span: int
-) -> np.ndarray:
-    """For each row i: #rows j <= i (in row order) with the same key and ranks[j] >= lower_ranks[i].
+def column_codes(series: pl.Series) -> tuple[np.ndarray, int]:
+    """Integer codes of a key column and an exclusive upper bound of the codes.
 
-    ``order``/``groups`` come from :func:`_group_order`; ``ranks`` must be non-decreasing in row order
-    and below ``span``.
+    Equal values get equal codes and null is a value of its own; codes need not be dense (only
+    their bit width matters to the packed sorts that use them). Integers keep their order, text is
+    coded through a categorical cast (much faster than sorting the text).
     """
-    base = groups * span
-    combined = base + ranks[order]
-    lower = np.searchsorted(combined, base + lower_ranks[order], side="left")
-    counts = np.empty(len(order), dtype=np.int64)
-    counts[order] = np.arange(len(order)) - lower + 1
-    return counts
+    if series.dtype.is_integer():
+        values = series.cast(pl.Int64)
+        low, high = values.min(), values.max()
+        if low is None:
+            return np.zeros(len(series), dtype=np.int64), 1
+        if int(high) - int(low) < 2**32:
+            width = int(high) - int(low) + 1
+            codes = (values - low).fill_null(width).to_numpy().astype(np.int64, copy=False)
+            return codes, width + 1
+        physical = values.rank("dense").fill_null(0)
+    else:
+        physical = series.cast(pl.String).cast(pl.Categorical).to_physical().cast(pl.Int64) + 1
+        physical = physical.fill_null(0)
+    codes = physical.to_numpy().astype(np.int64, copy=False)
+    return codes, int(codes.max()) + 1 if codes.size else 1
+
+
+def combined_codes(parts: Sequence[tuple[np.ndarray, int]], budget_bits: int = 62) -> tuple[np.ndarray, int]:
+    """One integer code per row for a tuple of coded columns (``column_codes`` results) and an
+    exclusive bound of the codes, kept within ``budget_bits`` bits (densifying only when needed)."""
+    if (
+        any((bound - 1).bit_length() > budget_bits for _, bound in parts)
+        or sum((bound - 1).bit_length() for _, bound in parts) > budget_bits
+    ):
+        parts = [dense_codes(codes) for codes, _ in parts]
+    code, bound = parts[0]
+    if len(parts) > 1:
+        code = code.copy()  # combined in place below
+    for part, part_bound in parts[1:]:
+        if (bound * part_bound - 1).bit_length() > 62:
+            code, bound = dense_codes(code)
+        code *= part_bound
+        code += part
+        bound *= part_bound
+    if (bound - 1).bit_length() > budget_bits:
+        code, bound = dense_codes(code)
+    return code, bound
+
+
+def key_time_order(
+    parts: Sequence[tuple[np.ndarray, int]], times: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows listed key by key, each key's rows in time order (ties in row order), for a key given as
+    coded columns (``column_codes`` results); also a boolean per listed row, True where a key starts.
+
+    One stable time sort, then one integer sort of ``key << bits | time position``: no sort of text.
+    """
+    n = len(times)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    order = None if bool(np.all(times[1:] >= times[:-1])) else np.argsort(times, kind="stable")
+    if order is not None:
+        parts = [(codes[order], bound) for codes, bound in parts]
+    position_bits = n.bit_length()
+    code, _ = combined_codes(parts, _PACK_BITS - position_bits)
+    packed = code << position_bits
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort()
+    position = packed & ((1 << position_bits) - 1)
+    packed >>= position_bits
+    starts = np.empty(n, dtype=bool)
+    starts[0] = True
+    np.not_equal(packed[1:], packed[:-1], out=starts[1:])
+    return (position if order is None else order[position]), starts
+
+
+def _count_at_or_below(values: np.ndarray, queries: np.ndarray, side: str) -> np.ndarray:
+    """``np.searchsorted(values, queries, side)`` for sorted ``queries`` whose answer for query i is
+    at most i + 1 (a window start never lies after its own row).
+
+    Searching block by block within the slice of ``values`` a block's answers can lie in keeps the
+    binary searches in cache; on millions of rows this is about a third faster than one call.
+    """
+    n = len(queries)
+    if n <= _SEARCH_BLOCK:
+        return np.searchsorted(values, queries, side=side)
+    out = np.empty(n, dtype=np.int64)
+    firsts = np.searchsorted(values, queries[::_SEARCH_BLOCK], side=side)
+    for block, low in enumerate(firsts.tolist()):
+        start = block * _SEARCH_BLOCK
+        stop = min(start + _SEARCH_BLOCK, n)
+        found = out[start:stop]
+        found[:] = np.searchsorted(values[low : stop + 1], queries[start:stop], side=side)
+        found += low
+    return out
+
+
+class _TimeLayout:
+    """The time-sorted view of the flows shared by the four keys."""
+
+    def __init__(self, times_us: np.ndarray, config: CounterConfig) -> None:
+        n = len(times_us)
+        self.order = (
+            None if bool(np.all(times_us[1:] >= times_us[:-1])) else np.argsort(times_us, kind="stable")
+        )
+        self.sorted_us = times_us if self.order is None else times_us[self.order]
+        relative = self.sorted_us - self.sorted_us[0]
+        # a coarser unit (whole seconds, milliseconds) when every time is a multiple of it, so that
+        # a time needs fewer bits; a window start rounds to the same flows: t > s - w <=> t > s - ceil(w)
+        self.unit_us = next(unit for unit in (1_000_000, 1_000, 1) if not np.any(relative % unit))
+        self.times = relative // self.unit_us if self.unit_us > 1 else relative
+        self.widths_us = {"": round(config.window_s * 1e6), "_slow": round(config.slow_window_s * 1e6)}
+        self.widths = {suffix: -(-width // self.unit_us) for suffix, width in self.widths_us.items()}
+        self.time_bits = (int(self.times[-1]) + max(self.widths.values())).bit_length()
+        self.position_bits = (n + config.connections).bit_length()
+        self.positions = np.arange(n, dtype=np.int64)
+        self.ranks = self.positions + 1
+        self._lower: dict[str, np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    def lower(self) -> dict[str, np.ndarray]:
+        """First time position inside each time window, per time position (computed once, on demand)."""
+        with self._lock:
+            if self._lower is None:
+                self._lower = {
+                    suffix: np.searchsorted(self.sorted_us, self.sorted_us - width, side="right")
+                    for suffix, width in self.widths_us.items()
+                }
+            return self._lower
+
+
+def _window_counts(code: np.ndarray, layout: _TimeLayout, connections: int) -> list[np.ndarray]:
+    """The three counts of one key (window, slow window, connections), in input row order.
+
+    Sorting ``key << bits | position`` puts each key's rows together in time order. In that order the
+    count of the row at index i is i + 1 minus the number of rows that sort at or below its window
+    start, ``group << bits | (value - width)``, found by binary search: on positions for the
+    connection window and on ``group << bits | time`` for the time windows (group: the key's index in
+    sorted order). The spare bits below each group keep a window start from reaching into the
+    previous group. When groups and times do not fit in one int64 (many keys over a long span at
+    fine resolution) the time windows search positions instead, from each window's first position.
+    """
+    n = len(code)
+    position_bits = layout.position_bits
+    # arrays are reused in place where possible: on millions of rows every fresh array costs page faults
+    by_position = np.left_shift(code, position_bits)
+    by_position |= layout.positions
+    by_position.sort()
+    position = by_position & ((1 << position_bits) - 1)
+    key = by_position >> position_bits
+    change = key[1:] != key[:-1]
+    scratch = np.empty(n, dtype=np.int64)
+    counts = []
+    if int(np.count_nonzero(change)).bit_length() + layout.time_bits <= _PACK_BITS:
+        by_time = key
+        by_time[0] = 0
+        np.cumsum(change, out=by_time[1:])  # the group number of each row
+        by_time <<= layout.time_bits
+        np.take(layout.times, position, out=scratch)
+        by_time |= scratch
+        for suffix in ("", "_slow"):
+            np.subtract(by_time, layout.widths[suffix], out=scratch)
+            counts.append(_count_at_or_below(by_time, scratch, "right"))
+    else:
+        log.debug("keys and times do not fit one int64; counting time windows by position")
+        lower = layout.lower()
+        key <<= position_bits
+        for suffix in ("", "_slow"):
+            np.take(lower[suffix], position, out=scratch)
+            scratch |= key
+            counts.append(_count_at_or_below(by_position, scratch, "left"))
+    np.subtract(by_position, connections, out=scratch)
+    counts.append(_count_at_or_below(by_position, scratch, "right"))
+    for found in counts:
+        np.subtract(layout.ranks, found, out=found)
+    target = position if layout.order is None else layout.order[position]
+    count_bits = n.bit_length()
+    connection_bits = connections.bit_length()
+    if 2 * count_bits + connection_bits <= 63:
+        # one scatter of the three counts packed into one integer instead of three scatters
+        packed = counts[0]
+        packed <<= count_bits + connection_bits
+        counts[1] <<= connection_bits
+        packed |= counts[1]
+        packed |= counts[2]
+        in_rows = np.empty(n, dtype=np.int64)
+        in_rows[target] = packed
+        fast = np.right_shift(in_rows, count_bits + connection_bits, out=counts[2])
+        slow = np.right_shift(in_rows, connection_bits, out=counts[1])
+        slow &= (1 << count_bits) - 1
+        in_rows &= (1 << connection_bits) - 1
+        return [fast, slow, in_rows]
+    result = []
+    for values in counts:
+        in_rows = np.empty(n, dtype=np.int64)
+        in_rows[target] = values
+        result.append(in_rows)
+    return result
 
 
 def traffic_counters(frame: pl.DataFrame, config: CounterConfig | None = None) -> pl.DataFrame:
@@ -96,35 +303,27 @@ def traffic_counters(frame: pl.DataFrame, config: CounterConfig | None = None) -
     n = frame.height
     if n == 0:
         return pl.DataFrame({c: pl.Series(c, [], dtype=pl.Int64) for c in COUNTER_COLUMNS})
-    times = frame["time"].dt.epoch("us").fill_null(0).to_numpy()
-    order = np.argsort(times, kind="stable")
-    sorted_frame = frame.select(REQUIRED)[order]
-    sorted_times = times[order]
-    changes = np.empty(n, dtype=bool)
-    changes[0] = True
-    np.not_equal(sorted_times[1:], sorted_times[:-1], out=changes[1:])
-    unique_times = sorted_times[changes]
-    time_rank = np.cumsum(changes) - 1
-    span_time = len(unique_times) + 1
-    windows = {
-        "": int(round(config.window_s * 1e6)),
-        "_slow": int(round(config.slow_window_s * 1e6)),
+    layout = _TimeLayout(frame["time"].dt.epoch("us").fill_null(0).to_numpy(), config)
+    workers = max(1, min(len(KEYS), os.cpu_count() or 1)) if n >= 50_000 else 1
+    names = ("src", "dst", "proto", "dpt")
+
+    def column(name: str) -> tuple[np.ndarray, int]:
+        codes, bound = column_codes(frame[name])
+        return (codes if layout.order is None else codes[layout.order]), bound
+
+    def run(stem: str) -> list[np.ndarray]:
+        code, _ = combined_codes([columns[k] for k in KEYS[stem]], _PACK_BITS - layout.position_bits)
+        return _window_counts(code, layout, config.connections)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        columns = dict(zip(names, pool.map(column, names), strict=True))
+        results = dict(zip(KEYS, pool.map(run, KEYS), strict=True))
+    out = {
+        stem + suffix: values
+        for stem, counts in results.items()
+        for suffix, values in zip(SUFFIXES, counts, strict=True)
     }
-    lower_time = {
-        suffix: np.searchsorted(unique_times, sorted_times - width, side="right")
-        for suffix, width in windows.items()
-    }
-    positions = np.arange(n, dtype=np.int64)
-    lower_conn = np.maximum(positions - config.connections + 1, 0)
-    out: dict[str, np.ndarray] = {}
-    for stem, keys in KEYS.items():
-        key_order, groups = _group_order(sorted_frame, keys)
-        for suffix in windows:
-            out[stem + suffix] = _counts(key_order, groups, time_rank, lower_time[suffix], span_time)
-        out[stem + "_conn"] = _counts(key_order, groups, positions, lower_conn, n + 1)
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = np.arange(n)
-    return pl.DataFrame({name: out[name][inverse] for name in COUNTER_COLUMNS})
+    return pl.DataFrame({name: out[name] for name in COUNTER_COLUMNS})
 
 
 def add_traffic_counters(frame: pl.DataFrame, config: CounterConfig | None = None) -> pl.DataFrame:

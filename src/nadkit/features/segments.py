@@ -1,0 +1,304 @@
+"""Segment features: what a burst of related flows looks like as a whole.
+
+Many attacks come from one machine and target a whole subnet (an IP sweep is one source opening
+connections to many addresses of one /24), which single flows do not show. Flows are grouped by a key,
+by default the source address and the destination subnet (``dst_subnet``: the /24 of an IPv4
+destination, the /64 of an IPv6 one); within a group, ordered by time, a new *segment* starts wherever
+the gap to the previous flow exceeds ``gap_s``. Every flow then carries facts about its segment:
+
+====================  ==============================================================
+``seg_flows``         number of flows in the segment
+``seg_span_s``        seconds from the segment's first flow to its last
+``seg_unique_dst``    distinct destination addresses in the segment (needs ``dst``)
+``seg_unique_spt``    distinct source ports (needs ``spt``)
+``seg_unique_dpt``    distinct destination ports (needs ``dpt``)
+``seg_unique_app``    distinct application names (needs ``app``)
+====================  ==============================================================
+
+Flows at times 1, 2, 3, 7, 8, 9, 10 and 15 of one group form the segments [1, 2, 3], [7, 8, 9, 10]
+and [15] for any gap from 1 s up to (not including) 4 s: a cut needs a gap *longer* than ``gap_s``.
+
+A segment depends on all of its flows, later ones included, so a flow's values can change when later
+flows arrive; a streaming caller must keep a segment open until ``gap_s`` has passed without a flow.
+Null key values form a key of their own (null counts as a value in the distinct counts too); flows
+without a time are segmented as if they happened at the epoch.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from nadkit.errors import ConfigError, SchemaError
+from nadkit.features.counters import column_codes, dense_codes, key_time_order
+
+log = logging.getLogger(__name__)
+
+REQUIRED: tuple[str, ...] = ("time", "src", "dst")
+SEGMENT_COLUMNS = (
+    "seg_flows",
+    "seg_span_s",
+    "seg_unique_dst",
+    "seg_unique_spt",
+    "seg_unique_dpt",
+    "seg_unique_app",
+)
+#: distinct-count column -> the column it counts
+UNIQUE_OF = {
+    "seg_unique_dst": "dst",
+    "seg_unique_spt": "spt",
+    "seg_unique_dpt": "dpt",
+    "seg_unique_app": "app",
+}
+#: derived key columns -> the address column they come from
+SUBNET_OF = {"dst_subnet": "dst", "src_subnet": "src"}
+
+_IPV4 = r"^\s*\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\s*$"
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """How flows are grouped (``key``: column names; ``dst_subnet`` / ``src_subnet`` are derived
+    from the addresses) and the longest pause, in seconds, inside one segment."""
+
+    key: tuple[str, ...] = ("src", "dst_subnet")
+    gap_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.key,) if isinstance(self.key, str) else tuple(self.key))
+        if not self.key:
+            raise ConfigError("segment key needs at least one column")
+        if not self.gap_s >= 0:
+            raise ConfigError(f"segment gap_s must be a non-negative number of seconds, got {self.gap_s}")
+
+    def needs(self) -> tuple[str, ...]:
+        """The frame columns this configuration reads: ``time`` and the key's source columns."""
+        return ("time", *dict.fromkeys(SUBNET_OF.get(k, k) for k in self.key))
+
+
+def _network_of(text: str) -> str:
+    """The subnet text of one non-dotted-quad address: the /64 of IPv6 (a.b.c.0/24 for an
+    IPv4-mapped one); anything that does not parse is returned unchanged."""
+    try:
+        address = ipaddress.ip_address(text.strip().split("%", 1)[0])
+    except ValueError:
+        return text
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(ipaddress.ip_network((address, 24), strict=False))
+    return str(ipaddress.ip_network((address, 64), strict=False))
+
+
+def _subnet_text(text: pl.Series) -> pl.Series:
+    """Subnet texts of address texts (meant for distinct values: the regex is the costly part)."""
+    is_ipv4 = text.str.contains(_IPV4).fill_null(False)
+    # a dotted quad's /24 is the text up to its last dot (stripping the last octet's digits)
+    out = pl.select(
+        pl.when(is_ipv4)
+        .then(text.str.strip_chars().str.strip_chars_end("0123456789") + "0/24")
+        .otherwise(text)
+    ).to_series()
+    others = text.filter(~is_ipv4 & text.is_not_null()).unique()
+    if len(others):
+        mapped = [_network_of(value) for value in others.to_list()]
+        out = out.replace(others, pl.Series(mapped, dtype=pl.String))
+    return out
+
+
+def subnet(addresses: pl.Series) -> pl.Series:
+    """The subnet of each address text: ``a.b.c.0/24`` for IPv4 (also when IPv4-mapped in IPv6), the
+    ``/64`` network for IPv6. Text that is not an address stays as it is, null stays null.
+
+    Each distinct address is converted once: dotted quads by a vectorised regex, others by ``ipaddress``.
+    """
+    text = addresses.cast(pl.String)
+    distinct = text.drop_nulls().unique()
+    return text.replace_strict(distinct, _subnet_text(distinct), default=None).alias(addresses.name)
+
+
+def subnet_codes(
+    addresses: pl.Series, address_codes: tuple[np.ndarray, int] | None = None
+) -> tuple[np.ndarray, int]:
+    """Integer codes of each address's subnet (as :func:`subnet`; null is a code of its own) and an
+    exclusive bound of the codes, without building the subnet text of every row.
+
+    ``address_codes``: the addresses' own ``column_codes``, when the caller has them already.
+    """
+    codes, bound = address_codes if address_codes is not None else column_codes(addresses)
+    if len(codes) == 0:
+        return codes, 1
+    present = np.zeros(bound, dtype=bool)
+    present[codes] = True
+    distinct_codes = np.flatnonzero(present)
+    # one row of each distinct address (any row with that code: they all hold the same text)
+    some_row = np.zeros(bound, dtype=np.int64)
+    some_row[codes] = np.arange(len(codes), dtype=np.int64)
+    texts = addresses.cast(pl.String).gather(some_row[distinct_codes])
+    networks, bound = column_codes(_subnet_text(texts))
+    table = np.zeros(int(distinct_codes[-1]) + 1, dtype=np.int64)
+    table[distinct_codes] = networks
+    return table[codes], bound
+
+
+def _check(frame: pl.DataFrame, config: SegmentConfig) -> None:
+    """Raise SchemaError naming the first column the configuration needs that ``frame`` lacks."""
+    for column in config.needs():
+        if column not in frame.columns:
+            raise SchemaError(
+                f"segment features need column {column!r} (have: {', '.join(frame.columns)})", column=column
+            )
+
+
+class _Codes(dict[str, tuple[np.ndarray, int]]):
+    """``column_codes`` of a frame's columns (and derived subnets), each computed once on demand."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        super().__init__()
+        self.frame = frame
+
+    def __missing__(self, name: str) -> tuple[np.ndarray, int]:
+        if name in SUBNET_OF and name not in self.frame.columns:
+            address = SUBNET_OF[name]
+            value = subnet_codes(self.frame[address], self[address])
+        else:
+            value = column_codes(self.frame[name])
+        self[name] = value
+        return value
+
+
+def key_codes(frame: pl.DataFrame, key: tuple[str, ...]) -> list[tuple[np.ndarray, int]]:
+    """``column_codes`` of each key column, deriving ``dst_subnet`` / ``src_subnet`` from the
+    addresses when the frame has no such column."""
+    codes = _Codes(frame)
+    return [codes[name] for name in key]
+
+
+@dataclass(frozen=True)
+class _Segments:
+    """Segments of a frame: rows listed segment by segment (each in time order), and segment bounds."""
+
+    rows: np.ndarray  # input row of each listed element
+    times_us: np.ndarray  # time of each listed element
+    starts: np.ndarray  # index of each segment's first element
+    segment_of_element: np.ndarray  # segment number of each listed element
+
+    @property
+    def count(self) -> int:
+        return len(self.starts)
+
+    def of_rows(self) -> np.ndarray:
+        """Segment number of each input row."""
+        out = np.empty(len(self.rows), dtype=np.int64)
+        out[self.rows] = self.segment_of_element
+        return out
+
+
+def _segments(frame: pl.DataFrame, config: SegmentConfig, codes: _Codes) -> _Segments:
+    _check(frame, config)
+    times = frame["time"].dt.epoch("us").fill_null(0).to_numpy()
+    rows, new = key_time_order([codes[name] for name in config.key], times)
+    element_times = times[rows]
+    gap_us = round(config.gap_s * 1e6)
+    new[1:] |= (element_times[1:] - element_times[:-1]) > gap_us
+    segment = np.cumsum(new) - 1
+    return _Segments(
+        rows=rows, times_us=element_times, starts=np.flatnonzero(new), segment_of_element=segment
+    )
+
+
+def _distinct_per_segment(segments: _Segments, column_codes: tuple[np.ndarray, int]) -> np.ndarray:
+    """Number of distinct values of a coded column in each segment."""
+    codes, bound = column_codes
+    codes = codes[segments.rows]
+    segment_bits = max(segments.count, 1).bit_length()
+    if (bound - 1).bit_length() + segment_bits > 62:
+        codes, bound = dense_codes(codes)
+    packed = segments.segment_of_element << (bound - 1).bit_length()
+    packed |= codes
+    packed.sort()
+    first = np.empty(len(packed), dtype=bool)
+    first[:1] = True
+    np.not_equal(packed[1:], packed[:-1], out=first[1:])
+    return np.bincount(packed[first] >> (bound - 1).bit_length(), minlength=segments.count)
+
+
+def segment_ids(frame: pl.DataFrame, config: SegmentConfig | None = None) -> pl.Series:
+    """The segment of each row (same row order as ``frame``), numbered 0, 1, ... in the order of each
+    segment's first row in ``frame``, so the numbers depend only on the frame.
+
+    Used to keep a session's flows together, for example when splitting data for validation.
+    """
+    config = config or SegmentConfig()
+    if frame.height == 0:
+        _check(frame, config)
+        return pl.Series("segment", [], dtype=pl.Int64)
+    segments = _segments(frame, config, _Codes(frame))
+    first_rows = np.minimum.reduceat(segments.rows, segments.starts)
+    is_first = np.zeros(frame.height, dtype=bool)
+    is_first[first_rows] = True
+    renumber = (np.cumsum(is_first) - 1)[first_rows]
+    return pl.Series("segment", renumber[segments.of_rows()])
+
+
+def segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -> pl.DataFrame:
+    """The segment columns for ``frame``, same row order; only those its columns allow
+    (``seg_unique_spt`` needs ``spt``, ...).
+
+    Raises :class:`SchemaError` when ``time`` or a key column (for ``dst_subnet``: ``dst``) is missing.
+    """
+    config = config or SegmentConfig()
+    available = [name for name in SEGMENT_COLUMNS if UNIQUE_OF.get(name, "time") in frame.columns]
+    skipped = [name for name in SEGMENT_COLUMNS if name not in available]
+    if skipped:
+        log.info("segment features %s skipped: their columns are missing", ", ".join(skipped))
+    if frame.height == 0:
+        _check(frame, config)
+        dtypes = {"seg_span_s": pl.Float64}
+        return pl.DataFrame(
+            {name: pl.Series(name, [], dtype=dtypes.get(name, pl.Int64)) for name in available}
+        )
+    _check(frame, config)
+    codes = _Codes(frame)
+    distinct = [name for name in available if name in UNIQUE_OF]
+    # the columns' codes and the distinct counts are independent: run them in threads on large frames
+    # (Polars and NumPy release the GIL for this work)
+    workers = max(1, min(4, os.cpu_count() or 1)) if frame.height >= 50_000 else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        columns = [SUBNET_OF.get(k, k) if k not in frame.columns else k for k in config.key]
+        columns = list(dict.fromkeys([*columns, *(UNIQUE_OF[name] for name in distinct)]))
+        for name, value in zip(columns, pool.map(lambda c: column_codes(frame[c]), columns), strict=True):
+            codes[name] = value
+        segments = _segments(frame, config, codes)
+        counted = pool.map(lambda name: _distinct_per_segment(segments, codes[UNIQUE_OF[name]]), distinct)
+        per_segment = dict(zip(distinct, counted, strict=True))
+    ends = np.append(segments.starts[1:], len(segments.rows)) - 1
+    per_segment["seg_flows"] = np.diff(np.append(segments.starts, len(segments.rows)))
+    per_segment["seg_span_s"] = (segments.times_us[ends] - segments.times_us[segments.starts]) / 1e6
+    of_rows = segments.of_rows()
+    return pl.DataFrame({name: per_segment[name][of_rows] for name in available})
+
+
+def add_segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -> pl.DataFrame:
+    """``frame`` with the segment columns added (replacing any it had)."""
+    features = segment_features(frame, config)
+    return frame.drop([c for c in features.columns if c in frame.columns]).hstack(features)
+
+
+__all__ = [
+    "REQUIRED",
+    "SEGMENT_COLUMNS",
+    "SegmentConfig",
+    "add_segment_features",
+    "key_codes",
+    "segment_features",
+    "segment_ids",
+    "subnet",
+    "subnet_codes",
+]

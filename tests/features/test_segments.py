@@ -1,0 +1,279 @@
+"""Segment features: the article's example, known values on hand-made flows, subnets of IPv4 and
+IPv6 destinations, row order, missing columns, and a brute-force comparison on random flows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from nadkit.errors import ConfigError, SchemaError
+from nadkit.features.segments import (
+    REQUIRED,
+    SEGMENT_COLUMNS,
+    SegmentConfig,
+    add_segment_features,
+    segment_features,
+    segment_ids,
+    subnet,
+    subnet_codes,
+)
+
+T0 = datetime(2020, 12, 3, 8, 0, tzinfo=UTC)
+
+
+def at(seconds: list[float]) -> list[datetime]:
+    return [T0 + timedelta(seconds=s) for s in seconds]
+
+
+def groups_of(ids: list[int], values: list[float]) -> list[list[float]]:
+    """Values grouped by segment id, segments in order of first appearance."""
+    out: dict[int, list[float]] = {}
+    for segment, value in zip(ids, values, strict=True):
+        out.setdefault(segment, []).append(value)
+    return list(out.values())
+
+
+ARTICLE_TIMES = [1.0, 2.0, 3.0, 7.0, 8.0, 9.0, 10.0, 15.0]
+
+
+def article_frame() -> pl.DataFrame:
+    n = len(ARTICLE_TIMES)
+    return pl.DataFrame(
+        {
+            "time": at(ARTICLE_TIMES),
+            "src": ["10.0.0.1"] * n,
+            "dst": [f"10.0.1.{i}" for i in range(n)],
+        }
+    )
+
+
+class TestArticleExample:
+    @pytest.mark.parametrize("gap_s", [1.0, 3.0, 3.99])
+    def test_gaps_of_4_and_5_seconds_cut(self, gap_s: float) -> None:
+        ids = segment_ids(article_frame(), SegmentConfig(gap_s=gap_s)).to_list()
+        assert groups_of(ids, ARTICLE_TIMES) == [[1, 2, 3], [7, 8, 9, 10], [15]]
+        assert ids == [0, 0, 0, 1, 1, 1, 1, 2]
+
+    def test_a_gap_equal_to_gap_s_does_not_cut(self) -> None:
+        # 3 -> 7 is a 4 s gap: not longer than 4 s; 10 -> 15 is 5 s
+        ids = segment_ids(article_frame(), SegmentConfig(gap_s=4.0)).to_list()
+        assert groups_of(ids, ARTICLE_TIMES) == [[1, 2, 3, 7, 8, 9, 10], [15]]
+        # with 5 s no gap is longer: one segment
+        assert segment_ids(article_frame(), SegmentConfig(gap_s=5.0)).n_unique() == 1
+
+    def test_features_of_the_example(self) -> None:
+        out = segment_features(article_frame(), SegmentConfig(gap_s=3.0))
+        assert out.columns == ["seg_flows", "seg_span_s", "seg_unique_dst"]
+        assert out["seg_flows"].to_list() == [3, 3, 3, 4, 4, 4, 4, 1]
+        assert out["seg_span_s"].to_list() == [2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0, 0.0]
+        assert out["seg_unique_dst"].to_list() == [3, 3, 3, 4, 4, 4, 4, 1]
+
+
+def scan_frame() -> pl.DataFrame:
+    """A sweep from one host over a /24 and ports, mixed with other traffic, rows not in time order."""
+    rows = [
+        # seconds, src, dst, spt, dpt, app
+        (0, "10.0.0.5", "192.168.1.1", 40000, 22, "ssh"),
+        (5, "10.0.0.5", "192.168.1.2", 40001, 22, "ssh"),
+        (10, "10.0.0.5", "192.168.1.2", 40001, 23, "telnet"),
+        (20, "10.0.0.5", "192.168.1.3", 40002, 80, "http"),
+        (200, "10.0.0.5", "192.168.1.9", 40003, 80, "http"),  # after a 180 s pause: new segment
+        (1, "10.0.0.5", "192.168.2.1", 40000, 22, "ssh"),  # another /24: another group
+        (2, "10.0.0.6", "192.168.1.1", 50000, 443, "https"),  # another source
+        (3, "10.0.0.6", "192.168.1.1", 50000, 443, None),
+    ]
+    order = [4, 0, 6, 2, 5, 1, 7, 3]
+    rows = [rows[i] for i in order]
+    return pl.DataFrame(
+        {
+            "time": at([r[0] for r in rows]),
+            "src": [r[1] for r in rows],
+            "dst": [r[2] for r in rows],
+            "spt": [r[3] for r in rows],
+            "dpt": [r[4] for r in rows],
+            "app": [r[5] for r in rows],
+        }
+    )
+
+
+def test_known_values_with_rows_in_any_order() -> None:
+    frame = scan_frame()
+    out = segment_features(frame)  # default: key (src, dst_subnet), gap 60 s
+    assert out.columns == list(SEGMENT_COLUMNS)
+    by_time = frame.hstack(out).sort("time")
+    assert by_time["seg_flows"].to_list() == [4, 1, 2, 2, 4, 4, 4, 1]
+    assert by_time["seg_span_s"].to_list() == [20.0, 0.0, 1.0, 1.0, 20.0, 20.0, 20.0, 0.0]
+    assert by_time["seg_unique_dst"].to_list() == [3, 1, 1, 1, 3, 3, 3, 1]
+    assert by_time["seg_unique_spt"].to_list() == [3, 1, 1, 1, 3, 3, 3, 1]
+    assert by_time["seg_unique_dpt"].to_list() == [3, 1, 1, 1, 3, 3, 3, 1]
+    # a missing app counts as a value of its own
+    assert by_time["seg_unique_app"].to_list() == [3, 1, 2, 2, 3, 3, 3, 1]
+    # the row order of the input is kept: the first input row is the flow at 200 s
+    assert out.row(0) == (1, 0.0, 1, 1, 1, 1)
+
+
+def test_segment_ids_follow_first_appearance() -> None:
+    frame = scan_frame()
+    ids = segment_ids(frame)
+    assert ids.name == "segment" and ids.dtype == pl.Int64
+    # input rows: 200 s sweep tail, sweep start, 10.0.0.6, sweep, other /24, sweep, 10.0.0.6, sweep
+    assert ids.to_list() == [0, 1, 2, 1, 3, 1, 2, 1]
+    reversed_ids = segment_ids(frame.reverse()).to_list()
+    assert groups_of(reversed_ids, list(range(8))) == [[0, 2, 4, 6], [1, 5], [3], [7]]
+    assert reversed_ids[:4] == [0, 1, 0, 2]
+
+
+def test_other_keys() -> None:
+    frame = scan_frame()
+    by_source = segment_ids(frame, SegmentConfig(key=("src",))).to_list()
+    assert len(set(by_source)) == 3  # 10.0.0.5 until 20 s, 10.0.0.5 at 200 s, 10.0.0.6
+    by_port = segment_features(frame, SegmentConfig(key=("src", "dpt"), gap_s=60.0))
+    # (10.0.0.5, 22) at 0, 1, 5 s; (10.0.0.6, 443) at 2, 3 s; port 80 at 20 s and 200 s: two segments
+    assert frame.hstack(by_port).sort("time")["seg_flows"].to_list() == [3, 3, 2, 2, 3, 1, 1, 1]
+    assert SegmentConfig(key="src").key == ("src",)
+    assert SegmentConfig(key=["src", "dst"]).needs() == ("time", "src", "dst")  # type: ignore[arg-type]
+    assert SegmentConfig().needs() == ("time", "src", "dst")
+
+
+def test_subnets_of_ipv4_and_ipv6() -> None:
+    addresses = pl.Series(
+        "dst",
+        [
+            "10.1.2.3",
+            " 192.168.0.77 ",
+            "2001:db8:0:1::a",
+            "2001:0db8:0000:0001:0000:0000:0000:00b",
+            "2001:db8:0:2::a",
+            "::ffff:10.1.2.99",
+            "fe80::1%eth0",
+            "not-an-address",
+            None,
+        ],
+    )
+    assert subnet(addresses).to_list() == [
+        "10.1.2.0/24",
+        "192.168.0.0/24",
+        "2001:db8:0:1::/64",
+        "2001:db8:0:1::/64",
+        "2001:db8:0:2::/64",
+        "10.1.2.0/24",
+        "fe80::/64",
+        "not-an-address",
+        None,
+    ]
+    codes, bound = subnet_codes(addresses)
+    assert codes[0] == codes[5] and codes[2] == codes[3]
+    assert len({codes[0], codes[1], codes[2], codes[4], codes[6], codes[7], codes[8]}) == 7
+    assert codes.max() < bound
+
+
+def test_ipv6_flows_group_by_the_64() -> None:
+    frame = pl.DataFrame(
+        {
+            "time": at([0, 1, 2, 3]),
+            "src": ["2001:db8::5"] * 4,
+            "dst": ["2001:db8:0:1::a", "2001:db8:0:1::b", "2001:db8:0:1:0:0:0:a", "2001:db8:0:2::a"],
+        }
+    )
+    out = segment_features(frame)
+    assert out["seg_flows"].to_list() == [3, 3, 3, 1]
+    # the two spellings of 2001:db8:0:1::a are the same text only after parsing: distinct as text
+    assert out["seg_unique_dst"].to_list() == [3, 3, 3, 1]
+
+
+def test_missing_columns() -> None:
+    frame = scan_frame()
+    out = segment_features(frame.drop("spt", "app"))
+    assert out.columns == ["seg_flows", "seg_span_s", "seg_unique_dst", "seg_unique_dpt"]
+    for column in REQUIRED:
+        with pytest.raises(SchemaError, match=column):
+            segment_features(frame.drop(column))
+    with pytest.raises(SchemaError, match="dpt"):
+        segment_ids(frame.drop("dpt"), SegmentConfig(key=("src", "dpt")))
+    # an existing dst_subnet column is used as it is
+    given = frame.with_columns(pl.lit("one").alias("dst_subnet"))
+    assert segment_ids(given, SegmentConfig(key=("dst_subnet",))).n_unique() == 2  # the 180 s pause
+
+
+def test_empty_frame_and_config_checks() -> None:
+    empty = scan_frame().head(0)
+    out = segment_features(empty)
+    assert out.height == 0 and out.columns == list(SEGMENT_COLUMNS)
+    assert out.schema["seg_span_s"] == pl.Float64
+    assert segment_ids(empty).len() == 0
+    with pytest.raises(ConfigError):
+        SegmentConfig(gap_s=-1)
+    with pytest.raises(ConfigError):
+        SegmentConfig(key=())
+
+
+def test_add_replaces_existing_columns() -> None:
+    frame = scan_frame().with_columns(pl.lit(0).alias("seg_flows"))
+    out = add_segment_features(frame)
+    assert out.columns == [*frame.columns[:-1], *SEGMENT_COLUMNS]
+    assert out.sort("time")["seg_flows"].to_list() == [4, 1, 2, 2, 4, 4, 4, 1]
+
+
+def test_null_keys_and_times() -> None:
+    frame = pl.DataFrame(
+        {
+            "time": [T0, T0 + timedelta(seconds=1), None, None],
+            "src": [None, None, "a", "a"],
+            "dst": ["10.0.0.1", "10.0.0.2", None, None],
+        },
+        schema_overrides={"time": pl.Datetime("us", "UTC")},
+    )
+    out = segment_features(frame)
+    assert out["seg_flows"].to_list() == [2, 2, 2, 2]
+    assert out["seg_unique_dst"].to_list() == [2, 2, 1, 1]
+
+
+def brute_force_segments(frame: pl.DataFrame, gap_s: float) -> list[tuple[int, float, int, int]]:
+    """(flows, span, distinct dst, distinct dpt) of each row's segment, one group at a time."""
+    rows = frame.with_row_index("row").to_dicts()
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["src"], row["dst"].rsplit(".", 1)[0]), []).append(row)
+    result: dict[int, tuple[int, float, int, int]] = {}
+    for members in groups.values():
+        members.sort(key=lambda r: (r["time"], r["row"]))
+        segment = [members[0]]
+        for previous, row in zip(members, [*members[1:], None], strict=True):
+            if row is not None and (row["time"] - previous["time"]).total_seconds() <= gap_s:
+                segment.append(row)
+                continue
+            span = (segment[-1]["time"] - segment[0]["time"]).total_seconds()
+            facts = (len(segment), span, len({r["dst"] for r in segment}), len({r["dpt"] for r in segment}))
+            for member in segment:
+                result[member["row"]] = facts
+            if row is not None:
+                segment = [row]
+    return [result[i] for i in range(len(rows))]
+
+
+def test_matches_brute_force_on_random_flows() -> None:
+    rng = np.random.default_rng(11)
+    n = 1500
+    frame = pl.DataFrame(
+        {
+            "time": at(rng.integers(0, 3000, n).tolist()),
+            "src": rng.choice(["10.0.0.1", "10.0.0.2", "10.0.0.3"], n),
+            "dst": [
+                f"192.168.{a}.{b}" for a, b in zip(rng.integers(0, 4, n), rng.integers(0, 6, n), strict=True)
+            ],
+            "dpt": rng.choice([22, 80, 443, 8080], n),
+        }
+    )
+    out = segment_features(frame, SegmentConfig(gap_s=15.0))
+    expected = brute_force_segments(frame, 15.0)
+    got = list(
+        zip(
+            *(out[c].to_list() for c in ("seg_flows", "seg_span_s", "seg_unique_dst", "seg_unique_dpt")),
+            strict=True,
+        )
+    )
+    assert got == expected
+    assert len(set(segment_ids(frame, SegmentConfig(gap_s=15.0)).to_list())) > 50
