@@ -167,6 +167,54 @@ def featurize(
 
 
 @app.command()
+def split(
+    source: Annotated[Path, typer.Argument(help="Flow file, directory or glob.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write train.parquet, validation.parquet and report.json to this directory."),
+    ] = None,
+    method: Annotated[str, typer.Option(help="group (sessions kept whole), day or time.")] = "group",
+    validation: Annotated[
+        float, typer.Option(min=0.01, max=0.99, help="Requested validation share of the rows.")
+    ] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of the group assignment.")] = 0,
+    validation_days: Annotated[
+        str | None, typer.Option(help="Day split: comma-separated validation days (YYYY-MM-DD).")
+    ] = None,
+    format: FormatOption = None,
+    mapping: MapOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+) -> None:
+    """Split flows into training and validation sides without leakage, and report the class mix."""
+    from nadkit.fileio import atomic_directory
+    from nadkit.sources import load_flows
+    from nadkit.split import render, split_frame
+
+    if out is not None and out.exists() and not force:
+        raise NadkitError(f"{out}: already exists (use --force to replace it)")
+    options: dict[str, object] = {}
+    if validation_days:
+        if method != "day":
+            raise NadkitError("--validation-days needs --method day")
+        options["validation_days"] = tuple(d.strip() for d in validation_days.split(",") if d.strip())
+    frame, _ = load_flows(source, format=format, mapping=mapping)
+    result = split_frame(frame, method, validation_fraction=validation, seed=seed, **options)  # type: ignore[arg-type]
+    if out is not None:
+        train, held_out = result.frames(frame)
+        with atomic_directory(out, overwrite=force) as folder:
+            train.write_parquet(folder / "train.parquet")
+            held_out.write_parquet(folder / "validation.parquet")
+            (folder / "report.json").write_text(json.dumps(result.report.to_dict(), indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps(result.report.to_dict(), indent=2) + "\n")
+        return
+    console.print(render(result.report))
+    if out is not None:
+        console.print(f"wrote train.parquet, validation.parquet and report.json to [bold]{out}[/bold]")
+
+
+@app.command()
 def simulate(
     out: Annotated[Path, typer.Argument(help="Output directory (one file per day).")],
     days: Annotated[int, typer.Option(min=1, max=60, help="Number of days.")] = 3,
