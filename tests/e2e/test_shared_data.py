@@ -22,9 +22,7 @@ def _shared_files() -> list[Path]:
     root = data_dir()
     if not root.is_dir():
         return []
-    return sorted(
-        p for p in root.rglob("*") if p.is_file() and p.name not in {"README.md", "SHA256SUMS"}
-    )
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name not in {"README.md", "SHA256SUMS"})
 
 
 @pytest.mark.parametrize("path", _shared_files(), ids=lambda p: str(p.relative_to(data_dir())))

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import logging
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -442,6 +442,29 @@ class FeaturePipeline:
         stages, _ = self._expressions()
         out = self._run(lazy, stages, self.expressions())
         return out
+
+    def transform_batches(
+        self, frame: pl.DataFrame | pl.LazyFrame, batch_rows: int = 1_000_000
+    ) -> Iterator[pl.DataFrame]:
+        """The features of ``frame`` in consecutive row batches (same rows and order as
+        :meth:`transform`), so a large table never holds all its features in memory at once.
+
+        Counters and segments are computed once on the whole table (they look across rows); the
+        per-flow features are computed batch by batch.
+        """
+        self._check_fitted()
+        if batch_rows < 1:
+            raise ConfigError("batch_rows must be at least 1")
+        frame = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+        self._check_columns(frame.columns)
+        augmented = frame.select(self.input_columns_)
+        if self.counters_computed_ or self.segments_computed_:
+            augmented = self._augment(augmented)
+        stages, _ = self._expressions()
+        expressions = self.expressions()
+        for start in range(0, augmented.height, batch_rows):
+            batch = augmented.slice(start, batch_rows).lazy()
+            yield self._run(batch, stages, expressions).collect()
 
     def transform(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         """The scaled Float32 features of ``frame``, columns in ``feature_names_`` order."""
