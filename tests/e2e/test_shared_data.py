@@ -54,3 +54,31 @@ def test_cli_inspects_pcap_directory() -> None:
     assert summary["format"] == "pcap"
     assert summary["files"] == len(list(folder.glob("*.pcap*")))
     assert summary["rows"] > 1000
+
+
+def test_pcap_flows_featurize_with_computed_counters() -> None:
+    """Captures carry no counters: the pipeline computes them, and every address/port group runs."""
+    import numpy as np
+    import polars as pl
+
+    from nadkit.features.counters import COUNTER_COLUMNS
+    from nadkit.features.pipeline import FeaturePipeline
+    from nadkit.sources import load_flows
+
+    folder = data_dir() / "pcaps"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found (set NADKIT_DATA_DIR)")
+    benign, _ = load_flows(folder / "benign", label="normal")
+    attack, _ = load_flows(folder / "attack" / "synscan.pcap", label="portscan")
+    flows = pl.concat([benign, attack], how="diagonal_relaxed")
+    pipeline = FeaturePipeline().fit(benign)
+    assert pipeline.counters_computed_ and pipeline.segments_computed_
+    assert pipeline.skipped_groups_ == {}
+    names = set(pipeline.feature_names_)
+    assert {"ip_binary_match", "dpt_area=well_known", "seg_unique_dpt", *COUNTER_COLUMNS} <= names
+    features = pipeline.transform(flows)
+    assert np.isfinite(features.to_numpy()).all()
+    # the SYN scan's segments touch far more destination ports than any benign segment
+    scan = features.filter(pl.Series(flows["label"] == "portscan"))
+    normal = features.filter(pl.Series(flows["label"] == "normal"))
+    assert scan["seg_unique_dpt"].median() > normal["seg_unique_dpt"].max()
