@@ -1,0 +1,227 @@
+"""The Detector contract, the data detectors read, and the explicit registry of detectors.
+
+A detector reads a :class:`DetectorData`: the scaled feature matrix that a fitted
+:class:`~nadkit.features.pipeline.FeaturePipeline` produced, the feature names, and for sequence
+models the entity and time of each row (windows are built from those, see
+:mod:`nadkit.features.series`). Flows in, features out is the pipeline's job; scores out is the
+detector's; thresholds live outside both (:mod:`nadkit.thresholds`).
+
+Contract (every registered detector passes ``tests/conformance``):
+
+- the constructor only stores a frozen config; learned state ends in ``_``;
+- ``fit(train, *, validation=None, target=None)`` returns ``self``; unsupervised detectors learn
+  from ``train`` as normal traffic; ``target`` is unlabelled traffic of the domain to be scored
+  (used by domain-adapting models, ignored by others);
+- ``score(data)`` gives one finite float64 per row, higher = more anomalous; it raises
+  :class:`NotFittedError` before ``fit``;
+- ``contributions(data)`` gives an ``(n, d)`` array: each feature's share of a row's score;
+  ``explain(data, top)`` turns it into the top features per row;
+- ``input`` says whether the detector reads single rows or windows of rows;
+- ``test_config()`` is a config that trains in seconds, for the test suite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+
+from nadkit.errors import ConfigError, NadkitError
+
+log = logging.getLogger(__name__)
+
+InputKind = Literal["rows", "windows"]
+
+
+class NotFittedError(NadkitError):
+    """A detector was used before it was fitted."""
+
+
+@dataclass(frozen=True)
+class DetectorData:
+    """What a detector reads: features (``float32``, rows x features) and, for sequence models, the
+    entity (any integer code per row; rows of one entity form a sequence) and time (int64
+    microseconds, or any increasing number) of each row. ``labels`` are class names, for supervised
+    models and evaluation only."""
+
+    features: np.ndarray
+    feature_names: tuple[str, ...]
+    entity: np.ndarray | None = None
+    time: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        features = np.ascontiguousarray(self.features, dtype=np.float32)
+        if features.ndim != 2:
+            raise ConfigError(f"features must be a 2-D array, got shape {features.shape}")
+        if features.shape[1] != len(self.feature_names):
+            raise ConfigError(
+                f"{features.shape[1]} feature columns but {len(self.feature_names)} feature names"
+            )
+        object.__setattr__(self, "features", features)
+        object.__setattr__(self, "feature_names", tuple(self.feature_names))
+        for name in ("entity", "time", "labels"):
+            value = getattr(self, name)
+            if value is not None and len(value) != len(features):
+                raise ConfigError(f"{name} has {len(value)} values for {len(features)} rows")
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Number of features."""
+        return int(self.features.shape[1])
+
+    def take(self, rows: np.ndarray | slice) -> DetectorData:
+        """The subset of rows (``rows``: indices, a boolean mask or a slice), in that order."""
+
+        def pick(value: np.ndarray | None) -> np.ndarray | None:
+            return None if value is None else value[rows]
+
+        return DetectorData(
+            features=self.features[rows],
+            feature_names=self.feature_names,
+            entity=pick(self.entity),
+            time=pick(self.time),
+            labels=pick(self.labels),
+        )
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Base of every detector's configuration (frozen; saved into the model bundle)."""
+
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build from a dict (e.g. loaded from YAML/TOML); unknown keys are an error naming them."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"unknown option {unknown[0]!r} for {cls.__name__} (known: {', '.join(sorted(fields))})"
+            )
+        values = {}
+        for key, value in data.items():
+            default = getattr(cls, key, None) if key in fields else None
+            values[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+        return cls(**values)
+
+
+class Detector(ABC):
+    """Base class of every detector (see the module docstring for the contract)."""
+
+    #: registry name
+    name: ClassVar[str]
+    #: whether the detector scores single rows or windows of rows
+    input: ClassVar[InputKind] = "rows"
+    #: whether ``fit`` needs labels
+    supervised: ClassVar[bool] = False
+    #: the config dataclass of this detector
+    config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        if config is None:
+            config = self.config_class()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(f"{type(self).__name__} takes a {self.config_class.__name__}")
+        self.config = config
+
+    @classmethod
+    def test_config(cls) -> DetectorConfig:
+        """A configuration that trains in a few seconds on a few thousand rows."""
+        return cls.config_class()
+
+    @abstractmethod
+    def fit(
+        self,
+        train: DetectorData,
+        *,
+        validation: DetectorData | None = None,
+        target: DetectorData | None = None,
+    ) -> Self:
+        """Learn from ``train`` (normal traffic for unsupervised detectors)."""
+
+    @abstractmethod
+    def score(self, data: DetectorData) -> np.ndarray:
+        """One float64 anomaly score per row (higher = more anomalous)."""
+
+    @abstractmethod
+    def contributions(self, data: DetectorData) -> np.ndarray:
+        """``(rows, features)`` float64: how much each feature adds to each row's score."""
+
+    def explain(self, data: DetectorData, top: int = 5) -> list[list[tuple[str, float]]]:
+        """The ``top`` contributing features of each row, largest first, as (name, contribution)."""
+        contributions = self.contributions(data)
+        top = max(1, min(top, contributions.shape[1]))
+        best = np.argsort(-contributions, axis=1, kind="stable")[:, :top]
+        names = data.feature_names
+        return [[(names[j], float(contributions[i, j])) for j in row] for i, row in enumerate(best)]
+
+    # -- helpers for implementations ---------------------------------------------------------------
+
+    @property
+    def is_fitted(self) -> bool:
+        """True once ``fit`` has run."""
+        return getattr(self, "feature_names_", None) is not None
+
+    def _check_fitted(self, data: DetectorData) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{self.name} is not fitted yet (call fit first)")
+        if tuple(data.feature_names) != tuple(self.feature_names_):
+            raise ConfigError(
+                f"{self.name} was fitted on {len(self.feature_names_)} features and is given "
+                f"{len(data.feature_names)} different ones"
+            )
+        if self.input == "windows" and data.entity is None and data.time is None:
+            log.debug("%s: no entity or time given; rows form one sequence in their order", self.name)
+
+    def _start_fit(self, train: DetectorData) -> None:
+        """Checks before fitting; forgets an earlier fit so a failed refit leaves no half state."""
+        if len(train) == 0:
+            raise ConfigError(f"{self.name}: cannot fit on an empty table")
+        self.feature_names_ = None
+
+    def _finish_fit(self, train: DetectorData) -> None:
+        """Marks the detector fitted on ``train``'s features (the last step of ``fit``)."""
+        self.feature_names_: tuple[str, ...] | None = tuple(train.feature_names)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+
+#: name -> detector class, filled explicitly by :mod:`nadkit.models`
+REGISTRY: dict[str, type[Detector]] = {}
+
+
+def register(cls: type[Detector]) -> type[Detector]:
+    """Add a detector class to the registry under its ``name`` (used explicitly, not by import
+    side effects: :mod:`nadkit.models` lists every detector)."""
+    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+        raise ConfigError(f"two detectors are named {cls.name!r}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def create(name: str, config: DetectorConfig | Mapping[str, Any] | None = None) -> Detector:
+    """A new detector of the registered ``name``; ``config`` may be a dict of overrides."""
+    from nadkit import models  # noqa: F401 - fills the registry
+
+    try:
+        cls = REGISTRY[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
+    if isinstance(config, Mapping):
+        config = cls.config_class.from_dict(config)
+    return cls(config)

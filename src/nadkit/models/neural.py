@@ -1,0 +1,193 @@
+"""The template every neural detector fills in: build a plain ``nn.Module``, say how a batch's loss
+and per-feature errors are computed; batching (rows or windows), training (through the one
+:class:`~nadkit.models.trainer.Trainer`), scoring in batches and explanations are done here.
+
+A subclass sets ``name``, ``input``, ``config_class`` (a subclass of :class:`NeuralConfig`) and
+implements :meth:`NeuralDetector.build_module`, :meth:`NeuralDetector.loss` and
+:meth:`NeuralDetector.errors`. For ``input = "windows"`` a batch's ``x`` is ``(b, window, d)`` with a
+``mask`` of real rows; the window of row ``i`` ends at row ``i``, which is the row scored.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Self
+
+import numpy as np
+import torch
+from torch import nn
+
+from nadkit.errors import ConfigError
+from nadkit.features.series import SlidingWindows, gather, sliding_windows
+from nadkit.models.base import Detector, DetectorConfig, DetectorData
+from nadkit.models.trainer import Batch, EpochReport, Trainer, TrainerConfig, TrainingHistory, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NeuralConfig(DetectorConfig):
+    """Training settings shared by the neural detectors (a model adds its architecture fields)."""
+
+    epochs: int = 30
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 5
+    gradient_clip: float | None = 1.0
+    validation_fraction: float = 0.1
+    time_budget_s: float | None = None
+    max_train_rows: int | None = None
+    device: str = "auto"
+    window: int = 16
+    score_batch_size: int = 8192
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.score_batch_size < 1:
+            raise ConfigError("batch sizes must be at least 1")
+        if not 0 <= self.validation_fraction < 1:
+            raise ConfigError("validation_fraction must be in [0, 1)")
+        if self.window < 2:
+            raise ConfigError("window must be at least 2")
+
+    def trainer_config(self) -> TrainerConfig:
+        """The :class:`TrainerConfig` these settings describe."""
+        return TrainerConfig(
+            epochs=self.epochs,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            patience=self.patience,
+            gradient_clip=self.gradient_clip,
+            time_budget_s=self.time_budget_s,
+            seed=self.seed,
+            device=self.device,
+        )
+
+
+class NeuralDetector(Detector):
+    """Template base of the torch detectors (see the module docstring)."""
+
+    config_class = NeuralConfig
+    config: NeuralConfig
+
+    # -- what a model supplies --------------------------------------------------------------------
+
+    @abstractmethod
+    def build_module(self, features: int) -> nn.Module:
+        """The network for ``features`` input features (a plain, exportable ``nn.Module``)."""
+
+    @abstractmethod
+    def loss(self, module: nn.Module, batch: Batch) -> torch.Tensor:
+        """Scalar training loss of a batch (mean over its rows)."""
+
+    @abstractmethod
+    def errors(self, module: nn.Module, batch: Batch) -> torch.Tensor:
+        """``(b, d)`` non-negative per-feature errors of each scored row; their sum is the score."""
+
+    # -- the contract -----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        train: DetectorData,
+        *,
+        validation: DetectorData | None = None,
+        target: DetectorData | None = None,
+        progress: Callable[[EpochReport], None] | None = None,
+    ) -> Self:
+        """Train on ``train`` (normal traffic); ``validation`` (normal rows too) drives early stopping,
+        else a random ``validation_fraction`` of ``train`` is held out for it."""
+        self._start_fit(train)
+        config = self.config
+        rng = np.random.default_rng(config.seed)
+        if config.max_train_rows is not None and len(train) > config.max_train_rows:
+            keep = np.sort(rng.choice(len(train), config.max_train_rows, replace=False))
+            train = train.take(keep)
+        if validation is None and config.validation_fraction > 0 and len(train) >= 20:
+            rows = rng.permutation(len(train))
+            cut = max(1, int(len(train) * config.validation_fraction))
+            train_rows, held_rows = np.sort(rows[cut:]), np.sort(rows[:cut])
+            # windows keep their context: both parts read the whole table, each scores its rows
+            train_view = _View.of(self, train, train_rows)
+            validation_view: _View | None = _View.of(self, train, held_rows)
+        else:
+            train_view = _View.of(self, train, None)
+            validation_view = _View.of(self, validation, None) if validation is not None else None
+        torch.manual_seed(config.seed)
+        self.module_ = self.build_module(train.width)
+        self.history_: TrainingHistory = Trainer(config.trainer_config()).fit(
+            self.module_,
+            self.loss,
+            lambda epoch: train_view.batches(config.batch_size, shuffle=True, seed=config.seed + epoch),
+            (lambda: validation_view.batches(config.score_batch_size)) if validation_view else None,
+            progress=progress,
+        )
+        self.device_ = resolve_device(config.device)
+        self._finish_fit(train)
+        return self
+
+    def score(self, data: DetectorData) -> np.ndarray:
+        """Sum of the per-feature errors of each row, float64."""
+        return self.contributions(data).sum(axis=1)
+
+    def contributions(self, data: DetectorData) -> np.ndarray:
+        """Per-feature errors of each row, float64 ``(rows, features)``."""
+        self._check_fitted(data)
+        out = np.zeros((len(data), data.width), dtype=np.float64)
+        view = _View.of(self, data, None)
+        module = self.module_
+        module.eval()
+        with torch.no_grad():
+            for rows, batch in view.indexed_batches(self.config.score_batch_size):
+                errors = self.errors(module, batch.to(self.device_))
+                out[rows] = errors.double().cpu().numpy()
+        return out
+
+    def to(self, device: str | torch.device) -> Self:
+        """Move the fitted network to ``device`` for scoring."""
+        self.device_ = resolve_device(str(device))
+        self.module_.to(self.device_)
+        return self
+
+
+@dataclass
+class _View:
+    """Rows of a :class:`DetectorData` to batch, as single rows or as windows ending at each row."""
+
+    data: DetectorData
+    rows: np.ndarray
+    windows: SlidingWindows | None
+
+    @classmethod
+    def of(cls, detector: NeuralDetector, data: DetectorData, rows: np.ndarray | None) -> _View:
+        windows = None
+        if detector.input == "windows":
+            # without entity and time the rows are one sequence in their given order
+            times = data.time if data.entity is not None or data.time is not None else np.arange(len(data))
+            windows = sliding_windows(data.entity, times, detector.config.window)
+        chosen = np.arange(len(data), dtype=np.int64) if rows is None else rows
+        return cls(data=data, rows=chosen, windows=windows)
+
+    def _batch(self, rows: np.ndarray) -> Batch:
+        if self.windows is None:
+            return Batch(x=torch.from_numpy(self.data.features[rows]))
+        index = self.windows.index(rows)
+        x = gather(self.data.features, index)
+        mask = index >= 0
+        return Batch(x=torch.from_numpy(x), mask=torch.from_numpy(mask))
+
+    def indexed_batches(
+        self, size: int, *, shuffle: bool = False, seed: int = 0
+    ) -> Iterator[tuple[np.ndarray, Batch]]:
+        rows = self.rows
+        if shuffle:
+            rows = np.random.default_rng(seed).permutation(rows)
+        for start in range(0, len(rows), size):
+            chosen = rows[start : start + size]
+            yield chosen, self._batch(chosen)
+
+    def batches(self, size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
+        for _, batch in self.indexed_batches(size, shuffle=shuffle, seed=seed):
+            yield batch

@@ -1,0 +1,271 @@
+"""The one training loop of nadkit. Every neural network trains through :class:`Trainer`.
+
+Mini-batches from a batch factory, Adam, gradient clipping, early stopping on the validation loss (or
+on a selection metric the model supplies, e.g. a challenge score), the best weights restored at the
+end, seeds, CPU or CUDA, an optional wall-clock budget, and the loss curves kept for the report.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from nadkit.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA when present, else CPU; otherwise the named device (``cpu``, ``cuda:0``)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ConfigError(f"unknown device {device!r}") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but no CUDA device is available")
+    return resolved
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a training run repeats exactly."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+@dataclass
+class Batch:
+    """One mini-batch: inputs ``x`` (rows x features, or rows x window x features), an optional
+    ``mask`` (rows x window, True where a window holds a real row), optional ``y`` (targets) and
+    ``extra`` tensors a model needs (e.g. a target-domain batch)."""
+
+    x: torch.Tensor
+    mask: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> Batch:
+        """The batch on ``device`` (non-blocking where possible)."""
+
+        def move(value: torch.Tensor | None) -> torch.Tensor | None:
+            return None if value is None else value.to(device, non_blocking=True)
+
+        return Batch(
+            x=self.x.to(device, non_blocking=True),
+            mask=move(self.mask),
+            y=move(self.y),
+            extra={k: v.to(device, non_blocking=True) for k, v in self.extra.items()},
+        )
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """How to train: epochs, optimiser settings, early stopping and limits."""
+
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 5
+    min_delta: float = 1e-4
+    gradient_clip: float | None = 1.0
+    time_budget_s: float | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError("epochs must be at least 1")
+        if self.learning_rate <= 0:
+            raise ConfigError("learning_rate must be positive")
+        if self.patience < 1:
+            raise ConfigError("patience must be at least 1")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError("time_budget_s must be positive")
+
+
+@dataclass
+class EpochReport:
+    """What one epoch did; passed to the progress callback."""
+
+    epoch: int
+    epochs: int
+    train_loss: float
+    validation_loss: float | None
+    selection: float | None
+    best_epoch: int
+    seconds: float
+
+
+@dataclass
+class TrainingHistory:
+    """The loss curves and how training ended; saved in the model bundle for the report."""
+
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    selection: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    epochs_run: int = 0
+    seconds: float = 0.0
+    stopped: str = "epochs"
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+LossFunction = Callable[[nn.Module, Batch], torch.Tensor]
+BatchFactory = Callable[[int], Iterable[Batch]]
+
+
+class Trainer:
+    """Train a module by minimising ``loss(module, batch)`` over the batches of each epoch."""
+
+    def __init__(self, config: TrainerConfig | None = None) -> None:
+        self.config = config or TrainerConfig()
+
+    def fit(
+        self,
+        module: nn.Module,
+        loss: LossFunction,
+        train_batches: BatchFactory,
+        validation_batches: Callable[[], Iterable[Batch]] | None = None,
+        *,
+        selection: Callable[[nn.Module], float] | None = None,
+        selection_mode: Literal["min", "max"] = "max",
+        progress: Callable[[EpochReport], None] | None = None,
+        parameters: Iterable[nn.Parameter] | None = None,
+    ) -> TrainingHistory:
+        """Train ``module`` in place and return its history; the best epoch's weights are restored.
+
+        ``train_batches(epoch)`` yields the epoch's (shuffled) batches. Early stopping watches
+        ``selection(module)`` when given (``selection_mode`` says whether larger is better), else the
+        mean validation loss, else the training loss; ``patience`` epochs without an improvement of
+        ``min_delta`` stop training, as does ``time_budget_s``.
+        """
+        config = self.config
+        device = resolve_device(config.device)
+        seed_everything(config.seed)
+        module.to(device)
+        optimiser = torch.optim.Adam(
+            list(parameters) if parameters is not None else module.parameters(),
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
+        )
+        history = TrainingHistory(device=str(device))
+        best_value = math.inf
+        best_state: dict[str, torch.Tensor] | None = None
+        stale = 0
+        started = time.perf_counter()
+        for epoch in range(config.epochs):
+            module.train()
+            total, count = 0.0, 0
+            for batch in train_batches(epoch):
+                batch = batch.to(device)
+                optimiser.zero_grad(set_to_none=True)
+                value = loss(module, batch)
+                if not torch.isfinite(value):
+                    raise FloatingPointError(
+                        f"training loss became {value.item()} at epoch {epoch + 1}; "
+                        "lower the learning rate or check the features"
+                    )
+                value.backward()
+                if config.gradient_clip:
+                    nn.utils.clip_grad_norm_(module.parameters(), config.gradient_clip)
+                optimiser.step()
+                total += float(value.detach()) * len(batch)
+                count += len(batch)
+            train_loss = total / max(count, 1)
+            history.train_loss.append(train_loss)
+            validation_loss = (
+                self.evaluate(module, loss, validation_batches(), device) if validation_batches else None
+            )
+            if validation_loss is not None:
+                history.validation_loss.append(validation_loss)
+            chosen: float | None = None
+            if selection is not None:
+                module.eval()
+                with torch.no_grad():
+                    chosen = float(selection(module))
+                history.selection.append(chosen)
+                watched = -chosen if selection_mode == "max" else chosen
+            else:
+                watched = validation_loss if validation_loss is not None else train_loss
+            history.epochs_run = epoch + 1
+            if watched < best_value - config.min_delta or best_state is None:
+                best_value = watched
+                best_state = copy.deepcopy(module.state_dict())
+                history.best_epoch = epoch + 1
+                stale = 0
+            else:
+                stale += 1
+            elapsed = time.perf_counter() - started
+            log.debug(
+                "epoch %d: train %.5f validation %s selection %s",
+                epoch + 1,
+                train_loss,
+                f"{validation_loss:.5f}" if validation_loss is not None else "-",
+                f"{chosen:.5f}" if chosen is not None else "-",
+            )
+            if progress is not None:
+                progress(
+                    EpochReport(
+                        epoch=epoch + 1,
+                        epochs=config.epochs,
+                        train_loss=train_loss,
+                        validation_loss=validation_loss,
+                        selection=chosen,
+                        best_epoch=history.best_epoch,
+                        seconds=elapsed,
+                    )
+                )
+            if stale >= config.patience:
+                history.stopped = "early stopping"
+                break
+            if config.time_budget_s is not None and elapsed >= config.time_budget_s:
+                history.stopped = "time budget"
+                break
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        module.eval()
+        history.seconds = time.perf_counter() - started
+        log.info(
+            "trained %d epoch(s) in %.1f s on %s (best epoch %d, stopped by %s)",
+            history.epochs_run,
+            history.seconds,
+            device,
+            history.best_epoch,
+            history.stopped,
+        )
+        return history
+
+    @staticmethod
+    def evaluate(
+        module: nn.Module, loss: LossFunction, batches: Iterable[Batch], device: torch.device
+    ) -> float:
+        """Mean loss over ``batches`` without gradients (module in evaluation mode)."""
+        module.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for batch in batches:
+                batch = batch.to(device)
+                total += float(loss(module, batch)) * len(batch)
+                count += len(batch)
+        return total / max(count, 1)

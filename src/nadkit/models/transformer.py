@@ -1,0 +1,8 @@
+"""Detectors of the transformer family."""
+
+from __future__ import annotations
+
+from nadkit.models.base import Detector
+
+#: the detectors this module defines, in registry order
+DETECTORS: tuple[type[Detector], ...] = ()
