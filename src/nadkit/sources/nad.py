@@ -46,7 +46,8 @@ COLUMNS = (
     "app",
     *COUNTERS,
 )
-TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S%.f", "%Y/%m/%d %H:%M:%S")
+#: ``%.f`` also accepts whole seconds, so one format covers both
+TIME_FORMATS = ("%Y-%m-%d %H:%M:%S%.f",)
 
 
 def detect(head: Head) -> bool:
@@ -58,23 +59,24 @@ def detect(head: Head) -> bool:
 def read(path: str | Path, **_: object) -> pl.LazyFrame:
     """Scan a NAD CSV lazily into the canonical table (counters kept as ``cnt_*`` columns)."""
     frame = scan_csv(path, schema_overrides={"time": pl.String, "src": pl.String, "dst": pl.String})
-    names = frame.collect_schema().names()
+    schema = frame.collect_schema()
+    names = schema.names()
     require_columns(names, COLUMNS[:10], path, "NAD 2021")
     canonical: dict[str, pl.Expr | list[pl.Expr]] = {
         "time": text_to_time("time", TIME_FORMATS),
         "src": text("src", "src"),
         "dst": text("dst", "dst"),
-        "spt": numeric("spt", pl.Int64(), "spt"),
-        "dpt": numeric("dpt", pl.Int64(), "dpt"),
+        "spt": numeric("spt", pl.Int64(), "spt", source_dtype=schema["spt"]),
+        "dpt": numeric("dpt", pl.Int64(), "dpt", source_dtype=schema["dpt"]),
         "proto": proto_name_expr("proto").alias("proto"),
         "app": text(pl.col("app").cast(pl.String).str.to_lowercase(), "app"),
-        "duration": numeric("duration", pl.Float64(), "duration"),
-        "out_bytes": numeric("out (bytes)", pl.Int64(), "out_bytes"),
-        "in_bytes": numeric("in (bytes)", pl.Int64(), "in_bytes"),
+        "duration": numeric("duration", pl.Float64(), "duration", source_dtype=schema["duration"]),
+        "out_bytes": numeric("out (bytes)", pl.Int64(), "out_bytes", source_dtype=schema["out (bytes)"]),
+        "in_bytes": numeric("in (bytes)", pl.Int64(), "in_bytes", source_dtype=schema["in (bytes)"]),
     }
     for counter in COUNTERS:
         if counter in names:
-            canonical[counter] = numeric(counter, pl.Int64(), counter)
+            canonical[counter] = numeric(counter, pl.Int64(), counter, source_dtype=schema[counter])
     consumed = set(COLUMNS)
     if "label" in names:
         canonical["label"] = label_expr("label").alias("label")
