@@ -215,6 +215,96 @@ def split(
 
 
 @app.command()
+def train(
+    source: Annotated[Path, typer.Argument(help="Training flows: file, directory or glob.")],
+    out: Annotated[Path, typer.Argument(help="Model bundle directory to write.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Detector name (see `nadkit models`).")] = "ae",
+    config: Annotated[
+        Path | None, typer.Option(help="Model settings (YAML, TOML or JSON), e.g. epochs, hidden sizes.")
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option(min=0.05, max=0.9, help="Share of normal rows held out with the attacks.")
+    ] = 0.3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    format: FormatOption = None,
+    mapping: MapOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
+) -> None:
+    """Train a detector on normal traffic and save it, with its threshold, as a model bundle."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nadkit.config import read_settings
+    from nadkit.training import train_model
+
+    options = read_settings(config, "model settings") if config else {}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("epoch {task.completed}/{task.total}"),
+        TextColumn("{task.fields[losses]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"training {model}", total=None, losses="")
+
+        def on_epoch(report) -> None:  # type: ignore[no-untyped-def]
+            losses = f"train {report.train_loss:.4g}"
+            if report.validation_loss is not None:
+                losses += f"  validation {report.validation_loss:.4g}"
+            bar.update(task, completed=report.epoch, total=report.epochs, losses=losses)
+
+        result = train_model(
+            source,
+            out,
+            model=model,
+            config=options,
+            format=format,
+            mapping=mapping,
+            holdout_fraction=holdout,
+            seed=seed,
+            overwrite=force,
+            progress=on_epoch,
+        )
+    summary = Table(title=f"{model} trained", show_header=False)
+    summary.add_row("bundle", str(result.path))
+    summary.add_row("features", str(len(result.bundle.pipeline.feature_names_)))
+    summary.add_row("normal training rows", f"{result.train_rows:,}")
+    summary.add_row("hold-out rows (attacks)", f"{result.holdout_rows:,} ({result.holdout_attacks:,})")
+    summary.add_row("fit time", f"{result.fit_seconds:.1f} s")
+    history = result.bundle.metrics.get("history")
+    if history:
+        summary.add_row(
+            "epochs",
+            f"{history['epochs_run']} (best {history['best_epoch']}, stopped by {history['stopped']})",
+        )
+    threshold = result.bundle.threshold or {}
+    summary.add_row("threshold", f"{threshold.get('value', float('nan')):.6g} ({threshold.get('method')})")
+    measured = result.bundle.metrics.get("holdout")
+    if measured:
+        figures = f"{measured['roc_auc']:.4f} / {measured['pr_auc']:.4f} / {measured['f1']:.4f}"
+        summary.add_row("hold-out ROC-AUC / PR-AUC / F1", f"{figures} (threshold chosen here)")
+    console.print(summary)
+
+
+@app.command()
+def models() -> None:
+    """List the detectors nadkit can train."""
+    from nadkit.models import REGISTRY
+
+    table = Table(title="Detectors")
+    table.add_column("name", style="bold")
+    table.add_column("input")
+    table.add_column("kind")
+    table.add_column("description")
+    for name, cls in REGISTRY.items():
+        paragraph = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+        doc = paragraph.split(". ")[0].rstrip(".")
+        table.add_row(name, cls.input, "supervised" if cls.supervised else "unsupervised", doc)
+    console.print(table)
+
+
+@app.command()
 def simulate(
     out: Annotated[Path, typer.Argument(help="Output directory (one file per day).")],
     days: Annotated[int, typer.Option(min=1, max=60, help="Number of days.")] = 3,

@@ -5,8 +5,11 @@ training: fit on normal rows only, keep a labelled hold-out for early stopping c
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -14,8 +17,16 @@ import polars as pl
 from nadkit.errors import ConfigError
 from nadkit.features.counters import column_codes
 from nadkit.features.pipeline import FeaturePipeline
-from nadkit.models.base import DetectorData
+from nadkit.metrics import binary_metrics
+from nadkit.models.base import DetectorData, create
+from nadkit.models.neural import NeuralDetector
+from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL
+from nadkit.sources import load_flows
+from nadkit.thresholds import f_beta_optimal_threshold, quantile_threshold
+
+if TYPE_CHECKING:
+    from nadkit.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +99,90 @@ def unsupervised_split(
         int((~normal).sum()),
     )
     return split
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What `nadkit train` produced: the bundle, and the numbers to show."""
+
+    bundle: ModelBundle
+    path: Path
+    train_rows: int
+    holdout_rows: int
+    holdout_attacks: int
+    fit_seconds: float
+
+
+def train_model(
+    source: str | Path,
+    out: str | Path,
+    *,
+    model: str,
+    config: Mapping[str, Any] | None = None,
+    format: str | None = None,
+    mapping: str | None = None,
+    holdout_fraction: float = 0.3,
+    false_positive_rate: float = 0.01,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Callable[[EpochReport], None] | None = None,
+) -> TrainingResult:
+    """Train ``model`` on the flows of ``source`` and save the bundle to ``out``.
+
+    Labelled data: the detector learns from normal rows only; a labelled hold-out (some normal rows
+    and every attack row) sets the threshold (F1-optimal when it holds attacks, else the score
+    exceeded by ``false_positive_rate`` of its normal rows). Unlabelled data is taken as mostly
+    normal and the threshold is the quantile one.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out}: already exists (use --force to replace it)")
+    options = dict(config or {})
+    options.setdefault("seed", seed)
+    detector = create(model, options)
+    if detector.supervised:
+        raise ConfigError(f"{model} is supervised; it is trained with labels (not available here yet)")
+    frame, _ = load_flows(source, format=format, mapping=mapping)
+    split = unsupervised_split(frame, holdout_fraction=holdout_fraction, seed=seed)
+    if split.train.height == 0:
+        raise ConfigError(f"{source}: no normal rows left to train on")
+    pipeline = FeaturePipeline().fit(split.train)
+    train = detector_data(pipeline, split.train)
+    holdout = detector_data(pipeline, split.holdout)
+    started = time.perf_counter()
+    fit_options: dict[str, Any] = {"progress": progress} if isinstance(detector, NeuralDetector) else {}
+    detector.fit(train, **fit_options)
+    fit_seconds = time.perf_counter() - started
+    scores = detector.score(holdout)
+    attack = holdout.labels != NORMAL if holdout.labels is not None else np.zeros(len(holdout), dtype=bool)
+    metrics: dict[str, Any] = {"fit_seconds": fit_seconds, "train_rows": len(train)}
+    history = getattr(detector, "history_", None)
+    if history is not None:
+        metrics["history"] = history.to_dict()
+    if attack.any() and (~attack).any():
+        value = f_beta_optimal_threshold(scores, attack, beta=1.0)
+        threshold = {"method": "f_beta", "beta": 1.0, "value": value, "rows": len(holdout)}
+        measured = binary_metrics(scores, attack, value).to_dict()
+        measured["note"] = "on the hold-out the threshold was chosen on (optimistic)"
+        metrics["holdout"] = measured
+    else:
+        normal_scores = scores[~attack] if (~attack).any() else scores
+        value = quantile_threshold(normal_scores, false_positive_rate)
+        threshold = {
+            "method": "quantile",
+            "false_positive_rate": false_positive_rate,
+            "value": value,
+            "rows": len(normal_scores),
+        }
+    from nadkit.bundle import ModelBundle, fingerprint
+
+    bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)
+    bundle.save(out, overwrite=overwrite, data_fingerprint=fingerprint(train))
+    return TrainingResult(
+        bundle=bundle,
+        path=out,
+        train_rows=len(train),
+        holdout_rows=len(holdout),
+        holdout_attacks=int(attack.sum()),
+        fit_seconds=fit_seconds,
+    )
