@@ -169,6 +169,16 @@ class Detector(ABC):
         names = data.feature_names
         return [[(names[j], float(contributions[i, j])) for j in row] for i, row in enumerate(best)]
 
+    # -- saving (the bundle stores these arrays in safetensors, the config as JSON) ---------------
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The learned state as named arrays (no pickle); see :meth:`load_state`."""
+        raise NotImplementedError(f"{self.name} cannot be saved yet")
+
+    def load_state(self, arrays: Mapping[str, np.ndarray], feature_names: tuple[str, ...]) -> Self:
+        """Restore a fitted detector from :meth:`state`'s arrays and the features it was fitted on."""
+        raise NotImplementedError(f"{self.name} cannot be loaded yet")
+
     # -- helpers for implementations ---------------------------------------------------------------
 
     @property

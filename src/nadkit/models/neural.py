@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Self
 
@@ -22,7 +22,7 @@ from torch import nn
 
 from nadkit.errors import ConfigError
 from nadkit.features.series import SlidingWindows, gather, sliding_windows
-from nadkit.models.base import Detector, DetectorConfig, DetectorData
+from nadkit.models.base import Detector, DetectorConfig, DetectorData, NotFittedError
 from nadkit.models.trainer import Batch, EpochReport, Trainer, TrainerConfig, TrainingHistory, resolve_device
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,27 @@ class NeuralDetector(Detector):
                 errors = self.errors(module, batch.to(self.device_))
                 out[rows] = errors.double().cpu().numpy()
         return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The network's parameters and buffers, by their ``state_dict`` names."""
+        if not self.is_fitted:
+            raise NotFittedError(f"{self.name} is not fitted yet (call fit first)")
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.module_.state_dict().items()}
+
+    def load_state(self, arrays: Mapping[str, np.ndarray], feature_names: tuple[str, ...]) -> Self:
+        """Rebuild the network for ``feature_names`` and load the saved parameters into it."""
+        module = self.build_module(len(feature_names))
+        tensors = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
+        try:
+            module.load_state_dict(tensors, strict=True)
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[0]
+            raise ConfigError(f"saved weights do not fit {self.name}'s network: {first}") from error
+        module.eval()
+        self.device_ = resolve_device(self.config.device)
+        self.module_ = module.to(self.device_)
+        self.feature_names_ = tuple(feature_names)
+        return self
 
     def to(self, device: str | torch.device) -> Self:
         """Move the fitted network to ``device`` for scoring."""

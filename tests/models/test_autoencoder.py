@@ -1,0 +1,130 @@
+"""Autoencoder and variational autoencoder: what they learn and how they score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nadkit.errors import ConfigError
+from nadkit.models.autoencoder import (
+    Autoencoder,
+    AutoencoderConfig,
+    VariationalAutoencoder,
+    VariationalAutoencoderConfig,
+)
+from nadkit.models.base import DetectorData
+from nadkit.models.trainer import Batch
+
+NAMES = tuple(f"f{j}" for j in range(10))
+
+
+def _low_rank(rows: int = 2000, rank: int = 3, seed: int = 0) -> DetectorData:
+    rng = np.random.default_rng(seed)
+    mixing = rng.normal(size=(rank, len(NAMES)))
+    features = rng.normal(size=(rows, rank)) @ mixing + 0.01 * rng.normal(size=(rows, len(NAMES)))
+    return DetectorData(features / features.std(axis=0), NAMES)
+
+
+def test_autoencoder_reconstructs_a_low_rank_dataset() -> None:
+    train = _low_rank(rows=1000)
+    config = AutoencoderConfig(
+        hidden=(32,), bottleneck=4, epochs=40, patience=10, batch_size=64, learning_rate=5e-3, device="cpu"
+    )
+    detector = Autoencoder(config).fit(train)
+    test = _low_rank(rows=500, seed=0)
+    per_feature = detector.contributions(test).mean(axis=0)
+    assert per_feature.max() < 0.05  # features have unit variance: over 95 % of it is reconstructed
+    # a row off the learned subspace reconstructs badly
+    outlier = DetectorData(np.eye(1, len(NAMES), 2, dtype=np.float32) * 4.0, NAMES)
+    assert detector.score(outlier)[0] > 20 * np.median(detector.score(test))
+    assert detector.explain(outlier, top=1)[0][0][0] == "f2"
+
+
+def test_autoencoder_errors_are_squared_reconstruction_errors() -> None:
+    data = _low_rank(rows=300)
+    detector = Autoencoder(AutoencoderConfig(hidden=(8,), bottleneck=2, epochs=2, device="cpu")).fit(data)
+    x = torch.from_numpy(data.features)
+    with torch.no_grad():
+        expected = ((detector.module_(x) - x) ** 2).double().numpy()
+    np.testing.assert_allclose(detector.contributions(data), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"activation": "swish"},
+        {"bottleneck": 0},
+        {"hidden": (16, 0)},
+        {"dropout": 1.0},
+        {"batch_size": 0},
+    ],
+)
+def test_autoencoder_config_is_validated(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        AutoencoderConfig(**options)
+
+
+def test_configs_load_from_dicts() -> None:
+    config = AutoencoderConfig.from_dict({"hidden": [16, 8], "bottleneck": 3, "activation": "gelu"})
+    assert config.hidden == (16, 8)
+    assert AutoencoderConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="unknown option"):
+        VariationalAutoencoderConfig.from_dict({"latent_size": 3})
+    with pytest.raises(ConfigError):
+        VariationalAutoencoderConfig(beta=-1.0)
+    with pytest.raises(ConfigError):
+        VariationalAutoencoderConfig(output_variance=0.0)
+
+
+def test_vae_score_decreases_with_training() -> None:
+    data = _low_rank(rows=800)
+    options = {"hidden": (32,), "latent": 4, "output_variance": 1.0, "patience": 50, "device": "cpu"}
+    options |= {"learning_rate": 5e-3, "batch_size": 64}
+    short = VariationalAutoencoder(VariationalAutoencoderConfig(epochs=1, **options)).fit(data)
+    long = VariationalAutoencoder(VariationalAutoencoderConfig(epochs=20, **options)).fit(data)
+    assert long.score(data).mean() < 0.5 * short.score(data).mean()
+    assert long.history_.train_loss[-1] < long.history_.train_loss[0]
+
+
+def test_vae_scores_are_deterministic_and_match_the_negative_elbo() -> None:
+    data = _low_rank(rows=800)
+    config = VariationalAutoencoderConfig(hidden=(16,), latent=3, epochs=5, beta=0.5, device="cpu")
+    detector = VariationalAutoencoder(config).fit(data)
+    scores = detector.score(data)
+    np.testing.assert_array_equal(scores, detector.score(data))
+    # the score is the deterministic negative ELBO less its row-independent constant
+    module = detector.module_
+    x = torch.from_numpy(data.features)
+    with torch.no_grad():
+        loss = detector.loss(module, Batch(x=x))  # evaluation mode: latent mean, no sampling
+        constant = 0.5 * torch.sum(np.log(2 * np.pi) + module.output_log_variance()).item()
+    assert scores.mean() + constant == pytest.approx(loss.item(), rel=1e-4)
+
+
+def test_vae_learned_variance_stays_bounded_on_constant_features() -> None:
+    rng = np.random.default_rng(1)
+    features = np.concatenate([rng.normal(size=(600, 3)), np.zeros((600, 1))], axis=1)
+    names = ("a", "b", "c", "constant")
+    detector = VariationalAutoencoder(
+        VariationalAutoencoderConfig(hidden=(8,), latent=2, epochs=20, learning_rate=0.05, device="cpu")
+    ).fit(DetectorData(features, names))
+    odd = DetectorData(np.array([[0.0, 0.0, 0.0, 5.0]]), names)
+    scores = detector.score(odd)
+    assert np.isfinite(scores).all()
+    assert detector.explain(odd, top=1)[0][0][0] == "constant"
+
+
+@pytest.mark.parametrize("detector_class", [Autoencoder, VariationalAutoencoder])
+def test_networks_export_without_data_dependent_control_flow(detector_class: type) -> None:
+    data = _low_rank(rows=200)
+    detector = detector_class(detector_class.test_config()).fit(data)
+    x = torch.from_numpy(data.features[:8])
+    exported = torch.export.export(detector.module_, (x,))
+    with torch.no_grad():
+        expected = detector.module_(x)
+        got = exported.module()(x)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    got = got if isinstance(got, tuple) else (got,)
+    for left, right in zip(expected, got, strict=True):
+        torch.testing.assert_close(left, right)

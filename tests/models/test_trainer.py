@@ -1,0 +1,153 @@
+"""The one training loop: early stopping, best weights, time budget, seeds, errors, devices."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from nadkit.errors import ConfigError
+from nadkit.models.trainer import Batch, EpochReport, Trainer, TrainerConfig, resolve_device
+
+
+def _regression(rows: int = 256, features: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, features, generator=generator)
+    y = x @ torch.arange(1.0, features + 1) + 0.1 * torch.randn(rows, generator=generator)
+    return x, y.unsqueeze(1)
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, size: int = 64):
+    def factory(epoch: int = 0):
+        order = torch.from_numpy(np.random.default_rng(epoch).permutation(len(x)))
+        for start in range(0, len(x), size):
+            rows = order[start : start + size]
+            yield Batch(x=x[rows], y=y[rows])
+
+    return factory
+
+
+def _mse(module: nn.Module, batch: Batch) -> torch.Tensor:
+    return torch.mean((module(batch.x) - batch.y) ** 2)
+
+
+def test_learns_a_linear_map() -> None:
+    x, y = _regression()
+    module = nn.Linear(4, 1)
+    history = Trainer(TrainerConfig(epochs=60, learning_rate=0.05, patience=60, device="cpu")).fit(
+        module, _mse, _batches(x, y)
+    )
+    assert history.train_loss[-1] < 0.05 < history.train_loss[0]
+    assert history.epochs_run == 60
+    assert history.stopped == "epochs"
+    assert not module.training
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_weights() -> None:
+    x, y = _regression(seed=1)
+    x_val, y_val = _regression(rows=64, seed=2)
+    validation = _batches(x_val, -y_val)  # opposite target: validation loss rises as training fits
+    module = nn.Linear(4, 1)
+    patience = 3
+    history = Trainer(TrainerConfig(epochs=50, learning_rate=0.05, patience=patience, device="cpu")).fit(
+        module, _mse, _batches(x, y), lambda: validation(0)
+    )
+    assert history.stopped == "early stopping"
+    assert history.epochs_run == history.best_epoch + patience
+    best = min(history.validation_loss)
+    assert history.validation_loss[history.best_epoch - 1] == best
+    restored = Trainer.evaluate(module, _mse, validation(0), torch.device("cpu"))
+    assert restored == pytest.approx(best, rel=1e-6)
+    assert restored < history.validation_loss[-1]
+
+
+def test_selection_metric_drives_early_stopping() -> None:
+    x, y = _regression()
+    module = nn.Linear(4, 1)
+    values = iter([1.0, 3.0, 2.0, 2.5, 2.9, 2.0, 1.0])
+    history = Trainer(TrainerConfig(epochs=7, patience=2, device="cpu")).fit(
+        module, _mse, _batches(x, y), selection=lambda _module: next(values), selection_mode="max"
+    )
+    assert history.best_epoch == 2
+    assert history.epochs_run == 4
+    assert history.selection == [1.0, 3.0, 2.0, 2.5]
+
+
+def test_time_budget_is_honoured() -> None:
+    x, y = _regression(rows=512)
+    budget_s = 0.3
+    history = Trainer(
+        TrainerConfig(epochs=100_000, patience=100_000, time_budget_s=budget_s, device="cpu")
+    ).fit(nn.Linear(4, 1), _mse, _batches(x, y))
+    assert history.stopped == "time budget"
+    assert history.epochs_run < 100_000
+    assert budget_s <= history.seconds < budget_s + 5.0
+
+
+def test_same_seed_reproduces_training() -> None:
+    x, y = _regression()
+
+    def run(seed: int) -> tuple[list[float], torch.Tensor]:
+        torch.manual_seed(seed)
+        module = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.3), nn.ReLU(), nn.Linear(8, 1))
+        history = Trainer(TrainerConfig(epochs=5, seed=seed, device="cpu")).fit(module, _mse, _batches(x, y))
+        return history.train_loss, module[0].weight.detach().clone()
+
+    losses, weights = run(3)
+    again_losses, again_weights = run(3)
+    other_losses, _ = run(4)
+    assert losses == again_losses
+    assert torch.equal(weights, again_weights)
+    assert losses != other_losses
+
+
+def test_non_finite_loss_raises_a_clear_error() -> None:
+    x, y = _regression()
+
+    def broken(module: nn.Module, batch: Batch) -> torch.Tensor:
+        return _mse(module, batch) * math.nan
+
+    with pytest.raises(FloatingPointError, match="training loss became nan at epoch 1"):
+        Trainer(TrainerConfig(epochs=3, device="cpu")).fit(nn.Linear(4, 1), broken, _batches(x, y))
+
+
+def test_progress_is_called_once_per_epoch() -> None:
+    x, y = _regression()
+    reports: list[EpochReport] = []
+    history = Trainer(TrainerConfig(epochs=4, patience=10, device="cpu")).fit(
+        nn.Linear(4, 1), _mse, _batches(x, y), progress=reports.append
+    )
+    assert [r.epoch for r in reports] == [1, 2, 3, 4]
+    assert all(r.epochs == 4 for r in reports)
+    assert [r.train_loss for r in reports] == history.train_loss
+
+
+def test_device_resolution() -> None:
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError):
+        resolve_device("not-a-device")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_auto_device_trains_on_cuda() -> None:
+    x, y = _regression()
+    module = nn.Linear(4, 1)
+    history = Trainer(TrainerConfig(epochs=2, device="auto")).fit(module, _mse, _batches(x, y))
+    assert history.device.startswith("cuda")
+    assert next(module.parameters()).device.type == "cuda"
+
+
+@pytest.mark.parametrize(
+    "options", [{"epochs": 0}, {"learning_rate": 0.0}, {"patience": 0}, {"time_budget_s": -1.0}]
+)
+def test_bad_trainer_config_raises(options: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        TrainerConfig(**options)
