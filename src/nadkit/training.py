@@ -17,6 +17,7 @@ import polars as pl
 from nadkit.errors import ConfigError
 from nadkit.features.counters import column_codes
 from nadkit.features.pipeline import FeaturePipeline
+from nadkit.features.series import BucketSeries
 from nadkit.metrics import binary_metrics
 from nadkit.models.base import DetectorData, create
 from nadkit.models.neural import NeuralDetector
@@ -185,4 +186,43 @@ def train_model(
         holdout_rows=len(holdout),
         holdout_attacks=int(attack.sum()),
         fit_seconds=fit_seconds,
+    )
+
+
+@dataclass(frozen=True)
+class BucketScaling:
+    """Standardisation of ``log1p`` bucket metrics, fitted on training buckets."""
+
+    columns: tuple[str, ...]
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, series: BucketSeries) -> BucketScaling:
+        """Learn the mean and spread of each metric's ``log1p`` on ``series``."""
+        values = np.log1p(np.maximum(series.matrix(), 0.0))
+        std = values.std(axis=0)
+        return cls(columns=series.metrics, mean=values.mean(axis=0), std=np.where(std > 0, std, 1.0))
+
+    def transform(self, series: BucketSeries) -> np.ndarray:
+        """The scaled ``(buckets, metrics)`` float32 matrix of ``series``."""
+        if tuple(series.metrics) != self.columns:
+            raise ConfigError("bucket metrics differ from the ones the scaling was fitted on")
+        values = np.log1p(np.maximum(series.matrix(), 0.0))
+        return ((values - self.mean) / self.std).astype(np.float32)
+
+
+def bucket_detector_data(series: BucketSeries, scaling: BucketScaling) -> DetectorData:
+    """The time-bucket view for windowed detectors: one row per (entity, bucket), windows over
+    consecutive buckets of an entity; scores map back to flows with ``series.to_flows``."""
+    by = series.config.by
+    entity = None
+    if by:
+        entity, _ = column_codes(series.frame[by])
+    time = series.frame["bucket"].dt.epoch("us").to_numpy()
+    return DetectorData(
+        features=scaling.transform(series),
+        feature_names=tuple(series.metrics),
+        entity=entity,
+        time=time,
     )
