@@ -31,3 +31,12 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"real dataset file {path} not found (set NADKIT_DATA_DIR)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_torch_thread() -> None:
+    """The test networks are tiny: one thread avoids thread start-up and contention costs, which
+    dominate their run time on small machines."""
+    import torch
+
+    torch.set_num_threads(1)
