@@ -9,6 +9,7 @@ import random
 import polars as pl
 import pytest
 
+from nadkit.features import address
 from nadkit.features.address import AREAS, FLOW_TYPES, AddressGroup, ipv4_number, ipv6_words
 
 
@@ -233,3 +234,14 @@ def test_group_runs_on_a_lazy_frame_and_declares_its_columns() -> None:
     assert group.missing(["src", "time"]) == ["dst"]
     lazy = pl.LazyFrame({"src": ["10.0.0.1"], "dst": ["10.0.0.2"]})
     assert group.apply(lazy, {})["ip_binary_match"].to_list() == [30.0]
+
+
+def test_long_columns_are_parsed_in_parts_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    addresses = [a for a, _ in AREA_CASES] + [s for s, _, _ in BINARY_MATCH_CASES]
+    rng = random.Random(3)
+    pairs = [(rng.choice(addresses), rng.choice(addresses)) for _ in range(500)]
+    whole = features(pairs)
+    monkeypatch.setattr(address, "_MIN_PART_ROWS", 50)  # several parts, each with its own dictionary
+    assert features(pairs).equals(whole)
+    # and the same as each pair on its own
+    assert [one(s, d) for s, d in pairs[:40]] == whole.head(40).to_dicts()

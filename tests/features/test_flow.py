@@ -12,6 +12,7 @@ import pytest
 from nadkit.features.base import FeatureGroup
 from nadkit.features.flow import (
     DERIVED,
+    ENUM_MIN_VALUES,
     CategoryGroup,
     LogGroup,
     RatioGroup,
@@ -57,6 +58,26 @@ class TestCategories:
         assert out.columns == ["proto=tcp", "proto=udp", "proto=others", "app=dns", "app=http", "app=others"]
         assert out.row(0) == (0.0, 0.0, 1.0, 0.0, 1.0, 0.0)
         assert out.row(1) == (1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+
+    def test_long_vocabulary_gives_the_same_one_hot_columns(self) -> None:
+        # a vocabulary of ENUM_MIN_VALUES or more values is matched through an Enum code
+        values = [f"app{i:02d}" for i in range(ENUM_MIN_VALUES + 3)]
+        train = pl.DataFrame({"app": values * 3})
+        new = pl.DataFrame({"app": [values[4], "unseen", None, "others", values[-1]]})
+        long = CategoryGroup(("app",), min_share=0.0, min_count=1)
+        state = long.fit(train)
+        assert state["vocabularies"]["app"] == values
+        out = long.apply(new, state)
+        assert out.columns == [f"app={v}" for v in values] + ["app=others"]
+        assert out["app=app04"].to_list() == [True, False, False, False, False]
+        assert out[f"app={values[-1]}"].to_list() == [False, False, False, False, True]
+        assert out["app=others"].to_list() == [False, True, True, True, False]
+        assert (out.select(pl.sum_horizontal(pl.all())).to_series() == 1).all()
+        # the same as value-by-value matching
+        short = CategoryGroup(("app",), min_share=0.0, min_count=1)
+        parts = [{"vocabularies": {"app": values[i : i + 4]}} for i in range(0, len(values), 4)]
+        merged = pl.concat([short.apply(new, part).drop("app=others") for part in parts], how="horizontal")
+        assert merged.equals(out.drop("app=others"))
 
     def test_absent_column_is_left_out(self) -> None:
         group = CategoryGroup(("proto", "app"))

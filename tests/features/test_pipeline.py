@@ -16,7 +16,7 @@ from nadkit.errors import BundleError, ConfigError, NadkitError, SchemaError
 from nadkit.features import FeatureConfig, FeaturePipeline, segments
 from nadkit.features.counters import COUNTER_COLUMNS, CounterConfig
 from nadkit.features.counters import REQUIRED as COUNTER_INPUTS
-from nadkit.features.pipeline import GROUP_NAMES, Scaling, fit_scaling
+from nadkit.features.pipeline import FLOAT32_MAX_OFFSET, GROUP_NAMES, Scaling, fit_scaling
 from nadkit.schema import TIME_DTYPE
 from nadkit.sources import load_flows
 from nadkit.synthetic import SimulationConfig, simulate
@@ -148,7 +148,8 @@ def test_scaled_values_follow_the_fitted_statistics(train: pl.DataFrame, pipelin
         (median - 100 * (q75 - q25), median + 100 * (q75 - q25))
     )
     got = pipeline.transform(train)["log_out_bytes"].to_numpy()
-    np.testing.assert_allclose(got, (raw - median) / (q75 - q25), rtol=1e-6, atol=1e-6)
+    # the features are computed in Float32: within about 1e-6 of the Float64 values
+    np.testing.assert_allclose(got, (raw - median) / (q75 - q25), rtol=1e-5, atol=1e-5)
 
 
 def test_values_beyond_the_training_range_stay_visible_up_to_the_bound(train: pl.DataFrame) -> None:
@@ -238,6 +239,20 @@ def test_nan_and_inf_are_handled() -> None:
     assert np.isfinite(out.to_numpy()).all()
 
 
+def test_a_large_offset_keeps_its_precision() -> None:
+    # values far from 0 with a small spread (a timestamp, a sequence number) are scaled in Float64
+    values = 1e9 + np.arange(400, dtype=np.float64) / 4
+    frame = pl.DataFrame({"proto": ["tcp"] * 400, "seq": values, "small": np.arange(400) % 7})
+    pipeline = FeaturePipeline(FeatureConfig(groups=("raw",))).fit(frame)
+    scaling = pipeline.scaling_["seq"]
+    assert abs(scaling.center) / scaling.scale > FLOAT32_MAX_OFFSET
+    out = pipeline.transform(frame)
+    np.testing.assert_allclose(out["seq"].to_numpy(), (values - scaling.center) / scaling.scale, atol=1e-6)
+    small = pipeline.scaling_["small"]
+    expected = (frame["small"].to_numpy() - small.center) / small.scale
+    np.testing.assert_allclose(out["small"].to_numpy(), expected, atol=1e-6)
+
+
 def test_fit_scaling_rules() -> None:
     m = 100.0
     binary = fit_scaling(np.array([0.0, 1.0, 1.0, 0.0, 1.0]), (0.001, 0.999))
@@ -295,6 +310,31 @@ def test_lazy_input_stays_lazy_when_nothing_is_computed_first(train: pl.DataFram
     # the same flows with counters computed by the pipeline give the same features
     computed = FeaturePipeline(NO_SEGMENTS).fit(train)
     assert computed.transform(train).equals(pipeline.transform(with_counters).select(computed.feature_names_))
+
+
+def test_groups_share_helper_columns(train: pl.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    # logs and ratios both need log(1 + bytes): computed once, under one name
+    pipeline = FeaturePipeline(FeatureConfig(groups=("logs", "ratios"))).fit(train)
+    stages, _ = pipeline._expressions()
+    names = [e.meta.output_name() for stage in stages for e in stage]
+    assert len(names) == len(set(names))
+    assert "_log1p_out_bytes" in names
+    out = pipeline.transform(train)
+    assert out.columns == pipeline.feature_names_
+    # a group that reuses a helper name for another expression is refused
+    from nadkit.features import pipeline as pipeline_module
+    from nadkit.features.flow import LogGroup
+
+    class Clashing(LogGroup):
+        name = "ratios"
+
+        def helpers(self, state: dict) -> list[list[pl.Expr]]:
+            return [[pl.col("out_bytes").cast(pl.Float32).alias("_float_out_bytes")]]
+
+    original = pipeline_module.build_groups
+    monkeypatch.setattr(pipeline_module, "build_groups", lambda config: [*original(config)[:1], Clashing()])
+    with pytest.raises(ConfigError, match="_float_out_bytes"):
+        pipeline._expressions()
 
 
 def test_a_subset_of_groups(train: pl.DataFrame) -> None:

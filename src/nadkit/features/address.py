@@ -5,7 +5,9 @@ Raw address values do not generalise (networks renumber, test days use other ran
 and regional facts become features. IPv4 and IPv6 text are parsed by Polars expressions alone: an
 address becomes a family (4 or 6) and a 128-bit number held as two unsigned 64-bit words (an IPv4
 address, or an IPv4-mapped IPv6 one, is family 4 with its 32-bit value in the low word). Text that is
-neither (or missing) gives all-zero features and ``<side>_invalid = 1``.
+neither (or missing) gives all-zero features and ``<side>_invalid = 1``. A flow table repeats its
+addresses many times, so each column is dictionary-encoded first and only its distinct texts are
+parsed (:func:`address_facts`); the rows then take their address's facts.
 
 =========================  ==================================================================
 ``<side>_area=<area>``     one-hot, first match of: unspecified (0.0.0.0, ::), loopback,
@@ -25,10 +27,14 @@ neither (or missing) gives all-zero features and ``<side>_invalid = 1``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from nadkit.features.base import FeatureGroup, flag
 
@@ -213,19 +219,160 @@ def ipv6_words(text: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     return built["v6_high"], built["v6_low"]
 
 
-def _name(side: str, part: str) -> str:
-    return f"_address_{side}_{part}"
+#: The per-address facts each side's text is parsed into: the family (4, 6, or null when the text is not
+#: an address), the two 64-bit words, the area code (index in :data:`AREAS`), whether the address is
+#: internal (both null for invalid text) and its number of set bits (0 for invalid text).
+_FACTS = {
+    "family": pl.UInt8,
+    "high": _U64,
+    "low": _U64,
+    "area": pl.UInt8,
+    "internal": pl.Boolean,
+    "ones": pl.Float32,
+}
+_FACTS_DTYPE = pl.Struct(_FACTS)
+#: Most threads that dictionary-encode parts of a long address column at once (at most as many as
+#: Polars uses).
+_MAX_THREADS = 4
 
 
-def _merge(*stage_lists: list[list[pl.Expr]]) -> list[list[pl.Expr]]:
-    """Stage-wise union of several stage lists (stage i of each goes into stage i)."""
-    merged: list[list[pl.Expr]] = []
-    for stages in stage_lists:
-        for i, stage in enumerate(stages):
-            if i == len(merged):
-                merged.append([])
-            merged[i].extend(stage)
-    return merged
+def address_facts(texts: pl.Series) -> pl.DataFrame:
+    """For each address text, in order: its ``family`` (4, 6, null for text that is not an address),
+    ``high`` and ``low`` 64-bit words, ``area`` (index in :data:`AREAS`), whether it is ``internal``
+    and its number of set bits (``ones``)."""
+    texts = texts.cast(pl.String)
+    # IPv6 text always has a colon: without one, the IPv6 parsing steps are left out
+    stages, facts = _facts_query(ipv6=bool(texts.str.contains(":", literal=True).any()))
+    lazy = pl.LazyFrame({"text": texts})
+    for stage in stages:
+        lazy = lazy.with_columns(stage)
+    return lazy.select(facts).collect(engine="in-memory")
+
+
+@functools.cache
+def _facts_query(ipv6: bool) -> tuple[list[list[pl.Expr]], list[pl.Expr]]:
+    """The stages and final columns of :func:`address_facts`, built once (read-only)."""
+    stages = _parse_stages(pl.col("text"), "_", ipv6=ipv6)
+    ones = pl.col("_high").bitwise_count_ones() + pl.col("_low").bitwise_count_ones()
+    facts = [pl.col(f"_{name}").alias(name) for name in _FACTS if name != "ones"]
+    facts.append(ones.cast(pl.Float32).fill_null(0.0).alias("ones"))
+    return stages, facts
+
+
+def _parse_stages(text: pl.Expr, prefix: str, *, ipv6: bool = True) -> list[list[pl.Expr]]:
+    """Stages of columns ``<prefix>family``, ``high``, ``low``, ``area`` and ``internal`` (and their
+    intermediate columns) from address text: IPv4 parsing; IPv6 parsing of the text that is not IPv4
+    (so its many small steps run on mostly empty columns; left out, all null, unless ``ipv6``);
+    family and 64-bit words; regions."""
+    stages = _staged(_ipv4_steps(text, ""), prefix + "v4_")
+    if ipv6:
+        not_v4 = pl.when(pl.col(prefix + "v4_value").is_null()).then(text)
+        stages += _staged(_ipv6_steps(not_v4, ""), prefix + "v6_")
+    else:
+        stages.append([pl.lit(None, dtype=_U64).alias(prefix + f"v6_{word}") for word in ("high", "low")])
+    stages.append(_words(prefix))
+    stages.append(_regions(prefix))
+    return stages
+
+
+#: Rows per part below which a column is dictionary-encoded in one piece rather than in parallel parts.
+_MIN_PART_ROWS = 200_000
+
+
+def _encode(texts: pl.Series) -> pl.Series:
+    """:func:`address_facts` of every row of ``texts``, as a struct column.
+
+    Addresses repeat a lot in flow tables, so each distinct text is parsed once: the column is
+    dictionary-encoded (in parts on several threads when it is long), the dictionaries are parsed,
+    and their facts are gathered back by row.
+    """
+    texts = texts.cast(pl.String)
+    parts = max(1, min(_MAX_THREADS, pl.thread_pool_size(), len(texts) // _MIN_PART_ROWS))
+    size = -(-len(texts) // parts)
+    pieces = [texts.slice(i * size, size) for i in range(parts)]
+    if parts == 1:
+        encoded = [_dictionary_encode(pieces[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=parts) as pool:
+            encoded = list(pool.map(_dictionary_encode, pieces))
+    # one table for all parts: each part's codes shifted past the dictionaries before it
+    dictionaries = [pl.Series(e.dictionary, dtype=pl.String) for e in encoded]
+    facts = address_facts(pl.concat(dictionaries)).to_struct(texts.name)
+    gathered, offset = [], 0
+    for part, dictionary in zip(encoded, dictionaries, strict=True):
+        codes = pl.Series(part.indices)
+        gathered.append(facts.gather(codes + offset if offset else codes))
+        offset += len(dictionary)
+    return pl.concat(gathered, rechunk=False)
+
+
+def _dictionary_encode(texts: pl.Series) -> pa.DictionaryArray:
+    try:
+        encoded = pc.dictionary_encode(texts.to_arrow(compat_level=pl.CompatLevel.newest()))
+    except pa.ArrowException:  # an older pyarrow without string views
+        encoded = pc.dictionary_encode(texts.to_arrow(compat_level=pl.CompatLevel.oldest()))
+    if isinstance(encoded, pa.ChunkedArray):  # pragma: no cover - Series.to_arrow gives one chunk
+        encoded = encoded.combine_chunks()
+    return encoded
+
+
+def _words(prefix: str) -> list[pl.Expr]:
+    v4 = pl.col(prefix + "v4_value")
+    high, low = pl.col(prefix + "v6_high"), pl.col(prefix + "v6_low")
+    mapped = (high == 0) & ((low // _u64(1 << 32)) == _u64(_V4_MAPPED_MARK))
+    family = (
+        pl.when(v4.is_not_null())
+        .then(pl.lit(4, dtype=pl.UInt8))
+        .when(high.is_not_null() & mapped)
+        .then(pl.lit(4, dtype=pl.UInt8))
+        .when(high.is_not_null())
+        .then(pl.lit(6, dtype=pl.UInt8))
+    )
+    return [
+        family.alias(prefix + "family"),
+        pl.when(v4.is_not_null() | mapped).then(_u64(0)).otherwise(high).alias(prefix + "high"),
+        pl.when(v4.is_not_null())
+        .then(v4)
+        .when(mapped)
+        .then(low & _u64(_V4_ALL_ONES))
+        .otherwise(low)
+        .alias(prefix + "low"),
+    ]
+
+
+def _regions(prefix: str) -> list[pl.Expr]:
+    family = pl.col(prefix + "family")
+    high, low = pl.col(prefix + "high"), pl.col(prefix + "low")
+    v4, v6 = family == 4, family == 6
+    unspecified = (high == 0) & (low == 0)
+    loopback = (v4 & _in_network(low, _V4_LOOPBACK)) | (v6 & (high == 0) & (low == 1))
+    multicast = (v4 & _in_network(low, _V4_MULTICAST)) | (v6 & _in_network(high, _V6_MULTICAST))
+    limited_broadcast = v4 & (low == _u64(_V4_ALL_ONES))
+    broadcast = v4 & ((low & _u64(0xFF)) == _u64(0xFF))
+    link_local = (v4 & _in_network(low, _V4_LINK_LOCAL)) | (v6 & _in_network(high, _V6_LINK_LOCAL))
+    private_v4 = pl.any_horizontal([_in_network(low, network) for network in _V4_PRIVATE])
+    private = (v4 & private_v4) | (v6 & _in_network(high, _V6_PRIVATE))
+    area = (
+        pl.when(family.is_null())
+        .then(None)
+        .when(unspecified)
+        .then(pl.lit(AREAS.index("unspecified")))
+        .when(loopback)
+        .then(pl.lit(AREAS.index("loopback")))
+        .when(multicast)
+        .then(pl.lit(AREAS.index("multicast")))
+        .when(broadcast)
+        .then(pl.lit(AREAS.index("broadcast")))
+        .when(link_local)
+        .then(pl.lit(AREAS.index("link_local")))
+        .when(private)
+        .then(pl.lit(AREAS.index("private")))
+        .otherwise(pl.lit(AREAS.index("global")))
+    )
+    internal = pl.when(family.is_not_null()).then(
+        private | link_local | loopback | unspecified | multicast | limited_broadcast
+    )
+    return [area.cast(pl.UInt8).alias(prefix + "area"), internal.alias(prefix + "internal")]
 
 
 class AddressGroup(FeatureGroup):
@@ -239,89 +386,21 @@ class AddressGroup(FeatureGroup):
         return {}
 
     def helpers(self, state: Mapping[str, Any]) -> list[list[pl.Expr]]:
-        """Stages of helper columns: IPv4 parsing; IPv6 parsing of the text that is not IPv4 (so its
-        many small steps run on mostly empty columns); family and 64-bit words; regions."""
-        v4: list[list[list[pl.Expr]]] = []
-        v6: list[list[list[pl.Expr]]] = []
-        for side in SIDES:
-            text = pl.col(side).cast(pl.String)
-            v4.append(_staged(_ipv4_steps(text, ""), _name(side, "v4_")))
-            not_v4 = pl.when(pl.col(_name(side, "v4_value")).is_null()).then(text)
-            v6.append(_staged(_ipv6_steps(not_v4, ""), _name(side, "v6_")))
-        stages = _merge(*v4) + _merge(*v6)
-        stages.append([expr for side in SIDES for expr in self._words(side)])
-        stages.append([expr for side in SIDES for expr in self._regions(side)])
-        return stages
-
-    @staticmethod
-    def _words(side: str) -> list[pl.Expr]:
-        v4 = pl.col(_name(side, "v4_value"))
-        high, low = pl.col(_name(side, "v6_high")), pl.col(_name(side, "v6_low"))
-        mapped = (high == 0) & ((low // _u64(1 << 32)) == _u64(_V4_MAPPED_MARK))
-        family = (
-            pl.when(v4.is_not_null())
-            .then(pl.lit(4, dtype=pl.UInt8))
-            .when(high.is_not_null() & mapped)
-            .then(pl.lit(4, dtype=pl.UInt8))
-            .when(high.is_not_null())
-            .then(pl.lit(6, dtype=pl.UInt8))
-        )
+        """One struct column of :func:`address_facts` per side, each distinct address parsed once."""
         return [
-            family.alias(_name(side, "family")),
-            pl.when(v4.is_not_null() | mapped).then(_u64(0)).otherwise(high).alias(_name(side, "high")),
-            pl.when(v4.is_not_null())
-            .then(v4)
-            .when(mapped)
-            .then(low & _u64(_V4_ALL_ONES))
-            .otherwise(low)
-            .alias(_name(side, "low")),
-        ]
-
-    @staticmethod
-    def _regions(side: str) -> list[pl.Expr]:
-        family = pl.col(_name(side, "family"))
-        high, low = pl.col(_name(side, "high")), pl.col(_name(side, "low"))
-        v4, v6 = family == 4, family == 6
-        unspecified = (high == 0) & (low == 0)
-        loopback = (v4 & _in_network(low, _V4_LOOPBACK)) | (v6 & (high == 0) & (low == 1))
-        multicast = (v4 & _in_network(low, _V4_MULTICAST)) | (v6 & _in_network(high, _V6_MULTICAST))
-        limited_broadcast = v4 & (low == _u64(_V4_ALL_ONES))
-        broadcast = v4 & ((low & _u64(0xFF)) == _u64(0xFF))
-        link_local = (v4 & _in_network(low, _V4_LINK_LOCAL)) | (v6 & _in_network(high, _V6_LINK_LOCAL))
-        private_v4 = pl.any_horizontal([_in_network(low, network) for network in _V4_PRIVATE])
-        private = (v4 & private_v4) | (v6 & _in_network(high, _V6_PRIVATE))
-        area = (
-            pl.when(family.is_null())
-            .then(None)
-            .when(unspecified)
-            .then(pl.lit(AREAS.index("unspecified")))
-            .when(loopback)
-            .then(pl.lit(AREAS.index("loopback")))
-            .when(multicast)
-            .then(pl.lit(AREAS.index("multicast")))
-            .when(broadcast)
-            .then(pl.lit(AREAS.index("broadcast")))
-            .when(link_local)
-            .then(pl.lit(AREAS.index("link_local")))
-            .when(private)
-            .then(pl.lit(AREAS.index("private")))
-            .otherwise(pl.lit(AREAS.index("global")))
-        )
-        internal = pl.when(family.is_not_null()).then(
-            private | link_local | loopback | unspecified | multicast | limited_broadcast
-        )
-        return [
-            area.cast(pl.UInt8).alias(_name(side, "area")),
-            internal.alias(_name(side, "internal")),
+            [
+                pl.col(side).map_batches(_encode, return_dtype=_FACTS_DTYPE).alias(_name(side))
+                for side in SIDES
+            ]
         ]
 
     def expressions(self, state: Mapping[str, Any]) -> list[pl.Expr]:
         """Area one-hots, flow type one-hot, prefix match, bit counts, IPv6 and invalid flags."""
         exprs: list[pl.Expr] = []
         for side in SIDES:
-            area = pl.col(_name(side, "area"))
+            area = _fact(side, "area")
             exprs += [flag(area == code).alias(f"{side}_area={value}") for code, value in enumerate(AREAS)]
-        src_internal, dst_internal = pl.col(_name("src", "internal")), pl.col(_name("dst", "internal"))
+        src_internal, dst_internal = _fact("src", "internal"), _fact("dst", "internal")
         types = {
             "internet": ~src_internal & ~dst_internal,
             "intranet": src_internal & dst_internal,
@@ -331,27 +410,33 @@ class AddressGroup(FeatureGroup):
         exprs += [flag(types[t]).alias(f"ip_flow_type={t}") for t in FLOW_TYPES]
         exprs.append(_binary_match().alias("ip_binary_match"))
         for side in SIDES:
-            family = pl.col(_name(side, "family"))
-            high, low = pl.col(_name(side, "high")), pl.col(_name(side, "low"))
-            ones = high.bitwise_count_ones() + low.bitwise_count_ones()
+            family = _fact(side, "family")
             exprs += [
-                ones.cast(pl.Float64).fill_null(0.0).alias(f"{side}_one_bits"),
+                _fact(side, "ones").fill_null(0.0).alias(f"{side}_one_bits"),
                 flag(family == 6).alias(f"{side}_ipv6"),
                 flag(family.is_null()).alias(f"{side}_invalid"),
             ]
         return exprs
 
 
+def _name(side: str) -> str:
+    return f"_address_{side}"
+
+
+def _fact(side: str, fact: str) -> pl.Expr:
+    return pl.col(_name(side)).struct.field(fact)
+
+
 def _binary_match() -> pl.Expr:
     """Common leading bits of src and dst (0 when the families differ or an address is invalid)."""
-    family = pl.col(_name("src", "family"))
-    same = family == pl.col(_name("dst", "family"))
-    high = (pl.col(_name("src", "high")) ^ pl.col(_name("dst", "high"))).bitwise_leading_zeros()
-    low = (pl.col(_name("src", "low")) ^ pl.col(_name("dst", "low"))).bitwise_leading_zeros()
+    family = _fact("src", "family")
+    same = family == _fact("dst", "family")
+    high = (_fact("src", "high") ^ _fact("dst", "high")).bitwise_leading_zeros()
+    low = (_fact("src", "low") ^ _fact("dst", "low")).bitwise_leading_zeros()
     v6 = pl.when(high == 64).then(64 + low).otherwise(high)
     # an IPv4 value sits in the low word, whose top 32 bits are then always equal
     bits = pl.when(family == 4).then(low.cast(pl.Int64) - 32).otherwise(v6.cast(pl.Int64))
-    return pl.when(same).then(bits).otherwise(0).cast(pl.Float64).fill_null(0.0)
+    return pl.when(same).then(bits).otherwise(0).cast(pl.Float32).fill_null(0.0)
 
 
-__all__ = ["AREAS", "FLOW_TYPES", "SIDES", "AddressGroup", "ipv4_number", "ipv6_words"]
+__all__ = ["AREAS", "FLOW_TYPES", "SIDES", "AddressGroup", "address_facts", "ipv4_number", "ipv6_words"]

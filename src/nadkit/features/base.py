@@ -9,9 +9,11 @@ expressions, so that a whole pipeline runs as one vectorised query (also on a ``
   columns it uses when present (an absent one is noted, the group still runs);
 * may ``fit`` on a training frame, returning JSON-serialisable state (a vocabulary, the columns it saw);
 * turns that state into ``helpers``, intermediate columns several features share (computed once, in
-  stages where one helper needs another, named with a leading underscore), and ``expressions``: one
-  expression per feature, aliased to its name: a number (any numeric dtype) or, for an indicator, a
-  Boolean (see :func:`flag`).
+  stages where one helper needs another, named with a leading underscore; groups may declare the
+  same helper, under the same name and as the same expression in the same stage, and a pipeline then
+  computes it once), and ``expressions``: one expression per feature, aliased to its name: a number
+  (any numeric dtype; Float32 where its precision is enough, which halves the memory traffic) or,
+  for an indicator, a Boolean (see :func:`flag`).
 
 Groups are plain objects listed explicitly, in order, by :mod:`nadkit.features.pipeline`.
 """

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from nadkit.features.base import FeatureGroup, State, flag, present, safe_divide
+from nadkit.features.base import FeatureGroup, State, flag, present
 from nadkit.features.counters import COUNTER_COLUMNS
 from nadkit.schema import IDENTIFYING
 
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: Name of the one-hot bucket for rare values, values unseen at fit, and missing values.
 OTHERS = "others"
+#: Vocabularies of at least this many values are matched through an Enum code rather than value by value.
+ENUM_MIN_VALUES = 9
 #: Raw columns replaced by their transforms (log, zero flag, ratios) rather than passed through.
 REPLACED = ("duration", "out_bytes", "in_bytes", "out_pkts", "in_pkts")
 #: Columns that describe the flow's ground truth, never a feature.
@@ -46,9 +48,51 @@ LOG_COLUMNS = (
 MIN_RATE_DURATION_S = 1e-3
 
 
-def log1p_nonnegative(column: str) -> pl.Expr:
-    """``log(1 + x)`` with negative values treated as 0 (a count or duration cannot be negative)."""
-    return pl.col(column).cast(pl.Float64).clip(lower_bound=0.0).log1p()
+# Shared helper columns of the per-flow groups. Several groups read the same inputs (the logs group and
+# the log differences of the ratios group both need log(1 + bytes), ...); each group declares the
+# helpers it needs under these names, and the pipeline computes each once. Values are Float32: the
+# inputs are counts, bytes and durations, which Float32 holds to about 1e-7 relative (counts up to
+# 2**24 exactly), well within the resolution of a scaled feature.
+
+
+def as_float(column: str) -> pl.Expr:
+    """The helper column holding ``column`` as Float32."""
+    return pl.col(f"_float_{column}")
+
+
+def nonnegative(column: str) -> pl.Expr:
+    """The helper column holding ``column`` as Float32 with negative values as 0 (null and NaN kept)."""
+    return pl.col(f"_nonneg_{column}")
+
+
+def log1p_of(column: str) -> pl.Expr:
+    """The helper column holding ``log(1 + x)`` of ``column`` with negative values as 0, in Float32."""
+    return pl.col(f"_log1p_{column}")
+
+
+def float_helpers(
+    floats: Iterable[str] = (), nonnegatives: Iterable[str] = (), logs: Iterable[str] = ()
+) -> list[list[pl.Expr]]:
+    """The stages of shared helper columns (:func:`as_float`, :func:`nonnegative`, :func:`log1p_of`)
+    for the named columns, those they depend on included, always in the same three stages so that the
+    pipeline can merge the helpers of several groups."""
+    logs = list(dict.fromkeys(logs))
+    nonnegatives = list(dict.fromkeys([*nonnegatives, *logs]))
+    floats = list(dict.fromkeys([*floats, *nonnegatives]))
+    zero = pl.lit(0.0, dtype=pl.Float32)
+    stages = [
+        # through Float64: Polars casts Int64 to Float64 and then to Float32 faster than directly
+        [pl.col(c).cast(pl.Float64).cast(pl.Float32).alias(f"_float_{c}") for c in floats],
+        [
+            pl.when(as_float(c) < zero).then(zero).otherwise(as_float(c)).alias(f"_nonneg_{c}")
+            for c in nonnegatives
+        ],
+        # 1 + x is exact for counts below 2**24: log(1 + x) is then log1p(x), at a fraction of its cost
+        [(nonnegative(c) + pl.lit(1.0, dtype=pl.Float32)).log().alias(f"_log1p_{c}") for c in logs],
+    ]
+    while stages and not stages[-1]:
+        stages.pop()
+    return stages
 
 
 class CategoryGroup(FeatureGroup):
@@ -103,15 +147,41 @@ class CategoryGroup(FeatureGroup):
         kept = counts.filter(pl.col("count") >= threshold).head(self.max_values)
         return sorted(kept["value"].to_list())
 
+    def helpers(self, state: Mapping[str, Any]) -> list[list[pl.Expr]]:
+        """What the one-hot columns and the ``others`` bucket read: for a long vocabulary, the column as
+        an Enum of its vocabulary (null outside it: one hash per row); for a short one, the indicator
+        of each value (a few text comparisons per row are cheaper)."""
+        helpers: list[pl.Expr] = []
+        for column, vocabulary in state["vocabularies"].items():
+            text = pl.col(column).cast(pl.String)
+            if len(vocabulary) >= ENUM_MIN_VALUES:
+                helpers.append(text.cast(pl.Enum(vocabulary), strict=False).alias(_category_helper(column)))
+            else:
+                helpers += [
+                    flag(text == value).alias(_category_helper(column, value)) for value in vocabulary
+                ]
+        return [helpers]
+
     def expressions(self, state: Mapping[str, Any]) -> list[pl.Expr]:
         """``column=value`` indicators for the vocabulary and a ``column=others`` bucket."""
         exprs: list[pl.Expr] = []
         for column, vocabulary in state["vocabularies"].items():
-            text = pl.col(column).cast(pl.String)
-            exprs.extend(flag(text == value).alias(f"{column}={value}") for value in vocabulary)
-            known = text.is_in(vocabulary) if vocabulary else pl.lit(False)
-            exprs.append(flag(~known.fill_null(False)).alias(f"{column}={OTHERS}"))
+            # missing values and values outside the vocabulary match none of the values
+            if len(vocabulary) >= ENUM_MIN_VALUES:
+                code = pl.col(_category_helper(column))
+                known = [flag(code == value) for value in vocabulary]
+                others = code.is_null()
+            else:
+                known = [pl.col(_category_helper(column, value)) for value in vocabulary]
+                every = pl.col(column).is_null() | pl.col(column).is_not_null()
+                others = ~pl.any_horizontal(known) if known else every
+            exprs.extend(k.alias(f"{column}={value}") for k, value in zip(known, vocabulary, strict=True))
+            exprs.append(others.alias(f"{column}={OTHERS}"))
         return exprs
+
+
+def _category_helper(column: str, value: str | None = None) -> str:
+    return f"_categories_{column}" if value is None else f"_categories_{column}={value}"
 
 
 class ZeroFlagGroup(FeatureGroup):
@@ -136,30 +206,38 @@ class LogGroup(FeatureGroup):
     name = "logs"
     optional = LOG_COLUMNS
 
+    def helpers(self, state: Mapping[str, Any]) -> list[list[pl.Expr]]:
+        """The shared ``log(1 + x)`` helper of each column present at fit."""
+        return float_helpers(logs=state["columns"])
+
     def expressions(self, state: Mapping[str, Any]) -> list[pl.Expr]:
         """``log_<column>`` per column present at fit."""
-        return [log1p_nonnegative(c).alias(f"log_{c}") for c in state["columns"]]
-
-
-#: Gives the expression of ``log1p`` of a column (computed once, as a helper column).
-LogOf = Callable[[str], pl.Expr]
+        return [log1p_of(c).alias(f"log_{c}") for c in state["columns"]]
 
 
 @dataclass(frozen=True)
 class _Derived:
-    """A feature computed from named input columns (``logs``: those it needs ``log1p`` of)."""
+    """A feature computed from named input columns through the shared helpers: ``floats``,
+    ``nonnegatives`` and ``logs`` name the columns it needs :func:`as_float`, :func:`nonnegative` and
+    :func:`log1p_of` of."""
 
     name: str
     inputs: tuple[str, ...]
-    build: Callable[[LogOf], pl.Expr]
+    build: Callable[[], pl.Expr]
+    floats: tuple[str, ...] = ()
+    nonnegatives: tuple[str, ...] = ()
     logs: tuple[str, ...] = ()
+
+
+_F32_ONE = pl.lit(1.0, dtype=pl.Float32)
 
 
 def _ratio(numerator: str, denominator: str) -> _Derived:
     return _Derived(
         f"{numerator}_per_{denominator}",
         (numerator, denominator),
-        lambda log: safe_divide(pl.col(numerator), pl.col(denominator)),
+        lambda: as_float(numerator) / pl.max_horizontal(as_float(denominator), _F32_ONE),
+        floats=(numerator, denominator),
     )
 
 
@@ -167,34 +245,38 @@ def _difference(minuend: str, subtrahend: str) -> _Derived:
     return _Derived(
         f"{minuend}_minus_{subtrahend}",
         (minuend, subtrahend),
-        lambda log: pl.col(minuend).cast(pl.Float64) - pl.col(subtrahend).cast(pl.Float64),
+        lambda: as_float(minuend) - as_float(subtrahend),
+        floats=(minuend, subtrahend),
     )
 
 
 def _log_rate(name: str, amounts: tuple[str, ...]) -> _Derived:
-    def build(log: LogOf) -> pl.Expr:
-        total = pl.sum_horizontal([pl.col(c).cast(pl.Float64).clip(lower_bound=0.0) for c in amounts])
-        seconds = pl.col("duration").cast(pl.Float64).clip(lower_bound=MIN_RATE_DURATION_S)
-        return (total / seconds).log1p()
+    def build() -> pl.Expr:
+        total = pl.sum_horizontal([nonnegative(c) for c in amounts])
+        least = pl.lit(MIN_RATE_DURATION_S, dtype=pl.Float32)
+        duration = as_float("duration")
+        seconds = pl.when(duration < least).then(least).otherwise(duration)
+        # the rate is not negative: log(1 + rate) stands for log1p(rate), as in log1p_of
+        return (total / seconds + _F32_ONE).log()
 
-    return _Derived(name, (*amounts, "duration"), build)
+    return _Derived(name, (*amounts, "duration"), build, floats=("duration",), nonnegatives=amounts)
 
 
 def _log_difference(first: str, second: str) -> _Derived:
     return _Derived(
         f"log_{first}_minus_log_{second}",
         (first, second),
-        lambda log: log(first) - log(second),
+        lambda: log1p_of(first) - log1p_of(second),
         logs=(first, second),
     )
 
 
 def _share(part: str, other: str) -> _Derived:
-    def build(log: LogOf) -> pl.Expr:
-        a, b = (pl.col(c).cast(pl.Float64).clip(lower_bound=0.0) for c in (part, other))
-        return a / pl.max_horizontal(a + b, pl.lit(1.0))
+    def build() -> pl.Expr:
+        a, b = nonnegative(part), nonnegative(other)
+        return a / pl.max_horizontal(a + b, _F32_ONE)
 
-    return _Derived(f"{part}_share", (part, other), build)
+    return _Derived(f"{part}_share", (part, other), build, nonnegatives=(part, other))
 
 
 def _derived_features() -> list[_Derived]:
@@ -249,17 +331,17 @@ class RatioGroup(FeatureGroup):
         return [d for d in DERIVED if have.issuperset(d.inputs)]
 
     def helpers(self, state: Mapping[str, Any]) -> list[list[pl.Expr]]:
-        """``log1p`` of each column a log difference needs, computed once."""
-        logs = dict.fromkeys(c for d in self._features(state) for c in d.logs)
-        return [[log1p_nonnegative(c).alias(f"_ratios_log_{c}") for c in logs]] if logs else []
+        """The shared Float32, non-negative and ``log(1 + x)`` helpers the features read."""
+        features = self._features(state)
+        return float_helpers(
+            floats=[c for d in features for c in d.floats],
+            nonnegatives=[c for d in features for c in d.nonnegatives],
+            logs=[c for d in features for c in d.logs],
+        )
 
     def expressions(self, state: Mapping[str, Any]) -> list[pl.Expr]:
-        """The ratios and differences whose inputs were all present at fit."""
-
-        def log(column: str) -> pl.Expr:
-            return pl.col(f"_ratios_log_{column}")
-
-        return [d.build(log).alias(d.name) for d in self._features(state)]
+        """The ratios and differences whose inputs were all present at fit (Float32)."""
+        return [d.build().alias(d.name) for d in self._features(state)]
 
 
 class RawNumericGroup(FeatureGroup):
@@ -318,6 +400,7 @@ class SegmentGroup(FeatureGroup):
 
 __all__ = [
     "DERIVED",
+    "ENUM_MIN_VALUES",
     "LABELS",
     "LOG_COLUMNS",
     "OTHERS",
@@ -330,4 +413,8 @@ __all__ = [
     "RawNumericGroup",
     "SegmentGroup",
     "ZeroFlagGroup",
+    "as_float",
+    "float_helpers",
+    "log1p_of",
+    "nonnegative",
 ]

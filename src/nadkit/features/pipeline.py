@@ -200,6 +200,19 @@ def build_groups(config: FeatureConfig) -> list[FeatureGroup]:
     return [factories[name]() for name in GROUP_NAMES if name in config.groups]
 
 
+#: Largest ``|center| / scale`` for which a feature is scaled in Float32 arithmetic: up to it, Float32
+#: rounding moves a scaled value (of order 1) by a few millionths at most; beyond it (a column with a
+#: large offset and a small spread), the arithmetic is Float64.
+FLOAT32_MAX_OFFSET = 16.0
+
+#: Scale factors (``1 / scale``) Float32 holds with full precision.
+_FLOAT32_FACTORS = (1e-30, 1e30)
+
+
+def _f32(value: float) -> pl.Expr:
+    return pl.lit(value, dtype=pl.Float32)
+
+
 @dataclass(frozen=True)
 class Scaling:
     """How one feature is scaled: ``(clip(x, lower, upper) - center) / scale``; an ``indicator``
@@ -212,11 +225,26 @@ class Scaling:
     indicator: bool = False
 
     def expression(self, expr: pl.Expr) -> pl.Expr:
-        """``expr`` scaled, as Float32; NaN and null become 0."""
+        """``expr`` scaled, as Float32; NaN and null become 0.
+
+        Computed as ``x * (1 / scale) - center / scale`` clipped to the scaled bounds (the same up to
+        rounding), in Float32 unless the feature's offset needs Float64 (see
+        :data:`FLOAT32_MAX_OFFSET`).
+        """
         if self.indicator:
-            return expr.fill_null(False).cast(pl.Float32)
-        clipped = expr.cast(pl.Float64).clip(self.lower, self.upper)
-        return ((clipped - self.center) / self.scale).fill_nan(0.0).fill_null(0.0).cast(pl.Float32)
+            return pl.when(expr).then(_f32(1.0)).otherwise(_f32(0.0))
+        factor, offset = 1.0 / self.scale, -self.center / self.scale
+        low, high = sorted(((self.lower - self.center) * factor, (self.upper - self.center) * factor))
+        small_offset = abs(self.center) <= FLOAT32_MAX_OFFSET * abs(self.scale)
+        if factor == 1.0 and offset == 0.0:
+            scaled = expr.cast(pl.Float32)
+        elif small_offset and _FLOAT32_FACTORS[0] < abs(factor) < _FLOAT32_FACTORS[1]:
+            scaled = expr.cast(pl.Float32) * _f32(factor) + _f32(offset)
+        else:
+            scaled = (expr.cast(pl.Float64) * factor + offset).cast(pl.Float32)
+        # NaN and null first (max_horizontal and min_horizontal would skip them), then the bounds
+        scaled = scaled.fill_nan(_f32(0.0)).fill_null(_f32(0.0))
+        return pl.min_horizontal(pl.max_horizontal(scaled, _f32(low)), _f32(high))
 
 
 #: The scaling of every Boolean feature.
@@ -354,9 +382,11 @@ class FeaturePipeline:
         return self._augment(frame)
 
     def _expressions(self) -> tuple[list[list[pl.Expr]], list[pl.Expr]]:
-        """Helper stages (all groups merged stage by stage) and feature expressions, unscaled."""
+        """Helper stages (all groups merged stage by stage, a helper several groups share computed
+        once) and feature expressions, unscaled."""
         stages: list[list[pl.Expr]] = []
         features: list[pl.Expr] = []
+        helpers: dict[str, pl.Expr] = {}
         for group in build_groups(self.config):
             state = self.group_states_.get(group.name)
             if state is None:
@@ -364,7 +394,13 @@ class FeaturePipeline:
             for i, stage in enumerate(group.helpers(state)):
                 if i == len(stages):
                     stages.append([])
-                stages[i].extend(stage)
+                for expr in stage:
+                    name = output_name(expr)
+                    if name not in helpers:
+                        helpers[name] = expr
+                        stages[i].append(expr)
+                    elif not helpers[name].meta.eq(expr):
+                        raise ConfigError(f"feature group {group.name} redefines the helper column {name!r}")
             features.extend(group.expressions(state))
         return stages, features
 
@@ -427,8 +463,13 @@ class FeaturePipeline:
         """The scaled feature expressions, in ``feature_names_`` order (they read the helper columns
         :meth:`transform_lazy` adds first)."""
         self._check_fitted()
-        _, features = self._expressions()
-        return [self.scaling_[output_name(e)].expression(e).alias(output_name(e)) for e in features]
+        return self._query()[1]
+
+    def _query(self) -> tuple[list[list[pl.Expr]], list[pl.Expr]]:
+        """The helper stages and the scaled feature expressions."""
+        stages, features = self._expressions()
+        scaled = [self.scaling_[output_name(e)].expression(e).alias(output_name(e)) for e in features]
+        return stages, scaled
 
     def transform_lazy(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
         """The features as a lazy query. A ``LazyFrame`` stays lazy unless counters or segments must
@@ -439,9 +480,7 @@ class FeaturePipeline:
         if self.counters_computed_ or self.segments_computed_:
             # counters and segments need the collected table: only the columns the features use
             lazy = self._augment(lazy.select(self.input_columns_).collect()).lazy()
-        stages, _ = self._expressions()
-        out = self._run(lazy, stages, self.expressions())
-        return out
+        return self._run(lazy, *self._query())
 
     def transform_batches(
         self, frame: pl.DataFrame | pl.LazyFrame, batch_rows: int = 1_000_000
@@ -450,7 +489,7 @@ class FeaturePipeline:
         :meth:`transform`), so a large table never holds all its features in memory at once.
 
         Counters and segments are computed once on the whole table (they look across rows); the
-        per-flow features are computed batch by batch.
+        per-flow features are computed batch by batch, each batch as one query.
         """
         self._check_fitted()
         if batch_rows < 1:
@@ -460,8 +499,7 @@ class FeaturePipeline:
         augmented = frame.select(self.input_columns_)
         if self.counters_computed_ or self.segments_computed_:
             augmented = self._augment(augmented)
-        stages, _ = self._expressions()
-        expressions = self.expressions()
+        stages, expressions = self._query()
         for start in range(0, augmented.height, batch_rows):
             batch = augmented.slice(start, batch_rows).lazy()
             yield self._run(batch, stages, expressions).collect()
