@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,26 +137,9 @@ class FeatureConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> FeatureConfig:
         """Read the settings from a YAML (``.yaml``/``.yml``), TOML (``.toml``) or JSON file."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ConfigError(f"{path}: cannot read feature settings ({error.strerror})") from error
-        suffix = path.suffix.lower()
-        try:
-            if suffix in (".yaml", ".yml"):
-                import yaml
+        from nadkit.config import read_settings
 
-                data = yaml.safe_load(text) or {}
-            elif suffix == ".toml":
-                data = tomllib.loads(text)
-            else:
-                data = json.loads(text)
-        except Exception as error:
-            raise ConfigError(f"{path}: not valid {suffix.lstrip('.') or 'JSON'} ({error})") from error
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: feature settings must be a mapping")
-        return cls.from_dict(data)
+        return cls.from_dict(read_settings(path, "feature settings"))
 
 
 def _jsonable(value: Any) -> Any:
