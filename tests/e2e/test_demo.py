@@ -30,6 +30,15 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert report["groups_on_both_sides"] == 0
     assert abs(report["validation_share"] - 0.25) < 0.05
 
+    assert "Detection on the unseen last day" in result.stdout
+    for model in ("ae", "iforest", "ecod"):
+        assert f"│ {model}" in result.stdout
+    from nadkit.bundle import ModelBundle
+
+    bundle = ModelBundle.load(out / "model")
+    assert bundle.detector.name == "ae"
+    assert 0.5 < bundle.metrics["test"]["roc_auc"] <= 1.0
+
     # running it again replaces its own outputs rather than failing
     again = nadkit("demo", "--out", out, "--days", "3", "--flows-per-day", "4000", "--seed", "2")
     assert again.returncode == 0, again.stderr
