@@ -30,8 +30,7 @@ from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
 from nadkit.split import render, split_frame
 from nadkit.synthetic import SimulationConfig, simulate_to_directory
-from nadkit.thresholds import f_beta_optimal_threshold
-from nadkit.training import UnsupervisedSplit, detector_data, unsupervised_split
+from nadkit.training import UnsupervisedSplit, detector_data, holdout_threshold, unsupervised_split
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,6 @@ def _train_and_detect(
     train = detector_data(pipeline, split.train)
     holdout = detector_data(pipeline, split.holdout)
     test_data = detector_data(pipeline, test)
-    holdout_attack = holdout.labels != NORMAL
     test_attack = test_data.labels != NORMAL
     table = Table(title=f"Detection on the unseen last day ({test_attack.sum():,} attack flows)")
     for column in ("model", "ROC-AUC", "PR-AUC", "precision", "recall", "F1", "alerts", "fit s"):
@@ -133,7 +131,8 @@ def _train_and_detect(
         with console.status(f"training {name} on {len(train):,} normal flows"):
             detector.fit(train)
         fit_s = time.perf_counter() - started
-        threshold = f_beta_optimal_threshold(detector.score(holdout), holdout_attack)
+        chosen, _ = holdout_threshold(detector.score(holdout), holdout.labels)
+        threshold = chosen["value"]
         scores = detector.score(test_data)
         measured = binary_metrics(scores, test_attack, threshold)
         table.add_row(
@@ -150,7 +149,7 @@ def _train_and_detect(
             bundle = ModelBundle(
                 pipeline=pipeline,
                 detector=detector,
-                threshold={"method": "f_beta", "beta": 1.0, "value": threshold, "rows": len(holdout)},
+                threshold=chosen,
                 metrics={"history": detector.history_.to_dict(), "test": measured.to_dict()},
             )
             bundle.save(model_path, overwrite=True, data_fingerprint=fingerprint(train))

@@ -18,7 +18,7 @@ from nadkit.errors import ConfigError
 from nadkit.features.counters import column_codes
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.features.series import BucketSeries
-from nadkit.metrics import binary_metrics
+from nadkit.metrics import BinaryMetrics, binary_metrics
 from nadkit.models.base import DetectorData, create
 from nadkit.models.neural import NeuralDetector
 from nadkit.models.trainer import EpochReport
@@ -102,6 +102,28 @@ def unsupervised_split(
     return split
 
 
+def holdout_threshold(
+    scores: np.ndarray, labels: np.ndarray | None, false_positive_rate: float = 0.01
+) -> tuple[dict[str, Any], BinaryMetrics | None]:
+    """The alert threshold chosen on a hold-out's scores, as saved in a bundle, and the hold-out's
+    metrics at it (None without attacks). With both normal and attack rows: F1-optimal; otherwise
+    the score exceeded by ``false_positive_rate`` of the normal (or unlabelled) rows."""
+    attack = labels != NORMAL if labels is not None else np.zeros(len(scores), dtype=bool)
+    if attack.any() and (~attack).any():
+        value = f_beta_optimal_threshold(scores, attack, beta=1.0)
+        threshold = {"method": "f_beta", "beta": 1.0, "value": value, "rows": len(scores)}
+        return threshold, binary_metrics(scores, attack, value)
+    normal_scores = scores[~attack] if (~attack).any() else scores
+    value = quantile_threshold(normal_scores, false_positive_rate)
+    threshold = {
+        "method": "quantile",
+        "false_positive_rate": false_positive_rate,
+        "value": value,
+        "rows": len(normal_scores),
+    }
+    return threshold, None
+
+
 @dataclass(frozen=True)
 class TrainingResult:
     """What `nadkit train` produced: the bundle, and the numbers to show."""
@@ -154,27 +176,15 @@ def train_model(
     fit_options: dict[str, Any] = {"progress": progress} if isinstance(detector, NeuralDetector) else {}
     detector.fit(train, **fit_options)
     fit_seconds = time.perf_counter() - started
-    scores = detector.score(holdout)
+    threshold, measured = holdout_threshold(detector.score(holdout), holdout.labels, false_positive_rate)
     attack = holdout.labels != NORMAL if holdout.labels is not None else np.zeros(len(holdout), dtype=bool)
     metrics: dict[str, Any] = {"fit_seconds": fit_seconds, "train_rows": len(train)}
     history = getattr(detector, "history_", None)
     if history is not None:
         metrics["history"] = history.to_dict()
-    if attack.any() and (~attack).any():
-        value = f_beta_optimal_threshold(scores, attack, beta=1.0)
-        threshold = {"method": "f_beta", "beta": 1.0, "value": value, "rows": len(holdout)}
-        measured = binary_metrics(scores, attack, value).to_dict()
-        measured["note"] = "on the hold-out the threshold was chosen on (optimistic)"
-        metrics["holdout"] = measured
-    else:
-        normal_scores = scores[~attack] if (~attack).any() else scores
-        value = quantile_threshold(normal_scores, false_positive_rate)
-        threshold = {
-            "method": "quantile",
-            "false_positive_rate": false_positive_rate,
-            "value": value,
-            "rows": len(normal_scores),
-        }
+    if measured is not None:
+        note = "on the hold-out the threshold was chosen on (optimistic)"
+        metrics["holdout"] = {**measured.to_dict(), "note": note}
     from nadkit.bundle import ModelBundle, fingerprint
 
     bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)

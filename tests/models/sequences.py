@@ -4,8 +4,6 @@ detector must pass (imported by test_recurrent, test_transformer and test_cnn_ls
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -18,18 +16,6 @@ NAMES = ("wave_0", "wave_1", "wave_2", "wave_3")
 PERIOD = 12.0
 #: the planted-anomaly ROC-AUC every window detector must beat
 MINIMUM_AUC = 0.9
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one thread: these networks are tiny, and on a busy machine more threads only
-    wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def sine_sequences(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,7 +18,6 @@ from tests.models.sequences import (
     check_same_seed_same_scores,
     check_scores_and_contributions,
     check_windows_follow_entity_and_time,
-    one_thread,
     planted_auc,
     sine_sequences,
 )
@@ -31,12 +29,6 @@ CASES = [
     (GRUDetector, "autoencoder"),
 ]
 IDS = [f"{cls.name}-{mode}" for cls, mode in CASES]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

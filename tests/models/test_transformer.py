@@ -4,7 +4,6 @@ structure."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,17 +20,10 @@ from tests.models.sequences import (
     check_same_seed_same_scores,
     check_scores_and_contributions,
     check_windows_follow_entity_and_time,
-    one_thread,
     planted_auc,
     random_windows,
     sine_sequences,
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -37,12 +37,16 @@ def featurize_frame(
     frame: pl.DataFrame, pipeline: FeaturePipeline, keep: Sequence[str] = KEEP_DEFAULT
 ) -> pl.DataFrame:
     """The kept identifying columns of ``frame`` followed by the pipeline's features, row for row."""
+    return frame.select(_kept_columns(frame, pipeline, keep)).hstack(pipeline.transform(frame))
+
+
+def _kept_columns(frame: pl.DataFrame, pipeline: FeaturePipeline, keep: Sequence[str]) -> list[str]:
+    """The ``keep`` columns present in ``frame``; an error when one has a feature's name."""
     kept = [c for c in keep if c in frame.columns]
-    features = pipeline.transform(frame)
-    clash = [c for c in kept if c in features.columns]
+    clash = [c for c in kept if c in pipeline.feature_names_]
     if clash:
         raise ConfigError(f"kept column {clash[0]!r} has the name of a feature; drop it from --keep")
-    return frame.select(kept).hstack(features)
+    return kept
 
 
 def featurize_file(
@@ -76,10 +80,7 @@ def featurize_file(
     loaded = FeaturePipeline.load(pipeline_path) if pipeline_path is not None else None
     frame, _ = load_flows(source, format=format, mapping=mapping)
     pipeline = loaded if loaded is not None else FeaturePipeline(config).fit(frame)
-    kept = [c for c in keep if c in frame.columns]
-    clash = [c for c in kept if c in pipeline.feature_names_]
-    if clash:
-        raise ConfigError(f"kept column {clash[0]!r} has the name of a feature; drop it from --keep")
+    kept = _kept_columns(frame, pipeline, keep)
     rows = 0
     with atomic_path(output, overwrite=overwrite) as temporary:
         writer: pq.ParquetWriter | None = None
