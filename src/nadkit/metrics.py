@@ -1,15 +1,152 @@
-"""Detection metrics: ranking quality (ROC-AUC, PR-AUC) and the outcome at a chosen threshold.
-Never point-adjusted."""
+"""Detection metrics: ranking quality (ROC-AUC, PR-AUC), the outcome at a chosen threshold, per-class
+detection rates, confusion matrices, macro F-beta and the NAD 2021 challenge score.
+
+Never point-adjusted: every row counts once, as itself. Where a figure is undefined on the data given
+(an AUC with a single class, recall without attacks) it is NaN, written ``null`` in JSON.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from nadkit.errors import ConfigError
+from nadkit.schema import NORMAL, NORMAL_LABELS
+from nadkit.thresholds import NAD_CLASSES, NAD_COST, Threshold, attack_mask, threshold_value
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "NAD_CLASSES",
+    "NAD_COST",
+    "BinaryMetrics",
+    "ClassDetection",
+    "ConfusionMatrix",
+    "Evaluation",
+    "binary_metrics",
+    "confusion_matrix",
+    "evaluate",
+    "f_beta",
+    "false_positive_rate",
+    "macro_f_beta",
+    "nad_labels",
+    "nad_score",
+    "nad_score_from_confusion",
+    "per_class_detection",
+    "pr_auc",
+    "precision",
+    "recall",
+    "roc_auc",
+]
+
+#: the NAD 2021 score: weight of the cost term, weight of the macro F-beta, and its beta
+NAD_COST_WEIGHT = 0.3
+NAD_F_WEIGHT = 0.7
+NAD_BETA = 2.0
+
+#: the label written for alerted rows in the binary (normal / attack) confusion matrix
+ATTACK = "attack"
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, numpy scalars as Python ones, tuples as lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_json_safe(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------------------------------
+# binary outcome
+
+
+def _binary_inputs(is_attack: np.ndarray, alerts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    truth = np.asarray(is_attack, dtype=bool)
+    alerted = np.asarray(alerts, dtype=bool)
+    if truth.ndim != 1 or truth.shape != alerted.shape:
+        raise ConfigError("truth and alerts must be 1-D arrays of the same length")
+    return truth, alerted
+
+
+def _f_beta_value(precision_value: float, recall_value: float, beta: float) -> float:
+    if math.isnan(precision_value) or math.isnan(recall_value):
+        return math.nan
+    if precision_value + recall_value == 0:
+        return 0.0
+    b2 = beta * beta
+    return (1 + b2) * precision_value * recall_value / (b2 * precision_value + recall_value)
+
+
+def precision(is_attack: np.ndarray, alerts: np.ndarray) -> float:
+    """Share of alerts that are attacks (0 when nothing is alerted)."""
+    truth, alerted = _binary_inputs(is_attack, alerts)
+    return int((truth & alerted).sum()) / max(int(alerted.sum()), 1)
+
+
+def recall(is_attack: np.ndarray, alerts: np.ndarray) -> float:
+    """Share of attacks that are alerted (NaN without attacks)."""
+    truth, alerted = _binary_inputs(is_attack, alerts)
+    attacks = int(truth.sum())
+    return int((truth & alerted).sum()) / attacks if attacks else math.nan
+
+
+def f_beta(is_attack: np.ndarray, alerts: np.ndarray, beta: float = 1.0) -> float:
+    """F-beta of the alerts (recall weighted ``beta`` times as much as precision); NaN without attacks."""
+    if not beta > 0:
+        raise ConfigError(f"beta must be positive, got {beta}")
+    return _f_beta_value(precision(is_attack, alerts), recall(is_attack, alerts), beta)
+
+
+def false_positive_rate(is_attack: np.ndarray, alerts: np.ndarray) -> float:
+    """Share of normal rows that are alerted (NaN without normal rows)."""
+    truth, alerted = _binary_inputs(is_attack, alerts)
+    normal = int((~truth).sum())
+    return int((alerted & ~truth).sum()) / normal if normal else math.nan
+
+
+def _scores(scores: np.ndarray) -> np.ndarray:
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 1:
+        raise ConfigError("scores must be a 1-D array")
+    if not np.isfinite(values).all():
+        raise ConfigError("metrics need finite scores")
+    return values
+
+
+def roc_auc(scores: np.ndarray, is_attack: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` (higher = more anomalous); NaN with a single class."""
+    values, truth = _scores(scores), np.asarray(is_attack, dtype=bool)
+    if truth.shape != values.shape:
+        raise ConfigError("scores and labels must be 1-D arrays of the same length")
+    if truth.all() or not truth.any():
+        return math.nan
+    return float(roc_auc_score(truth, values))
+
+
+def pr_auc(scores: np.ndarray, is_attack: np.ndarray) -> float:
+    """Average precision of ``scores`` (area under the precision-recall curve, without interpolation);
+    NaN with a single class."""
+    values, truth = _scores(scores), np.asarray(is_attack, dtype=bool)
+    if truth.shape != values.shape:
+        raise ConfigError("scores and labels must be 1-D arrays of the same length")
+    if truth.all() or not truth.any():
+        return math.nan
+    return float(average_precision_score(truth, values))
 
 
 @dataclass(frozen=True)
@@ -27,31 +164,377 @@ class BinaryMetrics:
     attacks: int
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
+        """JSON-ready dict (an undefined figure, NaN, is written as None)."""
+        return _json_safe(asdict(self))
+
+
+def _binary(scores: np.ndarray, truth: np.ndarray, threshold: float) -> BinaryMetrics:
+    alerts = scores >= threshold
+    p, r = precision(truth, alerts), recall(truth, alerts)
+    return BinaryMetrics(
+        roc_auc=roc_auc(scores, truth),
+        pr_auc=pr_auc(scores, truth),
+        precision=p,
+        recall=r,
+        f1=_f_beta_value(p, r, 1.0),
+        false_positive_rate=false_positive_rate(truth, alerts),
+        threshold=float(threshold),
+        rows=len(scores),
+        attacks=int(truth.sum()),
+    )
 
 
 def binary_metrics(scores: np.ndarray, is_attack: np.ndarray, threshold: float) -> BinaryMetrics:
-    """Metrics of ``scores`` (higher = more anomalous) with ``score >= threshold`` as an alert."""
+    """Metrics of ``scores`` (higher = more anomalous) with ``score >= threshold`` as an alert.
+
+    Needs both normal and attack rows (see :func:`evaluate` for data with one class only)."""
     scores = np.asarray(scores, dtype=np.float64)
     truth = np.asarray(is_attack, dtype=bool)
     if scores.shape != truth.shape or scores.ndim != 1:
         raise ConfigError("scores and labels must be 1-D arrays of the same length")
     if truth.all() or not truth.any():
         raise ConfigError("metrics need both normal and attack rows")
-    alerts = scores >= threshold
-    true_positives = int((alerts & truth).sum())
-    precision = true_positives / max(int(alerts.sum()), 1)
-    recall = true_positives / int(truth.sum())
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return BinaryMetrics(
-        roc_auc=float(roc_auc_score(truth, scores)),
-        pr_auc=float(average_precision_score(truth, scores)),
-        precision=precision,
-        recall=recall,
-        f1=f1,
-        false_positive_rate=float((alerts & ~truth).sum() / max(int((~truth).sum()), 1)),
-        threshold=float(threshold),
-        rows=len(scores),
-        attacks=int(truth.sum()),
+    return _binary(_scores(scores), truth, threshold)
+
+
+# --------------------------------------------------------------------------------------------------
+# labels, confusion matrices and macro F-beta
+
+
+def _label_series(values: Any, name: str) -> pl.Series:
+    """A label column as a polars Series; missing class names count as normal."""
+    if isinstance(values, pl.Series):
+        series = values.alias(name)
+    else:
+        array = np.asarray(values)
+        if array.ndim != 1:
+            raise ConfigError(f"{name} must be a 1-D array of labels")
+        series = pl.Series(name, array)
+    if series.dtype in (pl.String, pl.Categorical, pl.Enum):
+        series = series.cast(pl.String).fill_null(NORMAL)
+    elif series.null_count():
+        raise ConfigError(f"{name} has missing labels")
+    return series
+
+
+def _ordered(labels: Sequence[Any]) -> list[Any]:
+    """Labels in report order: normal first, then sorted."""
+    rest = sorted(label for label in labels if label != NORMAL)
+    return [NORMAL, *rest] if NORMAL in labels else rest
+
+
+def _pair_counts(true: Any, predicted: Any) -> pl.DataFrame:
+    t, p = _label_series(true, "true"), _label_series(predicted, "predicted")
+    if len(t) != len(p):
+        raise ConfigError(f"{len(t)} true labels but {len(p)} predicted ones")
+    if t.dtype != p.dtype:
+        t, p = t.cast(pl.String), p.cast(pl.String)
+    return pl.DataFrame([t, p]).group_by("true", "predicted").len()
+
+
+@dataclass(frozen=True)
+class ConfusionMatrix:
+    """Row counts by true label (rows) and predicted label (columns), both in ``labels`` order."""
+
+    labels: tuple[Any, ...]
+    matrix: np.ndarray
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready ``{"labels": [...], "matrix": [[...]]}``."""
+        return {"labels": _json_safe(list(self.labels)), "matrix": self.matrix.tolist()}
+
+    def f_beta(self, beta: float = 1.0) -> dict[Any, float]:
+        """One-vs-rest F-beta of each label; NaN for a label with neither rows nor predictions."""
+        return dict(zip(self.labels, _f_beta_per_class(self.matrix, beta).tolist(), strict=True))
+
+    def macro_f_beta(self, beta: float = 2.0) -> float:
+        """Unweighted mean of the one-vs-rest F-beta over the labels that occur (as truth or as a
+        prediction); NaN when none does."""
+        return _macro_f_beta(self.matrix, beta)
+
+
+def _f_beta_per_class(matrix: np.ndarray, beta: float) -> np.ndarray:
+    if not beta > 0:
+        raise ConfigError(f"beta must be positive, got {beta}")
+    counts = np.asarray(matrix, dtype=np.float64)
+    hits = np.diag(counts)
+    missed = counts.sum(axis=1) - hits
+    false_alarms = counts.sum(axis=0) - hits
+    b2 = beta * beta
+    denominator = (1 + b2) * hits + b2 * missed + false_alarms
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, (1 + b2) * hits / denominator, math.nan)
+
+
+def _macro_f_beta(matrix: np.ndarray, beta: float) -> float:
+    scores = _f_beta_per_class(matrix, beta)
+    present = ~np.isnan(scores)
+    return float(scores[present].mean()) if present.any() else math.nan
+
+
+def _square(matrix: Any) -> np.ndarray:
+    counts = np.asarray(matrix.matrix if isinstance(matrix, ConfusionMatrix) else matrix)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ConfigError(f"a confusion matrix must be square, got shape {counts.shape}")
+    if not np.isfinite(counts).all() or (counts < 0).any():
+        raise ConfigError("confusion counts must be finite and non-negative")
+    return counts
+
+
+def confusion_matrix(
+    true: Sequence[Any] | np.ndarray | pl.Series,
+    predicted: Sequence[Any] | np.ndarray | pl.Series,
+    labels: Sequence[Any] | None = None,
+) -> ConfusionMatrix:
+    """Counts of (true, predicted) label pairs for any label set. ``labels`` fixes the order (every
+    value met must be among them); by default the labels met, normal first, then sorted."""
+    counts = _pair_counts(true, predicted)
+    met = set(counts["true"].to_list()) | set(counts["predicted"].to_list())
+    order = list(labels) if labels is not None else _ordered(list(met))
+    if len(set(order)) != len(order):
+        raise ConfigError("confusion matrix labels must be distinct")
+    index = {label: i for i, label in enumerate(order)}
+    unknown = sorted(str(label) for label in met if label not in index)
+    if unknown:
+        raise ConfigError(f"labels {unknown} are not among the confusion matrix labels {order}")
+    matrix = np.zeros((len(order), len(order)), dtype=np.int64)
+    for t, p, n in counts.iter_rows():
+        matrix[index[t], index[p]] += n
+    return ConfusionMatrix(labels=tuple(order), matrix=matrix)
+
+
+def macro_f_beta(
+    true: Sequence[Any] | np.ndarray | pl.Series,
+    predicted: Sequence[Any] | np.ndarray | pl.Series,
+    beta: float = 2.0,
+    labels: Sequence[Any] | None = None,
+) -> float:
+    """Unweighted mean over the classes of one-vs-rest F-beta, for any label set (classes with
+    neither rows nor predictions are left out, their F-beta being undefined)."""
+    return confusion_matrix(true, predicted, labels).macro_f_beta(beta)
+
+
+# --------------------------------------------------------------------------------------------------
+# NAD 2021 score
+
+
+def _nad_key(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text in NORMAL_LABELS:
+        text = NORMAL
+    return re.sub(r"[^0-9a-z]", "", text).removeprefix("probing")
+
+
+def _nad_index(classes: Sequence[str]) -> dict[str, int]:
+    if len(classes) != len(NAD_CLASSES):
+        raise ConfigError(f"the NAD score needs the {len(NAD_CLASSES)} classes of its cost matrix")
+    index = {_nad_key(name): i for i, name in enumerate(classes)}
+    if len(index) != len(classes):
+        raise ConfigError(f"NAD class names {list(classes)} are not distinct")
+    return index
+
+
+def _nad_lookup(values: Sequence[Any], classes: Sequence[str]) -> dict[Any, int] | None:
+    """Each value's position in ``classes``, or None when one is not a NAD class."""
+    index = _nad_index(classes)
+    found = {value: index.get(_nad_key(value)) for value in values}
+    if any(position is None for position in found.values()):
+        return None
+    return {value: int(position) for value, position in found.items() if position is not None}
+
+
+def nad_labels(values: Sequence[Any] | np.ndarray, classes: Sequence[str] = NAD_CLASSES) -> np.ndarray:
+    """NAD class names in any common spelling (``Normal``, ``DDOS-smurf``, ``ddos_smurf``,
+    ``IP sweep``...) turned into the names of ``classes``; an unknown one raises ConfigError."""
+    series = _label_series(values, "labels").cast(pl.String)
+    met = series.unique().to_list()
+    lookup = _nad_lookup(met, classes)
+    if lookup is None:
+        index = _nad_index(classes)
+        unknown = sorted(v for v in met if _nad_key(v) not in index)
+        raise ConfigError(f"labels {unknown} are not NAD 2021 classes ({', '.join(classes)})")
+    names = {value: classes[position] for value, position in lookup.items()}
+    return series.replace_strict(names, return_dtype=pl.String).to_numpy()
+
+
+def _nad_confusion(true: Any, predicted: Any, classes: Sequence[str]) -> ConfusionMatrix | None:
+    counts = _pair_counts(true, predicted).with_columns(pl.col("true", "predicted").cast(pl.String))
+    met = set(counts["true"].to_list()) | set(counts["predicted"].to_list())
+    lookup = _nad_lookup(list(met), classes)
+    if lookup is None:
+        return None
+    matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for t, p, n in counts.iter_rows():
+        matrix[lookup[t], lookup[p]] += n
+    return ConfusionMatrix(labels=tuple(classes), matrix=matrix)
+
+
+def nad_score_from_confusion(matrix: ConfusionMatrix | np.ndarray) -> float:
+    """The NAD 2021 challenge score of a 5×5 confusion matrix (rows true, columns predicted, classes
+    in :data:`NAD_CLASSES` order).
+
+    ``0.3·(1 - ln(C_T)/ln(C_max)) + 0.7·macro F2``: ``C_T`` is the total cost under :data:`NAD_COST`,
+    ``C_max = 2·N`` (the largest cost times the row count) and the cost term is 1 when ``C_T = 0``;
+    macro F2 is the unweighted mean over the classes of the one-vs-rest F-beta with beta 2 (a class
+    with neither rows nor predictions is left out).
+    """
+    counts = _square(matrix)
+    if counts.shape != NAD_COST.shape:
+        raise ConfigError(f"the NAD score needs a {NAD_COST.shape[0]}×{NAD_COST.shape[1]} confusion matrix")
+    rows = float(counts.sum())
+    if rows <= 0:
+        raise ConfigError("the NAD score needs at least one row")
+    total_cost = float((counts * NAD_COST).sum())
+    largest_cost = float(NAD_COST.max()) * rows
+    cost_term = 1.0 if total_cost == 0 else 1 - math.log(total_cost) / math.log(largest_cost)
+    return NAD_COST_WEIGHT * cost_term + NAD_F_WEIGHT * _macro_f_beta(counts, NAD_BETA)
+
+
+def nad_score(
+    true: Sequence[str] | np.ndarray | pl.Series,
+    predicted: Sequence[str] | np.ndarray | pl.Series,
+    classes: Sequence[str] = NAD_CLASSES,
+) -> float:
+    """The NAD 2021 challenge score of predicted class names against the true ones.
+
+    Labels may be spelled as nadkit's NAD reader writes them (``normal``, ``DDOS-smurf``,
+    ``Probing-IP sweep``...), as in the raw files (``Normal``) or loosely (``ddos_smurf``,
+    ``IP sweep``); ``classes`` lists the five class names in the cost matrix's order.
+    """
+    confusion = _nad_confusion(true, predicted, classes)
+    if confusion is None:
+        met = set(_label_series(true, "true").cast(pl.String).unique().to_list())
+        met |= set(_label_series(predicted, "predicted").cast(pl.String).unique().to_list())
+        index = _nad_index(classes)
+        unknown = sorted(v for v in met if _nad_key(v) not in index)
+        raise ConfigError(f"labels {unknown} are not NAD 2021 classes ({', '.join(classes)})")
+    return nad_score_from_confusion(confusion)
+
+
+# --------------------------------------------------------------------------------------------------
+# per-class detection and the full evaluation
+
+
+@dataclass(frozen=True)
+class ClassDetection:
+    """How many rows of one class there are, how many were alerted, and the share alerted."""
+
+    rows: int
+    alerted: int
+    rate: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return _json_safe(asdict(self))
+
+
+def per_class_detection(
+    labels: Sequence[Any] | np.ndarray | pl.Series, alerts: np.ndarray, normal: str = NORMAL
+) -> dict[str, ClassDetection]:
+    """For each class present, the share of its rows alerted: an attack class's detection rate, and
+    for ``normal`` its false-positive rate. Normal first, then the classes sorted by name."""
+    series = _label_series(labels, "label")
+    alerted = np.asarray(alerts, dtype=bool)
+    if alerted.shape != (len(series),):
+        raise ConfigError("labels and alerts differ in length")
+    grouped = (
+        pl.DataFrame([series.cast(pl.String), pl.Series("alert", alerted)])
+        .group_by("label")
+        .agg(pl.len().alias("rows"), pl.col("alert").sum().alias("alerted"))
+    )
+    found = {label: (int(rows), int(hits)) for label, rows, hits in grouped.iter_rows()}
+    rest = sorted(label for label in found if label != normal)
+    order = [normal, *rest] if normal in found else rest
+    return {
+        label: ClassDetection(
+            rows=found[label][0], alerted=found[label][1], rate=found[label][1] / found[label][0]
+        )
+        for label in order
+    }
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A detector's scores judged against labels: the binary outcome at the threshold, the per-class
+    detection rates, a confusion matrix, and (with class predictions) the macro F2 and NAD score."""
+
+    binary: BinaryMetrics
+    per_class: dict[str, ClassDetection]
+    confusion: ConfusionMatrix
+    nad_score: float | None
+    macro_f_beta: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: ``binary``, ``per_class`` (name -> rows, alerted, rate), ``confusion``
+        (labels, matrix), ``nad_score`` and ``macro_f_beta``; undefined figures are None."""
+        return _json_safe(
+            {
+                "binary": self.binary.to_dict(),
+                "per_class": {name: c.to_dict() for name, c in self.per_class.items()},
+                "confusion": self.confusion.to_dict(),
+                "nad_score": self.nad_score,
+                "macro_f_beta": self.macro_f_beta,
+            }
+        )
+
+
+def evaluate(
+    scores: np.ndarray,
+    labels: Sequence[Any] | np.ndarray | pl.Series,
+    threshold: Threshold | Mapping[str, Any] | float,
+    predicted: Sequence[Any] | np.ndarray | pl.Series | None = None,
+    normal: str = NORMAL,
+) -> Evaluation:
+    """Judge ``scores`` (higher = more anomalous) against class ``labels``, alerting at ``score >=
+    threshold``.
+
+    The binary figures treat every label other than ``normal`` as an attack. With ``predicted`` class
+    names, the confusion matrix and macro F2 compare them with the labels, and when all are NAD 2021
+    classes the NAD score is computed too; without, the confusion matrix is the 2×2 normal/attack one
+    of the alerts and the macro F2 is over those two classes. Data with a single class is evaluated
+    as well: the figures it leaves undefined are NaN.
+    """
+    values = _scores(scores)
+    series = _label_series(labels, "label")
+    if len(series) != len(values):
+        raise ConfigError(f"{len(values)} scores but {len(series)} labels")
+    value = threshold_value(threshold)
+    if series.dtype == pl.String:
+        truth = (series != normal).to_numpy()
+    else:
+        truth = attack_mask(series.to_numpy(), normal=normal)
+    alerts = values >= value
+    binary = _binary(values, truth, value)
+    per_class = per_class_detection(series, alerts, normal=normal)
+    score: float | None = None
+    if predicted is not None:
+        confusion = _nad_confusion(series, predicted, NAD_CLASSES)
+        if confusion is not None:
+            score = nad_score_from_confusion(confusion)
+        else:
+            confusion = confusion_matrix(series, predicted)
+    else:
+        matrix = np.array(
+            [
+                [int((~truth & ~alerts).sum()), int((~truth & alerts).sum())],
+                [int((truth & ~alerts).sum()), int((truth & alerts).sum())],
+            ],
+            dtype=np.int64,
+        )
+        confusion = ConfusionMatrix(labels=(normal, ATTACK), matrix=matrix)
+    macro = confusion.macro_f_beta(NAD_BETA)
+    log.info(
+        "evaluated %d rows (%d attacks): ROC-AUC %.4f, F1 %.4f at threshold %.6g",
+        len(values),
+        binary.attacks,
+        binary.roc_auc,
+        binary.f1,
+        value,
+    )
+    return Evaluation(
+        binary=binary,
+        per_class=per_class,
+        confusion=confusion,
+        nad_score=score,
+        macro_f_beta=None if math.isnan(macro) else macro,
     )

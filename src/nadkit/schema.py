@@ -142,12 +142,14 @@ def validate(
     *,
     path: str | Path | None = None,
     require: Iterable[str] = (),
+    row_offset: int = 0,
 ) -> ValidationReport:
     """Check a collected flow table against the canonical schema.
 
     Raises :class:`SchemaError` naming the file, the column and the first offending row for: a missing
     required column, a canonical column of the wrong dtype, negative byte/packet counts or durations,
-    ports outside 0-65535, or a row with no value in a column every flow must have.
+    ports outside 0-65535, or a row with no value in a column every flow must have. ``row_offset``:
+    rows of the file before this piece of it, so errors name the row of the file.
     """
     columns = frame.columns
     for name in require:
@@ -174,7 +176,9 @@ def validate(
         for (name, _, message), first in zip(checks, flags, strict=True):
             if first is not None:
                 value = frame[name][first]
-                raise SchemaError(f"{message} ({value})", path=path, column=name, row=int(first) + 1)
+                raise SchemaError(
+                    f"{message} ({value})", path=path, column=name, row=row_offset + int(first) + 1
+                )
     missing = tuple(c for c in IDENTIFYING if c not in columns)
     return ValidationReport(rows=frame.height, columns=tuple(columns), missing_identifying=missing)
 

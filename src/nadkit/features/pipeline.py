@@ -486,6 +486,21 @@ class FeaturePipeline:
             batch = augmented.slice(start, batch_rows).lazy()
             yield self._run(batch, stages, expressions).collect()
 
+    @property
+    def stateful(self) -> bool:
+        """True when features look across rows (computed counters or segments), so a flow's features
+        depend on other flows and pieces of a table need carried-over state
+        (:class:`~nadkit.features.incremental.IncrementalFeatures`)."""
+        self._check_fitted()
+        return bool(self.counters_computed_ or self.segments_computed_)
+
+    def transform_augmented(self, augmented: pl.DataFrame) -> pl.DataFrame:
+        """The scaled features of a table that already carries the counter and segment columns
+        (what :meth:`augment` or :class:`~nadkit.features.incremental.IncrementalFeatures` give)."""
+        self._check_fitted()
+        self._check_columns(augmented.columns)
+        return self._run(augmented.lazy(), *self._query()).collect()
+
     def transform(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         """The scaled Float32 features of ``frame``, columns in ``feature_names_`` order."""
         out = self.transform_lazy(frame).collect()

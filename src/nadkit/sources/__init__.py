@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob as globbing
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -19,7 +19,7 @@ import polars as pl
 from nadkit.errors import FormatError, SchemaError
 from nadkit.schema import parse_mapping, validate
 from nadkit.sources import argus, cic, generic, kdd, nad, netflow, nfdump, parquet, pcap, unsw, zeek
-from nadkit.sources.base import Head, check_invalid, check_last_row
+from nadkit.sources.base import SOURCE_ROW, Head, check_invalid, check_last_row
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +144,79 @@ def load_flows(
     return collected, fmt
 
 
+#: column :func:`iter_flows` adds: the 0-based row of each flow in the input (across its files)
+ROW = "row"
+
+
+def _time_sorted(frame: pl.LazyFrame, path: str | Path) -> bool:
+    """True when ``frame``'s times never decrease (nulls first count as sorted)."""
+    try:
+        disorder = frame.select((pl.col("time").diff() < pl.duration(microseconds=0)).any()).collect()
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise SchemaError(_describe(error), path=path) from error
+    return not bool(disorder.item())
+
+
+def iter_flows(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    mapping: Mapping[str, str] | str | None = None,
+    chunk_rows: int = 200_000,
+    time_order: bool = False,
+    **options: object,
+) -> Iterator[pl.DataFrame]:
+    """The validated canonical flows of ``path`` in pieces of at most ``chunk_rows`` rows, each with a
+    :data:`ROW` column (the flow's 0-based row in the input), so a large input is never held in memory
+    whole. Errors name the file and the row of the file, as :func:`load_flows` does.
+
+    With ``time_order`` the pieces come in time order: an input whose times ever decrease is sorted
+    first (which needs the input in memory; flow exports are normally in time order already).
+    """
+    if chunk_rows < 1:
+        raise SchemaError("chunk_rows must be at least 1")
+    frame, fmt = read_flows(path, format=format, mapping=mapping, **options)
+    frame = frame.with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
+    names = frame.collect_schema().names()
+    if time_order and "time" in names and not _time_sorted(frame, path):
+        log.warning("%s: flows are not in time order; sorting them first (this reads the whole input)", path)
+        frame = frame.sort("time", maintain_order=True, nulls_last=False)
+    if SOURCE_ROW not in names:
+        # parse errors name the flow's row of the input, whatever order the pieces come in
+        frame = frame.with_columns(pl.col(ROW).alias(SOURCE_ROW))
+    rows = 0
+    try:
+        for piece in frame.collect_batches(chunk_size=chunk_rows):
+            if piece.height == 0:
+                continue
+            offset = int(piece[ROW][0])
+            piece = check_invalid(piece, path)
+            validate(piece, path=path, row_offset=offset)
+            rows += piece.height
+            yield piece
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise SchemaError(_describe(error), path=path) from error
+    separator = getattr(source_module(fmt), "LAST_ROW_SEPARATOR", None)
+    if separator is not None and rows:
+        files = expand(path)
+        for file in files:
+            check_last_row(file, rows=rows if len(files) == 1 else None, separator=separator)
+
+
 def _describe(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     message = lines[0] if lines else type(error).__name__
     return f"could not be read ({message})"
 
 
-__all__ = ["SOURCES", "Head", "detect_format", "expand", "load_flows", "read_flows", "source_module"]
+__all__ = [
+    "ROW",
+    "SOURCES",
+    "Head",
+    "detect_format",
+    "expand",
+    "iter_flows",
+    "load_flows",
+    "read_flows",
+    "source_module",
+]

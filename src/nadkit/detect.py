@@ -1,0 +1,553 @@
+"""A model bundle applied to flows: scores, alerts and their explanations, in bounded memory.
+
+The input is read in chunks (:func:`nadkit.sources.iter_flows`); features that look across flows keep
+their state from chunk to chunk (:class:`~nadkit.features.incremental.IncrementalFeatures`), and windowed
+detectors keep the last rows of each entity, so detection in chunks gives the same scores as detection
+of the whole input at once. Memory holds one chunk plus that carried-over state.
+
+Each scored flow carries its identifying fields, the score, the threshold, whether it is an alert,
+the predicted class (models that have classes) and, for alerts, the top contributing features with the
+flow's raw values behind them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from nadkit.bundle import ModelBundle
+from nadkit.errors import ConfigError
+from nadkit.features.incremental import SEQ, IncrementalFeatures
+from nadkit.fileio import atomic_path
+from nadkit.models.base import DetectorData
+from nadkit.schema import NORMAL
+from nadkit.sources import ROW, iter_flows
+from nadkit.training import DEFAULT_ENTITY, entity_codes
+
+log = logging.getLogger(__name__)
+
+#: input columns copied into every scored record (those present)
+ID_COLUMNS: tuple[str, ...] = ("time", "src", "dst", "spt", "dpt", "proto", "app", "label")
+#: output file kinds by suffix
+OUTPUT_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+DEFAULT_CHUNK_ROWS = 200_000
+
+TOP_FEATURE = pl.Struct({"feature": pl.String, "contribution": pl.Float64, "value": pl.String})
+
+
+def output_kind(path: str | Path) -> str:
+    """``jsonl``, ``parquet`` or ``csv`` from the output file's suffix; ConfigError otherwise."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return OUTPUT_KINDS[suffix]
+    except KeyError:
+        known = ", ".join(sorted(OUTPUT_KINDS))
+        raise ConfigError(
+            f"{path}: unknown output type {suffix or '(none)'!r} (use one of {known})"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# scoring a stream of chunks
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _WindowTail:
+    """The last ``window - 1`` rows of each entity already scored, prepended to the next rows so that
+    their windows see the same history as in one pass over the whole input."""
+
+    keep: int
+    key: tuple[str, ...]
+    keys: pl.DataFrame | None = None
+    time: np.ndarray | None = None
+    features: np.ndarray | None = None
+
+    def combine(
+        self, keys: pl.DataFrame, times: np.ndarray | None, features: np.ndarray
+    ) -> tuple[pl.DataFrame, np.ndarray | None, np.ndarray, int]:
+        if self.features is None or len(self.features) == 0:
+            return keys, times, features, 0
+        assert self.keys is not None
+        all_keys = pl.concat([self.keys, keys], how="vertical_relaxed")
+        all_times = None if times is None or self.time is None else np.concatenate([self.time, times])
+        return all_keys, all_times, np.concatenate([self.features, features]), len(self.features)
+
+    def update(self, keys: pl.DataFrame, times: np.ndarray | None, features: np.ndarray) -> None:
+        codes = entity_codes(keys, self.key) if self.key else None
+        if codes is None:
+            codes = np.zeros(len(features), dtype=np.int64)
+        order_time = times if times is not None else np.arange(len(features))
+        order = np.lexsort((np.arange(len(features)), order_time, codes))
+        sorted_codes = codes[order]
+        # position of each sorted row counted from the end of its entity's run
+        ends = np.r_[sorted_codes[1:] != sorted_codes[:-1], True]
+        run_end = np.flatnonzero(ends)
+        end_of = run_end[np.searchsorted(run_end, np.arange(len(order)))]
+        chosen = np.sort(order[(end_of - np.arange(len(order))) < self.keep])
+        self.keys = keys[chosen]
+        self.time = None if times is None else times[chosen]
+        self.features = features[chosen]
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """Scores of some flows: the identifying columns, ``score``, ``alert``, ``class`` and, for
+    alerts, ``top_features``; ``row`` is the flow's 1-based row in the input."""
+
+    frame: pl.DataFrame
+
+    @property
+    def alerts(self) -> int:
+        return int(self.frame["alert"].sum()) if self.frame.height else 0
+
+
+class Scorer:
+    """Scores flows chunk after chunk with a bundle, carrying feature and window state across chunks."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        *,
+        threshold: float | None = None,
+        top: int = 5,
+        entity: Sequence[str] = DEFAULT_ENTITY,
+        lateness_s: float = 0.0,
+        late: Literal["error", "drop"] = "error",
+    ) -> None:
+        self.bundle = bundle
+        self.pipeline = bundle.pipeline
+        self.detector = bundle.detector
+        if threshold is None:
+            if not bundle.threshold or "value" not in bundle.threshold:
+                raise ConfigError("the bundle has no threshold; give one with --threshold")
+            threshold = float(bundle.threshold["value"])
+        self.threshold = float(threshold)
+        self.top = max(1, int(top))
+        self.windowed = self.detector.input == "windows"
+        self.entity = tuple(entity)
+        inputs = set(self.pipeline.input_columns_)
+        self._entity_key = self.entity if self.windowed else ()
+        order_by = self._entity_key if self.windowed and self.pipeline.stateful else None
+        self.features = IncrementalFeatures(
+            self.pipeline, order_by=order_by, lateness_s=lateness_s, late=late
+        )
+        window = int(getattr(self.detector.config, "window", 1))
+        self._tail = _WindowTail(keep=window - 1, key=self._entity_key) if self.windowed else None
+        self._inputs = inputs
+        self._names = tuple(self.pipeline.feature_names_)
+        self._raw = {name: self.pipeline.raw_columns_.get(name, []) for name in self._names}
+        self._classes: tuple[str, ...] | None = getattr(self.detector, "classes_", None)
+
+    @property
+    def held_rows(self) -> int:
+        """Flows held back now for features that need later flows (open segments...)."""
+        return self.features.held_rows
+
+    def push(self, flows: pl.DataFrame) -> ScoredChunk:
+        """Score the flows of this chunk whose features are final (the rest come later)."""
+        return self._score(self.features.push(flows))
+
+    def flush(self) -> ScoredChunk:
+        """Score every flow still held (end of input)."""
+        return self._score(self.features.flush())
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _score(self, augmented: pl.DataFrame) -> ScoredChunk:
+        if augmented.height == 0:
+            return ScoredChunk(pl.DataFrame())
+        features = self.pipeline.transform_augmented(augmented)
+        matrix = np.ascontiguousarray(features.to_numpy(), dtype=np.float32)
+        times = (
+            augmented["time"].dt.epoch("us").fill_null(0).to_numpy() if "time" in augmented.columns else None
+        )
+        contributions = self._contributions(augmented, matrix, times)
+        scores = contributions.sum(axis=1)
+        alerts = scores >= self.threshold
+        out = self._identity(augmented).with_columns(
+            pl.Series("score", scores, dtype=pl.Float64),
+            pl.lit(self.threshold, dtype=pl.Float64).alias("threshold"),
+            pl.Series("alert", alerts, dtype=pl.Boolean),
+            self._predicted(matrix, augmented, times, len(alerts)),
+            self._top_features(augmented, contributions, alerts),
+        )
+        return ScoredChunk(out)
+
+    def _data(self, keys: pl.DataFrame, matrix: np.ndarray, times: np.ndarray | None) -> DetectorData:
+        return DetectorData(
+            features=matrix,
+            feature_names=self._names,
+            entity=entity_codes(keys, self._entity_key) if self._entity_key else None,
+            time=times,
+        )
+
+    def _contributions(
+        self, augmented: pl.DataFrame, matrix: np.ndarray, times: np.ndarray | None
+    ) -> np.ndarray:
+        if self._tail is None:
+            return self.bundle.contributions(self._data(augmented, matrix, times))
+        key_columns = [c for c in self._entity_key if c in augmented.columns]
+        keys = augmented.select(key_columns)
+        all_keys, all_times, all_matrix, offset = self._tail.combine(keys, times, matrix)
+        contributions = self.bundle.contributions(self._data(all_keys, all_matrix, all_times))
+        self._tail.update(all_keys, all_times, all_matrix)
+        return contributions[offset:]
+
+    def _predicted(
+        self, matrix: np.ndarray, augmented: pl.DataFrame, times: np.ndarray | None, rows: int
+    ) -> pl.Series:
+        if not self._classes or not hasattr(self.detector, "predict"):
+            return pl.repeat(None, rows, dtype=pl.String, eager=True).alias("class")
+        predicted = self.detector.predict(self._data(augmented, matrix, times))
+        return pl.Series("class", np.asarray(predicted, dtype=str), dtype=pl.String)
+
+    def _identity(self, augmented: pl.DataFrame) -> pl.DataFrame:
+        columns = [c for c in ID_COLUMNS if c in augmented.columns]
+        row = (pl.col(ROW) + 1).alias("row") if ROW in augmented.columns else (pl.col(SEQ) + 1).alias("row")
+        return augmented.select(row, *columns)
+
+    def _value_text(self, name: str, columns: Sequence[str]) -> pl.Expr:
+        """The raw value(s) behind feature ``name`` as text: ``296``, or ``a=1, b=2`` for several."""
+        raw = [c for c in self._raw[name] if c in columns]
+        if not raw:
+            return pl.lit(None, dtype=pl.String)
+        if len(raw) == 1:
+            return _as_text(pl.col(raw[0]))
+        parts: list[pl.Expr] = []
+        for i, column in enumerate(raw):
+            parts.extend(
+                [pl.lit(("" if i == 0 else ", ") + column + "="), _as_text(pl.col(column)).fill_null("null")]
+            )
+        return pl.concat_str(parts)
+
+    def _top_features(
+        self, augmented: pl.DataFrame, contributions: np.ndarray, alerts: np.ndarray
+    ) -> pl.Series:
+        """For each alert, its ``top`` features (largest contributions first) with their raw values;
+        null for other flows."""
+        rows = np.flatnonzero(alerts)
+        dtype = pl.List(TOP_FEATURE)
+        if len(rows) == 0:
+            return pl.Series("top_features", [None] * len(alerts), dtype=dtype)
+        top = min(self.top, contributions.shape[1])
+        chosen = contributions[rows]
+        best = np.argsort(-chosen, axis=1, kind="stable")[:, :top]
+        picked = np.take_along_axis(chosen, best, axis=1)
+        used = np.unique(best)
+        subset = augmented[rows]
+        texts = subset.select([self._value_text(self._names[j], subset.columns).alias(f"v{j}") for j in used])
+        names = np.asarray(self._names, dtype=object)
+        columns: dict[str, Any] = {}
+        for k in range(top):
+            values = np.empty(len(rows), dtype=object)
+            for j in np.unique(best[:, k]):
+                hit = best[:, k] == j
+                values[hit] = texts[f"v{j}"].to_numpy()[hit]
+            columns[f"f{k}"] = pl.Series(names[best[:, k]], dtype=pl.String)
+            columns[f"c{k}"] = pl.Series(picked[:, k], dtype=pl.Float64)
+            columns[f"v{k}"] = pl.Series(values, dtype=pl.String)
+        structs = pl.DataFrame(columns).select(
+            pl.concat_list(
+                [
+                    pl.struct(
+                        pl.col(f"f{k}").alias("feature"),
+                        pl.col(f"c{k}").alias("contribution"),
+                        pl.col(f"v{k}").alias("value"),
+                    )
+                    for k in range(top)
+                ]
+            ).alias("top_features")
+        )["top_features"]
+        if len(rows) == len(alerts):
+            return structs
+        # scatter into a full-length column, null where there is no alert
+        position = np.full(len(alerts), -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        index = pl.Series("i", position).replace(-1, None)
+        return structs.gather(index).alias("top_features")
+
+
+def _as_text(expr: pl.Expr) -> pl.Expr:
+    """A column's values as text (times as ISO text)."""
+    return expr.cast(pl.String)
+
+
+# ---------------------------------------------------------------------------------------------------
+# writing
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Appends scored chunks to a JSON-lines, Parquet or CSV file (a temporary file until done)."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path = path
+        self.kind = kind
+        self._handle: Any = None
+        self._parquet: Any = None
+        self.rows = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if frame.height == 0:
+            return
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            table = frame.to_arrow()
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, table.schema)
+            self._parquet.write_table(table)
+        elif self.kind == "jsonl":
+            if self._handle is None:
+                self._handle = self.path.open("wb")
+            if "time" in frame.columns:
+                frame = frame.with_columns(pl.col("time").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"))
+            frame.write_ndjson(self._handle)
+        else:
+            flat = frame.with_columns(
+                pl.col("top_features")
+                .list.eval(
+                    pl.format(
+                        "{}={} ({})",
+                        pl.element().struct.field("feature"),
+                        pl.element().struct.field("value").fill_null(""),
+                        pl.element().struct.field("contribution").round(4),
+                    )
+                )
+                .list.join("; ")
+            )
+            if self._handle is None:
+                self._handle = self.path.open("wb")
+                flat.write_csv(self._handle, include_header=True)
+            else:
+                flat.write_csv(self._handle, include_header=False)
+        self.rows += frame.height
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._handle is not None:
+            self._handle.close()
+        if self.rows == 0:
+            # an empty but valid file: header only / empty Parquet with the record schema
+            empty = _empty_records()
+            if self.kind == "parquet":
+                empty.write_parquet(self.path)
+            elif self.kind == "csv":
+                empty.drop("top_features").write_csv(self.path)
+            else:
+                self.path.write_bytes(b"")
+
+
+def _empty_records() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "row": pl.Int64,
+            "score": pl.Float64,
+            "threshold": pl.Float64,
+            "alert": pl.Boolean,
+            "class": pl.String,
+            "top_features": pl.List(TOP_FEATURE),
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    """What `nadkit detect` did."""
+
+    output: Path | None
+    flows: int
+    alerts: int
+    written: int
+    seconds: float
+    threshold: float
+    max_held_rows: int
+    by_class: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def alert_rate(self) -> float:
+        return self.alerts / self.flows if self.flows else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "output": str(self.output) if self.output else None,
+            "flows": self.flows,
+            "alerts": self.alerts,
+            "alert_rate": self.alert_rate,
+            "written": self.written,
+            "seconds": self.seconds,
+            "threshold": self.threshold,
+            "max_held_rows": self.max_held_rows,
+            "alerts_by_class": self.by_class,
+        }
+
+
+def score_chunks(
+    bundle: ModelBundle,
+    source: str | Path,
+    *,
+    format: str | None = None,
+    mapping: str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    threshold: float | None = None,
+    top: int = 5,
+) -> Iterator[tuple[ScoredChunk, Scorer]]:
+    """Scored chunks of ``source`` (in the order flows become final; ``row`` gives input order)."""
+    scorer = Scorer(bundle, threshold=threshold, top=top)
+    time_order = scorer.pipeline.stateful
+    for piece in iter_flows(
+        source, format=format, mapping=mapping, chunk_rows=chunk_rows, time_order=time_order
+    ):
+        yield scorer.push(piece), scorer
+    yield scorer.flush(), scorer
+
+
+def detect_file(
+    bundle: ModelBundle | str | Path,
+    source: str | Path,
+    out: str | Path,
+    *,
+    format: str | None = None,
+    mapping: str | None = None,
+    alerts_only: bool = True,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    threshold: float | None = None,
+    top: int = 5,
+    overwrite: bool = False,
+    engine: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+) -> DetectResult:
+    """Score every flow of ``source`` and write alerts (or every scored flow) to ``out``
+    (``.jsonl``, ``.parquet`` or ``.csv``), atomically. ``progress(flows_scored, alerts)`` is called
+    after each chunk."""
+    out = Path(out)
+    kind = output_kind(out)
+    if not isinstance(bundle, ModelBundle):
+        bundle = ModelBundle.load(bundle, engine=engine)
+    started = time.perf_counter()
+    flows = alerts = held = 0
+    by_class: dict[str, int] = {}
+    with atomic_path(out, overwrite=overwrite) as temporary:
+        writer = _Writer(temporary, kind)
+        try:
+            value = threshold
+            for chunk, scorer in score_chunks(
+                bundle,
+                source,
+                format=format,
+                mapping=mapping,
+                chunk_rows=chunk_rows,
+                threshold=threshold,
+                top=top,
+            ):
+                value = scorer.threshold
+                held = max(held, scorer.held_rows)
+                frame = chunk.frame
+                if frame.height == 0:
+                    continue
+                flows += frame.height
+                alerts += chunk.alerts
+                chosen = frame.filter(pl.col("alert")) if alerts_only else frame
+                if chosen.height and "class" in chosen.columns:
+                    for name, count in (
+                        chosen.filter(pl.col("alert"))["class"]
+                        .fill_null("anomaly")
+                        .value_counts()
+                        .iter_rows()
+                    ):
+                        by_class[name] = by_class.get(name, 0) + count
+                writer.write(chosen)
+                if progress is not None:
+                    progress(flows, alerts)
+        finally:
+            writer.close()
+    seconds = time.perf_counter() - started
+    log.info("%d flows scored, %d alerts, in %.1f s", flows, alerts, seconds)
+    return DetectResult(
+        output=out,
+        flows=flows,
+        alerts=alerts,
+        written=writer.rows,
+        seconds=seconds,
+        threshold=float(value) if value is not None else float("nan"),
+        max_held_rows=held,
+        by_class=by_class,
+    )
+
+
+@dataclass(frozen=True)
+class ScoredTable:
+    """Every flow's score in input order, with what evaluation needs."""
+
+    scores: np.ndarray
+    labels: np.ndarray | None
+    time: np.ndarray | None
+    predicted: np.ndarray | None
+    threshold: float
+    frame: pl.DataFrame
+
+
+def score_table(
+    bundle: ModelBundle,
+    source: str | Path,
+    *,
+    format: str | None = None,
+    mapping: str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    threshold: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScoredTable:
+    """Scores of every flow of ``source`` in input order (identifying columns kept, explanations not)."""
+    parts: list[pl.DataFrame] = []
+    flows = alerts = 0
+    value = threshold
+    for chunk, scorer in score_chunks(
+        bundle, source, format=format, mapping=mapping, chunk_rows=chunk_rows, threshold=threshold
+    ):
+        value = scorer.threshold
+        if chunk.frame.height:
+            parts.append(chunk.frame.drop("top_features"))
+            flows += chunk.frame.height
+            alerts += chunk.alerts
+            if progress is not None:
+                progress(flows, alerts)
+    if not parts:
+        raise ConfigError(f"{source}: no flows to score")
+    frame = pl.concat(parts, how="vertical_relaxed").sort("row")
+    labels = frame["label"].fill_null(NORMAL).to_numpy() if "label" in frame.columns else None
+    times = frame["time"].to_numpy() if "time" in frame.columns else None
+    predicted = frame["class"].to_numpy() if frame["class"].null_count() < frame.height else None
+    return ScoredTable(
+        scores=frame["score"].to_numpy(),
+        labels=labels,
+        time=times,
+        predicted=predicted,
+        threshold=float(value) if value is not None else float("nan"),
+        frame=frame,
+    )
+
+
+def summary_line(result: DetectResult) -> str:
+    """One line for the terminal: flows, alerts, alert rate, speed."""
+    rate = result.flows / result.seconds if result.seconds > 0 else 0.0
+    return f"{result.flows:,} flows, {result.alerts:,} alerts ({result.alert_rate:.2%}), {rate:,.0f} flows/s"
+
+
+def dumps(result: DetectResult) -> str:
+    """The result as JSON text."""
+    return json.dumps(result.to_dict(), indent=2)

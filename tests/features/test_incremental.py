@@ -1,0 +1,136 @@
+"""Features computed piece by piece equal the features of the whole table."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nadkit.features.incremental import SEQ, IncrementalFeatures, OutOfOrderError, augment_in_pieces
+from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
+from nadkit.features.segments import SegmentConfig
+from nadkit.synthetic import SimulationConfig, simulate_day
+
+
+@pytest.fixture(scope="module")
+def flows() -> pl.DataFrame:
+    """A simulated day without the cnt_* columns (so the pipeline computes the counters), time-sorted."""
+    config = SimulationConfig(days=1, flows_per_day=6000, seed=3, start=date(2020, 12, 3))
+    day = simulate_day(config, 0)
+    return day.drop([c for c in day.columns if c.startswith("cnt_")] + ["day"], strict=False).sort(
+        "time", maintain_order=True
+    )
+
+
+@pytest.fixture(scope="module")
+def pipeline(flows: pl.DataFrame) -> FeaturePipeline:
+    # a short segment gap makes many segments close inside the table, so holding and releasing is exercised
+    config = FeatureConfig(segments=SegmentConfig(gap_s=20.0))
+    fitted = FeaturePipeline(config).fit(flows)
+    assert fitted.counters_computed_ and fitted.segments_computed_
+    return fitted
+
+
+def _same(whole: pl.DataFrame, pieces: pl.DataFrame) -> None:
+    assert pieces.height == whole.height
+    assert pieces[SEQ].to_list() == list(range(whole.height))
+    left = whole.select(whole.columns)
+    right = pieces.select(whole.columns)
+    for column in whole.columns:
+        assert left[column].equals(right[column]), column
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_piece_boundaries_give_the_whole_tables_features(
+    flows: pl.DataFrame, pipeline: FeaturePipeline, data: st.DataObject
+) -> None:
+    whole = pipeline.augment(flows)
+    bounds = data.draw(st.lists(st.integers(1, flows.height - 1), max_size=12, unique=True))
+    order_by = data.draw(st.sampled_from([None, ("src",)]))
+    _same(whole, augment_in_pieces(pipeline, flows, bounds, order_by=order_by))
+
+
+def test_one_flow_at_a_time_near_the_end(flows: pl.DataFrame, pipeline: FeaturePipeline) -> None:
+    head = flows.head(400)
+    whole = pipeline.augment(head)
+    _same(whole, augment_in_pieces(pipeline, head, list(range(1, 400))))
+
+
+def test_scaled_features_of_pieces_equal_transform(flows: pl.DataFrame, pipeline: FeaturePipeline) -> None:
+    pieces = augment_in_pieces(pipeline, flows, [1000, 2500, 2501, 5000])
+    assert pipeline.transform_augmented(pieces).equals(pipeline.transform(flows))
+
+
+def test_memory_holds_only_open_segments_and_the_counter_context(
+    flows: pl.DataFrame, pipeline: FeaturePipeline
+) -> None:
+    state = IncrementalFeatures(pipeline)
+    emitted = 0
+    for start in range(0, flows.height, 500):
+        emitted += state.push(flows.slice(start, 500)).height
+        assert state.held_rows < flows.height / 2
+    emitted += state.flush().height
+    assert emitted == flows.height == state.stats.emitted
+    assert state.held_rows == 0
+
+
+def test_out_of_order_flows_are_an_error_or_dropped(flows: pl.DataFrame, pipeline: FeaturePipeline) -> None:
+    late_piece = flows.slice(100, 50)
+    state = IncrementalFeatures(pipeline)
+    state.push(flows.slice(0, 3000))
+    with pytest.raises(OutOfOrderError, match="not in time order"):
+        state.push(late_piece)
+
+    dropping = IncrementalFeatures(pipeline, late="drop")
+    dropping.push(flows.slice(0, 3000))
+    dropping.push(late_piece)
+    assert dropping.stats.late_dropped == 50
+
+
+def test_lateness_buffer_absorbs_small_disorder(flows: pl.DataFrame, pipeline: FeaturePipeline) -> None:
+    # swap neighbouring pieces a few seconds apart: with enough lateness the result is the sorted table's
+    head = flows.head(3000)
+    shuffled = pl.concat(
+        [head.slice(0, 1000), head.slice(1100, 100), head.slice(1000, 100), head.slice(1200, 1800)]
+    )
+    spread = (head["time"][1199] - head["time"][1000]).total_seconds()
+    state = IncrementalFeatures(pipeline, lateness_s=spread + 1)
+    parts = [state.push(shuffled.slice(s, 100)) for s in range(0, 3000, 100)]
+    parts.append(state.flush())
+    out = pl.concat([p for p in parts if p.height], how="diagonal_relaxed")
+    assert state.stats.late_dropped == 0
+    assert out.height == 3000
+    # the same flows come out, each with the counters of the time-sorted table
+    whole = pipeline.augment(head)
+    key = ["time", "src", "dst", "spt", "dpt"]
+    merged = out.join(whole, on=key, suffix="_whole")
+    assert merged.height >= 3000
+    assert (merged["cnt_src_slow"] == merged["cnt_src_slow_whole"]).mean() > 0.99
+
+
+def test_a_stateless_pipeline_passes_pieces_straight_through(flows: pl.DataFrame) -> None:
+    plain = FeaturePipeline(FeatureConfig(groups=("categories", "logs"), compute_counters=False)).fit(flows)
+    assert not plain.stateful
+    state = IncrementalFeatures(plain)
+    piece = state.push(flows.head(10))
+    assert piece.height == 10
+    assert piece[SEQ].to_list() == list(range(10))
+    assert state.flush().height == 0
+
+
+def test_pieces_never_reorder_an_entitys_flows(flows: pl.DataFrame, pipeline: FeaturePipeline) -> None:
+    state = IncrementalFeatures(pipeline, order_by=("src",))
+    seen: dict[str, int] = {}
+    for start in range(0, flows.height, 700):
+        out = state.push(flows.slice(start, 700))
+        for src, seq in out.select("src", SEQ).iter_rows():
+            assert seq > seen.get(src, -1)
+            seen[src] = seq
+    for src, seq in state.flush().select("src", SEQ).iter_rows():
+        assert seq > seen.get(src, -1)
+        seen[src] = seq
+    assert len(seen) > 10
