@@ -287,6 +287,125 @@ def train(
     console.print(summary)
 
 
+def _flow_progress(description: str):  # type: ignore[no-untyped-def]
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.fields[flows]:,} flows, {task.fields[alerts]:,} alerts"),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+    )
+
+
+@app.command()
+def detect(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle directory (from `nadkit train`).")],
+    source: Annotated[Path, typer.Argument(help="Flows to score: file, directory or glob, any format.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Alerts file: .jsonl, .parquet or .csv.")],
+    all_flows: Annotated[
+        bool, typer.Option("--all", help="Write every scored flow, not only alerts.")
+    ] = False,
+    threshold: Annotated[
+        float | None, typer.Option(help="Alert threshold (default: the bundle's, chosen on validation).")
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, max=50, help="Contributing features listed per alert.")] = 5,
+    chunk_rows: Annotated[
+        int, typer.Option("--chunk-rows", min=1000, help="Flows read and scored per chunk (bounds memory).")
+    ] = 200_000,
+    engine: Annotated[
+        str, typer.Option(help="auto (ONNX Runtime on CPU when the bundle has model.onnx), torch or onnx.")
+    ] = "auto",
+    format: FormatOption = None,
+    mapping: MapOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+) -> None:
+    """Score flows with a trained model and write explained alerts."""
+    from nadkit.bundle import ModelBundle
+    from nadkit.detect import detect_file, output_kind, summary_line
+
+    output_kind(out)
+    if out.exists() and not force:
+        raise NadkitError(f"{out}: already exists (use --force to replace it)")
+    loaded = ModelBundle.load(bundle, engine=engine)
+    with _flow_progress("detecting") as bar:
+        task = bar.add_task(f"detecting with {loaded.detector.name}", total=None, flows=0, alerts=0)
+        result = detect_file(
+            loaded,
+            source,
+            out,
+            format=format,
+            mapping=mapping,
+            alerts_only=not all_flows,
+            chunk_rows=chunk_rows,
+            threshold=threshold,
+            top=top,
+            overwrite=force,
+            progress=lambda flows, alerts: bar.update(task, flows=flows, alerts=alerts),
+        )
+    if as_json:
+        console.print_json(data=result.to_dict())
+        return
+    if result.by_class:
+        table = Table(title="alerts by class")
+        table.add_column("class")
+        table.add_column("alerts", justify="right")
+        for name, count in sorted(result.by_class.items(), key=lambda item: -item[1]):
+            table.add_row(name, f"{count:,}")
+        console.print(table)
+    console.print(f"{summary_line(result)}; wrote {result.written:,} records to {out}")
+
+
+@app.command()
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle directory.")],
+    source: Annotated[Path, typer.Argument(help="Labelled flows: file, directory or glob, any format.")],
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Directory for report.html, its PNG figures and metrics.json."),
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Alert threshold (default: the bundle's, chosen on validation).")
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1000, help="Flows per chunk.")] = 200_000,
+    engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    format: FormatOption = None,
+    mapping: MapOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON only.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing report directory.")] = False,
+) -> None:
+    """Measure a model on labelled flows: metrics table, and an HTML report with figures."""
+    from nadkit.bundle import ModelBundle
+    from nadkit.evaluation import evaluate_bundle
+
+    if report is not None and report.exists() and any(report.iterdir()) and not force:
+        raise NadkitError(f"{report}: already exists (use --force to replace it)")
+    loaded = ModelBundle.load(bundle, engine=engine)
+    with _flow_progress("scoring") as bar:
+        task = bar.add_task(f"scoring with {loaded.detector.name}", total=None, flows=0, alerts=0)
+        outcome = evaluate_bundle(
+            loaded,
+            source,
+            bundle_path=bundle,
+            report=report,
+            threshold=threshold,
+            chunk_rows=chunk_rows,
+            format=format,
+            mapping=mapping,
+            overwrite=force,
+            progress=lambda flows, alerts: bar.update(task, flows=flows, alerts=alerts),
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(outcome.metrics, indent=2) + "\n")
+        return
+    console.print(outcome.table())
+    if outcome.report is not None:
+        console.print(f"report: {outcome.report}")
+
+
 @app.command()
 def models() -> None:
     """List the detectors nadkit can train."""
@@ -335,7 +454,7 @@ def demo(
     flows_per_day: Annotated[int, typer.Option(min=1000)] = 50_000,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
-    """The main job on the embedded default: simulate a few days of traffic and inspect them."""
+    """The main job on the embedded default: simulate traffic, train, detect, evaluate, report."""
     from nadkit.demo import run_demo
 
     run_demo(out, days=days, flows_per_day=flows_per_day, seed=seed, console=console)

@@ -3,8 +3,9 @@
 It simulates several days, summarises them, computes the feature matrix with a pipeline fitted on
 the normal flows of the first days, splits the training days without session leakage, trains the
 default autoencoder (and the two baselines) on normal flows, chooses thresholds on a labelled
-hold-out and measures detection on the unseen last day; every step writes its output under one
-folder.
+hold-out and measures detection on the unseen last day; then, through the saved model bundle, it
+detects on the last day (explained alerts) and evaluates it with an HTML report. Every step writes
+its output under one folder.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class DemoResult:
     pipeline: Path
     split_report: Path
     model: Path
+    alerts: Path
+    report: Path
 
 
 def run_demo(
@@ -100,10 +103,38 @@ def run_demo(
         temporary.write_text(json.dumps(grouped.report.to_dict(), indent=2) + "\n")
 
     model_path = _train_and_detect(out, split, test, pipeline, seed=seed, console=console)
+    alerts_path, report_dir = _detect_and_report(out, model_path, test_day, console=console)
     console.print(f"inspect a day with: [bold]nadkit inspect {files[0]}[/bold]")
+    console.print(f"alerts: [bold]{alerts_path}[/bold]")
+    console.print(f"report: [bold]{report_dir / 'report.html'}[/bold]")
+    console.print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return DemoResult(
-        data=data, features=features_path, pipeline=pipeline_path, split_report=report_path, model=model_path
+        data=data,
+        features=features_path,
+        pipeline=pipeline_path,
+        split_report=report_path,
+        model=model_path,
+        alerts=alerts_path,
+        report=report_dir,
     )
+
+
+def _detect_and_report(out: Path, model_path: Path, test_day: Path, *, console: Console) -> tuple[Path, Path]:
+    """What a user does next: `nadkit detect` on the last day (explained alerts) and `nadkit evaluate`
+    with its report, through the saved bundle."""
+    from nadkit.detect import detect_file, summary_line
+    from nadkit.evaluation import evaluate_bundle
+
+    bundle = ModelBundle.load(model_path)
+    alerts_path = out / f"alerts-{test_day.stem}.jsonl"
+    with console.status(f"detecting on {test_day.name} with the saved model"):
+        result = detect_file(bundle, test_day, alerts_path, overwrite=True)
+    console.print(f"detect: {summary_line(result)} -> {alerts_path}")
+    report_dir = out / "report"
+    with console.status("evaluating and writing the report"):
+        outcome = evaluate_bundle(bundle, test_day, bundle_path=model_path, report=report_dir, overwrite=True)
+    console.print(outcome.table())
+    return alerts_path, report_dir
 
 
 def _train_and_detect(
@@ -152,7 +183,7 @@ def _train_and_detect(
                 threshold=chosen,
                 metrics={"history": detector.history_.to_dict(), "test": measured.to_dict()},
             )
-            bundle.save(model_path, overwrite=True, data_fingerprint=fingerprint(train))
+            bundle.save(model_path, overwrite=True, data_fingerprint=fingerprint(train), onnx=True)
     console.print(table)
     console.print(f"thresholds chosen on a labelled hold-out of the training days; model -> {model_path}")
     return model_path

@@ -1,0 +1,87 @@
+"""`nadkit detect` and `nadkit evaluate` run for real on a trained bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.e2e.test_cli_inputs import assert_one_line_error, nadkit
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small autoencoder bundle trained on one simulated day, and a later day to score."""
+    root = tmp_path_factory.mktemp("cli-detect")
+    days = root / "days"
+    result = nadkit("simulate", days, "--days", "2", "--flows-per-day", "4000", "--seed", "4")
+    assert result.returncode == 0, result.stderr
+    files = sorted(days.glob("*.csv"))
+    settings = root / "ae.yaml"
+    settings.write_text("epochs: 3\nbatch_size: 256\nhidden: [32]\nbottleneck: 6\n")
+    model = root / "model"
+    result = nadkit("train", files[0], model, "--model", "ae", "--config", settings)
+    assert result.returncode == 0, result.stderr
+    return model, files[1]
+
+
+def test_detect_writes_explained_alerts_and_a_summary(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    model, day = trained
+    out = tmp_path / "alerts.jsonl"
+    result = nadkit("detect", model, day, "--out", out, "--top", "4")
+    assert result.returncode == 0, result.stderr
+    assert "flows" in result.stdout and "alerts" in result.stdout and str(out.name) in result.stdout
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records, "no alerts written"
+    assert all(len(r["top_features"]) == 4 for r in records)
+    assert {"src", "dst", "dpt", "score", "threshold"} <= set(records[0])
+
+    as_json = nadkit("detect", model, day, "--out", tmp_path / "all.parquet", "--all", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    summary = json.loads(as_json.stdout)
+    table = pl.read_parquet(tmp_path / "all.parquet")
+    assert summary["flows"] == table.height == pl.read_csv(day).height
+    assert summary["alerts"] == len(records) == int(table["alert"].sum())
+
+
+def test_detect_refuses_to_overwrite_and_reports_bad_input(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    model, day = trained
+    out = tmp_path / "alerts.csv"
+    assert nadkit("detect", model, day, "--out", out).returncode == 0
+    before = out.read_bytes()
+    assert_one_line_error(nadkit("detect", model, day, "--out", out), "already exists")
+    assert out.read_bytes() == before
+    assert_one_line_error(nadkit("detect", model, day, "--out", tmp_path / "a.xlsx"), "unknown output type")
+
+    broken = tmp_path / "broken.csv"
+    lines = day.read_text().splitlines()
+    broken.write_text("\n".join(lines[:-1] + [lines[-1][: len(lines[-1]) // 3]]) + "\n")
+    target = tmp_path / "never.jsonl"
+    assert_one_line_error(nadkit("detect", model, broken, "--out", target), "broken.csv")
+    assert not target.exists()
+
+    not_a_bundle = tmp_path / "nothing"
+    not_a_bundle.mkdir()
+    assert_one_line_error(nadkit("detect", not_a_bundle, day, "--out", tmp_path / "x.jsonl"), "bundle")
+
+
+def test_evaluate_prints_metrics_and_writes_the_report(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    model, day = trained
+    report = tmp_path / "report"
+    result = nadkit("evaluate", model, day, "--report", report)
+    assert result.returncode == 0, result.stderr
+    assert "ROC-AUC" in result.stdout and "report.html" in result.stdout
+    html = (report / "report.html").read_text()
+    assert "ae" in html and "data:image/png;base64," in html
+    assert (report / "metrics.json").is_file()
+    assert list(report.glob("*.png"))
+
+    as_json = nadkit("evaluate", model, day, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    metrics = json.loads(as_json.stdout)
+    assert 0.5 < metrics["binary"]["roc_auc"] <= 1.0
+    assert set(metrics["per_class"]) >= {"normal"}
+
+    assert_one_line_error(nadkit("evaluate", model, day, "--report", report), "already exists")
