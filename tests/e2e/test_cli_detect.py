@@ -46,7 +46,9 @@ def test_detect_writes_explained_alerts_and_a_summary(trained: tuple[Path, Path]
     assert summary["alerts"] == len(records) == int(table["alert"].sum())
 
 
-def test_detect_refuses_to_overwrite_and_reports_bad_input(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_detect_refuses_to_overwrite_and_reports_bad_input(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
     model, day = trained
     out = tmp_path / "alerts.csv"
     assert nadkit("detect", model, day, "--out", out).returncode == 0
@@ -57,7 +59,7 @@ def test_detect_refuses_to_overwrite_and_reports_bad_input(trained: tuple[Path, 
 
     broken = tmp_path / "broken.csv"
     lines = day.read_text().splitlines()
-    broken.write_text("\n".join(lines[:-1] + [lines[-1][: len(lines[-1]) // 3]]) + "\n")
+    broken.write_text("\n".join([*lines[:-1], lines[-1][: len(lines[-1]) // 3]]) + "\n")
     target = tmp_path / "never.jsonl"
     assert_one_line_error(nadkit("detect", model, broken, "--out", target), "broken.csv")
     assert not target.exists()
