@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 DEMO_DIR ?= out/demo
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install system-packages demo test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,17 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed
+
+# Debian packages the end-to-end tests use: chromium (triage page), softflowd and nfdump (NetFlow export
+# and collection). Installed only when missing; needs root or sudo.
+SYSTEM_PACKAGES ?= chromium softflowd nfdump
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
 
 demo: install
 	$(BIN)/nadkit demo --out $(DEMO_DIR)
