@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
+import torch
 
 from nadkit.bundle import ModelBundle
 from nadkit.errors import ConfigError
@@ -233,40 +234,38 @@ class Scorer:
         self, augmented: pl.DataFrame, contributions: np.ndarray, alerts: np.ndarray
     ) -> pl.Series:
         """For each alert, its ``top`` features (largest contributions first) with their raw values;
-        null for other flows."""
+        null for other flows. Work grows with alerts x ``top``, not with the number of features."""
         rows = np.flatnonzero(alerts)
         dtype = pl.List(TOP_FEATURE)
         if len(rows) == 0:
             return pl.Series("top_features", [None] * len(alerts), dtype=dtype)
-        top = min(self.top, contributions.shape[1])
+        width = contributions.shape[1]
+        top = min(self.top, width)
         chosen = contributions[rows]
-        best = np.argsort(-chosen, axis=1, kind="stable")[:, :top]
-        picked = np.take_along_axis(chosen, best, axis=1)
-        used = np.unique(best)
+        # the top contributions of each alert, largest first (ties: lower feature index first)
+        found = torch.topk(torch.from_numpy(chosen), top, dim=1, largest=True, sorted=True)
+        best = found.indices.numpy().astype(np.int64).ravel()
+        picked = found.values.numpy().ravel()
+        # the raw values behind each listed feature, one query per distinct feature
+        alert_of = np.repeat(np.arange(len(rows)), top)
         subset = augmented[rows]
-        texts = subset.select([self._value_text(self._names[j], subset.columns).alias(f"v{j}") for j in used])
-        names = np.asarray(self._names, dtype=object)
-        columns: dict[str, Any] = {}
-        for k in range(top):
-            values = np.empty(len(rows), dtype=object)
-            for j in np.unique(best[:, k]):
-                hit = best[:, k] == j
-                values[hit] = texts[f"v{j}"].to_numpy()[hit]
-            columns[f"f{k}"] = pl.Series(names[best[:, k]], dtype=pl.String)
-            columns[f"c{k}"] = pl.Series(picked[:, k], dtype=pl.Float64)
-            columns[f"v{k}"] = pl.Series(values, dtype=pl.String)
-        structs = pl.DataFrame(columns).select(
-            pl.concat_list(
-                [
-                    pl.struct(
-                        pl.col(f"f{k}").alias("feature"),
-                        pl.col(f"c{k}").alias("contribution"),
-                        pl.col(f"v{k}").alias("value"),
-                    )
-                    for k in range(top)
-                ]
-            ).alias("top_features")
-        )["top_features"]
+        texts = np.full(len(best), None, dtype=object)
+        by_feature = np.argsort(best, kind="stable")
+        features, starts = np.unique(best[by_feature], return_index=True)
+        ends = np.append(starts[1:], len(best))
+        for j, start, stop in zip(features, starts, ends, strict=True):
+            where = by_feature[start:stop]
+            expression = self._value_text(self._names[j], subset.columns).alias("v")
+            texts[where] = subset[alert_of[where]].select(expression)["v"].to_numpy()
+        names = np.asarray(self._names, dtype=object)[best]
+        flat = pl.DataFrame(
+            {
+                "feature": pl.Series(names, dtype=pl.String),
+                "contribution": pl.Series(picked, dtype=pl.Float64),
+                "value": pl.Series(texts, dtype=pl.String),
+            }
+        ).select(pl.struct("feature", "contribution", "value").alias("top_features"))["top_features"]
+        structs = flat.reshape((len(rows), top)).cast(dtype).alias("top_features")
         if len(rows) == len(alerts):
             return structs
         # scatter into a full-length column, null where there is no alert
