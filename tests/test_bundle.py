@@ -1,4 +1,5 @@
-"""Model bundles: save and load give identical scores; missing, corrupt or altered files are refused."""
+"""Model bundles: save and load give identical scores; missing, corrupt or altered files are refused;
+an optional model.onnx scores on ONNX Runtime like the detector does on torch."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
-from nadkit.bundle import FILES, MANIFEST, ModelBundle
+from nadkit.bundle import FILES, MANIFEST, ONNX, ModelBundle
 from nadkit.errors import BundleError
 from nadkit.synthetic import SimulationConfig, simulate
 from nadkit.training import train_model
@@ -83,3 +85,124 @@ def test_foreign_or_future_manifest_is_refused(trained: tuple[Path, Path], tmp_p
         ModelBundle.load(copy)
     with pytest.raises(BundleError, match="not a model bundle"):
         ModelBundle.load(tmp_path / "nothing")
+
+
+# -- ONNX: model.onnx in the bundle, scoring engines ------------------------------------------------
+
+#: ONNX Runtime against torch: |onnx - torch| <= 1e-4 + 1e-4 * |torch| (float32 graph, float64 torch sums)
+RTOL = ATOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def with_onnx(trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the trained bundle with model.onnx added afterwards."""
+    copy = tmp_path_factory.mktemp("onnx") / "model"
+    shutil.copytree(trained[0], copy)
+    ModelBundle.load(copy, engine="torch").export_onnx()
+    return copy
+
+
+@pytest.fixture(scope="module")
+def frame(trained: tuple[Path, Path]) -> pl.DataFrame:
+    from nadkit.sources import load_flows
+
+    return load_flows(trained[1])[0]
+
+
+def test_onnx_engine_matches_torch_engine(with_onnx: Path, frame: pl.DataFrame) -> None:
+    manifest = json.loads((with_onnx / MANIFEST).read_text())
+    assert set(manifest["files"]) == {*FILES, ONNX}
+    torch_bundle = ModelBundle.load(with_onnx, engine="torch")
+    onnx_bundle = ModelBundle.load(with_onnx, engine="onnx", threads=1)
+    auto = ModelBundle.load(with_onnx)
+    assert (torch_bundle.active_engine, onnx_bundle.active_engine, auto.active_engine) == (
+        "torch",
+        "onnx",
+        "onnx",
+    )
+    expected = torch_bundle.score(frame)
+    np.testing.assert_allclose(onnx_bundle.score(frame), expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(auto.score(frame), onnx_bundle.score(frame))
+    data = torch_bundle.data(frame)
+    np.testing.assert_allclose(
+        onnx_bundle.contributions(data), torch_bundle.contributions(data), rtol=RTOL, atol=ATOL
+    )
+    np.testing.assert_array_equal(torch_bundle.score_data(data), expected)
+    assert onnx_bundle.use_engine("torch").active_engine == "torch"
+    np.testing.assert_array_equal(onnx_bundle.score_data(data), expected)
+
+
+def test_bundle_without_onnx_scores_with_torch(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    bundle = ModelBundle.load(trained[0])
+    assert not bundle.has_onnx and bundle.active_engine == "torch"
+    with pytest.raises(BundleError, match=r"no model\.onnx"):
+        ModelBundle.load(trained[0], engine="onnx")
+    with pytest.raises(BundleError, match=r"no model\.onnx"):
+        bundle.use_engine("onnx")
+    from nadkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown scoring engine"):
+        ModelBundle.load(trained[0], engine="gpu")  # type: ignore[arg-type]
+    # a model.onnx the manifest does not list is not trusted: ignored
+    copy = tmp_path / "model"
+    shutil.copytree(trained[0], copy)
+    (copy / ONNX).write_bytes(b"not a graph")
+    assert ModelBundle.load(copy).active_engine == "torch"
+
+
+@pytest.mark.parametrize("change", ["append", "remove"])
+def test_altered_onnx_is_refused(with_onnx: Path, tmp_path: Path, change: str) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(with_onnx, copy)
+    if change == "append":
+        with (copy / ONNX).open("ab") as handle:
+            handle.write(b" ")
+    else:
+        (copy / ONNX).unlink()
+    for engine in ("torch", "auto", "onnx"):
+        with pytest.raises(BundleError, match=ONNX):
+            ModelBundle.load(copy, engine=engine)  # type: ignore[arg-type]
+
+
+def test_export_replaces_an_earlier_graph(with_onnx: Path, tmp_path: Path, frame: pl.DataFrame) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(with_onnx, copy)
+    bundle = ModelBundle.load(copy)
+    first = bundle.score(frame)
+    target = bundle.export_onnx()
+    assert target == copy / ONNX
+    assert sorted(p.name for p in copy.iterdir()) == sorted([MANIFEST, *FILES, ONNX])
+    again = ModelBundle.load(copy, engine="onnx")
+    np.testing.assert_array_equal(again.score(frame), first)
+    assert again.manifest["files"] == bundle.manifest["files"]
+
+
+def test_save_with_onnx_and_unsaved_bundles(with_onnx: Path, tmp_path: Path, frame: pl.DataFrame) -> None:
+    from nadkit.errors import NadkitError
+
+    loaded = ModelBundle.load(with_onnx, engine="torch")
+    unsaved = ModelBundle(pipeline=loaded.pipeline, detector=loaded.detector, threshold=loaded.threshold)
+    assert unsaved.active_engine == "torch"
+    with pytest.raises(NadkitError, match="save the bundle"):
+        unsaved.export_onnx()
+    out = unsaved.save(tmp_path / "model", onnx=True)
+    assert unsaved.path == out and unsaved.has_onnx and unsaved.active_engine == "onnx"
+    again = ModelBundle.load(out, engine="onnx")
+    np.testing.assert_allclose(again.score(frame), loaded.score(frame), rtol=RTOL, atol=ATOL)
+
+
+def test_window_model_bundle_round_trip(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """A window model (windows from each source host's flows in time order) scores alike on both engines."""
+    from nadkit.models import REGISTRY
+    from nadkit.sources import load_flows
+
+    name, cls = next((n, c) for n, c in REGISTRY.items() if c.input == "windows" and not c.supervised)
+    config = {**cls.test_config().to_dict(), "epochs": 2}
+    result = train_model(trained[1], tmp_path / "model", model=name, config=config)
+    out = result.bundle.export_onnx()
+    assert out.is_file()
+    frame, _ = load_flows(trained[1])
+    frame = frame.sample(fraction=1.0, shuffle=True, seed=3)  # windows come from host and time
+    torch_scores = ModelBundle.load(result.path, engine="torch").score(frame)
+    onnx_bundle = ModelBundle.load(result.path, engine="onnx", threads=1)
+    np.testing.assert_allclose(onnx_bundle.score(frame), torch_scores, rtol=RTOL, atol=ATOL)

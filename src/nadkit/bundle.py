@@ -9,10 +9,19 @@
       weights.safetensors  the detector's learned arrays
       threshold.json       the alert threshold and how it was chosen (changeable without retraining)
       metrics.json         training history and validation metrics
+      model.onnx           optional: the detector's scoring as an ONNX graph, for ONNX Runtime
 
-Loading checks the manifest, its format version and every file's checksum before anything is used,
-and that the pipeline produces the features the detector was fitted on; any problem is a one-line
-:class:`~nadkit.errors.BundleError`. Saving writes a temporary directory and renames it into place.
+Loading checks the manifest, its format version and every file's checksum before anything is used
+(``model.onnx`` too when the manifest lists it; an unlisted one is ignored), and that the pipeline
+produces the features the detector was fitted on; any problem is a one-line
+:class:`~nadkit.errors.BundleError`. Saving writes a temporary directory and renames it into place;
+:meth:`ModelBundle.export_onnx` adds ``model.onnx`` to a saved bundle, replacing the file and the
+manifest one at a time, each atomically.
+
+Scoring runs on an *engine*: ``"torch"`` (the detector itself, on its device), ``"onnx"`` (the graph
+on ONNX Runtime's CPU provider, see :class:`~nadkit.models.export.OnnxScorer`) or ``"auto"``: ONNX
+Runtime when the bundle holds ``model.onnx``, ONNX Runtime imports and the detector is a neural network
+not running on CUDA, else torch (the tree and order-statistic baselines score faster in NumPy). Both give the same scores up to float32 rounding.
 """
 
 from __future__ import annotations
@@ -25,16 +34,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import polars as pl
 
 from nadkit import __version__
-from nadkit.errors import BundleError, NadkitError
+from nadkit.errors import BundleError, ConfigError, NadkitError
 from nadkit.features.pipeline import FeaturePipeline
-from nadkit.fileio import atomic_directory
+from nadkit.fileio import atomic_directory, atomic_path
 from nadkit.models.base import Detector, DetectorData, create
+from nadkit.models.neural import NeuralDetector
+
+if TYPE_CHECKING:
+    from nadkit.models.export import Exporter, OnnxScorer
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +58,14 @@ PIPELINE = "pipeline.json"
 WEIGHTS = "weights.safetensors"
 THRESHOLD = "threshold.json"
 METRICS = "metrics.json"
+ONNX = "model.onnx"
+#: files every bundle holds
 FILES = (PIPELINE, WEIGHTS, THRESHOLD, METRICS)
+#: files a bundle may hold; checked when the manifest lists them
+OPTIONAL_FILES = (ONNX,)
+
+Engine = Literal["auto", "torch", "onnx"]
+ENGINES: tuple[Engine, ...] = ("auto", "torch", "onnx")
 
 
 def _sha256(path: Path) -> str:
@@ -69,7 +89,7 @@ def fingerprint(data: DetectorData) -> str:
 
 def _versions() -> dict[str, str]:
     versions = {"nadkit": __version__, "python": platform.python_version()}
-    for package in ("torch", "polars", "numpy", "scikit-learn", "safetensors"):
+    for package in ("torch", "polars", "numpy", "scikit-learn", "safetensors", "onnx", "onnxruntime"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
@@ -77,15 +97,84 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _check_engine(engine: str) -> Engine:
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown scoring engine {engine!r} (known: {', '.join(ENGINES)})")
+    return cast(Engine, engine)
+
+
+def _onnx_runtime_imports() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    """The verified-format manifest of the bundle directory ``path``."""
+    if not path.is_dir():
+        raise BundleError(f"{path}: not a model bundle directory")
+    manifest_path = path / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{manifest_path}: missing; not a model bundle") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BundleError(f"{manifest_path}: not valid JSON ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{manifest_path}: not a nadkit model bundle manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{manifest_path}: bundle format version {version} is not supported "
+            f"(this nadkit reads version {FORMAT_VERSION})"
+        )
+    if not isinstance(manifest.get("files") or {}, dict):
+        raise BundleError(f"{manifest_path}: the file checksums are not a mapping")
+    return manifest
+
+
+def _write_manifest(path: Path, manifest: dict[str, Any], *, overwrite: bool = False) -> None:
+    with atomic_path(path / MANIFEST, overwrite=overwrite) as temporary:
+        temporary.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _verified_bytes(path: Path, name: str, checksums: dict[str, Any]) -> bytes:
+    """The content of the bundle file ``name``, which must match its checksum in the manifest."""
+    file = path / name
+    try:
+        content = file.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{file}: missing from the bundle") from None
+    if checksums.get(name) != hashlib.sha256(content).hexdigest():
+        raise BundleError(f"{file}: checksum differs from the manifest (file changed or corrupt)")
+    return content
+
+
 @dataclass
 class ModelBundle:
-    """A fitted pipeline, a fitted detector, its threshold and what was measured when training."""
+    """A fitted pipeline, a fitted detector, its threshold and what was measured when training.
+
+    ``path``: the directory the bundle was loaded from or saved to (None before saving);
+    ``engine``: how it scores (see the module docstring); ``threads``: ONNX Runtime's intra-op
+    threads (None: every available core).
+    """
 
     pipeline: FeaturePipeline
     detector: Detector
     threshold: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    engine: Engine = "auto"
+    threads: int | None = None
+    _scorer: OnnxScorer | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_engine(self.engine)
+
+    # -- scoring ----------------------------------------------------------------------------------
 
     def data(self, frame: pl.DataFrame) -> DetectorData:
         """The detector's input for a canonical flow table."""
@@ -95,16 +184,102 @@ class ModelBundle:
 
     def score(self, frame: pl.DataFrame) -> np.ndarray:
         """Anomaly scores of a canonical flow table, one per flow."""
-        return self.detector.score(self.data(frame))
+        return self.score_data(self.data(frame))
 
-    def save(self, path: str | Path, *, overwrite: bool = False, data_fingerprint: str = "") -> Path:
-        """Write the bundle directory (atomically; an existing one only with ``overwrite``)."""
+    def score_data(self, data: DetectorData) -> np.ndarray:
+        """One float64 anomaly score per row of the detector's input, on the bundle's engine."""
+        scorer = self._onnx_scorer()
+        return self.detector.score(data) if scorer is None else scorer.score(data)
+
+    def contributions(self, data: DetectorData) -> np.ndarray:
+        """``(rows, features)`` float64 contributions of each feature to each row's score, on the
+        bundle's engine."""
+        scorer = self._onnx_scorer()
+        return self.detector.contributions(data) if scorer is None else scorer.contributions(data)
+
+    @property
+    def has_onnx(self) -> bool:
+        """Whether the saved bundle holds a ``model.onnx`` its manifest lists."""
+        return self.path is not None and ONNX in (self.manifest.get("files") or {})
+
+    @property
+    def active_engine(self) -> Literal["torch", "onnx"]:
+        """The engine scoring actually runs on (``"auto"`` resolved)."""
+        if self.engine == "torch":
+            return "torch"
+        if self.engine == "onnx":
+            if not self.has_onnx:
+                where = self.path if self.path is not None else "this bundle (not saved yet)"
+                raise BundleError(
+                    f"{where}: no {ONNX} in the bundle; add it with ModelBundle.export_onnx "
+                    "(or save with onnx=True), or score with engine 'torch' or 'auto'"
+                )
+            return "onnx"
+        if not self.has_onnx or not _onnx_runtime_imports():
+            return "torch"
+        if not isinstance(self.detector, NeuralDetector):
+            # tree and order-statistic baselines score faster in NumPy than as ONNX graphs
+            return "torch"
+        # a detector on a GPU is faster there than ONNX Runtime on the CPU
+        return "torch" if getattr(getattr(self.detector, "device_", None), "type", None) == "cuda" else "onnx"
+
+    def use_engine(self, engine: Engine, *, threads: int | None = None) -> ModelBundle:
+        """Score on ``engine`` from now on (``threads``: ONNX Runtime's; None keeps the current
+        setting); returns the bundle. An ``"onnx"`` engine without ``model.onnx`` is a BundleError."""
+        self.engine = _check_engine(engine)
+        if threads is not None:
+            self.threads = threads
+        self._scorer = None
+        self._onnx_scorer()
+        return self
+
+    def _onnx_scorer(self, content: bytes | None = None) -> OnnxScorer | None:
+        """The ONNX Runtime scorer when the engine resolves to ONNX (built on first use, from
+        ``content`` when given: the already verified file), else None."""
+        if self.active_engine == "torch":
+            return None
+        if self._scorer is None:
+            from nadkit.models.export import DEFAULT_BATCH_SIZE, OnnxScorer
+
+            assert self.path is not None  # has_onnx says so
+            if content is None:
+                content = _verified_bytes(self.path, ONNX, self.manifest.get("files") or {})
+            batch_size = getattr(self.detector.config, "score_batch_size", DEFAULT_BATCH_SIZE)
+            try:
+                scorer = OnnxScorer(content, threads=self.threads, batch_size=batch_size)
+            except NadkitError as error:
+                raise BundleError(f"{self.path / ONNX}: {error}") from error
+            if scorer.feature_names != tuple(self.detector.feature_names_ or ()):
+                raise BundleError(f"{self.path / ONNX}: features differ from those the model was fitted on")
+            self._scorer = scorer
+        return self._scorer
+
+    # -- saving and loading -----------------------------------------------------------------------
+
+    def save(
+        self,
+        path: str | Path,
+        *,
+        overwrite: bool = False,
+        data_fingerprint: str = "",
+        onnx: bool = False,
+        exporter: Exporter = "auto",
+    ) -> Path:
+        """Write the bundle directory (atomically; an existing one only with ``overwrite``); with
+        ``onnx``, also the detector exported to ``model.onnx`` (``exporter``: see
+        :func:`~nadkit.models.export.export_onnx`)."""
         from safetensors.numpy import save_file
 
         if not self.detector.is_fitted:
             raise NadkitError("cannot save a detector that is not fitted")
         path = Path(path)
         with atomic_directory(path, overwrite=overwrite) as folder:
+            files = list(FILES)
+            if onnx:
+                from nadkit.models.export import export_onnx
+
+                export_onnx(self.detector, folder / ONNX, exporter=exporter)
+                files.append(ONNX)
             (folder / PIPELINE).write_text(json.dumps(self.pipeline.to_dict(), indent=1, allow_nan=False))
             arrays = {k: np.ascontiguousarray(v) for k, v in self.detector.state().items()}
             save_file(arrays, str(folder / WEIGHTS))
@@ -120,37 +295,55 @@ class ModelBundle:
                 "data_fingerprint": data_fingerprint or self.manifest.get("data_fingerprint", ""),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "versions": _versions(),
-                "files": {name: _sha256(folder / name) for name in FILES},
+                "files": {name: _sha256(folder / name) for name in files},
             }
             (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         self.manifest = manifest
+        self.path = path
+        self._scorer = None
         log.info("model bundle written to %s", path)
         return path
 
+    def export_onnx(self, *, exporter: Exporter = "auto") -> Path:
+        """Export the detector to ``model.onnx`` inside the saved bundle and list it in the manifest
+        (replacing an earlier export); returns the file's path. The manifest is rewritten without
+        the old entry first, then the graph, then the manifest with the new checksum, each
+        atomically, so the bundle loads at every moment."""
+        from nadkit.models.export import export_onnx
+
+        if self.path is None:
+            raise NadkitError("save the bundle before exporting it to ONNX")
+        folder = self.path
+        manifest = _read_manifest(folder)
+        if manifest.get("model") != self.detector.name or list(manifest.get("features") or ()) != list(
+            self.detector.feature_names_ or ()
+        ):
+            raise BundleError(f"{folder}: the bundle on disk holds another model than this one")
+        files = dict(manifest.get("files") or {})
+        if ONNX in files:
+            del files[ONNX]
+            _write_manifest(folder, {**manifest, "files": files}, overwrite=True)
+        target = export_onnx(self.detector, folder / ONNX, overwrite=True, exporter=exporter)
+        files[ONNX] = _sha256(target)
+        versions = {**(manifest.get("versions") or {}), **_versions()}
+        manifest = {**manifest, "files": files, "versions": versions}
+        _write_manifest(folder, manifest, overwrite=True)
+        self.manifest = manifest
+        self._scorer = None
+        log.info("%s: %s added", folder, ONNX)
+        return target
+
     @classmethod
-    def load(cls, path: str | Path) -> ModelBundle:
-        """Read and verify a bundle directory; :class:`BundleError` on anything missing or altered."""
+    def load(cls, path: str | Path, *, engine: Engine = "auto", threads: int | None = None) -> ModelBundle:
+        """Read and verify a bundle directory; :class:`BundleError` on anything missing or altered.
+        ``engine`` and ``threads``: how it scores (see the class docstring); ``"onnx"`` on a bundle
+        without ``model.onnx`` is a BundleError."""
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
+        engine = _check_engine(engine)
         path = Path(path)
-        if not path.is_dir():
-            raise BundleError(f"{path}: not a model bundle directory")
-        manifest_path = path / MANIFEST
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except FileNotFoundError:
-            raise BundleError(f"{manifest_path}: missing; not a model bundle") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise BundleError(f"{manifest_path}: not valid JSON ({error})") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise BundleError(f"{manifest_path}: not a nadkit model bundle manifest")
-        version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
-            raise BundleError(
-                f"{manifest_path}: bundle format version {version} is not supported "
-                f"(this nadkit reads version {FORMAT_VERSION})"
-            )
+        manifest = _read_manifest(path)
         checksums = manifest.get("files") or {}
         for name in FILES:
             file = path / name
@@ -158,6 +351,9 @@ class ModelBundle:
                 raise BundleError(f"{file}: missing from the bundle")
             if checksums.get(name) != _sha256(file):
                 raise BundleError(f"{file}: checksum differs from the manifest (file changed or corrupt)")
+        graph = _verified_bytes(path, ONNX, checksums) if ONNX in checksums else None
+        if graph is None and (path / ONNX).exists():
+            log.warning("%s: not listed in the manifest; ignored", path / ONNX)
         try:
             pipeline = FeaturePipeline.from_dict(json.loads((path / PIPELINE).read_text()))
             detector = create(manifest["model"], manifest.get("config") or {})
@@ -172,10 +368,15 @@ class ModelBundle:
             raise
         except (NadkitError, KeyError, ValueError, SafetensorError) as error:
             raise BundleError(f"{path}: cannot be loaded ({str(error).splitlines()[0]})") from error
-        return cls(
+        bundle = cls(
             pipeline=pipeline,
             detector=detector,
             threshold=threshold,
             metrics=metrics,
             manifest=manifest,
+            path=path,
+            engine=engine,
+            threads=threads,
         )
+        bundle._onnx_scorer(graph)
+        return bundle

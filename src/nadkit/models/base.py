@@ -17,7 +17,10 @@ Contract (every registered detector passes ``tests/conformance``):
 - ``contributions(data)`` gives an ``(n, d)`` array: each feature's share of a row's score;
   ``explain(data, top)`` turns it into the top features per row;
 - ``input`` says whether the detector reads single rows or windows of rows;
-- ``test_config()`` is a config that trains in seconds, for the test suite.
+- ``test_config()`` is a config that trains in seconds, for the test suite;
+- ``export_module()`` gives a fitted detector's scoring as a plain ``nn.Module`` that maps ``x``
+  (rows ``(b, d)``, or windows ``(b, window, d)`` with their ``(b, window)`` boolean ``mask``) to the
+  ``(b, d)`` float32 contributions, for export to ONNX (:mod:`nadkit.models.export`).
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
 
 from nadkit.errors import ConfigError, NadkitError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +184,14 @@ class Detector(ABC):
     def load_state(self, arrays: Mapping[str, np.ndarray], feature_names: tuple[str, ...]) -> Self:
         """Restore a fitted detector from :meth:`state`'s arrays and the features it was fitted on."""
         raise NotImplementedError(f"{self.name} cannot be loaded yet")
+
+    # -- export (see :mod:`nadkit.models.export`) ----------------------------------------------------
+
+    def export_module(self) -> nn.Module:
+        """The fitted scoring as a CPU ``nn.Module`` in eval mode: ``forward(x)`` for rows,
+        ``forward(x, mask)`` for windows, giving the ``(b, d)`` float32 contributions whose row sums
+        are the scores. Detectors that cannot be exported raise :class:`NadkitError` saying why."""
+        raise NadkitError(f"{self.name} cannot be exported to ONNX: it has no export module")
 
     # -- helpers for implementations ---------------------------------------------------------------
 

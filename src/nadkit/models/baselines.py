@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
 from scipy import stats
@@ -22,6 +22,9 @@ from sklearn.ensemble import IsolationForest
 
 from nadkit.errors import ConfigError
 from nadkit.models.base import Detector, DetectorConfig, DetectorData, NotFittedError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +151,14 @@ class IsolationForestDetector(Detector):
             where=total > 0,
         )
         return share * scores[:, None]
+
+    def export_module(self) -> nn.Module:
+        """The forest walk and the deviation shares as a torch module (see :meth:`contributions`)."""
+        if not self.is_fitted:
+            raise NotFittedError(f"{self.name} is not fitted yet (call fit first)")
+        from nadkit.models.export import ForestModule
+
+        return ForestModule(self.trees_, self.median_, self.spread_)
 
 
 _TREE_ARRAYS = ("left", "right", "feature", "threshold", "leaf_depth", "roots", "normaliser")
@@ -330,6 +341,14 @@ class ECODDetector(Detector):
     def contributions(self, data: DetectorData) -> np.ndarray:
         """The per-feature tail terms of the sum chosen for each row."""
         return self._chosen_terms(data)
+
+    def export_module(self) -> nn.Module:
+        """The tail terms and the choice of sum as a torch module (see :meth:`contributions`)."""
+        if not self.is_fitted:
+            raise NotFittedError(f"{self.name} is not fitted yet (call fit first)")
+        from nadkit.models.export import TailModule
+
+        return TailModule(self.reference_, self.skewness_)
 
 
 #: the detectors this module defines, in registry order

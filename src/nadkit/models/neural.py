@@ -166,11 +166,30 @@ class NeuralDetector(Detector):
         self.feature_names_ = tuple(feature_names)
         return self
 
+    def export_module(self) -> nn.Module:
+        """The per-feature errors of :meth:`errors` around a CPU copy of the fitted network."""
+        if not self.is_fitted:
+            raise NotFittedError(f"{self.name} is not fitted yet (call fit first)")
+        from nadkit.models.export import ErrorsModule
+
+        return ErrorsModule(self)
+
     def to(self, device: str | torch.device) -> Self:
         """Move the fitted network to ``device`` for scoring."""
         self.device_ = resolve_device(str(device))
         self.module_.to(self.device_)
         return self
+
+
+def scoring_batches(
+    data: DetectorData, size: int, *, window: int | None = None
+) -> Iterator[tuple[np.ndarray, Batch]]:
+    """The batches neural scoring reads, in order: the row numbers of each batch of ``size`` rows
+    and its :class:`Batch` (``x`` of the rows, or with ``window`` the windows of ``window`` rows
+    ending at each row, from ``data``'s entity and time, and their ``mask`` of real rows)."""
+    if size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {size}")
+    return _View.with_window(data, None, window).indexed_batches(size)
 
 
 @dataclass
@@ -183,11 +202,17 @@ class _View:
 
     @classmethod
     def of(cls, detector: NeuralDetector, data: DetectorData, rows: np.ndarray | None) -> _View:
+        window = detector.config.window if detector.input == "windows" else None
+        return cls.with_window(data, rows, window)
+
+    @classmethod
+    def with_window(cls, data: DetectorData, rows: np.ndarray | None, window: int | None) -> _View:
+        """Single rows (``window`` None) or windows of ``window`` rows ending at each row."""
         windows = None
-        if detector.input == "windows":
+        if window is not None:
             # without entity and time the rows are one sequence in their given order
             times = data.time if data.entity is not None or data.time is not None else np.arange(len(data))
-            windows = sliding_windows(data.entity, times, detector.config.window)
+            windows = sliding_windows(data.entity, times, window)
         chosen = np.arange(len(data), dtype=np.int64) if rows is None else rows
         return cls(data=data, rows=chosen, windows=windows)
 
