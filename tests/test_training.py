@@ -1,18 +1,48 @@
-"""Preparing flows for detectors: the unsupervised split, and the time-bucket view end to end."""
+"""Preparing flows for detectors: the unsupervised and supervised splits, the label column, the
+supervised path of `train_model` (multitask, with target traffic), and the time-bucket view end to
+end."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from nadkit.bundle import ModelBundle
+from nadkit.errors import ConfigError
 from nadkit.features.series import BucketConfig, bucket_metrics
 from nadkit.models import REGISTRY
 from nadkit.models.base import DetectorData
 from nadkit.schema import NORMAL
+from nadkit.split import session_groups
 from nadkit.synthetic import SimulationConfig, simulate
-from nadkit.training import BucketScaling, bucket_detector_data, unsupervised_split
+from nadkit.training import (
+    BucketScaling,
+    bucket_detector_data,
+    supervised_split,
+    train_model,
+    unsupervised_split,
+    use_label_column,
+)
+from tests.conftest import shared_file
+
+#: a quick multitask configuration for training through `train_model`
+QUICK_MULTITASK = {
+    "width": 32,
+    "latent": 8,
+    "head_width": 16,
+    "epochs": 6,
+    "patience": 3,
+    "batch_size": 256,
+    "steps_per_epoch": 20,
+    "seeds": 1,
+    "attribution_steps": 8,
+    "device": "cpu",
+}
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +90,146 @@ def test_windowed_detector_on_the_bucket_view(days: pl.DataFrame, name: str) -> 
     in_planted = planted[test_series.row_bucket]
     if in_planted.any():
         assert per_flow[in_planted].mean() > per_flow[~in_planted].mean()
+
+
+def _shares(frame: pl.DataFrame) -> dict[str, float]:
+    counts = frame["label"].value_counts()
+    return {label: count / frame.height for label, count in counts.iter_rows()}
+
+
+def test_supervised_split_keeps_sessions_whole_with_addresses(days: pl.DataFrame) -> None:
+    split = supervised_split(days, validation_fraction=0.25, seed=2)
+    assert split.method == "group"
+    assert split.train.height + split.validation.height == days.height
+    assert abs(split.validation.height / days.height - 0.25) < 0.03
+    groups = session_groups(pl.concat([split.train, split.validation]))
+    on_train = set(groups[: split.train.height].tolist())
+    on_validation = set(groups[split.train.height :].tolist())
+    assert not on_train & on_validation
+    whole, validation = _shares(days), _shares(split.validation)
+    for label, share in whole.items():
+        assert abs(validation.get(label, 0.0) - share) < 0.01, label
+
+
+def test_supervised_split_is_stratified_without_addresses(days: pl.DataFrame) -> None:
+    frame = days.drop("src", "dst")
+    split = supervised_split(frame, validation_fraction=0.3, seed=1)
+    assert split.method == "stratified"
+    counts = days["label"].value_counts()
+    held = dict(split.validation["label"].value_counts().iter_rows())
+    for label, count in counts.iter_rows():
+        assert held[label] == round(count * 0.3), label
+    assert split.report["rows"] == {"train": split.train.height, "validation": split.validation.height}
+
+
+def test_supervised_split_needs_labels(days: pl.DataFrame) -> None:
+    with pytest.raises(ConfigError, match="labelled"):
+        supervised_split(days.drop("label"))
+    with pytest.raises(ConfigError):
+        supervised_split(days, validation_fraction=1.0)
+
+
+def test_use_label_column_replaces_the_label_and_drops_the_column() -> None:
+    frame = pl.DataFrame(
+        {
+            "duration": [1.0, 2.0, 3.0],
+            "label": ["normal", "neptune", "ipsweep"],
+            "attack_family": ["normal", "DoS", "Probe"],
+            "flagged": [0, 1, 1],
+        }
+    )
+    chosen = use_label_column(frame, "attack_family")
+    assert chosen["label"].to_list() == ["normal", "DoS", "Probe"]
+    assert "attack_family" not in chosen.columns
+    numeric = use_label_column(frame, "flagged")  # benign values ("0") read as normal
+    assert numeric["label"].to_list() == ["normal", "1", "1"]
+    assert "flagged" not in numeric.columns
+    assert use_label_column(frame) is frame
+    with pytest.raises(ConfigError, match="no label column 'family'"):
+        use_label_column(frame, "family")
+
+
+@pytest.fixture(scope="module")
+def simulated_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two labelled simulated days (training) and a later day (the target), as Parquet files."""
+    folder = tmp_path_factory.mktemp("supervised")
+    flows = simulate(SimulationConfig(days=3, flows_per_day=4000, seed=21))
+    days_present = sorted(flows["day"].unique().to_list())
+    train, target = folder / "train.parquet", folder / "target.parquet"
+    flows.filter(pl.col("day") < days_present[-1]).drop("day").write_parquet(train)
+    flows.filter(pl.col("day") == days_present[-1]).drop("day").write_parquet(target)
+    return train, target
+
+
+def test_train_model_supervised_with_target(simulated_files: tuple[Path, Path], tmp_path: Path) -> None:
+    """The multitask bundle: classes, a threshold on 1 - P(normal) chosen on the validation part,
+    the NAD score of the validation part, and scores that survive loading."""
+    train, target = simulated_files
+    out = tmp_path / "model"
+    result = train_model(
+        train, out, model="multitask", config=QUICK_MULTITASK, holdout_fraction=0.25, target=target
+    )
+    assert result.supervised
+    assert result.classes[0] == NORMAL
+    assert set(result.classes) == set(pl.read_parquet(train)["label"].unique().to_list())
+    assert result.holdout_attacks > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"]["method"] == "group"
+    assert metrics["target_rows"] == pl.read_parquet(target).height
+    assert metrics["classification"]["classes"] == list(result.classes)
+    assert metrics["classification"]["nad_score"] > 0.3  # predicting all normal scores about 0.21
+    assert metrics["holdout"]["roc_auc"] > 0.8
+    threshold = json.loads((out / "threshold.json").read_text())
+    assert threshold["method"] == "f_beta" and 0 < threshold["value"] < 1
+
+    bundle = ModelBundle.load(out)
+    assert bundle.detector.classes_ == result.classes
+    frame = pl.read_parquet(target)
+    data = bundle.data(frame)
+    scores = bundle.score(frame)
+    probabilities = bundle.detector.predict_proba(data)
+    np.testing.assert_allclose(scores, 1.0 - probabilities[:, 0], atol=1e-6)
+    np.testing.assert_array_equal(scores, result.bundle.detector.score(data))
+
+    # detection works unchanged and alerts name the predicted class
+    from nadkit.detect import detect_file
+
+    detected = detect_file(out, target, tmp_path / "alerts.jsonl")
+    alerts = pl.read_ndjson(tmp_path / "alerts.jsonl")
+    assert detected.alerts == alerts.height > 0
+    assert set(alerts["class"].to_list()) <= set(result.classes)
+    assert (alerts["score"] >= threshold["value"]).all()
+    alerted_attacks = alerts.filter(pl.col("label") != NORMAL)
+    assert (alerted_attacks["class"] == alerted_attacks["label"]).mean() > 0.5
+
+
+def test_train_model_supervised_needs_labels(simulated_files: tuple[Path, Path], tmp_path: Path) -> None:
+    train, _ = simulated_files
+    unlabelled = tmp_path / "unlabelled.parquet"
+    pl.read_parquet(train).drop("label", "label_original").write_parquet(unlabelled)
+    with pytest.raises(ConfigError, match="no labels"):
+        train_model(unlabelled, tmp_path / "model", model="multitask", config=QUICK_MULTITASK)
+    assert not (tmp_path / "model").exists()
+
+
+def test_train_model_learns_the_kdd_attack_family(tmp_path: Path) -> None:
+    """NSL-KDD with ``label_column="attack_family"``: the classes are the families, split by rows."""
+    source = shared_file("nsl_kdd/KDDTrain+_20Percent.txt")
+    lines = source.read_text().splitlines()
+    sample = tmp_path / "kdd.txt"
+    sample.write_text("\n".join(lines[:4000]) + "\n")
+    result = train_model(
+        sample,
+        tmp_path / "model",
+        model="multitask",
+        config=QUICK_MULTITASK,
+        format="kdd",
+        label_column="attack_family",
+    )
+    assert result.classes[0] == NORMAL
+    assert {"DoS", "Probe"} <= set(result.classes)
+    assert not {"neptune", "smurf"} & set(result.classes)
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics["split"]["method"] == "stratified"
+    assert metrics["classification"]["macro_f1"] > 0.5
+    assert "attack_family" not in ModelBundle.load(tmp_path / "model").pipeline.feature_names_

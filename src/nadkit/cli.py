@@ -360,6 +360,131 @@ def detect(
 
 
 @app.command()
+def stream(
+    bundle: Annotated[
+        Path, typer.Option("--bundle", "-b", help="Model bundle directory (from `nadkit train`).")
+    ],
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source",
+            "-s",
+            help="netflow://HOST:PORT (NetFlow v5/v9, IPFIX over UDP), pcap:FILE, iface:NAME, follow:PATH "
+            "(a growing CSV, JSON-lines or Zeek log) or - (standard input).",
+        ),
+    ],
+    sink: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sink",
+            help="- (JSON lines on stdout), file:PATH, sqlite:PATH, syslog+udp://HOST:PORT, "
+            "syslog+tcp://HOST:PORT or an http(s) webhook URL; repeat for several.",
+        ),
+    ] = None,
+    batch_seconds: Annotated[float, typer.Option(min=0.01, help="Micro-batch length in seconds.")] = 1.0,
+    batch_rows: Annotated[
+        int, typer.Option(min=1, help="A micro-batch ends early at this many flows.")
+    ] = 50_000,
+    lateness_s: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Seconds a flow may come after newer ones (flows come when they end: set the exporter's "
+            "active timeout); older flows are dropped and counted. Default: the source's.",
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Alert threshold (default: the bundle's, chosen on validation).")
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, max=50, help="Contributing features listed per alert.")] = 5,
+    all_flows: Annotated[
+        bool, typer.Option("--all", help="Write every scored flow, not only alerts.")
+    ] = False,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Checkpoint file: a restarted stream writes no record twice."),
+    ] = None,
+    max_held: Annotated[
+        int, typer.Option(min=1, help="Safety valve: flows held for their windows before they are let go.")
+    ] = 5_000_000,
+    overflow: Annotated[
+        str, typer.Option(help="What the valve does with held flows: release (score early) or drop.")
+    ] = "release",
+    queue_size: Annotated[
+        int, typer.Option(min=1, help="Hand-off queue between receiver and scorer (packets or line blocks).")
+    ] = 20_000,
+    status_seconds: Annotated[float, typer.Option(min=0.1, help="Seconds between status lines.")] = 10.0,
+    engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    format: FormatOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the final counters as JSON on stderr.")
+    ] = False,
+) -> None:
+    """Detect live: score flows from a collector, capture, followed file or stdin as they arrive."""
+    from nadkit.stream import StreamConfig, open_stream, stop_on_signals
+
+    if overflow not in ("release", "drop"):
+        raise NadkitError(f"--overflow must be release or drop, not {overflow!r}")
+    config = StreamConfig(
+        batch_seconds=batch_seconds,
+        batch_rows=batch_rows,
+        lateness_s=lateness_s,
+        threshold=threshold,
+        top=top,
+        all_flows=all_flows,
+        max_held=max_held,
+        overflow=overflow,  # type: ignore[arg-type]
+        queue_size=queue_size,
+        status_seconds=status_seconds,
+        checkpoint=checkpoint,
+    )
+
+    def status(stats) -> None:  # type: ignore[no-untyped-def]
+        errors.print(f"[dim]stream[/dim] {stats.line()}", highlight=False, soft_wrap=True)
+
+    runner = open_stream(
+        bundle,
+        source,
+        sink or ["-"],
+        config,
+        format=format,
+        engine=engine,
+        on_status=status,  # type: ignore[arg-type]
+    )
+    errors.print(
+        f"streaming [bold]{runner.source.name}[/bold] through {runner.bundle.detector.name} "
+        f"(threshold {runner.scorer.threshold:.6g}, lateness {runner.lateness_s:g} s) to "
+        + ", ".join(s.name for s in runner.sinks),
+        highlight=False,
+        soft_wrap=True,
+    )
+    with stop_on_signals(runner):
+        result = runner.run()
+    if as_json:
+        errors.print_json(data=result.to_dict())
+        return
+    summary = Table(title="stream", show_header=False)
+    summary.add_row("flows in / scored", f"{result.flows_in:,} / {result.flows_scored:,}")
+    summary.add_row("alerts / records written", f"{result.alerts:,} / {result.written:,}")
+    summary.add_row("flows/s", f"{result.rate_flows_per_s:,.0f} over {result.seconds:.1f} s")
+    summary.add_row(
+        "dropped (queue, late, valve)",
+        f"{result.queue_dropped:,}, {result.late_dropped:,}, {result.overflow_dropped:,}",
+    )
+    if result.overflow_released:
+        summary.add_row("released early by the valve", f"{result.overflow_released:,}")
+    if result.duplicates_suppressed:
+        summary.add_row("duplicates not written again", f"{result.duplicates_suppressed:,}")
+    if result.latency_p50_s is not None:
+        summary.add_row("latency p50 / p99", f"{result.latency_p50_s:.3f} s / {result.latency_p99_s:.3f} s")
+    summary.add_row("most flows held", f"{result.max_held_rows:,}")
+    for name, value in result.source_stats.items():
+        if value:
+            summary.add_row(f"source: {name.replace('_', ' ')}", f"{value:,}")
+    errors.print(summary)
+
+
+@app.command()
 def evaluate(
     bundle: Annotated[Path, typer.Argument(help="Model bundle directory.")],
     source: Annotated[Path, typer.Argument(help="Labelled flows: file, directory or glob, any format.")],
@@ -406,8 +531,31 @@ def evaluate(
         console.print(f"report: {outcome.report}")
 
 
-@app.command()
-def models() -> None:
+# -- model registry, alert service and the feedback loop -------------------------------------------
+
+models_app = typer.Typer(
+    help="Registered model versions (list, register, activate) and the detectors nadkit can train.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+
+RegistryOption = Annotated[
+    Path | None,
+    typer.Option("--models", help="Model registry directory (default: models/ beside the --db file)."),
+]
+StoreOption = Annotated[Path | None, typer.Option("--db", help="Alert store file (SQLite).")]
+
+
+def _registry(models: Path | None, db: Path | None):  # type: ignore[no-untyped-def]
+    from nadkit.service.registry import ModelRegistry, default_registry
+
+    if models is None and db is None:
+        raise NadkitError("name the model registry with --models DIR (or the alert store with --db FILE)")
+    return ModelRegistry(models if models is not None else default_registry(db))  # type: ignore[arg-type]
+
+
+@models_app.command("available")
+def models_available() -> None:
     """List the detectors nadkit can train."""
     from nadkit.models import REGISTRY
 
@@ -421,6 +569,276 @@ def models() -> None:
         doc = paragraph.split(". ")[0].rstrip(".")
         table.add_row(name, cls.input, "supervised" if cls.supervised else "unsupervised", doc)
     console.print(table)
+
+
+@models_app.command("list")
+def models_list(
+    models: RegistryOption = None,
+    db: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the versions as JSON.")] = False,
+) -> None:
+    """List the model versions of a registry (the active one marked)."""
+    registry = _registry(models, db)
+    versions = registry.list()
+    if as_json:
+        sys.stdout.write(json.dumps([v.to_dict() for v in versions], indent=2) + "\n")
+        return
+    if not versions:
+        console.print(f"no model registered in {registry.root}")
+        return
+    table = Table(title=f"Model versions in {registry.root}")
+    for column in ("version", "active", "model", "created", "threshold", "hold-out F1", "source"):
+        table.add_column(column, justify="right" if column in ("threshold", "hold-out F1") else "left")
+    for version in versions:
+        f1 = version.metrics.get("f1")
+        table.add_row(
+            version.version,
+            "[bold green]active[/bold green]" if version.active else "",
+            version.model,
+            version.created,
+            f"{version.threshold:.6g}" if version.threshold is not None else "-",
+            f"{f1:.4f}" if isinstance(f1, float) else "-",
+            version.source,
+        )
+    console.print(table)
+
+
+@models_app.command("register")
+def models_register(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle directory to copy into the registry.")],
+    models: RegistryOption = None,
+    db: StoreOption = None,
+    note: Annotated[str, typer.Option(help="A note kept with the version.")] = "",
+    activate: Annotated[bool, typer.Option("--activate", help="Also make it the active version.")] = False,
+) -> None:
+    """Copy a model bundle into the registry as a new version (the same bundle twice: one version)."""
+    registry = _registry(models, db)
+    version = registry.register(bundle, note=note)
+    console.print(f"{bundle} registered as [bold]{version.version}[/bold] in {registry.root}")
+    if activate:
+        registry.activate(version.version)
+        console.print(f"[bold]{version.version}[/bold] is now the active model")
+
+
+@models_app.command("activate")
+def models_activate(
+    version: Annotated[str, typer.Argument(help="Version to activate, e.g. v2 (see `nadkit models list`).")],
+    models: RegistryOption = None,
+    db: StoreOption = None,
+) -> None:
+    """Make a registered version the active model (a running service switches to it)."""
+    registry = _registry(models, db)
+    previous = registry.active_version()
+    activated = registry.activate(version)
+    console.print(
+        f"[bold]{activated.version}[/bold] ({activated.model}) is now the active model"
+        + (f" (was {previous})" if previous and previous != activated.version else "")
+    )
+
+
+@app.command()
+def serve(
+    db: Annotated[Path, typer.Option("--db", help="Alert store file (SQLite; created when missing).")],
+    bundle: Annotated[
+        Path | None,
+        typer.Option(help="Model bundle to register and activate (default: the registry's active version)."),
+    ] = None,
+    models: RegistryOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Service settings (YAML, TOML or JSON): token, max_body_mb, max_flows, engine, top."
+        ),
+    ] = None,
+    insecure_localhost: Annotated[
+        bool,
+        typer.Option("--insecure-localhost", help="Run without a token; forces listening on 127.0.0.1 only."),
+    ] = False,
+    engine: Annotated[str | None, typer.Option(help="Scoring engine: auto, torch or onnx.")] = None,
+) -> None:
+    """Run the alert service: scoring API, alert store, triage page at /, metrics (token from
+    NADKIT_TOKEN or the settings file)."""
+    import socket
+
+    from nadkit.config import read_settings
+    from nadkit.service.settings import LOOPBACK, Settings, token_from
+
+    options = read_settings(config, "service settings") if config else {}
+    known = {"token", "max_body_mb", "max_flows", "engine", "top", "scoring_slots"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise NadkitError(
+            f"{config}: unknown service setting {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+    token = token_from(settings=options)
+    if insecure_localhost and host != LOOPBACK:
+        errors.print(f"[yellow]--insecure-localhost: listening on {LOOPBACK}, not {host}[/yellow]")
+        host = LOOPBACK
+    try:
+        settings = Settings(
+            db=db,
+            registry=models,
+            token=token,
+            insecure_localhost=insecure_localhost,
+            max_body_bytes=int(float(options.get("max_body_mb", 32)) * 1024 * 1024),
+            max_flows=int(options.get("max_flows", 200_000)),
+            engine=engine or str(options.get("engine", "auto")),
+            top=int(options.get("top", 5)),
+            scoring_slots=int(options.get("scoring_slots", 2)),
+        )
+    except (TypeError, ValueError) as error:
+        raise NadkitError(f"{config}: invalid service setting ({error})") from None
+    if bundle is not None and not bundle.is_dir():
+        raise NadkitError(f"{bundle}: no such model bundle directory")
+    registry = _registry(models, db)
+    if bundle is None and registry.active_version() is None:
+        raise NadkitError(f"{registry.root}: no active model; start with --bundle DIR")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise NadkitError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
+    listener.listen(256)
+    listener.setblocking(False)
+    if bundle is not None:
+        version = registry.register(bundle)
+        if registry.active_version() != version.version:
+            registry.activate(version.version, by="serve")
+        console.print(f"model {bundle} registered as [bold]{version.version}[/bold] and active")
+    _serve(settings, listener, host)
+
+
+def _serve(settings, listener, host: str) -> None:  # type: ignore[no-untyped-def]
+    from nadkit.service import create_app
+    from nadkit.service.server import run
+
+    application = create_app(settings)
+    bound = listener.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    console.print(
+        f"nadkit service on [bold]http://{shown}:{bound}/[/bold] "
+        f"(model {application.state.service.models.version}, store {settings.db}, "
+        f"registry {settings.registry_dir}"
+        + (", [yellow]no token[/yellow]" if not settings.auth_required else ", bearer token required")
+        + ")",
+        highlight=False,
+    )
+    sys.stdout.flush()
+    run(application, listener)
+    console.print("service stopped")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+@app.command()
+def retrain(
+    bundle: Annotated[
+        str, typer.Option("--bundle", help="The active model: a bundle directory or a registry version (v1).")
+    ],
+    db: Annotated[Path, typer.Option("--db", help="Alert store holding the analysts' feedback.")],
+    data: Annotated[Path, typer.Option("--data", help="New traffic to retrain on: file, directory or glob.")],
+    out: Annotated[Path, typer.Argument(help="Challenger bundle directory to write.")],
+    models: RegistryOption = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Model settings overriding the active model's (e.g. epochs).")
+    ] = None,
+    weight: Annotated[
+        int, typer.Option(min=1, max=1000, help="Times each flow marked benign is repeated in training.")
+    ] = 10,
+    feedback_holdout: Annotated[
+        float,
+        typer.Option(min=0.0, max=0.9, help="Share of the reviewed alerts kept out for the comparison."),
+    ] = 0.3,
+    holdout: Annotated[
+        float, typer.Option(min=0.05, max=0.9, help="Share of normal traffic held out for the threshold.")
+    ] = 0.3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    register: Annotated[
+        bool, typer.Option("--register/--no-register", help="Register the challenger (never activated).")
+    ] = True,
+    format: FormatOption = None,
+    mapping: MapOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output bundle.")] = False,
+) -> None:
+    """Retrain on new traffic and analyst feedback; compare the challenger with the active model."""
+    from nadkit.bundle import ModelBundle
+    from nadkit.config import read_settings
+    from nadkit.feedback import retrain as retrain_model
+    from nadkit.service.registry import resolve_bundle
+    from nadkit.store import AlertStore
+
+    if not db.is_file():
+        raise NadkitError(f"{db}: no such alert store")
+    registry = _registry(models, db)
+    champion_path, version = resolve_bundle(bundle, registry)
+    options = read_settings(config, "model settings") if config else {}
+    champion = ModelBundle.load(champion_path)
+    with (
+        AlertStore(db) as store,
+        console.status(f"retraining {champion.detector.name} on {data} and feedback"),
+    ):
+        result = retrain_model(
+            champion,
+            store,
+            data,
+            out,
+            champion_name=version or champion_path.name,
+            config=options,
+            format=format,
+            mapping=mapping,
+            feedback_holdout=feedback_holdout,
+            benign_weight=weight,
+            holdout_fraction=holdout,
+            seed=seed,
+            overwrite=force,
+        )
+    registered = (
+        registry.register(out, note=f"retrained from {version or champion_path}") if register else None
+    )
+    if as_json:
+        payload = {
+            **result.comparison.to_dict(),
+            "feedback": result.feedback,
+            "registered": registered.version if registered else None,
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    comparison = result.comparison
+    challenger_name = registered.version if registered else comparison.challenger
+    table = Table(title=f"{comparison.champion} (active) against the challenger {challenger_name}")
+    table.add_column("measure")
+    table.add_column("flows", justify="right")
+    table.add_column(comparison.champion, justify="right")
+    table.add_column(challenger_name, justify="right")
+    table.add_column("better", justify="center")
+    for measure in comparison.measures:
+        if measure.name == "threshold":
+            cells = [f"{v:.6g}" if v is not None else "-" for v in (measure.champion, measure.challenger)]
+        else:
+            cells = [_percent(measure.champion), _percent(measure.challenger)]
+        mark = {True: "[green]yes[/green]", False: "[red]no[/red]", None: ""}[measure.improved]
+        table.add_row(measure.name, f"{measure.rows:,}" if measure.rows else "", *cells, mark)
+    console.print(table)
+    counts = result.feedback
+    console.print(
+        f"feedback: {counts['train_benign']} benign and {counts['train_attacks']} confirmed reviews "
+        f"trained on, {counts['held_out_benign']} and {counts['held_out_attacks']} held out; "
+        f"{result.dropped:,} traffic flows left out (alerts not cleared by an analyst)"
+    )
+    console.print(f"challenger written to [bold]{out}[/bold]")
+    if registered is not None:
+        console.print(
+            f"registered as [bold]{registered.version}[/bold] (not active); activate with: "
+            f"nadkit models activate {registered.version} --models {registry.root}"
+        )
 
 
 @app.command()
@@ -458,6 +876,101 @@ def demo(
     from nadkit.demo import run_demo
 
     run_demo(out, days=days, flows_per_day=flows_per_day, seed=seed, console=console)
+
+
+# -- pictures of flows and detections ---------------------------------------------------------------
+
+plot_app = typer.Typer(
+    help="Pictures: flows grouped over time (by true label, prediction or score), an alert's features.",
+    no_args_is_help=True,
+)
+app.add_typer(plot_app, name="plot")
+
+
+@plot_app.command("groups")
+def plot_groups(
+    source: Annotated[Path, typer.Argument(help="Flows: file, directory or glob, any format.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Picture to write: .png, or .html (zoom and pan).")
+    ],
+    by: Annotated[
+        str,
+        typer.Option(
+            help="Grouping keys, one column per group: src_port,dst_port | src_subnet,dst_subnet | src,dst | "
+            "proto,app | src_subnet/16,... | any column."
+        ),
+    ] = "src_port,dst_port",
+    color: Annotated[
+        str,
+        typer.Option(
+            "--color",
+            help="label, prediction or score; several (comma-separated) are drawn side by side. "
+            "prediction and score need --bundle.",
+        ),
+    ] = "label",
+    bundle: Annotated[
+        Path | None, typer.Option("--bundle", "-b", help="Model bundle that scores the flows.")
+    ] = None,
+    width: Annotated[int, typer.Option(help="Width of each picture, in pixels.")] = 1000,
+    height: Annotated[int, typer.Option(help="Height of each picture, in pixels.")] = 600,
+    time_bin: Annotated[
+        str | None, typer.Option("--time-bin", help="Time slot of one row, e.g. 30s, 5m, 1h (default: fits).")
+    ] = None,
+    order: Annotated[
+        str, typer.Option(help="Column order: hash (arbitrary, fixed), first (appearance) or size.")
+    ] = "hash",
+    start: Annotated[str | None, typer.Option(help="Only flows from this time on (ISO, UTC).")] = None,
+    end: Annotated[str | None, typer.Option(help="Only flows before this time (ISO, UTC).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Alert threshold (default: the bundle's).")] = None,
+    engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    format: FormatOption = None,
+    mapping: MapOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing picture.")] = False,
+) -> None:
+    """Draw flows grouped by a key: a column per group, time running down, cells by class or score."""
+    from nadkit.viz import plot_groups_file
+
+    if out.exists() and not force:
+        raise NadkitError(f"{out}: already exists (use --force to replace it)")
+    loaded = None
+    if bundle is not None:
+        from nadkit.bundle import ModelBundle
+
+        loaded = ModelBundle.load(bundle, engine=engine)
+    started = time.perf_counter()
+    with console.status(f"drawing {out.name}"):
+        written = plot_groups_file(
+            source,
+            out,
+            by=by,
+            color=color,
+            bundle=loaded,
+            format=format,
+            mapping=mapping,
+            threshold=threshold,
+            overwrite=force,
+            width=width,
+            height=height,
+            time_bin=time_bin,
+            order=order,
+            start=start,
+            end=end,
+        )
+    console.print(f"wrote [bold]{written}[/bold] in {time.perf_counter() - started:.1f} s")
+
+
+@plot_app.command("alert")
+def plot_alert(
+    alerts: Annotated[Path, typer.Argument(help="Alerts written by `nadkit detect` (.jsonl or .parquet).")],
+    row: Annotated[int, typer.Option("--row", min=1, help="The alert's input row (its `row` field).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Picture to write (.png).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing picture.")] = False,
+) -> None:
+    """Draw the features that contributed most to one alert's score, with the flow's values."""
+    from nadkit.viz import plot_alert_file
+
+    written = plot_alert_file(alerts, row, out, overwrite=force)
+    console.print(f"wrote [bold]{written}[/bold]")
 
 
 def main() -> None:

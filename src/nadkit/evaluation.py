@@ -126,6 +126,7 @@ def evaluate_bundle(
                 "training data fingerprint": bundle.manifest.get("data_fingerprint", ""),
                 "model created": bundle.manifest.get("created", ""),
             },
+            flows=scored.frame,
         )
         written = write_report(report, data, overwrite=overwrite)
         log.info("report written to %s", written)

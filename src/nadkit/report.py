@@ -17,13 +17,14 @@ import json
 import logging
 import math
 import time as clock
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 from matplotlib import dates as mdates
 from matplotlib import ticker
 from matplotlib.axes import Axes
@@ -85,6 +86,10 @@ FIGURES: tuple[str, ...] = (
     "per_class",
     "training",
 )
+#: the extra figure of a report whose data carries the scored flows (``ReportData.flows``)
+FLOW_GROUPS = "flow_groups"
+#: size in pixels of each of its two panels (true labels, predictions)
+FLOW_GROUPS_PANEL = (440, 460)
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,7 +102,10 @@ class ReportData:
     timeline runs over row order. ``predicted`` holds a supervised model's predicted classes.
     ``history`` is the training history saved in the bundle, ``extra`` free-form key/values shown in
     the header. ``metrics`` has the keys ``binary``, ``per_class``, ``confusion``, ``nad_score`` and
-    ``macro_f_beta``; any may be missing, and missing values are shown as "–".
+    ``macro_f_beta``; any may be missing, and missing values are shown as "–". ``flows`` is the scored
+    table itself, one row per flow in the order of ``scores`` (at least the grouping columns:
+    ``spt``/``dpt``, ``src``/``dst``, or ``proto``/``app``, and ``time`` where known); with it the
+    report adds the flow-groups picture of the true labels beside the model's predictions.
     """
 
     model: str
@@ -112,6 +120,7 @@ class ReportData:
     predicted: np.ndarray | None = None
     history: dict | None = None
     extra: dict | None = None
+    flows: pl.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -176,8 +185,9 @@ def write_report(directory: str | Path, data: ReportData, *, overwrite: bool = F
 
     The directory receives ``report.html``, one PNG per drawn figure (``roc.png``, ``pr.png``,
     ``score_histogram.png``, ``score_timeline.png``, ``confusion.png``, ``per_class.png``,
-    ``training.png``) and ``metrics.json``. An existing non-empty directory is replaced only with
-    ``overwrite``; otherwise a :class:`~nadkit.errors.ConfigError` names it.
+    ``training.png``, and ``flow_groups.png`` when ``data.flows`` is given) and ``metrics.json``. An
+    existing non-empty directory is replaced only with ``overwrite``; otherwise a
+    :class:`~nadkit.errors.ConfigError` names it.
     """
     directory = Path(directory)
     if directory.exists() or directory.is_symlink():
@@ -226,6 +236,8 @@ def _prepare(data: ReportData) -> _Prepared:
     for name, values in (("time", data.time), ("predicted", data.predicted)):
         if values is not None and np.shape(values) != scores.shape:
             raise ConfigError(f"{name} must have one value per flow ({len(scores)}), got {np.shape(values)}")
+    if data.flows is not None and data.flows.height != len(scores):
+        raise ConfigError(f"flows must have one row per flow ({len(scores)}), got {data.flows.height}")
     if not math.isfinite(float(data.threshold)):
         raise ConfigError(f"the threshold must be a finite number, got {data.threshold}")
     finite = np.isfinite(scores)
@@ -315,6 +327,13 @@ def _class_colours(names: list[str], others: list[str]) -> dict[str, str]:
             colours[name] = ATTACK_COLOURS[index % len(ATTACK_COLOURS)]
             index += 1
     return colours
+
+
+def class_colours(names: Sequence[str], others: Sequence[str] = ()) -> dict[str, str]:
+    """The colour of each class as every report figure draws it: ``names`` are the true classes,
+    normal first and then attacks from most to least frequent; ``others`` are further names (a
+    model's predicted classes), coloured after them in alphabetical order."""
+    return _class_colours(list(names), list(others))
 
 
 def _groups(names: list[str], colours: dict[str, str]) -> tuple[_Group, ...]:
@@ -452,11 +471,16 @@ def _style(axes: Axes) -> None:
 
 
 def _sections(p: _Prepared) -> list[_Section]:
-    builders: list[tuple[str, str, Callable[[_Prepared], tuple[Figure, str] | str]]] = [
+    builders: list[tuple[str, str, Callable[[_Prepared], tuple[Figure | bytes, str] | str]]] = [
         ("roc", "ROC curve", _roc_figure),
         ("pr", "Precision–recall curve", _pr_figure),
         ("score_histogram", "Score distribution per class", _histogram_figure),
         ("score_timeline", "Scores and alerts over time", _timeline_figure),
+    ]
+    if p.data.flows is not None:
+        title = "Flow groups over time: true labels and predictions"
+        builders.append((FLOW_GROUPS, title, _flow_groups_figure))
+    builders += [
         ("confusion", "Confusion matrix", _confusion_figure),
         ("per_class", "Detection rate per class", _per_class_figure),
         ("training", "Training curves", _training_figure),
@@ -470,7 +494,8 @@ def _sections(p: _Prepared) -> list[_Section]:
             log.debug("figure %s skipped: %s", key, result)
             continue
         figure, caption = result
-        sections.append(_Section(key, title, caption, png=_png(figure)))
+        png = figure if isinstance(figure, bytes) else _png(figure)
+        sections.append(_Section(key, title, caption, png=png))
         log.debug("figure %s drawn in %.2f s", key, clock.perf_counter() - started)
     return sections
 
@@ -912,6 +937,61 @@ def _confusion_data(p: _Prepared) -> tuple[list[str], list[str], np.ndarray, str
     flat = np.bincount(truth * 2 + p.alerts.astype(np.int64), minlength=4)
     matrix = flat.reshape(2, 2).astype(np.float64)
     return [NORMAL, "attack"], ["no alert", "alert"], matrix, "outcome at the threshold"
+
+
+def _flow_groups_figure(p: _Prepared) -> tuple[bytes, str] | str:
+    """The flows grouped by port pair (or address pair, or protocol and application) over time, once
+    coloured by true label and once by the model's prediction, with the report's class colours."""
+    from nadkit import viz
+
+    flows = p.data.flows
+    assert flows is not None
+
+    def usable(column: str) -> bool:
+        return column in flows.columns and flows[column].null_count() < flows.height
+
+    choices = (
+        (("spt", "dpt"), ("src_port", "dst_port"), "source and destination port pair"),
+        (("src", "dst"), ("src", "dst"), "source and destination address pair"),
+        (("proto", "app"), ("proto", "app"), "protocol and application"),
+        (("proto",), ("proto",), "protocol"),
+    )
+    chosen = next((choice for choice in choices if all(usable(column) for column in choice[0])), None)
+    if chosen is None:
+        return "Not drawn: the flows have no ports, addresses, protocol or application to group them by."
+    keys, names, what = chosen
+    if p.data.predicted is not None:
+        prediction = pl.Series("class", np.asarray(p.data.predicted).astype(str), dtype=pl.String)
+    else:
+        prediction = pl.Series("class", np.where(p.alerts, viz.ALERT, NORMAL), dtype=pl.String)
+    columns = [*keys, "time"] if usable("time") else list(keys)
+    frame = flows.select(columns).with_columns(
+        pl.Series("label", np.asarray(p.data.labels).astype(str), dtype=pl.String), prediction
+    )
+    if "time" in frame.columns and not isinstance(frame.schema["time"], pl.Datetime):
+        frame = frame.drop("time")
+    width, height = FLOW_GROUPS_PANEL
+    picture = viz.draw_groups(
+        frame,
+        by=names,
+        color=("label", "prediction"),
+        width=width,
+        height=height,
+        order="hash",
+        colours=p.colours,
+        model=_short(p.data.model),
+        title=f"Flows grouped by {what}" + (" over time" if "time" in frame.columns else ""),
+        source=Path(p.data.input).name if p.data.input else None,
+    )
+    caption = (
+        f"Each column holds the flows of one {what} (columns in an arbitrary, fixed order) and time "
+        "runs down; each cell "
+        "takes the class most of its flows have. Left the true labels, right the model's predictions"
+        + (" (alerts, for a model without classes)" if p.data.predicted is None else "")
+        + ". Attacks that come in bursts (sweeps, floods) show as bands or blocks of one colour; a good "
+        "model repeats the left picture on the right, a poor one paints noise or misses the bands."
+    )
+    return picture.png, caption
 
 
 def _confusion_figure(p: _Prepared) -> tuple[Figure, str] | str:

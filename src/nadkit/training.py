@@ -1,9 +1,14 @@
-"""From flow tables to what detectors read, and the honest split of labelled data for unsupervised
-training: fit on normal rows only, keep a labelled hold-out for early stopping checks and thresholds.
+"""From flow tables to what detectors read, the honest splits of labelled data, and `nadkit train`.
+
+Unsupervised training fits on normal rows only and keeps a labelled hold-out for thresholds.
+Supervised training splits labelled flows into training and validation parts without leaking
+sessions (the group split where addresses exist, a stratified random split otherwise); the
+validation part selects the epoch and the threshold.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,12 +23,13 @@ from nadkit.errors import ConfigError
 from nadkit.features.counters import column_codes
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.features.series import BucketSeries
-from nadkit.metrics import BinaryMetrics, binary_metrics
-from nadkit.models.base import DetectorData, create
-from nadkit.models.neural import NeuralDetector
+from nadkit.metrics import BinaryMetrics, binary_metrics, macro_f_beta, nad_score
+from nadkit.models.base import Detector, DetectorData, create
+from nadkit.models.multitask import is_nad_label_set, stratified_holdout
 from nadkit.models.trainer import EpochReport
-from nadkit.schema import NORMAL
+from nadkit.schema import NORMAL, label_expr
 from nadkit.sources import load_flows
+from nadkit.split import GroupSplit
 from nadkit.thresholds import f_beta_optimal_threshold, quantile_threshold
 
 if TYPE_CHECKING:
@@ -102,6 +108,61 @@ def unsupervised_split(
     return split
 
 
+def use_label_column(frame: pl.DataFrame, label_column: str = "label") -> pl.DataFrame:
+    """``frame`` with ``label_column`` as its ``label`` (benign values read as ``normal``), e.g. the
+    NSL-KDD ``attack_family``; the chosen column itself is dropped so it cannot become a feature."""
+    if label_column == "label":
+        return frame
+    if label_column not in frame.columns:
+        raise ConfigError(
+            f"no label column {label_column!r} in the data (columns: {', '.join(frame.columns)})"
+        )
+    return frame.with_columns(label_expr(pl.col(label_column)).alias("label")).drop(label_column)
+
+
+@dataclass(frozen=True)
+class SupervisedSplit:
+    """Labelled rows to train on and labelled rows to validate on; ``method`` says how they were
+    split (``group``: whole sessions to one side; ``stratified``: random rows, class by class) and
+    ``report`` what each side holds."""
+
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    method: str
+    report: dict[str, Any]
+
+
+def supervised_split(
+    frame: pl.DataFrame, *, validation_fraction: float = 0.25, seed: int = 0
+) -> SupervisedSplit:
+    """Split labelled flows into training and validation parts with the class mix of the whole on
+    each side: the group split of :mod:`nadkit.split` (no (src, dst /24) session on both sides) when
+    the flows have addresses, else a stratified random split of the rows."""
+    if not 0 < validation_fraction < 1:
+        raise ConfigError(f"the validation fraction must be between 0 and 1, got {validation_fraction}")
+    if "label" not in frame.columns or frame["label"].null_count() == frame.height:
+        raise ConfigError("supervised training needs labelled flows (a 'label' column)")
+    if "src" in frame.columns and "dst" in frame.columns:
+        split = GroupSplit(validation_fraction=validation_fraction, seed=seed).split(frame)
+        train, validation = split.frames(frame)
+        return SupervisedSplit(train, validation, "group", split.report.to_dict())
+    labels = frame["label"].fill_null(NORMAL).to_numpy().astype(str)
+    _, codes = np.unique(labels, return_inverse=True)
+    held = stratified_holdout(codes, validation_fraction, seed)
+    mask = pl.Series(held)
+    train, validation = frame.filter(~mask), frame.filter(mask)
+    report = {
+        "method": "stratified",
+        "rows": {"train": train.height, "validation": validation.height},
+        "class_counts": {
+            side: dict(sorted(part["label"].fill_null(NORMAL).value_counts().iter_rows()))
+            for side, part in (("train", train), ("validation", validation))
+        },
+    }
+    log.info("stratified split: %d training rows, %d validation rows", train.height, validation.height)
+    return SupervisedSplit(train, validation, "stratified", report)
+
+
 def holdout_threshold(
     scores: np.ndarray, labels: np.ndarray | None, false_positive_rate: float = 0.01
 ) -> tuple[dict[str, Any], BinaryMetrics | None]:
@@ -134,6 +195,15 @@ class TrainingResult:
     holdout_rows: int
     holdout_attacks: int
     fit_seconds: float
+    supervised: bool = False
+    classes: tuple[str, ...] = ()
+
+
+def _fit_options(detector: Detector, progress: Callable[[EpochReport], None] | None) -> dict[str, Any]:
+    """``progress`` for detectors whose ``fit`` reports epochs."""
+    if progress is None or "progress" not in inspect.signature(detector.fit).parameters:
+        return {}
+    return {"progress": progress}
 
 
 def train_model(
@@ -149,13 +219,22 @@ def train_model(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[EpochReport], None] | None = None,
+    target: str | Path | None = None,
+    label_column: str = "label",
 ) -> TrainingResult:
     """Train ``model`` on the flows of ``source`` and save the bundle to ``out``.
 
-    Labelled data: the detector learns from normal rows only; a labelled hold-out (some normal rows
-    and every attack row) sets the threshold (F1-optimal when it holds attacks, else the score
-    exceeded by ``false_positive_rate`` of its normal rows). Unlabelled data is taken as mostly
-    normal and the threshold is the quantile one.
+    Unsupervised models, labelled data: the detector learns from normal rows only; a labelled
+    hold-out (some normal rows and every attack row) sets the threshold (F1-optimal when it holds
+    attacks, else the score exceeded by ``false_positive_rate`` of its normal rows). Unlabelled data
+    is taken as mostly normal and the threshold is the quantile one.
+
+    Supervised models (e.g. ``multitask``) need labels: the flows are split by
+    :func:`supervised_split` (``holdout_fraction`` of them to validation), the validation part
+    selects the epoch and the threshold on ``1 - P(normal)``. ``target``: unlabelled flows of the
+    domain to be scored (read like ``source``, featurized with the pipeline fitted on the training
+    part), which domain-adapting models align to; other models ignore it. ``label_column``: the
+    column holding the classes to learn (e.g. ``attack_family`` for NSL-KDD).
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -163,9 +242,25 @@ def train_model(
     options = dict(config or {})
     options.setdefault("seed", seed)
     detector = create(model, options)
-    if detector.supervised:
-        raise ConfigError(f"{model} is supervised; it is trained with labels (not available here yet)")
     frame, _ = load_flows(source, format=format, mapping=mapping)
+    frame = use_label_column(frame, label_column)
+    if detector.supervised:
+        return _train_supervised(
+            detector,
+            frame,
+            out,
+            source=source,
+            target=target,
+            format=format,
+            mapping=mapping,
+            validation_fraction=holdout_fraction,
+            false_positive_rate=false_positive_rate,
+            seed=seed,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    if target is not None:
+        log.warning("%s does not adapt to target traffic; the target flows are not used", model)
     split = unsupervised_split(frame, holdout_fraction=holdout_fraction, seed=seed)
     if split.train.height == 0:
         raise ConfigError(f"{source}: no normal rows left to train on")
@@ -173,8 +268,7 @@ def train_model(
     train = detector_data(pipeline, split.train)
     holdout = detector_data(pipeline, split.holdout)
     started = time.perf_counter()
-    fit_options: dict[str, Any] = {"progress": progress} if isinstance(detector, NeuralDetector) else {}
-    detector.fit(train, **fit_options)
+    detector.fit(train, **_fit_options(detector, progress))
     fit_seconds = time.perf_counter() - started
     threshold, measured = holdout_threshold(detector.score(holdout), holdout.labels, false_positive_rate)
     attack = holdout.labels != NORMAL if holdout.labels is not None else np.zeros(len(holdout), dtype=bool)
@@ -196,6 +290,93 @@ def train_model(
         holdout_rows=len(holdout),
         holdout_attacks=int(attack.sum()),
         fit_seconds=fit_seconds,
+    )
+
+
+def _train_supervised(
+    detector: Detector,
+    frame: pl.DataFrame,
+    out: Path,
+    *,
+    source: str | Path,
+    target: str | Path | None,
+    format: str | None,
+    mapping: str | None,
+    validation_fraction: float,
+    false_positive_rate: float,
+    seed: int,
+    overwrite: bool,
+    progress: Callable[[EpochReport], None] | None,
+) -> TrainingResult:
+    """The supervised path of :func:`train_model`."""
+    if "label" not in frame.columns:
+        raise ConfigError(f"{source}: {detector.name} is supervised and the data has no labels")
+    unlabelled = frame["label"].null_count()
+    if unlabelled:
+        log.warning("%s: %d rows without a label are left out of supervised training", source, unlabelled)
+        frame = frame.filter(pl.col("label").is_not_null())
+    split = supervised_split(frame, validation_fraction=validation_fraction, seed=seed)
+    pipeline = FeaturePipeline().fit(split.train)
+    train = detector_data(pipeline, split.train)
+    validation = detector_data(pipeline, split.validation)
+    target_data = None
+    if target is not None:
+        target_frame, _ = load_flows(target, format=format, mapping=mapping)
+        unlabelled_target = detector_data(pipeline, target_frame)
+        # the target's labels, if it has any, are never shown to the model
+        target_data = DetectorData(
+            unlabelled_target.features,
+            unlabelled_target.feature_names,
+            entity=unlabelled_target.entity,
+            time=unlabelled_target.time,
+        )
+        log.info("target: %d unlabelled flows from %s", len(target_data), target)
+    started = time.perf_counter()
+    detector.fit(train, validation=validation, target=target_data, **_fit_options(detector, progress))
+    fit_seconds = time.perf_counter() - started
+    scores = detector.score(validation)
+    threshold, measured = holdout_threshold(scores, validation.labels, false_positive_rate)
+    assert validation.labels is not None
+    attack = validation.labels != NORMAL
+    metrics: dict[str, Any] = {
+        "fit_seconds": fit_seconds,
+        "train_rows": len(train),
+        "split": split.report,
+        "target_rows": 0 if target_data is None else len(target_data),
+    }
+    history = getattr(detector, "history_", None)
+    if history is not None:
+        metrics["history"] = history.to_dict()
+    histories = getattr(detector, "histories_", None)
+    if histories:
+        metrics["histories"] = [h.to_dict() for h in histories]
+    note = "on the validation part, which also selected the epoch and the threshold (optimistic)"
+    if measured is not None:
+        metrics["holdout"] = {**measured.to_dict(), "note": note}
+    predict = getattr(detector, "predict", None)
+    if predict is not None and len(validation):
+        predicted = predict(validation)
+        classification: dict[str, Any] = {
+            "classes": list(getattr(detector, "classes_", ())),
+            "macro_f1": macro_f_beta(validation.labels, predicted, beta=1.0),
+            "note": note,
+        }
+        if is_nad_label_set([*validation.labels.tolist(), *predicted.tolist()]):
+            classification["nad_score"] = nad_score(validation.labels, predicted)
+        metrics["classification"] = classification
+    from nadkit.bundle import ModelBundle, fingerprint
+
+    bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)
+    bundle.save(out, overwrite=overwrite, data_fingerprint=fingerprint(train))
+    return TrainingResult(
+        bundle=bundle,
+        path=out,
+        train_rows=len(train),
+        holdout_rows=len(validation),
+        holdout_attacks=int(attack.sum()),
+        fit_seconds=fit_seconds,
+        supervised=True,
+        classes=tuple(getattr(detector, "classes_", ())),
     )
 
 

@@ -1,6 +1,7 @@
 """Shared data of the detector conformance suite, built once per session: simulated flows through a
-fitted feature pipeline, normal training rows of day 1, the labelled rows of day 2, and normal day-2
-rows with planted anomalies."""
+fitted feature pipeline, normal training rows of day 1 (for unsupervised detectors), the labelled
+rows of day 1 with planted anomalies among them (for supervised detectors), the labelled rows of
+day 2, and normal day-2 rows with planted anomalies."""
 
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ PLANTED_RANGE = (20.0, 50.0)
 
 @dataclass(frozen=True)
 class ConformanceData:
-    """``train``: normal rows of day 1; ``train_labelled``: every row of day 1 with labels (for
-    supervised detectors); ``test``: every row of day 2 with labels; ``planted``: the normal rows
-    of day 2 with anomalies planted in ``planted_mask`` of them."""
+    """``train``: normal rows of day 1; ``train_labelled``: every row of day 1 with its label, a
+    share of the normal ones carrying planted anomalies and labelled ``planted`` (for supervised
+    detectors); ``test``: every row of day 2 with labels; ``planted``: the normal rows of day 2 with
+    anomalies planted in ``planted_mask`` of them (labelled ``planted``)."""
 
     train: DetectorData
     train_labelled: DetectorData
@@ -46,12 +48,17 @@ def _detector_data(pipeline: FeaturePipeline, frame: pl.DataFrame) -> DetectorDa
     )
 
 
-def plant_anomalies(data: DetectorData, seed: int) -> tuple[DetectorData, np.ndarray]:
-    """A copy of ``data`` where a share of the rows has a share of its features set to extreme
-    values, and the mask of those rows."""
+def plant_anomalies(
+    data: DetectorData, seed: int, *, only_normal: bool = False
+) -> tuple[DetectorData, np.ndarray]:
+    """A copy of ``data`` where a share of the rows (of the normal ones with ``only_normal``) has a
+    share of its features set to extreme values and the label ``planted``, and the mask of those
+    rows."""
     rng = np.random.default_rng(seed)
     features = data.features.copy()
     mask = rng.random(len(features)) < PLANTED_ROW_SHARE
+    if only_normal:
+        mask &= data.labels == "normal"
     count = max(3, math.ceil(PLANTED_FEATURE_SHARE * data.width))
     for row in np.flatnonzero(mask):
         columns = rng.choice(data.width, count, replace=False)
@@ -77,9 +84,11 @@ def conformance_data() -> ConformanceData:
     pipeline = FeaturePipeline().fit(normal1)
     test = _detector_data(pipeline, day2)
     planted, mask = plant_anomalies(test.take(test.labels == "normal"), seed=7)
+    # supervised detectors learn the planted class from day 1 (other rows, other features planted)
+    train_labelled, _ = plant_anomalies(_detector_data(pipeline, day1), seed=5, only_normal=True)
     return ConformanceData(
         train=_detector_data(pipeline, normal1),
-        train_labelled=_detector_data(pipeline, day1),
+        train_labelled=train_labelled,
         test=test,
         planted=planted,
         planted_mask=mask,

@@ -3,6 +3,11 @@
 Checks depend only on a detector's declared attributes (``input``, ``supervised``), never on its
 name. Planted anomalies: a share of the features of a few normal rows set far above their training
 range (see ``conftest.py``); the simulator's own attacks are not used, they are hard by design.
+Unsupervised detectors learn from the normal rows of day 1; supervised ones from every row of day 1,
+where planted anomalies are a labelled class (``planted``) beside the simulator's attack classes.
+Supervised detectors attribute a class probability, which a feature can lower as well as raise, so
+their contributions may be signed; they also expose ``classes_``, ``predict_proba`` and ``predict``,
+with the score ``1 - P(normal)``.
 """
 
 from __future__ import annotations
@@ -111,14 +116,17 @@ def test_scores_are_finite_float64_one_per_row(
     assert np.ptp(test_scores) > 0
 
 
-def test_contributions_are_non_negative_and_sum_to_the_score(
+def test_contributions_sum_to_the_score(
     fitted: Fitted, test_scores: np.ndarray, conformance_data: ConformanceData
 ) -> None:
+    """One finite contribution per feature and row, summing to the row's score; non-negative for
+    unsupervised detectors (signed allowed for supervised ones, see the module docstring)."""
     contributions = fitted.detector.contributions(conformance_data.test)
     assert contributions.dtype == np.float64
     assert contributions.shape == (len(conformance_data.test), conformance_data.test.width)
     assert np.isfinite(contributions).all()
-    assert (contributions >= 0).all()
+    if not fitted.detector.supervised:
+        assert (contributions >= 0).all()
     scale = float(np.median(np.abs(test_scores))) or 1.0
     np.testing.assert_allclose(contributions.sum(axis=1), test_scores, rtol=1e-5, atol=1e-7 * scale)
 
@@ -171,8 +179,7 @@ def test_explain_gives_the_top_features(fitted: Fitted, conformance_data: Confor
 
 
 def test_planted_anomalies_rank_high(fitted: Fitted, conformance_data: ConformanceData) -> None:
-    if fitted.detector.supervised:
-        pytest.skip("supervised detectors learn the labelled attack classes, not planted outliers")
+    """Day-2 planted rows (other rows, other features than the labelled day-1 ones) rank high."""
     scores = fitted.detector.score(conformance_data.planted)
     auc = roc_auc_score(conformance_data.planted_mask, scores)
     print(f"{fitted.detector.name}: planted-anomaly ROC-AUC {auc:.4f}")  # shown with pytest -s
@@ -213,3 +220,62 @@ def test_saved_state_restores_identical_scores(
     config = type(detector.config).from_dict(json.loads(json.dumps(detector.config.to_dict())))
     restored = type(detector)(config).load_state(load_file(str(path)), detector.feature_names_)
     np.testing.assert_array_equal(restored.score(conformance_data.test), test_scores)
+
+
+# -- supervised detectors ----------------------------------------------------------------------------
+
+
+def _supervised(fitted: Fitted) -> Detector:
+    if not fitted.detector.supervised:
+        pytest.skip("only supervised detectors predict classes")
+    return fitted.detector
+
+
+def test_supervised_fit_needs_labels(
+    detector_class: type[Detector], conformance_data: ConformanceData
+) -> None:
+    if not detector_class.supervised:
+        pytest.skip("unsupervised detectors need no labels")
+    data = conformance_data.train_labelled.take(slice(0, 500))
+    unlabelled = DetectorData(data.features, data.feature_names, entity=data.entity, time=data.time)
+    with pytest.raises(ConfigError):
+        detector_class(detector_class.test_config()).fit(unlabelled)
+
+
+def test_supervised_classes_and_probabilities(
+    fitted: Fitted, test_scores: np.ndarray, conformance_data: ConformanceData
+) -> None:
+    detector = _supervised(fitted)
+    classes = detector.classes_
+    assert classes[0] == "normal"
+    assert set(classes) == set(conformance_data.train_labelled.labels.tolist())
+    probabilities = detector.predict_proba(conformance_data.test)
+    assert probabilities.dtype == np.float64
+    assert probabilities.shape == (len(conformance_data.test), len(classes))
+    assert (probabilities >= 0).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(test_scores, 1.0 - probabilities[:, 0], atol=1e-6)
+    predicted = detector.predict(conformance_data.test)
+    assert predicted.shape == (len(conformance_data.test),)
+    assert set(predicted.tolist()) <= set(classes)
+    np.testing.assert_array_equal(predicted, np.asarray(classes)[probabilities.argmax(axis=1)])
+
+
+def test_supervised_detector_names_planted_rows(fitted: Fitted, conformance_data: ConformanceData) -> None:
+    """Most day-2 planted rows are predicted as the planted class, most normal rows as normal."""
+    detector = _supervised(fitted)
+    predicted = detector.predict(conformance_data.planted)
+    mask = conformance_data.planted_mask
+    assert (predicted[mask] == "planted").mean() > 0.8
+    assert (predicted[~mask] == "normal").mean() > 0.8
+
+
+def test_supervised_classes_survive_saving(fitted: Fitted, conformance_data: ConformanceData) -> None:
+    import json
+
+    detector = _supervised(fitted)
+    config = type(detector.config).from_dict(json.loads(json.dumps(detector.config.to_dict())))
+    restored = type(detector)(config).load_state(detector.state(), detector.feature_names_)
+    assert restored.classes_ == detector.classes_
+    rows = conformance_data.test.take(slice(0, 300))
+    np.testing.assert_array_equal(restored.predict(rows), detector.predict(rows))

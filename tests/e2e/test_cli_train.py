@@ -9,7 +9,7 @@ from tests.e2e.test_cli_inputs import assert_one_line_error, nadkit
 
 
 def test_models_lists_the_registry() -> None:
-    result = nadkit("models")
+    result = nadkit("models", "available")
     assert result.returncode == 0, result.stderr
     for name in ("ae", "vae", "iforest", "ecod"):
         assert name in result.stdout

@@ -61,10 +61,12 @@ def dense_stack(sizes: tuple[int, ...], activation: str, dropout: float) -> nn.S
 @dataclass(frozen=True)
 class AutoencoderConfig(NeuralConfig):
     """A dense autoencoder: ``hidden`` layer sizes of the encoder (the decoder mirrors them), the
-    ``bottleneck`` (code) size, the ``activation`` name and the ``dropout`` after each hidden layer."""
+    ``bottleneck`` (code) size, the ``activation`` name and the ``dropout`` after each hidden layer.
+    Trains for up to 60 epochs (early stopping on held-out normal rows usually ends it sooner)."""
 
-    hidden: tuple[int, ...] = (64, 32)
-    bottleneck: int = 8
+    epochs: int = 60
+    hidden: tuple[int, ...] = (256, 128)
+    bottleneck: int = 16
     activation: str = "relu"
     dropout: float = 0.0
 
@@ -142,10 +144,12 @@ class VariationalAutoencoderConfig(NeuralConfig):
     """A variational autoencoder: encoder ``hidden`` sizes (the decoder mirrors them), ``latent``
     size, ``activation``, ``dropout``; ``beta`` weighs the KL term of the ELBO; ``output_variance``:
     the fixed variance of the Gaussian output on every feature, or None to learn one variance per
-    feature."""
+    feature. Trains for up to 60 epochs at a learning rate of 3e-3."""
 
-    hidden: tuple[int, ...] = (64, 32)
-    latent: int = 8
+    epochs: int = 60
+    learning_rate: float = 3e-3
+    hidden: tuple[int, ...] = (256, 128)
+    latent: int = 16
     activation: str = "relu"
     dropout: float = 0.0
     beta: float = 1.0

@@ -1,0 +1,469 @@
+"""The feedback loop: analysts' verdicts on alerts become training data, a challenger model is
+trained, and it is compared with the active model (the champion) before anyone activates it.
+
+What each kind of model learns from:
+
+- **unsupervised** models (trained on normal traffic) retrain on the new traffic plus the flows
+  analysts marked ``false_positive`` or ``known_benign`` (repeated ``benign_weight`` times, so a few
+  marked flows count). Flows analysts ``confirmed`` as attacks are never trained on: they join the
+  labelled hold-out that sets the threshold. Flows of alerts nobody reviewed yet are left out of the
+  new traffic altogether, as are confirmed ones (matched on time, addresses, ports and protocol).
+  A reviewed flow goes back into the traffic at its own time, so features that look across flows
+  see it among its neighbours when the new traffic is the traffic it was alerted in.
+- **supervised** models (``detector.supervised``) train on the labelled new traffic plus every
+  reviewed alert with its verdict as the label (benign verdicts as ``normal``, confirmed ones as
+  their attack class), each repeated ``benign_weight`` times.
+
+In both cases the threshold is re-tuned on the validation part, as ``nadkit train`` does. A part of
+the reviewed alerts (``feedback_holdout``, chosen by a hash of the alert id, so the same alerts stay
+out from run to run) is kept out of training: the champion and the challenger are compared on it
+(the alert rate on flows analysts marked benign: lower is better; on confirmed attacks: higher is
+better), with the new traffic and all the reviewed flows shown beside it. Both models score the
+same table, the way the service scores a request. Nothing is activated here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from nadkit.bundle import ModelBundle
+from nadkit.errors import ConfigError
+from nadkit.models.trainer import EpochReport
+from nadkit.schema import NORMAL
+from nadkit.service.scoring import score_flows
+from nadkit.sources import load_flows
+from nadkit.store import BENIGN_VERDICTS, AlertStore
+from nadkit.training import TrainingResult, train_model
+
+log = logging.getLogger(__name__)
+
+#: columns of the store's feedback table that describe the review, not the flow
+REVIEW_COLUMNS = (
+    "alert_id",
+    "model_version",
+    "score",
+    "threshold",
+    "verdict",
+    "attack_class",
+    "note",
+    "analyst",
+    "reviewed",
+    "status",
+)
+#: columns a flow of the new traffic is matched on against stored alerts
+MATCH_COLUMNS = ("time", "src", "dst", "spt", "dpt", "proto")
+#: column marking the rows of the new traffic while the training table is built
+TRAFFIC_ROW = "__traffic_row__"
+#: column of :class:`LoopData.reviewed`: a reviewed flow's row in the comparison table
+ALERT_ROWS = "evaluation_row"
+#: config keys of the champion not carried over to the challenger
+_NOT_CARRIED = frozenset({"device"})
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """Reviewed alerts as labelled flows (``label``: ``normal`` for benign verdicts, else the
+    confirmed class), split into the part trained on and the part held out for the comparison;
+    both keep ``alert_id`` and ``verdict``."""
+
+    train: pl.DataFrame
+    held_out: pl.DataFrame
+
+    @property
+    def all(self) -> pl.DataFrame:
+        return pl.concat([self.train, self.held_out], how="diagonal_relaxed")
+
+    def counts(self) -> dict[str, int]:
+        """How many reviewed flows of each kind are trained on and held out."""
+        out: dict[str, int] = {}
+        for side, frame in (("train", self.train), ("held_out", self.held_out)):
+            benign = int(_is_benign(frame).sum()) if frame.height else 0
+            out[f"{side}_benign"] = benign
+            out[f"{side}_attacks"] = frame.height - benign
+        return out
+
+
+def _is_benign(frame: pl.DataFrame) -> pl.Series:
+    return frame["verdict"].is_in(list(BENIGN_VERDICTS))
+
+
+def _hash_rank(alert_ids: pl.Series, seed: int) -> np.ndarray:
+    """A stable pseudo-random number in [0, 1) per alert id (the same across runs and machines)."""
+    values = []
+    for identifier in alert_ids.to_list():
+        digest = hashlib.sha256(f"{seed}:{identifier}".encode()).digest()
+        values.append(int.from_bytes(digest[:8], "big") / 2**64)
+    return np.asarray(values, dtype=np.float64)
+
+
+def labelled_feedback(store: AlertStore) -> pl.DataFrame:
+    """Every reviewed alert's flow with its latest verdict as ``label``."""
+    frame = store.feedback_frame()
+    if frame.height == 0:
+        return frame
+    label = (
+        pl.when(pl.col("verdict").is_in(list(BENIGN_VERDICTS)))
+        .then(pl.lit(NORMAL))
+        .otherwise(pl.col("attack_class"))
+        .alias("label")
+    )
+    return frame.with_columns(label).drop("label_original", strict=False)
+
+
+def split_feedback(frame: pl.DataFrame, *, fraction: float = 0.3, seed: int = 0) -> Feedback:
+    """Keep ``fraction`` of the benign and of the confirmed reviews out of training (at least one
+    of a kind that has two or more, never all of them), chosen by a hash of the alert id."""
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"the feedback hold-out fraction must be in [0, 1), got {fraction}")
+    if frame.height == 0:
+        return Feedback(frame, frame)
+    rank = _hash_rank(frame["alert_id"], seed)
+    held = np.zeros(frame.height, dtype=bool)
+    benign = _is_benign(frame).to_numpy()
+    for group in (benign, ~benign):
+        members = np.flatnonzero(group)
+        if len(members) < 2 or fraction == 0:
+            continue
+        count = min(len(members) - 1, max(1, round(len(members) * fraction)))
+        chosen = members[np.argsort(rank[members], kind="stable")[:count]]
+        held[chosen] = True
+    mask = pl.Series(held)
+    return Feedback(train=frame.filter(~mask), held_out=frame.filter(mask))
+
+
+def match_flows(traffic: pl.DataFrame, flows: pl.DataFrame) -> pl.Series:
+    """For each row of ``flows``, the 0-based row of the first flow of ``traffic`` with the same
+    time, addresses, ports and protocol (those both tables have), or null where none matches or
+    the tables cannot be matched (no time and no addresses)."""
+    keys = [c for c in MATCH_COLUMNS if c in traffic.columns and c in flows.columns]
+    nothing = pl.Series("traffic_row", [None] * flows.height, dtype=pl.Int64)
+    if flows.height == 0 or traffic.height == 0 or ("time" not in keys and not {"src", "dst"} <= set(keys)):
+        if flows.height and traffic.height:
+            log.warning("stored alerts cannot be matched to the new traffic (no time or addresses in common)")
+        return nothing
+    try:
+        left = flows.select(keys).cast({c: traffic.schema[c] for c in keys}).with_row_index("__i")
+    except pl.exceptions.PolarsError:
+        log.warning("stored alert flows do not have the new traffic's column types; none matched")
+        return nothing
+    right = (
+        traffic.select(keys)
+        .with_row_index("traffic_row")
+        .unique(subset=keys, keep="first", maintain_order=True)
+    )
+    joined = left.join(right, on=keys, how="left", nulls_equal=True).sort("__i")
+    return joined["traffic_row"].cast(pl.Int64)
+
+
+def _flow_only(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.drop([c for c in (*REVIEW_COLUMNS, TRAFFIC_ROW, ALERT_ROWS) if c in frame.columns])
+
+
+@dataclass(frozen=True)
+class LoopData:
+    """What one retraining works with.
+
+    ``table``: the flows to train on (new traffic in time order, with :data:`TRAFFIC_ROW` giving
+    each traffic flow's row, null for reviewed flows added from the store); ``evaluation``: the
+    whole new traffic plus the reviewed flows not found in it, scored by both models for the
+    comparison; ``reviewed``: each reviewed alert's ``alert_id``, ``benign`` (its verdict),
+    ``held_out`` and its row in ``evaluation``; ``dropped``: traffic flows left out of training."""
+
+    table: pl.DataFrame
+    evaluation: pl.DataFrame
+    reviewed: pl.DataFrame
+    dropped: int
+
+
+def loop_data(
+    traffic: pl.DataFrame,
+    alerts: pl.DataFrame,
+    feedback: Feedback,
+    *,
+    supervised: bool,
+    benign_weight: int = 10,
+) -> LoopData:
+    """Build the training table and the comparison table from the new traffic, the stored alerts
+    (``AlertStore.alert_flows()``) and the split reviews (see the module docstring)."""
+    if benign_weight < 1:
+        raise ConfigError(f"the feedback weight must be at least 1, got {benign_weight}")
+    traffic = traffic.drop([c for c in (TRAFFIC_ROW, "label_original") if c in traffic.columns])
+    indexed = traffic.with_row_index(TRAFFIC_ROW).with_columns(pl.col(TRAFFIC_ROW).cast(pl.Int64))
+    # traffic flows that are alerts nobody cleared: never trained on as normal traffic
+    unsafe = ("new",) if supervised else ("new", "confirmed")
+    leave: set[int] = set()
+    if alerts.height:
+        flagged = alerts.filter(pl.col("status").is_in(list(unsafe)))
+        leave.update(int(r) for r in match_flows(traffic, flagged).drop_nulls().to_list())
+    reviewed = feedback.all
+    rows = match_flows(traffic, reviewed) if reviewed.height else pl.Series("traffic_row", [], dtype=pl.Int64)
+    # reviewed flows come back from the store with their verdict as label (or stay out: held out)
+    leave.update(int(r) for r in rows.drop_nulls().to_list())
+    kept = indexed.filter(~pl.col(TRAFFIC_ROW).is_in(sorted(leave)))
+    parts = [kept]
+    if feedback.train.height:
+        benign = feedback.train.filter(_is_benign(feedback.train))
+        attacks = feedback.train.filter(~_is_benign(feedback.train))
+        parts += [_flow_only(benign)] * benign_weight
+        # an unsupervised split sends attack rows to the labelled hold-out only: never trained on
+        parts += [_flow_only(attacks)] * (benign_weight if supervised else 1)
+    table = pl.concat([p for p in parts if p.width], how="diagonal_relaxed")
+    if "time" in table.columns:
+        table = table.sort("time", maintain_order=True, nulls_last=False)
+
+    unmatched = reviewed.filter(rows.is_null()) if reviewed.height else reviewed
+    evaluation = (
+        pl.concat(
+            [p for p in (traffic, _flow_only(unmatched)) if p.width and p.height], how="diagonal_relaxed"
+        )
+        if (traffic.height or unmatched.height)
+        else traffic
+    )
+    placed = np.full(reviewed.height, -1, dtype=np.int64)
+    if reviewed.height:
+        found = rows.to_numpy(allow_copy=True)
+        present = ~rows.is_null().to_numpy()
+        placed[present] = found[present]
+        placed[~present] = traffic.height + np.arange(int((~present).sum()))
+    held_ids = set(feedback.held_out["alert_id"].to_list()) if feedback.held_out.height else set()
+    summary = pl.DataFrame(
+        {
+            "alert_id": reviewed["alert_id"] if reviewed.height else pl.Series([], dtype=pl.Int64),
+            "benign": _is_benign(reviewed) if reviewed.height else pl.Series([], dtype=pl.Boolean),
+            "held_out": pl.Series(
+                [i in held_ids for i in (reviewed["alert_id"].to_list() if reviewed.height else [])],
+                dtype=pl.Boolean,
+            ),
+            ALERT_ROWS: pl.Series(placed, dtype=pl.Int64),
+        }
+    )
+    dropped = traffic.height - kept.height
+    log.info(
+        "training table: %d flows (%d traffic flows left out: unreviewed or confirmed alerts, reviews)",
+        table.height,
+        dropped,
+    )
+    return LoopData(table=table, evaluation=evaluation, reviewed=summary, dropped=dropped)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the comparison
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One line of the comparison: a rate (or value) for the champion and for the challenger on
+    ``rows`` flows; ``better``: ``lower``, ``higher`` or empty (informative only)."""
+
+    name: str
+    champion: float | None
+    challenger: float | None
+    rows: int
+    better: str = ""
+
+    @property
+    def improved(self) -> bool | None:
+        if self.champion is None or self.challenger is None or not self.better:
+            return None
+        if self.better == "lower":
+            return self.challenger < self.champion
+        return self.challenger > self.champion
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "rows": self.rows,
+            "better": self.better,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The champion and the challenger measured on the same flows."""
+
+    champion: str
+    challenger: str
+    measures: list[Measure] = field(default_factory=list)
+
+    def measure(self, name: str) -> Measure:
+        for item in self.measures:
+            if item.name == name:
+                return item
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "measures": [m.to_dict() for m in self.measures],
+        }
+
+
+THRESHOLD = "threshold"
+HELD_OUT_BENIGN = "alert rate on held-out benign feedback"
+HELD_OUT_ATTACKS = "alert rate on held-out confirmed attacks"
+ALL_BENIGN = "alert rate on all benign feedback"
+ALL_ATTACKS = "alert rate on all confirmed attacks"
+TRAFFIC_NORMAL = "alert rate on normal flows of the new traffic (partly trained on)"
+TRAFFIC_ATTACKS = "alert rate on attacks of the new traffic (partly trained on)"
+TRAFFIC_ALL = "alert rate on the new traffic (partly trained on)"
+
+
+def alerts_of(bundle: ModelBundle, flows: pl.DataFrame) -> np.ndarray:
+    """Which flows ``bundle`` alerts on, scoring ``flows`` as one table (as the service does)."""
+    if flows.height == 0:
+        return np.zeros(0, dtype=bool)
+    return score_flows(bundle, _flow_only(flows))["alert"].to_numpy()
+
+
+def compare(
+    champion: ModelBundle,
+    challenger: ModelBundle,
+    data: LoopData,
+    *,
+    traffic_rows: int | None = None,
+    names: tuple[str, str] = ("champion", "challenger"),
+) -> Comparison:
+    """Both models score the same table (the new traffic, its first ``traffic_rows`` rows, and the
+    reviewed flows not in it); the alert rates are taken on the reviewed flows (held out, and all)
+    and on the new traffic (by its own labels when it has them)."""
+    measures = [Measure(THRESHOLD, _threshold(champion), _threshold(challenger), 0)]
+    flagged = [alerts_of(champion, data.evaluation), alerts_of(challenger, data.evaluation)]
+    reviewed = data.reviewed
+    groups: list[tuple[str, np.ndarray, str]] = []
+    for name, mask, better in (
+        (HELD_OUT_BENIGN, reviewed["held_out"] & reviewed["benign"], "lower"),
+        (HELD_OUT_ATTACKS, reviewed["held_out"] & ~reviewed["benign"], "higher"),
+        (ALL_BENIGN, reviewed["benign"], "lower"),
+        (ALL_ATTACKS, ~reviewed["benign"], "higher"),
+    ):
+        groups.append((name, reviewed.filter(mask)[ALERT_ROWS].to_numpy(), better))
+    traffic = np.arange(data.evaluation.height if traffic_rows is None else traffic_rows)
+    if len(traffic):
+        labels = data.evaluation["label"] if "label" in data.evaluation.columns else None
+        if labels is not None and labels[: len(traffic)].null_count() < len(traffic):
+            normal = (labels[: len(traffic)].fill_null(NORMAL) == NORMAL).to_numpy()
+            groups.append((TRAFFIC_NORMAL, traffic[normal], "lower"))
+            groups.append((TRAFFIC_ATTACKS, traffic[~normal], "higher"))
+        else:
+            groups.append((TRAFFIC_ALL, traffic, ""))
+    for name, rows, better in groups:
+        rates = [float(alerts[rows].mean()) if len(rows) else None for alerts in flagged]
+        measures.append(Measure(name, rates[0], rates[1], len(rows), better))
+    return Comparison(champion=names[0], challenger=names[1], measures=measures)
+
+
+def _threshold(bundle: ModelBundle) -> float | None:
+    value = (bundle.threshold or {}).get("value")
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+# ---------------------------------------------------------------------------------------------------
+# retraining
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """What :func:`retrain` did."""
+
+    path: Path
+    training: TrainingResult
+    comparison: Comparison
+    feedback: dict[str, int]
+    traffic_rows: int
+    dropped: int
+    supervised: bool
+
+
+def retrain(
+    champion: ModelBundle | str | Path,
+    store: AlertStore,
+    data: str | Path,
+    out: str | Path,
+    *,
+    champion_name: str = "champion",
+    config: Mapping[str, Any] | None = None,
+    format: str | None = None,
+    mapping: str | None = None,
+    feedback_holdout: float = 0.3,
+    benign_weight: int = 10,
+    holdout_fraction: float = 0.3,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Callable[[EpochReport], None] | None = None,
+) -> RetrainResult:
+    """Train a challenger of the champion's kind and settings (``config`` overrides some) on the
+    new traffic ``data`` and the store's feedback, save it to ``out`` and compare the two."""
+    if not isinstance(champion, ModelBundle):
+        champion = ModelBundle.load(champion)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out}: already exists (use --force to replace it)")
+    supervised = bool(champion.detector.supervised)
+    traffic, _ = load_flows(data, format=format, mapping=mapping)
+    feedback = split_feedback(labelled_feedback(store), fraction=feedback_holdout, seed=seed)
+    loop = loop_data(
+        traffic, store.alert_flows(), feedback, supervised=supervised, benign_weight=benign_weight
+    )
+    table = loop.table.drop(TRAFFIC_ROW)
+    if table.height == 0:
+        raise ConfigError(f"{data}: no flows to retrain on")
+    options = {k: v for k, v in (champion.manifest.get("config") or {}).items() if k not in _NOT_CARRIED}
+    options.update(config or {})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".data", dir=out.parent))
+    try:
+        source = staging / "training.parquet"
+        table.write_parquet(source)
+        training = train_model(
+            source,
+            out,
+            model=champion.detector.name,
+            config=options,
+            holdout_fraction=holdout_fraction,
+            seed=seed,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    challenger = training.bundle
+    comparison = compare(
+        champion, challenger, loop, traffic_rows=traffic.height, names=(champion_name, out.name)
+    )
+    challenger.metrics["retrain"] = {
+        "parent": str(champion.path) if champion.path else None,
+        "parent_version": champion_name,
+        "traffic": str(data),
+        "traffic_rows": traffic.height,
+        "left_out": loop.dropped,
+        "feedback": feedback.counts(),
+        "benign_weight": benign_weight,
+        "comparison": comparison.to_dict(),
+    }
+    challenger.save(out, overwrite=True, onnx=champion.has_onnx)
+    log.info("challenger saved to %s", out)
+    return RetrainResult(
+        path=out,
+        training=training,
+        comparison=comparison,
+        feedback=feedback.counts(),
+        traffic_rows=traffic.height,
+        dropped=loop.dropped,
+        supervised=supervised,
+    )

@@ -1,0 +1,171 @@
+"""The shapes of the API's requests and answers (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Verdict = Literal["confirmed", "false_positive", "known_benign"]
+Status = Literal["new", "confirmed", "false_positive", "known_benign"]
+AlertOrder = Literal["time_desc", "time_asc", "score_desc", "score_asc", "id_desc", "id_asc"]
+
+
+def _unicode(value: str | None) -> str | None:
+    if value is None:
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text") from None
+    if "\x00" in value:
+        raise ValueError("contains a NUL character")
+    return value
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: one line saying what is wrong (row and field where it applies)."""
+
+    error: str
+
+
+class TopFeature(BaseModel):
+    feature: str | None = None
+    contribution: float | None = None
+    value: str | None = None
+
+
+class FlowIn(BaseModel):
+    """A flow with canonical column names; every field is optional, but the model needs the
+    fields it was trained on. Further numeric fields (source-specific counters) are allowed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    time: str | float | None = Field(
+        None,
+        description="ISO-8601 time (UTC when no offset) or epoch seconds",
+        examples=["2020-12-04T10:00:00Z"],
+    )
+    src: str | None = Field(None, description="source address", examples=["10.0.0.5"])
+    dst: str | None = Field(None, description="destination address", examples=["10.0.0.9"])
+    spt: int | None = Field(None, ge=0, le=65535, description="source port")
+    dpt: int | None = Field(None, ge=0, le=65535, description="destination port")
+    proto: str | int | None = Field(None, description="protocol name or IANA number", examples=["tcp"])
+    app: str | None = Field(None, description="application", examples=["http"])
+    duration: float | None = Field(None, ge=0, description="seconds")
+    out_bytes: int | None = Field(None, ge=0)
+    in_bytes: int | None = Field(None, ge=0)
+    out_pkts: int | None = Field(None, ge=0)
+    in_pkts: int | None = Field(None, ge=0)
+    label: str | None = Field(None, description="known class, if any (normal or an attack class)")
+
+
+class ScoredFlow(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    row: int = Field(description="1-based row of the flow in the request")
+    score: float | None
+    alert: bool
+    class_: str | None = Field(None, alias="class")
+    alert_id: int | None = Field(None, description="the stored alert, for alerts when storing")
+    top_features: list[TopFeature] | None = None
+
+
+class ScoreOut(BaseModel):
+    model_version: str
+    model: str
+    threshold: float
+    flows: int
+    alerts: int
+    stored: int = Field(description="new alerts written to the store (repeats of stored alerts not counted)")
+    results: list[ScoredFlow]
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Verdict
+    attack_class: str | None = Field(None, max_length=200, description="needed for confirmed")
+    note: str = Field("", max_length=4000)
+    analyst: str = Field(min_length=1, max_length=200)
+
+    _text = field_validator("attack_class", "note", "analyst")(_unicode)
+
+
+class FeedbackOut(BaseModel):
+    id: int
+    alert_id: int
+    verdict: Verdict
+    attack_class: str | None
+    note: str
+    analyst: str
+    created: str
+
+
+class AlertOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: int
+    created: str
+    model_version: str
+    status: Status
+    time: str | None
+    src: str | None
+    dst: str | None
+    spt: int | None
+    dpt: int | None
+    proto: str | None
+    app: str | None
+    label: str | None
+    row: int | None
+    score: float
+    threshold: float
+    class_: str | None = Field(None, alias="class")
+    confirmed_class: str | None
+    top_features: list[TopFeature]
+    flow: dict[str, Any]
+    feedback: list[FeedbackOut] | None = None
+
+
+class AlertPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[AlertOut]
+
+
+class FeedbackAnswer(BaseModel):
+    feedback: FeedbackOut
+    alert: AlertOut
+
+
+class SummaryOut(BaseModel):
+    total: int
+    by_status: dict[str, int]
+    by_class: dict[str, int]
+    by_model_version: dict[str, int]
+
+
+class ModelOut(BaseModel):
+    version: str
+    model: str
+    created: str
+    registered: str
+    digest: str
+    source: str
+    note: str
+    threshold: float | None
+    active: bool
+    metrics: dict[str, Any]
+
+
+class ModelsOut(BaseModel):
+    active: str | None
+    models: list[ModelOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    version: str
+    model_version: str | None
+    auth_required: bool

@@ -1,0 +1,232 @@
+"""Flows in a request body to a canonical table, and a table to scored rows.
+
+Bodies are JSON (an array of flow objects), CSV (a header line) or Arrow IPC (stream or file), all
+with canonical column names (``time``, ``src``, ``dst``, ``spt``, ``dpt``, ``proto``, ``app``,
+``duration``, ``out_bytes``, ``in_bytes``, ``out_pkts``, ``in_pkts``, ``label``) and any
+source-specific numeric columns the model was trained with. Values are converted the way file
+sources convert them (times as ISO-8601 text or epoch numbers, protocols by name or number) and
+checked against the canonical schema; the first bad value is reported by row and field.
+
+Each table is scored on its own (:func:`score_flows`): features that look across flows (counters,
+segments, windows) see only the flows of that table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import re
+from typing import Any, Final
+
+import polars as pl
+
+from nadkit.bundle import ModelBundle
+from nadkit.errors import NadkitError, SchemaError
+from nadkit.schema import CANONICAL, canonical_order, validate
+from nadkit.sources.base import INVALID_PREFIX, check_invalid, convert, numeric
+
+log = logging.getLogger(__name__)
+
+JSON_TYPES: Final = ("application/json",)
+CSV_TYPES: Final = ("text/csv", "application/csv")
+ARROW_TYPES: Final = (
+    "application/vnd.apache.arrow.stream",
+    "application/vnd.apache.arrow.file",
+    "application/x-arrow",
+)
+#: columns the scorer adds; an input may not use these names
+RESERVED: Final = frozenset({"row", "score", "threshold", "alert", "class", "top_features", "alert_id"})
+MAX_COLUMNS = 512
+#: field names: canonical names and source-specific snake_case names
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_NAME = 128
+
+
+class InputError(NadkitError):
+    """A request body is not a flow table nadkit can score; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare media type of a Content-Type header (``text/csv; charset=utf-8`` -> ``text/csv``)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def read_body(body: bytes, content_type: str | None) -> pl.DataFrame:
+    """The raw table of a request body, by its Content-Type (415 for other types, 400 when the
+    body is not valid data of its type)."""
+    kind = media_type(content_type)
+    if kind in JSON_TYPES or kind.endswith("+json"):
+        return _read_json(body)
+    if kind in CSV_TYPES:
+        return _read_csv(body)
+    if kind in ARROW_TYPES:
+        return _read_arrow(body)
+    known = ", ".join((*JSON_TYPES, *CSV_TYPES, *ARROW_TYPES))
+    raise InputError(f"unsupported Content-Type {kind or '(none)'!r} (send one of {known})", 415)
+
+
+def _read_json(body: bytes) -> pl.DataFrame:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"body is not valid JSON ({error})", 400) from None
+    if not isinstance(data, list):
+        raise InputError("body must be a JSON array of flow objects", 422)
+    names: dict[str, None] = {}
+    for index, item in enumerate(data, start=1):
+        if not isinstance(item, dict):
+            raise InputError(f"row {index}: a flow must be a JSON object", 422)
+        for name, value in item.items():
+            if value is not None and not isinstance(value, str | int | float | bool):
+                raise InputError(f"row {index}, field {name!r}: must be a number, text or null", 422)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InputError(f"row {index}, field {name!r}: must be a finite number", 422)
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+                raise InputError(f"row {index}, field {name!r}: integer out of range", 422)
+            names.setdefault(name, None)
+    if not data:
+        return pl.DataFrame()
+    _check_names(list(names))
+    columns: dict[str, pl.Series] = {}
+    for name in names:
+        values = [item.get(name) for item in data]
+        columns[name] = _json_column(name, values)
+    return pl.DataFrame(columns)
+
+
+def _json_column(name: str, values: list[Any]) -> pl.Series:
+    """One column of JSON values: numbers as numbers when all are numbers, else text."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pl.Series(name, values, dtype=pl.Boolean)
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pl.Series(name, values, dtype=pl.Int64)
+    if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return pl.Series(name, [None if v is None else float(v) for v in values], dtype=pl.Float64)
+    texts = [None if v is None else (json.dumps(v) if isinstance(v, bool) else str(v)) for v in values]
+    for index, text in enumerate(texts, start=1):
+        if text is not None:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputError(f"row {index}, field {name!r}: not valid Unicode text", 422) from None
+    return pl.Series(name, texts, dtype=pl.String)
+
+
+def _read_csv(body: bytes) -> pl.DataFrame:
+    if not body.strip():
+        return pl.DataFrame()
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError("CSV body is not UTF-8 text", 400) from None
+    try:
+        frame = pl.read_csv(io.BytesIO(body), infer_schema_length=None, truncate_ragged_lines=False)
+    except (pl.exceptions.PolarsError, ValueError, OSError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"CSV body cannot be read ({first})", 400) from None
+    _check_names(frame.columns)
+    return frame
+
+
+def _read_arrow(body: bytes) -> pl.DataFrame:
+    if not body:
+        return pl.DataFrame()
+    errors = []
+    for reader in (pl.read_ipc_stream, pl.read_ipc):
+        try:
+            frame = reader(io.BytesIO(body))
+        except Exception as error:  # Arrow raises several kinds on bad bytes
+            errors.append(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+            continue
+        _check_names(frame.columns)
+        return frame
+    raise InputError(f"body is not an Arrow IPC stream or file ({errors[0]})", 400)
+
+
+def _check_names(names: list[str]) -> None:
+    if len(names) > MAX_COLUMNS:
+        raise InputError(f"too many fields ({len(names)}; at most {MAX_COLUMNS})", 422)
+    for name in names:
+        if len(name) > MAX_NAME or name.startswith("__") or not FIELD_NAME.fullmatch(name):
+            raise InputError(
+                f"field {name[:40]!r}: not a valid field name (letters, digits and underscores)", 422
+            )
+        if name in RESERVED:
+            raise InputError(f"field {name!r}: reserved for the scoring output; rename it", 422)
+
+
+def canonical_flows(raw: pl.DataFrame) -> pl.DataFrame:
+    """The canonical flow table of a raw request table: canonical columns converted and checked,
+    other columns kept as numbers (text that is not a number is an error). :class:`InputError`
+    names the first bad row and field."""
+    if raw.width == 0 or raw.height == 0:
+        return pl.DataFrame()
+    exprs: list[pl.Expr] = []
+    for name, dtype in raw.schema.items():
+        if name in CANONICAL:
+            if dtype == CANONICAL[name] and dtype != pl.String:
+                exprs.append(pl.col(name))
+            else:
+                exprs.extend(convert(name, name, dtype))
+        elif dtype.is_numeric():
+            exprs.append(pl.col(name).cast(pl.Float64 if dtype.is_float() else pl.Int64))
+        elif dtype == pl.Boolean:
+            exprs.append(pl.col(name).cast(pl.Int64))
+        elif dtype in (pl.String, pl.Null):
+            exprs.extend(numeric(name, pl.Float64(), name))
+        else:
+            raise InputError(f"field {name!r}: unsupported type {dtype}", 422)
+    try:
+        frame = raw.select(exprs)
+        frame = check_invalid(frame, None)
+        names = [c for c in frame.columns if not c.startswith(INVALID_PREFIX)]
+        frame = frame.select(canonical_order(names))
+        validate(frame)
+    except SchemaError as error:
+        raise InputError(_where(error), 422) from None
+    except (pl.exceptions.PolarsError, ValueError, OverflowError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"flows cannot be converted ({first})", 422) from None
+    return frame
+
+
+def _where(error: SchemaError) -> str:
+    """A schema error as ``row 3, field 'spt': message``."""
+    parts = []
+    if error.row is not None:
+        parts.append(f"row {error.row}")
+    if error.column is not None:
+        parts.append(f"field {error.column!r}")
+    return f"{', '.join(parts)}: {error.message}" if parts else error.message
+
+
+def score_flows(bundle: ModelBundle, flows: pl.DataFrame, *, top: int = 5) -> pl.DataFrame:
+    """Score a canonical flow table as one table (a fresh scorer, flushed at the end): every row's
+    scored record in input order (``row`` is the 1-based input row), with the input's other flow
+    columns beside the scorer's. Flows are scored in time order when the model's features look
+    across flows; the output keeps the input order."""
+    from nadkit.detect import Scorer
+
+    if flows.height == 0:
+        return pl.DataFrame()
+    indexed = flows.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    scorer = Scorer(bundle, top=top)
+    if scorer.pipeline.stateful and "time" in indexed.columns:
+        indexed = indexed.sort("time", maintain_order=True, nulls_last=False)
+    try:
+        parts = [scorer.push(indexed).frame, scorer.flush().frame]
+    except SchemaError as error:
+        raise InputError(_where(error), 422) from None
+    scored = pl.concat([p for p in parts if p.height], how="vertical_relaxed").sort("row")
+    rest = [c for c in indexed.columns if c not in scored.columns]
+    if rest:
+        extra = indexed.select(pl.col("row") + 1, *rest)
+        scored = scored.join(extra, on="row", how="left")
+    return scored

@@ -1,0 +1,140 @@
+"""What one service process holds: its settings, the alert store, the model registry, the loaded
+active model, and the metrics."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Any
+
+import polars as pl
+
+from nadkit.bundle import ModelBundle
+from nadkit.errors import ConfigError
+from nadkit.service.metrics import Metrics
+from nadkit.service.registry import ModelRegistry
+from nadkit.service.scoring import InputError, canonical_flows, read_body, score_flows
+from nadkit.service.settings import LOOPBACK, MIN_TOKEN_LENGTH, TOKEN_ENV, Settings, token_from
+from nadkit.store import AlertStore
+
+__all__ = ["LOOPBACK", "MIN_TOKEN_LENGTH", "TOKEN_ENV", "ActiveModel", "Service", "Settings", "token_from"]
+
+log = logging.getLogger(__name__)
+
+
+class ActiveModel:
+    """The registry's active model, loaded; reloaded when the active version changes (by this
+    service or by ``nadkit models activate``)."""
+
+    def __init__(self, registry: ModelRegistry, engine: str, metrics: Metrics) -> None:
+        self.registry = registry
+        self.engine = engine
+        self.metrics = metrics
+        self._lock = threading.Lock()
+        self._stamp: int | None = None
+        self._version: str | None = None
+        self._bundle: ModelBundle | None = None
+
+    def current(self) -> tuple[str, ModelBundle]:
+        """The active version and its bundle; ConfigError when no version is active."""
+        stamp = self.registry.active_stamp()
+        if stamp != self._stamp or self._bundle is None:
+            with self._lock:
+                if stamp != self._stamp or self._bundle is None:
+                    self._load(stamp)
+        assert self._version is not None and self._bundle is not None
+        return self._version, self._bundle
+
+    def _load(self, stamp: int | None) -> None:
+        version = self.registry.active_version()
+        if version is None:
+            raise ConfigError(
+                f"{self.registry.root}: no active model (register one with --bundle, or activate a "
+                "version with `nadkit models activate`)"
+            )
+        if version != self._version or self._bundle is None:
+            bundle = ModelBundle.load(self.registry.path(version), engine=self.engine)  # type: ignore[arg-type]
+            self._bundle = bundle
+            self._version = version
+            self.metrics.set_model(version, bundle.detector.name)
+            log.info("active model: %s (%s)", version, bundle.detector.name)
+        self._stamp = stamp
+
+    @property
+    def version(self) -> str | None:
+        return self._version
+
+
+class Service:
+    """The state of one service process, shared by its routes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store = AlertStore(settings.db)
+        self.registry = ModelRegistry(settings.registry_dir)
+        self.models = ActiveModel(self.registry, settings.engine, self.metrics)
+        self._slots = threading.BoundedSemaphore(settings.scoring_slots)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def score_body(
+        self, body: bytes, content_type: str | None, *, store: bool = True, alerts_only: bool = False
+    ) -> dict[str, Any]:
+        """Score the flows of a request body as one table, store its alerts; the answer's body."""
+        flows = canonical_flows(read_body(body, content_type))
+        if flows.height > self.settings.max_flows:
+            raise InputError(
+                f"too many flows in one request ({flows.height:,}; at most {self.settings.max_flows:,})", 413
+            )
+        version, bundle = self.models.current()
+        threshold = float((bundle.threshold or {}).get("value", math.nan))
+        answer: dict[str, Any] = {
+            "model_version": version,
+            "model": bundle.detector.name,
+            "threshold": threshold,
+            "flows": flows.height,
+            "alerts": 0,
+            "stored": 0,
+            "results": [],
+        }
+        if flows.height == 0:
+            return answer
+        with self._slots:
+            scored = score_flows(bundle, flows, top=self.settings.top)
+        alerts = scored.filter(pl.col("alert"))
+        ids: dict[int, int] = {}
+        if store and alerts.height:
+            added = self.store.save_alerts(alerts, model_version=version)
+            ids = dict(zip(alerts["row"].to_list(), added.ids, strict=True))
+            answer["stored"] = added.new
+        answer["alerts"] = alerts.height
+        self.metrics.scored(flows.height, alerts.height, int(answer["stored"]))
+        chosen = alerts if alerts_only else scored
+        results = []
+        for row in chosen.select("row", "score", "alert", "class", "top_features").iter_rows(named=True):
+            score = row["score"]
+            results.append(
+                {
+                    "row": row["row"],
+                    "score": score if score is not None and math.isfinite(score) else None,
+                    "alert": bool(row["alert"]),
+                    "class": row["class"],
+                    "alert_id": ids.get(row["row"]),
+                    "top_features": _finite_top(row["top_features"]) if row["alert"] else None,
+                }
+            )
+        answer["results"] = results
+        return answer
+
+
+def _finite_top(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    out = []
+    for item in items or []:
+        contribution = item.get("contribution")
+        if contribution is not None and not math.isfinite(contribution):
+            contribution = None
+        out.append({"feature": item.get("feature"), "contribution": contribution, "value": item.get("value")})
+    return out

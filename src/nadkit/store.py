@@ -1,0 +1,761 @@
+"""The alert and feedback store: one SQLite file in WAL mode.
+
+Detection raises alerts; analysts review them and give a verdict; verdicts become training data.
+The store keeps both sides:
+
+- ``alerts``: one row per alert: the flow (every field of the scored input, canonical and
+  source-specific, kept as JSON so the flow can be rebuilt and scored again), its score and
+  threshold, the predicted class, the top contributing features, the model version that raised it,
+  and its review status (``new`` until an analyst gives a verdict, then the latest verdict).
+- ``feedback``: every verdict ever given (``confirmed`` attack with its class, ``false_positive``,
+  ``known_benign``), with the analyst's note, name and time. Nothing is overwritten: a second
+  verdict on an alert is a new row, and the alert's status follows the latest one.
+
+A flow alerted twice by the same model version is stored once: the pair (model version, flow key)
+is unique, the flow key being a digest of the flow's fields (labels excluded). Replaying a stream
+after a restart therefore adds no duplicate alerts.
+
+Safety: the schema is versioned (a ``schema_version`` table, migrations applied in order, each in
+its own transaction); every write is one short ``BEGIN IMMEDIATE`` transaction; a busy timeout lets
+concurrent writers (the service, a stream, a CLI) wait for each other instead of failing; with
+``synchronous=FULL`` a committed transaction survives the process being killed, and with WAL a
+killed writer leaves no half-written rows behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import polars as pl
+
+from nadkit.errors import NadkitError
+from nadkit.schema import CANONICAL, TIME_DTYPE, canonical_order
+
+log = logging.getLogger(__name__)
+
+#: the verdicts an analyst can give
+VERDICTS: Final = ("confirmed", "false_positive", "known_benign")
+#: an alert's review status: ``new`` (not reviewed yet) or its latest verdict
+STATUSES: Final = ("new", *VERDICTS)
+#: verdicts that say the flow is not an attack
+BENIGN_VERDICTS: Final = ("false_positive", "known_benign")
+#: orders :meth:`AlertStore.list_alerts` knows
+ORDERS: Final = {
+    "time_desc": "time IS NULL, time DESC, id DESC",
+    "time_asc": "time IS NULL, time ASC, id ASC",
+    "score_desc": "score DESC, id DESC",
+    "score_asc": "score ASC, id ASC",
+    "id_desc": "id DESC",
+    "id_asc": "id ASC",
+}
+Order = Literal["time_desc", "time_asc", "score_desc", "score_asc", "id_desc", "id_asc"]
+
+#: columns of a scored frame that describe the scoring, not the flow
+SCORE_COLUMNS: Final = frozenset({"row", "score", "threshold", "alert", "class", "top_features"})
+#: flow fields left out of the flow key (a relabelled flow is the same flow)
+UNKEYED: Final = frozenset({"label", "label_original"})
+#: flow fields copied into their own columns, for filtering and display
+INDEXED_FIELDS: Final = ("time", "src", "dst", "spt", "dpt", "proto", "app", "label")
+
+MAX_NOTE = 4000
+MAX_NAME = 200
+BUSY_TIMEOUT_MS = 30_000
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+#: the same layout as Polars parses it
+PARSE_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
+
+
+class StoreError(NadkitError):
+    """The alert store cannot be opened or used as asked (bad file, bad value, newer schema)."""
+
+
+class AlertNotFoundError(StoreError):
+    """No alert has the given id."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# schema migrations
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: applied once, in ``version`` order, in its own transaction."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "alerts",
+        (
+            """
+            CREATE TABLE alerts (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                created TEXT NOT NULL,
+                model_version TEXT NOT NULL,
+                flow_key TEXT NOT NULL,
+                time TEXT,
+                src TEXT,
+                dst TEXT,
+                spt INTEGER,
+                dpt INTEGER,
+                proto TEXT,
+                app TEXT,
+                label TEXT,
+                row INTEGER,
+                score REAL NOT NULL,
+                threshold REAL NOT NULL,
+                class TEXT,
+                top_features TEXT NOT NULL DEFAULT '[]',
+                flow TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'new',
+                UNIQUE (model_version, flow_key)
+            )
+            """,
+            "CREATE INDEX alerts_time ON alerts (time)",
+            "CREATE INDEX alerts_score ON alerts (score)",
+            "CREATE INDEX alerts_src ON alerts (src, time)",
+            "CREATE INDEX alerts_status ON alerts (status, time)",
+        ),
+    ),
+    Migration(
+        2,
+        "feedback, and the class analysts confirmed on alerts",
+        (
+            """
+            CREATE TABLE feedback (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                alert_id INTEGER NOT NULL REFERENCES alerts (id),
+                verdict TEXT NOT NULL
+                    CHECK (verdict IN ('confirmed', 'false_positive', 'known_benign')),
+                attack_class TEXT,
+                note TEXT NOT NULL DEFAULT '',
+                analyst TEXT NOT NULL,
+                created TEXT NOT NULL
+            )
+            """,
+            "CREATE INDEX feedback_alert ON feedback (alert_id, id)",
+            "ALTER TABLE alerts ADD COLUMN confirmed_class TEXT",
+            "CREATE INDEX alerts_class ON alerts (class)",
+            "CREATE INDEX alerts_confirmed_class ON alerts (confirmed_class)",
+        ),
+    ),
+)
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+
+
+# ---------------------------------------------------------------------------------------------------
+# values
+# ---------------------------------------------------------------------------------------------------
+
+
+def now_text() -> str:
+    """The current UTC time as the store writes times."""
+    return datetime.now(UTC).strftime(TIME_FORMAT)
+
+
+def time_text(value: datetime | date | str | None) -> str | None:
+    """A time as the store writes it (UTC, ISO-8601 with microseconds and ``Z``); naive times are
+    UTC. Text is parsed as ISO-8601 first. :class:`StoreError` for a value that is not a time."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise StoreError(f"not an ISO-8601 time: {value!r}") from None
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    try:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).strftime(TIME_FORMAT)
+    except (OverflowError, ValueError) as error:
+        raise StoreError(f"time out of range: {value!r} ({error})") from None
+
+
+def _plain(value: Any) -> Any:
+    """A flow value as JSON holds it: times as store text, non-finite floats as null."""
+    if isinstance(value, datetime | date):
+        return time_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def flow_key(flow: Mapping[str, Any]) -> str:
+    """The digest identifying a flow: its fields (labels excluded) in name order."""
+    fields = {k: _plain(v) for k, v in flow.items() if k not in UNKEYED}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _check_text(name: str, value: str | None, *, required: bool = False, limit: int = MAX_NAME) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise StoreError(f"{name}: required")
+        return None
+    if not isinstance(value, str):
+        raise StoreError(f"{name}: must be text")
+    if len(value) > limit:
+        raise StoreError(f"{name}: longer than {limit} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StoreError(f"{name}: not valid Unicode text") from None
+    if "\x00" in value:
+        raise StoreError(f"{name}: contains a NUL character")
+    return value.strip()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the store
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Added:
+    """What :meth:`AlertStore.save_alerts` did: the id of each alert of the frame, in frame order
+    (an alert already stored keeps its first id), and how many rows were new."""
+
+    ids: list[int]
+    new: int
+
+
+class AlertStore:
+    """The alert and feedback store in the SQLite file ``path`` (created, and migrated to the
+    current schema, on first use). Safe to share between threads (one connection per thread) and
+    with other processes writing the same file."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = int(busy_timeout_ms)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a directory, not an alert store file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        try:
+            connection = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+            )
+            connection.row_factory = sqlite3.Row
+            connection.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                log.warning("%s: WAL journal mode not available (got %s)", self.path, mode)
+            connection.execute("PRAGMA synchronous = FULL")
+            connection.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: not a usable alert store ({error})") from None
+        self._local.connection = connection
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction (taken at once, so writers queue on the busy timeout)."""
+        connection = self._connect()
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise StoreError(f"{self.path}: cannot start a write ({error})") from None
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        else:
+            connection.execute("COMMIT")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._connect().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: read failed ({error})") from None
+
+    def close(self) -> None:
+        """Close every connection this store opened (in any thread)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> AlertStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- schema ------------------------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the file."""
+        rows = self._read("SELECT max(version) AS version FROM schema_version")
+        return int(rows[0]["version"] or 0)
+
+    def _migrate(self) -> None:
+        try:
+            with self._write() as connection:
+                connection.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version "
+                    "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied TEXT NOT NULL)"
+                )
+                current = connection.execute("SELECT max(version) FROM schema_version").fetchone()[0] or 0
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: not a usable alert store ({error})") from None
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: alert store schema version {current} is newer than this nadkit knows "
+                f"({SCHEMA_VERSION}); upgrade nadkit"
+            )
+        for migration in MIGRATIONS:
+            if migration.version <= current:
+                continue
+            self.apply(migration)
+
+    def apply(self, migration: Migration) -> bool:
+        """Apply one migration unless another process already did; True when it was applied here."""
+        try:
+            with self._write() as connection:
+                done = connection.execute(
+                    "SELECT 1 FROM schema_version WHERE version >= ?", (migration.version,)
+                ).fetchone()
+                if done:
+                    return False
+                for statement in migration.statements:
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO schema_version (version, description, applied) VALUES (?, ?, ?)",
+                    (migration.version, migration.description, now_text()),
+                )
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: migration {migration.version} failed ({error})") from None
+        log.info(
+            "%s: schema migrated to version %d (%s)", self.path, migration.version, migration.description
+        )
+        return True
+
+    def integrity_check(self) -> str:
+        """SQLite's own check of the file: ``"ok"`` when sound."""
+        rows = self._read("PRAGMA integrity_check")
+        return "; ".join(str(row[0]) for row in rows)
+
+    # -- alerts ------------------------------------------------------------------------------------
+
+    def add_alerts(self, frame: pl.DataFrame, *, model_version: str) -> list[int]:
+        """Store the alerts of a scored frame (as :class:`~nadkit.detect.Scorer` produces it, with
+        any further flow columns of the input beside it); returns their ids in frame order. Rows
+        whose ``alert`` column is false are not alerts and are skipped (no id). A flow already
+        stored for ``model_version`` is not stored again: its row gets the existing id."""
+        return self.save_alerts(frame, model_version=model_version).ids
+
+    def save_alerts(self, frame: pl.DataFrame, *, model_version: str) -> Added:
+        """:meth:`add_alerts`, also saying how many alerts were new."""
+        version = _check_text("model_version", model_version, required=True)
+        if frame.height == 0:
+            return Added([], 0)
+        for needed in ("score", "threshold"):
+            if needed not in frame.columns:
+                raise StoreError(f"scored frame has no {needed!r} column")
+        if "alert" in frame.columns:
+            frame = frame.filter(pl.col("alert").fill_null(False))
+        if frame.height == 0:
+            return Added([], 0)
+        flow_columns = [c for c in frame.columns if c not in SCORE_COLUMNS and not c.startswith("__")]
+        created = now_text()
+        records = []
+        for row in frame.iter_rows(named=True):
+            flow = {name: _plain(row[name]) for name in flow_columns}
+            score = row["score"]
+            threshold = row["threshold"]
+            if score is None or not math.isfinite(score) or threshold is None or not math.isfinite(threshold):
+                raise StoreError(f"alert at row {row.get('row')}: score and threshold must be finite")
+            records.append(
+                (
+                    created,
+                    version,
+                    flow_key(flow),
+                    *(flow.get(name) for name in INDEXED_FIELDS),
+                    row.get("row"),
+                    float(score),
+                    float(threshold),
+                    row.get("class"),
+                    json.dumps(_top(row.get("top_features")), allow_nan=False),
+                    json.dumps(flow, allow_nan=False, default=str),
+                )
+            )
+        ids: list[int] = []
+        new = 0
+        insert = (
+            "INSERT OR IGNORE INTO alerts (created, model_version, flow_key, time, src, dst, spt, dpt, "
+            "proto, app, label, row, score, threshold, class, top_features, flow) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        try:
+            with self._write() as connection:
+                for record in records:
+                    cursor = connection.execute(insert, record)
+                    if cursor.rowcount == 1 and cursor.lastrowid is not None:
+                        ids.append(int(cursor.lastrowid))
+                        new += 1
+                    else:
+                        existing = connection.execute(
+                            "SELECT id FROM alerts WHERE model_version = ? AND flow_key = ?",
+                            (record[1], record[2]),
+                        ).fetchone()
+                        ids.append(int(existing[0]))
+        except (sqlite3.DatabaseError, UnicodeEncodeError, OverflowError) as error:
+            raise StoreError(f"{self.path}: alerts not stored ({error})") from None
+        if new < len(records):
+            log.debug("%d of %d alerts were already stored for %s", len(records) - new, len(records), version)
+        return Added(ids, new)
+
+    def get_alert(self, alert_id: int) -> dict[str, Any] | None:
+        """One alert with its flow and every verdict given on it (oldest first), or None."""
+        rows = self._read("SELECT * FROM alerts WHERE id = ?", (_alert_id(alert_id),))
+        if not rows:
+            return None
+        alert = _alert(rows[0])
+        alert["feedback"] = [
+            _feedback(row)
+            for row in self._read("SELECT * FROM feedback WHERE alert_id = ? ORDER BY id", (alert["id"],))
+        ]
+        return alert
+
+    def list_alerts(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        attack_class: str | None = None,
+        min_score: float | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        src: str | None = None,
+        model_version: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        order: Order | str = "time_desc",
+    ) -> list[dict[str, Any]]:
+        """Alerts matching every filter given: ``status`` (one or several), ``attack_class``
+        (the predicted or the confirmed class), ``min_score``, flow time in ``[since, until)``,
+        source address, model version; ``limit`` of them from ``offset`` in ``order``."""
+        if order not in ORDERS:
+            raise StoreError(f"unknown order {order!r} (known: {', '.join(ORDERS)})")
+        if not 0 <= int(limit) <= 100_000 or int(offset) < 0:
+            raise StoreError("limit must be in 0-100000 and offset at least 0")
+        where, params = _filters(status, attack_class, min_score, since, until, src, model_version)
+        rows = self._read(
+            f"SELECT * FROM alerts {where} ORDER BY {ORDERS[order]} LIMIT ? OFFSET ?",
+            [*params, int(limit), int(offset)],
+        )
+        return [_alert(row) for row in rows]
+
+    def count_alerts(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        attack_class: str | None = None,
+        min_score: float | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        src: str | None = None,
+        model_version: str | None = None,
+    ) -> int:
+        """How many alerts :meth:`list_alerts` would find with these filters and no limit."""
+        where, params = _filters(status, attack_class, min_score, since, until, src, model_version)
+        return int(self._read(f"SELECT count(*) FROM alerts {where}", params)[0][0])
+
+    def summary(self) -> dict[str, Any]:
+        """Counts of alerts by status, by class (confirmed class first, else predicted) and by model
+        version, and the total."""
+
+        def counts(expression: str) -> dict[str, int]:
+            rows = self._read(
+                f"SELECT {expression} AS key, count(*) AS n FROM alerts GROUP BY key ORDER BY n DESC"
+            )
+            return {str(row["key"]) if row["key"] is not None else "": int(row["n"]) for row in rows}
+
+        by_status = {name: 0 for name in STATUSES} | counts("status")
+        return {
+            "total": sum(by_status.values()),
+            "by_status": by_status,
+            "by_class": {k: v for k, v in counts("coalesce(confirmed_class, class)").items() if k},
+            "by_model_version": counts("model_version"),
+        }
+
+    # -- feedback ----------------------------------------------------------------------------------
+
+    def add_feedback(
+        self,
+        alert_id: int,
+        verdict: str,
+        *,
+        attack_class: str | None = None,
+        note: str = "",
+        analyst: str,
+    ) -> int:
+        """Record an analyst's verdict on an alert (``confirmed`` needs the ``attack_class``; the
+        other verdicts take none) and make it the alert's status; returns the feedback id.
+        Earlier verdicts are kept."""
+        if verdict not in VERDICTS:
+            raise StoreError(f"unknown verdict {verdict!r} (known: {', '.join(VERDICTS)})")
+        name = _check_text("analyst", analyst, required=True)
+        text = _check_text("note", note, limit=MAX_NOTE) or ""
+        kind = _check_text("attack_class", attack_class)
+        if verdict == "confirmed" and kind is None:
+            raise StoreError("a confirmed attack needs its attack class")
+        if verdict != "confirmed" and kind is not None:
+            raise StoreError(f"verdict {verdict!r} takes no attack class")
+        identifier = _alert_id(alert_id)
+        try:
+            with self._write() as connection:
+                changed = connection.execute(
+                    "UPDATE alerts SET status = ?, confirmed_class = ? WHERE id = ?",
+                    (verdict, kind, identifier),
+                ).rowcount
+                if changed == 0:
+                    raise AlertNotFoundError(f"no alert with id {identifier}")
+                cursor = connection.execute(
+                    "INSERT INTO feedback (alert_id, verdict, attack_class, note, analyst, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (identifier, verdict, kind, text, name, now_text()),
+                )
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: feedback not stored ({error})") from None
+        assert cursor.lastrowid is not None
+        return int(cursor.lastrowid)
+
+    def feedback_frame(self) -> pl.DataFrame:
+        """Every reviewed alert with its latest verdict, as a flow table ready to train on: the
+        stored flow fields (canonical columns in canonical dtypes, source-specific ones as they
+        were) and ``alert_id``, ``model_version``, ``score``, ``threshold``, ``verdict``,
+        ``attack_class``, ``note``, ``analyst``, ``reviewed``. One row per alert, oldest alert
+        first."""
+        rows = self._read(
+            "SELECT a.id AS alert_id, a.model_version, a.score, a.threshold, a.flow, f.verdict, "
+            "f.attack_class, f.note, f.analyst, f.created AS reviewed FROM alerts a "
+            "JOIN feedback f ON f.id = (SELECT max(id) FROM feedback WHERE alert_id = a.id) "
+            "ORDER BY a.id"
+        )
+        meta = {
+            "alert_id": pl.Int64,
+            "model_version": pl.String,
+            "score": pl.Float64,
+            "threshold": pl.Float64,
+            "verdict": pl.String,
+            "attack_class": pl.String,
+            "note": pl.String,
+            "analyst": pl.String,
+            "reviewed": TIME_DTYPE,
+        }
+        return _flow_table(rows, meta)
+
+    def alert_flows(self, *, status: str | Sequence[str] | None = None) -> pl.DataFrame:
+        """The flows of the alerts with ``status`` (every alert when None), rebuilt as a flow table
+        with ``alert_id``, ``model_version``, ``status``, ``score`` and ``threshold``."""
+        where, params = _filters(status, None, None, None, None, None, None)
+        rows = self._read(
+            f"SELECT id AS alert_id, model_version, status, score, threshold, flow FROM alerts {where} "
+            "ORDER BY id",
+            params,
+        )
+        meta = {
+            "alert_id": pl.Int64,
+            "model_version": pl.String,
+            "status": pl.String,
+            "score": pl.Float64,
+            "threshold": pl.Float64,
+        }
+        return _flow_table(rows, meta)
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------
+
+
+def _alert_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreError(f"alert id must be an integer, got {value!r}")
+    if not 0 < value < 2**63:
+        raise AlertNotFoundError(f"no alert with id {value}")
+    return value
+
+
+def _top(value: Any) -> list[dict[str, Any]]:
+    """Top features as JSON-ready dicts (a Polars list of structs arrives as a list of dicts)."""
+    if value is None:
+        return []
+    out = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            continue
+        contribution = item.get("contribution")
+        if isinstance(contribution, float) and not math.isfinite(contribution):
+            contribution = None
+        out.append({"feature": item.get("feature"), "contribution": contribution, "value": item.get("value")})
+    return out
+
+
+def _statuses(status: str | Sequence[str] | None) -> list[str]:
+    if status is None:
+        return []
+    chosen = [status] if isinstance(status, str) else list(status)
+    for name in chosen:
+        if name not in STATUSES:
+            raise StoreError(f"unknown status {name!r} (known: {', '.join(STATUSES)})")
+    return chosen
+
+
+def _filters(
+    status: str | Sequence[str] | None,
+    attack_class: str | None,
+    min_score: float | None,
+    since: datetime | str | None,
+    until: datetime | str | None,
+    src: str | None,
+    model_version: str | None,
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    statuses = _statuses(status)
+    if statuses:
+        clauses.append(f"status IN ({', '.join('?' for _ in statuses)})")
+        params.extend(statuses)
+    if attack_class is not None:
+        kind = _check_text("class", attack_class)
+        clauses.append("(class = ? OR confirmed_class = ?)")
+        params.extend([kind, kind])
+    if min_score is not None:
+        value = float(min_score)
+        if not math.isfinite(value):
+            raise StoreError("min_score must be a finite number")
+        clauses.append("score >= ?")
+        params.append(value)
+    if since is not None:
+        clauses.append("time >= ?")
+        params.append(time_text(since))
+    if until is not None:
+        clauses.append("time < ?")
+        params.append(time_text(until))
+    if src is not None:
+        clauses.append("src = ?")
+        params.append(_check_text("src", src))
+    if model_version is not None:
+        clauses.append("model_version = ?")
+        params.append(_check_text("model_version", model_version))
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _alert(row: sqlite3.Row) -> dict[str, Any]:
+    """An alert row as a JSON-ready dict."""
+    return {
+        "id": row["id"],
+        "created": row["created"],
+        "model_version": row["model_version"],
+        "status": row["status"],
+        "time": row["time"],
+        "src": row["src"],
+        "dst": row["dst"],
+        "spt": row["spt"],
+        "dpt": row["dpt"],
+        "proto": row["proto"],
+        "app": row["app"],
+        "label": row["label"],
+        "row": row["row"],
+        "score": row["score"],
+        "threshold": row["threshold"],
+        "class": row["class"],
+        "confirmed_class": row["confirmed_class"],
+        "top_features": json.loads(row["top_features"]),
+        "flow": json.loads(row["flow"]),
+    }
+
+
+def _feedback(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "alert_id": row["alert_id"],
+        "verdict": row["verdict"],
+        "attack_class": row["attack_class"],
+        "note": row["note"],
+        "analyst": row["analyst"],
+        "created": row["created"],
+    }
+
+
+def _flow_table(rows: Iterable[sqlite3.Row], meta: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """Rows holding a ``flow`` JSON column and ``meta`` columns, as one flow table: canonical
+    columns in canonical dtypes first, then the flow's other fields, then ``meta``."""
+    flows: list[dict[str, Any]] = []
+    extra: dict[str, list[Any]] = {name: [] for name in meta}
+    for row in rows:
+        flows.append(json.loads(row["flow"]))
+        for name in meta:
+            extra[name].append(row[name])
+    names: list[str] = []
+    for flow in flows:
+        names.extend(n for n in flow if n not in names and n not in meta)
+    table = (
+        pl.from_dicts([{n: f.get(n) for n in names} for f in flows], infer_schema_length=None)
+        if flows and names
+        else pl.DataFrame()
+    )
+    casts = []
+    for name in table.columns:
+        if name == "time":
+            casts.append(
+                pl.col(name)
+                .cast(pl.String)
+                .str.to_datetime(PARSE_FORMAT, strict=False, time_unit="us")
+                .dt.replace_time_zone("UTC")
+            )
+        elif name in CANONICAL:
+            casts.append(pl.col(name).cast(CANONICAL[name], strict=False))
+    if casts:
+        table = table.with_columns(casts).select(canonical_order(table.columns))
+    columns = {}
+    for name, dtype in meta.items():
+        values = extra[name]
+        if dtype == TIME_DTYPE:
+            series = (
+                pl.Series(name, values, dtype=pl.String)
+                .str.to_datetime(PARSE_FORMAT, strict=False, time_unit="us")
+                .dt.replace_time_zone("UTC")
+            )
+        else:
+            series = pl.Series(name, values, dtype=dtype)
+        columns[name] = series
+    info = pl.DataFrame(columns)
+    if table.width == 0:
+        return info
+    return pl.concat([table, info], how="horizontal")

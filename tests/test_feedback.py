@@ -1,0 +1,187 @@
+"""The feedback loop: which flows a challenger learns from, and a retrained model raising fewer
+alerts on the flows analysts marked benign."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from nadkit.bundle import ModelBundle
+from nadkit.errors import ConfigError
+from nadkit.feedback import (
+    ALL_BENIGN,
+    HELD_OUT_ATTACKS,
+    HELD_OUT_BENIGN,
+    TRAFFIC_ROW,
+    labelled_feedback,
+    loop_data,
+    match_flows,
+    retrain,
+    split_feedback,
+)
+from nadkit.schema import NORMAL, TIME_DTYPE
+from nadkit.service.scoring import score_flows
+from nadkit.store import AlertStore
+from nadkit.training import unsupervised_split
+from tests.service.helpers import Kit, session_kit
+from tests.test_store import scored
+
+START = datetime(2020, 12, 4, 10, 0, tzinfo=UTC)
+
+
+def traffic(rows: int = 100) -> pl.DataFrame:
+    """Flows matching the rows ``scored()`` builds (the same time, addresses and ports)."""
+    return pl.DataFrame(
+        {
+            "time": [START + timedelta(seconds=i) for i in range(rows)],
+            "src": ["10.0.0.1"] * rows,
+            "dst": [f"10.0.1.{i % 250}" for i in range(rows)],
+            "spt": [40000 + i for i in range(rows)],
+            "dpt": [443] * rows,
+            "proto": ["tcp"] * rows,
+            "app": ["https"] * rows,
+            "duration": [0.5 * i for i in range(rows)],
+            "cnt_src": [i % 7 for i in range(rows)],
+        },
+        schema_overrides={"time": TIME_DTYPE},
+    )
+
+
+@pytest.fixture()
+def reviewed(tmp_path: Path) -> AlertStore:
+    """Alerts on flows 0-39 of ``traffic()``: 0-19 marked benign, 20-29 confirmed, 30-39 unreviewed."""
+    store = AlertStore(tmp_path / "alerts.db")
+    ids = store.add_alerts(scored(40), model_version="v1")
+    for identifier in ids[:10]:
+        store.add_feedback(identifier, "false_positive", analyst="ana")
+    for identifier in ids[10:20]:
+        store.add_feedback(identifier, "known_benign", note="backup", analyst="ana")
+    for identifier in ids[20:30]:
+        store.add_feedback(identifier, "confirmed", attack_class="Probing-Port sweep", analyst="bo")
+    yield store
+    store.close()
+
+
+def test_labels_come_from_verdicts(reviewed: AlertStore) -> None:
+    frame = labelled_feedback(reviewed)
+    assert frame.height == 30
+    assert frame.filter(pl.col("verdict") != "confirmed")["label"].unique().to_list() == [NORMAL]
+    assert frame.filter(pl.col("verdict") == "confirmed")["label"].unique().to_list() == [
+        "Probing-Port sweep"
+    ]
+
+
+def test_the_feedback_hold_out_is_stable_and_never_empties_a_kind(reviewed: AlertStore) -> None:
+    frame = labelled_feedback(reviewed)
+    split = split_feedback(frame, fraction=0.3, seed=4)
+    assert split.counts() == {
+        "train_benign": 14,
+        "train_attacks": 7,
+        "held_out_benign": 6,
+        "held_out_attacks": 3,
+    }
+    again = split_feedback(frame.reverse(), fraction=0.3, seed=4)
+    assert sorted(again.held_out["alert_id"].to_list()) == sorted(split.held_out["alert_id"].to_list())
+    one = split_feedback(frame.head(1), fraction=0.5)
+    assert one.train.height == 1 and one.held_out.height == 0
+    assert split_feedback(frame, fraction=0.0).held_out.height == 0
+    with pytest.raises(ConfigError):
+        split_feedback(frame, fraction=1.0)
+
+
+def test_matching_stored_flows_to_new_traffic(reviewed: AlertStore) -> None:
+    flows = reviewed.alert_flows()
+    rows = match_flows(traffic(), flows)
+    assert rows.to_list() == list(range(40))
+    assert match_flows(traffic().drop("time", "src"), flows).null_count() == 40
+
+
+def _keys(frame: pl.DataFrame) -> set[int]:
+    return set((frame["spt"] - 40000).to_list())
+
+
+def test_unsupervised_training_never_sees_confirmed_or_unreviewed_alerts(reviewed: AlertStore) -> None:
+    split = split_feedback(labelled_feedback(reviewed), fraction=0.3, seed=0)
+    loop = loop_data(traffic(), reviewed.alert_flows(), split, supervised=False, benign_weight=3)
+    table = loop.table
+    held = _keys(split.held_out)
+    benign_train = _keys(split.train.filter(pl.col("verdict") != "confirmed"))
+    confirmed_train = _keys(split.train.filter(pl.col("verdict") == "confirmed"))
+    counts = dict(zip(*np.unique((table["spt"] - 40000).to_numpy(), return_counts=True), strict=True))
+    assert all(counts[k] == 3 for k in benign_train), "benign reviews repeated by the weight"
+    assert all(counts[k] == 1 for k in confirmed_train)
+    assert not (held | set(range(30, 40))) & set(counts), "held-out reviews and unreviewed alerts left out"
+    assert all(counts[k] == 1 for k in range(40, 100)), "the rest of the traffic stays, once"
+    assert loop.dropped == 40
+    assert table.filter(pl.col("spt") - 40000 < 20)["label"].unique().to_list() == [NORMAL]
+    assert table["time"].is_sorted()
+    trained_on = unsupervised_split(table.drop(TRAFFIC_ROW), holdout_fraction=0.3, seed=0).train
+    assert not _keys(trained_on) & (confirmed_train | set(range(30, 40)) | held)
+    # every reviewed flow has its row in the comparison table
+    rows = loop.reviewed.sort("alert_id")["evaluation_row"].to_list()
+    assert rows == list(range(30)) and loop.evaluation.height == 100
+
+
+def test_supervised_training_learns_every_verdict(reviewed: AlertStore) -> None:
+    split = split_feedback(labelled_feedback(reviewed), fraction=0.3, seed=0)
+    labelled = traffic().with_columns(pl.lit(NORMAL).alias("label"))
+    loop = loop_data(labelled, reviewed.alert_flows(), split, supervised=True, benign_weight=2)
+    counts = dict(zip(*np.unique((loop.table["spt"] - 40000).to_numpy(), return_counts=True), strict=True))
+    confirmed_train = _keys(split.train.filter(pl.col("verdict") == "confirmed"))
+    assert all(counts[k] == 2 for k in confirmed_train)
+    assert set(
+        loop.table.filter(pl.col("spt") - 40000 >= 20).filter(pl.col("spt") - 40000 < 30)["label"]
+    ) == {"Probing-Port sweep"}
+    assert not set(range(30, 40)) & set(counts), "unreviewed alerts are not trained on"
+
+
+def test_reviewed_flows_missing_from_the_traffic_are_added(reviewed: AlertStore) -> None:
+    split = split_feedback(labelled_feedback(reviewed), fraction=0.3, seed=0)
+    other_day = traffic().with_columns(pl.col("time") + timedelta(days=1))
+    loop = loop_data(other_day, reviewed.alert_flows(), split, supervised=False, benign_weight=2)
+    assert loop.dropped == 0
+    assert loop.evaluation.height == 100 + 30
+    assert sorted(loop.reviewed["evaluation_row"].to_list()) == list(range(100, 130))
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> Kit:
+    return session_kit(tmp_path_factory)
+
+
+def test_retrained_model_alerts_less_on_flows_marked_benign(kit: Kit, tmp_path: Path) -> None:
+    champion = ModelBundle.load(kit.bundle)
+    flows = kit.test_flows()
+    result = score_flows(champion, flows)
+    alerts = result.filter(pl.col("alert"))
+    store = AlertStore(tmp_path / "alerts.db")
+    ids = store.add_alerts(alerts, model_version="v1")
+    # the analysts know the truth of the simulated traffic
+    for identifier, label in zip(ids, alerts["label"].to_list(), strict=True):
+        if label == NORMAL:
+            store.add_feedback(identifier, "false_positive", analyst="ana")
+        else:
+            store.add_feedback(identifier, "confirmed", attack_class=label, analyst="ana")
+    outcome = retrain(
+        champion, store, kit.test_day, tmp_path / "challenger", champion_name="v1", benign_weight=10
+    )
+    comparison = outcome.comparison
+    held = comparison.measure(HELD_OUT_BENIGN)
+    assert held.rows > 10
+    assert held.champion == 1.0, "every marked flow was an alert of the champion"
+    assert held.challenger < 0.7 * held.champion, comparison.to_dict()
+    assert comparison.measure(ALL_BENIGN).improved
+    attacks = comparison.measure(HELD_OUT_ATTACKS)
+    assert attacks.rows and attacks.challenger >= 0.5, comparison.to_dict()
+    saved = ModelBundle.load(tmp_path / "challenger")
+    recorded = json.loads((tmp_path / "challenger" / "metrics.json").read_text())["retrain"]
+    assert recorded["parent_version"] == "v1" and recorded["feedback"] == outcome.feedback
+    assert saved.detector.name == "ae" and saved.threshold["method"] in ("f_beta", "quantile")
+    with pytest.raises(ConfigError, match="already exists"):
+        retrain(champion, store, kit.test_day, tmp_path / "challenger")
+    store.close()
