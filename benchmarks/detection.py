@@ -9,9 +9,11 @@ half, stratified, into validation and test (fixed seed).
 Validation-based selection: a small grid of deep unsupervised configurations (model, learning rate,
 feature scaling bound, and with ``--grid large`` architectures) is trained on the same normal
 training rows and the same split; each is scored on the labelled validation split only (mean of
-ROC-AUC and PR-AUC), and the best one, optionally refitted as an ensemble of ``--seeds`` seeds, is
-scored once on the test split as the row ``<model> (selected)``. Its config and the whole grid's
-validation scores are printed and saved in the JSON.
+ROC-AUC and PR-AUC), and the best one (with ``--seeds N``: the mean score of it and of the same
+configuration trained with N - 1 further seeds) is scored once on the test split as the row
+``<model> (selected)`` (its fit seconds: the chosen configuration's). Its config and the whole
+grid's validation scores are printed and saved in the JSON. Every neural fit, in the grid too,
+trains for at most ``--budget`` seconds.
 
 Columns: ROC-AUC, PR-AUC, precision / recall / F1 at the F1-optimal validation threshold, fit
 seconds, scoring flows/s. Run: ``.venv/bin/python benchmarks/detection.py [--datasets sim unsw kdd]
