@@ -127,6 +127,17 @@ def test_unsupervised_training_never_sees_confirmed_or_unreviewed_alerts(reviewe
     assert rows == list(range(30)) and loop.evaluation.height == 100
 
 
+def test_unreviewed_alerts_the_traffic_labels_as_attacks_only_set_the_threshold(reviewed: AlertStore) -> None:
+    split = split_feedback(labelled_feedback(reviewed), fraction=0.3, seed=0)
+    labels = [("Probing-Nmap" if 30 <= i < 35 else NORMAL) for i in range(100)]
+    labelled = traffic().with_columns(pl.Series("label", labels))
+    loop = loop_data(labelled, reviewed.alert_flows(), split, supervised=False)
+    kept = _keys(loop.table)
+    assert set(range(30, 35)) <= kept and not set(range(35, 40)) & kept
+    trained_on = unsupervised_split(loop.table.drop(TRAFFIC_ROW), holdout_fraction=0.3, seed=0).train
+    assert not _keys(trained_on) & set(range(30, 40))
+
+
 def test_supervised_training_learns_every_verdict(reviewed: AlertStore) -> None:
     split = split_feedback(labelled_feedback(reviewed), fraction=0.3, seed=0)
     labelled = traffic().with_columns(pl.lit(NORMAL).alias("label"))
@@ -137,7 +148,11 @@ def test_supervised_training_learns_every_verdict(reviewed: AlertStore) -> None:
     assert set(
         loop.table.filter(pl.col("spt") - 40000 >= 20).filter(pl.col("spt") - 40000 < 30)["label"]
     ) == {"Probing-Port sweep"}
-    assert not set(range(30, 40)) & set(counts), "unreviewed alerts are not trained on"
+    assert all(counts[k] == 1 for k in range(30, 40)), "unreviewed alerts keep the traffic's own label"
+    unlabelled = loop_data(traffic(), reviewed.alert_flows(), split, supervised=True).table
+    assert unlabelled.filter(pl.col("spt") - 40000 >= 30)["label"].null_count() == 70, (
+        "flows without a label are left for the supervised split to drop"
+    )
 
 
 def test_reviewed_flows_missing_from_the_traffic_are_added(reviewed: AlertStore) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pytest
 from matplotlib import image
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -17,6 +18,7 @@ from nadkit import __version__
 from nadkit.errors import ConfigError
 from nadkit.report import (
     FIGURES,
+    FLOW_GROUPS,
     NORMAL_COLOUR,
     TIMELINE_FALSE_ALERT_POINTS,
     TIMELINE_NORMAL_POINTS,
@@ -29,6 +31,7 @@ from nadkit.report import (
     _timeline_sample,
     write_report,
 )
+from nadkit.viz import ALERT_COLOUR
 
 IMAGE = '<img src="data:image/png;base64,'
 
@@ -272,3 +275,57 @@ def test_a_million_rows_render_in_seconds(tmp_path: Path) -> None:
     timeline = tmp_path / "big" / "score_timeline.png"
     check_png(timeline)
     assert timeline.stat().st_size < 2_000_000
+
+
+def _flows(data: ReportData, seed: int = 0) -> pl.DataFrame:
+    """Scored flows behind ``data``: attacks of one class come from one source port to many ports."""
+    rng = np.random.default_rng(seed)
+    rows = len(data.scores)
+    labels = np.asarray(data.labels)
+    spt = rng.integers(30_000, 60_000, rows)
+    dpt = rng.choice([53, 80, 443], rows)
+    dos = labels == "dos"
+    spt[dos], dpt[dos] = 4444, rng.integers(1, 1024, int(dos.sum()))
+    return pl.DataFrame(
+        {"time": pl.Series(data.time).dt.replace_time_zone("UTC"), "spt": spt, "dpt": dpt}
+    ).with_columns(pl.Series("score", data.scores))
+
+
+def test_flow_groups_figure_shows_labels_beside_predictions(tmp_path: Path) -> None:
+    data = synthetic(4000)
+    data = replace(data, flows=_flows(data))
+    path = write_report(tmp_path / "groups", data)
+    text = path.read_text(encoding="utf-8")
+    assert text.count(IMAGE) == len(FIGURES) + 1
+    assert f'id="{FLOW_GROUPS}"' in text and "true labels and predictions" in text
+    assert "<script" not in text.lower()
+    picture = tmp_path / "groups" / f"{FLOW_GROUPS}.png"
+    check_png(picture)
+    pixels = np.rint(image.imread(picture)[..., :3] * 255).astype(int).reshape(-1, 3)
+    found = {tuple(int(v) for v in p) for p in np.unique(pixels, axis=0)}
+    prepared = _prepare(data)
+
+    def rgb(colour: str) -> tuple[int, int, int]:
+        return tuple(int(colour[1 + i : 3 + i], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+
+    # the report's own class colours; an unsupervised model's prediction is "alert"
+    assert rgb(prepared.colours["dos"]) in found and rgb(prepared.colours["<script>"]) in found
+    assert rgb(ALERT_COLOUR) in found
+
+    # a supervised model's predicted classes are drawn in the same colours as the true classes
+    supervised = replace(data, predicted=np.asarray(data.labels))
+    write_report(tmp_path / "supervised", supervised)
+    pixels = np.rint(image.imread(tmp_path / "supervised" / f"{FLOW_GROUPS}.png")[..., :3] * 255)
+    found = {tuple(int(v) for v in p) for p in np.unique(pixels.astype(int).reshape(-1, 3), axis=0)}
+    assert rgb(prepared.colours["dos"]) in found and rgb(ALERT_COLOUR) not in found
+
+
+def test_flow_groups_need_matching_rows_and_a_grouping_column(tmp_path: Path) -> None:
+    data = synthetic(500)
+    flows = _flows(data)
+    with pytest.raises(ConfigError, match="flows must have one row per flow"):
+        write_report(tmp_path / "a", replace(data, flows=flows.head(10)))
+    path = write_report(tmp_path / "b", replace(data, flows=flows.select("score")))
+    text = path.read_text(encoding="utf-8")
+    assert "no ports, addresses, protocol or application" in text
+    assert text.count(IMAGE) == len(FIGURES)

@@ -7,12 +7,13 @@ What each kind of model learns from:
   analysts marked ``false_positive`` or ``known_benign`` (repeated ``benign_weight`` times, so a few
   marked flows count). Flows analysts ``confirmed`` as attacks are never trained on: they join the
   labelled hold-out that sets the threshold. Flows of alerts nobody reviewed yet are left out of the
-  new traffic altogether, as are confirmed ones (matched on time, addresses, ports and protocol).
+  new traffic (matched on time, addresses, ports and protocol), unless the traffic's own label says
+  they are attacks: then, like confirmed ones, they only help set the threshold.
   A reviewed flow goes back into the traffic at its own time, so features that look across flows
   see it among its neighbours when the new traffic is the traffic it was alerted in.
 - **supervised** models (``detector.supervised``) train on the labelled new traffic plus every
   reviewed alert with its verdict as the label (benign verdicts as ``normal``, confirmed ones as
-  their attack class), each repeated ``benign_weight`` times.
+  their attack class), each repeated ``benign_weight`` times; unlabelled flows are not trained on.
 
 In both cases the threshold is re-tuned on the validation part, as ``nadkit train`` does. A part of
 the reviewed alerts (``feedback_holdout``, chosen by a hash of the alert id, so the same alerts stay
@@ -200,12 +201,16 @@ def loop_data(
         raise ConfigError(f"the feedback weight must be at least 1, got {benign_weight}")
     traffic = traffic.drop([c for c in (TRAFFIC_ROW, "label_original") if c in traffic.columns])
     indexed = traffic.with_row_index(TRAFFIC_ROW).with_columns(pl.col(TRAFFIC_ROW).cast(pl.Int64))
-    # traffic flows that are alerts nobody cleared: never trained on as normal traffic
-    unsafe = ("new",) if supervised else ("new", "confirmed")
     leave: set[int] = set()
-    if alerts.height:
-        flagged = alerts.filter(pl.col("status").is_in(list(unsafe)))
-        leave.update(int(r) for r in match_flows(traffic, flagged).drop_nulls().to_list())
+    if alerts.height and not supervised:
+        # flows alerted and not cleared by an analyst are never trained on as normal traffic; one
+        # the traffic itself labels an attack stays (the split only uses it to set the threshold)
+        flagged = alerts.filter(pl.col("status").is_in(["new", "confirmed"]))
+        rows = match_flows(traffic, flagged).drop_nulls().unique()
+        if "label" in traffic.columns:
+            attack = (traffic["label"].fill_null(NORMAL) != NORMAL).to_numpy()
+            rows = rows.filter(pl.Series(~attack[rows.to_numpy()]))
+        leave.update(int(r) for r in rows.to_list())
     reviewed = feedback.all
     rows = match_flows(traffic, reviewed) if reviewed.height else pl.Series("traffic_row", [], dtype=pl.Int64)
     # reviewed flows come back from the store with their verdict as label (or stay out: held out)
