@@ -21,7 +21,8 @@ manifest one at a time, each atomically.
 Scoring runs on an *engine*: ``"torch"`` (the detector itself, on its device), ``"onnx"`` (the graph
 on ONNX Runtime's CPU provider, see :class:`~nadkit.models.export.OnnxScorer`) or ``"auto"``: ONNX
 Runtime when the bundle holds ``model.onnx``, ONNX Runtime imports and the detector is a neural network
-not running on CUDA, else torch (the tree and order-statistic baselines score faster in NumPy). Both give the same scores up to float32 rounding.
+not running on CUDA, else torch (the tree and order-statistic baselines score faster in NumPy).
+Both give the same scores up to float32 rounding.
 """
 
 from __future__ import annotations
