@@ -373,10 +373,10 @@ def main() -> None:
         )
     tasks = _tasks(args.experiments, args.seeds)
     console.print(f"{len(tasks)} runs on {args.jobs} worker(s)")
-    done: dict[tuple[str, str], list[Outcome]] = {}
+    done: dict[tuple[str, str], dict[int, Outcome]] = {}
 
     def record(task: Task, outcome: Outcome) -> None:
-        done.setdefault((task.experiment, task.name), []).append(outcome)
+        done.setdefault((task.experiment, task.name), {})[task.seed] = outcome
         console.print(
             f"  ({task.experiment}) {task.name}, seed {task.seed}: NAD {outcome.nad:.3f} macro-F1 "
             f"{outcome.macro_f1:.3f} ROC-AUC {outcome.roc_auc:.3f} validation {outcome.validation:.3f} "
@@ -395,7 +395,7 @@ def main() -> None:
             record(*_run(task))
     rows: list[dict[str, Any]] = []
     for key in dict.fromkeys((task.experiment, task.name) for task in tasks):
-        rows.append(_row(*key, done[key]))
+        rows.append(_row(*key, [outcome for _, outcome in sorted(done[key].items())]))
     if "baselines" in args.experiments:
         test = views["group"].test
         assert test.labels is not None

@@ -188,9 +188,10 @@ def _check_size(name: str, value: int) -> int:
 # groups and time slots
 
 
-def _subnet(values: pl.Series, prefix: int) -> pl.Series:
-    """Each address's network: ``10.1.2.0/24`` (IPv4, ``prefix`` bits), ``2001:db8::/64`` (IPv6);
-    text that is no address stays as it is. Worked out once per distinct address."""
+def _subnet(values: pl.Series, prefix: int) -> tuple[pl.Series, list[str]]:
+    """Each address's network as a number into the list of network names (``10.1.2.0/24`` for IPv4
+    with ``prefix`` bits, ``2001:db8::/64`` for IPv6; text that is no address stays as it is).
+    Worked out once per distinct address; numbers rather than names per flow keep it fast."""
     import ipaddress
 
     distinct = values.drop_nulls().unique()
@@ -226,11 +227,17 @@ def _subnet(values: pl.Series, prefix: int) -> pl.Series:
             continue
         bits = 64 if address.version == 6 else prefix
         mapped[index] = str(ipaddress.ip_network(f"{address}/{bits}", strict=False))
-    return values.replace_strict(distinct, pl.Series(mapped, dtype=pl.String), return_dtype=pl.String)
+    names = sorted(set(mapped))
+    number = {name: index for index, name in enumerate(names)}
+    codes = pl.Series([number[name] for name in mapped], dtype=pl.UInt32)
+    return values.replace_strict(distinct, codes, return_dtype=pl.UInt32), names
 
 
-def _key_series(frame: pl.DataFrame, key: str, source: str | Path | None) -> pl.Series:
-    """The values of grouping key ``key`` for every flow of ``frame``."""
+def _key_series(
+    frame: pl.DataFrame, key: str, source: str | Path | None
+) -> tuple[pl.Series, list[str] | None]:
+    """The values of grouping key ``key`` for every flow of ``frame``; for a key that is computed
+    (a subnet), numbers into the list of names that comes with them."""
     subnet = _SUBNET.match(key)
     column = subnet.group(1) if subnet else KEY_COLUMNS.get(key, key)
     if column not in frame.columns:
@@ -245,8 +252,9 @@ def _key_series(frame: pl.DataFrame, key: str, source: str | Path | None) -> pl.
     if subnet:
         if values.dtype != pl.String:
             raise SchemaError(f"--by {key} needs addresses as text", path=source, column=column)
-        return _subnet(values, int(subnet.group(2) or 24)).alias(key)
-    return values.alias(key)
+        codes, names = _subnet(values, int(subnet.group(2) or 24))
+        return codes.alias(key), names
+    return values.alias(key), None
 
 
 @dataclass(frozen=True)
@@ -261,6 +269,7 @@ class _Placement:
     by_time: bool
     groups: pl.DataFrame  # one row per group, in column order: the key columns and ``flows``
     hashes: np.ndarray  # the key hash of each group, in column order
+    names: dict[str, list[str]] = field(default_factory=dict)  # names behind numbered keys
 
     @property
     def count(self) -> int:
@@ -282,7 +291,9 @@ def _place(
 ) -> _Placement:
     if order not in ORDERS:
         raise ConfigError(f"--order {order!r}: use one of {', '.join(ORDERS)}")
-    keys = pl.DataFrame([_key_series(frame, key, source) for key in by])
+    columns = [_key_series(frame, key, source) for key in by]
+    keys = pl.DataFrame([values for values, _ in columns])
+    names = {key: decoded for key, (_, decoded) in zip(by, columns, strict=True) if decoded is not None}
     by_time = "time" in frame.columns and frame["time"].null_count() < frame.height
     keep: np.ndarray | None = None
     if by_time:
@@ -311,25 +322,31 @@ def _place(
     if len(position) == 0:
         raise ConfigError("no flows to draw" + (" in the chosen time window" if keep is not None else ""))
     hashes = keys.select(pl.struct(pl.all()).hash(seed=7).alias("h"))["h"]
-    table = pl.DataFrame({"h": hashes, "y": position, "i": np.arange(len(position), dtype=np.int64)})
-    groups = table.group_by("h").agg(
-        pl.col("y").min().alias("first"), pl.len().alias("flows"), pl.col("i").first().alias("i")
-    )
-    if order == "first":
-        groups = groups.sort(["first", "h"])
-    elif order == "size":
-        groups = groups.sort(["flows", "first", "h"], descending=[True, False, False])
+    # groups numbered in the order of their key hashes: one sort, no table joins
+    rank = (hashes.rank("dense") - 1).to_numpy()
+    count = int(rank.max()) + 1
+    sizes = np.bincount(rank, minlength=count)
+    group_hash = np.empty(count, dtype=np.uint64)
+    group_hash[rank] = hashes.to_numpy()
+    member = np.empty(count, dtype=np.int64)  # one flow of each group, for its key
+    member[rank] = np.arange(len(rank), dtype=np.int64)
+    if order == "hash":
+        ordering = np.arange(count)
+        column = rank.astype(np.int64)
     else:
-        groups = groups.sort("h")
-    groups = groups.with_row_index("x")
-    column = (
-        table.select("h", "i")
-        .join(groups.select("h", "x"), on="h", how="left")
-        .sort("i")["x"]
-        .to_numpy()
-        .astype(np.int64)
-    )
-    described = keys[groups["i"].to_numpy()].with_columns(groups["flows"])
+        first = np.full(count, np.inf)
+        np.minimum.at(first, rank, position)
+        if order == "first":
+            ordering = np.lexsort((group_hash, first))
+        else:
+            ordering = np.lexsort((group_hash, first, -sizes))
+        place = np.empty(count, dtype=np.int64)
+        place[ordering] = np.arange(count)
+        column = place[rank]
+    described = keys[member[ordering]]
+    for key, decoded in names.items():  # numbered keys shown by their names
+        described = described.with_columns(pl.Series(key, decoded, dtype=pl.String).gather(described[key]))
+    described = described.with_columns(pl.Series("flows", sizes[ordering], dtype=pl.Int64))
     return _Placement(
         by=by,
         order=order,
@@ -338,7 +355,8 @@ def _place(
         position=position,
         by_time=by_time,
         groups=described,
-        hashes=groups["h"].to_numpy(),
+        hashes=group_hash[ordering],
+        names=names,
     )
 
 
@@ -356,7 +374,17 @@ class _Slots:
         return self.start + self.rows * self.size
 
     def row_of(self, position: np.ndarray) -> np.ndarray:
-        return np.clip(np.floor((position - self.start) / self.size), 0, self.rows - 1).astype(np.int64)
+        """The row of each position, as whole numbers in a float array."""
+        rows = position - self.start
+        rows /= self.size
+        np.floor(rows, out=rows)
+        return np.clip(rows, 0, self.rows - 1, out=rows)
+
+    def centre_of(self, position: np.ndarray) -> np.ndarray:
+        """The middle of each position's row, in rows (what the aggregation bins)."""
+        rows = self.row_of(position)
+        rows += 0.5
+        return rows
 
     def describe(self) -> str:
         if not self.by_time:
@@ -849,7 +877,7 @@ def _panel_images(scene: _Scene, width: int, height: int) -> tuple[list[np.ndarr
     placement, slots = scene.placement, scene.slots
     columns = min(placement.count, width)
     x = placement.column.astype(np.float64) + 0.5
-    y = slots.row_of(placement.position).astype(np.float64) + 0.5
+    y = slots.centre_of(placement.position)
     images = []
     grown = False
     for layer in scene.layers:
@@ -887,12 +915,16 @@ class GroupsPicture:
         by = self._placement.by
         if len(key) != len(by):
             raise ConfigError(f"a group key has {len(by)} value(s) ({', '.join(by)})")
-        probe = pl.DataFrame(
-            [
-                pl.Series(name, [value], dtype=self.groups.schema[name])
-                for name, value in zip(by, key, strict=True)
-            ]
-        )
+        values = []
+        for name, value in zip(by, key, strict=True):
+            decoded = self._placement.names.get(name)
+            if decoded is None:
+                values.append(pl.Series(name, [value], dtype=self.groups.schema[name]))
+            elif value in decoded:
+                values.append(pl.Series(name, [decoded.index(value)], dtype=pl.UInt32))
+            else:
+                raise ConfigError(f"no group {tuple(key)} in the picture")
+        probe = pl.DataFrame(values)
         wanted = probe.select(pl.struct(pl.all()).hash(seed=7))[0, 0]
         found = np.flatnonzero(self._placement.hashes == wanted)
         if len(found) == 0:
@@ -1313,7 +1345,7 @@ def _page(scene: _Scene, width: int, height: int, max_level: int) -> str:
     x_all = placement.column.astype(np.float64) + 0.5
     # level 0 is the picture itself: its own time slots, one tile
     columns = min(groups, width)
-    y_coarse = slots.row_of(placement.position).astype(np.float64) + 0.5
+    y_coarse = slots.centre_of(placement.position)
     first_level: list[list[list[str | None]]] = []
     for layer in scene.layers:
         cells = _cells(scene, layer, columns, (0.0, float(groups)), slots.rows, (0.0, float(slots.rows)),
@@ -1323,7 +1355,7 @@ def _page(scene: _Scene, width: int, height: int, max_level: int) -> str:
     level_info: list[dict[str, Any]] = [{"groups": groups, "rows": extent, "tiles": first_level}]
     if groups <= width and fine.rows <= slots.rows:
         max_level = 0  # the picture already shows every group and every time slot
-    row_all = fine.row_of(placement.position)
+    row_all = fine.row_of(placement.position).astype(np.int64)
     order = np.argsort(row_all, kind="stable")
     sorted_rows = row_all[order]
     x_sorted = x_all[order]
