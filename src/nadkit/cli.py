@@ -218,7 +218,9 @@ def split(
 def train(
     source: Annotated[Path, typer.Argument(help="Training flows: file, directory or glob.")],
     out: Annotated[Path, typer.Argument(help="Model bundle directory to write.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Detector name (see `nadkit models available`).")] = "ae",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Detector name (see `nadkit models available`).")
+    ] = "ae",
     config: Annotated[
         Path | None, typer.Option(help="Model settings (YAML, TOML or JSON), e.g. epochs, hidden sizes.")
     ] = None,
