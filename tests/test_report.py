@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import time
@@ -29,6 +30,7 @@ from nadkit.report import (
     _spans_decades,
     _time_axis,
     _timeline_sample,
+    score_figures,
     write_report,
 )
 from nadkit.viz import ALERT_COLOUR
@@ -292,7 +294,7 @@ def _flows(data: ReportData, seed: int = 0) -> pl.DataFrame:
 
 
 def test_flow_groups_figure_shows_labels_beside_predictions(tmp_path: Path) -> None:
-    data = synthetic(4000)
+    data = synthetic(2000)
     data = replace(data, flows=_flows(data))
     path = write_report(tmp_path / "groups", data)
     text = path.read_text(encoding="utf-8")
@@ -329,3 +331,13 @@ def test_flow_groups_need_matching_rows_and_a_grouping_column(tmp_path: Path) ->
     text = path.read_text(encoding="utf-8")
     assert "no ports, addresses, protocol or application" in text
     assert text.count(IMAGE) == len(FIGURES)
+
+
+def test_score_figures_on_their_own() -> None:
+    data = synthetic(1500)
+    figures = score_figures(data.scores, data.labels, data.threshold, time=data.time)
+    assert sorted(figures) == ["score_histogram", "score_timeline"]
+    for png in figures.values():
+        pixels = image.imread(io.BytesIO(png), format="png")
+        assert pixels.shape[1] >= 400 and float(pixels[..., :3].std()) > 0.02
+    assert score_figures(np.array([np.nan]), np.array(["normal"]), 1.0) == {}

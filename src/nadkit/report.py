@@ -939,6 +939,37 @@ def _confusion_data(p: _Prepared) -> tuple[list[str], list[str], np.ndarray, str
     return [NORMAL, "attack"], ["no alert", "alert"], matrix, "outcome at the threshold"
 
 
+def score_figures(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    threshold: float,
+    *,
+    time: np.ndarray | None = None,
+    model: str = "model",
+) -> dict[str, bytes]:
+    """The report's per-class score histogram and score timeline (threshold and alerts marked) as
+    PNG bytes, keyed ``score_histogram`` and ``score_timeline``, for pages that show them on their
+    own; a figure that cannot be drawn (no finite score) is left out."""
+    data = ReportData(
+        model=model,
+        bundle="",
+        input="",
+        scores=np.asarray(scores),
+        labels=np.asarray(labels),
+        threshold=float(threshold),
+        threshold_method="",
+        metrics={},
+        time=time,
+    )
+    prepared = _prepare(data)
+    figures = {}
+    for key, build in (("score_histogram", _histogram_figure), ("score_timeline", _timeline_figure)):
+        result = build(prepared)
+        if not isinstance(result, str):
+            figures[key] = _png(result[0])
+    return figures
+
+
 def _flow_groups_figure(p: _Prepared) -> tuple[bytes, str] | str:
     """The flows grouped by port pair (or address pair, or protocol and application) over time, once
     coloured by true label and once by the model's prediction, with the report's class colours."""

@@ -55,6 +55,7 @@ COLOURINGS: tuple[str, ...] = ("label", "prediction", "score")
 #: burst of many groups, such as a sweep, spreads over the whole width and shows as a band), by the
 #: time of their first flow, or by their number of flows (largest first)
 ORDERS: tuple[str, ...] = ("hash", "first", "size")
+_ORDER_TEXT = {"hash": "in arbitrary order", "first": "by first appearance", "size": "largest first"}
 DEFAULT_BY: tuple[str, ...] = ("src_port", "dst_port")
 DEFAULT_WIDTH = 1000
 DEFAULT_HEIGHT = 600
@@ -101,7 +102,7 @@ _SLOTS: tuple[float, ...] = (
 _UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
 #: colours of scores below the threshold (light to dark blue-grey) and at or above it (orange to red)
-_LOW_SCORES = ("#dfe6ee", "#8fa8c2", "#34506f")
+_LOW_SCORES = ("#eef2f6", "#c3cfdc", "#7b95b3")
 _HIGH_SCORES = ("#fdb863", "#e6550d", "#7f0000")
 _PLAIN_SCORES = "viridis_r"
 
@@ -233,21 +234,33 @@ def _subnet(values: pl.Series, prefix: int) -> tuple[pl.Series, list[str]]:
     return values.replace_strict(distinct, codes, return_dtype=pl.UInt32), names
 
 
+def _key_column(key: str) -> str:
+    """The input column behind grouping key ``key``."""
+    subnet = _SUBNET.match(key)
+    return subnet.group(1) if subnet else KEY_COLUMNS.get(key, key)
+
+
+def _check_key_column(key: str, column: str, columns: Sequence[str], source: str | Path | None) -> None:
+    if column in columns:
+        return
+    shown = [c for c in columns if not c.startswith("_")]
+    have = ", ".join(shown[:12]) + (f" and {len(shown) - 12} more" if len(shown) > 12 else "")
+    hint = " (this source has no addresses or ports)" if column in ("src", "dst", "spt", "dpt") else ""
+    raise SchemaError(
+        f"--by {key} needs this column, which the input lacks{hint}; it has: {have}",
+        path=source,
+        column=column,
+    )
+
+
 def _key_series(
     frame: pl.DataFrame, key: str, source: str | Path | None
 ) -> tuple[pl.Series, list[str] | None]:
     """The values of grouping key ``key`` for every flow of ``frame``; for a key that is computed
     (a subnet), numbers into the list of names that comes with them."""
     subnet = _SUBNET.match(key)
-    column = subnet.group(1) if subnet else KEY_COLUMNS.get(key, key)
-    if column not in frame.columns:
-        have = ", ".join(c for c in frame.columns if not c.startswith("_"))
-        hint = " (this source has no addresses or ports)" if column in ("src", "dst", "spt", "dpt") else ""
-        raise SchemaError(
-            f"--by {key} needs this column, which the input lacks{hint}; it has: {have}",
-            path=source,
-            column=column,
-        )
+    column = _key_column(key)
+    _check_key_column(key, column, frame.columns, source)
     values = frame[column]
     if subnet:
         if values.dtype != pl.String:
@@ -576,18 +589,20 @@ def _majority(counts: np.ndarray, priority: np.ndarray) -> np.ndarray:
     return winner
 
 
-def _dilate(mask: np.ndarray) -> np.ndarray:
-    """``mask`` grown by one cell in all eight directions."""
-    tall = mask.copy()
-    tall[1:] |= mask[:-1]
-    tall[:-1] |= mask[1:]
-    out = tall.copy()
-    out[:, 1:] |= tall[:, :-1]
-    out[:, :-1] |= tall[:, 1:]
+def _dilate(mask: np.ndarray, vertical: bool, horizontal: bool) -> np.ndarray:
+    """``mask`` grown by one cell up and down (``vertical``) and left and right (``horizontal``)."""
+    out = mask.copy()
+    if vertical:
+        out[1:] |= mask[:-1]
+        out[:-1] |= mask[1:]
+    if horizontal:
+        tall = out.copy()
+        out[:, 1:] |= tall[:, :-1]
+        out[:, :-1] |= tall[:, 1:]
     return out
 
 
-def _spread_codes(codes: np.ndarray, normal: int) -> np.ndarray:
+def _spread_codes(codes: np.ndarray, normal: int, vertical: bool, horizontal: bool) -> np.ndarray:
     """Grow every attack cell by one cell into its empty or normal neighbours, and normal cells into
     empty neighbours, so that a single cell of a rare class stays visible; attack cells keep their
     own class."""
@@ -597,35 +612,30 @@ def _spread_codes(codes: np.ndarray, normal: int) -> np.ndarray:
     for code in present:
         if code == normal:
             continue
-        grown = _dilate(codes == code) & open_cells
+        grown = _dilate(codes == code, vertical, horizontal) & open_cells
         out[grown] = code
         open_cells &= ~grown
     if normal in present:
-        grown = _dilate(codes == normal) & (out < 0)
+        grown = _dilate(codes == normal, vertical, horizontal) & (out < 0)
         out[grown] = normal
     return out
 
 
-def _spread_values(values: np.ndarray) -> np.ndarray:
-    """The highest value of each cell and its eight neighbours (NaN where all are empty), so that a
-    single high-scoring cell stays visible."""
+def _spread_values(
+    values: np.ndarray, vertical: bool, horizontal: bool, threshold: float | None
+) -> np.ndarray:
+    """Scores at or above ``threshold`` grow into lower and empty neighbours, and the rest into empty
+    neighbours (the highest neighbour wins), so that a single alerting cell stays visible."""
     from scipy import ndimage
 
+    size = (3 if vertical else 1, 3 if horizontal else 1)
     filled = np.where(np.isnan(values), -np.inf, values)
-    best = ndimage.maximum_filter(filled, size=3, mode="constant", cval=-np.inf)
-    return np.where(np.isneginf(best), np.nan, best)
-
-
-def _shift(grid: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:
-    out = np.full_like(grid, fill)
-    height, width = grid.shape
-    ys, yd = (
-        (slice(0, height - dy), slice(dy, height)) if dy >= 0 else (slice(-dy, height), slice(0, height + dy))
-    )
-    xs, xd = (
-        (slice(0, width - dx), slice(dx, width)) if dx >= 0 else (slice(-dx, width), slice(0, width + dx))
-    )
-    out[yd, xd] = grid[ys, xs]
+    best = ndimage.maximum_filter(filled, size=size, mode="constant", cval=-np.inf)
+    out = np.where(np.isnan(values) & ~np.isneginf(best), best, values)
+    if threshold is not None:
+        high = np.where(filled >= threshold, filled, -np.inf)
+        grown = ndimage.maximum_filter(high, size=size, mode="constant", cval=-np.inf)
+        out = np.where(grown > np.where(np.isnan(out), -np.inf, out), grown, out)
     return out
 
 
@@ -837,23 +847,25 @@ def _cells(scene: _Scene, layer: _Layer, columns: int, x_range: tuple[float, flo
     return _aggregate(x, y, x_range=x_range, y_range=y_range, width=columns, height=rows, values=layer.values)
 
 
-def _spread_amount(scene: _Scene, cells: np.ndarray, cell_width: float, cell_height: float) -> int:
+def _spread_amount(scene: _Scene, cell_width: float, cell_height: float) -> tuple[int, int]:
+    """How many cells drawn cells grow up and down, and left and right: one along an axis whose
+    cells are under 3 pixels, unless the picture was asked for a fixed amount."""
     if scene.spread is not None:
-        return scene.spread
-    del cells
-    return 1 if min(cell_width, cell_height) < 3.0 else 0
+        return scene.spread, scene.spread
+    return int(cell_height < 3.0), int(cell_width < 3.0)
 
 
-def _finish(scene: _Scene, cells: np.ndarray, spread: int) -> np.ndarray:
-    """The cells after growing them ``spread`` times (see :func:`_spread_codes`)."""
-    if cells.dtype.kind == "i":
-        assert scene.classes is not None
-        normal = scene.classes.names.index(NORMAL) if NORMAL in scene.classes.names else -2
-        for _ in range(spread):
-            cells = _spread_codes(cells, normal)
-        return cells
-    for _ in range(spread):
-        cells = _spread_values(cells)
+def _finish(scene: _Scene, cells: np.ndarray, spread: tuple[int, int]) -> np.ndarray:
+    """The cells after growing them by ``spread`` (see :func:`_spread_codes`)."""
+    vertical, horizontal = spread
+    for step in range(max(vertical, horizontal)):
+        if cells.dtype.kind == "i":
+            assert scene.classes is not None
+            normal = scene.classes.names.index(NORMAL) if NORMAL in scene.classes.names else -2
+            cells = _spread_codes(cells, normal, step < vertical, step < horizontal)
+        else:
+            threshold = scene.scale.threshold if scene.scale is not None else None
+            cells = _spread_values(cells, step < vertical, step < horizontal, threshold)
     return cells
 
 
@@ -867,7 +879,7 @@ def _rgb_cells(scene: _Scene, cells: np.ndarray) -> np.ndarray:
     return scene.scale.rgb(cells)
 
 
-def _colour_cells(scene: _Scene, cells: np.ndarray, spread: int) -> np.ndarray:
+def _colour_cells(scene: _Scene, cells: np.ndarray, spread: tuple[int, int]) -> np.ndarray:
     return _rgb_cells(scene, _finish(scene, cells, spread))
 
 
@@ -883,8 +895,8 @@ def _panel_images(scene: _Scene, width: int, height: int) -> tuple[list[np.ndarr
     for layer in scene.layers:
         cells = _cells(scene, layer, columns, (0.0, float(placement.count)), slots.rows,
                        (0.0, float(slots.rows)), x, y)  # fmt: skip
-        spread = _spread_amount(scene, cells, width / columns, height / slots.rows)
-        grown = grown or spread > 0
+        spread = _spread_amount(scene, width / columns, height / slots.rows)
+        grown = grown or max(spread) > 0
         images.append(_stretch(_colour_cells(scene, cells, spread), height, width))
     return images, grown
 
@@ -987,9 +999,9 @@ def _draw(scene: _Scene, width: int, height: int) -> GroupsPicture:
     labelled = placement.count <= LABELLED_GROUPS
     key_texts = _key_texts(placement) if labelled else []
     longest = max((len(t) for t in key_texts), default=0)
-    bottom = 62 if not labelled else 40 + int(min(longest, 40) * 6.2)
+    bottom = 62 if not labelled else 40 + int(min(longest, 40) * 5.4)
     has_classes = any(layer.codes is not None for layer in scene.layers)
-    right = 250 if has_classes else 150
+    right = (250 if has_classes else 0) + (150 if scene.scale is not None else 0)
     layout = _Frame(
         left=110, top=78, gap=36, right=right, bottom=bottom, width=width, height=height, panels=len(images)
     )
@@ -1011,21 +1023,20 @@ def _draw(scene: _Scene, width: int, height: int) -> GroupsPicture:
         axes.set_ylim(t_bottom, t_top)
         for spine in axes.spines.values():
             spine.set_visible(False)  # a frame is drawn around the pasted picture instead
-        _x_axis(axes, placement, key_texts, index == 0)
+        _x_axis(axes, placement, key_texts)
         _y_axis(axes, slots, index == 0)
         axes.set_title(scene.panel_titles[layer.name], fontsize=11, loc="left", pad=6)
-    heading = scene.title or f"Flows grouped by {', '.join(placement.by)} over time"
+    heading = scene.title or _heading(placement)
     figure.text(layout.left / total_w, 1 - 14 / total_h, heading, fontsize=13, weight="bold", va="top")
     figure.text(
         layout.left / total_w, 1 - 38 / total_h, scene.subtitle, fontsize=9, color="#4a535e", va="top"
     )
     legend_left = layout.left + layout.panels * layout.width + (layout.panels - 1) * layout.gap + 22
-    bar_top = float(layout.top)
     if has_classes:
-        end = _class_legend(figure, scene, legend_left / total_w, 1 - layout.top / total_h, grown)
-        bar_top = (1 - end) * total_h + 28
+        _class_legend(figure, scene, legend_left / total_w, 1 - layout.top / total_h, grown)
     if scene.scale is not None:
-        _score_bar(figure, scene, layout, legend_left, bar_top)
+        bar_left = legend_left + (250 if has_classes else 0)
+        _score_bar(figure, scene, layout, bar_left, layout.top + 50.0)
     png = _compose(figure, images, boxes)
     log.debug("flow-groups picture drawn in %.2f s", clock.perf_counter() - started)
     return GroupsPicture(
@@ -1038,6 +1049,11 @@ def _draw(scene: _Scene, width: int, height: int) -> GroupsPicture:
         _placement=placement,
         _slots=slots,
     )
+
+
+def _heading(placement: _Placement) -> str:
+    when = "over time" if placement.by_time else "in input order"
+    return f"Flows grouped by {', '.join(placement.by)} {when}"
 
 
 def _compose(figure: Figure, images: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> bytes:
@@ -1061,23 +1077,21 @@ def _compose(figure: Figure, images: list[np.ndarray], boxes: list[tuple[int, in
     return buffer.getvalue()
 
 
-def _x_axis(axes: Axes, placement: _Placement, key_texts: list[str], first: bool) -> None:
-    order = {"first": "by first appearance", "size": "largest first", "hash": "in arbitrary order"}
+def _x_axis(axes: Axes, placement: _Placement, key_texts: list[str]) -> None:
     if key_texts:
         axes.set_xticks(np.arange(placement.count) + 0.5)
-        axes.set_xticklabels(key_texts, rotation=90, fontsize=7.5)
+        axes.set_xticklabels([_short(text, 40) for text in key_texts], rotation=90, fontsize=7.5)
         axes.tick_params(axis="x", length=2)
     else:
         axes.xaxis.set_major_locator(ticker.MaxNLocator(nbins=6, integer=True, min_n_ticks=3))
         axes.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _count_text(v)))
         axes.tick_params(axis="x", labelsize=8.5)
+    axes.set_xlabel(_x_label(placement), fontsize=9, labelpad=4)
+
+
+def _x_label(placement: _Placement) -> str:
     noun = "group" if placement.count == 1 else "groups"
-    axes.set_xlabel(
-        f"{placement.count:,} {noun} of ({', '.join(placement.by)}), {order[placement.order]}",
-        fontsize=9,
-        labelpad=4,
-    )
-    del first
+    return f"{placement.count:,} {noun} of ({', '.join(placement.by)}), {_ORDER_TEXT[placement.order]}"
 
 
 def _y_axis(axes: Axes, slots: _Slots, first: bool) -> None:
@@ -1160,12 +1174,19 @@ def _score_bar(figure: Figure, scene: _Scene, layout: _Frame, left: int, top: fl
     bar = ColorbarBase(axes, cmap=scale.colormap, norm=scale.norm, orientation="vertical")
     bar.outline.set_edgecolor("#8a939e")
     axes.tick_params(labelsize=8)
-    low, high = axes.get_ylim()
-    ticks = [float(t) for t in ticker.MaxNLocator(nbins=6).tick_values(low, high) if low <= t <= high]
+    low, high = (float(v) for v in scale.transform(np.array([scale.low, scale.high])))
+    if scale.log:  # 1, 2 and 5 times powers of ten (only the powers when there are many)
+        powers = range(math.floor(low), math.ceil(high) + 1)
+        ticks = [math.log10(m) + k for k in powers for m in (1, 2, 5) if low <= math.log10(m) + k <= high]
+        if len(ticks) > 7:
+            ticks = [float(k) for k in powers if low <= k <= high]
+    else:
+        ticks = [float(t) for t in ticker.MaxNLocator(nbins=6).tick_values(low, high) if low <= t <= high]
     threshold = None
     if scale.threshold is not None:
         threshold = float(scale.transform(np.array([scale.threshold]))[0])
-        ticks = [t for t in ticks if abs(t - threshold) > 0.07 * (high - low)] + [threshold]
+        norm = scale.norm
+        ticks = [t for t in ticks if abs(float(norm(t)) - float(norm(threshold))) > 0.07] + [threshold]
         axes.axhline(threshold, color="black", linewidth=1.6)
 
     def label(value: float, _: Any) -> str:
@@ -1350,7 +1371,7 @@ def _page(scene: _Scene, width: int, height: int, max_level: int) -> str:
     for layer in scene.layers:
         cells = _cells(scene, layer, columns, (0.0, float(groups)), slots.rows, (0.0, float(slots.rows)),
                        x_all, y_coarse)  # fmt: skip
-        spread = _spread_amount(scene, cells, width / columns, height / slots.rows)
+        spread = _spread_amount(scene, width / columns, height / slots.rows)
         first_level.append([[_tile_png(scene, _finish(scene, cells, spread))]])
     level_info: list[dict[str, Any]] = [{"groups": groups, "rows": extent, "tiles": first_level}]
     if groups <= width and fine.rows <= slots.rows:
@@ -1403,7 +1424,7 @@ def _page(scene: _Scene, width: int, height: int, max_level: int) -> str:
                         x_band[inside],
                         y_sorted[first:last][inside],
                     )
-                    spread = _spread_amount(scene, cells, width / columns, height / cell_rows)
+                    spread = _spread_amount(scene, width / columns, height / cell_rows)
                     band[index][tile_column] = _tile_png(scene, _finish(scene, cells, spread))
             for index in range(len(scene.layers)):
                 tiles[index].append(band[index])
@@ -1444,15 +1465,14 @@ def _page_payload(
             "log": scene.scale.log,
             "threshold": scene.scale.threshold,
         }
-    order = {"first": "by first appearance", "size": "largest first", "hash": "in arbitrary order"}
     return {
-        "title": scene.title or f"Flows grouped by {', '.join(placement.by)} over time",
+        "title": scene.title or _heading(placement),
         "subtitle": scene.subtitle,
         "panels": [scene.panel_titles[layer.name] for layer in scene.layers],
         "width": width,
         "height": height,
         "groups": placement.count,
-        "xlabel": f"{placement.count:,} groups of ({', '.join(placement.by)}), {order[placement.order]}",
+        "xlabel": _x_label(placement),
         "rows": extent,
         "time": fine.by_time,
         "start": fine.start,
@@ -1823,7 +1843,7 @@ def plot_alert(alert_record: Mapping[str, Any]) -> bytes:
     threshold = _number(alert_record.get("threshold"))
     rest = score - sum(contributions) if score is not None else None
     labels = [
-        _short(f"{name} = {value}" if value not in (None, "") else name, 60)
+        _short(f"{name} = {value}" if value not in (None, "") else name, 48)
         for name, value in zip(names, values, strict=True)
     ]
     bars = list(contributions)
@@ -1833,8 +1853,16 @@ def plot_alert(alert_record: Mapping[str, Any]) -> bytes:
         bars.append(rest)
         colours.append("#b0b7bf")
     rows = len(bars)
-    figure = Figure(figsize=(9.0, 1.9 + 0.42 * rows), dpi=110, layout="constrained")
+    width, height = 9.5, 1.75 + 0.42 * rows  # inches
+    figure = Figure(figsize=(width, height), dpi=110)
     FigureCanvasAgg(figure)
+    label_inches = 0.25 + 0.068 * max(len(label) for label in labels)  # 9-point labels
+    figure.subplots_adjust(
+        left=min(label_inches, 0.5 * width) / width,
+        right=1 - 0.3 / width,
+        top=1 - 0.78 / height,
+        bottom=0.55 / height,
+    )
     axes = figure.subplots()
     positions = np.arange(rows)[::-1]
     axes.barh(positions, bars, color=colours, height=0.62)
@@ -1865,8 +1893,10 @@ def plot_alert(alert_record: Mapping[str, Any]) -> bytes:
         headline += f": score {_general(score)}"
         if threshold is not None:
             headline += f" (threshold {_general(threshold)})"
-    axes.set_title(headline, fontsize=12, loc="left", weight="bold")
-    figure.suptitle(_flow_text(alert_record), fontsize=9, x=0.01, ha="left", color="#4a535e")
+    figure.text(0.15 / width, 1 - 0.14 / height, headline, fontsize=12, weight="bold", va="top")
+    figure.text(
+        0.15 / width, 1 - 0.44 / height, _flow_text(alert_record), fontsize=9, color="#4a535e", va="top"
+    )
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", facecolor="white", metadata={"Software": None})
     return buffer.getvalue()
@@ -1939,16 +1969,20 @@ def _load(
     source: str | Path,
     columns: set[str],
     *,
+    by: tuple[str, ...],
     format: str | None,
     mapping: str | None,
 ) -> pl.DataFrame:
-    """The columns of ``source`` the picture needs (those present), read and validated."""
+    """The columns of ``source`` the picture needs (those present), read and validated; a grouping
+    key's column the input lacks is reported before anything is read."""
     from nadkit.schema import validate
     from nadkit.sources import expand, read_flows, source_module
     from nadkit.sources.base import INVALID_PREFIX, SOURCE_ROW, check_invalid, check_last_row
 
     lazy, fmt = read_flows(source, format=format, mapping=mapping)
     names = lazy.collect_schema().names()
+    for key in by:
+        _check_key_column(key, _key_column(key), names, source)
     wanted = [c for c in names if c in columns]
     wanted += [c for c in names if c.startswith(INVALID_PREFIX) and c.removeprefix(INVALID_PREFIX) in columns]
     if SOURCE_ROW in names:
@@ -1968,13 +2002,8 @@ def _load(
     return frame
 
 
-def _needed_columns(by: tuple[str, ...], colourings: tuple[str, ...]) -> set[str]:
-    columns = {"time", "label", "score", "threshold", "alert", "class"}
-    for key in by:
-        subnet = _SUBNET.match(key)
-        columns.add(subnet.group(1) if subnet else KEY_COLUMNS.get(key, key))
-    del colourings
-    return columns
+def _needed_columns(by: tuple[str, ...]) -> set[str]:
+    return {"time", "label", "score", "threshold", "alert", "class", *(_key_column(key) for key in by)}
 
 
 def plot_groups_file(
@@ -2020,7 +2049,7 @@ def plot_groups_file(
             "scored %s flows with %s in %.1f s", f"{frame.height:,}", model, clock.perf_counter() - started
         )
     else:
-        frame = _load(source, _needed_columns(keys, colourings), format=format, mapping=mapping)
+        frame = _load(source, _needed_columns(keys), by=keys, format=format, mapping=mapping)
         if any(c != "label" for c in colourings) and "score" not in frame.columns:
             wanted = next(c for c in colourings if c != "label")
             raise ConfigError(f"--color {wanted} needs a model: give --bundle DIR")
