@@ -166,6 +166,7 @@ def test_empty_requests(client) -> None:  # type: ignore[no-untyped-def]
         (b'[{"src": {"a": 1}}]', "application/json", 422, ("row 1", "'src'")),
         (b'[{"score": 1}]', "application/json", 422, ("'score'", "reserved")),
         (b"\xff\xfe\x00", "text/csv", 400, ("UTF-8",)),
+        (b"true", "text/csv", 422, ("no flows", "'true'")),
         (b"\x00\x01garbage", "application/vnd.apache.arrow.stream", 400, ("Arrow",)),
         (b"src,dst\n1.2.3.4,5.6.7.8\n", "application/xml", 415, ("Content-Type",)),
         (b"src,dst\n1.2.3.4,5.6.7.8\n", "", 415, ("Content-Type",)),

@@ -166,7 +166,16 @@ def canonical_flows(raw: pl.DataFrame) -> pl.DataFrame:
     """The canonical flow table of a raw request table: canonical columns converted and checked,
     other columns kept as numbers (text that is not a number is an error). :class:`InputError`
     names the first bad row and field."""
-    if raw.width == 0 or raw.height == 0:
+    if raw.width == 0:
+        return pl.DataFrame()
+    if raw.height == 0:
+        # a header without rows is an empty batch only when it names flow fields; otherwise the
+        # body was not a flow table at all (a bare word, a header line missing)
+        if not any(name in CANONICAL for name in raw.columns):
+            shown = ", ".join(repr(n[:40]) for n in raw.columns[:3])
+            raise InputError(
+                f"no flows: the header ({shown}) names no flow field such as 'time' or 'src'", 422
+            )
         return pl.DataFrame()
     exprs: list[pl.Expr] = []
     for name, dtype in raw.schema.items():
