@@ -17,6 +17,7 @@ from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.features.segments import SegmentConfig
 from nadkit.models import REGISTRY
 from nadkit.schema import NORMAL
+from nadkit.sources import ROW
 from nadkit.synthetic import SimulationConfig, simulate_day
 from nadkit.training import detector_data, holdout_threshold
 
@@ -74,6 +75,22 @@ def test_windowed_model_scores_in_chunks_equal_one_pass(days: tuple[pl.DataFrame
     whole = score_table(bundle, path, chunk_rows=10**9)
     chunked = score_table(bundle, path, chunk_rows=1234)
     np.testing.assert_allclose(chunked.scores, whole.scores, rtol=1e-5, atol=1e-6)
+
+
+def test_one_call_scoring_equals_push_then_flush(days: tuple[pl.DataFrame, Path]) -> None:
+    windowed = [name for name, cls in sorted(REGISTRY.items()) if cls.input == "windows"]
+    _, path = days
+    table = pl.read_parquet(path).with_row_index(ROW).with_columns(pl.col(ROW).cast(pl.Int64))
+    for bundle in (_bundle("ae", days[0]), _bundle(windowed[0], days[0])):
+        stepwise = Scorer(bundle)
+        parts = [stepwise.push(table).frame, stepwise.flush().frame]
+        expected = pl.concat([p for p in parts if p.height]).sort("row")
+        once = Scorer(bundle).score_all(table).frame.sort("row")
+        assert once["row"].to_list() == expected["row"].to_list()
+        np.testing.assert_allclose(
+            once["score"].to_numpy(), expected["score"].to_numpy(), rtol=1e-5, atol=1e-6
+        )
+        assert once["alert"].to_list() == expected["alert"].to_list()
 
 
 def test_alerts_carry_fields_scores_and_top_features(

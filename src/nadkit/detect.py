@@ -161,6 +161,16 @@ class Scorer:
         """Score every flow still held (end of input)."""
         return self._score(self.features.flush())
 
+    def score_all(self, flows: pl.DataFrame) -> ScoredChunk:
+        """Score a whole table at once: :meth:`push` then :meth:`flush` as one model call (a fresh
+        scorer's answer for a complete batch, such as one request's flows)."""
+        final = self.features.push(flows)
+        rest = self.features.flush()
+        parts = [p for p in (final, rest) if p.height]
+        if len(parts) == 2:
+            return self._score(pl.concat(parts, how="vertical_relaxed"))
+        return self._score(parts[0] if parts else final)
+
     # -- internals ---------------------------------------------------------------------------------
 
     def _score(self, augmented: pl.DataFrame) -> ScoredChunk:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from nadkit.errors import BundleError, ConfigError, NadkitError, SchemaError
 from nadkit.features import FeatureConfig, FeaturePipeline, segments
@@ -72,6 +73,15 @@ def test_fit_is_deterministic_and_transform_fixed(train: pl.DataFrame, pipeline:
     assert first.columns == pipeline.feature_names_
     assert set(first.dtypes) == {pl.Float32}
     assert first.height == train.height
+
+
+def test_refitting_replaces_the_features_of_the_earlier_fit(train: pl.DataFrame) -> None:
+    pipeline = FeaturePipeline(NO_SEGMENTS).fit(train)
+    first = pipeline.transform(train)
+    other = make_flows(rows=400, seed=5).with_columns(pl.col("in_bytes") * 1000)
+    pipeline.fit(other)
+    assert_frame_equal(pipeline.transform(train), FeaturePipeline(NO_SEGMENTS).fit(other).transform(train))
+    assert not pipeline.transform(train).equals(first)
 
 
 def test_output_is_finite_and_column_order_ignores_input_order(

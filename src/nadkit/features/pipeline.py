@@ -282,6 +282,7 @@ class FeaturePipeline:
         frame = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         if frame.height == 0:
             raise SchemaError("cannot fit features on an empty table")
+        self._query_cache = None
         columns = frame.columns
         self.counters_computed_ = self._plan_counters(columns)
         self.segments_computed_ = self._plan_segments(columns)
@@ -448,9 +449,16 @@ class FeaturePipeline:
         return self._query()[1]
 
     def _query(self) -> tuple[list[list[pl.Expr]], list[pl.Expr]]:
-        """The helper stages and the scaled feature expressions."""
+        """The helper stages and the scaled feature expressions. Built once per fitted state (a
+        few hundred expressions take longer to build than a small batch takes to compute) and
+        rebuilt when :meth:`fit` or loading replaces the state."""
+        key = (id(self.config), id(self.group_states_), id(self.scaling_))
+        cached = getattr(self, "_query_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         stages, features = self._expressions()
         scaled = [self.scaling_[output_name(e)].expression(e).alias(output_name(e)) for e in features]
+        self._query_cache = (key, (stages, scaled))
         return stages, scaled
 
     def transform_lazy(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:

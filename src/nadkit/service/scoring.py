@@ -230,10 +230,9 @@ def score_flows(bundle: ModelBundle, flows: pl.DataFrame, *, top: int = 5) -> pl
     if scorer.pipeline.stateful and "time" in indexed.columns:
         indexed = indexed.sort("time", maintain_order=True, nulls_last=False)
     try:
-        parts = [scorer.push(indexed).frame, scorer.flush().frame]
+        scored = scorer.score_all(indexed).frame.sort("row")
     except SchemaError as error:
         raise InputError(_where(error), 422) from None
-    scored = pl.concat([p for p in parts if p.height], how="vertical_relaxed").sort("row")
     rest = [c for c in indexed.columns if c not in scored.columns]
     if rest:
         extra = indexed.select(pl.col("row") + 1, *rest)
