@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from nadkit.errors import ConfigError
 from nadkit.schema import NORMAL, NORMAL_LABELS
@@ -135,6 +134,8 @@ def roc_auc(scores: np.ndarray, is_attack: np.ndarray) -> float:
         raise ConfigError("scores and labels must be 1-D arrays of the same length")
     if truth.all() or not truth.any():
         return math.nan
+    from sklearn.metrics import roc_auc_score  # imported when used: slow to import
+
     return float(roc_auc_score(truth, values))
 
 
@@ -146,6 +147,8 @@ def pr_auc(scores: np.ndarray, is_attack: np.ndarray) -> float:
         raise ConfigError("scores and labels must be 1-D arrays of the same length")
     if truth.all() or not truth.any():
         return math.nan
+    from sklearn.metrics import average_precision_score  # imported when used: slow to import
+
     return float(average_precision_score(truth, values))
 
 

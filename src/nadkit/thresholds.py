@@ -30,7 +30,6 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq, minimize_scalar
 
 from nadkit.errors import ConfigError
 from nadkit.schema import NORMAL
@@ -379,6 +378,8 @@ def _grimshaw_roots(y: np.ndarray, grid_points: int = 48) -> list[float]:
     if upper > smallest:
         grids.append(np.logspace(math.log10(smallest), math.log10(upper), 2 * grid_points))
 
+    from scipy.optimize import brentq  # imported when used: slow to import
+
     def w_at(x: float) -> float:
         return float(_grimshaw_terms(np.array([x]), y)[0][0])
 
@@ -443,6 +444,8 @@ def _track_generalised_pareto(excesses: np.ndarray, previous: GeneralisedPareto)
     low, high = max(start - half_width, domain_end * (1 - 1e-9)), start + half_width
     if not low < high:
         return fit_generalised_pareto(y)
+    from scipy.optimize import minimize_scalar  # imported when used: slow to import
+
     found = minimize_scalar(
         lambda x: -_profile_log_likelihood(x, scaled),
         bounds=(low, high),

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 import numpy as np
-from scipy import stats
-from sklearn.ensemble import IsolationForest
 
 from nadkit.errors import ConfigError
 from nadkit.models.base import Detector, DetectorConfig, DetectorData, NotFittedError
 
 if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
     from torch import nn
 
 log = logging.getLogger(__name__)
@@ -97,6 +96,8 @@ class IsolationForestDetector(Detector):
         self._start_fit(train)
         config = self.config
         features = _subsample(train, config.max_train_rows, config.seed)
+        from sklearn.ensemble import IsolationForest  # imported when used: slow to import
+
         forest = IsolationForest(
             n_estimators=config.trees,
             max_samples=config.max_samples,
@@ -291,6 +292,8 @@ class ECODDetector(Detector):
         else:
             reference = np.sort(values, axis=0)
         self.reference_ = np.ascontiguousarray(reference.T, dtype=np.float32)
+        from scipy import stats  # imported when used: slow to import
+
         with np.errstate(all="ignore"):
             skewness = stats.skew(values.astype(np.float64), axis=0, bias=True)
         self.skewness_ = np.nan_to_num(np.asarray(skewness, dtype=np.float64), nan=0.0)
