@@ -416,7 +416,9 @@ def _slots(placement: _Placement, rows: int, time_bin: float | None) -> _Slots:
     if time_bin is None:
         wanted = span / rows
         size = next((s for s in _SLOTS if s >= wanted), _SLOTS[-1])
-        if wanted < 1:  # sub-second data: a plain fraction of the span
+        if high - low < 1e-3:  # one instant: a one-second slot, so the time axis has a length
+            size = 1.0
+        elif wanted < 1:  # sub-second data: a plain fraction of the span
             size = wanted
     else:
         size = time_bin
@@ -754,6 +756,7 @@ def _scene(
     title: str | None,
     source: str | Path | None,
     model: str | None,
+    panel_titles: Mapping[str, str] | None = None,
 ) -> _Scene:
     keys = parse_by(by)
     colourings = parse_colourings(color)
@@ -797,10 +800,11 @@ def _scene(
             codes = series[name].replace_strict(lookup, return_dtype=pl.Int16).to_numpy()
             layers.append(_Layer(name, codes=codes))
     subtitle = _subtitle(placement, slots, source)
-    panel_titles = {
+    titles = {
         "label": "true label",
         "prediction": f"prediction of {model}" if model else "model prediction",
         "score": "highest anomaly score in the cell",
+        **(panel_titles or {}),
     }
     return _Scene(
         placement=placement,
@@ -811,7 +815,7 @@ def _scene(
         spread=spread,
         title=title,
         subtitle=subtitle,
-        panel_titles=panel_titles,
+        panel_titles=titles,
     )
 
 
@@ -1130,7 +1134,8 @@ def _class_legend(figure: Figure, scene: _Scene, x: float, y: float, spread: boo
             detail = f"{numbers[0]:,} flows" if not compact else _count_text(numbers[0])
         else:
             detail = " / ".join(f"{_count_text(n)}" for n in numbers)
-        text = _short(name, 24)
+        # one line per class when compact: shorter names leave room for several counts
+        text = _short(name, 24 if not compact or len(shown) == 1 else 15)
         label = f"{text} ({detail})" if compact else f"{text}\n{detail}"
         handles.append(Patch(facecolor=classes.shown(name), edgecolor="none", label=label))
     header = "class (flows)" if len(shown) == 1 else "class (flows: " + " / ".join(shown) + ")"
@@ -1227,6 +1232,7 @@ def draw_groups(
     title: str | None = None,
     source: str | Path | None = None,
     model: str | None = None,
+    panel_titles: Mapping[str, str] | None = None,
 ) -> GroupsPicture:
     """The flow-groups picture of ``frame`` (canonical flows; for ``prediction``/``score`` a scored
     table as :func:`nadkit.detect.score_table` gives it), with its layout.
@@ -1238,6 +1244,8 @@ def draw_groups(
     ``start``/``end``: a time window. ``colours``: colours of class names (default: the report's).
     ``spread``: how many cells attack cells (and high scores) grow into their neighbours, so that
     single cells stay visible (default: 1 where cells are smaller than 3 pixels, else 0).
+    ``panel_titles``: titles of the colourings' panels in place of the defaults (``label``: "true
+    label", ...), e.g. when the labels are analysts' verdicts.
     """
     width, height = _check_size("width", width), _check_size("height", height)
     scene = _scene(
@@ -1255,6 +1263,7 @@ def draw_groups(
         title=title,
         source=source,
         model=model,
+        panel_titles=panel_titles,
     )
     height = max(height, min(scene.slots.rows, MAX_SIZE))
     return _draw(scene, width, height)

@@ -3,6 +3,7 @@ filter, open an alert, label it, and find the label through the API."""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import re
 from pathlib import Path
@@ -167,6 +168,23 @@ def test_label_alerts_from_the_page(page, server: str) -> None:  # type: ignore[
     page.get_by_test_id("apply-filters").click()
     expect(page.get_by_test_id("page")).to_have_text("1-1 of 1")
     expect(page.get_by_test_id("alert-row")).to_have_attribute("data-id", str(second_id))
+
+    # the flow-groups picture of the filtered alerts, verdicts beside the model's classes
+    page.get_by_test_id("groups").locator("summary").click()
+    picture = page.get_by_test_id("groups-picture")
+    expect(picture).to_have_attribute("data-loaded", "true")
+    expect(picture).to_be_visible()
+    shown = base64.b64decode(picture.get_attribute("src").split(",", 1)[1])
+    drawn = httpx.get(
+        f"{server}/v1/pictures/groups",
+        params={"status": "false_positive", "by": "src_port,dst_port"},
+        headers=AUTH,
+        timeout=60,
+    )
+    assert drawn.status_code == 200 and shown == drawn.content
+    assert page.evaluate("document.getElementById('groups-picture').naturalWidth") > 700
+    page.get_by_test_id("groups-by").select_option("src,dst")
+    expect(picture).to_have_attribute("src", re.compile(r"^data:image/png;base64,"))
 
     assert page.problems == []  # type: ignore[attr-defined]
     assert page.elsewhere == []  # type: ignore[attr-defined]

@@ -308,6 +308,72 @@ def test_feedback_lifecycle(client, scored: dict) -> None:  # type: ignore[no-un
     _error(client.get("/v1/alerts/abc", headers=AUTH), 422)
 
 
+def test_alert_picture_shows_verdicts_beside_the_models_classes(client, scored: dict, settings) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+    from matplotlib import colors as mcolors
+    from matplotlib import image
+
+    from nadkit.service.routers.pictures import TITLES, UNREVIEWED, UNREVIEWED_COLOUR, alerts_frame
+    from nadkit.store import AlertStore
+    from nadkit.viz import ALERT, NORMAL_TINT, draw_groups
+
+    # mark as false positive an alert alone in its (source, destination) group
+    alerts = client.get("/v1/alerts", params={"limit": 500}, headers=AUTH).json()["items"]
+    pairs = pl.DataFrame(
+        {
+            "id": [a["id"] for a in alerts],
+            "src": [a["src"] for a in alerts],
+            "dst": [a["dst"] for a in alerts],
+        }
+    )
+    alone = pairs.filter(pl.len().over("src", "dst") == 1)
+    assert alone.height, "every alert shares its address pair"
+    marked = int(alone["id"][0])
+    answer = client.post(
+        f"/v1/alerts/{marked}/feedback", json={"verdict": "false_positive", "analyst": "ana"}, headers=AUTH
+    )
+    assert answer.status_code == 201
+    response = client.get("/v1/pictures/groups", params={"by": "src,dst"}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    pixels = np.rint(image.imread(io.BytesIO(response.content), format="png")[..., :3] * 255).astype(int)
+    # the same picture drawn here tells where the marked alert falls
+    with AlertStore(settings.db) as store:
+        frame = alerts_frame(store.list_alerts(limit=100_000, order="time_desc"))
+        alert = store.get_alert(marked)
+    assert alert is not None
+    picture = draw_groups(
+        frame,
+        by="src,dst",
+        color=["label", "prediction"],
+        width=700,
+        height=400,
+        title=f"{frame.height:,} stored alerts grouped over time",
+        source="the alert store",
+        panel_titles=TITLES,
+        colours={UNREVIEWED: UNREVIEWED_COLOUR},
+    )
+    assert picture.png == response.content
+    when = frame.filter(pl.col("src") == alert["src"], pl.col("dst") == alert["dst"])["time"][0]
+    rgb = lambda colour: tuple(round(255 * c) for c in mcolors.to_rgb(colour))  # noqa: E731
+    # the analysts said normal; the model said alert
+    row, column = picture.locate((alert["src"], alert["dst"]), when, panel=0)
+    assert tuple(pixels[row, column]) == rgb(NORMAL_TINT)
+    row, column = picture.locate((alert["src"], alert["dst"]), when, panel=1)
+    assert tuple(pixels[row, column]) == rgb(picture.colours[ALERT])
+    # unreviewed alerts have their own neutral colour in the verdict panel
+    assert picture.colours[UNREVIEWED] == UNREVIEWED_COLOUR
+    # filters narrow the picture; nothing to draw is a 404, bad parameters a 422, both JSON
+    _error(
+        client.get("/v1/pictures/groups", params={"status": "confirmed"}, headers=AUTH),
+        404,
+        "no stored alert",
+    )
+    _error(client.get("/v1/pictures/groups", params={"by": "nope,dst"}, headers=AUTH), 422)
+    _error(client.get("/v1/pictures/groups", params={"color": "rainbow"}, headers=AUTH), 422)
+    _error(client.get("/v1/pictures/groups", params={"width": 5}, headers=AUTH), 422)
+
+
 # -- models and metrics --------------------------------------------------------------------------
 
 

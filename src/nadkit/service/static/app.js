@@ -438,12 +438,48 @@
     loadAlerts().catch(listError);
   });
 
+  // -- flow-groups picture -----------------------------------------------------------------------
+
+  async function loadGroups() {
+    const panel = $("groups");
+    if (!panel.open) return;
+    const query = filterQuery();
+    query.set("by", $("groups-by").value);
+    const settings = { headers: {} };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) settings.headers.Authorization = "Bearer " + token;
+    showMessage("groups-message", "drawing...");
+    const response = await fetch("/v1/pictures/groups?" + query.toString(), settings);
+    const picture = $("groups-picture");
+    if (!response.ok) {
+      let reason = response.status + " " + response.statusText;
+      if ((response.headers.get("content-type") || "").includes("application/json")) {
+        reason = (await response.json()).error || reason;
+      }
+      picture.hidden = true;
+      showMessage("groups-message", reason, response.status !== 404);
+      return;
+    }
+    const blob = await response.blob();
+    const reader = new FileReader();
+    reader.onload = () => {
+      picture.src = reader.result;
+      picture.hidden = false;
+      picture.dataset.loaded = "true";
+      showMessage("groups-message", "");
+    };
+    reader.readAsDataURL(blob);
+  }
+
+  $("groups").addEventListener("toggle", () => loadGroups().catch(listError));
+  $("groups-by").addEventListener("change", () => loadGroups().catch(listError));
+
   function listError(error) {
     if (!(error instanceof AuthError)) showMessage("list-message", error.message, true);
   }
 
   function reloadList() {
-    Promise.all([loadAlerts(), loadTimeline()]).catch(listError);
+    Promise.all([loadAlerts(), loadTimeline(), loadGroups()]).catch(listError);
   }
 
   async function refresh() {
