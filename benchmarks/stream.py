@@ -2,8 +2,9 @@
 
 A generator process sends NetFlow v9 export packets (40 records of a 10-field template per packet,
 the template re-sent every 100 packets, paced to the offered rate) to the collector, which runs in
-this process: the UDP receiver thread, micro-batches of 1 s, the default autoencoder bundle (with its
-ONNX graph, so the default engine scores on ONNX Runtime), alerts written as JSON lines to a file.
+this process: the UDP receiver thread, micro-batches of 1 s (``--batch-seconds``), the default
+autoencoder bundle (with its ONNX graph, so the default engine scores on ONNX Runtime), alerts written
+as JSON lines to a file.
 The flows are a simulated day (`nadkit simulate`, 1.16 M flows) as a router exports them:
 unidirectional (``in_*`` = 0), no application names, no precomputed counters (the pipeline computes
 counters and segment features itself). The bundle is the default ``ae`` config trained on the same
@@ -255,7 +256,14 @@ def records_for(flows: Any, clock: str, rate: float) -> np.ndarray:
 
 
 def measure(
-    bundle_path: Path, flows: Any, *, rate: float, seconds: float, clock: str, all_flows: bool
+    bundle_path: Path,
+    flows: Any,
+    *,
+    rate: float,
+    seconds: float,
+    clock: str,
+    all_flows: bool,
+    batch_seconds: float = 1.0,
 ) -> dict[str, Any]:
     from nadkit.bundle import ModelBundle
     from nadkit.stream import StreamConfig, StreamRunner
@@ -270,7 +278,11 @@ def measure(
     sink = JsonLinesSink(folder / "records.jsonl")
     lateness = 60.0  # the default of collectors
     config = StreamConfig(
-        batch_seconds=1.0, batch_rows=50_000, lateness_s=lateness, all_flows=all_flows, status_seconds=5
+        batch_seconds=batch_seconds,
+        batch_rows=50_000,
+        lateness_s=lateness,
+        all_flows=all_flows,
+        status_seconds=5,
     )
     bundle = ModelBundle.load(bundle_path)
     runner = StreamRunner(
@@ -327,6 +339,7 @@ def measure(
     return {
         "clock": clock,
         "segments": bool(bundle.pipeline.segments_computed_),
+        "batch_s": batch_seconds,
         "records": "all flows" if all_flows else "alerts",
         "offered_flows_per_s": rate,
         "sent": sent["sent_flows"],
@@ -365,6 +378,7 @@ def main() -> None:
     parser.add_argument("--clock", nargs="+", choices=["replay", "realtime"], default=["replay", "realtime"])
     parser.add_argument("--all", action="store_true", help="write every scored flow, not only alerts")
     parser.add_argument("--budget", type=float, default=120.0, help="training time budget (s), first run")
+    parser.add_argument("--batch-seconds", type=float, default=1.0, help="micro-batch length (s)")
     parser.add_argument(
         "--no-segments", action="store_true", help="the same model without segment features (no segment hold)"
     )
@@ -383,12 +397,21 @@ def main() -> None:
     for clock in args.clock:
         for rate in args.rates:
             console.print(f"[bold]{clock}[/bold] at {rate:,.0f} flows/s for {args.seconds:g} s")
-            row = measure(bundle, flows, rate=rate, seconds=args.seconds, clock=clock, all_flows=args.all)
+            row = measure(
+                bundle,
+                flows,
+                rate=rate,
+                seconds=args.seconds,
+                clock=clock,
+                all_flows=args.all,
+                batch_seconds=args.batch_seconds,
+            )
             console.print(row)
             rows.append(row)
     columns = [
         "clock",
         "segments",
+        "batch_s",
         "records",
         "offered_flows_per_s",
         "received",
@@ -412,6 +435,7 @@ def main() -> None:
         columns,
         rows,
         seconds=args.seconds,
+        batch_seconds=args.batch_seconds,
         load_average=os.getloadavg(),
     )
 
