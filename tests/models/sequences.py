@@ -1,9 +1,11 @@
 """Synthetic sequences with known structure for the window detectors, and the checks every window
-detector must pass (imported by test_recurrent, test_transformer and test_cnn_lstm)."""
+detector must pass (run on every window detector by test_sequence_detectors; the model-specific
+tests live in test_recurrent, test_transformer and test_cnn_lstm)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import torch
@@ -168,3 +170,10 @@ def check_exportable(detector: NeuralDetector) -> None:
     )
     with torch.no_grad():
         torch.testing.assert_close(program.module()(other.x, other.mask), predict(detector, other))
+
+
+@functools.cache
+def fitted_detector(cls: type[NeuralDetector], mode: str) -> NeuralDetector:
+    """``cls`` in ``mode`` (its test settings) fitted on the training sequences, once per test run."""
+    config = dataclasses.replace(cls.test_config(), mode=mode)
+    return cls(config).fit(sine_sequences(seed=1)[0])

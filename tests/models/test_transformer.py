@@ -1,40 +1,15 @@
-"""Transformer detector: reconstruction (bottleneck) and causal forecast modes on sequences of known
-structure."""
+"""Transformer detector: what is its own, causal forecasting, a reconstruction that reads the scored
+row, positions (the shared window-detector checks run in test_sequence_detectors)."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import pytest
 import torch
 
 from nadkit.errors import ConfigError
 from nadkit.models import REGISTRY
-from nadkit.models.base import DetectorData
 from nadkit.models.transformer import TransformerConfig, TransformerDetector, sinusoidal_positions
-from tests.models.sequences import (
-    MINIMUM_AUC,
-    check_exportable,
-    check_forecast_ignores_the_scored_row,
-    check_padding,
-    check_same_seed_same_scores,
-    check_scores_and_contributions,
-    check_windows_follow_entity_and_time,
-    planted_auc,
-    random_windows,
-    sine_sequences,
-)
-
-
-@pytest.fixture(scope="module")
-def train() -> DetectorData:
-    return sine_sequences(seed=1)[0]
-
-
-@pytest.fixture(scope="module", params=["reconstruct", "forecast"])
-def fitted(request: pytest.FixtureRequest, train: DetectorData) -> TransformerDetector:
-    config = dataclasses.replace(TransformerDetector.test_config(), mode=request.param)
-    return TransformerDetector(config).fit(train)
+from tests.models.sequences import fitted_detector, random_windows
 
 
 def test_registered_under_its_name() -> None:
@@ -43,32 +18,9 @@ def test_registered_under_its_name() -> None:
     assert TransformerConfig().mode == "reconstruct"
 
 
-def test_planted_sequence_breaks_rank_high(fitted: TransformerDetector) -> None:
-    assert planted_auc(fitted) > MINIMUM_AUC
-
-
-def test_errors_are_squared_errors_of_the_last_row(fitted: TransformerDetector) -> None:
-    check_scores_and_contributions(fitted)
-
-
-def test_padding_is_never_read(fitted: TransformerDetector) -> None:
-    check_padding(fitted)
-
-
-def test_windows_follow_entity_and_time(fitted: TransformerDetector) -> None:
-    check_windows_follow_entity_and_time(fitted)
-
-
-def test_forecast_does_not_read_the_scored_row(fitted: TransformerDetector) -> None:
-    if fitted.config.mode != "forecast":
-        pytest.skip("only forecast mode hides the scored row")
-    check_forecast_ignores_the_scored_row(fitted)
-
-
-def test_forecast_is_causal(fitted: TransformerDetector) -> None:
+def test_forecast_is_causal() -> None:
     """The prediction of row t depends on rows before t only (row t and later can change freely)."""
-    if fitted.config.mode != "forecast":
-        pytest.skip("only forecast mode is causal")
+    fitted = fitted_detector(TransformerDetector, "forecast")
     batch = random_windows(fitted)
     cut = fitted.config.window // 2
     later = batch.x.clone()
@@ -80,10 +32,9 @@ def test_forecast_is_causal(fitted: TransformerDetector) -> None:
     assert not torch.allclose(after[:, cut + 1 :], before[:, cut + 1 :])
 
 
-def test_reconstruction_reads_the_scored_row(fitted: TransformerDetector) -> None:
+def test_reconstruction_reads_the_scored_row() -> None:
     """Reconstruct mode sees the last row (its code must carry it through the bottleneck)."""
-    if fitted.config.mode != "reconstruct":
-        pytest.skip("only reconstruct mode reads the scored row")
+    fitted = fitted_detector(TransformerDetector, "reconstruct")
     batch = random_windows(fitted)
     changed = batch.x.clone()
     changed[:, -1] += 3.0
@@ -91,14 +42,6 @@ def test_reconstruction_reads_the_scored_row(fitted: TransformerDetector) -> Non
         before = fitted.module_(batch.x, batch.mask)[:, -1]
         after = fitted.module_(changed, batch.mask)[:, -1]
     assert not torch.allclose(before, after)
-
-
-def test_network_exports_as_a_graph(fitted: TransformerDetector) -> None:
-    check_exportable(fitted)
-
-
-def test_same_seed_same_scores() -> None:
-    check_same_seed_same_scores(TransformerDetector, TransformerDetector.test_config())
 
 
 def test_positions_are_distinct_and_bounded() -> None:
