@@ -13,12 +13,13 @@ import pytest
 from nadkit.bundle import ModelBundle
 from nadkit.detect import Scorer, detect_file, output_kind, score_table
 from nadkit.errors import ConfigError, NadkitError, SchemaError
+from nadkit.features.counters import COUNTER_COLUMNS
 from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.features.segments import SegmentConfig
 from nadkit.models import REGISTRY
 from nadkit.schema import NORMAL
 from nadkit.sources import ROW
-from nadkit.synthetic import SimulationConfig, simulate_day
+from nadkit.synthetic import COLUMNS, SimulationConfig, simulate_day
 from nadkit.training import detector_data, holdout_threshold
 
 
@@ -166,24 +167,8 @@ def test_outputs_are_never_overwritten_or_left_half_written(
     bad.write_text("\n".join(lines) + "\n")
     target = tmp_path / "never.jsonl"
     with pytest.raises(SchemaError) as caught:
-        mapping = ",".join(
-            f"{c}={c}"
-            for c in (
-                "time",
-                "src",
-                "dst",
-                "spt",
-                "dpt",
-                "proto",
-                "app",
-                "duration",
-                "out_bytes",
-                "in_bytes",
-                "out_pkts",
-                "in_pkts",
-                "label",
-            )
-        )
+        flow_columns = [c for c in COLUMNS if c not in COUNTER_COLUMNS and c not in ("label_original", "day")]
+        mapping = ",".join(f"{c}={c}" for c in flow_columns)
         detect_file(ae_bundle, bad, target, chunk_rows=1000, mapping=mapping)
     assert "dpt" in str(caught.value)
     assert "4001" in str(caught.value)
