@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 # Debian packages the end-to-end tests use: chromium (triage page), softflowd and nfdump (NetFlow export
-# and collection). Installed only when missing; needs root or sudo.
-SYSTEM_PACKAGES ?= chromium softflowd nfdump
+# and collection), and a Java 17 runtime for Spark (`nadkit detect --engine spark`). Installed only when
+# missing; needs root or sudo.
+SYSTEM_PACKAGES ?= chromium softflowd nfdump openjdk-17-jre-headless
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

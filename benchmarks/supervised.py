@@ -38,9 +38,10 @@ from benchmarks.common import console, data_dir, report
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.metrics import macro_f_beta, roc_auc
 from nadkit.models.base import DetectorData
-from nadkit.models.multitask import MultitaskConfig, MultitaskDetector, stratified_holdout
+from nadkit.models.multitask import MultitaskConfig, MultitaskDetector
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
+from nadkit.split import stratified_holdout
 from nadkit.training import detector_data, use_label_column
 
 SEED = 0

@@ -13,7 +13,16 @@ from rich.console import Console
 from rich.table import Table
 
 from nadkit.errors import ConfigError, SchemaError
-from nadkit.split import DaySplit, GroupSplit, TimeSplit, assign_groups, render, session_groups, split_frame
+from nadkit.split import (
+    DaySplit,
+    GroupSplit,
+    TimeSplit,
+    assign_groups,
+    render,
+    session_groups,
+    split_frame,
+    stratified_holdout,
+)
 
 T0 = datetime(2020, 12, 3, tzinfo=UTC)
 CLASSES = ("normal", "ipsweep", "portsweep", "smurf", "nmap")
@@ -212,3 +221,13 @@ def test_empty_frame_is_an_error(frame: pl.DataFrame) -> None:
     for method in ("group", "day", "time"):
         with pytest.raises(ConfigError):
             split_frame(frame.head(0), method)
+
+
+def test_stratified_holdout_takes_the_fraction_of_every_class() -> None:
+    codes = np.repeat([0, 1, 2, 3], [1000, 100, 10, 1])
+    held = stratified_holdout(codes, 0.3, seed=4)
+    assert [int(held[codes == c].sum()) for c in range(4)] == [300, 30, 3, 0]
+    np.testing.assert_array_equal(held, stratified_holdout(codes, 0.3, seed=4))
+    assert not np.array_equal(held, stratified_holdout(codes, 0.3, seed=5))
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        stratified_holdout(codes, 1.0)

@@ -22,6 +22,7 @@ from nadkit.thresholds import (
     fit_generalised_pareto,
     fit_threshold,
     quantile_threshold,
+    threshold_settings,
 )
 from nadkit.training import holdout_threshold
 
@@ -433,3 +434,17 @@ def test_cost_optimal_decision_errors() -> None:
         cost_optimal_decision(np.array([[0.5, -0.1, 0.6, 0, 0]]))
     with pytest.raises(ConfigError):
         cost_optimal_decision(np.ones((1, 2)), np.zeros((2, 2)), ["only one"])
+
+
+def test_threshold_settings_are_checked_without_scores() -> None:
+    assert threshold_settings("quantile") == {"false_positive_rate": 0.01}
+    assert threshold_settings("pot", risk=1e-3) == {"risk": 1e-3, "initial_quantile": 0.98}
+    assert threshold_settings("f_beta", beta=2) == {"beta": 2.0}
+    with pytest.raises(ConfigError, match="'beta': not a parameter of 'quantile'"):
+        threshold_settings("quantile", beta=2.0)
+    with pytest.raises(ConfigError, match="'risk': must be below 1 - initial_quantile"):
+        threshold_settings("pot", risk=0.05)
+    with pytest.raises(ConfigError, match="false_positive_rate"):
+        threshold_settings("quantile", false_positive_rate=0.0)
+    with pytest.raises(ConfigError, match="unknown method 'median'"):
+        threshold_settings("median")

@@ -13,16 +13,18 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from nadkit.bundle import ModelBundle
-from nadkit.errors import ConfigError
+from nadkit.errors import ConfigError, NadkitError
 from nadkit.features.series import BucketConfig, bucket_metrics
 from nadkit.models import REGISTRY
 from nadkit.models.base import DetectorData
 from nadkit.schema import NORMAL
 from nadkit.split import session_groups
 from nadkit.synthetic import SimulationConfig, simulate
+from nadkit.thresholds import fit_threshold
 from nadkit.training import (
     BucketScaling,
     bucket_detector_data,
+    holdout_threshold,
     supervised_split,
     train_model,
     unsupervised_split,
@@ -173,6 +175,10 @@ def test_train_model_supervised_with_target(simulated_files: tuple[Path, Path], 
     assert result.classes[0] == NORMAL
     assert set(result.classes) == set(pl.read_parquet(train)["label"].unique().to_list())
     assert result.holdout_attacks > 0
+    assert set(result.class_counts["train"]) == set(result.classes)
+    assert sum(result.class_counts["train"].values()) == result.train_rows
+    assert result.target_rows == pl.read_parquet(target).height
+    assert result.onnx and (out / "model.onnx").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"]["method"] == "group"
     assert metrics["target_rows"] == pl.read_parquet(target).height
@@ -233,3 +239,162 @@ def test_train_model_learns_the_kdd_attack_family(tmp_path: Path) -> None:
     assert metrics["split"]["method"] == "stratified"
     assert metrics["classification"]["macro_f1"] > 0.5
     assert "attack_family" not in ModelBundle.load(tmp_path / "model").pipeline.feature_names_
+
+
+def _plant_exfiltration(frame: pl.DataFrame, share: float, seed: int) -> tuple[pl.DataFrame, np.ndarray]:
+    """``frame`` with a ``share`` of its normal flows turned into an ``exfiltration`` class that
+    differs from normal in one field only: five gigabytes out."""
+    rng = np.random.default_rng(seed)
+    chosen = (frame["label"] == NORMAL).to_numpy() & (rng.random(frame.height) < share)
+    mask = pl.Series(chosen)
+    planted = frame.with_columns(
+        pl.when(mask)
+        .then(pl.lit(5_000_000_000))
+        .otherwise(pl.col("out_bytes"))
+        .cast(frame.schema["out_bytes"])
+        .alias("out_bytes"),
+        pl.when(mask).then(pl.lit("exfiltration")).otherwise(pl.col("label")).alias("label"),
+    )
+    return planted, chosen
+
+
+def test_multitask_detection_explains_the_alerts_by_the_planted_feature(
+    simulated_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring a multitask bundle computes contributions for the alerts only (on ONNX Runtime, as
+    the bundle is saved with its graph); an alert caused by one absurd field is explained by the
+    features of that field, and gets the class that field stands for."""
+    from nadkit.detect import detect_file
+
+    train, target = simulated_files
+    planted_train, _ = _plant_exfiltration(pl.read_parquet(train), 0.03, seed=1)
+    planted_target, chosen = _plant_exfiltration(pl.read_parquet(target), 0.03, seed=2)
+    assert planted_target.columns == pl.read_parquet(target).columns
+    train_path, target_path = tmp_path / "train.parquet", tmp_path / "target.parquet"
+    planted_train.write_parquet(train_path)
+    planted_target.write_parquet(target_path)
+    result = train_model(
+        train_path, tmp_path / "model", model="multitask", config=QUICK_MULTITASK, target=target_path
+    )
+    assert "exfiltration" in result.classes and result.onnx
+    bundle = ModelBundle.load(tmp_path / "model")
+    assert bundle.has_onnx and bundle.active_engine == "onnx"
+
+    explained: list[int] = []
+    contributions = ModelBundle.contributions
+
+    def counting(self: ModelBundle, data: DetectorData) -> np.ndarray:
+        explained.append(len(data))
+        return contributions(self, data)
+
+    monkeypatch.setattr(ModelBundle, "contributions", counting)
+    detected = detect_file(bundle, target_path, tmp_path / "all.parquet", alerts_only=False, top=3)
+    records = pl.read_parquet(tmp_path / "all.parquet").sort("row")
+    assert records.height == planted_target.height
+    assert 0 < detected.alerts == int(records["alert"].sum()) == sum(explained) < records.height / 5
+    assert (records["top_features"].is_null() == ~records["alert"]).all()
+    # scores and classes are the model's own, for every flow
+    data = bundle.data(planted_target)
+    np.testing.assert_allclose(records["score"].to_numpy(), bundle.detector.score(data), rtol=1e-5, atol=1e-6)
+    assert records["class"].to_list() == bundle.detector.predict(data).tolist()
+
+    planted = records.filter(pl.Series(chosen) & pl.col("alert"))
+    assert planted.height >= 0.8 * chosen.sum()
+    assert (planted["class"] == "exfiltration").mean() > 0.9
+    raw = bundle.pipeline.raw_columns_
+    leading = [features[0]["feature"] for features in planted["top_features"].to_list()]
+    assert np.mean(["out_bytes" in raw[name] for name in leading]) > 0.9, leading[:10]
+
+
+def test_holdout_threshold_methods() -> None:
+    rng = np.random.default_rng(5)
+    scores = rng.exponential(size=4000)
+    labels = np.where(rng.random(4000) < 0.05, "Probing-IP sweep", NORMAL)
+    scores[labels != NORMAL] += 4.0
+    normal = scores[labels == NORMAL]
+
+    auto, measured = holdout_threshold(scores, labels, beta=2.0)
+    assert auto["method"] == "f_beta" and auto["beta"] == 2.0
+    assert auto["value"] == fit_threshold("f_beta", scores, labels, beta=2.0).value
+    assert measured is not None and measured.recall > 0.9
+    without_attacks, none = holdout_threshold(normal, None, 0.05)
+    assert without_attacks["method"] == "quantile" and none is None
+    assert without_attacks["value"] == pytest.approx(np.quantile(normal, 0.95), rel=0.01)
+
+    quantile, measured = holdout_threshold(scores, labels, 0.02, method="quantile")
+    assert quantile["method"] == "quantile" and quantile["false_positive_rate"] == 0.02
+    assert measured is not None and measured.false_positive_rate == pytest.approx(0.02, abs=0.002)
+    pot, _ = holdout_threshold(scores, labels, method="pot", risk=1e-3)
+    assert pot["method"] == "pot" and pot["risk"] == 1e-3
+    assert pot["value"] == fit_threshold("pot", scores, labels, risk=1e-3).value
+    assert pot["value"] > quantile["value"]
+
+    with pytest.raises(ConfigError, match="f_beta threshold needs labelled attack and normal rows"):
+        holdout_threshold(normal, None, method="f_beta")
+    with pytest.raises(ConfigError, match="'risk'"):
+        holdout_threshold(scores, labels, risk=1e-3)  # auto fits f_beta or quantile
+    with pytest.raises(ConfigError, match="unknown threshold method 'median'"):
+        holdout_threshold(scores, labels, method="median")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"threshold_method": "median"}, "unknown threshold method 'median'"),
+        ({"threshold_method": "pot", "threshold_params": {"beta": 2.0}}, "'beta'"),
+        ({"threshold_method": "pot", "threshold_params": {"risk": 0.5}}, "'risk'"),
+        (
+            {"threshold_method": "quantile", "threshold_params": {"false_positive_rate": 1.5}},
+            "false_positive_rate",
+        ),
+        ({"model": "ae", "config": {}, "target": "later-day.csv"}, "would not use target traffic"),
+    ],
+)
+def test_train_model_checks_its_choices_before_training(
+    simulated_files: tuple[Path, Path], tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    train, _ = simulated_files
+    settings = {"model": "multitask", "config": QUICK_MULTITASK, **options}
+    with pytest.raises(ConfigError, match=message):
+        train_model(train, tmp_path / "model", **settings)  # type: ignore[arg-type]
+    assert not (tmp_path / "model").exists()
+
+
+def test_train_model_saves_the_onnx_graph_or_warns(
+    simulated_files: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    train, _ = simulated_files
+    config = {"epochs": 1, "batch_size": 256, "hidden": [16], "bottleneck": 4}
+    result = train_model(
+        train,
+        tmp_path / "with",
+        model="ae",
+        config=config,
+        threshold_method="pot",
+        threshold_params={"risk": 1e-3},
+    )
+    assert result.onnx and not result.supervised
+    assert result.class_counts["train"] == {NORMAL: result.train_rows}
+    assert sum(result.class_counts["holdout"].values()) == result.holdout_rows
+    bundle = ModelBundle.load(tmp_path / "with")
+    assert bundle.has_onnx and bundle.active_engine == "onnx"
+    assert bundle.threshold["method"] == "pot" and bundle.threshold["risk"] == 1e-3
+
+    import nadkit.models.export
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise NadkitError("ae could not be exported to ONNX (no exporter today)")
+
+    monkeypatch.setattr(nadkit.models.export, "export_onnx", failing)
+    with caplog.at_level("WARNING", logger="nadkit.training"):
+        result = train_model(train, tmp_path / "without", model="ae", config=config)
+    assert not result.onnx
+    assert not ModelBundle.load(tmp_path / "without").has_onnx
+    assert not (tmp_path / "without" / "model.onnx").exists()
+    assert any(
+        "saved without model.onnx" in r.getMessage() and "no exporter today" in r.getMessage()
+        for r in caplog.records
+    )

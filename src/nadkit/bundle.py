@@ -22,7 +22,9 @@ Scoring runs on an *engine*: ``"torch"`` (the detector itself, on its device), `
 on ONNX Runtime's CPU provider, see :class:`~nadkit.models.export.OnnxScorer`) or ``"auto"``: ONNX
 Runtime when the bundle holds ``model.onnx``, ONNX Runtime imports and the detector is a neural network
 not running on CUDA, else torch (the tree and order-statistic baselines score faster in NumPy).
-Both give the same scores up to float32 rounding.
+Both give the same scores up to float32 rounding. A detector whose contributions cost far more than
+its scores (``costly_contributions``: the multitask model's integrated gradients) scores on itself and
+computes only contributions on the engine.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from nadkit.errors import BundleError, ConfigError, NadkitError
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.fileio import atomic_directory, atomic_path
 from nadkit.models.base import Detector, DetectorData, create
-from nadkit.models.neural import NeuralDetector
+from nadkit.models.neural import NeuralConfig
 
 if TYPE_CHECKING:
     from nadkit.models.export import Exporter, OnnxScorer
@@ -188,7 +190,11 @@ class ModelBundle:
         return self.score_data(self.data(frame))
 
     def score_data(self, data: DetectorData) -> np.ndarray:
-        """One float64 anomaly score per row of the detector's input, on the bundle's engine."""
+        """One float64 anomaly score per row of the detector's input, on the bundle's engine (on the
+        detector itself where its contributions, which the ONNX graph computes, cost far more than
+        its scores)."""
+        if self.detector.costly_contributions:
+            return self.detector.score(data)
         scorer = self._onnx_scorer()
         return self.detector.score(data) if scorer is None else scorer.score(data)
 
@@ -218,8 +224,9 @@ class ModelBundle:
             return "onnx"
         if not self.has_onnx or not _onnx_runtime_imports():
             return "torch"
-        if not isinstance(self.detector, NeuralDetector):
-            # tree and order-statistic baselines score faster in NumPy than as ONNX graphs
+        if not isinstance(self.detector.config, NeuralConfig):
+            # tree and order-statistic baselines score faster in NumPy than as ONNX graphs (every
+            # neural family, the supervised one included, has a NeuralConfig)
             return "torch"
         # a detector on a GPU is faster there than ONNX Runtime on the CPU
         return "torch" if getattr(getattr(self.detector, "device_", None), "type", None) == "cuda" else "onnx"
@@ -245,7 +252,9 @@ class ModelBundle:
             assert self.path is not None  # has_onnx says so
             if content is None:
                 content = _verified_bytes(self.path, ONNX, self.manifest.get("files") or {})
-            batch_size = getattr(self.detector.config, "score_batch_size", DEFAULT_BATCH_SIZE)
+            batch_size = self.detector.contribution_batch_rows() or getattr(
+                self.detector.config, "score_batch_size", DEFAULT_BATCH_SIZE
+            )
             try:
                 scorer = OnnxScorer(content, threads=self.threads, batch_size=batch_size)
             except NadkitError as error:

@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.table import Table
 
 from nadkit import __version__
 from nadkit.errors import NadkitError
+
+if TYPE_CHECKING:
+    from nadkit.training import TrainingResult
 
 app = typer.Typer(
     name="nadkit",
@@ -214,6 +217,14 @@ def split(
         console.print(f"wrote train.parquet, validation.parquet and report.json to [bold]{out}[/bold]")
 
 
+#: train options that set a threshold parameter: option -> (parameter, the methods that take it)
+_THRESHOLD_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "--fpr": ("false_positive_rate", ("auto", "quantile")),
+    "--beta": ("beta", ("auto", "f_beta")),
+    "--risk": ("risk", ("pot",)),
+}
+
+
 @app.command()
 def train(
     source: Annotated[Path, typer.Argument(help="Training flows: file, directory or glob.")],
@@ -224,20 +235,78 @@ def train(
     config: Annotated[
         Path | None, typer.Option(help="Model settings (YAML, TOML or JSON), e.g. epochs, hidden sizes.")
     ] = None,
+    target: Annotated[
+        Path | None,
+        typer.Option(
+            help="Unlabelled flows of the traffic to be scored (e.g. a later day; file, directory or "
+            "glob, any format) that a domain-adapting model (multitask) aligns to with CMD.",
+        ),
+    ] = None,
+    label_column: Annotated[
+        str,
+        typer.Option(
+            "--label-column", help="Column holding the class labels, e.g. attack_family for NSL-KDD."
+        ),
+    ] = "label",
     holdout: Annotated[
-        float, typer.Option(min=0.05, max=0.9, help="Share of normal rows held out with the attacks.")
+        float,
+        typer.Option(
+            min=0.05,
+            max=0.9,
+            help="Hold-out share: of the normal rows for unsupervised models (every attack row is held "
+            "out too); of all labelled rows for supervised models (their validation part).",
+        ),
     ] = 0.3,
+    threshold_method: Annotated[
+        str,
+        typer.Option(
+            "--threshold-method",
+            help="How the threshold is fitted on the hold-out: auto (F-beta-optimal when it has attacks, "
+            "else quantile), quantile, f_beta or pot.",
+        ),
+    ] = "auto",
+    fpr: Annotated[
+        float | None,
+        typer.Option(
+            "--fpr",
+            help="quantile (and auto without attacks): share of normal scores above it (default 0.01).",
+        ),
+    ] = None,
+    beta: Annotated[
+        float | None,
+        typer.Option(help="f_beta (and auto with attacks): beta of the F-beta score (default 1)."),
+    ] = None,
+    risk: Annotated[
+        float | None,
+        typer.Option(
+            help="pot: probability of a normal score above the threshold, from a tail fit (default 1e-4)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     format: FormatOption = None,
     mapping: MapOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
 ) -> None:
-    """Train a detector on normal traffic and save it, with its threshold, as a model bundle."""
+    """Train a detector and save it, with its threshold and ONNX graph, as a model bundle.
+
+    Unsupervised models learn normal traffic; supervised ones (multitask) learn the classes of
+    labelled flows, optionally adapting to unlabelled --target traffic.
+    """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nadkit.config import read_settings
+    from nadkit.models.multitask import SeedEpochReport
     from nadkit.training import train_model
 
+    given = {"--fpr": fpr, "--beta": beta, "--risk": risk}
+    threshold_params: dict[str, float] = {}
+    for option, value in given.items():
+        if value is None:
+            continue
+        name, methods = _THRESHOLD_OPTIONS[option]
+        if threshold_method not in methods:
+            raise NadkitError(f"{option} applies to --threshold-method {' or '.join(methods)}")
+        threshold_params[name] = value
     options = read_settings(config, "model settings") if config else {}
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -254,7 +323,12 @@ def train(
             losses = f"train {report.train_loss:.4g}"
             if report.validation_loss is not None:
                 losses += f"  validation {report.validation_loss:.4g}"
-            bar.update(task, completed=report.epoch, total=report.epochs, losses=losses)
+            description = f"training {model}"
+            if isinstance(report, SeedEpochReport) and report.seeds > 1:
+                description += f" seed {report.seed_index}/{report.seeds}"
+            bar.update(
+                task, description=description, completed=report.epoch, total=report.epochs, losses=losses
+            )
 
         result = train_model(
             source,
@@ -267,26 +341,74 @@ def train(
             seed=seed,
             overwrite=force,
             progress=on_epoch,
+            target=target,
+            label_column=label_column,
+            threshold_method=threshold_method,
+            threshold_params=threshold_params,
         )
+    console.print(_training_summary(model, result, target))
+    if result.supervised:
+        console.print(_class_table(result))
+
+
+def _training_summary(model: str, result: TrainingResult, target: Path | None) -> Table:
+    """The table `nadkit train` ends with: what was trained on, how, and what was measured."""
+    metrics = result.bundle.metrics
     summary = Table(title=f"{model} trained", show_header=False)
-    summary.add_row("bundle", str(result.path))
+    summary.add_row("bundle", f"{result.path} ({'with' if result.onnx else 'without'} model.onnx)")
     summary.add_row("features", str(len(result.bundle.pipeline.feature_names_)))
-    summary.add_row("normal training rows", f"{result.train_rows:,}")
-    summary.add_row("hold-out rows (attacks)", f"{result.holdout_rows:,} ({result.holdout_attacks:,})")
-    summary.add_row("fit time", f"{result.fit_seconds:.1f} s")
-    history = result.bundle.metrics.get("history")
-    if history:
+    if result.supervised:
+        summary.add_row("labelled training rows", f"{result.train_rows:,}")
+        method = (metrics.get("split") or {}).get("method", "")
         summary.add_row(
-            "epochs",
-            f"{history['epochs_run']} (best {history['best_epoch']}, stopped by {history['stopped']})",
+            "validation rows (attacks)",
+            f"{result.holdout_rows:,} ({result.holdout_attacks:,}); {method} split",
+        )
+        summary.add_row("classes", ", ".join(result.classes))
+        if target is not None:
+            summary.add_row("CMD target rows", f"{result.target_rows:,} unlabelled, from {target}")
+        else:
+            summary.add_row("CMD target rows", "none (no --target: no domain adaptation)")
+    else:
+        if result.class_counts.get("holdout"):
+            summary.add_row("normal training rows", f"{result.train_rows:,}")
+            held = f"{result.holdout_rows:,} ({result.holdout_attacks:,})"
+            summary.add_row("hold-out rows (attacks)", held)
+        else:
+            summary.add_row("training rows (unlabelled, taken as normal)", f"{result.train_rows:,}")
+            summary.add_row("hold-out rows (unlabelled)", f"{result.holdout_rows:,}")
+    summary.add_row("fit time", f"{result.fit_seconds:.1f} s")
+    histories = metrics.get("histories") or ([metrics["history"]] if metrics.get("history") else [])
+    for index, history in enumerate(histories, start=1):
+        label = "epochs" if len(histories) == 1 else f"epochs, seed {index}/{len(histories)}"
+        summary.add_row(
+            label, f"{history['epochs_run']} (best {history['best_epoch']}, stopped by {history['stopped']})"
         )
     threshold = result.bundle.threshold or {}
     summary.add_row("threshold", f"{threshold.get('value', float('nan')):.6g} ({threshold.get('method')})")
-    measured = result.bundle.metrics.get("holdout")
+    where = "validation" if result.supervised else "hold-out"
+    measured = metrics.get("holdout")
     if measured:
         figures = f"{measured['roc_auc']:.4f} / {measured['pr_auc']:.4f} / {measured['f1']:.4f}"
-        summary.add_row("hold-out ROC-AUC / PR-AUC / F1", f"{figures} (threshold chosen here)")
-    console.print(summary)
+        summary.add_row(f"{where} ROC-AUC / PR-AUC / F1", f"{figures} (threshold chosen here)")
+    classification = metrics.get("classification")
+    if classification:
+        summary.add_row(f"{where} macro F1 of the classes", f"{classification['macro_f1']:.4f}")
+        if "nad_score" in classification:
+            summary.add_row(f"{where} NAD 2021 score", f"{classification['nad_score']:.4f}")
+    return summary
+
+
+def _class_table(result: TrainingResult) -> Table:
+    """Rows of each class in the training and validation parts of a supervised model."""
+    table = Table(title="classes")
+    table.add_column("class")
+    table.add_column("training rows", justify="right")
+    table.add_column("validation rows", justify="right")
+    train, held = result.class_counts.get("train", {}), result.class_counts.get("holdout", {})
+    for name in [*result.classes, *sorted(set(held) - set(result.classes))]:
+        table.add_row(name, f"{train.get(name, 0):,}", f"{held.get(name, 0):,}")
+    return table
 
 
 def _flow_progress(description: str):  # type: ignore[no-untyped-def]
@@ -305,8 +427,22 @@ def _flow_progress(description: str):  # type: ignore[no-untyped-def]
 @app.command()
 def detect(
     bundle: Annotated[Path, typer.Argument(help="Model bundle directory (from `nadkit train`).")],
-    source: Annotated[Path, typer.Argument(help="Flows to score: file, directory or glob, any format.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Alerts file: .jsonl, .parquet or .csv.")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Flows to score: file, directory or glob, any format (--engine spark: Parquet, "
+            "also a URI such as hdfs://... or s3a://...)."
+        ),
+    ],
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Alerts file: .jsonl, .parquet or .csv (--engine spark: .parquet is a Parquet dataset "
+            "directory; also a URI).",
+        ),
+    ],
     all_flows: Annotated[
         bool, typer.Option("--all", help="Write every scored flow, not only alerts.")
     ] = False,
@@ -318,8 +454,30 @@ def detect(
         int, typer.Option("--chunk-rows", min=1000, help="Flows read and scored per chunk (bounds memory).")
     ] = 200_000,
     engine: Annotated[
-        str, typer.Option(help="auto (ONNX Runtime on CPU when the bundle has model.onnx), torch or onnx.")
+        str,
+        typer.Option(
+            help="auto (ONNX Runtime on CPU when the bundle has model.onnx), torch, onnx, or spark "
+            "(a Spark job over a Parquet dataset, scoring as auto on the executors)."
+        ),
     ] = "auto",
+    master: Annotated[
+        str | None,
+        typer.Option(
+            help="--engine spark: the Spark master, e.g. local[4], yarn, k8s://https://HOST:PORT, "
+            "spark://HOST:PORT (default: local[*], or spark-submit's)."
+        ),
+    ] = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(min=1, help="--engine spark: partitions the flows are scored in (default: by size)."),
+    ] = None,
+    spark_conf: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--conf",
+            help="--engine spark: a Spark setting KEY=VALUE, repeatable (spark.executor.memory=8g, ...).",
+        ),
+    ] = None,
     format: FormatOption = None,
     mapping: MapOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -330,24 +488,46 @@ def detect(
     from nadkit.detect import detect_file, output_kind, summary_line
 
     output_kind(out)
-    if out.exists() and not force:
+    if "://" not in out and Path(out).exists() and not force:
         raise NadkitError(f"{out}: already exists (use --force to replace it)")
-    loaded = ModelBundle.load(bundle, engine=engine)
-    with _flow_progress("detecting") as bar:
-        task = bar.add_task(f"detecting with {loaded.detector.name}", total=None, flows=0, alerts=0)
-        result = detect_file(
-            loaded,
-            source,
-            out,
-            format=format,
-            mapping=mapping,
-            alerts_only=not all_flows,
-            chunk_rows=chunk_rows,
-            threshold=threshold,
-            top=top,
-            overwrite=force,
-            progress=lambda flows, alerts: bar.update(task, flows=flows, alerts=alerts),
-        )
+    if engine == "spark":
+        from nadkit.scale.spark import detect_spark, parse_conf
+
+        if mapping or format not in (None, "parquet"):
+            raise NadkitError("--engine spark reads canonical Parquet datasets: no --format or --map")
+        with errors.status("scoring on Spark"):
+            result = detect_spark(
+                bundle,
+                source,
+                out,
+                master=master,
+                partitions=partitions,
+                alerts_only=not all_flows,
+                threshold=threshold,
+                top=top,
+                overwrite=force,
+                conf=parse_conf(spark_conf),
+                chunk_rows=chunk_rows,
+            )
+    else:
+        if master or partitions or spark_conf:
+            raise NadkitError("--master, --partitions and --conf go with --engine spark")
+        loaded = ModelBundle.load(bundle, engine=engine)
+        with _flow_progress("detecting") as bar:
+            task = bar.add_task(f"detecting with {loaded.detector.name}", total=None, flows=0, alerts=0)
+            result = detect_file(
+                loaded,
+                source,
+                out,
+                format=format,
+                mapping=mapping,
+                alerts_only=not all_flows,
+                chunk_rows=chunk_rows,
+                threshold=threshold,
+                top=top,
+                overwrite=force,
+                progress=lambda flows, alerts: bar.update(task, flows=flows, alerts=alerts),
+            )
     if as_json:
         console.print_json(data=result.to_dict())
         return
@@ -358,7 +538,7 @@ def detect(
         for name, count in sorted(result.by_class.items(), key=lambda item: -item[1]):
             table.add_row(name, f"{count:,}")
         console.print(table)
-    console.print(f"{summary_line(result)}; wrote {result.written:,} records to {out}")
+    console.print(f"{summary_line(result)}; wrote {result.written:,} records to {out}")  # type: ignore[arg-type]
 
 
 @app.command()
@@ -865,6 +1045,83 @@ def simulate(
     console.print(f"wrote {len(files)} file(s) to [bold]{out}[/bold] in {elapsed:.1f} s")
     for file in files:
         console.print(f"  {file}")
+
+
+@app.command("mix-captures")
+def mix_captures_command(
+    out: Annotated[Path, typer.Argument(help="Labelled flow table to write (.parquet or .csv).")],
+    benign: Annotated[
+        list[Path] | None, typer.Option("--benign", help="Benign capture file or directory (repeatable).")
+    ] = None,
+    attack: Annotated[
+        list[Path] | None, typer.Option("--attack", help="Attack capture file or directory (repeatable).")
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="FILE=NAME: the label of an attack capture (default: its file stem)."),
+    ] = None,
+    span: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Seconds of the shared window (default: the longest capture)."),
+    ] = None,
+    max_gap: Annotated[
+        float, typer.Option(min=0.001, help="Idle gaps inside a capture longer than this (s) are shortened.")
+    ] = 60.0,
+    start: Annotated[
+        str | None, typer.Option(help="Start of the window (ISO time, UTC; default 2021-01-04T09:00).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the captures' places in the window.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+) -> None:
+    """Mix captures labelled per file into one labelled, interleaved flow table for evaluation."""
+    import datetime as dt
+
+    from nadkit.captures import DEFAULT_START, mix_captures
+    from nadkit.fileio import atomic_path
+
+    kind = out.suffix.lower()
+    if kind not in (".parquet", ".csv"):
+        raise NadkitError(f"{out}: write .parquet or .csv")
+    if out.exists() and not force:
+        raise NadkitError(f"{out}: already exists (use --force to replace it)")
+    names: dict[str, str] = {}
+    for item in label or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise NadkitError(f"--label {item!r}: write FILE=NAME")
+        names[key.strip()] = value.strip()
+    begin = DEFAULT_START
+    if start:
+        try:
+            begin = dt.datetime.fromisoformat(start)
+        except ValueError:
+            raise NadkitError(f"--start {start!r}: not an ISO time such as 2021-01-04T09:00") from None
+    with console.status("metering captures into flows"):
+        mixed = mix_captures(
+            benign or [],
+            attack or [],
+            attack_labels=names,
+            start=begin,
+            span_s=span,
+            max_gap_s=max_gap,
+            seed=seed,
+        )
+    frame = mixed.frame
+    with atomic_path(out, overwrite=force) as temporary:
+        if kind == ".parquet":
+            frame.write_parquet(temporary)
+        else:
+            frame.write_csv(temporary)
+    table = Table(title=f"{frame.height:,} flows over {mixed.span_s:.1f} s")
+    table.add_column("capture")
+    table.add_column("label")
+    table.add_column("flows", justify="right")
+    table.add_column("starts", justify="right")
+    for capture in mixed.captures:
+        offset = (capture.start - mixed.start).total_seconds()
+        table.add_row(capture.path.name, capture.label, f"{capture.flows:,}", f"+{offset:.1f} s")
+    console.print(table)
+    console.print(f"wrote [bold]{out}[/bold]")
 
 
 @app.command()

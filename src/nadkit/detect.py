@@ -147,6 +147,7 @@ class Scorer:
         self._names = tuple(self.pipeline.feature_names_)
         self._raw = {name: self.pipeline.raw_columns_.get(name, []) for name in self._names}
         self._classes: tuple[str, ...] | None = getattr(self.detector, "classes_", None)
+        self._explain_alerts_only = self.detector.costly_contributions and not self.windowed
 
     @property
     def held_rows(self) -> int:
@@ -181,15 +182,23 @@ class Scorer:
         times = (
             augmented["time"].dt.epoch("us").fill_null(0).to_numpy() if "time" in augmented.columns else None
         )
-        contributions = self._contributions(augmented, matrix, times)
-        scores = contributions.sum(axis=1)
-        alerts = scores >= self.threshold
+        if self._explain_alerts_only:
+            # contributions cost far more than scores here: score every flow, explain the alerts
+            data = self._data(augmented, matrix, times)
+            scores, predicted = self.detector.score_and_predict(data)
+            alerts = scores >= self.threshold
+            explained = self.bundle.contributions(data.take(alerts)) if alerts.any() else None
+        else:
+            contributions = self._contributions(augmented, matrix, times)
+            scores = contributions.sum(axis=1)
+            alerts = scores >= self.threshold
+            explained, predicted = contributions[alerts], None
         out = self._identity(augmented).with_columns(
             pl.Series("score", scores, dtype=pl.Float64),
             pl.lit(self.threshold, dtype=pl.Float64).alias("threshold"),
             pl.Series("alert", alerts, dtype=pl.Boolean),
-            self._predicted(matrix, augmented, times, len(alerts)),
-            self._top_features(augmented, contributions, alerts),
+            self._predicted(matrix, augmented, times, len(alerts), predicted),
+            self._top_features(augmented, explained, alerts),
         )
         return ScoredChunk(out)
 
@@ -214,11 +223,19 @@ class Scorer:
         return contributions[offset:]
 
     def _predicted(
-        self, matrix: np.ndarray, augmented: pl.DataFrame, times: np.ndarray | None, rows: int
+        self,
+        matrix: np.ndarray,
+        augmented: pl.DataFrame,
+        times: np.ndarray | None,
+        rows: int,
+        predicted: np.ndarray | None = None,
     ) -> pl.Series:
-        if not self._classes or not hasattr(self.detector, "predict"):
+        """The ``class`` column: ``predicted`` (computed with the scores) or the detector's
+        predictions; null for detectors without classes."""
+        if predicted is None and (not self._classes or not hasattr(self.detector, "predict")):
             return pl.repeat(None, rows, dtype=pl.String, eager=True).alias("class")
-        predicted = self.detector.predict(self._data(augmented, matrix, times))
+        if predicted is None:
+            predicted = self.detector.predict(self._data(augmented, matrix, times))
         return pl.Series("class", np.asarray(predicted, dtype=str), dtype=pl.String)
 
     def _identity(self, augmented: pl.DataFrame) -> pl.DataFrame:
@@ -241,17 +258,18 @@ class Scorer:
         return pl.concat_str(parts)
 
     def _top_features(
-        self, augmented: pl.DataFrame, contributions: np.ndarray, alerts: np.ndarray
+        self, augmented: pl.DataFrame, explained: np.ndarray | None, alerts: np.ndarray
     ) -> pl.Series:
         """For each alert, its ``top`` features (largest contributions first) with their raw values;
-        null for other flows. Work grows with alerts x ``top``, not with the number of features."""
+        null for other flows. ``explained``: the contributions of the alerts only, in row order.
+        Work grows with alerts x ``top``, not with the number of features."""
         rows = np.flatnonzero(alerts)
         dtype = pl.List(TOP_FEATURE)
-        if len(rows) == 0:
+        if len(rows) == 0 or explained is None:
             return pl.Series("top_features", [None] * len(alerts), dtype=dtype)
-        width = contributions.shape[1]
+        width = explained.shape[1]
         top = min(self.top, width)
-        chosen = contributions[rows]
+        chosen = explained
         # the top contributions of each alert, largest first (ties: lower feature index first)
         found = torch.topk(torch.from_numpy(chosen), top, dim=1, largest=True, sorted=True)
         best = found.indices.numpy().astype(np.int64).ravel()

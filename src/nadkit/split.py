@@ -17,6 +17,9 @@ good. Three ways to split:
 Each returns a :class:`Split`: the validation mask and a :class:`SplitReport` (sizes, class counts and
 shares per side, the largest class-share deviation in percentage points, and how many groups ended on
 both sides), which converts to a dict for JSON and renders as a rich table.
+
+For rows with no sessions to keep whole, :func:`stratified_holdout` holds out a random share of each
+class's rows (a plain boolean mask).
 """
 
 from __future__ import annotations
@@ -489,6 +492,21 @@ def split_frame(
     if method == "time":
         return TimeSplit(validation_fraction=validation_fraction, **options).split(frame)
     raise ConfigError(f"unknown split method {method!r} (use group, day or time)")
+
+
+def stratified_holdout(codes: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """A boolean mask holding out ``fraction`` of each class's rows (``codes``: one integer class code
+    per row), chosen at random (seeded); a class of one row stays on the training side. The row
+    split for data without sessions to keep whole (no addresses)."""
+    if not 0 < fraction < 1:
+        raise ConfigError(f"the hold-out fraction must be between 0 and 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(codes), dtype=bool)
+    for code in np.unique(codes):
+        rows = rng.permutation(np.flatnonzero(codes == code))
+        count = round(len(rows) * fraction) if len(rows) > 1 else 0
+        held[rows[:count]] = True
+    return held
 
 
 def render(report: SplitReport) -> Table:

@@ -520,6 +520,23 @@ def _pot(values: np.ndarray, risk: float, initial_quantile: float, method: str) 
 # dispatch
 
 
+def threshold_settings(method: str, **params: Any) -> dict[str, Any]:
+    """The checked settings of ``method`` for :func:`fit_threshold`: ``params`` over the defaults of
+    :data:`THRESHOLD_METHODS`; an unknown name or a value out of range raises :class:`ConfigError`
+    naming it (so settings can be checked before the scores to fit on exist)."""
+    method = _check_method(method)
+    settings = dict(THRESHOLD_METHODS[method])
+    for name, value in params.items():
+        if name not in settings:
+            known = ", ".join(sorted(settings))
+            raise ConfigError(f"threshold field {name!r}: not a parameter of {method!r} (known: {known})")
+        settings[name] = value
+    checked = {name: _PARAMS[method][name](name, value) for name, value in settings.items()}
+    if method in ("pot", "spot"):
+        _check_tail_levels(checked["risk"], checked["initial_quantile"])
+    return checked
+
+
 def fit_threshold(
     method: str, scores: np.ndarray, labels: np.ndarray | None = None, **params: Any
 ) -> Threshold:
@@ -532,13 +549,7 @@ def fit_threshold(
     for ``pot`` and ``spot``.
     """
     method = _check_method(method)
-    settings = dict(THRESHOLD_METHODS[method])
-    for name, value in params.items():
-        if name not in settings:
-            known = ", ".join(sorted(settings))
-            raise ConfigError(f"threshold field {name!r}: not a parameter of {method!r} (known: {known})")
-        settings[name] = value
-    checked = {name: _PARAMS[method][name](name, value) for name, value in settings.items()}
+    checked = threshold_settings(method, **params)
     values, _ = _check(scores)
     attack = None
     if labels is not None:
@@ -559,7 +570,6 @@ def fit_threshold(
     if method == "quantile":
         value = quantile_threshold(values, checked["false_positive_rate"])
         return Threshold(method, value, checked, rows=len(values))
-    _check_tail_levels(checked["risk"], checked["initial_quantile"])
     if method == "pot":
         return _pot(values, checked["risk"], checked["initial_quantile"], "pot")
     return Spot(checked["risk"], checked["initial_quantile"]).fit(values).threshold_

@@ -12,25 +12,25 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from nadkit.errors import ConfigError
+from nadkit.errors import ConfigError, NadkitError
 from nadkit.features.counters import column_codes
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.features.series import BucketSeries
 from nadkit.metrics import BinaryMetrics, binary_metrics, macro_f_beta, nad_score
 from nadkit.models.base import Detector, DetectorData, create
-from nadkit.models.multitask import is_nad_label_set, stratified_holdout
+from nadkit.models.multitask import is_nad_label_set
 from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL, label_expr
 from nadkit.sources import load_flows
-from nadkit.split import GroupSplit
-from nadkit.thresholds import f_beta_optimal_threshold, quantile_threshold
+from nadkit.split import GroupSplit, stratified_holdout
+from nadkit.thresholds import THRESHOLD_METHODS, fit_threshold, threshold_settings
 
 if TYPE_CHECKING:
     from nadkit.bundle import ModelBundle
@@ -163,26 +163,69 @@ def supervised_split(
     return SupervisedSplit(train, validation, "stratified", report)
 
 
+#: the threshold methods training offers; ``auto``: ``f_beta`` when the hold-out has attack and
+#: normal rows, else ``quantile``
+THRESHOLD_CHOICES: tuple[str, ...] = ("auto", "quantile", "f_beta", "pot")
+#: the methods ``auto`` chooses between
+_AUTO_METHODS = ("f_beta", "quantile")
+
+
+def check_threshold_choice(method: str, params: Mapping[str, Any] | None = None) -> None:
+    """Raise :class:`ConfigError` naming the problem unless ``method`` is one of
+    :data:`THRESHOLD_CHOICES` and ``params`` are valid settings of it (for ``auto``: of the method
+    it may choose), so a bad choice fails before training rather than after."""
+    if method not in THRESHOLD_CHOICES:
+        raise ConfigError(f"unknown threshold method {method!r} (known: {', '.join(THRESHOLD_CHOICES)})")
+    params = dict(params or {})
+    if method != "auto":
+        threshold_settings(method, **params)
+        return
+    for name in params:
+        if not any(name in THRESHOLD_METHODS[m] for m in _AUTO_METHODS):
+            raise ConfigError(
+                f"threshold field {name!r}: not a parameter of the auto threshold (it fits f_beta "
+                "or quantile; choose the method that takes it)"
+            )
+    for candidate in _AUTO_METHODS:
+        own = {name: value for name, value in params.items() if name in THRESHOLD_METHODS[candidate]}
+        threshold_settings(candidate, **own)
+
+
 def holdout_threshold(
-    scores: np.ndarray, labels: np.ndarray | None, false_positive_rate: float = 0.01
+    scores: np.ndarray,
+    labels: np.ndarray | None,
+    false_positive_rate: float = 0.01,
+    *,
+    method: str = "auto",
+    **params: Any,
 ) -> tuple[dict[str, Any], BinaryMetrics | None]:
     """The alert threshold chosen on a hold-out's scores, as saved in a bundle, and the hold-out's
-    metrics at it (None without attacks). With both normal and attack rows: F1-optimal; otherwise
-    the score exceeded by ``false_positive_rate`` of the normal (or unlabelled) rows."""
+    metrics at it (None unless it has attack and normal rows).
+
+    ``method`` ``auto``: F-beta-optimal (``beta``, default 1) when the hold-out has attack and
+    normal rows, otherwise the score exceeded by ``false_positive_rate`` of the normal (or
+    unlabelled) rows. ``quantile``, ``f_beta`` and ``pot`` fit that method of
+    :func:`~nadkit.thresholds.fit_threshold` (on the normal rows where labels say which they are)
+    with ``params`` (``false_positive_rate``, ``beta``, ``risk``, ``initial_quantile``).
+    """
+    if method in ("auto", "quantile"):
+        params["false_positive_rate"] = false_positive_rate
+    check_threshold_choice(method, params)
     attack = labels != NORMAL if labels is not None else np.zeros(len(scores), dtype=bool)
-    if attack.any() and (~attack).any():
-        value = f_beta_optimal_threshold(scores, attack, beta=1.0)
-        threshold = {"method": "f_beta", "beta": 1.0, "value": value, "rows": len(scores)}
-        return threshold, binary_metrics(scores, attack, value)
-    normal_scores = scores[~attack] if (~attack).any() else scores
-    value = quantile_threshold(normal_scores, false_positive_rate)
-    threshold = {
-        "method": "quantile",
-        "false_positive_rate": false_positive_rate,
-        "value": value,
-        "rows": len(normal_scores),
-    }
-    return threshold, None
+    both = bool(attack.any() and (~attack).any())
+    if method == "auto":
+        method = "f_beta" if both else "quantile"
+        params = {k: v for k, v in params.items() if k in THRESHOLD_METHODS[method]}
+        if not (~attack).any():
+            labels = None  # only attack rows: the quantile of all of them
+    if method == "f_beta" and not both:
+        raise ConfigError(
+            "the f_beta threshold needs labelled attack and normal rows in the hold-out; "
+            "use the quantile or pot threshold"
+        )
+    threshold = fit_threshold(method, np.asarray(scores, dtype=np.float64), labels, **params).to_dict()
+    measured = binary_metrics(scores, attack, threshold["value"]) if both else None
+    return threshold, measured
 
 
 @dataclass(frozen=True)
@@ -197,6 +240,46 @@ class TrainingResult:
     fit_seconds: float
     supervised: bool = False
     classes: tuple[str, ...] = ()
+    #: rows of each class in the training and hold-out parts (``{"train": {...}, "holdout": {...}}``)
+    class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: unlabelled target rows given to a domain-adapting model
+    target_rows: int = 0
+    #: whether the bundle holds ``model.onnx`` (False where the export failed)
+    onnx: bool = False
+
+
+def _class_counts(labels: np.ndarray | None) -> dict[str, int]:
+    """Rows of each class, largest first (normal first among equals)."""
+    if labels is None:
+        return {}
+    names, counts = np.unique(np.asarray(labels).astype(str), return_counts=True)
+    order = sorted(zip(names.tolist(), counts.tolist(), strict=True), key=lambda item: (-item[1], item[0]))
+    return {name: int(count) for name, count in order}
+
+
+def save_bundle(
+    bundle: ModelBundle, out: Path, *, overwrite: bool, data: DetectorData, onnx: bool = True
+) -> bool:
+    """Save ``bundle`` to ``out`` with its ONNX graph (``model.onnx``, for ONNX Runtime scoring) when
+    ``onnx``; a model whose export fails is saved without it, with a warning. Returns whether the
+    graph was saved."""
+    from nadkit.bundle import fingerprint
+    from nadkit.scale.distributed import is_primary
+
+    if not is_primary():  # a torchrun launch of several processes: rank 0 writes, the others trained
+        return onnx
+    digest = fingerprint(data)
+    if onnx:
+        try:
+            bundle.save(out, overwrite=overwrite, data_fingerprint=digest, onnx=True)
+            return True
+        except NadkitError as error:
+            if out.exists() and not overwrite:
+                raise
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            log.warning("%s: saved without model.onnx, it scores on torch (%s)", out, first)
+    bundle.save(out, overwrite=overwrite, data_fingerprint=digest)
+    return False
 
 
 def _fit_options(detector: Detector, progress: Callable[[EpochReport], None] | None) -> dict[str, Any]:
@@ -221,6 +304,9 @@ def train_model(
     progress: Callable[[EpochReport], None] | None = None,
     target: str | Path | None = None,
     label_column: str = "label",
+    threshold_method: str = "auto",
+    threshold_params: Mapping[str, Any] | None = None,
+    onnx: bool = True,
 ) -> TrainingResult:
     """Train ``model`` on the flows of ``source`` and save the bundle to ``out``.
 
@@ -233,15 +319,30 @@ def train_model(
     :func:`supervised_split` (``holdout_fraction`` of them to validation), the validation part
     selects the epoch and the threshold on ``1 - P(normal)``. ``target``: unlabelled flows of the
     domain to be scored (read like ``source``, featurized with the pipeline fitted on the training
-    part), which domain-adapting models align to; other models ignore it. ``label_column``: the
-    column holding the classes to learn (e.g. ``attack_family`` for NSL-KDD).
+    part), which domain-adapting models (``adapts_to_target``) align to; for any other model it is
+    an error. ``label_column``: the column holding the classes to learn (e.g. ``attack_family`` for
+    NSL-KDD).
+
+    ``threshold_method`` (see :data:`THRESHOLD_CHOICES` and :func:`holdout_threshold`) and its
+    ``threshold_params`` (``false_positive_rate``, ``beta``, ``risk``, ``initial_quantile``) choose
+    how the threshold is fitted; they are checked before anything is trained. ``onnx``: save the
+    detector's ONNX graph in the bundle too (ONNX Runtime scoring; left out, with a warning, for a
+    model that cannot be exported).
     """
     out = Path(out)
     if out.exists() and not overwrite:
         raise ConfigError(f"{out}: already exists (use --force to replace it)")
+    check_threshold_choice(threshold_method, threshold_params)
+    threshold_choice = {"method": threshold_method, **(threshold_params or {})}
+    false_positive_rate = threshold_choice.pop("false_positive_rate", false_positive_rate)
     options = dict(config or {})
     options.setdefault("seed", seed)
     detector = create(model, options)
+    if target is not None and not detector.adapts_to_target:
+        raise ConfigError(
+            f"{model} learns from the training traffic alone and would not use target traffic; "
+            "leave --target out or train a domain-adapting model (multitask)"
+        )
     frame, _ = load_flows(source, format=format, mapping=mapping)
     frame = use_label_column(frame, label_column)
     if detector.supervised:
@@ -255,12 +356,12 @@ def train_model(
             mapping=mapping,
             validation_fraction=holdout_fraction,
             false_positive_rate=false_positive_rate,
+            threshold_choice=threshold_choice,
             seed=seed,
             overwrite=overwrite,
             progress=progress,
+            onnx=onnx,
         )
-    if target is not None:
-        log.warning("%s does not adapt to target traffic; the target flows are not used", model)
     split = unsupervised_split(frame, holdout_fraction=holdout_fraction, seed=seed)
     if split.train.height == 0:
         raise ConfigError(f"{source}: no normal rows left to train on")
@@ -270,7 +371,9 @@ def train_model(
     started = time.perf_counter()
     detector.fit(train, **_fit_options(detector, progress))
     fit_seconds = time.perf_counter() - started
-    threshold, measured = holdout_threshold(detector.score(holdout), holdout.labels, false_positive_rate)
+    threshold, measured = holdout_threshold(
+        detector.score(holdout), holdout.labels, false_positive_rate, **threshold_choice
+    )
     attack = holdout.labels != NORMAL if holdout.labels is not None else np.zeros(len(holdout), dtype=bool)
     metrics: dict[str, Any] = {"fit_seconds": fit_seconds, "train_rows": len(train)}
     history = getattr(detector, "history_", None)
@@ -279,10 +382,10 @@ def train_model(
     if measured is not None:
         note = "on the hold-out the threshold was chosen on (optimistic)"
         metrics["holdout"] = {**measured.to_dict(), "note": note}
-    from nadkit.bundle import ModelBundle, fingerprint
+    from nadkit.bundle import ModelBundle
 
     bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)
-    bundle.save(out, overwrite=overwrite, data_fingerprint=fingerprint(train))
+    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx)
     return TrainingResult(
         bundle=bundle,
         path=out,
@@ -290,6 +393,8 @@ def train_model(
         holdout_rows=len(holdout),
         holdout_attacks=int(attack.sum()),
         fit_seconds=fit_seconds,
+        class_counts={"train": _class_counts(train.labels), "holdout": _class_counts(holdout.labels)},
+        onnx=saved_onnx,
     )
 
 
@@ -304,9 +409,11 @@ def _train_supervised(
     mapping: str | None,
     validation_fraction: float,
     false_positive_rate: float,
+    threshold_choice: Mapping[str, Any],
     seed: int,
     overwrite: bool,
     progress: Callable[[EpochReport], None] | None,
+    onnx: bool,
 ) -> TrainingResult:
     """The supervised path of :func:`train_model`."""
     if "label" not in frame.columns:
@@ -335,7 +442,9 @@ def _train_supervised(
     detector.fit(train, validation=validation, target=target_data, **_fit_options(detector, progress))
     fit_seconds = time.perf_counter() - started
     scores = detector.score(validation)
-    threshold, measured = holdout_threshold(scores, validation.labels, false_positive_rate)
+    threshold, measured = holdout_threshold(
+        scores, validation.labels, false_positive_rate, **threshold_choice
+    )
     assert validation.labels is not None
     attack = validation.labels != NORMAL
     metrics: dict[str, Any] = {
@@ -364,10 +473,10 @@ def _train_supervised(
         if is_nad_label_set([*validation.labels.tolist(), *predicted.tolist()]):
             classification["nad_score"] = nad_score(validation.labels, predicted)
         metrics["classification"] = classification
-    from nadkit.bundle import ModelBundle, fingerprint
+    from nadkit.bundle import ModelBundle
 
     bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)
-    bundle.save(out, overwrite=overwrite, data_fingerprint=fingerprint(train))
+    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx)
     return TrainingResult(
         bundle=bundle,
         path=out,
@@ -377,6 +486,9 @@ def _train_supervised(
         fit_seconds=fit_seconds,
         supervised=True,
         classes=tuple(getattr(detector, "classes_", ())),
+        class_counts={"train": _class_counts(train.labels), "holdout": _class_counts(validation.labels)},
+        target_rows=0 if target_data is None else len(target_data),
+        onnx=saved_onnx,
     )
 
 

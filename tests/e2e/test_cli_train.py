@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
+import polars as pl
+import pytest
+
+from nadkit.synthetic import SimulationConfig, simulate_day, write_nad_csv
 from tests.e2e.test_cli_inputs import assert_one_line_error, nadkit
 
 
@@ -45,3 +51,104 @@ def test_train_rejects_unknown_model_and_option(tmp_path: Path) -> None:
     settings.write_text("epochz = 3\n")
     assert_one_line_error(nadkit("train", data, tmp_path / "m", "--config", settings), "epochz")
     assert not (tmp_path / "m").exists()
+
+
+#: a multitask configuration that trains in seconds (two networks, to show both in the summary)
+QUICK_MULTITASK = """\
+width: 32
+latent: 8
+head_width: 16
+epochs: 6
+patience: 3
+batch_size: 256
+steps_per_epoch: 20
+seeds: 2
+device: cpu
+"""
+
+
+@pytest.fixture(scope="module")
+def labelled_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two simulated days whose classes are in an ``attack`` column (Parquet), and the next day as
+    the NAD CSV a user would adapt to and score."""
+    folder = tmp_path_factory.mktemp("labelled")
+    config = SimulationConfig(days=3, flows_per_day=4000, seed=21)
+    days = [simulate_day(config, index) for index in range(3)]
+    train = folder / "train.parquet"
+    # the fields of the NAD layout (no packet counts), as the later day's CSV has them
+    labelled = pl.concat(days[:2]).rename({"label": "attack"})
+    labelled.drop("label_original", "day", "out_pkts", "in_pkts").write_parquet(train)
+    later = folder / "later.csv"
+    write_nad_csv(days[2], later)
+    return train, later
+
+
+def test_train_multitask_with_target_then_detect_names_the_classes(
+    labelled_days: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # networks this small train several times faster on one thread when the cores are shared
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    train, later = labelled_days
+    settings = tmp_path / "multitask.yaml"
+    settings.write_text(QUICK_MULTITASK)
+    model = tmp_path / "model"
+    command = ("train", train, model, "--model", "multitask", "--config", settings)
+    result = nadkit(*command, "--target", later, "--label-column", "attack")
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout
+    metrics = json.loads((model / "metrics.json").read_text())
+    classes = metrics["classification"]["classes"]
+    assert classes[0] == "normal" and len(classes) == 5
+    later_rows = len(later.read_text().splitlines()) - 1
+    assert metrics["target_rows"] == later_rows
+    assert "labelled training rows" in summary and "normal training rows" not in summary
+    assert re.search(rf"CMD target rows +│ {later_rows:,} unlabelled, from .*later\.csv", summary)
+    assert "epochs, seed 1/2" in summary and "epochs, seed 2/2" in summary
+    assert "with model.onnx" in summary and (model / "model.onnx").is_file()
+    for name in classes:  # the classes table: each class with its training and validation rows
+        assert any(line.startswith(f"│ {name} ") for line in summary.splitlines()), name
+
+    alerts = tmp_path / "alerts.jsonl"
+    detected = nadkit("detect", model, later, "--out", alerts, "--json")
+    assert detected.returncode == 0, detected.stderr
+    counts = json.loads(detected.stdout)
+    records = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert records and counts["alerts"] == len(records)
+    named = {r["class"] for r in records}
+    assert named <= set(classes) and named - {"normal"}
+    assert counts["alerts_by_class"] == dict(Counter(r["class"] for r in records))
+    assert all(len(r["top_features"]) == 5 for r in records)
+    attacks = [r for r in records if r["label"] != "normal"]
+    assert attacks and sum(r["class"] == r["label"] for r in attacks) / len(attacks) > 0.5
+
+
+def test_train_fits_the_chosen_threshold_and_saves_the_onnx_graph(
+    labelled_days: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, later = labelled_days
+    settings = tmp_path / "ae.yaml"
+    settings.write_text("epochs: 2\nbatch_size: 256\nhidden: [32]\nbottleneck: 4\n")
+    out = tmp_path / "model"
+    command = ("train", later, out, "--config", settings, "--threshold-method", "pot", "--risk", "0.001")
+    result = nadkit(*command)
+    assert result.returncode == 0, result.stderr
+    assert "normal training rows" in result.stdout and "with model.onnx" in result.stdout
+    threshold = json.loads((out / "threshold.json").read_text())
+    assert threshold["method"] == "pot" and threshold["risk"] == 0.001
+    assert "model.onnx" in json.loads((out / "manifest.json").read_text())["files"]
+
+
+def test_train_options_are_checked_before_training(labelled_days: tuple[Path, Path], tmp_path: Path) -> None:
+    train, later = labelled_days
+    out = tmp_path / "model"
+    target = nadkit("train", later, out, "--model", "ae", "--target", later)
+    assert_one_line_error(target, "ae", "would not use target traffic")
+    risk = nadkit("train", later, out, "--threshold-method", "quantile", "--risk", "0.001")
+    assert_one_line_error(risk, "--risk applies to --threshold-method pot")
+    assert_one_line_error(
+        nadkit("train", later, out, "--threshold-method", "median"), "threshold method 'median'"
+    )
+    assert_one_line_error(nadkit("train", later, out, "--fpr", "1.5"), "false_positive_rate")
+    missing = nadkit("train", train, out, "--model", "multitask", "--label-column", "family")
+    assert_one_line_error(missing, "no label column 'family'")
+    assert not out.exists()

@@ -18,19 +18,23 @@ from nadkit.features.pipeline import FeaturePipeline
 from nadkit.metrics import macro_f_beta, nad_score
 from nadkit.models.base import DetectorData
 from nadkit.models.multitask import (
+    SELU_ALPHA,
+    SELU_SCALE,
     AlphaDropout,
     MultitaskClassifier,
     MultitaskConfig,
     MultitaskDetector,
     MultitaskNetwork,
+    SeedEpochReport,
     ShakeShakeBlock,
     central_moment_discrepancy,
     class_draw_probabilities,
     is_nad_label_set,
     selection_score,
     shake_shake,
-    stratified_holdout,
 )
+from nadkit.models.multitask import _selu_derivative as selu_derivative
+from nadkit.models.trainer import EpochReport
 from nadkit.synthetic import SimulationConfig, simulate
 from nadkit.training import detector_data, supervised_split
 
@@ -174,13 +178,6 @@ def test_class_draw_probabilities() -> None:
     np.testing.assert_allclose(class_draw_probabilities(counts, 0.0), [0.9, 0.09, 0.01, 0])
     root = np.sqrt([900, 90, 10])
     np.testing.assert_allclose(class_draw_probabilities(counts, 0.5)[:3], root / root.sum())
-
-
-def test_stratified_holdout_takes_the_fraction_of_every_class() -> None:
-    codes = np.repeat([0, 1, 2, 3], [1000, 100, 10, 1])
-    held = stratified_holdout(codes, 0.3, seed=4)
-    assert [int(held[codes == c].sum()) for c in range(4)] == [300, 30, 3, 0]
-    np.testing.assert_array_equal(held, stratified_holdout(codes, 0.3, seed=4))
 
 
 def test_nad_label_set_is_recognised() -> None:
@@ -327,9 +324,15 @@ def test_contributions_are_integrated_gradients(toy_detector: MultitaskDetector)
 
 def test_several_seeds_are_averaged() -> None:
     data = _toy(1500, seed=7)
-    config = MultitaskConfig(**{**QUICK.to_dict(), "seeds": 2, "epochs": 3})
-    detector = MultitaskDetector(config).fit(data)
+    config = MultitaskConfig(**{**QUICK.to_dict(), "seeds": 2, "epochs": 3, "patience": 10})
+    reports: list[EpochReport] = []
+    detector = MultitaskDetector(config).fit(data, progress=reports.append)
     assert len(detector.histories_) == 2
+    # the progress reports say which network each epoch belongs to
+    assert all(isinstance(r, SeedEpochReport) and r.seeds == 2 for r in reports)
+    assert [(r.seed_index, r.epoch, r.epochs) for r in reports] == [
+        (s, e, 3) for s in (1, 2) for e in (1, 2, 3)
+    ]
     members = detector.module_.members
     assert not torch.equal(members[0].to_latent.weight, members[1].to_latent.weight)
     x = torch.from_numpy(data.features[:100])
@@ -341,6 +344,22 @@ def test_several_seeds_are_averaged() -> None:
         ((each[0] + each[1]) / 2).double().numpy(),
         atol=1e-6,
     )
+
+
+def test_score_and_predict_come_from_one_pass(toy_detector: MultitaskDetector) -> None:
+    test = _toy(500, seed=10)
+    scores, predicted = toy_detector.score_and_predict(test)
+    np.testing.assert_array_equal(scores, toy_detector.score(test))
+    np.testing.assert_array_equal(predicted, toy_detector.predict(test))
+    assert toy_detector.costly_contributions and toy_detector.adapts_to_target
+    steps = toy_detector.config.attribution_steps
+    assert toy_detector.contribution_batch_rows() == toy_detector.config.score_batch_size // steps
+
+
+def test_selu_derivative_from_the_activation() -> None:
+    x = torch.linspace(-8.0, 8.0, 401, dtype=torch.float64)
+    expected = torch.where(x > 0, SELU_SCALE, SELU_SCALE * SELU_ALPHA * torch.exp(x))
+    torch.testing.assert_close(selu_derivative(x, torch.selu(x)), expected)
 
 
 def test_early_stopping_keeps_the_best_validation_epoch(toy_detector: MultitaskDetector) -> None:

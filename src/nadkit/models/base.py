@@ -11,11 +11,15 @@ Contract (every registered detector passes ``tests/conformance``):
 - the constructor only stores a frozen config; learned state ends in ``_``;
 - ``fit(train, *, validation=None, target=None)`` returns ``self``; unsupervised detectors learn
   from ``train`` as normal traffic; ``target`` is unlabelled traffic of the domain to be scored
-  (used by domain-adapting models, ignored by others);
+  (used by domain-adapting models, which say so with ``adapts_to_target``; ignored by others);
 - ``score(data)`` gives one finite float64 per row, higher = more anomalous; it raises
   :class:`NotFittedError` before ``fit``;
-- ``contributions(data)`` gives an ``(n, d)`` array: each feature's share of a row's score;
-  ``explain(data, top)`` turns it into the top features per row;
+- ``contributions(data)`` gives an ``(n, d)`` array: each feature's share of a row's score (each
+  row sums to its score); for unsupervised detectors the shares are per-feature errors, at least 0;
+  supervised models' contributions may be signed (an attribution such as integrated gradients:
+  negative where a feature pulls the row towards normal); ``explain(data, top)`` turns it into the
+  top features per row (largest first); detectors whose contributions cost far more than their
+  scores say so with ``costly_contributions``, and scoring then explains only the alerts;
 - ``input`` says whether the detector reads single rows or windows of rows;
 - ``test_config()`` is a config that trains in seconds, for the test suite;
 - ``export_module()`` gives a fitted detector's scoring as a plain ``nn.Module`` that maps ``x``
@@ -134,6 +138,11 @@ class Detector(ABC):
     input: ClassVar[InputKind] = "rows"
     #: whether ``fit`` needs labels
     supervised: ClassVar[bool] = False
+    #: whether ``fit`` learns from ``target`` rows (domain adaptation); others ignore them
+    adapts_to_target: ClassVar[bool] = False
+    #: whether ``contributions`` costs far more than ``score`` (an attribution method rather than
+    #: per-feature errors), so that scoring computes every row's score and explains only the alerts
+    costly_contributions: ClassVar[bool] = False
     #: the config dataclass of this detector
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
 
@@ -165,7 +174,22 @@ class Detector(ABC):
 
     @abstractmethod
     def contributions(self, data: DetectorData) -> np.ndarray:
-        """``(rows, features)`` float64: how much each feature adds to each row's score."""
+        """``(rows, features)`` float64: how much each feature adds to each row's score (each row
+        sums to its score). Non-negative for unsupervised detectors; a supervised model's may be
+        signed (negative: the feature pulls the row towards normal)."""
+
+    def score_and_predict(self, data: DetectorData) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each row's score and, for models with classes, its predicted class (None for others),
+        in one pass over the model where it allows (supervised models override this)."""
+        predict = getattr(self, "predict", None)
+        if predict is None or not getattr(self, "classes_", None):
+            return self.score(data), None
+        return self.score(data), np.asarray(predict(data))
+
+    def contribution_batch_rows(self) -> int | None:
+        """Rows per batch when contributions are computed outside the detector (an exported graph
+        on ONNX Runtime); None: the config's ``score_batch_size``."""
+        return None
 
     def explain(self, data: DetectorData, top: int = 5) -> list[list[tuple[str, float]]]:
         """The ``top`` contributing features of each row, largest first, as (name, contribution)."""

@@ -28,7 +28,9 @@ row, so each feature's value is signed (positive: the feature moves the row towa
 classes). The path integral is a midpoint sum over ``attribution_steps`` points, with the network's
 input gradient written out layer by layer (no autograd, so the attribution exports to ONNX); the
 score of the reference row and the remainder of the sum are spread evenly over the features, so a
-row's contributions add up to its score exactly.
+row's contributions add up to its score exactly. They cost about ``2 * attribution_steps`` passes
+over the networks per row, against one for the score, so scoring explains only the alerts
+(``costly_contributions``, see :mod:`nadkit.detect`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from nadkit.models.base import Detector, DetectorData, NotFittedError
 from nadkit.models.neural import NeuralConfig
 from nadkit.models.trainer import Batch, EpochReport, Trainer, TrainingHistory, resolve_device
 from nadkit.schema import NORMAL
+from nadkit.split import stratified_holdout
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +139,10 @@ def lecun_normal_(layer: nn.Linear) -> nn.Linear:
     return layer
 
 
-def _selu_derivative(pre_activation: torch.Tensor) -> torch.Tensor:
-    """SELU's derivative at ``pre_activation``."""
-    negative = SELU_ALPHA * torch.exp(torch.clamp(pre_activation, max=0.0))
-    return SELU_SCALE * torch.where(pre_activation > 0, torch.ones_like(pre_activation), negative)
+def _selu_derivative(pre_activation: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+    """SELU's derivative at ``pre_activation`` from its value there, ``activation``: ``scale`` where
+    positive, else ``scale * alpha * exp(x) = activation + scale * alpha`` (no second exponential)."""
+    return torch.where(pre_activation > 0, SELU_SCALE, activation + SELU_SCALE * SELU_ALPHA)
 
 
 class AlphaDropout(nn.Module):
@@ -259,27 +262,36 @@ class MultitaskNetwork(nn.Module):
         input_linear = self.input_layer[0]
         input_pre = input_linear(z)
         hidden = functional.selu(input_pre)
-        branches: list[tuple[torch.Tensor, torch.Tensor]] = []
+        input_slope = _selu_derivative(input_pre, hidden)
+        # each block's SELU slopes of its two branches, for the backward pass
+        slopes: list[tuple[torch.Tensor, torch.Tensor]] = []
         for block in self.blocks:
-            first, second = block.first[0](hidden), block.second[0](hidden)
-            branches.append((first, second))
-            hidden = hidden + 0.5 * (functional.selu(first) + functional.selu(second))
+            first_pre, second_pre = block.first[0](hidden), block.second[0](hidden)
+            first, second = functional.selu(first_pre), functional.selu(second_pre)
+            slopes.append((_selu_derivative(first_pre, first), _selu_derivative(second_pre, second)))
+            hidden = hidden + 0.5 * (first + second)
         latent = torch.sigmoid(self.to_latent(hidden))
-        head_pre = self.class_hidden(latent) if self.class_hidden is not None else latent
-        logits = self.class_output(functional.selu(head_pre) if self.class_hidden is not None else latent)
+        if self.class_hidden is not None:
+            head_pre = self.class_hidden(latent)
+            head = functional.selu(head_pre)
+            logits = self.class_output(head)
+        else:
+            logits = self.class_output(latent)
         probabilities = torch.softmax(logits, dim=1)
         normal = probabilities[:, :1]
         # d(1 - p_0) / d logit_j = p_0 * (p_j - [j == 0])
         gradient = normal * torch.cat([normal - 1.0, probabilities[:, 1:]], dim=1)
         gradient = gradient @ self.class_output.weight
         if self.class_hidden is not None:
-            gradient = (gradient * _selu_derivative(head_pre)) @ self.class_hidden.weight
+            gradient = (gradient * _selu_derivative(head_pre, head)) @ self.class_hidden.weight
         gradient = (gradient * latent * (1.0 - latent)) @ self.to_latent.weight
-        for block, (first, second) in zip(reversed(list(self.blocks)), reversed(branches), strict=True):
-            through_first = (gradient * _selu_derivative(first)) @ block.first[0].weight
-            through_second = (gradient * _selu_derivative(second)) @ block.second[0].weight
+        for block, (first_slope, second_slope) in zip(
+            reversed(list(self.blocks)), reversed(slopes), strict=True
+        ):
+            through_first = (gradient * first_slope) @ block.first[0].weight
+            through_second = (gradient * second_slope) @ block.second[0].weight
             gradient = gradient + 0.5 * (through_first + through_second)
-        gradient = (gradient * _selu_derivative(input_pre)) @ input_linear.weight
+        gradient = (gradient * input_slope) @ input_linear.weight
         return probabilities, gradient
 
 
@@ -318,7 +330,9 @@ class MultitaskClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(n, k)`` of feature rows ``x`` (as the pipeline produced them)."""
         z = self.standardize(x)
-        probabilities = [torch.softmax(member(z)[1], dim=1) for member in self.members]
+        probabilities = [
+            torch.softmax(member.class_logits(member.encode(z)), dim=1) for member in self.members
+        ]
         return torch.stack(probabilities).mean(dim=0)
 
     def score_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -380,7 +394,8 @@ class MultitaskConfig(NeuralConfig):
     ``steps_per_epoch``: batches per epoch (None: as many as one pass over the training rows);
     ``seeds``: networks trained with seeds ``seed, seed + 1, ...`` and averaged (the time budget is
     shared among them); ``selection_beta``: the beta of the macro F-beta that selects the best epoch
-    for label sets other than NAD's; ``attribution_steps``: points of the integrated-gradients sum.
+    for label sets other than NAD's; ``attribution_steps``: points of the integrated-gradients sum
+    (an explained row costs about twice that many passes over the networks; fewer is cruder).
     ``max_train_rows`` keeps at most that many training rows, every class in proportion but with at
     least ``min(count, 1000)`` rows. The other fields are :class:`NeuralConfig`'s.
     """
@@ -439,6 +454,15 @@ class MultitaskConfig(NeuralConfig):
 
 
 @dataclass
+class SeedEpochReport(EpochReport):
+    """An epoch of one of the ``seeds`` networks: ``seed_index`` (1-based) of ``seeds``, whose epochs
+    count from 1 again."""
+
+    seed_index: int = 1
+    seeds: int = 1
+
+
+@dataclass
 class _Rows:
     """Standardised features of labelled (``codes``) or unlabelled rows, as float32 arrays."""
 
@@ -460,6 +484,8 @@ class MultitaskDetector(Detector):
     name = "multitask"
     input = "rows"
     supervised = True
+    adapts_to_target = True
+    costly_contributions = True
     config_class = MultitaskConfig
     config: MultitaskConfig
 
@@ -492,7 +518,8 @@ class MultitaskDetector(Detector):
         """Learn the classes of ``train.labels``. ``validation`` (labelled) selects the best epoch,
         else a stratified random ``validation_fraction`` of ``train`` is held out for it (the caller
         should split by sessions where it can, see :func:`nadkit.training.train_model`).
-        ``target``: unlabelled rows of the domain to be scored, aligned to by CMD."""
+        ``target``: unlabelled rows of the domain to be scored, aligned to by CMD. ``progress`` is
+        called after every epoch of each of the ``seeds`` networks with a :class:`SeedEpochReport`."""
         self._start_fit(train)
         config = self.config
         if train.labels is None:
@@ -545,7 +572,7 @@ class MultitaskDetector(Detector):
         )
         target_rows = _Rows(standardised(target.features)) if target is not None and len(target) else None
         if target_rows is not None and config.cmd_weight == 0:
-            log.info("%s: target rows given but cmd_weight is 0; they are not used", self.name)
+            log.warning("%s: target rows given but cmd_weight is 0; they are not used", self.name)
             target_rows = None
         log.info(
             "%s: %d training rows, %d validation rows, %d target rows, classes %s",
@@ -570,7 +597,7 @@ class MultitaskDetector(Detector):
                 self._batch_factory(source, target_rows, member_seed),
                 (lambda: held_out.batches(config.score_batch_size)) if held_out is not None else None,
                 selection=self._selection(held_out, classes) if held_out is not None else None,
-                progress=progress,
+                progress=_seed_progress(progress, member_index + 1, config.seeds),
             )
             self.histories_.append(history)
         classifier.eval()
@@ -679,6 +706,15 @@ class MultitaskDetector(Detector):
         """``1 - P(normal)`` of each row (summed over the attack classes, precise near 0), float64."""
         return self.predict_proba(data)[:, 1:].sum(axis=1)
 
+    def score_and_predict(self, data: DetectorData) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`score` and :meth:`predict` of each row from one pass over the networks."""
+        probabilities = self.predict_proba(data)
+        return probabilities[:, 1:].sum(axis=1), np.asarray(self.classes_)[probabilities.argmax(axis=1)]
+
+    def contribution_batch_rows(self) -> int:
+        """Rows per batch of the attribution: ``score_batch_size`` path points in all."""
+        return max(1, self.config.score_batch_size // self.config.attribution_steps)
+
     def contributions(self, data: DetectorData) -> np.ndarray:
         """Integrated-gradients attribution of the score from the mean normal training row: signed,
         each row summing to its score (see the module docstring)."""
@@ -688,7 +724,7 @@ class MultitaskDetector(Detector):
             return out
         attribution = IntegratedGradients(self.module_.eval(), self.config.attribution_steps)
         attribution.to(self.device_)
-        chunk = max(1, self.config.score_batch_size // self.config.attribution_steps)
+        chunk = self.contribution_batch_rows()
         with torch.no_grad():
             for start in range(0, len(data), chunk):
                 x = torch.from_numpy(data.features[start : start + chunk]).to(self.device_)
@@ -751,6 +787,20 @@ class MultitaskDetector(Detector):
         return self
 
 
+def _seed_progress(
+    progress: Callable[[EpochReport], None] | None, seed_index: int, seeds: int
+) -> Callable[[EpochReport], None] | None:
+    """``progress`` told which of the ``seeds`` networks each epoch belongs to."""
+    if progress is None:
+        return None
+
+    def report(epoch: EpochReport) -> None:
+        fields = {f.name: getattr(epoch, f.name) for f in dataclasses.fields(EpochReport)}
+        progress(SeedEpochReport(**fields, seed_index=seed_index, seeds=seeds))
+
+    return report
+
+
 def _initialise(network: nn.Module) -> None:
     """Fresh LeCun-normal weights and zero biases for every layer of ``network``."""
     for module in network.modules():
@@ -779,20 +829,6 @@ def class_draw_probabilities(counts: np.ndarray, balance: float) -> np.ndarray:
     counts = np.asarray(counts, dtype=np.float64)
     weights = np.where(counts > 0, counts ** (1.0 - balance), 0.0)
     return weights / weights.sum()
-
-
-def stratified_holdout(codes: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
-    """A boolean mask holding out ``fraction`` of each class's rows, chosen at random (seeded); a
-    class of one row stays on the training side."""
-    if not 0 < fraction < 1:
-        raise ConfigError(f"the hold-out fraction must be between 0 and 1, got {fraction}")
-    rng = np.random.default_rng(seed)
-    held = np.zeros(len(codes), dtype=bool)
-    for code in np.unique(codes):
-        rows = rng.permutation(np.flatnonzero(codes == code))
-        count = round(len(rows) * fraction) if len(rows) > 1 else 0
-        held[rows[:count]] = True
-    return held
 
 
 def _class_sample(codes: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from nadkit.errors import ConfigError
+from nadkit.scale.distributed import data_parallel, device_for
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +160,17 @@ class Trainer:
         ``selection(module)`` when given (``selection_mode`` says whether larger is better), else the
         mean validation loss, else the training loss; ``patience`` epochs without an improvement of
         ``min_delta`` stop training, as does ``time_budget_s``.
+
+        Launched by ``torchrun`` with several processes, each process computes its share of the rows
+        of every batch, gradients are averaged over all of them, and all take the same early-stopping
+        decisions (:mod:`nadkit.scale.distributed`); a single process trains as described above.
         """
         config = self.config
-        device = resolve_device(config.device)
+        device = device_for(resolve_device(config.device))
+        parallel = data_parallel(device)
         seed_everything(config.seed)
         module.to(device)
+        step_loss = parallel.loss(module, loss)
         optimiser = torch.optim.Adam(
             list(parameters) if parameters is not None else module.parameters(),
             lr=config.learning_rate,
@@ -177,10 +184,10 @@ class Trainer:
         for epoch in range(config.epochs):
             module.train()
             total, count = 0.0, 0
-            for batch in train_batches(epoch):
+            for batch in parallel.split(train_batches(epoch)):
                 batch = batch.to(device)
                 optimiser.zero_grad(set_to_none=True)
-                value = loss(module, batch)
+                value = step_loss(module, batch)
                 if not torch.isfinite(value):
                     raise FloatingPointError(
                         f"training loss became {value.item()} at epoch {epoch + 1}; "
@@ -192,18 +199,22 @@ class Trainer:
                 optimiser.step()
                 total += float(value.detach()) * len(batch)
                 count += len(batch)
+            total, count = parallel.sum(total, count)
             train_loss = total / max(count, 1)
             history.train_loss.append(train_loss)
-            validation_loss = (
-                self.evaluate(module, loss, validation_batches(), device) if validation_batches else None
-            )
+            validation_loss = None
+            if validation_batches is not None:
+                shard = parallel.shard(validation_batches())
+                held_total, held_count = parallel.sum(*self.evaluate_totals(module, loss, shard, device))
+                validation_loss = held_total / max(held_count, 1)
             if validation_loss is not None:
                 history.validation_loss.append(validation_loss)
             chosen: float | None = None
             if selection is not None:
                 module.eval()
                 with torch.no_grad():
-                    chosen = float(selection(module))
+                    chosen = float(selection(module)) if parallel.primary else 0.0
+                (chosen,) = parallel.from_primary(chosen)
                 history.selection.append(chosen)
                 watched = -chosen if selection_mode == "max" else chosen
             else:
@@ -216,7 +227,7 @@ class Trainer:
                 stale = 0
             else:
                 stale += 1
-            elapsed = time.perf_counter() - started
+            (elapsed,) = parallel.from_primary(time.perf_counter() - started)
             log.debug(
                 "epoch %d: train %.5f validation %s selection %s",
                 epoch + 1,
@@ -242,6 +253,7 @@ class Trainer:
             if config.time_budget_s is not None and elapsed >= config.time_budget_s:
                 history.stopped = "time budget"
                 break
+        parallel.close()
         if best_state is not None:
             module.load_state_dict(best_state)
         module.eval()
@@ -261,6 +273,14 @@ class Trainer:
         module: nn.Module, loss: LossFunction, batches: Iterable[Batch], device: torch.device
     ) -> float:
         """Mean loss over ``batches`` without gradients (module in evaluation mode)."""
+        total, count = Trainer.evaluate_totals(module, loss, batches, device)
+        return total / max(count, 1)
+
+    @staticmethod
+    def evaluate_totals(
+        module: nn.Module, loss: LossFunction, batches: Iterable[Batch], device: torch.device
+    ) -> tuple[float, int]:
+        """The loss summed over the rows of ``batches`` without gradients, and the number of rows."""
         module.eval()
         total, count = 0.0, 0
         with torch.no_grad():
@@ -268,4 +288,4 @@ class Trainer:
                 batch = batch.to(device)
                 total += float(loss(module, batch)) * len(batch)
                 count += len(batch)
-        return total / max(count, 1)
+        return total, count

@@ -62,7 +62,13 @@ def scan_table(path: str | Path) -> pl.LazyFrame:
 
 def read(path: str | Path, **_: object) -> pl.LazyFrame:
     """Scan a canonical Parquet/Arrow table lazily, with canonical dtypes and column order."""
-    frame = scan_table(path)
+    return canonical(scan_table(path), path)
+
+
+def canonical(frame: pl.LazyFrame, path: str | Path) -> pl.LazyFrame:
+    """A table with canonical column names brought to canonical dtypes and column order (what
+    :func:`read` does after scanning; also applied to pieces of a Parquet dataset read elsewhere).
+    :class:`FormatError` naming ``path`` when the table is not a canonical flow table."""
     schema = frame.collect_schema()
     present = [name for name in _FLOW_COLUMNS if name in schema]
     if len(present) < MIN_CANONICAL:
