@@ -313,6 +313,26 @@ def _as_text(expr: pl.Expr) -> pl.Expr:
 # ---------------------------------------------------------------------------------------------------
 
 
+#: how times are written in JSON-lines records
+JSON_TIME = "%Y-%m-%dT%H:%M:%S%.6fZ"
+
+
+def flat_top_features(frame: pl.DataFrame) -> pl.DataFrame:
+    """``top_features`` as one text per record (``feature=value (contribution); ...``), for CSV."""
+    return frame.with_columns(
+        pl.col("top_features")
+        .list.eval(
+            pl.format(
+                "{}={} ({})",
+                pl.element().struct.field("feature"),
+                pl.element().struct.field("value").fill_null(""),
+                pl.element().struct.field("contribution").round(4),
+            )
+        )
+        .list.join("; ")
+    )
+
+
 class _Writer:
     """Appends scored chunks to a JSON-lines, Parquet or CSV file (a temporary file until done)."""
 
@@ -337,21 +357,10 @@ class _Writer:
             if self._handle is None:
                 self._handle = self.path.open("wb")
             if "time" in frame.columns:
-                frame = frame.with_columns(pl.col("time").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"))
+                frame = frame.with_columns(pl.col("time").dt.to_string(JSON_TIME))
             frame.write_ndjson(self._handle)
         else:
-            flat = frame.with_columns(
-                pl.col("top_features")
-                .list.eval(
-                    pl.format(
-                        "{}={} ({})",
-                        pl.element().struct.field("feature"),
-                        pl.element().struct.field("value").fill_null(""),
-                        pl.element().struct.field("contribution").round(4),
-                    )
-                )
-                .list.join("; ")
-            )
+            flat = flat_top_features(frame)
             if self._handle is None:
                 self._handle = self.path.open("wb")
                 flat.write_csv(self._handle, include_header=True)

@@ -106,7 +106,6 @@ _ERRORS: dict[str, type[NadkitError]] = {
     cls.__name__: cls
     for cls in (NadkitError, SchemaError, FormatError, ConfigError, BundleError, OutOfOrderError)
 }
-_JSON_TIME = "%Y-%m-%dT%H:%M:%S%.6fZ"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -628,31 +627,17 @@ def _score_flows(job: _Job, schema: StructType, batches: Batches) -> Batches:
     yield from emit(scorer.flush().frame)
 
 
-def _flat_top_features(frame: pl.DataFrame) -> pl.DataFrame:
-    """``top_features`` as one text per record (``feature=value (contribution); ...``), for CSV."""
-    return frame.with_columns(
-        pl.col("top_features")
-        .list.eval(
-            pl.format(
-                "{}={} ({})",
-                pl.element().struct.field("feature"),
-                pl.element().struct.field("value").fill_null(""),
-                pl.element().struct.field("contribution").round(4),
-            )
-        )
-        .list.join("; ")
-    )
-
-
 def record_lines(frame: pl.DataFrame, kind: str) -> list[str]:
     """Each scored record as the line (CSV: the row, without the header) local detection writes for
     it in a ``jsonl`` or ``csv`` file."""
+    from nadkit.detect import JSON_TIME, flat_top_features
+
     if kind == "jsonl":
         if "time" in frame.columns:
-            frame = frame.with_columns(pl.col("time").dt.to_string(_JSON_TIME))
+            frame = frame.with_columns(pl.col("time").dt.to_string(JSON_TIME))
         lines = frame.write_ndjson().split("\n")[:-1]
     else:
-        flat = _flat_top_features(frame)
+        flat = flat_top_features(frame)
         texts = [c for c, dtype in flat.schema.items() if dtype == pl.String]
         broken = bool(texts) and bool(
             flat.select(pl.any_horizontal([pl.col(c).str.contains("\n", literal=True) for c in texts]).any())
@@ -998,7 +983,7 @@ def _run(
     from pyspark.sql import functions as F
     from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
-    from nadkit.detect import ID_COLUMNS, TOP_FEATURE
+    from nadkit.detect import ID_COLUMNS, TOP_FEATURE, flat_top_features
 
     store = _Store(session, out)
     if store.exists() and not overwrite:
@@ -1123,7 +1108,7 @@ def _run(
         else:
             lines = scored
             if kind == "csv":
-                header = _flat_top_features(pl.DataFrame(schema=scored_types)).write_csv(include_header=True)
+                header = flat_top_features(pl.DataFrame(schema=scored_types)).write_csv(include_header=True)
                 lines = lines.unionByName(session.createDataFrame([(-1, header[:-1])], out_schema))
             lines.repartition(1).sortWithinPartitions(ROW).select(_LINE).write.text(written)
         log.debug("output written after %.1f s", time.perf_counter() - started)
