@@ -5,6 +5,9 @@ repeat itself with the same seed."""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import pytest
 
 from nadkit.models.cnn_lstm import CNNLSTMDetector
@@ -21,6 +24,7 @@ from tests.models.sequences import (
     check_windows_follow_entity_and_time,
     fitted_detector,
     planted_auc,
+    sine_sequences,
 )
 
 CASES = [
@@ -79,3 +83,22 @@ def test_network_exports_as_a_graph(fitted: NeuralDetector) -> None:
 @pytest.mark.parametrize("cls", CLASSES, ids=[cls.name for cls in CLASSES])
 def test_same_seed_same_scores(cls: type[NeuralDetector]) -> None:
     check_same_seed_same_scores(cls, cls.test_config())
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=[cls.name for cls in CLASSES])
+def test_rows_without_time_or_entity_are_warned_about(
+    cls: type[NeuralDetector], caplog: pytest.LogCaptureFixture
+) -> None:
+    data, _ = sine_sequences(entities=2, steps=40, seed=3)
+    config = dataclasses.replace(cls.test_config(), epochs=1)
+    with caplog.at_level(logging.WARNING, logger="nadkit.models.neural"):
+        cls(config).fit(data)
+    assert not caplog.records  # entity and time given: windows follow them
+    bare = dataclasses.replace(data, entity=None, time=None)
+    with caplog.at_level(logging.WARNING, logger="nadkit.models.neural"):
+        cls(config).fit(bare)
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{cls.name} reads windows of consecutive rows, but these rows have no time or entity column: "
+        "the windows follow the file's row order, which may carry no sequence (a row model such as ae "
+        "suits tabular records)"
+    ]

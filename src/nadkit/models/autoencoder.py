@@ -1,5 +1,6 @@
 """Detectors of the autoencoder family: a dense autoencoder scored by reconstruction error and a
-variational autoencoder scored by its negative evidence lower bound (ELBO).
+variational autoencoder scored by its negative evidence lower bound (ELBO) or by its negative
+reconstruction probability (the mean log-likelihood of the row under latent samples).
 
 Both read single rows, train on normal traffic only through the one
 :class:`~nadkit.models.trainer.Trainer` and are plain ``nn.Module`` networks with no data-dependent
@@ -11,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -134,6 +136,10 @@ class Autoencoder(NeuralDetector):
 # variational autoencoder
 # ---------------------------------------------------------------------------------------------------
 
+#: how a VAE scores a row: negative ELBO, or negative reconstruction probability
+VaeScore = Literal["elbo", "reconstruction_probability"]
+VAE_SCORES: tuple[str, ...] = ("elbo", "reconstruction_probability")
+
 #: bounds of the learned log-variance of the decoder's Gaussian output (keeps the likelihood finite
 #: on features that are constant in training)
 LOG_VARIANCE_BOUNDS = (-6.0, 6.0)
@@ -144,7 +150,9 @@ class VariationalAutoencoderConfig(NeuralConfig):
     """A variational autoencoder: encoder ``hidden`` sizes (the decoder mirrors them), ``latent``
     size, ``activation``, ``dropout``; ``beta`` weighs the KL term of the ELBO; ``output_variance``:
     the fixed variance of the Gaussian output on every feature, or None to learn one variance per
-    feature. Trains for up to 60 epochs at a learning rate of 3e-3."""
+    feature; ``score``: ``"elbo"`` (negative ELBO with the latent mean) or
+    ``"reconstruction_probability"`` (negative mean log-likelihood of the row under ``samples``
+    latent draws from its posterior). Trains for up to 60 epochs at a learning rate of 3e-3."""
 
     epochs: int = 60
     learning_rate: float = 3e-3
@@ -154,6 +162,8 @@ class VariationalAutoencoderConfig(NeuralConfig):
     dropout: float = 0.0
     beta: float = 1.0
     output_variance: float | None = None
+    score: VaeScore = "elbo"
+    samples: int = 16
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -162,13 +172,19 @@ class VariationalAutoencoderConfig(NeuralConfig):
             raise ConfigError(f"beta must be non-negative, got {self.beta}")
         if self.output_variance is not None and not self.output_variance > 0:
             raise ConfigError(f"output_variance must be positive, got {self.output_variance}")
+        if self.score not in VAE_SCORES:
+            raise ConfigError(f"score must be one of {', '.join(VAE_SCORES)}; got {self.score!r}")
+        if self.samples < 1:
+            raise ConfigError(f"samples must be at least 1, got {self.samples}")
 
 
 class GaussianAutoencoder(nn.Module):
     """Gaussian encoder (``mu``, ``log_variance`` of the latent) and a decoder giving the mean of a
     Gaussian output whose per-feature log-variance is ``output_log_variance`` (learned or fixed).
 
-    ``forward`` is deterministic: it decodes the latent mean.
+    ``forward`` is deterministic: it decodes the latent mean. For the reconstruction-probability
+    score it holds ``score_noise``, fixed standard-normal draws ``(samples, latent)`` made once from
+    the seed and saved with the weights, so a row's score does not depend on its batch.
     """
 
     def __init__(self, features: int, config: VariationalAutoencoderConfig) -> None:
@@ -186,6 +202,10 @@ class GaussianAutoencoder(nn.Module):
             self.log_variance = nn.Parameter(torch.zeros(features))
         else:
             self.register_buffer("log_variance", torch.full((features,), math.log(config.output_variance)))
+        if config.score == "reconstruction_probability":
+            generator = torch.Generator().manual_seed(config.seed)
+            noise = torch.randn(config.samples, config.latent, generator=generator)
+            self.register_buffer("score_noise", noise)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of the latent Gaussian of each row."""
@@ -215,10 +235,16 @@ class VariationalAutoencoder(NeuralDetector):
     """Variational autoencoder trained by minimising the negative ELBO (Gaussian reconstruction
     negative log-likelihood + ``beta`` x KL) on normal rows.
 
-    Score: the negative ELBO of the row computed deterministically with the latent mean, less the
-    constant ``0.5 * sum(log(2 pi) + log variance)`` that is the same for every row. Contribution of
-    feature ``j``: ``0.5 * (x_j - mean_j)^2 / variance_j`` plus ``beta * KL / d``, so every term is
-    non-negative and a row's terms sum to its score.
+    Score ``"elbo"`` (default): the negative ELBO of the row computed deterministically with the
+    latent mean, less the constant ``0.5 * sum(log(2 pi) + log variance)`` that is the same for every
+    row. Contribution of feature ``j``: ``0.5 * (x_j - mean_j)^2 / variance_j`` plus ``beta * KL / d``,
+    so every term is non-negative and a row's terms sum to its score.
+
+    Score ``"reconstruction_probability"``: latents ``z_l = mu + sigma * e_l`` for the fixed draws
+    ``e_l`` (``l = 1..samples``), and the negative mean Gaussian log-likelihood of the row under the
+    decoder's output for each, less the same constant. Contribution of feature ``j``: the mean over
+    the draws of ``0.5 * (x_j - mean_lj)^2 / variance_j``. A row whose posterior is wide (the encoder
+    is unsure where it belongs) is scored over a wide set of reconstructions.
     """
 
     name = "vae"
@@ -259,7 +285,15 @@ class VariationalAutoencoder(NeuralDetector):
         return torch.mean(nll + self.config.beta * _kl_divergence(mean, log_variance))
 
     def errors(self, module: nn.Module, batch: Batch) -> torch.Tensor:
-        """Per-feature scaled squared error plus the row's KL term spread evenly over the features."""
+        """Per-feature scaled squared error plus the row's KL term spread evenly over the features
+        (``"elbo"``), or the per-feature negative log-likelihood averaged over the fixed latent draws
+        (``"reconstruction_probability"``)."""
+        if self.config.score == "reconstruction_probability":
+            mean, log_variance = module.encode(batch.x)
+            spread = torch.exp(0.5 * log_variance).unsqueeze(0)
+            z = mean.unsqueeze(0) + spread * module.score_noise.unsqueeze(1)
+            squared = (batch.x.unsqueeze(0) - module.decode(z)) ** 2  # (samples, rows, features)
+            return 0.5 * torch.mean(squared, dim=0) * torch.exp(-module.output_log_variance())
         reconstruction, mean, log_variance = module(batch.x)
         squared = 0.5 * (batch.x - reconstruction) ** 2 * torch.exp(-module.output_log_variance())
         kl = self.config.beta * torch.clamp(_kl_divergence(mean, log_variance), min=0.0)

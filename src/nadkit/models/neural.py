@@ -101,6 +101,13 @@ class NeuralDetector(Detector):
         else a random ``validation_fraction`` of ``train`` is held out for it."""
         self._start_fit(train)
         config = self.config
+        if self.input == "windows" and train.entity is None and train.time is None:
+            log.warning(
+                "%s reads windows of consecutive rows, but these rows have no time or entity column: "
+                "the windows follow the file's row order, which may carry no sequence (a row model "
+                "such as ae suits tabular records)",
+                self.name,
+            )
         rng = np.random.default_rng(config.seed)
         if config.max_train_rows is not None and len(train) > config.max_train_rows:
             keep = np.sort(rng.choice(len(train), config.max_train_rows, replace=False))
