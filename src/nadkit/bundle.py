@@ -5,7 +5,8 @@
     bundle/
       manifest.json        format and version, model name and config, versions, feature names,
                            data fingerprint, creation time, and a SHA-256 of every other file
-      pipeline.json        the fitted feature pipeline (vocabularies, scaling)
+      pipeline.json        the fitted feature pipeline (vocabularies, scaling); a model of time
+                           buckets holds view.json instead: bucket settings and metric scaling
       weights.safetensors  the detector's learned arrays
       threshold.json       the alert threshold and how it was chosen (changeable without retraining)
       metrics.json         training history and validation metrics
@@ -44,6 +45,7 @@ import polars as pl
 
 from nadkit import __version__
 from nadkit.errors import BundleError, ConfigError, NadkitError
+from nadkit.features.buckets import BucketView
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.fileio import atomic_directory, atomic_path
 from nadkit.models.base import Detector, DetectorData, create
@@ -62,8 +64,10 @@ WEIGHTS = "weights.safetensors"
 THRESHOLD = "threshold.json"
 METRICS = "metrics.json"
 ONNX = "model.onnx"
-#: files every bundle holds
-FILES = (PIPELINE, WEIGHTS, THRESHOLD, METRICS)
+VIEW = "view.json"
+#: files every bundle holds, besides pipeline.json (a model of flows) or view.json (of time buckets)
+COMMON_FILES = (WEIGHTS, THRESHOLD, METRICS)
+FILES = (PIPELINE, *COMMON_FILES)
 #: files a bundle may hold; checked when the manifest lists them
 OPTIONAL_FILES = (ONNX,)
 
@@ -159,12 +163,14 @@ def _verified_bytes(path: Path, name: str, checksums: dict[str, Any]) -> bytes:
 class ModelBundle:
     """A fitted pipeline, a fitted detector, its threshold and what was measured when training.
 
-    ``path``: the directory the bundle was loaded from or saved to (None before saving);
+    A model of time buckets (``view``, a fitted :class:`~nadkit.features.buckets.BucketView`) has no
+    flow pipeline: its detector reads per-bucket metrics and its scores are carried to the flows of
+    each bucket. ``path``: the directory the bundle was loaded from or saved to (None before saving);
     ``engine``: how it scores (see the module docstring); ``threads``: ONNX Runtime's intra-op
     threads (None: every available core).
     """
 
-    pipeline: FeaturePipeline
+    pipeline: FeaturePipeline | None
     detector: Detector
     threshold: dict[str, Any] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -172,21 +178,42 @@ class ModelBundle:
     path: Path | None = None
     engine: Engine = "auto"
     threads: int | None = None
+    view: BucketView | None = None
     _scorer: OnnxScorer | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_engine(self.engine)
+        if (self.pipeline is None) == (self.view is None):
+            raise NadkitError("a model bundle holds either a flow pipeline or a bucket view")
 
     # -- scoring ----------------------------------------------------------------------------------
 
+    def flow_pipeline(self, purpose: str = "flow-by-flow scoring") -> FeaturePipeline:
+        """The flow feature pipeline; a ConfigError naming ``purpose`` for a model of time buckets,
+        which scores whole buckets of a time-ordered file (``nadkit detect`` and ``evaluate``)."""
+        if self.pipeline is None:
+            where = f"{self.path}: " if self.path is not None else ""
+            raise ConfigError(
+                f"{where}the model scores time buckets, which {purpose} does not support; "
+                "score files with nadkit detect or nadkit evaluate"
+            )
+        return self.pipeline
+
     def data(self, frame: pl.DataFrame) -> DetectorData:
-        """The detector's input for a canonical flow table."""
+        """The detector's input for a canonical flow table (one row per bucket for a model of time
+        buckets)."""
+        if self.view is not None:
+            return self.view.data(self.view.series(frame))
         from nadkit.training import detector_data
 
-        return detector_data(self.pipeline, frame)
+        return detector_data(self.flow_pipeline(), frame)
 
     def score(self, frame: pl.DataFrame) -> np.ndarray:
-        """Anomaly scores of a canonical flow table, one per flow."""
+        """Anomaly scores of a canonical flow table, one per flow (a model of time buckets gives each
+        flow its bucket's score; NaN for a flow without a time)."""
+        if self.view is not None:
+            series = self.view.series(frame)
+            return series.to_flows(self.score_data(self.view.data(series)))
         return self.score_data(self.data(frame))
 
     def score_data(self, data: DetectorData) -> np.ndarray:
@@ -284,13 +311,17 @@ class ModelBundle:
             raise NadkitError("cannot save a detector that is not fitted")
         path = Path(path)
         with atomic_directory(path, overwrite=overwrite) as folder:
-            files = list(FILES)
+            files = [PIPELINE if self.view is None else VIEW, *COMMON_FILES]
             if onnx:
                 from nadkit.models.export import export_onnx
 
                 export_onnx(self.detector, folder / ONNX, exporter=exporter)
                 files.append(ONNX)
-            (folder / PIPELINE).write_text(json.dumps(self.pipeline.to_dict(), indent=1, allow_nan=False))
+            if self.view is not None:
+                (folder / VIEW).write_text(json.dumps(self.view.to_dict(), indent=1, allow_nan=False))
+            else:
+                assert self.pipeline is not None  # __post_init__ says so
+                (folder / PIPELINE).write_text(json.dumps(self.pipeline.to_dict(), indent=1, allow_nan=False))
             arrays = {k: np.ascontiguousarray(v) for k, v in self.detector.state().items()}
             save_file(arrays, str(folder / WEIGHTS))
             (folder / THRESHOLD).write_text(json.dumps(self.threshold, indent=2, allow_nan=False) + "\n")
@@ -300,6 +331,7 @@ class ModelBundle:
                 "format_version": FORMAT_VERSION,
                 "model": self.detector.name,
                 "input": self.detector.input,
+                "view": "flows" if self.view is None else "buckets",
                 "config": self.detector.config.to_dict(),
                 "features": list(self.detector.feature_names_ or ()),
                 "data_fingerprint": data_fingerprint or self.manifest.get("data_fingerprint", ""),
@@ -355,7 +387,10 @@ class ModelBundle:
         path = Path(path)
         manifest = _read_manifest(path)
         checksums = manifest.get("files") or {}
-        for name in FILES:
+        view_kind = manifest.get("view", "flows")
+        if view_kind not in ("flows", "buckets"):
+            raise BundleError(f"{path / MANIFEST}: unknown view {view_kind!r}")
+        for name in (PIPELINE if view_kind == "flows" else VIEW, *COMMON_FILES):
             file = path / name
             if not file.is_file():
                 raise BundleError(f"{file}: missing from the bundle")
@@ -365,12 +400,19 @@ class ModelBundle:
         if graph is None and (path / ONNX).exists():
             log.warning("%s: not listed in the manifest; ignored", path / ONNX)
         try:
-            pipeline = FeaturePipeline.from_dict(json.loads((path / PIPELINE).read_text()))
+            pipeline: FeaturePipeline | None = None
+            view: BucketView | None = None
+            features = tuple(manifest.get("features") or ())
+            if view_kind == "buckets":
+                view = BucketView.from_dict(json.loads((path / VIEW).read_text()))
+                made, made_from = view.metrics, VIEW
+            else:
+                pipeline = FeaturePipeline.from_dict(json.loads((path / PIPELINE).read_text()))
+                made, made_from = tuple(pipeline.feature_names_), PIPELINE
+            if made != features:
+                raise BundleError(f"{path / made_from}: features differ from those the model was fitted on")
             detector = create(manifest["model"], manifest.get("config") or {})
             arrays = load_file(str(path / WEIGHTS))
-            features = tuple(manifest.get("features") or ())
-            if tuple(pipeline.feature_names_) != features:
-                raise BundleError(f"{path / PIPELINE}: features differ from those the model was fitted on")
             detector.load_state(arrays, features)
             threshold = json.loads((path / THRESHOLD).read_text())
             metrics = json.loads((path / METRICS).read_text())
@@ -387,6 +429,7 @@ class ModelBundle:
             path=path,
             engine=engine,
             threads=threads,
+            view=view,
         )
         bundle._onnx_scorer(graph)
         return bundle

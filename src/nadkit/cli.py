@@ -282,6 +282,24 @@ def train(
             help="pot: probability of a normal score above the threshold, from a tail fit (default 1e-4)."
         ),
     ] = None,
+    view: Annotated[
+        str,
+        typer.Option(
+            help="What the detector reads: flows (one row per flow; windowed models read each source's "
+            "flow sequence) or buckets (per-bucket traffic metrics; each flow gets its bucket's score).",
+        ),
+    ] = "flows",
+    bucket_seconds: Annotated[
+        float, typer.Option("--bucket-seconds", help="--view buckets: bucket width in seconds.")
+    ] = 60.0,
+    bucket_by: Annotated[
+        str | None,
+        typer.Option(
+            "--bucket-by",
+            help="--view buckets: one series per value of this column (e.g. src for each host); "
+            "default: one series for the whole network.",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     format: FormatOption = None,
     mapping: MapOption = None,
@@ -290,13 +308,22 @@ def train(
     """Train a detector and save it, with its threshold and ONNX graph, as a model bundle.
 
     Unsupervised models learn normal traffic; supervised ones (multitask) learn the classes of
-    labelled flows, optionally adapting to unlabelled --target traffic.
+    labelled flows, optionally adapting to unlabelled --target traffic. With --view buckets an
+    unsupervised model learns per-bucket traffic metrics; the last --holdout of the time range is then
+    the hold-out.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nadkit.config import read_settings
+    from nadkit.features.series import BucketConfig
     from nadkit.models.multitask import SeedEpochReport
     from nadkit.training import train_model
+
+    if view not in ("flows", "buckets"):
+        raise NadkitError(f"--view must be flows or buckets, got {view!r}")
+    if view == "flows" and (bucket_seconds != 60.0 or bucket_by is not None):
+        raise NadkitError("--bucket-seconds and --bucket-by apply to --view buckets")
+    buckets = BucketConfig(bucket_s=bucket_seconds, by=bucket_by) if view == "buckets" else None
 
     given = {"--fpr": fpr, "--beta": beta, "--risk": risk}
     threshold_params: dict[str, float] = {}
@@ -345,6 +372,7 @@ def train(
             label_column=label_column,
             threshold_method=threshold_method,
             threshold_params=threshold_params,
+            buckets=buckets,
         )
     console.print(_training_summary(model, result, target))
     if result.supervised:
@@ -356,7 +384,15 @@ def _training_summary(model: str, result: TrainingResult, target: Path | None) -
     metrics = result.bundle.metrics
     summary = Table(title=f"{model} trained", show_header=False)
     summary.add_row("bundle", f"{result.path} ({'with' if result.onnx else 'without'} model.onnx)")
-    summary.add_row("features", str(len(result.bundle.pipeline.feature_names_)))
+    features = result.bundle.detector.feature_names_ or ()
+    if result.buckets:
+        view = result.bundle.view
+        assert view is not None
+        over = f"per {view.config.by}" if view.config.by else "whole network"
+        summary.add_row("view", f"time buckets of {view.config.bucket_s:g} s, {over}")
+        summary.add_row("features", f"{len(features)} bucket metrics")
+    else:
+        summary.add_row("features", str(len(features)))
     if result.supervised:
         summary.add_row("labelled training rows", f"{result.train_rows:,}")
         method = (metrics.get("split") or {}).get("method", "")
@@ -369,6 +405,11 @@ def _training_summary(model: str, result: TrainingResult, target: Path | None) -
             summary.add_row("CMD target rows", f"{result.target_rows:,} unlabelled, from {target}")
         else:
             summary.add_row("CMD target rows", "none (no --target: no domain adaptation)")
+    elif result.buckets:
+        summary.add_row("training buckets", f"{result.train_rows:,} (of normal flows)")
+        since = (metrics.get("view") or {}).get("holdout_from", "")
+        held = f"{result.holdout_rows:,} ({result.holdout_attacks:,}), from {since}"
+        summary.add_row("hold-out flows (attacks)", held)
     else:
         if result.class_counts.get("holdout"):
             summary.add_row("normal training rows", f"{result.train_rows:,}")

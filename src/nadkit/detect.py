@@ -8,6 +8,10 @@ of the whole input at once. Memory holds one chunk plus that carried-over state.
 Each scored flow carries its identifying fields, the score, the threshold, whether it is an alert,
 the predicted class (models that have classes) and, for alerts, the top contributing features with the
 flow's raw values behind them.
+
+A model of time buckets (:class:`BucketScorer`) scores whole buckets: a bucket is scored once the
+time-ordered input has moved past it, every flow takes its bucket's score, and an alert's top features
+are its bucket's metrics with the bucket's values; records carry the bucket's start as ``bucket``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import torch
 
 from nadkit.bundle import ModelBundle
 from nadkit.errors import ConfigError
+from nadkit.features.buckets import KEY, NUMBER, BucketView
 from nadkit.features.incremental import SEQ, IncrementalFeatures
+from nadkit.features.series import BucketSeries
 from nadkit.fileio import atomic_path
 from nadkit.models.base import DetectorData
 from nadkit.schema import NORMAL
@@ -125,13 +131,9 @@ class Scorer:
         late: Literal["error", "drop"] = "error",
     ) -> None:
         self.bundle = bundle
-        self.pipeline = bundle.pipeline
+        self.pipeline = bundle.flow_pipeline("flow-by-flow scoring")
         self.detector = bundle.detector
-        if threshold is None:
-            if not bundle.threshold or "value" not in bundle.threshold:
-                raise ConfigError("the bundle has no threshold; give one with --threshold")
-            threshold = float(bundle.threshold["value"])
-        self.threshold = float(threshold)
+        self.threshold = bundle_threshold(bundle, threshold)
         self.top = max(1, int(top))
         self.windowed = self.detector.input == "windows"
         self.entity = tuple(entity)
@@ -153,6 +155,11 @@ class Scorer:
     def held_rows(self) -> int:
         """Flows held back now for features that need later flows (open segments...)."""
         return self.features.held_rows
+
+    @property
+    def time_ordered(self) -> bool:
+        """Whether the input must come in time order (features that look across flows)."""
+        return self.pipeline.stateful
 
     def push(self, flows: pl.DataFrame) -> ScoredChunk:
         """Score the flows of this chunk whose features are final (the rest come later)."""
@@ -303,6 +310,185 @@ class Scorer:
         return structs.gather(index).alias("top_features")
 
 
+def bundle_threshold(bundle: ModelBundle, threshold: float | None) -> float:
+    """``threshold``, or the bundle's own when None (ConfigError when it has none)."""
+    if threshold is None:
+        if not bundle.threshold or "value" not in bundle.threshold:
+            raise ConfigError("the bundle has no threshold; give one with --threshold")
+        threshold = float(bundle.threshold["value"])
+    return float(threshold)
+
+
+class BucketScorer:
+    """Scores time-ordered flows chunk after chunk with a model of time buckets.
+
+    The flows of the newest bucket seen are held until a later flow closes it (or the input ends);
+    closed buckets are scored with the last ``window - 1`` buckets of their entity scored before
+    (and the empty buckets since) in front of them, so the scores equal those of one pass over the
+    whole input."""
+
+    time_ordered = True
+
+    def __init__(self, bundle: ModelBundle, *, threshold: float | None = None, top: int = 5) -> None:
+        if bundle.view is None:
+            raise ConfigError("a bucket scorer needs a model of time buckets")
+        self.bundle = bundle
+        self.view: BucketView = bundle.view
+        self.detector = bundle.detector
+        self.threshold = bundle_threshold(bundle, threshold)
+        self.top = max(1, int(top))
+        windowed = self.detector.input == "windows"
+        self._keep = int(getattr(self.detector.config, "window", 1)) - 1 if windowed else 0
+        self._held: pl.DataFrame | None = None
+        self._tail: pl.DataFrame | None = None
+
+    @property
+    def held_rows(self) -> int:
+        """Flows of the newest bucket, held until it closes."""
+        return 0 if self._held is None else self._held.height
+
+    def push(self, flows: pl.DataFrame) -> ScoredChunk:
+        """Score the flows of the buckets this chunk closes."""
+        if flows.height == 0:
+            return ScoredChunk(pl.DataFrame())
+        self._check(flows)
+        held = flows if self._held is None else pl.concat([self._held, flows], how="vertical_relaxed")
+        numbers = held["time"].dt.epoch("us") // self.view.width_us
+        closed = (numbers < numbers.max()).to_numpy()
+        self._held = held.filter(pl.Series(~closed))
+        return self._score(held.filter(pl.Series(closed)))
+
+    def flush(self) -> ScoredChunk:
+        """Score the flows still held (end of input)."""
+        held, self._held = self._held, None
+        return self._score(held) if held is not None else ScoredChunk(pl.DataFrame())
+
+    def _check(self, flows: pl.DataFrame) -> None:
+        if "time" not in flows.columns:
+            raise ConfigError(
+                "the model scores time buckets and needs each flow's time; these flows have none"
+            )
+        missing = flows["time"].is_null()
+        if missing.any():
+            first = int(missing.arg_true()[0])
+            row = int(flows[ROW][first]) + 1 if ROW in flows.columns else first + 1
+            raise ConfigError(
+                f"row {row}: no time (the model scores time buckets and needs every flow's time)"
+            )
+
+    def _with_history(self, new: pl.DataFrame) -> pl.DataFrame:
+        """``new`` bucket rows (with ``_series_row``) after the remembered rows of their entities and
+        the empty buckets between (``_series_row`` null), sorted by entity and bucket."""
+        if self._keep == 0 or self._tail is None or self._tail.height == 0:
+            return new
+        keys = new.select(KEY).unique()
+        before = self._tail.join(keys, on=KEY, how="semi", nulls_equal=True)
+        gaps = (
+            new.group_by(KEY)
+            .agg(pl.col(NUMBER).min().alias("_first"))
+            .join(before.group_by(KEY).agg(pl.col(NUMBER).max().alias("_last")), on=KEY, nulls_equal=True)
+            .with_columns(
+                pl.max_horizontal(pl.col("_last") + 1, pl.col("_first") - self._keep).alias("_from")
+            )
+            .filter(pl.col("_from") < pl.col("_first"))
+        )
+        counts = (gaps["_first"] - gaps["_from"]).to_numpy()
+        total = int(counts.sum())
+        step = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        empty = self.view.empty_rows(
+            gaps[KEY].gather(np.repeat(np.arange(gaps.height), counts)).alias(KEY),
+            np.repeat(gaps["_from"].to_numpy(), counts) + step,
+        )
+        none = pl.lit(None, dtype=pl.Int64).alias("_series_row")
+        parts = [before.with_columns(none), empty.with_columns(none), new]
+        return pl.concat(parts, how="vertical_relaxed").sort([KEY, NUMBER], maintain_order=True)
+
+    def _remember(self, combined: pl.DataFrame) -> None:
+        """Keep the last ``window - 1`` bucket rows of every entity."""
+        if self._keep == 0:
+            return
+        last = combined.drop("_series_row").group_by(KEY, maintain_order=True).tail(self._keep)
+        if self._tail is not None and self._tail.height:
+            others = self._tail.join(last.select(KEY).unique(), on=KEY, how="anti", nulls_equal=True)
+            last = pl.concat([others, last], how="vertical_relaxed")
+        self._tail = last
+
+    def _score(self, flows: pl.DataFrame) -> ScoredChunk:
+        if flows.height == 0:
+            return ScoredChunk(pl.DataFrame())
+        series = self.view.series(flows)
+        new = self.view.working_frame(series).with_columns(
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("_series_row")
+        )
+        combined = self._with_history(new)
+        contributions = self.bundle.contributions(self.view.data_of(combined))
+        position = combined["_series_row"]
+        is_new = position.is_not_null().to_numpy()
+        per_bucket = np.empty((series.frame.height, contributions.shape[1]), dtype=np.float64)
+        per_bucket[position.drop_nulls().to_numpy()] = contributions[is_new]
+        self._remember(combined)
+        bucket_scores = per_bucket.sum(axis=1)
+        scores = series.to_flows(bucket_scores)
+        alerts = scores >= self.threshold
+        columns = [c for c in ID_COLUMNS if c in flows.columns]
+        row = (
+            (pl.col(ROW) + 1).alias("row")
+            if ROW in flows.columns
+            else pl.int_range(1, pl.len() + 1).alias("row")
+        )
+        out = flows.select(row, *columns).with_columns(
+            series.frame["bucket"].gather(series.row_bucket).alias("bucket"),
+            pl.Series("score", scores, dtype=pl.Float64),
+            pl.lit(self.threshold, dtype=pl.Float64).alias("threshold"),
+            pl.Series("alert", alerts, dtype=pl.Boolean),
+            pl.repeat(None, flows.height, dtype=pl.String, eager=True).alias("class"),
+            self._top_features(series, per_bucket, alerts),
+        )
+        return ScoredChunk(out)
+
+    def _top_features(self, series: BucketSeries, per_bucket: np.ndarray, alerts: np.ndarray) -> pl.Series:
+        """Each alert's top bucket metrics (largest contributions first) with the bucket's values."""
+        dtype = pl.List(TOP_FEATURE)
+        if not alerts.any():
+            return pl.Series("top_features", [None] * len(alerts), dtype=dtype)
+        buckets, which = np.unique(series.row_bucket[alerts], return_inverse=True)
+        names = self.view.metrics
+        top = min(self.top, len(names))
+        found = torch.topk(torch.from_numpy(per_bucket[buckets]), top, dim=1, largest=True, sorted=True)
+        raw = series.frame.select(names).to_numpy()[buckets]
+        lists = []
+        for b, (indices, values) in enumerate(
+            zip(found.indices.tolist(), found.values.tolist(), strict=True)
+        ):
+            lists.append(
+                [
+                    {"feature": names[j], "contribution": float(v), "value": _metric_text(raw[b, j])}
+                    for j, v in zip(indices, values, strict=True)
+                ]
+            )
+        per_alert = pl.Series("top_features", lists, dtype=dtype).gather(which)
+        position = np.full(len(alerts), -1, dtype=np.int64)
+        position[np.flatnonzero(alerts)] = np.arange(int(alerts.sum()))
+        index = pl.Series("i", position).replace(-1, None)
+        return per_alert.gather(index).alias("top_features")
+
+
+def _metric_text(value: float) -> str:
+    """A bucket metric as text: counts without decimals, shares to three places."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:.3f}"
+
+
+def make_scorer(
+    bundle: ModelBundle, *, threshold: float | None = None, top: int = 5
+) -> Scorer | BucketScorer:
+    """The scorer for ``bundle``: :class:`BucketScorer` for a model of time buckets, else
+    :class:`Scorer`."""
+    if bundle.view is not None:
+        return BucketScorer(bundle, threshold=threshold, top=top)
+    return Scorer(bundle, threshold=threshold, top=top)
+
+
 def _as_text(expr: pl.Expr) -> pl.Expr:
     """A column's values as text (times as ISO text)."""
     return expr.cast(pl.String)
@@ -356,8 +542,9 @@ class _Writer:
         elif self.kind == "jsonl":
             if self._handle is None:
                 self._handle = self.path.open("wb")
-            if "time" in frame.columns:
-                frame = frame.with_columns(pl.col("time").dt.to_string(JSON_TIME))
+            times = [c for c in ("time", "bucket") if c in frame.columns]
+            if times:
+                frame = frame.with_columns(pl.col(times).dt.to_string(JSON_TIME))
             frame.write_ndjson(self._handle)
         else:
             flat = flat_top_features(frame)
@@ -442,10 +629,10 @@ def score_chunks(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     threshold: float | None = None,
     top: int = 5,
-) -> Iterator[tuple[ScoredChunk, Scorer]]:
+) -> Iterator[tuple[ScoredChunk, Scorer | BucketScorer]]:
     """Scored chunks of ``source`` (in the order flows become final; ``row`` gives input order)."""
-    scorer = Scorer(bundle, threshold=threshold, top=top)
-    time_order = scorer.pipeline.stateful
+    scorer = make_scorer(bundle, threshold=threshold, top=top)
+    time_order = scorer.time_ordered
     for piece in iter_flows(
         source, format=format, mapping=mapping, chunk_rows=chunk_rows, time_order=time_order
     ):

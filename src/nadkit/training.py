@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +21,10 @@ import numpy as np
 import polars as pl
 
 from nadkit.errors import ConfigError, NadkitError
+from nadkit.features.buckets import BucketView
 from nadkit.features.counters import column_codes
 from nadkit.features.pipeline import FeaturePipeline
-from nadkit.features.series import BucketSeries
+from nadkit.features.series import BucketConfig
 from nadkit.metrics import BinaryMetrics, binary_metrics, macro_f_beta, nad_score
 from nadkit.models.base import Detector, DetectorData, create
 from nadkit.models.multitask import is_nad_label_set
@@ -246,6 +248,8 @@ class TrainingResult:
     target_rows: int = 0
     #: whether the bundle holds ``model.onnx`` (False where the export failed)
     onnx: bool = False
+    #: whether the model reads time buckets (``train_rows`` count buckets, ``holdout_rows`` flows)
+    buckets: bool = False
 
 
 def _class_counts(labels: np.ndarray | None) -> dict[str, int]:
@@ -307,6 +311,7 @@ def train_model(
     threshold_method: str = "auto",
     threshold_params: Mapping[str, Any] | None = None,
     onnx: bool = True,
+    buckets: BucketConfig | None = None,
 ) -> TrainingResult:
     """Train ``model`` on the flows of ``source`` and save the bundle to ``out``.
 
@@ -328,6 +333,9 @@ def train_model(
     how the threshold is fitted; they are checked before anything is trained. ``onnx``: save the
     detector's ONNX graph in the bundle too (ONNX Runtime scoring; left out, with a warning, for a
     model that cannot be exported).
+
+    ``buckets``: train an unsupervised model on the time-bucket view instead of single flows (see
+    :func:`train_buckets`).
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -343,8 +351,25 @@ def train_model(
             f"{model} learns from the training traffic alone and would not use target traffic; "
             "leave --target out or train a domain-adapting model (multitask)"
         )
+    if buckets is not None and detector.supervised:
+        raise ConfigError(
+            f"{model} learns the classes of single flows; the bucket view is for unsupervised models"
+        )
     frame, _ = load_flows(source, format=format, mapping=mapping)
     frame = use_label_column(frame, label_column)
+    if buckets is not None:
+        return train_buckets(
+            detector,
+            frame,
+            out,
+            buckets,
+            holdout_fraction=holdout_fraction,
+            false_positive_rate=false_positive_rate,
+            threshold_choice=threshold_choice,
+            overwrite=overwrite,
+            progress=progress,
+            onnx=onnx,
+        )
     if detector.supervised:
         return _train_supervised(
             detector,
@@ -492,40 +517,120 @@ def _train_supervised(
     )
 
 
+# ---------------------------------------------------------------------------------------------------
+# the time-bucket view
+# ---------------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
-class BucketScaling:
-    """Standardisation of ``log1p`` bucket metrics, fitted on training buckets."""
+class BucketSplit:
+    """Flows before a bucket edge to train on (normal ones only, where labels say which), and every
+    flow from that edge on as the labelled hold-out; ``edge``: the first hold-out bucket's start."""
 
-    columns: tuple[str, ...]
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, series: BucketSeries) -> BucketScaling:
-        """Learn the mean and spread of each metric's ``log1p`` on ``series``."""
-        values = np.log1p(np.maximum(series.matrix(), 0.0))
-        std = values.std(axis=0)
-        return cls(columns=series.metrics, mean=values.mean(axis=0), std=np.where(std > 0, std, 1.0))
-
-    def transform(self, series: BucketSeries) -> np.ndarray:
-        """The scaled ``(buckets, metrics)`` float32 matrix of ``series``."""
-        if tuple(series.metrics) != self.columns:
-            raise ConfigError("bucket metrics differ from the ones the scaling was fitted on")
-        values = np.log1p(np.maximum(series.matrix(), 0.0))
-        return ((values - self.mean) / self.std).astype(np.float32)
+    train: pl.DataFrame
+    holdout: pl.DataFrame
+    edge: datetime
 
 
-def bucket_detector_data(series: BucketSeries, scaling: BucketScaling) -> DetectorData:
-    """The time-bucket view for windowed detectors: one row per (entity, bucket), windows over
-    consecutive buckets of an entity; scores map back to flows with ``series.to_flows``."""
-    by = series.config.by
-    entity = None
-    if by:
-        entity, _ = column_codes(series.frame[by])
-    time = series.frame["bucket"].dt.epoch("us").to_numpy()
-    return DetectorData(
-        features=scaling.transform(series),
-        feature_names=tuple(series.metrics),
-        entity=entity,
-        time=time,
+def bucket_split(frame: pl.DataFrame, config: BucketConfig, holdout_fraction: float = 0.3) -> BucketSplit:
+    """Split flows in time for the bucket view: the last ``holdout_fraction`` of the time range (cut
+    at a bucket edge) is the hold-out, the normal flows before it are the training part. A time
+    split, not a row split: a bucket's metrics need all of its flows, and windows need consecutive
+    buckets. Flows without a time belong to no bucket and are left out."""
+    if not 0 < holdout_fraction < 1:
+        raise ConfigError(f"holdout_fraction must be between 0 and 1, got {holdout_fraction}")
+    if "time" not in frame.columns:
+        raise ConfigError("the bucket view needs each flow's time, and these flows have no 'time' column")
+    timed = frame.filter(pl.col("time").is_not_null())
+    if timed.height < frame.height:
+        log.warning("%d flow(s) without a time left out of the bucket view", frame.height - timed.height)
+    if timed.height == 0:
+        raise ConfigError("no flow has a time: the bucket view has nothing to learn from")
+    width = round(config.bucket_s * 1e6)
+    number = timed["time"].dt.epoch("us") // width
+    low, high = int(number.min()), int(number.max())  # type: ignore[arg-type]
+    if high == low:
+        raise ConfigError(
+            f"every flow falls in one bucket of {config.bucket_s:g} s: nothing to split in time "
+            "(use shorter buckets or more traffic)"
+        )
+    cut = low + max(1, min(high - low, round((high - low + 1) * (1 - holdout_fraction))))
+    before = (number < cut).to_numpy()
+    train = timed.filter(pl.Series(before))
+    if "label" in train.columns:
+        train = train.filter(pl.col("label").fill_null(NORMAL) == NORMAL)
+    holdout = timed.filter(pl.Series(~before))
+    if train.height == 0:
+        raise ConfigError("no normal flow before the hold-out's first bucket to train on")
+    edge = datetime.fromtimestamp(cut * width / 1e6, tz=UTC)
+    log.info(
+        "bucket split at %s: %d normal training flows, %d hold-out flows", edge, train.height, holdout.height
+    )
+    return BucketSplit(train=train, holdout=holdout, edge=edge)
+
+
+def train_buckets(
+    detector: Detector,
+    frame: pl.DataFrame,
+    out: Path,
+    config: BucketConfig,
+    *,
+    holdout_fraction: float = 0.3,
+    false_positive_rate: float = 0.01,
+    threshold_choice: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: Callable[[EpochReport], None] | None = None,
+    onnx: bool = True,
+) -> TrainingResult:
+    """Train an unsupervised ``detector`` on the time-bucket view of ``frame`` and save the bundle.
+
+    The flows are split in time (:func:`bucket_split`); the view (application vocabulary, metric
+    scaling) and the detector are fitted on the buckets of the normal training flows; a windowed
+    detector reads windows of consecutive buckets of an entity, a row detector one bucket. The hold-out
+    is scored bucket by bucket, each flow takes its bucket's score, and the threshold is chosen on the
+    flows' labels (a bucket is as anomalous as the attack flows in it make it)."""
+    split = bucket_split(frame, config, holdout_fraction)
+    view = BucketView.fit(split.train, config)
+    train = view.data(view.series(split.train))
+    holdout_series = view.series(split.holdout)
+    holdout_buckets = view.data(holdout_series)
+    started = time.perf_counter()
+    detector.fit(train, **_fit_options(detector, progress))
+    fit_seconds = time.perf_counter() - started
+    scores = holdout_series.to_flows(detector.score(holdout_buckets))
+    labels = split.holdout["label"].fill_null(NORMAL).to_numpy() if "label" in split.holdout.columns else None
+    threshold, measured = holdout_threshold(
+        scores, labels, false_positive_rate, **dict(threshold_choice or {"method": "auto"})
+    )
+    attack = labels != NORMAL if labels is not None else np.zeros(len(scores), dtype=bool)
+    metrics: dict[str, Any] = {
+        "fit_seconds": fit_seconds,
+        "train_rows": len(train),
+        "train_flows": split.train.height,
+        "view": {
+            "kind": "buckets",
+            "holdout_from": split.edge.isoformat(),
+            "holdout_buckets": len(holdout_buckets),
+        },
+    }
+    history = getattr(detector, "history_", None)
+    if history is not None:
+        metrics["history"] = history.to_dict()
+    if measured is not None:
+        note = "flows of the hold-out the threshold was chosen on (optimistic)"
+        metrics["holdout"] = {**measured.to_dict(), "note": note}
+    from nadkit.bundle import ModelBundle
+
+    bundle = ModelBundle(pipeline=None, view=view, detector=detector, threshold=threshold, metrics=metrics)
+    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx)
+    return TrainingResult(
+        bundle=bundle,
+        path=out,
+        train_rows=len(train),
+        holdout_rows=len(scores),
+        holdout_attacks=int(attack.sum()),
+        fit_seconds=fit_seconds,
+        class_counts={"holdout": _class_counts(labels)},
+        onnx=saved_onnx,
+        buckets=True,
     )

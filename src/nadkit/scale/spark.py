@@ -934,6 +934,7 @@ def detect_spark(
         raise NadkitError(f"{out_text}: already exists (use --force to replace it)")
     files = None if _is_uri(source_text) else parquet_files(source_text)
     loaded = bundle if isinstance(bundle, ModelBundle) else ModelBundle.load(bundle)
+    loaded.flow_pipeline("the Spark engine")
     if loaded.path is None:
         raise ConfigError("save the bundle before scoring on Spark (executors load it from its directory)")
     if threshold is None:

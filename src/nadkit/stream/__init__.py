@@ -44,6 +44,7 @@ def open_stream(
     texts (or sinks); call ``run()`` on it. Sources and sinks opened here are closed by the runner."""
     if not isinstance(bundle, ModelBundle):
         bundle = ModelBundle.load(bundle, engine=engine)
+    bundle.flow_pipeline("live detection")
     opened_source = (
         source if isinstance(source, StreamSource) else open_source(source, format=format, stdin=stdin)
     )
