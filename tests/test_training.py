@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from nadkit.bundle import ModelBundle
 from nadkit.errors import ConfigError, NadkitError
+from nadkit.features.buckets import BucketScaling, bucket_detector_data
 from nadkit.features.series import BucketConfig, bucket_metrics
 from nadkit.models import REGISTRY
 from nadkit.models.base import DetectorData
@@ -22,8 +23,6 @@ from nadkit.split import session_groups
 from nadkit.synthetic import SimulationConfig, simulate
 from nadkit.thresholds import fit_threshold
 from nadkit.training import (
-    BucketScaling,
-    bucket_detector_data,
     holdout_threshold,
     supervised_split,
     train_model,

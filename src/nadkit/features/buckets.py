@@ -45,7 +45,7 @@ class BucketScaling:
     @classmethod
     def fit(cls, series: BucketSeries) -> BucketScaling:
         """Learn the mean and spread of each metric's ``log1p`` on ``series``."""
-        values = np.log1p(np.maximum(series.matrix(), 0.0))
+        values = np.log1p(np.maximum(series.matrix().astype(np.float64), 0.0))
         std = values.std(axis=0)
         return cls(columns=series.metrics, mean=values.mean(axis=0), std=np.where(std > 0, std, 1.0))
 
@@ -124,16 +124,20 @@ class BucketView:
         return round(self.config.bucket_s * 1e6)
 
     def series(self, frame: pl.DataFrame) -> BucketSeries:
-        """The bucket metrics of ``frame`` with the fitted settings; ConfigError when its columns
-        give other metrics than the fitted ones."""
+        """The fitted metrics of the buckets of ``frame`` (metrics its extra columns allow are left
+        out); ConfigError naming the fitted metrics its columns cannot give."""
         series = bucket_metrics(frame, self.config)
-        if tuple(series.metrics) != self.metrics:
-            missing = [m for m in self.metrics if m not in series.metrics]
+        if tuple(series.metrics) == self.metrics:
+            return series
+        missing = [m for m in self.metrics if m not in series.metrics]
+        if missing:
             raise ConfigError(
-                "these flows give other bucket metrics than the model was fitted on"
-                + (f" (missing: {', '.join(missing)})" if missing else "")
+                f"these flows lack the columns of bucket metric(s) {', '.join(missing)}, "
+                "which the model was fitted on"
             )
-        return series
+        keys = [self.config.by] if self.config.by else []
+        kept = series.frame.select(*keys, "bucket", *self.metrics)
+        return dataclasses.replace(series, frame=kept, metrics=self.metrics)
 
     def data(self, series: BucketSeries) -> DetectorData:
         """What a detector reads for ``series``."""
