@@ -87,6 +87,22 @@ def test_time_budget_is_honoured() -> None:
     assert budget_s <= history.seconds < budget_s + 5.0
 
 
+def test_time_budget_ends_a_long_epoch_part_way() -> None:
+    """An epoch far longer than the budget is cut after the batch that spends it, validated, and
+    its weights kept."""
+    x, y = _regression(rows=200_000)
+    x_val, y_val = _regression(rows=256, seed=4)
+    module = nn.Sequential(nn.Linear(4, 256), nn.ReLU(), nn.Linear(256, 1))
+    budget_s = 0.3
+    history = Trainer(TrainerConfig(epochs=3, learning_rate=0.01, time_budget_s=budget_s, device="cpu")).fit(
+        module, _mse, _batches(x, y, size=32), lambda: _batches(x_val, y_val)(0)
+    )
+    assert history.stopped == "time budget"
+    assert history.epochs_run == 1 and history.best_epoch == 1
+    assert len(history.validation_loss) == 1 and math.isfinite(history.validation_loss[0])
+    assert history.seconds < budget_s + 2.0  # a whole epoch of 6,250 batches takes several seconds
+
+
 def test_same_seed_reproduces_training() -> None:
     x, y = _regression()
 

@@ -159,7 +159,9 @@ class Trainer:
         ``train_batches(epoch)`` yields the epoch's (shuffled) batches. Early stopping watches
         ``selection(module)`` when given (``selection_mode`` says whether larger is better), else the
         mean validation loss, else the training loss; ``patience`` epochs without an improvement of
-        ``min_delta`` stop training, as does ``time_budget_s``.
+        ``min_delta`` stop training, as does ``time_budget_s``, checked after every batch: a budget
+        spent within an epoch ends it there (its rows so far make its training loss, and it is
+        validated like a whole epoch), so one long epoch cannot overrun the budget.
 
         Launched by ``torchrun`` with several processes, each process computes its share of the rows
         of every batch, gradients are averaged over all of them, and all take the same early-stopping
@@ -181,6 +183,7 @@ class Trainer:
         best_state: dict[str, torch.Tensor] | None = None
         stale = 0
         started = time.perf_counter()
+        spent = False
         for epoch in range(config.epochs):
             module.train()
             total, count = 0.0, 0
@@ -199,6 +202,12 @@ class Trainer:
                 optimiser.step()
                 total += float(value.detach()) * len(batch)
                 count += len(batch)
+                if config.time_budget_s is not None:
+                    # every process takes the primary's clock, so all leave the epoch at the same batch
+                    (now,) = parallel.from_primary(time.perf_counter() - started)
+                    if now >= config.time_budget_s:
+                        spent = True
+                        break
             total, count = parallel.sum(total, count)
             train_loss = total / max(count, 1)
             history.train_loss.append(train_loss)
@@ -250,7 +259,7 @@ class Trainer:
             if stale >= config.patience:
                 history.stopped = "early stopping"
                 break
-            if config.time_budget_s is not None and elapsed >= config.time_budget_s:
+            if spent or (config.time_budget_s is not None and elapsed >= config.time_budget_s):
                 history.stopped = "time budget"
                 break
         parallel.close()
