@@ -48,7 +48,7 @@ from benchmarks.common import console, data_dir, report
 from nadkit.features.buckets import BucketView
 from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.features.series import BucketConfig
-from nadkit.metrics import binary_metrics, pr_auc, roc_auc
+from nadkit.metrics import BinaryMetrics, binary_metrics, pr_auc, roc_auc
 from nadkit.models import REGISTRY, Detector, DetectorData, create
 from nadkit.models.neural import NeuralConfig
 from nadkit.schema import NORMAL
@@ -204,10 +204,17 @@ def measure(
     scores = ensemble_score(members, split.test)
     score_s = time.perf_counter() - started
     metrics = binary_metrics(scores, _attacks(split.test), threshold)
+    return table_row(dataset, "flows", model, metrics, fit_s, len(split.test) / score_s)
+
+
+def table_row(
+    dataset: str, view: str, model: str, metrics: BinaryMetrics, fit_s: float, flows_per_s: float
+) -> dict[str, object]:
+    """One row of a detection table (printed as it is measured)."""
     console.print(f"  {model}: ROC-AUC {metrics.roc_auc:.4f} PR-AUC {metrics.pr_auc:.4f} F1 {metrics.f1:.4f}")
     return {
         "dataset": dataset,
-        "view": "flows",
+        "view": view,
         "model": model,
         "roc_auc": round(metrics.roc_auc, 4),
         "pr_auc": round(metrics.pr_auc, 4),
@@ -215,7 +222,7 @@ def measure(
         "recall": round(metrics.recall, 4),
         "f1": round(metrics.f1, 4),
         "fit_s": round(fit_s, 1),
-        "score_flows_per_s": round(len(split.test) / score_s),
+        "score_flows_per_s": round(flows_per_s),
     }
 
 
@@ -252,23 +259,8 @@ def bucket_rows(
         scores = series["test"].to_flows(detector.score(view.data(series["test"])))
         score_s = time.perf_counter() - started
         metrics = binary_metrics(scores, flows_attack["test"], threshold)
-        console.print(
-            f"  {name}: ROC-AUC {metrics.roc_auc:.4f} PR-AUC {metrics.pr_auc:.4f} F1 {metrics.f1:.4f}"
-        )
-        rows.append(
-            {
-                "dataset": dataset,
-                "view": f"buckets {config.bucket_s:g} s {over}",
-                "model": name,
-                "roc_auc": round(metrics.roc_auc, 4),
-                "pr_auc": round(metrics.pr_auc, 4),
-                "precision": round(metrics.precision, 4),
-                "recall": round(metrics.recall, 4),
-                "f1": round(metrics.f1, 4),
-                "fit_s": round(fit_s, 1),
-                "score_flows_per_s": round(test.height / score_s),
-            }
-        )
+        view_name = f"buckets {config.bucket_s:g} s {over}"
+        rows.append(table_row(dataset, view_name, name, metrics, fit_s, test.height / score_s))
     return rows
 
 

@@ -286,6 +286,25 @@ def save_bundle(
     return False
 
 
+def _training_metrics(
+    detector: Detector,
+    fit_seconds: float,
+    train_rows: int,
+    measured: BinaryMetrics | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What ``metrics.json`` of an unsupervised model records: fit time, training rows, ``extra``,
+    the loss curves and the hold-out metrics at the threshold chosen there."""
+    metrics: dict[str, Any] = {"fit_seconds": fit_seconds, "train_rows": train_rows, **extra}
+    history = getattr(detector, "history_", None)
+    if history is not None:
+        metrics["history"] = history.to_dict()
+    if measured is not None:
+        note = "on the hold-out the threshold was chosen on (optimistic)"
+        metrics["holdout"] = {**measured.to_dict(), "note": note}
+    return metrics
+
+
 def _fit_options(detector: Detector, progress: Callable[[EpochReport], None] | None) -> dict[str, Any]:
     """``progress`` for detectors whose ``fit`` reports epochs."""
     if progress is None or "progress" not in inspect.signature(detector.fit).parameters:
@@ -400,13 +419,7 @@ def train_model(
         detector.score(holdout), holdout.labels, false_positive_rate, **threshold_choice
     )
     attack = holdout.labels != NORMAL if holdout.labels is not None else np.zeros(len(holdout), dtype=bool)
-    metrics: dict[str, Any] = {"fit_seconds": fit_seconds, "train_rows": len(train)}
-    history = getattr(detector, "history_", None)
-    if history is not None:
-        metrics["history"] = history.to_dict()
-    if measured is not None:
-        note = "on the hold-out the threshold was chosen on (optimistic)"
-        metrics["holdout"] = {**measured.to_dict(), "note": note}
+    metrics = _training_metrics(detector, fit_seconds, len(train), measured)
     from nadkit.bundle import ModelBundle
 
     bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)
@@ -603,22 +616,14 @@ def train_buckets(
         scores, labels, false_positive_rate, **dict(threshold_choice or {"method": "auto"})
     )
     attack = labels != NORMAL if labels is not None else np.zeros(len(scores), dtype=bool)
-    metrics: dict[str, Any] = {
-        "fit_seconds": fit_seconds,
-        "train_rows": len(train),
-        "train_flows": split.train.height,
-        "view": {
-            "kind": "buckets",
-            "holdout_from": split.edge.isoformat(),
-            "holdout_buckets": len(holdout_buckets),
-        },
+    view_facts = {
+        "kind": "buckets",
+        "holdout_from": split.edge.isoformat(),
+        "holdout_buckets": len(holdout_buckets),
     }
-    history = getattr(detector, "history_", None)
-    if history is not None:
-        metrics["history"] = history.to_dict()
-    if measured is not None:
-        note = "flows of the hold-out the threshold was chosen on (optimistic)"
-        metrics["holdout"] = {**measured.to_dict(), "note": note}
+    metrics = _training_metrics(
+        detector, fit_seconds, len(train), measured, train_flows=split.train.height, view=view_facts
+    )
     from nadkit.bundle import ModelBundle
 
     bundle = ModelBundle(pipeline=None, view=view, detector=detector, threshold=threshold, metrics=metrics)
