@@ -197,3 +197,17 @@ def test_supervised_models_do_not_read_buckets(days_file: Path, tmp_path: Path) 
     with pytest.raises(ConfigError, match="bucket view is for unsupervised models"):
         train_model(days_file, tmp_path / "m", model="multitask", buckets=BucketConfig())
     assert not (tmp_path / "m").exists()
+
+
+def test_the_feedback_loop_refuses_a_model_of_buckets(
+    per_host: ModelBundle, days_file: Path, tmp_path: Path
+) -> None:
+    from nadkit.feedback import retrain
+    from nadkit.store import AlertStore
+
+    with (
+        AlertStore(tmp_path / "alerts.db") as store,
+        pytest.raises(ConfigError, match="the feedback loop does not"),
+    ):
+        retrain(per_host, store, days_file, tmp_path / "challenger")
+    assert not (tmp_path / "challenger").exists()

@@ -416,6 +416,7 @@ def retrain(
     new traffic ``data`` and the store's feedback, save it to ``out`` and compare the two."""
     if not isinstance(champion, ModelBundle):
         champion = ModelBundle.load(champion)
+    champion.flow_pipeline("the feedback loop")
     out = Path(out)
     if out.exists() and not overwrite:
         raise ConfigError(f"{out}: already exists (use --force to replace it)")
