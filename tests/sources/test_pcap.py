@@ -227,3 +227,19 @@ def test_masscan_and_ssh_golden() -> None:
     assert (ssh["out_pkts"].sum(), ssh["out_bytes"].sum()) == (159, 15615)
     assert (ssh["in_pkts"].sum(), ssh["in_bytes"].sum()) == (99, 19931)
     assert ssh["duration"].to_list() == [77.289, 4.965]
+
+
+def test_meters_start_from_a_fork_server(tmp_path: Path) -> None:
+    """Metering forks no child from this process, which runs threads (torch's, servers' in the
+    service tests): a thread holding a lock at the moment of a fork would leave the child waiting on
+    it for ever. The fork server is one fresh process; it meters capture after capture."""
+    import multiprocessing
+
+    path = _write(tmp_path / "two-flows.pcap", _pcap(PACKETS))
+    made = pcap.streamer(str(path), statistical_analysis=False)
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("this platform has no fork server; nfstream's own start method is used")
+    assert made._mp_context.get_start_method() == "forkserver"
+    for _ in range(2):
+        frame, _ = load_flows(path)
+        _check_known_flows(frame)

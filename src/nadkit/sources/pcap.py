@@ -24,6 +24,10 @@ Captures are labelled per file: the read option ``label`` (for example ``label="
 ``n_dissections`` (0-255; 0 turns nDPI off, and with it ``app``), ``idle_timeout`` and
 ``active_timeout`` (seconds), passed to nfstream, and ``max_flows`` (stop after that many flows).
 nfstream is not lazy, so :func:`read` meters the whole capture and returns the table as a lazy frame.
+
+nfstream's metering processes are started from a fork server (:func:`streamer`) rather than forked
+from this process: a process that already runs threads (torch's, an HTTP server's, a Spark gateway's)
+can fork a child that deadlocks on a lock one of them held, and the meter would never answer.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import shutil
 import struct
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -277,13 +282,29 @@ def _walk_pcapng(data: mmap.mmap, size: int, name: str | Path) -> int:
     return packets
 
 
+def streamer(source: str, **options: Any) -> Any:
+    """An ``nfstream.NFStreamer`` of ``source`` (a capture file or an interface) whose metering
+    processes start from a fork server: a fresh, single-threaded process, so they cannot inherit a
+    lock that one of this process's threads held at the moment of a fork (which hangs the meter).
+    Where the platform has no fork server, nfstream's own choice stands."""
+    import multiprocessing
+
+    nfstream = require("nfstream", "reading packet captures")
+    made = nfstream.NFStreamer(source=source, **options)
+    if "forkserver" in multiprocessing.get_all_start_methods() and hasattr(made, "_mp_context"):
+        context = multiprocessing.get_context("forkserver")
+        # the server imports nfstream once; each meter then starts without importing it again
+        context.set_forkserver_preload(["nfstream"])
+        made._mp_context = context
+    return made
+
+
 def _meter(path: Path, settings: dict[str, int], *, shown_as: Path) -> pl.DataFrame:
     """Run nfstream over a checked capture; every failure becomes a :class:`FormatError`."""
     kind, packets = check_capture(path, shown_as=shown_as)
     if packets == 0:
         log.warning("%s: the %s capture holds no packets", shown_as, kind)
         return pl.DataFrame(schema=NFSTREAM_FIELDS)
-    nfstream = require("nfstream", "reading packet captures")
     options = dict(settings)
     max_flows = options.pop("max_flows", None)
     if max_flows is not None:
@@ -293,8 +314,7 @@ def _meter(path: Path, settings: dict[str, int], *, shown_as: Path) -> pl.DataFr
     keys: list[str] | None = None
     rows: list[list[object]] = []
     try:
-        streamer = nfstream.NFStreamer(source=str(path), statistical_analysis=False, **options)
-        for flow in streamer:
+        for flow in streamer(str(path), statistical_analysis=False, **options):
             if keys is None:
                 keys = list(flow.keys())
             rows.append(flow.values())

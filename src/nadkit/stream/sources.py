@@ -522,10 +522,10 @@ class CaptureSource(StreamSource):
         self.flows = 0
 
     def produce(self, handoff: Handoff) -> None:
-        import nfstream
+        from nadkit.sources import pcap
 
-        streamer = nfstream.NFStreamer(
-            source=self.target,
+        streamer = pcap.streamer(
+            self.target,
             statistical_analysis=False,
             n_dissections=self.n_dissections,
             idle_timeout=self.idle_timeout,
