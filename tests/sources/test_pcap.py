@@ -243,3 +243,21 @@ def test_meters_start_from_a_fork_server(tmp_path: Path) -> None:
     for _ in range(2):
         frame, _ = load_flows(path)
         _check_known_flows(frame)
+
+
+def test_an_unguarded_script_reads_a_capture_once(tmp_path: Path) -> None:
+    """A meter starts without the caller's main script: a script with no ``__main__`` guard is not
+    run again in the meters (which would meter again, and again)."""
+    import subprocess
+    import sys
+
+    path = _write(tmp_path / "two-flows.pcap", _pcap(PACKETS))
+    script = tmp_path / "count.py"
+    script.write_text(
+        "from nadkit.sources import load_flows\n"
+        f"frame, _ = load_flows({str(path)!r})\n"
+        "print('flows', frame.height, flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["flows 2"]

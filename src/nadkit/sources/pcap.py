@@ -35,9 +35,13 @@ from __future__ import annotations
 import gzip
 import logging
 import mmap
+import multiprocessing
+import multiprocessing.context
 import shutil
 import struct
+import sys
 import tempfile
+import types
 from pathlib import Path
 from typing import Any
 
@@ -282,19 +286,47 @@ def _walk_pcapng(data: mmap.mmap, size: int, name: str | Path) -> int:
     return packets
 
 
+if "forkserver" in multiprocessing.get_all_start_methods():
+
+    class MeterProcess(multiprocessing.context.ForkServerProcess):  # type: ignore[name-defined,misc]
+        """A meter process started without the caller's ``__main__``: it runs nfstream's code alone,
+        and a child that imported the main script would run an unguarded script's top level again
+        (and pay for its imports)."""
+
+        def start(self) -> None:
+            main = sys.modules["__main__"]
+            sys.modules["__main__"] = types.ModuleType("__main__")
+            try:
+                super().start()
+            finally:
+                sys.modules["__main__"] = main
+
+    class MeterContext(multiprocessing.context.ForkServerContext):  # type: ignore[name-defined,misc]
+        """The fork-server context with :class:`MeterProcess` as its process."""
+
+        Process = MeterProcess
+
+
+def _meter_context() -> Any:
+    """The multiprocessing context nfstream's meters start from (see :func:`streamer`), or None
+    where the platform has no fork server."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    context = MeterContext()
+    # the server imports nfstream and this module once; each meter is forked from it with them loaded
+    context.set_forkserver_preload(["nfstream", __name__])
+    return context
+
+
 def streamer(source: str, **options: Any) -> Any:
     """An ``nfstream.NFStreamer`` of ``source`` (a capture file or an interface) whose metering
     processes start from a fork server: a fresh, single-threaded process, so they cannot inherit a
     lock that one of this process's threads held at the moment of a fork (which hangs the meter).
     Where the platform has no fork server, nfstream's own choice stands."""
-    import multiprocessing
-
     nfstream = require("nfstream", "reading packet captures")
     made = nfstream.NFStreamer(source=source, **options)
-    if "forkserver" in multiprocessing.get_all_start_methods() and hasattr(made, "_mp_context"):
-        context = multiprocessing.get_context("forkserver")
-        # the server imports nfstream once; each meter then starts without importing it again
-        context.set_forkserver_preload(["nfstream"])
+    context = _meter_context()
+    if context is not None and hasattr(made, "_mp_context"):
         made._mp_context = context
     return made
 
