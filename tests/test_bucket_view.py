@@ -13,7 +13,7 @@ import pytest
 
 from nadkit.bundle import MANIFEST, PIPELINE, VIEW, ModelBundle
 from nadkit.detect import BucketScorer, detect_file, score_table
-from nadkit.errors import ConfigError, NadkitError
+from nadkit.errors import ConfigError, NadkitError, SchemaError
 from nadkit.features.buckets import BucketView
 from nadkit.features.series import BucketConfig, bucket_metrics
 from nadkit.schema import NORMAL
@@ -176,9 +176,9 @@ def test_flows_without_a_time_are_named(per_host: ModelBundle) -> None:
         },
         schema_overrides={"time": pl.Datetime("us", "UTC")},
     )
-    with pytest.raises(ConfigError, match="row 2: no time"):
+    with pytest.raises(SchemaError, match="row 2: no time"):
         scorer.push(flows)
-    with pytest.raises(ConfigError, match="needs each flow's time"):
+    with pytest.raises(SchemaError, match="needs each flow's time"):
         scorer.push(pl.DataFrame({"src": ["10.0.0.1"]}))
 
 

@@ -290,8 +290,9 @@ def train(
         ),
     ] = "flows",
     bucket_seconds: Annotated[
-        float, typer.Option("--bucket-seconds", help="--view buckets: bucket width in seconds.")
-    ] = 60.0,
+        float | None,
+        typer.Option("--bucket-seconds", help="--view buckets: bucket width in seconds (default 60)."),
+    ] = None,
     bucket_by: Annotated[
         str | None,
         typer.Option(
@@ -321,9 +322,11 @@ def train(
 
     if view not in ("flows", "buckets"):
         raise NadkitError(f"--view must be flows or buckets, got {view!r}")
-    if view == "flows" and (bucket_seconds != 60.0 or bucket_by is not None):
+    if view == "flows" and (bucket_seconds is not None or bucket_by is not None):
         raise NadkitError("--bucket-seconds and --bucket-by apply to --view buckets")
-    buckets = BucketConfig(bucket_s=bucket_seconds, by=bucket_by) if view == "buckets" else None
+    buckets = None
+    if view == "buckets":
+        buckets = BucketConfig(bucket_s=60.0 if bucket_seconds is None else bucket_seconds, by=bucket_by)
 
     given = {"--fpr": fpr, "--beta": beta, "--risk": risk}
     threshold_params: dict[str, float] = {}

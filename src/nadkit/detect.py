@@ -29,7 +29,7 @@ import polars as pl
 import torch
 
 from nadkit.bundle import ModelBundle
-from nadkit.errors import ConfigError
+from nadkit.errors import ConfigError, SchemaError
 from nadkit.features.buckets import KEY, NUMBER, BucketView
 from nadkit.features.incremental import SEQ, IncrementalFeatures
 from nadkit.features.series import BucketSeries
@@ -131,7 +131,7 @@ class Scorer:
         late: Literal["error", "drop"] = "error",
     ) -> None:
         self.bundle = bundle
-        self.pipeline = bundle.flow_pipeline("flow-by-flow scoring")
+        self.pipeline = bundle.flow_pipeline()
         self.detector = bundle.detector
         self.threshold = bundle_threshold(bundle, threshold)
         self.top = max(1, int(top))
@@ -200,7 +200,7 @@ class Scorer:
             scores = contributions.sum(axis=1)
             alerts = scores >= self.threshold
             explained, predicted = contributions[alerts], None
-        out = self._identity(augmented).with_columns(
+        out = identity(augmented).with_columns(
             pl.Series("score", scores, dtype=pl.Float64),
             pl.lit(self.threshold, dtype=pl.Float64).alias("threshold"),
             pl.Series("alert", alerts, dtype=pl.Boolean),
@@ -244,11 +244,6 @@ class Scorer:
         if predicted is None:
             predicted = self.detector.predict(self._data(augmented, matrix, times))
         return pl.Series("class", np.asarray(predicted, dtype=str), dtype=pl.String)
-
-    def _identity(self, augmented: pl.DataFrame) -> pl.DataFrame:
-        columns = [c for c in ID_COLUMNS if c in augmented.columns]
-        row = (pl.col(ROW) + 1).alias("row") if ROW in augmented.columns else (pl.col(SEQ) + 1).alias("row")
-        return augmented.select(row, *columns)
 
     def _value_text(self, name: str, columns: Sequence[str]) -> pl.Expr:
         """The raw value(s) behind feature ``name`` as text: ``296``, or ``a=1, b=2`` for several."""
@@ -301,13 +296,30 @@ class Scorer:
             }
         ).select(pl.struct("feature", "contribution", "value").alias("top_features"))["top_features"]
         structs = flat.reshape((len(rows), top)).cast(dtype).alias("top_features")
-        if len(rows) == len(alerts):
-            return structs
-        # scatter into a full-length column, null where there is no alert
-        position = np.full(len(alerts), -1, dtype=np.int64)
-        position[rows] = np.arange(len(rows))
-        index = pl.Series("i", position).replace(-1, None)
-        return structs.gather(index).alias("top_features")
+        return over_alerts(structs, alerts)
+
+
+def identity(flows: pl.DataFrame) -> pl.DataFrame:
+    """The 1-based input ``row`` of each flow (from the reader's row number, else the incremental
+    features' sequence number, else the position) and the identifying columns present."""
+    if ROW in flows.columns:
+        row = pl.col(ROW) + 1
+    elif SEQ in flows.columns:
+        row = pl.col(SEQ) + 1
+    else:
+        row = pl.int_range(1, pl.len() + 1)
+    return flows.select(row.alias("row"), *[c for c in ID_COLUMNS if c in flows.columns])
+
+
+def over_alerts(per_alert: pl.Series, alerts: np.ndarray) -> pl.Series:
+    """``per_alert`` (one value per alert, in row order) as a ``top_features`` column of every row,
+    null where there is no alert."""
+    if len(per_alert) == len(alerts):
+        return per_alert.alias("top_features")
+    position = np.full(len(alerts), -1, dtype=np.int64)
+    position[np.flatnonzero(alerts)] = np.arange(len(per_alert))
+    index = pl.Series("i", position).replace(-1, None)
+    return per_alert.gather(index).alias("top_features")
 
 
 def bundle_threshold(bundle: ModelBundle, threshold: float | None) -> float:
@@ -365,15 +377,17 @@ class BucketScorer:
 
     def _check(self, flows: pl.DataFrame) -> None:
         if "time" not in flows.columns:
-            raise ConfigError(
-                "the model scores time buckets and needs each flow's time; these flows have none"
+            raise SchemaError(
+                "the model scores time buckets and needs each flow's time; these flows have none",
+                column="time",
             )
         missing = flows["time"].is_null()
         if missing.any():
             first = int(missing.arg_true()[0])
             row = int(flows[ROW][first]) + 1 if ROW in flows.columns else first + 1
-            raise ConfigError(
-                f"row {row}: no time (the model scores time buckets and needs every flow's time)"
+            raise SchemaError(
+                f"row {row}: no time (the model scores time buckets and needs every flow's time)",
+                column="time",
             )
 
     def _with_history(self, new: pl.DataFrame) -> pl.DataFrame:
@@ -430,13 +444,7 @@ class BucketScorer:
         bucket_scores = per_bucket.sum(axis=1)
         scores = series.to_flows(bucket_scores)
         alerts = scores >= self.threshold
-        columns = [c for c in ID_COLUMNS if c in flows.columns]
-        row = (
-            (pl.col(ROW) + 1).alias("row")
-            if ROW in flows.columns
-            else pl.int_range(1, pl.len() + 1).alias("row")
-        )
-        out = flows.select(row, *columns).with_columns(
+        out = identity(flows).with_columns(
             series.frame["bucket"].gather(series.row_bucket).alias("bucket"),
             pl.Series("score", scores, dtype=pl.Float64),
             pl.lit(self.threshold, dtype=pl.Float64).alias("threshold"),
@@ -466,11 +474,7 @@ class BucketScorer:
                     for j, v in zip(indices, values, strict=True)
                 ]
             )
-        per_alert = pl.Series("top_features", lists, dtype=dtype).gather(which)
-        position = np.full(len(alerts), -1, dtype=np.int64)
-        position[np.flatnonzero(alerts)] = np.arange(int(alerts.sum()))
-        index = pl.Series("i", position).replace(-1, None)
-        return per_alert.gather(index).alias("top_features")
+        return over_alerts(pl.Series("top_features", lists, dtype=dtype).gather(which), alerts)
 
 
 def _metric_text(value: float) -> str:
@@ -633,11 +637,17 @@ def score_chunks(
     """Scored chunks of ``source`` (in the order flows become final; ``row`` gives input order)."""
     scorer = make_scorer(bundle, threshold=threshold, top=top)
     time_order = scorer.time_ordered
-    for piece in iter_flows(
-        source, format=format, mapping=mapping, chunk_rows=chunk_rows, time_order=time_order
-    ):
-        yield scorer.push(piece), scorer
-    yield scorer.flush(), scorer
+    try:
+        for piece in iter_flows(
+            source, format=format, mapping=mapping, chunk_rows=chunk_rows, time_order=time_order
+        ):
+            yield scorer.push(piece), scorer
+        yield scorer.flush(), scorer
+    except SchemaError as error:
+        if error.path is not None:
+            raise
+        # what the flows lack for this model: name the file they came from
+        raise SchemaError(error.message, path=source, column=error.column, row=error.row) from error
 
 
 def detect_file(

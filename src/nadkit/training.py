@@ -603,8 +603,8 @@ def train_buckets(
     is scored bucket by bucket, each flow takes its bucket's score, and the threshold is chosen on the
     flows' labels (a bucket is as anomalous as the attack flows in it make it)."""
     split = bucket_split(frame, config, holdout_fraction)
-    view = BucketView.fit(split.train, config)
-    train = view.data(view.series(split.train))
+    view, train_series = BucketView.fit_series(split.train, config)
+    train = view.data(train_series)
     holdout_series = view.series(split.holdout)
     holdout_buckets = view.data(holdout_series)
     started = time.perf_counter()

@@ -190,6 +190,17 @@ def test_train_detect_and_evaluate_a_model_of_time_buckets(tmp_path: Path) -> No
     assert "ROC-AUC" in evaluated.stdout
     assert (report / "report.html").is_file()
 
+    # flows without the columns the buckets need: one line naming the file and the column, no output
+    from nadkit.sources import load_flows
+
+    flows, _ = load_flows(second)
+    for dropped, column in (("time", "time"), ("dpt", "dpt")):
+        bad = tmp_path / f"no-{dropped}.parquet"
+        flows.drop(dropped).write_parquet(bad)
+        refused = tmp_path / f"refused-{dropped}.jsonl"
+        assert_one_line_error(nadkit("detect", out, bad, "--out", refused), str(bad), f"column {column!r}")
+        assert not refused.exists()
+
 
 def test_bucket_options_are_checked(tmp_path: Path) -> None:
     data = tmp_path / "days"

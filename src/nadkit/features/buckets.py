@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from nadkit.errors import ConfigError
+from nadkit.errors import ConfigError, SchemaError
 from nadkit.features.counters import column_codes
-from nadkit.features.series import BucketConfig, BucketSeries, bucket_metrics
+from nadkit.features.series import DISTINCT_METRICS, BucketConfig, BucketSeries, bucket_metrics
 from nadkit.models.base import DetectorData
 
 #: the key column of the working frames: the ``by`` column's value, or 0 for the whole network
@@ -101,6 +101,13 @@ class BucketView:
     @classmethod
     def fit(cls, frame: pl.DataFrame, config: BucketConfig | None = None) -> BucketView:
         """Fix the application vocabulary and fit the scaling on the buckets of ``frame``."""
+        return cls.fit_series(frame, config)[0]
+
+    @classmethod
+    def fit_series(
+        cls, frame: pl.DataFrame, config: BucketConfig | None = None
+    ) -> tuple[BucketView, BucketSeries]:
+        """:meth:`fit`, and the bucket series of ``frame`` it was fitted on."""
         config = config or BucketConfig()
         if config.span != "active":
             raise ConfigError(
@@ -111,7 +118,7 @@ class BucketView:
         if series.frame.height == 0:
             raise ConfigError("no flow has a time: the bucket view has nothing to learn from")
         fixed = dataclasses.replace(config, apps=series.apps)
-        return cls(config=fixed, scaling=BucketScaling.fit(series))
+        return cls(config=fixed, scaling=BucketScaling.fit(series)), series
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -131,17 +138,17 @@ class BucketView:
             return series
         missing = [m for m in self.metrics if m not in series.metrics]
         if missing:
-            raise ConfigError(
-                f"these flows lack the columns of bucket metric(s) {', '.join(missing)}, "
-                "which the model was fitted on"
+            raise SchemaError(
+                f"column is missing; the model's bucket metric(s) {', '.join(missing)} need it",
+                column=_source_column(missing[0]),
             )
         keys = [self.config.by] if self.config.by else []
         kept = series.frame.select(*keys, "bucket", *self.metrics)
         return dataclasses.replace(series, frame=kept, metrics=self.metrics)
 
     def data(self, series: BucketSeries) -> DetectorData:
-        """What a detector reads for ``series``."""
-        return bucket_detector_data(series, self.scaling)
+        """What a detector reads for ``series`` (the same encoding as detection in chunks reads)."""
+        return self.data_of(self.working_frame(series))
 
     def working_frame(self, series: BucketSeries) -> pl.DataFrame:
         """``series.frame`` as key, bucket number and raw metrics (see :meth:`data_of`)."""
@@ -189,6 +196,13 @@ class BucketView:
             raise ConfigError(f"unknown bucket setting {unknown[0]!r}")
         settings["apps"] = tuple(settings.get("apps") or ())
         return cls(config=BucketConfig(**settings), scaling=BucketScaling.from_dict(data["scaling"]))
+
+
+def _source_column(metric: str) -> str:
+    """The flow column a bucket metric is computed from (``app_share=http``: ``app``)."""
+    if "_share=" in metric:
+        return metric.split("_share=")[0]
+    return DISTINCT_METRICS.get(metric, metric)
 
 
 __all__ = ["BucketScaling", "BucketView", "bucket_detector_data"]

@@ -32,6 +32,7 @@ can fork a child that deadlocks on a lock one of them held, and the meter would 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import logging
 import mmap
@@ -307,6 +308,7 @@ if "forkserver" in multiprocessing.get_all_start_methods():
         Process = MeterProcess
 
 
+@functools.cache
 def _meter_context() -> Any:
     """The multiprocessing context nfstream's meters start from (see :func:`streamer`), or None
     where the platform has no fork server."""
