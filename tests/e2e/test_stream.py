@@ -178,6 +178,47 @@ def test_softflowd_export_becomes_alerts_matching_the_capture(
         assert alert["top_features"] and alert["received"]
 
 
+@needs_softflowd
+def test_crafted_datagrams_do_not_stop_the_collector(netflow_bundle: Path, tmp_path: Path) -> None:
+    from tests.fuzz.netflow import mutated_packets
+    from tests.stream.packets import V4_FIELDS, flowset, template_record, v4_record, v9_packet
+
+    port = free_udp_port()
+    out = tmp_path / "alerts.jsonl"
+    stream = Stream(
+        "--bundle", netflow_bundle, "--source", f"netflow://127.0.0.1:{port}", "--sink", f"file:{out}",
+        "--threshold", "0", "--lateness-s", "1000000", "--batch-seconds", "0.2", "--json",
+    )  # fmt: skip
+    stream.wait_for(lambda: "streaming netflow://" in stream.text)
+    # a template whose IPv4 source address is 0 bytes long, then a data set: this used to end the process
+    fields = ((8, 0), *V4_FIELDS[1:])
+    flow = ("10.0.0.1", "10.0.0.2", 1, 2, 17, 0, 100, 1, 1000, 2000)
+    crafted = v9_packet(
+        [flowset(0, template_record(256, fields)), flowset(256, v4_record(flow)[4:])],
+        uptime=5000,
+        secs=1,
+        sequence=1,
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        sender.sendto(crafted, ("127.0.0.1", port))
+        garbage = [packet for packet, genuine in mutated_packets("ipfix", 200, seed=3) if not genuine]
+        for packet in garbage:
+            sender.sendto(packet, ("127.0.0.1", port))
+    stream.wait_for(lambda: "rejected (bad_template)" in stream.text)
+    exported = softflowd(shared_file(ATTACK), port, 9, tmp_path)
+    stream.wait_for(lambda: stream.flows() >= exported)
+    assert stream.finish(signal.SIGTERM) == 0, stream.text
+    counters = final_counters(stream.text)
+    source = counters["source_stats"]
+    assert isinstance(source, dict)
+    assert source["packets_received"] == source["packets_decoded"] > 1 + len(garbage)
+    assert source["rejected_bad_template"] >= 2
+    # the garbage (one mutated IPFIX exporter on the same address) never becomes more flows than its
+    # genuine packets hold; softflowd's flows all come through
+    assert counters["written"] >= exported
+    assert stream.text.count("rejected (bad_template)") == 1  # logged once a minute, not per datagram
+
+
 @pytest.mark.slow
 @needs_softflowd
 def test_killed_stream_restarts_from_its_checkpoint_without_duplicates(

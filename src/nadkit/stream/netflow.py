@@ -32,6 +32,24 @@ and ``in_bytes``/``in_pkts`` are 0, except for IPFIX biflows (RFC 5103 reverse e
 29305) and NetFlow v9 ``OUT_BYTES``/``OUT_PKTS`` (23, 24; nProbe's reverse direction), which fill
 them. TCP flags (6) become the ``tcp_flags`` text as nfdump writes it (``...AP.SF``: CWR ECE URG ACK
 PSH RST SYN FIN). The hidden column ``__received_s`` holds the wall-clock time the packet arrived.
+
+A collector listening on UDP takes packets from anyone, so nothing a packet holds may stop it. Every
+rejected datagram, template or record is counted by exporter and reason (:data:`REASONS`), logged at a
+bounded rate (one line per exporter and reason a minute, with the count of those not logged), and
+skipped; the decoder never raises from :meth:`FlowDecoder.feed` or :meth:`FlowDecoder.take`. Checked:
+
+- headers, set and template lengths (``malformed``), the protocol version (``unknown_version``);
+- templates: a field the decoder reads must have a length its type allows (IPv4 addresses 4 bytes,
+  IPv6 16, ports 1-2, counters 1-8, NTP times 8, ...), no fixed field is 0 bytes long, a record is at
+  most a set long (``bad_template``); a template that fails keeps the session's earlier one, if any;
+- sequence numbers: a jump forward of more than ``max_sequence_jump``, or back to a number that is not
+  near 0 (an exporter restart starts over from 0), drops the packet (``sequence_jump``) without moving
+  the expected number; a second packet that continues from the dropped one is taken as a restart;
+- records: a start more than ``max_flow_age_s`` before the exporter's clock or more than
+  ``max_clock_skew_s`` after it, or a duration over ``max_flow_age_s`` (``implausible_time``); more
+  bytes than 65,535 a packet (the largest IP packet), bytes without packets, or counts past 2^63
+  (``implausible_counts``);
+- at most ``max_sessions`` export sessions are kept (``too_many_sessions``).
 """
 
 from __future__ import annotations
@@ -39,7 +57,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import struct
-from collections import deque
+import time
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
@@ -114,6 +133,110 @@ COLUMNS = (
 )
 _FLAG_LETTERS = "CEUAPRSF"
 
+#: why a datagram, template or record was rejected (the keys of :meth:`FlowDecoder.rejections`)
+REASONS = (
+    "malformed",
+    "unknown_version",
+    "bad_template",
+    "sequence_jump",
+    "implausible_time",
+    "implausible_counts",
+    "too_many_sessions",
+    "decode_error",
+)
+
+_COUNTER = tuple(range(1, 9))
+_SHORT = (1, 2)
+#: lengths (bytes) each information element the decoder reads may have; RFC 7011 section 6.2 allows a
+#: shorter encoding of an unsigned number, never a longer one, and addresses have exactly their width
+FIELD_LENGTHS: dict[int, tuple[int, ...]] = {
+    OCTETS: _COUNTER,
+    PACKETS: _COUNTER,
+    OUT_OCTETS: _COUNTER,
+    OUT_PACKETS: _COUNTER,
+    OCTETS_TOTAL: _COUNTER,
+    PACKETS_TOTAL: _COUNTER,
+    PROTOCOL: (1,),
+    TCP_FLAGS: _SHORT,
+    SRC_PORT: _SHORT,
+    DST_PORT: _SHORT,
+    ICMP_V4: _SHORT,
+    ICMP_V6: _SHORT,
+    SRC_V4: (4,),
+    DST_V4: (4,),
+    SRC_V6: (16,),
+    DST_V6: (16,),
+    START_UPTIME: (1, 2, 3, 4),
+    END_UPTIME: (1, 2, 3, 4),
+    START_S: (1, 2, 3, 4),
+    END_S: (1, 2, 3, 4),
+    START_MS: _COUNTER,
+    END_MS: _COUNTER,
+    START_US: (8,),
+    END_US: (8,),
+    START_NS: (8,),
+    END_NS: (8,),
+    SYSTEM_INIT_MS: _COUNTER,
+    DURATION_MS: (1, 2, 3, 4),
+    DURATION_US: (1, 2, 3, 4),
+}
+_REVERSE_READ = (OCTETS, PACKETS, OCTETS_TOTAL, PACKETS_TOTAL)
+MAX_IP_PACKET_BYTES = 65_535
+MAX_RECORD_BYTES = 65_535
+
+
+class Rejected(ValueError):
+    """A datagram (or a part of it) the decoder refuses, with the reason it is counted under."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def check_template(template: Template) -> None:
+    """Raise :class:`Rejected` when a field the decoder reads has a length its type does not allow."""
+    if template.record_length > MAX_RECORD_BYTES:
+        raise Rejected(
+            "bad_template", f"template {template.template_id}: records of {template.record_length} bytes"
+        )
+    for element, length, enterprise in template.fields:
+        if length == 0:
+            raise Rejected("bad_template", f"template {template.template_id}: element {element} has length 0")
+        if enterprise == 0 or (enterprise == REVERSE_PEN and element in _REVERSE_READ):
+            allowed = FIELD_LENGTHS.get(element)
+            if allowed is not None and length not in allowed:
+                raise Rejected(
+                    "bad_template",
+                    f"template {template.template_id}: element {element} has length {length}"
+                    f" (allowed: {', '.join(map(str, allowed))})",
+                )
+
+
+class _Throttle:
+    """At most one log line per key and ``interval_s``, with the count of those held back."""
+
+    def __init__(self, interval_s: float = 60.0, max_keys: int = 4096) -> None:
+        self.interval_s = interval_s
+        self.max_keys = max_keys
+        self._last: dict[Any, float] = {}
+        self._held: Counter[Any] = Counter()
+
+    def warn(self, key: Any, message: str, *args: object) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            self._held[key] += 1
+            log.debug(message, *args)
+            return
+        if last is None and len(self._last) >= self.max_keys:
+            self._last.clear()
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        if held:
+            log.warning(message + " (and %d more like it not logged)", *args, held)
+        else:
+            log.warning(message, *args)
+
 
 class Template:
     """A template (or options template) of one session: its fields and, when every field has a fixed
@@ -187,9 +310,15 @@ class DecoderStats:
     sequence_gaps: int = 0
     sequence_lost: int = 0
     sequence_reordered: int = 0
+    sequence_restarts: int = 0
+    records_rejected: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
 
     def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+        """Flat counts; ``rejected_<reason>`` for each reason seen."""
+        out = {k: v for k, v in asdict(self).items() if k != "rejected"}
+        out.update({f"rejected_{reason}": count for reason, count in sorted(self.rejected.items())})
+        return out
 
 
 @dataclass
@@ -198,16 +327,19 @@ class _Session:
     templates: dict[int, Template] = field(default_factory=dict)
     init_ms: int = -1
     expected: int | None = None
+    candidate: int | None = None  # the sequence number of a packet dropped for its jump
+    refused: set[int] = field(default_factory=set)  # template ids whose only template was rejected
 
 
 class _Group:
     """Raw records of one template waiting for :meth:`FlowDecoder.take`."""
 
-    __slots__ = ("chunks", "contexts", "rows", "template", "version")
+    __slots__ = ("chunks", "contexts", "exporter", "rows", "template", "version")
 
-    def __init__(self, template: Template, version: int) -> None:
+    def __init__(self, template: Template, version: int, exporter: str = "") -> None:
         self.template = template
         self.version = version
+        self.exporter = exporter
         self.chunks: list[bytes] = []
         self.contexts: list[tuple[int, _Context]] = []
         self.rows = 0
@@ -225,20 +357,36 @@ class _Held(NamedTuple):
 class FlowDecoder:
     """Decodes NetFlow v5/v9 and IPFIX packets from any number of exporters (module docstring).
 
-    ``max_pending_sets`` / ``max_pending_bytes`` bound the data held for templates not seen yet.
+    ``max_pending_sets`` / ``max_pending_bytes`` bound the data held for templates not seen yet; the
+    other bounds are the plausibility checks of the module docstring.
     """
 
-    def __init__(self, *, max_pending_sets: int = 512, max_pending_bytes: int = 4 << 20) -> None:
+    def __init__(
+        self,
+        *,
+        max_pending_sets: int = 512,
+        max_pending_bytes: int = 4 << 20,
+        max_sessions: int = 4096,
+        max_sequence_jump: int = 1 << 24,
+        max_flow_age_s: float = 8 * 86_400.0,
+        max_clock_skew_s: float = 300.0,
+        log_interval_s: float = 60.0,
+    ) -> None:
         self.stats = DecoderStats()
         self.max_pending_sets = max_pending_sets
         self.max_pending_bytes = max_pending_bytes
+        self.max_sessions = max_sessions
+        self.max_sequence_jump = max_sequence_jump
+        self.max_flow_age_us = int(max_flow_age_s * 1e6)
+        self.max_clock_skew_us = int(max_clock_skew_s * 1e6)
+        self._throttle = _Throttle(log_interval_s)
+        self._by_exporter: dict[str, Counter[str]] = {}
         self._sessions: dict[tuple[Any, ...], _Session] = {}
         self._groups: dict[tuple[Any, ...], _Group] = {}
         self._held: deque[_Held] = deque()
         self._held_bytes = 0
         self._rows = 0
         self._finished: list[pl.DataFrame] = []
-        self._warned: set[str] = set()
 
     # -- the interface ------------------------------------------------------------------------------
 
@@ -255,7 +403,7 @@ class FlowDecoder:
         before = self._rows
         try:
             if len(data) < 4:
-                raise ValueError("packet shorter than a header")
+                raise Rejected("malformed", "packet shorter than a header")
             version = (data[0] << 8) | data[1]
             if version == 5:
                 self._v5(data, exporter, received_s)
@@ -265,15 +413,36 @@ class FlowDecoder:
                 self._ipfix(data, exporter, received_s)
             else:
                 self.stats.unknown_version += 1
-                self._warn_once(
-                    f"version {version}", "ignoring export packets of unknown version %d", version
-                )
-        except (ValueError, struct.error) as error:
+                raise Rejected("unknown_version", f"unknown version {version}")
+        except Rejected as error:
+            if error.reason == "malformed":
+                self.stats.malformed_packets += 1
+            self._reject(exporter, error.reason, str(error))
+        except (ValueError, struct.error, IndexError, OverflowError) as error:
             self.stats.malformed_packets += 1
-            self._warn_once("malformed", "malformed export packet from %s skipped (%s)", exporter, error)
+            self._reject(exporter, "malformed", str(error))
+        except Exception as error:  # a packet must never stop the collector
+            self.stats.malformed_packets += 1
+            log.debug("export packet from %s raised", exporter, exc_info=True)
+            self._reject(exporter, "decode_error", f"{type(error).__name__}: {error}")
         added = self._rows - before
         self.stats.flows += added
         return added
+
+    def rejections(self) -> dict[str, dict[str, int]]:
+        """Datagrams, templates and records rejected so far, by exporter (``address:port``) and reason."""
+        return {exporter: dict(counts) for exporter, counts in self._by_exporter.items()}
+
+    def _reject(self, exporter: tuple[Any, ...] | str, reason: str, detail: str, count: int = 1) -> None:
+        name = exporter if isinstance(exporter, str) else _exporter_name(exporter)
+        self.stats.rejected[reason] += count
+        counts = self._by_exporter.get(name)
+        if counts is None:
+            if len(self._by_exporter) >= self.max_sessions:
+                name = "(other exporters)"
+            counts = self._by_exporter.setdefault(name, Counter())
+        counts[reason] += count
+        self._throttle.warn((name, reason), "export data from %s rejected (%s): %s", name, reason, detail)
 
     def take(self) -> pl.DataFrame:
         """Every flow decoded since the last call, as a canonical table (arrival order per template)."""
@@ -281,7 +450,7 @@ class FlowDecoder:
         self._finished = []
         for group in self._groups.values():
             if group.rows:
-                frames.append(_decode_group(group))
+                frames.append(self._decode(group))
         self._groups.clear()
         self._rows = 0
         frames = [f for f in frames if f.height]
@@ -301,6 +470,7 @@ class FlowDecoder:
             raise ValueError(f"v5 packet of {len(data)} bytes cannot hold {count} records")
         key = (*exporter[:2], 5, (engine_type << 8) | engine_id)
         session = self._session(key, 5)
+        self._check_sequence(session, sequence)
         self._sequence(session, sequence, count)
         context = _Context(secs * 1_000_000 + nsecs // 1000, uptime, -1, received_s)
         template = session.templates.get(0)
@@ -315,6 +485,7 @@ class FlowDecoder:
         (_, _, uptime, secs, sequence, source_id) = V9_HEADER.unpack_from(data)
         key = (*exporter[:2], 9, source_id)
         session = self._session(key, 9)
+        self._check_sequence(session, sequence)
         self._sequence(session, sequence, 1)
         context = _Context(secs * 1_000_000, uptime, -1, received_s)
         for set_id, body in _sets(data, V9_HEADER.size, len(data)):
@@ -333,6 +504,7 @@ class FlowDecoder:
             raise ValueError(f"IPFIX message length {length} does not match the {len(data)} bytes received")
         key = (*exporter[:2], 10, domain)
         session = self._session(key, 10)
+        self._check_sequence(session, sequence)
         records = 0
         known = True
         for set_id, body in _sets(data, IPFIX_HEADER.size, length):
@@ -355,9 +527,32 @@ class FlowDecoder:
     def _session(self, key: tuple[Any, ...], version: int) -> _Session:
         session = self._sessions.get(key)
         if session is None:
+            if len(self._sessions) >= self.max_sessions:
+                raise Rejected("too_many_sessions", f"already {len(self._sessions)} export sessions")
             session = self._sessions[key] = _Session(version)
             log.info("new export session %s (NetFlow/IPFIX version %d)", key, version)
         return session
+
+    def _check_sequence(self, session: _Session, sequence: int) -> None:
+        """Refuse a packet whose sequence number jumps implausibly (module docstring)."""
+        expected = session.expected
+        if expected is None or sequence == expected:
+            return
+        ahead = (sequence - expected) % _MOD32
+        if ahead < (1 << 31) and ahead <= self.max_sequence_jump:
+            return  # a gap: packets were lost
+        if ahead >= (1 << 31) and (
+            _MOD32 - ahead <= self.max_sequence_jump or sequence <= self.max_sequence_jump
+        ):
+            return  # reordered, or the exporter restarted from 0
+        candidate = session.candidate
+        if candidate is not None and 0 < (sequence - candidate) % _MOD32 <= self.max_sequence_jump:
+            session.candidate = None
+            session.expected = None  # a second packet goes on from the first: the exporter restarted
+            self.stats.sequence_restarts += 1
+            return
+        session.candidate = sequence
+        raise Rejected("sequence_jump", f"sequence number {sequence} where {expected} was expected")
 
     def _sequence(self, session: _Session, sequence: int, advance: int | None) -> None:
         expected = session.expected
@@ -377,6 +572,15 @@ class FlowDecoder:
             if template is None:  # IPFIX withdrawal
                 self._withdraw(session, template_id)
                 continue
+            try:
+                check_template(template)
+            except Rejected as error:
+                self._reject(key, error.reason, str(error))
+                self._drop_held(key, template_id)  # data held for it was written with that layout
+                if template_id not in session.templates and len(session.refused) < 65_536:
+                    session.refused.add(template_id)
+                continue
+            session.refused.discard(template_id)
             old = session.templates.get(template_id)
             if old is not None and old.same_as(template):
                 self.stats.template_refreshes += 1
@@ -403,7 +607,7 @@ class FlowDecoder:
         """Decode what was buffered with a template's old layout before the new one is used."""
         group = self._groups.pop((key, template_id), None)
         if group is not None and group.rows:
-            self._finished.append(_decode_group(group))
+            self._finished.append(self._decode(group))
 
     def _data(
         self, key: tuple[Any, ...], session: _Session, template_id: int, body: bytes, context: _Context
@@ -411,6 +615,9 @@ class FlowDecoder:
         """Buffer a data set; returns its record count, or None when its template is unknown."""
         template = session.templates.get(template_id)
         if template is None:
+            if template_id in session.refused:
+                self._reject(key, "bad_template", f"data set of rejected template {template_id}")
+                return 0
             self._hold(_Held(key, template_id, body, context))
             return None
         if template.options:
@@ -441,13 +648,28 @@ class FlowDecoder:
         group = self._groups.get(group_key)
         if group is None or (group.template is not template and not group.template.same_as(template)):
             if group is not None and group.rows:
-                self._finished.append(_decode_group(group))
-            group = self._groups[group_key] = _Group(template, version)
+                self._finished.append(self._decode(group))
+            group = self._groups[group_key] = _Group(template, version, _exporter_name(key))
         group.chunks.append(body)
         group.contexts.append((count, context))
         group.rows += count
         self._rows += count
         return count
+
+    def _decode(self, group: _Group) -> pl.DataFrame:
+        """A group's records as a table, implausible records dropped and counted; never raises."""
+        try:
+            frame, dropped = _decode_group(group, self.max_flow_age_us, self.max_clock_skew_us)
+        except Exception as error:  # a template that passed the checks and still cannot be decoded
+            log.debug("records of %s could not be decoded", group.exporter, exc_info=True)
+            self.stats.records_rejected += group.rows
+            self._reject(group.exporter, "decode_error", f"{type(error).__name__}: {error}", group.rows)
+            return empty_table()
+        for reason, count in dropped.items():
+            if count:
+                self.stats.records_rejected += count
+                self._reject(group.exporter, reason, f"{count} records", count)
+        return frame
 
     def _options(self, session: _Session, template: Template, body: bytes) -> int:
         count = _count_records(template, body)
@@ -466,10 +688,19 @@ class FlowDecoder:
             dropped = self._held.popleft()
             self._held_bytes -= len(dropped.body)
             self.stats.pending_dropped_sets += 1
-            self._warn_once(
+            self._throttle.warn(
                 "pending", "data sets without a template are being dropped (the exporter sent no template)"
             )
         self.stats.pending_sets = len(self._held)
+
+    def _drop_held(self, key: tuple[Any, ...], template_id: int) -> None:
+        kept = deque(h for h in self._held if h.session != key or h.template_id != template_id)
+        dropped = len(self._held) - len(kept)
+        if dropped:
+            self._held_bytes = sum(len(h.body) for h in kept)
+            self._held = kept
+            self.stats.pending_dropped_sets += dropped
+            self.stats.pending_sets = len(kept)
 
     def _release_held(self, key: tuple[Any, ...], session: _Session, template_id: int) -> None:
         if not self._held:
@@ -487,13 +718,6 @@ class FlowDecoder:
                 keep.append(held)
         self._held = keep
         self.stats.pending_sets = len(self._held)
-
-    def _warn_once(self, key: str, message: str, *args: object) -> None:
-        if key in self._warned:
-            log.debug(message, *args)
-            return
-        self._warned.add(key)
-        log.warning(message, *args)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -641,7 +865,17 @@ def _ntp_to_us(values: np.ndarray) -> np.ndarray:
     return (seconds - NTP_EPOCH_OFFSET_S) * 1_000_000 + (fraction * 1_000_000) // _MOD32
 
 
-def _decode_group(group: _Group) -> pl.DataFrame:
+def _exporter_name(exporter: tuple[Any, ...]) -> str:
+    if len(exporter) >= 2:
+        host = str(exporter[0])
+        return f"[{host}]:{exporter[1]}" if ":" in host else f"{host}:{exporter[1]}"
+    return str(exporter)
+
+
+def _decode_group(
+    group: _Group, max_age_us: int = 1 << 62, max_skew_us: int = 1 << 62
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The group's records as a table, and the counts of implausible records left out, by reason."""
     template = group.template
     assert template.dtype is not None
     data = b"".join(group.chunks)
@@ -698,11 +932,30 @@ def _decode_group(group: _Group) -> pl.DataFrame:
         RECEIVED: pl.Series(RECEIVED, per_record(3), dtype=pl.Float64),
     }
     frame = pl.DataFrame(columns)
-    return frame.with_columns(
+    frame = frame.with_columns(
         pl.when(pl.col("duration") < 0).then(None).otherwise(pl.col("duration")).alias("duration"),
         pl.col("in_bytes").cast(pl.Int64),
         pl.col("in_pkts").cast(pl.Int64),
     )
+    bad_time = (start < base_us - max_age_us) | (start > base_us + max_skew_us) | (end - start > max_age_us)
+    bad_counts = _implausible_counts(octets, packets) | _implausible_counts(reverse_octets, reverse_packets)
+    bad_counts &= ~bad_time
+    if not (bad_time.any() or bad_counts.any()):
+        return frame, {}
+    dropped = {"implausible_time": int(bad_time.sum()), "implausible_counts": int(bad_counts.sum())}
+    return frame.filter(pl.Series(~(bad_time | bad_counts))), dropped
+
+
+def _implausible_counts(octets: np.ndarray | None, packets: np.ndarray | None) -> np.ndarray | bool:
+    """Counts past 2^63, or bytes that no number of IP packets of that count can carry."""
+    bad: np.ndarray | bool = False
+    for values in (octets, packets):
+        if values is not None:
+            bad = bad | (values < 0)
+    if octets is None or packets is None:
+        return bad
+    # no lower bound: some firewalls export layer-4 payload bytes, 0 for a flow of bare ACKs
+    return bad | ((packets == 0) & (octets > 0)) | (octets > packets * MAX_IP_PACKET_BYTES)
 
 
 def _first(*candidates: np.ndarray | None) -> np.ndarray | None:
@@ -830,4 +1083,15 @@ def empty_table() -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-__all__ = ["COLUMNS", "RECEIVED", "DecoderStats", "FlowDecoder", "Template", "empty_table"]
+__all__ = [
+    "COLUMNS",
+    "FIELD_LENGTHS",
+    "REASONS",
+    "RECEIVED",
+    "DecoderStats",
+    "FlowDecoder",
+    "Rejected",
+    "Template",
+    "check_template",
+    "empty_table",
+]

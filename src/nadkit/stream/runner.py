@@ -161,6 +161,7 @@ class StreamStats:
     held_rows: int = 0
     max_held_rows: int = 0
     bad_batches: int = 0
+    bad_items: int = 0
     sink_errors: int = 0
     latency_p50_s: float | None = None
     latency_p99_s: float | None = None
@@ -190,6 +191,7 @@ class StreamStats:
             "kernel": self.source_stats.get("kernel_drops", 0),
             "seq lost": self.source_stats.get("sequence_lost", 0),
             "bad lines": self.source_stats.get("bad_lines", 0),
+            "rejected": sum(v for k, v in self.source_stats.items() if k.startswith("rejected_")),
         }
         shown = [f"{name} {count:,}" for name, count in drops.items() if count]
         parts.append("dropped: " + (", ".join(shown) if shown else "none"))
@@ -463,7 +465,7 @@ class StreamRunner:
             if item is END:
                 ended = True
                 break
-            rows += self.source.feed(item)
+            rows += self._feed(item)
         self._take()
         return ended
 
@@ -474,17 +476,29 @@ class StreamRunner:
             item = self.handoff.get(timeout=0)
             if item is None or item is END:
                 break
-            rows += self.source.feed(item)
+            rows += self._feed(item)
             if rows >= self.config.batch_rows:
                 self._take()
                 rows = 0
         self._take()
 
+    def _feed(self, item: Any) -> int:
+        """Hand one item to the source; an item it cannot take is counted and skipped, never fatal."""
+        try:
+            return self.source.feed(item)
+        except Exception as error:
+            self.stats.bad_items += 1
+            log.debug("%s: an item could not be read", self.source.name, exc_info=True)
+            if self.stats.bad_items == 1 or self.stats.bad_items % 1000 == 0:
+                log.error("%s: an input item could not be read (%s); skipped", self.source.name, error)
+            return 0
+
     def _take(self) -> None:
         try:
             frame = self.source.take()
-        except NadkitError as error:
+        except Exception as error:
             self.stats.bad_batches += 1
+            log.debug("%s: a batch could not be read", self.source.name, exc_info=True)
             log.error("%s: a batch could not be read (%s); skipped", self.source.name, error)
             return
         self.stats.batches += 1
