@@ -17,7 +17,7 @@ from nadkit.errors import BundleError, ConfigError, NadkitError, SchemaError
 from nadkit.features import FeatureConfig, FeaturePipeline, segments
 from nadkit.features.counters import COUNTER_COLUMNS, CounterConfig
 from nadkit.features.counters import REQUIRED as COUNTER_INPUTS
-from nadkit.features.pipeline import FLOAT32_MAX_OFFSET, GROUP_NAMES, Scaling, fit_scaling
+from nadkit.features.pipeline import FLOAT32_MAX_OFFSET, GROUP_NAMES, Scaling, compress_log, fit_scaling
 from nadkit.schema import TIME_DTYPE
 from nadkit.sources import load_flows
 from nadkit.synthetic import COLUMNS, SimulationConfig, simulate
@@ -146,8 +146,28 @@ def test_scaled_values_follow_the_fitted_statistics(train: pl.DataFrame, pipelin
         (median - 100 * (q75 - q25), median + 100 * (q75 - q25))
     )
     got = pipeline.transform(train)["log_out_bytes"].to_numpy()
-    # the features are computed in Float32: within about 1e-6 of the Float64 values
-    np.testing.assert_allclose(got, (raw - median) / (q75 - q25), rtol=1e-5, atol=1e-5)
+    # the features are computed in Float32: within about 1e-6 of the Float64 values; then compressed
+    np.testing.assert_allclose(got, compress_log((raw - median) / (q75 - q25)), rtol=1e-5, atol=1e-5)
+
+
+def test_compression_can_be_turned_off_and_older_pipelines_load_without_it(train: pl.DataFrame) -> None:
+    plain = FeaturePipeline(FeatureConfig(groups=("logs",), compress="none")).fit(train)
+    compressed = FeaturePipeline(FeatureConfig(groups=("logs",))).fit(train)
+    z = plain.transform_numpy(train)
+    np.testing.assert_allclose(compressed.transform_numpy(train), compress_log(z), rtol=1e-5, atol=1e-6)
+    assert compress_log(np.array([-100.0, -1.0, 0.5, 1.0, np.e])).tolist() == pytest.approx(
+        [-1 - np.log(100.0), -1.0, 0.5, 1.0, 2.0]
+    )
+    # a pipeline saved before compression existed has neither the setting nor the per-feature flag
+    saved = compressed.to_dict()
+    del saved["config"]["compress"]
+    for feature in saved["features"]:
+        del feature["log_compress"]
+    old = FeaturePipeline.from_dict(saved)
+    assert old.config.compress == "none"
+    np.testing.assert_allclose(old.transform_numpy(train), z, rtol=1e-6)
+    with pytest.raises(ConfigError, match="compress"):
+        FeatureConfig(compress="sqrt")
 
 
 def test_values_beyond_the_training_range_stay_visible_up_to_the_bound(train: pl.DataFrame) -> None:
@@ -155,9 +175,10 @@ def test_values_beyond_the_training_range_stay_visible_up_to_the_bound(train: pl
     scaling = pipeline.scaling_["log_out_bytes"]
     huge = train.head(2).with_columns(pl.Series("out_bytes", [10**7, 10**15]))
     out = pipeline.transform(huge)["log_out_bytes"].to_list()
-    assert out[0] == pytest.approx((np.log1p(1e7) - scaling.center) / scaling.scale, rel=1e-5)
-    assert out[0] > (np.log1p(train["out_bytes"].max()) - scaling.center) / scaling.scale
-    assert out[1] == pytest.approx(20.0)
+    expected = (np.log1p(1e7) - scaling.center) / scaling.scale
+    assert out[0] == pytest.approx(compress_log(expected), rel=1e-5)
+    assert out[0] > compress_log((np.log1p(train["out_bytes"].max()) - scaling.center) / scaling.scale)
+    assert out[1] == pytest.approx(compress_log(20.0))
 
 
 def test_unseen_categories_go_to_others(pipeline: FeaturePipeline) -> None:
@@ -232,7 +253,8 @@ def test_nan_and_inf_are_handled() -> None:
         }
     )
     out = pipeline.transform(new)
-    assert out["flow_bytes_s"].to_list() == pytest.approx([100.0, -100.0, 0.0, 0.0, 0.5])
+    bound = float(compress_log(100.0))  # the scaling bound, compressed
+    assert out["flow_bytes_s"].to_list() == pytest.approx([bound, -bound, 0.0, 0.0, 0.5])
     assert out["sttl"].to_list() == [1.0, 0.0, 1.0, 0.0, 0.0]  # a 0/1 column keeps its values
     assert np.isfinite(out.to_numpy()).all()
 
@@ -245,9 +267,11 @@ def test_a_large_offset_keeps_its_precision() -> None:
     scaling = pipeline.scaling_["seq"]
     assert abs(scaling.center) / scaling.scale > FLOAT32_MAX_OFFSET
     out = pipeline.transform(frame)
-    np.testing.assert_allclose(out["seq"].to_numpy(), (values - scaling.center) / scaling.scale, atol=1e-6)
+
+    expected = compress_log((values - scaling.center) / scaling.scale)
+    np.testing.assert_allclose(out["seq"].to_numpy(), expected, atol=1e-6)
     small = pipeline.scaling_["small"]
-    expected = (frame["small"].to_numpy() - small.center) / small.scale
+    expected = compress_log((frame["small"].to_numpy() - small.center) / small.scale)
     np.testing.assert_allclose(out["small"].to_numpy(), expected, atol=1e-6)
 
 

@@ -10,7 +10,12 @@ Steps, in order:
 3. robust scaling learned at fit: each feature is centred on its training median, divided by its
    inter-quartile range (with fallbacks, :func:`fit_scaling`) and clipped to ``+-max_scaled`` (so
    ``inf`` becomes a bound); Boolean indicators become 0/1 unscaled; ``NaN`` and missing values
-   become 0 after scaling.
+   become 0 after scaling;
+4. with ``compress="log"`` (the default) a scaled value ``z`` beyond ``+-1`` becomes
+   ``sign(z) * (1 + log|z|)`` (:func:`compress_log`): the central training values and 0/1 features
+   keep their values, and a value 100 spreads away becomes 5.6, so one heavy-tailed feature cannot
+   drown all the others in a detector's error or distance (values stay ordered, so an anomaly is
+   still the farthest out on its feature).
 
 Everything learned (vocabularies, columns seen, scaling) is JSON, saved and loaded without pickle.
 """
@@ -56,6 +61,26 @@ FORMAT_VERSION = 1
 GROUP_NAMES = ("categories", "zero_flags", "logs", "ratios", "raw", "address", "port", "segments")
 
 
+#: numeric columns that describe the dataset or the meter, not the flow: row ids, NSL-KDD's difficulty
+#: level, and the pcap reader's bookkeeping (why a flow expired, VLAN and tunnel ids, how sure nDPI
+#: was) and its bidirectional totals (the sums of the two directions' counts, already features)
+NOT_FEATURES: tuple[str, ...] = (
+    "id",
+    "difficulty",
+    "expiration_id",
+    "vlan_id",
+    "tunnel_id",
+    "application_is_guessed",
+    "application_confidence",
+    "bidirectional_packets",
+    "bidirectional_bytes",
+)
+
+
+#: what ``compress`` may be
+COMPRESSIONS = ("log", "none")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """What the feature pipeline computes, and how it scales.
@@ -64,11 +89,13 @@ class FeatureConfig:
     order). ``categorical``: text columns to one-hot encode. ``vocabulary_min_share`` /
     ``vocabulary_min_count`` / ``vocabulary_max_values``: how frequent a value must be to get its own
     one-hot column (else ``others``). ``exclude``: numeric columns never to pass through as features
-    (row ids and NSL-KDD's difficulty level describe the dataset, not the flow). ``compute_counters``:
+    (:data:`NOT_FEATURES`: they describe the dataset or the meter, not the flow). ``compute_counters``:
     compute the ``cnt_*`` traffic counters when the source lacks them (needs time, src, dst, proto,
     dpt). ``counters`` / ``segments``: their window settings. ``max_scaled``: scaled values are
-    clipped to ``[-max_scaled, max_scaled]``. ``clip_quantiles``: the training values between these
-    quantiles always scale within those bounds, however heavy the tails (see :func:`fit_scaling`).
+    clipped to ``[-max_scaled, max_scaled]``; ``compress``: ``"log"`` (scaled values beyond +-1 grow
+    with their logarithm, :func:`compress_log`) or ``"none"``. ``clip_quantiles``: the training
+    values between these quantiles always scale within those bounds, however heavy the tails (see
+    :func:`fit_scaling`).
     ``scaling_sample_rows``: the scaling statistics are estimated on a fixed random sample of this
     many rows of a larger training table (None: all rows), which bounds the memory of a fit.
     """
@@ -78,12 +105,13 @@ class FeatureConfig:
     vocabulary_min_share: float = 0.0005
     vocabulary_min_count: int = 5
     vocabulary_max_values: int = 64
-    exclude: tuple[str, ...] = ("id", "difficulty")
+    exclude: tuple[str, ...] = NOT_FEATURES
     compute_counters: bool = True
     counters: CounterConfig = field(default_factory=CounterConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     clip_quantiles: tuple[float, float] = (0.001, 0.999)
     max_scaled: float = 100.0
+    compress: str = "log"
     scaling_sample_rows: int | None = 1_000_000
 
     def __post_init__(self) -> None:
@@ -95,6 +123,8 @@ class FeatureConfig:
             raise ConfigError(f"clip_quantiles must be within [0, 0.25) and (0.75, 1], got {low}, {high}")
         if not self.max_scaled > 0:
             raise ConfigError("max_scaled must be positive")
+        if self.compress not in COMPRESSIONS:
+            raise ConfigError(f"compress must be one of {', '.join(COMPRESSIONS)}; got {self.compress!r}")
         if self.scaling_sample_rows is not None and self.scaling_sample_rows < 1:
             raise ConfigError("scaling_sample_rows must be at least 1 (or null for all rows)")
         if not 0.0 <= self.vocabulary_min_share < 1.0:
@@ -205,6 +235,8 @@ class Scaling:
     lower: float
     upper: float
     indicator: bool = False
+    #: the scaled value ``z`` is compressed beyond +-1 (:func:`compress_log`)
+    log_compress: bool = False
 
     def expression(self, expr: pl.Expr) -> pl.Expr:
         """``expr`` scaled, as Float32; NaN and null become 0.
@@ -226,14 +258,29 @@ class Scaling:
             scaled = (expr.cast(pl.Float64) * factor + offset).cast(pl.Float32)
         # NaN and null first (max_horizontal and min_horizontal would skip them), then the bounds
         scaled = scaled.fill_nan(_f32(0.0)).fill_null(_f32(0.0))
-        return pl.min_horizontal(pl.max_horizontal(scaled, _f32(low)), _f32(high))
+        clipped = pl.min_horizontal(pl.max_horizontal(scaled, _f32(low)), _f32(high))
+        if self.log_compress:
+            magnitude = clipped.abs()
+            beyond = clipped.sign().cast(pl.Float32) * (_f32(1.0) + magnitude.log())
+            return pl.when(magnitude <= _f32(1.0)).then(clipped).otherwise(beyond)
+        return clipped
+
+
+def compress_log(z: np.ndarray) -> np.ndarray:
+    """``z`` within ``[-1, 1]``, ``sign(z) * (1 + log|z|)`` beyond: continuous, increasing, slope 1 at
+    +-1 (what :attr:`Scaling.log_compress` does to scaled values)."""
+    z = np.asarray(z, dtype=np.float64)
+    magnitude = np.maximum(np.abs(z), 1.0)
+    return np.where(np.abs(z) <= 1.0, z, np.sign(z) * (1.0 + np.log(magnitude)))
 
 
 #: The scaling of every Boolean feature.
 INDICATOR = Scaling(center=0.0, scale=1.0, lower=0.0, upper=1.0, indicator=True)
 
 
-def fit_scaling(values: np.ndarray, quantiles: tuple[float, float], max_scaled: float = 100.0) -> Scaling:
+def fit_scaling(
+    values: np.ndarray, quantiles: tuple[float, float], max_scaled: float = 100.0, *, compress: bool = False
+) -> Scaling:
     """Robust scaling of one feature from its training values (non-finite values ignored).
 
     Centre: the median (0 for a 0/1 feature, which keeps its values). Scale: the inter-quartile
@@ -242,13 +289,13 @@ def fit_scaling(values: np.ndarray, quantiles: tuple[float, float], max_scaled: 
     central training values always scale into ``[-max_scaled, max_scaled]``. Bounds: the values that
     scale to ``-max_scaled`` and ``max_scaled``. Values beyond the training range, later ones
     included, stay visible up to those bounds (an anomaly is not clipped to the most extreme normal
-    value) and ``inf`` becomes a bound.
+    value) and ``inf`` becomes a bound. ``compress``: the scaled values are log-compressed beyond +-1.
     """
     finite = values[np.isfinite(values)]
     if finite.size == 0:
-        return Scaling(0.0, 1.0, -max_scaled, max_scaled)
+        return Scaling(0.0, 1.0, -max_scaled, max_scaled, log_compress=compress)
     if np.all((finite == 0.0) | (finite == 1.0)):
-        return Scaling(0.0, 1.0, -max_scaled, max_scaled)
+        return Scaling(0.0, 1.0, -max_scaled, max_scaled, log_compress=compress)
     low, q25, median, q75, high = (
         float(q) for q in np.quantile(finite, [quantiles[0], 0.25, 0.5, 0.75, quantiles[1]])
     )
@@ -259,7 +306,9 @@ def fit_scaling(values: np.ndarray, quantiles: tuple[float, float], max_scaled: 
     scale = max(spread, central / max_scaled)
     if not scale > 0:
         scale = 1.0
-    return Scaling(median, scale, median - max_scaled * scale, median + max_scaled * scale)
+    return Scaling(
+        median, scale, median - max_scaled * scale, median + max_scaled * scale, log_compress=compress
+    )
 
 
 class FeaturePipeline:
@@ -317,10 +366,13 @@ class FeaturePipeline:
             sample = augmented.sample(n=rows, seed=0)
         raw = self._run(sample.lazy(), stages, features).collect()
         low, high = self.config.clip_quantiles
+        compress = self.config.compress == "log"
         self.scaling_ = {
             name: INDICATOR
             if raw.schema[name] == pl.Boolean
-            else fit_scaling(raw[name].cast(pl.Float64).to_numpy(), (low, high), self.config.max_scaled)
+            else fit_scaling(
+                raw[name].cast(pl.Float64).to_numpy(), (low, high), self.config.max_scaled, compress=compress
+            )
             for name in names
         }
         log.info("feature pipeline fitted: %d features from %d rows", len(names), frame.height)
@@ -563,7 +615,9 @@ class FeaturePipeline:
         if data.get("version") != FORMAT_VERSION:
             raise BundleError(f"feature pipeline format version {data.get('version')} is not supported")
         try:
-            pipeline = cls(FeatureConfig.from_dict(data["config"]))
+            settings = dict(data["config"])
+            settings.setdefault("compress", "none")  # pipelines saved before compression existed
+            pipeline = cls(FeatureConfig.from_dict(settings))
             pipeline.counters_computed_ = bool(data["counters_computed"])
             pipeline.segments_computed_ = bool(data["segments_computed"])
             pipeline.group_states_ = {k: dict(v) for k, v in data["groups"].items()}
@@ -577,6 +631,7 @@ class FeaturePipeline:
                     float(f["lower"]),
                     float(f["upper"]),
                     bool(f.get("indicator", False)),
+                    bool(f.get("log_compress", False)),
                 )
                 for f in features
             }

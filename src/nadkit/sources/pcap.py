@@ -7,7 +7,7 @@ its structure is walked record by record (pcap record headers, pcapng block leng
 truncated or corrupt capture is reported with the packet and byte offset where it breaks instead of
 being read partially or crashing the flow meter.
 
-nfstream (``NFStreamer(source=path, statistical_analysis=False, n_dissections=20)``) meters the
+nfstream (``NFStreamer(source=path, statistical_analysis=True, n_dissections=20)``) meters the
 packets into flows and runs nDPI on the first ``n_dissections`` packets of each. Mapping:
 ``bidirectional_first_seen_ms`` -> ``time``; ``src_ip``/``src_port`` -> ``src``/``spt`` (the side
 that sent the first packet), ``dst_ip``/``dst_port`` -> ``dst``/``dpt``; ``protocol`` number ->
@@ -17,7 +17,12 @@ that sent the first packet), ``dst_ip``/``dst_port`` -> ``dst``/``dpt``; ``proto
 ``application_category_name`` lower-cased -> ``app_category`` (text). The other numeric fields
 (``ip_version``, ``vlan_id``, ``tunnel_id``, ``expiration_id``, ``bidirectional_packets``,
 ``application_confidence``, per-direction durations, ...) are kept; the flow id, absolute
-timestamps, MAC addresses, server names, fingerprints and user agents are dropped.
+timestamps, MAC addresses, server names, fingerprints and user agents are dropped. With the read
+option ``statistical_analysis`` (on by default) the payload-free statistics nfstream meters are kept
+too: packet sizes (``*_min_ps``, ``*_mean_ps``, ``*_stddev_ps``, ``*_max_ps``), packet inter-arrival
+times (``*_piat_ms``) and TCP flag counts (``*_syn_packets``, ``*_rst_packets``, ...), each for both
+directions together (``bidirectional_*``) and for each direction (``src2dst_*``, ``dst2src_*``): the
+signals that tell a scan probe, a tunnel or a beacon from ordinary traffic of the same size.
 
 Captures are labelled per file: the read option ``label`` (for example ``label="synscan"`` or
 ``"benign"``) labels every flow of the file; without it there is no label column. Other options:
@@ -114,6 +119,27 @@ NFSTREAM_FIELDS: dict[str, pl.DataType] = {
     "user_agent": pl.String(),
     "content_type": pl.String(),
 }
+#: The fields statistical analysis adds: packet sizes, inter-arrival times and TCP flag counts, for
+#: both directions together and for each
+STATISTICAL_FIELDS: dict[str, pl.DataType] = {
+    f"{side}_{name}": kind
+    for side in ("bidirectional", "src2dst", "dst2src")
+    for name, kind in (
+        ("min_ps", pl.Int64()),
+        ("mean_ps", pl.Float64()),
+        ("stddev_ps", pl.Float64()),
+        ("max_ps", pl.Int64()),
+        ("min_piat_ms", pl.Int64()),
+        ("mean_piat_ms", pl.Float64()),
+        ("stddev_piat_ms", pl.Float64()),
+        ("max_piat_ms", pl.Int64()),
+        *(
+            (f"{flag}_packets", pl.Int64())
+            for flag in ("syn", "cwr", "ece", "urg", "ack", "psh", "rst", "fin")
+        ),
+    )
+}
+NFSTREAM_FIELDS.update(STATISTICAL_FIELDS)
 _MAPPED = {
     "src_ip",
     "dst_ip",
@@ -152,6 +178,7 @@ def read(
     *,
     label: str | None = None,
     n_dissections: int = DEFAULT_DISSECTIONS,
+    statistical_analysis: bool = True,
     idle_timeout: int | None = None,
     active_timeout: int | None = None,
     max_flows: int | None = None,
@@ -159,6 +186,9 @@ def read(
 ) -> pl.LazyFrame:
     """Meter a capture into flows (eagerly: nfstream is not lazy) and map them to the canonical table."""
     settings = _settings(label, n_dissections, idle_timeout, active_timeout, max_flows)
+    if not isinstance(statistical_analysis, bool):
+        raise ConfigError(f"statistical_analysis must be true or false, not {statistical_analysis!r}")
+    settings["statistical_analysis"] = statistical_analysis
     path = Path(path)
     if not path.is_file():
         raise FormatError(f"{path}: no such capture file")
@@ -181,13 +211,13 @@ def read(
 
 def _settings(
     label: object, n_dissections: object, idle_timeout: object, active_timeout: object, max_flows: object
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Validate the read options (clear errors before the capture is opened)."""
     if label is not None and (not isinstance(label, str) or not label.strip()):
         raise ConfigError(f"label must be a non-empty text, not {label!r}")
     if isinstance(n_dissections, bool) or not isinstance(n_dissections, int) or not 0 <= n_dissections <= 255:
         raise ConfigError(f"n_dissections must be an integer from 0 to 255, not {n_dissections!r}")
-    settings = {"n_dissections": n_dissections}
+    settings: dict[str, Any] = {"n_dissections": n_dissections}
     for name, value in (
         ("idle_timeout", idle_timeout),
         ("active_timeout", active_timeout),
@@ -333,7 +363,7 @@ def streamer(source: str, **options: Any) -> Any:
     return made
 
 
-def _meter(path: Path, settings: dict[str, int], *, shown_as: Path) -> pl.DataFrame:
+def _meter(path: Path, settings: dict[str, Any], *, shown_as: Path) -> pl.DataFrame:
     """Run nfstream over a checked capture; every failure becomes a :class:`FormatError`."""
     kind, packets = check_capture(path, shown_as=shown_as)
     if packets == 0:
@@ -348,7 +378,7 @@ def _meter(path: Path, settings: dict[str, int], *, shown_as: Path) -> pl.DataFr
     keys: list[str] | None = None
     rows: list[list[object]] = []
     try:
-        for flow in streamer(str(path), statistical_analysis=False, **options):
+        for flow in streamer(str(path), **options):
             if keys is None:
                 keys = list(flow.keys())
             rows.append(flow.values())

@@ -526,7 +526,7 @@ class CaptureSource(StreamSource):
 
         streamer = pcap.streamer(
             self.target,
-            statistical_analysis=False,
+            statistical_analysis=True,
             n_dissections=self.n_dissections,
             idle_timeout=self.idle_timeout,
             active_timeout=self.active_timeout,
