@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nadkit.bundle import FILES, MANIFEST, ONNX, ModelBundle
+from nadkit.bundle import FILES, MANIFEST, ONNX, TRAINING_ROWS, ModelBundle
 from nadkit.errors import BundleError
 from nadkit.synthetic import SimulationConfig, simulate
 from nadkit.training import train_model
@@ -55,7 +55,7 @@ def test_existing_bundle_is_not_overwritten(trained: tuple[Path, Path]) -> None:
     assert (out / MANIFEST).read_bytes() == before
 
 
-@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("name", [*FILES, TRAINING_ROWS])
 def test_altered_file_is_refused(trained: tuple[Path, Path], tmp_path: Path, name: str) -> None:
     copy = tmp_path / "model"
     shutil.copytree(trained[0], copy)
@@ -65,7 +65,7 @@ def test_altered_file_is_refused(trained: tuple[Path, Path], tmp_path: Path, nam
         ModelBundle.load(copy)
 
 
-@pytest.mark.parametrize("name", [MANIFEST, *FILES])
+@pytest.mark.parametrize("name", [MANIFEST, *FILES, TRAINING_ROWS])
 def test_missing_file_is_refused(trained: tuple[Path, Path], tmp_path: Path, name: str) -> None:
     copy = tmp_path / "model"
     shutil.copytree(trained[0], copy)
@@ -112,7 +112,7 @@ def frame(trained: tuple[Path, Path]) -> pl.DataFrame:
 
 def test_onnx_engine_matches_torch_engine(with_onnx: Path, frame: pl.DataFrame) -> None:
     manifest = json.loads((with_onnx / MANIFEST).read_text())
-    assert set(manifest["files"]) == {*FILES, ONNX}
+    assert set(manifest["files"]) == {*FILES, ONNX, TRAINING_ROWS}
     torch_bundle = ModelBundle.load(with_onnx, engine="torch")
     onnx_bundle = ModelBundle.load(with_onnx, engine="onnx", threads=1)
     auto = ModelBundle.load(with_onnx)
@@ -172,7 +172,7 @@ def test_export_replaces_an_earlier_graph(with_onnx: Path, tmp_path: Path, frame
     first = bundle.score(frame)
     target = bundle.export_onnx()
     assert target == copy / ONNX
-    assert sorted(p.name for p in copy.iterdir()) == sorted([MANIFEST, *FILES, ONNX])
+    assert sorted(p.name for p in copy.iterdir()) == sorted([MANIFEST, *FILES, ONNX, TRAINING_ROWS])
     again = ModelBundle.load(copy, engine="onnx")
     np.testing.assert_array_equal(again.score(frame), first)
     assert again.manifest["files"] == bundle.manifest["files"]

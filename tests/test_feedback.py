@@ -1,5 +1,6 @@
-"""The feedback loop: which flows a challenger learns from, and a retrained model raising fewer
-alerts on the flows analysts marked benign."""
+"""The feedback loop: which flows a challenger learns from, a retrained model raising fewer
+alerts on the flows analysts marked benign, and a comparison that names a better model only when
+the held-out feedback supports it."""
 
 from __future__ import annotations
 
@@ -15,20 +16,30 @@ from nadkit.bundle import ModelBundle
 from nadkit.errors import ConfigError
 from nadkit.feedback import (
     ALL_BENIGN,
+    CHALLENGER_BETTER,
+    CHAMPION_BETTER,
     HELD_OUT_ATTACKS,
     HELD_OUT_BENIGN,
+    NOT_ENOUGH_EVIDENCE,
+    TRADE_OFF,
     TRAFFIC_ROW,
+    EvidenceRule,
+    Measure,
+    decide,
     labelled_feedback,
     loop_data,
     match_flows,
     retrain,
     split_feedback,
+    wilson_interval,
 )
 from nadkit.schema import NORMAL, TIME_DTYPE
+from nadkit.service.registry import ModelRegistry
 from nadkit.service.scoring import score_flows
 from nadkit.store import AlertStore
 from nadkit.training import unsupervised_split
-from tests.service.helpers import Kit, session_kit
+from tests.e2e.test_cli_plot import run
+from tests.service.helpers import Kit, registry_with, session_kit
 from tests.test_store import scored
 
 START = datetime(2020, 12, 4, 10, 0, tzinfo=UTC)
@@ -193,10 +204,148 @@ def test_retrained_model_alerts_less_on_flows_marked_benign(kit: Kit, tmp_path: 
     assert comparison.measure(ALL_BENIGN).improved
     attacks = comparison.measure(HELD_OUT_ATTACKS)
     assert attacks.rows and attacks.challenger >= 0.5, comparison.to_dict()
+    # enough held-out feedback, and the intervals of the benign alert rates lie apart
+    verdict = comparison.verdict
+    assert verdict is not None and verdict.enough_feedback, comparison.to_dict()
+    assert verdict.outcome == CHALLENGER_BETTER and held.evidence == "better", comparison.to_dict()
+    for measure in (held, attacks):
+        for rate, interval in (
+            (measure.champion, measure.champion_interval),
+            (measure.challenger, measure.challenger_interval),
+        ):
+            assert interval is not None and interval[0] <= rate <= interval[1]
     saved = ModelBundle.load(tmp_path / "challenger")
     recorded = json.loads((tmp_path / "challenger" / "metrics.json").read_text())["retrain"]
     assert recorded["parent_version"] == "v1" and recorded["feedback"] == outcome.feedback
+    assert recorded["comparison"]["verdict"]["outcome"] == CHALLENGER_BETTER
+    assert saved.training_rows is not None, "saving the comparison kept the training row hashes"
     assert saved.detector.name == "ae" and saved.threshold["method"] in ("f_beta", "quantile")
     with pytest.raises(ConfigError, match="already exists"):
         retrain(champion, store, kit.test_day, tmp_path / "challenger")
     store.close()
+
+
+def test_wilson_intervals() -> None:
+    low, high = wilson_interval(10, 10)  # type: ignore[misc]
+    assert high == 1.0 and low == pytest.approx(0.7225, abs=1e-4)
+    low, high = wilson_interval(0, 10)  # type: ignore[misc]
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
+    low, high = wilson_interval(50, 100)  # type: ignore[misc]
+    assert (low, high) == pytest.approx((0.4038, 0.5962), abs=1e-4)
+    assert wilson_interval(0, 0) is None
+    wide, narrow = wilson_interval(5, 10, 0.99), wilson_interval(5, 10, 0.9)
+    assert wide[0] < narrow[0] and wide[1] > narrow[1]  # type: ignore[index]
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+
+
+def _held_out(benign: tuple[int, int, int], attacks: tuple[int, int, int]) -> list[Measure]:
+    """Held-out lines from (flows, champion alerts, challenger alerts) of each kind."""
+    return [
+        Measure(
+            HELD_OUT_BENIGN, benign[1] / benign[0], benign[2] / benign[0], benign[0], "lower", *benign[1:]
+        ),
+        Measure(
+            HELD_OUT_ATTACKS,
+            attacks[1] / attacks[0],
+            attacks[2] / attacks[0],
+            attacks[0],
+            "higher",
+            *attacks[1:],
+        ),
+    ]
+
+
+def test_a_better_model_is_named_only_on_enough_separated_feedback() -> None:
+    # one flow of each kind: the old point comparison called the challenger better on it
+    tiny = decide(_held_out((1, 1, 0), (1, 1, 1)))
+    assert tiny.outcome == NOT_ENOUGH_EVIDENCE and not tiny.enough_feedback
+    assert "2 held-out reviewed flow(s)" in tiny.reason and "minimum" in tiny.reason
+    assert "at least 50 held-out reviewed flows" in tiny.reason
+    few_attacks = decide(_held_out((60, 60, 5), (9, 9, 9)))
+    assert few_attacks.outcome == NOT_ENOUGH_EVIDENCE and "10 confirmed attacks" in few_attacks.reason
+    assert decide(_held_out((60, 60, 5), (9, 9, 9)), EvidenceRule(per_kind=5)).outcome == CHALLENGER_BETTER
+    clear = decide(_held_out((40, 40, 8), (20, 20, 19)))
+    assert clear.outcome == CHALLENGER_BETTER and clear.challenger_better and clear.enough_feedback
+    # fewer alerts on benign flows, but the intervals overlap: no winner
+    close = decide(_held_out((40, 40, 33), (20, 20, 20)))
+    assert close.outcome == NOT_ENOUGH_EVIDENCE and close.enough_feedback and "overlap" in close.reason
+    assert decide(_held_out((40, 40, 40), (20, 20, 5))).outcome == CHAMPION_BETTER
+    assert decide(_held_out((40, 40, 2), (20, 20, 5))).outcome == TRADE_OFF
+    with pytest.raises(ConfigError):
+        EvidenceRule(flows=0)
+
+
+def _review(store: AlertStore, alerts: pl.DataFrame, ids: list[int], benign: int, attacks: int) -> None:
+    """The analysts review ``benign`` false alerts and ``attacks`` true ones (they know the simulated
+    truth)."""
+    left = {"benign": benign, "attacks": attacks}
+    for identifier, label in zip(ids, alerts["label"].to_list(), strict=True):
+        kind = "benign" if label == NORMAL else "attacks"
+        if left[kind] <= 0:
+            continue
+        left[kind] -= 1
+        if kind == "benign":
+            store.add_feedback(identifier, "false_positive", analyst="ana")
+        else:
+            store.add_feedback(identifier, "confirmed", attack_class=label, analyst="ana")
+    assert left == {"benign": 0, "attacks": 0}
+
+
+def _store_with_reviews(kit: Kit, path: Path, benign: int, attacks: int) -> AlertStore:
+    champion = ModelBundle.load(kit.bundle)
+    alerts = score_flows(champion, kit.test_flows()).filter(pl.col("alert"))
+    store = AlertStore(path)
+    ids = store.add_alerts(alerts, model_version="v1")
+    _review(store, alerts, ids, benign, attacks)
+    return store
+
+
+def test_retrain_on_tiny_feedback_names_no_winner_and_prints_the_minimum(
+    kit: Kit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "alerts.db"
+    _store_with_reviews(kit, db, benign=2, attacks=2).close()
+    models = tmp_path / "models"
+    registry_with(kit, models)
+    settings = tmp_path / "quick.yaml"
+    settings.write_text("epochs: 3\n")
+    args = ("retrain", "--bundle", "v1", "--db", db, "--models", models, "--data", kit.test_day)
+    code, out, err = run(capsys, *args, tmp_path / "challenger", "--config", settings)
+    assert code == 0, err
+    assert "not enough evidence" in out and "2 held-out reviewed flow(s)" in out, out
+    text = " ".join(out.split())
+    assert "the minimum to name a better model is at least 50 held-out reviewed flows, with 10" in text, out
+    assert "--min-held-out (50) and --min-per-kind (10)" in text, out
+    assert "v1 stays the active model" in text, out
+    registry = ModelRegistry(models)
+    assert registry.active_version() == "v1" and [v.version for v in registry.list()] == ["v1", "v2"]
+
+    lowered = ("--min-held-out", "2", "--min-per-kind", "1")
+    code, out, err = run(
+        capsys, *args, tmp_path / "again", "--config", settings, "--no-register", "--json", *lowered
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    verdict = result["verdict"]
+    assert verdict["held_out"] == {"flows": 2, "benign": 1, "attacks": 1} and verdict["enough_feedback"]
+    assert verdict["outcome"] == NOT_ENOUGH_EVIDENCE, "one flow of each kind cannot separate the intervals"
+    held = next(m for m in result["measures"] if m["name"] == HELD_OUT_BENIGN)
+    assert held["rows"] == 1 and held["champion_interval"][0] < 0.25 and held["evidence"] == "unclear"
+
+
+def test_retrain_on_enough_feedback_shows_intervals(
+    kit: Kit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "alerts.db"
+    _store_with_reviews(kit, db, benign=150, attacks=50).close()
+    models = tmp_path / "models"
+    registry_with(kit, models)
+    args = ("retrain", "--bundle", "v1", "--db", db, "--models", models, "--data", kit.test_day)
+    code, out, err = run(capsys, *args, tmp_path / "challenger")
+    assert code == 0, err
+    assert "v1 [95% interval]" in out and "v2 [95% interval]" in out, out
+    assert "100.0% [" in out, "the champion alerted on every reviewed flow; its interval is shown"
+    assert "challenger better" in out and "minimum" not in out, out
+    assert "activate with: nadkit models activate v2" in " ".join(out.split()), out
+    assert ModelRegistry(models).active_version() == "v1", "the comparison never activates"

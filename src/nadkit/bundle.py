@@ -11,9 +11,14 @@
       threshold.json       the alert threshold and how it was chosen (changeable without retraining)
       metrics.json         training history and validation metrics
       model.onnx           optional: the detector's scoring as an ONNX graph, for ONNX Runtime
+      training_rows.safetensors
+                           optional: hashes of (a sample of) the training rows, so that evaluation
+                           can tell how much of its data the model was trained on
+                           (:mod:`nadkit.overlap`); the manifest's ``training_rows`` describes them
 
 Loading checks the manifest, its format version and every file's checksum before anything is used
-(``model.onnx`` too when the manifest lists it; an unlisted one is ignored), and that the pipeline
+(``model.onnx`` and ``training_rows.safetensors`` too when the manifest lists them; unlisted ones
+are ignored), and that the pipeline
 produces the features the detector was fitted on; any problem is a one-line
 :class:`~nadkit.errors.BundleError`. Saving writes a temporary directory and renames it into place;
 :meth:`ModelBundle.export_onnx` adds ``model.onnx`` to a saved bundle, replacing the file and the
@@ -50,6 +55,7 @@ from nadkit.features.pipeline import FeaturePipeline
 from nadkit.fileio import atomic_directory, atomic_path
 from nadkit.models.base import Detector, DetectorData, create
 from nadkit.models.neural import NeuralConfig
+from nadkit.overlap import TrainingRows
 
 if TYPE_CHECKING:
     from nadkit.models.export import Exporter, OnnxScorer
@@ -65,11 +71,12 @@ THRESHOLD = "threshold.json"
 METRICS = "metrics.json"
 ONNX = "model.onnx"
 VIEW = "view.json"
+TRAINING_ROWS = "training_rows.safetensors"
 #: files every bundle holds, besides pipeline.json (a model of flows) or view.json (of time buckets)
 COMMON_FILES = (WEIGHTS, THRESHOLD, METRICS)
 FILES = (PIPELINE, *COMMON_FILES)
 #: files a bundle may hold; checked when the manifest lists them
-OPTIONAL_FILES = (ONNX,)
+OPTIONAL_FILES = (ONNX, TRAINING_ROWS)
 
 Engine = Literal["auto", "torch", "onnx"]
 ENGINES: tuple[Engine, ...] = ("auto", "torch", "onnx")
@@ -167,7 +174,8 @@ class ModelBundle:
     flow pipeline: its detector reads per-bucket metrics and its scores are carried to the flows of
     each bucket. ``path``: the directory the bundle was loaded from or saved to (None before saving);
     ``engine``: how it scores (see the module docstring); ``threads``: ONNX Runtime's intra-op
-    threads (None: every available core).
+    threads (None: every available core); ``training_rows``: hashes of the rows it was trained on
+    (None for a bundle saved without them, by an earlier nadkit).
     """
 
     pipeline: FeaturePipeline | None
@@ -179,6 +187,7 @@ class ModelBundle:
     engine: Engine = "auto"
     threads: int | None = None
     view: BucketView | None = None
+    training_rows: TrainingRows | None = None
     _scorer: OnnxScorer | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -304,7 +313,7 @@ class ModelBundle:
     ) -> Path:
         """Write the bundle directory (atomically; an existing one only with ``overwrite``); with
         ``onnx``, also the detector exported to ``model.onnx`` (``exporter``: see
-        :func:`~nadkit.models.export.export_onnx`)."""
+        :func:`~nadkit.models.export.export_onnx`); with :attr:`training_rows`, their hashes."""
         from safetensors.numpy import save_file
 
         if not self.detector.is_fitted:
@@ -324,6 +333,10 @@ class ModelBundle:
                 (folder / PIPELINE).write_text(json.dumps(self.pipeline.to_dict(), indent=1, allow_nan=False))
             arrays = {k: np.ascontiguousarray(v) for k, v in self.detector.state().items()}
             save_file(arrays, str(folder / WEIGHTS))
+            if self.training_rows is not None:
+                hashes = np.ascontiguousarray(self.training_rows.hashes)
+                save_file({"hashes": hashes}, str(folder / TRAINING_ROWS))
+                files.append(TRAINING_ROWS)
             (folder / THRESHOLD).write_text(json.dumps(self.threshold, indent=2, allow_nan=False) + "\n")
             (folder / METRICS).write_text(json.dumps(self.metrics, indent=2, default=float) + "\n")
             manifest = {
@@ -335,6 +348,11 @@ class ModelBundle:
                 "config": self.detector.config.to_dict(),
                 "features": list(self.detector.feature_names_ or ()),
                 "data_fingerprint": data_fingerprint or self.manifest.get("data_fingerprint", ""),
+                **(
+                    {"training_rows": self.training_rows.to_manifest()}
+                    if self.training_rows is not None
+                    else {}
+                ),
                 "created": datetime.now(UTC).isoformat(timespec="seconds"),
                 "versions": _versions(),
                 "files": {name: _sha256(folder / name) for name in files},
@@ -381,7 +399,7 @@ class ModelBundle:
         ``engine`` and ``threads``: how it scores (see the class docstring); ``"onnx"`` on a bundle
         without ``model.onnx`` is a BundleError."""
         from safetensors import SafetensorError
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load, load_file
 
         engine = _check_engine(engine)
         path = Path(path)
@@ -399,6 +417,7 @@ class ModelBundle:
         graph = _verified_bytes(path, ONNX, checksums) if ONNX in checksums else None
         if graph is None and (path / ONNX).exists():
             log.warning("%s: not listed in the manifest; ignored", path / ONNX)
+        hashed = _verified_bytes(path, TRAINING_ROWS, checksums) if TRAINING_ROWS in checksums else None
         try:
             pipeline: FeaturePipeline | None = None
             view: BucketView | None = None
@@ -416,9 +435,17 @@ class ModelBundle:
             detector.load_state(arrays, features)
             threshold = json.loads((path / THRESHOLD).read_text())
             metrics = json.loads((path / METRICS).read_text())
+            training_rows = None
+            if hashed is not None:
+                entry = manifest.get("training_rows")
+                if not isinstance(entry, dict):
+                    raise BundleError(f"{path / MANIFEST}: {TRAINING_ROWS} is listed but not described")
+                training_rows = TrainingRows.from_manifest(entry, load(hashed)["hashes"])
+            else:
+                log.debug("%s: no training row hashes (saved by an earlier nadkit)", path)
         except BundleError:
             raise
-        except (NadkitError, KeyError, ValueError, SafetensorError) as error:
+        except (NadkitError, KeyError, TypeError, ValueError, SafetensorError) as error:
             raise BundleError(f"{path}: cannot be loaded ({str(error).splitlines()[0]})") from error
         bundle = cls(
             pipeline=pipeline,
@@ -430,6 +457,7 @@ class ModelBundle:
             engine=engine,
             threads=threads,
             view=view,
+            training_rows=training_rows,
         )
         bundle._onnx_scorer(graph)
         return bundle

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from nadkit import __version__
@@ -728,7 +729,8 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON only.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing report directory.")] = False,
 ) -> None:
-    """Measure a model on labelled flows: metrics table, and an HTML report with figures."""
+    """Measure a model on labelled flows: metrics table, and an HTML report with figures. Says so
+    first when the flows are (mostly) the model's training data."""
     from nadkit.bundle import ModelBundle
     from nadkit.evaluation import evaluate_bundle
 
@@ -749,8 +751,12 @@ def evaluate(
             overwrite=force,
             progress=lambda flows, alerts: bar.update(task, flows=flows, alerts=alerts),
         )
+    warning = outcome.overlap.warning() if outcome.overlap is not None else None
+    if warning is not None:
+        # first: on standard error beside the JSON, above the table otherwise
+        (errors if as_json else console).print(f"[yellow]{escape(warning)}[/yellow]")
     if as_json:
-        sys.stdout.write(json.dumps(outcome.metrics, indent=2) + "\n")
+        sys.stdout.write(json.dumps(outcome.to_dict(), indent=2) + "\n")
         return
     console.print(outcome.table())
     if outcome.report is not None:
@@ -963,6 +969,12 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def _rate_with_interval(value: float | None, interval: tuple[float, float] | None) -> str:
+    if value is None or interval is None:
+        return _percent(value)
+    return f"{value:.1%} \\[{interval[0]:.1%}, {interval[1]:.1%}]"
+
+
 @app.command()
 def retrain(
     bundle: Annotated[
@@ -986,6 +998,24 @@ def retrain(
         float, typer.Option(min=0.05, max=0.9, help="Share of normal traffic held out for the threshold.")
     ] = 0.3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    min_held_out: Annotated[
+        int,
+        typer.Option(
+            "--min-held-out", min=1, help="Held-out reviewed flows needed before a better model is named."
+        ),
+    ] = 50,
+    min_per_kind: Annotated[
+        int,
+        typer.Option(
+            "--min-per-kind",
+            min=1,
+            help="Of those, at least this many marked benign and as many confirmed attacks.",
+        ),
+    ] = 10,
+    confidence: Annotated[
+        float,
+        typer.Option(min=0.5, max=0.999, help="Confidence of the rates' intervals (Wilson score)."),
+    ] = 0.95,
     register: Annotated[
         bool, typer.Option("--register/--no-register", help="Register the challenger (never activated).")
     ] = True,
@@ -994,15 +1024,18 @@ def retrain(
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output bundle.")] = False,
 ) -> None:
-    """Retrain on new traffic and analyst feedback; compare the challenger with the active model."""
+    """Retrain on new traffic and analyst feedback; compare the challenger with the active model on
+    held-out feedback, naming a better model only when the feedback supports it."""
     from nadkit.bundle import ModelBundle
     from nadkit.config import read_settings
+    from nadkit.feedback import CHALLENGER_BETTER, NOT_ENOUGH_EVIDENCE, EvidenceRule
     from nadkit.feedback import retrain as retrain_model
     from nadkit.service.registry import resolve_bundle
     from nadkit.store import AlertStore
 
     if not db.is_file():
         raise NadkitError(f"{db}: no such alert store")
+    evidence = EvidenceRule(flows=min_held_out, per_kind=min_per_kind, confidence=confidence)
     registry = _registry(models, db)
     champion_path, version = resolve_bundle(bundle, registry)
     options = read_settings(config, "model settings") if config else {}
@@ -1025,9 +1058,14 @@ def retrain(
             holdout_fraction=holdout,
             seed=seed,
             overwrite=force,
+            evidence=evidence,
         )
+    verdict = result.comparison.verdict
+    outcome = verdict.outcome if verdict is not None else "not compared"
     registered = (
-        registry.register(out, note=f"retrained from {version or champion_path}") if register else None
+        registry.register(out, note=f"retrained from {version or champion_path}; {outcome}")
+        if register
+        else None
     )
     if as_json:
         payload = {
@@ -1042,17 +1080,33 @@ def retrain(
     table = Table(title=f"{comparison.champion} (active) against the challenger {challenger_name}")
     table.add_column("measure")
     table.add_column("flows", justify="right")
-    table.add_column(comparison.champion, justify="right")
-    table.add_column(challenger_name, justify="right")
+    table.add_column(f"{comparison.champion} [{evidence.confidence:.0%} interval]", justify="right")
+    table.add_column(f"{challenger_name} [{evidence.confidence:.0%} interval]", justify="right")
     table.add_column("better", justify="center")
     for measure in comparison.measures:
         if measure.name == "threshold":
             cells = [f"{v:.6g}" if v is not None else "-" for v in (measure.champion, measure.challenger)]
         else:
-            cells = [_percent(measure.champion), _percent(measure.challenger)]
-        mark = {True: "[green]yes[/green]", False: "[red]no[/red]", None: ""}[measure.improved]
+            cells = [
+                _rate_with_interval(measure.champion, measure.champion_interval),
+                _rate_with_interval(measure.challenger, measure.challenger_interval),
+            ]
+        mark = {
+            "better": "[green]yes[/green]",
+            "worse": "[red]no[/red]",
+            "unclear": "[yellow]unclear[/yellow]",
+            None: "",
+        }[measure.evidence]
         table.add_row(measure.name, f"{measure.rows:,}" if measure.rows else "", *cells, mark)
     console.print(table)
+    if verdict is not None:
+        colour = {CHALLENGER_BETTER: "green", NOT_ENOUGH_EVIDENCE: "yellow"}.get(verdict.outcome, "red")
+        console.print(f"[bold {colour}]{verdict.outcome}[/bold {colour}]: {escape(verdict.reason)}")
+        if not verdict.enough_feedback:
+            console.print(
+                f"the minimum is set by --min-held-out ({evidence.flows}) and --min-per-kind "
+                f"({evidence.per_kind}); review more alerts, or hold out more of them (--feedback-holdout)"
+            )
     counts = result.feedback
     console.print(
         f"feedback: {counts['train_benign']} benign and {counts['train_attacks']} confirmed reviews "
@@ -1060,10 +1114,16 @@ def retrain(
         f"{result.dropped:,} traffic flows left out (alerts not cleared by an analyst)"
     )
     console.print(f"challenger written to [bold]{out}[/bold]")
-    if registered is not None:
+    better = verdict is not None and verdict.challenger_better
+    if registered is not None and better:
         console.print(
             f"registered as [bold]{registered.version}[/bold] (not active); activate with: "
             f"nadkit models activate {registered.version} --models {registry.root}"
+        )
+    elif registered is not None:
+        console.print(
+            f"registered as [bold]{registered.version}[/bold] (not active); the comparison gives no "
+            f"reason to activate it: {comparison.champion} stays the active model"
         )
 
 

@@ -27,6 +27,7 @@ from nadkit.fileio import atomic_path
 from nadkit.inspection import inspect_path
 from nadkit.metrics import binary_metrics
 from nadkit.models import create
+from nadkit.overlap import TrainingRows
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
 from nadkit.split import render, split_frame
@@ -182,6 +183,7 @@ def _train_and_detect(
                 detector=detector,
                 threshold=chosen,
                 metrics={"history": detector.history_.to_dict(), "test": measured.to_dict()},
+                training_rows=TrainingRows.of(split.train, split.holdout),
             )
             bundle.save(model_path, overwrite=True, data_fingerprint=fingerprint(train), onnx=True)
     console.print(table)

@@ -633,14 +633,18 @@ def score_chunks(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     threshold: float | None = None,
     top: int = 5,
+    on_read: Callable[[pl.DataFrame], None] | None = None,
 ) -> Iterator[tuple[ScoredChunk, Scorer | BucketScorer]]:
-    """Scored chunks of ``source`` (in the order flows become final; ``row`` gives input order)."""
+    """Scored chunks of ``source`` (in the order flows become final; ``row`` gives input order).
+    ``on_read`` is called with each chunk of flows as read, before it is scored."""
     scorer = make_scorer(bundle, threshold=threshold, top=top)
     time_order = scorer.time_ordered
     try:
         for piece in iter_flows(
             source, format=format, mapping=mapping, chunk_rows=chunk_rows, time_order=time_order
         ):
+            if on_read is not None:
+                on_read(piece)
             yield scorer.push(piece), scorer
         yield scorer.flush(), scorer
     except SchemaError as error:
@@ -744,13 +748,21 @@ def score_table(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_read: Callable[[pl.DataFrame], None] | None = None,
 ) -> ScoredTable:
-    """Scores of every flow of ``source`` in input order (identifying columns kept, explanations not)."""
+    """Scores of every flow of ``source`` in input order (identifying columns kept, explanations not);
+    ``on_read``: see :func:`score_chunks`."""
     parts: list[pl.DataFrame] = []
     flows = alerts = 0
     value = threshold
     for chunk, scorer in score_chunks(
-        bundle, source, format=format, mapping=mapping, chunk_rows=chunk_rows, threshold=threshold
+        bundle,
+        source,
+        format=format,
+        mapping=mapping,
+        chunk_rows=chunk_rows,
+        threshold=threshold,
+        on_read=on_read,
     ):
         value = scorer.threshold
         if chunk.frame.height:

@@ -3,6 +3,12 @@
 The flows are scored exactly as `nadkit detect` scores them (in chunks, with the bundle's threshold
 unless another is given); the metrics come from :mod:`nadkit.metrics` and the report from
 :mod:`nadkit.report`.
+
+Figures measured on the data a model was trained on are optimistic, so the evaluated rows are
+compared with the training rows the bundle keeps hashes of (:mod:`nadkit.overlap`), and with its data
+fingerprint where the row counts agree. When more than :data:`~nadkit.overlap.OVERLAP_SHARE` of the
+evaluated rows are training rows, or the fingerprint matches, a warning is logged and the report and
+the JSON output say so first. A bundle saved without row hashes is evaluated without that check.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from typing import Any
 
 from rich.table import Table
 
-from nadkit.bundle import ModelBundle
+from nadkit.bundle import ModelBundle, fingerprint
 from nadkit.detect import DEFAULT_CHUNK_ROWS, ScoredTable, score_table
 from nadkit.errors import ConfigError
+from nadkit.overlap import OverlapCounter, TrainingOverlap
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +48,18 @@ def describe_threshold(threshold: dict[str, Any] | None, override: float | None 
 
 @dataclass(frozen=True)
 class EvaluationOutcome:
-    """The metrics (as :func:`nadkit.metrics.evaluate` gives them), the scores, and the report path."""
+    """The metrics (as :func:`nadkit.metrics.evaluate` gives them), the scores, the report path, and
+    how much of the evaluated data the model was trained on."""
 
     metrics: dict[str, Any]
     scored: ScoredTable
     report: Path | None
+    overlap: TrainingOverlap | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``nadkit evaluate --json`` prints: the training-data overlap first, then the metrics."""
+        overlap = None if self.overlap is None else self.overlap.to_dict()
+        return {"training_overlap": overlap, **self.metrics}
 
     def table(self) -> Table:
         """The metrics as a rich table for the terminal."""
@@ -77,6 +91,43 @@ class EvaluationOutcome:
         return table
 
 
+def _fingerprint_matches(
+    bundle: ModelBundle, source: str | Path, rows: int, *, format: str | None, mapping: str | None
+) -> bool:
+    """Whether the flows of ``source`` (``rows`` of them) have the bundle's training data fingerprint;
+    computed only when their count is that of the training rows (the fingerprint covers it)."""
+    expected = bundle.manifest.get("data_fingerprint")
+    trained = bundle.metrics.get("train_flows" if bundle.view is not None else "train_rows")
+    if not expected or trained != rows:
+        return False
+    from nadkit.sources import load_flows
+
+    frame, _ = load_flows(source, format=format, mapping=mapping)
+    return fingerprint(bundle.data(frame)) == expected
+
+
+def training_overlap(
+    bundle: ModelBundle,
+    counter: OverlapCounter,
+    source: str | Path,
+    *,
+    format: str | None = None,
+    mapping: str | None = None,
+) -> TrainingOverlap:
+    """The overlap ``counter`` counted on the flows of ``source``, with the fingerprint compared;
+    logs a warning when the figures are measured on training data."""
+    matched = _fingerprint_matches(bundle, source, counter.evaluated, format=format, mapping=mapping)
+    overlap = counter.result(fingerprint_match=matched)
+    if overlap.compared is None:
+        log.debug("%s: evaluated rows not compared with training rows: %s", source, overlap.note)
+    warning = overlap.warning()
+    if warning is not None:
+        log.warning("%s: %s", source, warning)
+    else:
+        log.info("%s: training data overlap: %s", source, overlap.describe())
+    return overlap
+
+
 def evaluate_bundle(
     bundle: ModelBundle,
     source: str | Path,
@@ -90,10 +141,11 @@ def evaluate_bundle(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvaluationOutcome:
-    """Score the labelled flows of ``source``, compute the metrics and (with ``report``) write the
-    HTML report with its figures."""
+    """Score the labelled flows of ``source``, compute the metrics, compare the flows with the
+    model's training data and (with ``report``) write the HTML report with its figures."""
     from nadkit.metrics import evaluate
 
+    counter = OverlapCounter(bundle.training_rows)
     scored = score_table(
         bundle,
         source,
@@ -102,10 +154,12 @@ def evaluate_bundle(
         chunk_rows=chunk_rows,
         threshold=threshold,
         progress=progress,
+        on_read=counter.add,
     )
     if scored.labels is None:
         raise ConfigError(f"{source}: has no label column; evaluation needs labelled flows")
     metrics = evaluate(scored.scores, scored.labels, scored.threshold, predicted=scored.predicted).to_dict()
+    overlap = training_overlap(bundle, counter, source, format=format, mapping=mapping)
     written = None
     if report is not None:
         from nadkit.report import ReportData, write_report
@@ -124,10 +178,13 @@ def evaluate_bundle(
             history=bundle.metrics.get("history"),
             extra={
                 "training data fingerprint": bundle.manifest.get("data_fingerprint", ""),
+                "training data overlap": overlap.describe(),
                 "model created": bundle.manifest.get("created", ""),
             },
             flows=scored.frame,
+            warnings=tuple(w for w in (overlap.warning(),) if w),
+            training_overlap=overlap.to_dict(),
         )
         written = write_report(report, data, overwrite=overwrite)
         log.info("report written to %s", written)
-    return EvaluationOutcome(metrics=metrics, scored=scored, report=written)
+    return EvaluationOutcome(metrics=metrics, scored=scored, report=written, overlap=overlap)

@@ -21,6 +21,13 @@ out from run to run) is kept out of training: the champion and the challenger ar
 (the alert rate on flows analysts marked benign: lower is better; on confirmed attacks: higher is
 better), with the new traffic and all the reviewed flows shown beside it. Both models score the
 same table, the way the service scores a request. Nothing is activated here.
+
+Every rate comes with its Wilson score interval (95% by default; no sampling, so the same counts
+give the same interval). The comparison names a better model only on enough held-out feedback
+(:class:`EvidenceRule`: by default 50 held-out reviewed flows, at least 10 marked benign and 10
+confirmed attacks) and only where a held-out rate's intervals for the two models do not overlap;
+otherwise its verdict is "not enough evidence". The held-out rates alone decide: the other rates
+are measured on flows the challenger was partly trained on.
 """
 
 from __future__ import annotations
@@ -30,10 +37,11 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from statistics import NormalDist
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -267,24 +275,110 @@ def loop_data(
 # ---------------------------------------------------------------------------------------------------
 
 
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """The Wilson score interval of the rate ``successes / trials`` at ``confidence`` (None without
+    trials). Unlike the normal approximation it stays inside [0, 1] and is not empty at a rate of 0
+    or 1, which small feedback often shows."""
+    if trials <= 0:
+        return None
+    if not 0 <= successes <= trials:
+        raise ValueError(f"{successes} successes out of {trials} trials")
+    if not 0 < confidence < 1:
+        raise ValueError(f"the confidence must be between 0 and 1, got {confidence}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    rate = successes / trials
+    spread = z * z / trials
+    centre = (rate + spread / 2) / (1 + spread)
+    half = z * math.sqrt(rate * (1 - rate) / trials + spread / (4 * trials)) / (1 + spread)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
+
+
+@dataclass(frozen=True)
+class EvidenceRule:
+    """How much held-out feedback a comparison needs before it names a better model.
+
+    ``flows``: held-out reviewed flows in all (default 50); ``per_kind``: at least this many marked
+    benign and as many confirmed attacks (default 10); ``confidence``: of the rates' Wilson
+    intervals (default 0.95). At 10 flows a rate's 95% interval is still up to 26 points either side
+    of it, so only a large change can be shown; 50 in all keeps a handful of reviews from deciding.
+    """
+
+    flows: int = 50
+    per_kind: int = 10
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.flows < 1 or self.per_kind < 1:
+            raise ConfigError(
+                f"the held-out feedback minimum must be at least one flow, and one of each kind; "
+                f"got {self.flows} and {self.per_kind}"
+            )
+        if not 0 < self.confidence < 1:
+            raise ConfigError(f"the confidence must be between 0 and 1, got {self.confidence}")
+
+    def describe(self) -> str:
+        return (
+            f"at least {self.flows} held-out reviewed flows, with {self.per_kind} marked benign "
+            f"and {self.per_kind} confirmed attacks"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flows": self.flows, "per_kind": self.per_kind, "confidence": self.confidence}
+
+
 @dataclass(frozen=True)
 class Measure:
     """One line of the comparison: a rate (or value) for the champion and for the challenger on
-    ``rows`` flows; ``better``: ``lower``, ``higher`` or empty (informative only)."""
+    ``rows`` flows; ``better``: ``lower``, ``higher`` or empty (informative only);
+    ``champion_alerts`` and ``challenger_alerts``: the counts behind a rate (None for a value), from
+    which its Wilson interval at ``confidence`` is computed."""
 
     name: str
     champion: float | None
     challenger: float | None
     rows: int
     better: str = ""
+    champion_alerts: int | None = None
+    challenger_alerts: int | None = None
+    confidence: float = 0.95
 
     @property
     def improved(self) -> bool | None:
+        """Whether the challenger's figure is the better one (point figures only; see
+        :attr:`evidence`)."""
         if self.champion is None or self.challenger is None or not self.better:
             return None
         if self.better == "lower":
             return self.challenger < self.champion
         return self.challenger > self.champion
+
+    @property
+    def champion_interval(self) -> tuple[float, float] | None:
+        if self.champion_alerts is None:
+            return None
+        return wilson_interval(self.champion_alerts, self.rows, self.confidence)
+
+    @property
+    def challenger_interval(self) -> tuple[float, float] | None:
+        if self.challenger_alerts is None:
+            return None
+        return wilson_interval(self.challenger_alerts, self.rows, self.confidence)
+
+    @property
+    def evidence(self) -> Literal["better", "worse", "unclear"] | None:
+        """``better`` (``worse``) when the challenger's interval lies wholly on the better (worse)
+        side of the champion's, ``unclear`` when they overlap, None for an informative line or one
+        without flows."""
+        mine, theirs = self.challenger_interval, self.champion_interval
+        if not self.better or mine is None or theirs is None:
+            return None
+        if mine[1] < theirs[0]:
+            return "better" if self.better == "lower" else "worse"
+        if mine[0] > theirs[1]:
+            return "better" if self.better == "higher" else "worse"
+        return "unclear"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -293,16 +387,63 @@ class Measure:
             "challenger": self.challenger,
             "rows": self.rows,
             "better": self.better,
+            "champion_interval": _listed(self.champion_interval),
+            "challenger_interval": _listed(self.challenger_interval),
+            "evidence": self.evidence,
+        }
+
+
+def _listed(interval: tuple[float, float] | None) -> list[float] | None:
+    return None if interval is None else [interval[0], interval[1]]
+
+
+CHALLENGER_BETTER = "challenger better"
+CHAMPION_BETTER = "champion better"
+TRADE_OFF = "trade-off"
+NOT_ENOUGH_EVIDENCE = "not enough evidence"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the held-out feedback supports: ``outcome`` is :data:`CHALLENGER_BETTER`,
+    :data:`CHAMPION_BETTER`, :data:`TRADE_OFF` (better on one held-out rate, worse on the other) or
+    :data:`NOT_ENOUGH_EVIDENCE`; ``reason`` says why; ``benign`` and ``attacks``: the held-out
+    reviewed flows of each kind it was decided on."""
+
+    outcome: str
+    reason: str
+    benign: int
+    attacks: int
+    rule: EvidenceRule = field(default_factory=EvidenceRule)
+
+    @property
+    def challenger_better(self) -> bool:
+        return self.outcome == CHALLENGER_BETTER
+
+    @property
+    def enough_feedback(self) -> bool:
+        rule = self.rule
+        return self.benign + self.attacks >= rule.flows and min(self.benign, self.attacks) >= rule.per_kind
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "held_out": {"flows": self.benign + self.attacks, "benign": self.benign, "attacks": self.attacks},
+            "minimum": self.rule.to_dict(),
+            "enough_feedback": self.enough_feedback,
         }
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """The champion and the challenger measured on the same flows."""
+    """The champion and the challenger measured on the same flows, and what the held-out feedback
+    supports (``verdict``)."""
 
     champion: str
     challenger: str
     measures: list[Measure] = field(default_factory=list)
+    verdict: Verdict | None = None
 
     def measure(self, name: str) -> Measure:
         for item in self.measures:
@@ -314,6 +455,7 @@ class Comparison:
         return {
             "champion": self.champion,
             "challenger": self.challenger,
+            "verdict": None if self.verdict is None else self.verdict.to_dict(),
             "measures": [m.to_dict() for m in self.measures],
         }
 
@@ -335,6 +477,41 @@ def alerts_of(bundle: ModelBundle, flows: pl.DataFrame) -> np.ndarray:
     return score_flows(bundle, _flow_only(flows))["alert"].to_numpy()
 
 
+def decide(measures: Sequence[Measure], rule: EvidenceRule | None = None) -> Verdict:
+    """The verdict of the held-out lines of ``measures`` (:data:`HELD_OUT_BENIGN` and
+    :data:`HELD_OUT_ATTACKS`) under ``rule``: a better model only on enough held-out feedback and
+    where the intervals of a held-out rate do not overlap."""
+    rule = rule or EvidenceRule()
+    held = {m.name: m for m in measures if m.name in (HELD_OUT_BENIGN, HELD_OUT_ATTACKS)}
+    benign = held[HELD_OUT_BENIGN].rows if HELD_OUT_BENIGN in held else 0
+    attacks = held[HELD_OUT_ATTACKS].rows if HELD_OUT_ATTACKS in held else 0
+    flows = benign + attacks
+    if flows < rule.flows or min(benign, attacks) < rule.per_kind:
+        reason = (
+            f"{flows} held-out reviewed flow(s) ({benign} marked benign, {attacks} confirmed attack(s)); "
+            f"the minimum to name a better model is {rule.describe()}"
+        )
+        return Verdict(NOT_ENOUGH_EVIDENCE, reason, benign, attacks, rule)
+    level = f"{rule.confidence:.0%} intervals apart"
+    opposite = {"lower": "higher", "higher": "lower"}
+    better = [f"{m.better} {m.name}" for m in held.values() if m.evidence == "better"]
+    worse = [f"{opposite[m.better]} {m.name}" for m in held.values() if m.evidence == "worse"]
+    if better and worse:
+        outcome = TRADE_OFF
+        reason = f"the challenger has a {better[0]} but also a {worse[0]} ({level})"
+    elif better:
+        outcome, reason = CHALLENGER_BETTER, f"the challenger has a {' and a '.join(better)} ({level})"
+    elif worse:
+        outcome, reason = CHAMPION_BETTER, f"the challenger has a {' and a '.join(worse)} ({level})"
+    else:
+        outcome = NOT_ENOUGH_EVIDENCE
+        reason = (
+            f"the {rule.confidence:.0%} intervals of the two models overlap on every held-out rate: "
+            "the feedback does not support a difference"
+        )
+    return Verdict(outcome, reason, benign, attacks, rule)
+
+
 def compare(
     champion: ModelBundle,
     challenger: ModelBundle,
@@ -342,10 +519,13 @@ def compare(
     *,
     traffic_rows: int | None = None,
     names: tuple[str, str] = ("champion", "challenger"),
+    rule: EvidenceRule | None = None,
 ) -> Comparison:
     """Both models score the same table (the new traffic, its first ``traffic_rows`` rows, and the
-    reviewed flows not in it); the alert rates are taken on the reviewed flows (held out, and all)
-    and on the new traffic (by its own labels when it has them)."""
+    reviewed flows not in it); the alert rates, with their intervals, are taken on the reviewed flows
+    (held out, and all) and on the new traffic (by its own labels when it has them), and the held-out
+    ones decide the verdict (see :func:`decide`)."""
+    rule = rule or EvidenceRule()
     measures = [Measure(THRESHOLD, _threshold(champion), _threshold(challenger), 0)]
     flagged = [alerts_of(champion, data.evaluation), alerts_of(challenger, data.evaluation)]
     reviewed = data.reviewed
@@ -367,9 +547,14 @@ def compare(
         else:
             groups.append((TRAFFIC_ALL, traffic, ""))
     for name, rows, better in groups:
-        rates = [float(alerts[rows].mean()) if len(rows) else None for alerts in flagged]
-        measures.append(Measure(name, rates[0], rates[1], len(rows), better))
-    return Comparison(champion=names[0], challenger=names[1], measures=measures)
+        counts = [int(alerts[rows].sum()) for alerts in flagged]
+        rates = [count / len(rows) if len(rows) else None for count in counts]
+        measures.append(
+            Measure(name, rates[0], rates[1], len(rows), better, counts[0], counts[1], rule.confidence)
+        )
+    verdict = decide(measures, rule)
+    log.info("%s against %s: %s (%s)", names[1], names[0], verdict.outcome, verdict.reason)
+    return Comparison(champion=names[0], challenger=names[1], measures=measures, verdict=verdict)
 
 
 def _threshold(bundle: ModelBundle) -> float | None:
@@ -411,9 +596,11 @@ def retrain(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[EpochReport], None] | None = None,
+    evidence: EvidenceRule | None = None,
 ) -> RetrainResult:
     """Train a challenger of the champion's kind and settings (``config`` overrides some) on the
-    new traffic ``data`` and the store's feedback, save it to ``out`` and compare the two."""
+    new traffic ``data`` and the store's feedback, save it to ``out`` and compare the two; the
+    comparison names a better model only as ``evidence`` allows (see :class:`EvidenceRule`)."""
     if not isinstance(champion, ModelBundle):
         champion = ModelBundle.load(champion)
     champion.flow_pipeline("the feedback loop")
@@ -450,7 +637,12 @@ def retrain(
         shutil.rmtree(staging, ignore_errors=True)
     challenger = training.bundle
     comparison = compare(
-        champion, challenger, loop, traffic_rows=traffic.height, names=(champion_name, out.name)
+        champion,
+        challenger,
+        loop,
+        traffic_rows=traffic.height,
+        names=(champion_name, out.name),
+        rule=evidence,
     )
     challenger.metrics["retrain"] = {
         "parent": str(champion.path) if champion.path else None,

@@ -106,6 +106,10 @@ class ReportData:
     table itself, one row per flow in the order of ``scores`` (at least the grouping columns:
     ``spt``/``dpt``, ``src``/``dst``, or ``proto``/``app``, and ``time`` where known); with it the
     report adds the flow-groups picture of the true labels beside the model's predictions.
+    ``warnings`` are sentences the report states first, above everything else (e.g. that the flows
+    are the model's training data, so the figures are optimistic); ``training_overlap`` is how much
+    of the evaluated data the model was trained on (see :class:`nadkit.overlap.TrainingOverlap`),
+    kept in ``metrics.json``.
     """
 
     model: str
@@ -121,6 +125,8 @@ class ReportData:
     history: dict | None = None
     extra: dict | None = None
     flows: pl.DataFrame | None = None
+    warnings: tuple[str, ...] = ()
+    training_overlap: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -1263,6 +1269,8 @@ def _metrics_document(p: _Prepared, created: datetime) -> dict[str, Any]:
         {
             "nadkit_version": __version__,
             "created": created.isoformat(timespec="seconds"),
+            "warnings": list(data.warnings),
+            "training_overlap": data.training_overlap,
             "model": data.model,
             "bundle": data.bundle,
             "input": data.input,
@@ -1304,6 +1312,8 @@ nav a { color: #1f5f9f; text-decoration: none; margin-right: 12px; }
 figure { margin: 8px 0 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #e6e9ee; }
 figcaption { color: #4a535e; font-size: 0.93em; margin-top: 6px; max-width: 900px; }
+p.warning { font-size: 1.04em; color: #6b2a00; background: #fff1e0; border-left: 4px solid #e07b00;
+  padding: 10px 14px; margin: 12px 0 6px; }
 p.skipped { color: #7a5a00; background: #fff8e1; border-left: 4px solid #f0c24b; padding: 8px 12px; }
 footer { margin-top: 40px; color: #8a939e; font-size: 0.85em; }
 """
@@ -1488,6 +1498,7 @@ def _html(p: _Prepared, sections: list[_Section], created: datetime) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body><main>",
         f'<h1>Evaluation report: <span class="model">{html.escape(p.data.model)}</span></h1>',
+        *(f'<p class="warning"><strong>{html.escape(text)}</strong></p>' for text in p.data.warnings),
         f"<nav>{' '.join(links)}</nav>",
         f'<p class="lead">{_summary_sentence(p)}</p>',
         f'<table class="header"><tbody>{"".join(_header_rows(p, created))}</tbody></table>',

@@ -262,17 +262,29 @@ def _class_counts(labels: np.ndarray | None) -> dict[str, int]:
 
 
 def save_bundle(
-    bundle: ModelBundle, out: Path, *, overwrite: bool, data: DetectorData, onnx: bool = True
+    bundle: ModelBundle,
+    out: Path,
+    *,
+    overwrite: bool,
+    data: DetectorData,
+    onnx: bool = True,
+    seen: Sequence[pl.DataFrame] = (),
 ) -> bool:
     """Save ``bundle`` to ``out`` with its ONNX graph (``model.onnx``, for ONNX Runtime scoring) when
-    ``onnx``; a model whose export fails is saved without it, with a warning. Returns whether the
-    graph was saved."""
+    ``onnx``; a model whose export fails is saved without it, with a warning. ``data``: the features
+    it was fitted on (their fingerprint goes into the manifest); ``seen``: every flow training read
+    (fitted on, or held out to choose the epoch and the threshold), whose row hashes the bundle keeps so
+    that evaluation can tell training data (see :mod:`nadkit.overlap`). Returns whether the graph
+    was saved."""
     from nadkit.bundle import fingerprint
+    from nadkit.overlap import TrainingRows
     from nadkit.scale.distributed import is_primary
 
     if not is_primary():  # a torchrun launch of several processes: rank 0 writes, the others trained
         return onnx
     digest = fingerprint(data)
+    if seen:
+        bundle.training_rows = TrainingRows.of(*seen)
     if onnx:
         try:
             bundle.save(out, overwrite=overwrite, data_fingerprint=digest, onnx=True)
@@ -423,7 +435,8 @@ def train_model(
     from nadkit.bundle import ModelBundle
 
     bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)
-    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx)
+    seen = (split.train, split.holdout)
+    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx, seen=seen)
     return TrainingResult(
         bundle=bundle,
         path=out,
@@ -514,7 +527,8 @@ def _train_supervised(
     from nadkit.bundle import ModelBundle
 
     bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)
-    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx)
+    seen = (split.train, split.validation)
+    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx, seen=seen)
     return TrainingResult(
         bundle=bundle,
         path=out,
@@ -627,7 +641,8 @@ def train_buckets(
     from nadkit.bundle import ModelBundle
 
     bundle = ModelBundle(pipeline=None, view=view, detector=detector, threshold=threshold, metrics=metrics)
-    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx)
+    seen = (split.train, split.holdout)
+    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx, seen=seen)
     return TrainingResult(
         bundle=bundle,
         path=out,

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from nadkit.errors import ConfigError
-from nadkit.models.trainer import Batch, EpochReport, Trainer, TrainerConfig, resolve_device
+from nadkit.models.trainer import Batch, EpochReport, Trainer, TrainerConfig, resolve_device, training_threads
 
 
 def _regression(rows: int = 256, features: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,8 +162,49 @@ def test_auto_device_trains_on_cuda() -> None:
 
 
 @pytest.mark.parametrize(
-    "options", [{"epochs": 0}, {"learning_rate": 0.0}, {"patience": 0}, {"time_budget_s": -1.0}]
+    "options",
+    [
+        {"epochs": 0},
+        {"learning_rate": 0.0},
+        {"patience": 0},
+        {"time_budget_s": -1.0},
+        {"threads": 0},
+        {"relative_delta": 1.0},
+    ],
 )
 def test_bad_trainer_config_raises(options: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         TrainerConfig(**options)
+
+
+def test_a_loss_that_creeps_down_by_a_hair_counts_as_converged() -> None:
+    x, y = _regression()
+    module = nn.Linear(4, 1)
+    # the selection improves by 0.02% an epoch: three epochs stay within 0.1% of the best, so
+    # patience runs out
+    values = iter([1.0 - 0.0002 * epoch for epoch in range(30)])
+    config = TrainerConfig(epochs=30, patience=3, min_delta=0.0, relative_delta=0.001, device="cpu")
+    history = Trainer(config).fit(
+        module, _mse, _batches(x, y), selection=lambda _module: next(values), selection_mode="min"
+    )
+    assert history.stopped == "early stopping"
+    assert history.epochs_run == 4 and history.best_epoch == 1
+
+
+def test_small_networks_train_on_one_cpu_thread_and_the_setting_is_restored() -> None:
+    cpu = torch.device("cpu")
+    assert training_threads(nn.Linear(4, 1), cpu, None) == 1
+    assert training_threads(nn.Linear(4, 1), cpu, 3) == 3
+    assert training_threads(nn.Linear(3000, 2000), cpu, None) is None  # 6 M parameters: torch decides
+    assert training_threads(nn.Linear(4, 1), torch.device("meta"), None) is None
+    before = torch.get_num_threads()
+    seen: list[int] = []
+
+    def loss(module: nn.Module, batch: Batch) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return _mse(module, batch)
+
+    x, y = _regression()
+    Trainer(TrainerConfig(epochs=1, device="cpu", threads=2)).fit(nn.Linear(4, 1), loss, _batches(x, y))
+    assert set(seen) == {2}
+    assert torch.get_num_threads() == before

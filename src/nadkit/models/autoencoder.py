@@ -64,9 +64,11 @@ def dense_stack(sizes: tuple[int, ...], activation: str, dropout: float) -> nn.S
 class AutoencoderConfig(NeuralConfig):
     """A dense autoencoder: ``hidden`` layer sizes of the encoder (the decoder mirrors them), the
     ``bottleneck`` (code) size, the ``activation`` name and the ``dropout`` after each hidden layer.
-    Trains for up to 60 epochs (early stopping on held-out normal rows usually ends it sooner)."""
+    Trains for up to 60 epochs at a learning rate of 3e-3 (early stopping on held-out normal rows
+    usually ends it after 20 to 40)."""
 
     epochs: int = 60
+    learning_rate: float = 3e-3
     hidden: tuple[int, ...] = (256, 128)
     bottleneck: int = 16
     activation: str = "relu"

@@ -37,6 +37,8 @@ class NeuralConfig(DetectorConfig):
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 5
+    relative_delta: float = 0.001
+    threads: int | None = None
     gradient_clip: float | None = 1.0
     validation_fraction: float = 0.1
     time_budget_s: float | None = None
@@ -60,6 +62,8 @@ class NeuralConfig(DetectorConfig):
             learning_rate=self.learning_rate,
             weight_decay=self.weight_decay,
             patience=self.patience,
+            relative_delta=self.relative_delta,
+            threads=self.threads,
             gradient_clip=self.gradient_clip,
             time_budget_s=self.time_budget_s,
             seed=self.seed,
