@@ -15,7 +15,15 @@ EXPECTED_FORMAT = {
     "nsl_kdd": "kdd",
     "cicids2017": "cic",
     "pcaps": "pcap",
+    "iot23": "zeek",  # labelled conn.log files, beside the capture they were made from
 }
+#: files of another format than their folder's, by suffix
+EXPECTED_BY_SUFFIX = {".pcap": "pcap", ".pcapng": "pcap"}
+
+
+def expected_format(path: Path) -> str:
+    """The format ``nadkit inspect`` must find for a shared file."""
+    return EXPECTED_BY_SUFFIX.get(path.suffix, EXPECTED_FORMAT[path.relative_to(data_dir()).parts[0]])
 
 
 def _shared_files() -> list[Path]:
@@ -30,8 +38,7 @@ def test_inspect_reads_shared_file(path: Path) -> None:
     from nadkit.inspection import inspect_path
 
     summary = inspect_path(path)
-    top = path.relative_to(data_dir()).parts[0]
-    assert summary.format == EXPECTED_FORMAT[top]
+    assert summary.format == expected_format(path)
     assert summary.rows > 0
     if summary.format == "pcap":
         assert summary.missing_identifying == []
@@ -82,3 +89,18 @@ def test_pcap_flows_featurize_with_computed_counters() -> None:
     scan = features.filter(pl.Series(flows["label"] == "portscan"))
     normal = features.filter(pl.Series(flows["label"] == "normal"))
     assert scan["seg_unique_dpt"].median() > normal["seg_unique_dpt"].max()
+
+
+def test_iot23_conn_log_labels() -> None:
+    """IoT-23 keeps ``label`` and ``detailed-label`` in one last column: the detailed label is the class."""
+    from nadkit.sources import load_flows
+
+    path = data_dir() / "iot23" / "CTU-IoT-Malware-Capture-42-1" / "conn.log.labeled"
+    if not path.exists():
+        pytest.skip(f"{path} not found (set NADKIT_DATA_DIR)")
+    flows, fmt = load_flows(path)
+    assert fmt == "zeek" and flows.height == 4426
+    counts = dict(flows["label"].value_counts().iter_rows())
+    assert counts == {"normal": 4420, "FileDownload": 3, "C&C-FileDownload": 3}
+    attacks = flows.filter(flows["label"] != "normal")
+    assert set(attacks["src"]) == {"192.168.1.197"} and set(attacks["dpt"]) == {80}
