@@ -397,3 +397,25 @@ def test_train_model_saves_the_onnx_graph_or_warns(
         "saved without model.onnx" in r.getMessage() and "no exporter today" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_auto_threshold_is_capped_at_the_false_positive_budget() -> None:
+    from nadkit.training import holdout_threshold
+
+    rng = np.random.default_rng(0)
+    normal = rng.normal(0.0, 1.0, 2000)
+    # known attacks are a flood far out: the F1-optimal threshold sits just below them, far above
+    # the normal scores; the cap brings it down to the score 1% of the normal rows exceed
+    flood = rng.normal(50.0, 1.0, 500)
+    scores = np.concatenate([normal, flood])
+    labels = np.array(["normal"] * 2000 + ["flood"] * 500)
+    capped, _ = holdout_threshold(scores, labels, 0.01)
+    assert capped["method"] == "quantile"
+    assert capped["value"] == pytest.approx(np.quantile(normal, 0.99), abs=0.05)
+    uncapped, _ = holdout_threshold(scores, labels, 0.01, method="f_beta")
+    assert uncapped["value"] > 40
+    # attacks that overlap the normal scores: the F1-optimal threshold is already below the cap
+    close = rng.normal(3.0, 1.0, 500)
+    labels_close = np.array(["normal"] * 2000 + ["scan"] * 500)
+    kept, _ = holdout_threshold(np.concatenate([normal, close]), labels_close, 0.01)
+    assert kept["method"] == "f_beta" and kept["value"] < np.quantile(normal, 0.99)

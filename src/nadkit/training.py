@@ -166,7 +166,7 @@ def supervised_split(
 
 
 #: the threshold methods training offers; ``auto``: ``f_beta`` when the hold-out has attack and
-#: normal rows, else ``quantile``
+#: normal rows (capped at the ``quantile`` threshold, see :func:`holdout_threshold`), else ``quantile``
 THRESHOLD_CHOICES: tuple[str, ...] = ("auto", "quantile", "f_beta", "pot")
 #: the methods ``auto`` chooses between
 _AUTO_METHODS = ("f_beta", "quantile")
@@ -205,8 +205,12 @@ def holdout_threshold(
     metrics at it (None unless it has attack and normal rows).
 
     ``method`` ``auto``: F-beta-optimal (``beta``, default 1) when the hold-out has attack and
-    normal rows, otherwise the score exceeded by ``false_positive_rate`` of the normal (or
-    unlabelled) rows. ``quantile``, ``f_beta`` and ``pot`` fit that method of
+    normal rows, but never above the score exceeded by ``false_positive_rate`` of its normal rows
+    (then that quantile is the threshold); otherwise that quantile of the normal (or unlabelled)
+    rows. The cap is there because a hold-out's attacks are the attacks already known, and often
+    floods: an F-beta-optimal threshold fitted on them is pulled far above the normal scores, and
+    attacks unlike them (slower, smaller, new) would fall below it while a false-positive budget of
+    ``false_positive_rate`` was left unused. ``quantile``, ``f_beta`` and ``pot`` fit that method of
     :func:`~nadkit.thresholds.fit_threshold` (on the normal rows where labels say which they are)
     with ``params`` (``false_positive_rate``, ``beta``, ``risk``, ``initial_quantile``).
     """
@@ -215,6 +219,7 @@ def holdout_threshold(
     check_threshold_choice(method, params)
     attack = labels != NORMAL if labels is not None else np.zeros(len(scores), dtype=bool)
     both = bool(attack.any() and (~attack).any())
+    capped = method == "auto" and both
     if method == "auto":
         method = "f_beta" if both else "quantile"
         params = {k: v for k, v in params.items() if k in THRESHOLD_METHODS[method]}
@@ -225,7 +230,21 @@ def holdout_threshold(
             "the f_beta threshold needs labelled attack and normal rows in the hold-out; "
             "use the quantile or pot threshold"
         )
-    threshold = fit_threshold(method, np.asarray(scores, dtype=np.float64), labels, **params).to_dict()
+    values = np.asarray(scores, dtype=np.float64)
+    fitted = fit_threshold(method, values, labels, **params)
+    if capped:
+        budget = fit_threshold("quantile", values, labels, false_positive_rate=false_positive_rate)
+        if budget.value < fitted.value:
+            log.info(
+                "the F-beta-optimal threshold on the hold-out (%.6g) lies above the score exceeded by %g "
+                "of its normal rows (%.6g): the lower one is kept, so attacks unlike the hold-out's "
+                "are not missed within that false-positive rate",
+                fitted.value,
+                false_positive_rate,
+                budget.value,
+            )
+            fitted = budget
+    threshold = fitted.to_dict()
     measured = binary_metrics(scores, attack, threshold["value"]) if both else None
     return threshold, measured
 
@@ -348,7 +367,8 @@ def train_model(
 
     Unsupervised models, labelled data: the detector learns from normal rows only; a labelled
     hold-out (some normal rows and every attack row) sets the threshold (F1-optimal when it holds
-    attacks, else the score exceeded by ``false_positive_rate`` of its normal rows). Unlabelled data
+    attacks, capped at the score exceeded by ``false_positive_rate`` of its normal rows; else that
+    score). Unlabelled data
     is taken as mostly normal and the threshold is the quantile one.
 
     Supervised models (e.g. ``multitask``) need labels: the flows are split by
