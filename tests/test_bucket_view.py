@@ -14,7 +14,7 @@ import pytest
 from nadkit.bundle import MANIFEST, PIPELINE, VIEW, ModelBundle
 from nadkit.detect import BucketScorer, detect_file, score_table
 from nadkit.errors import ConfigError, NadkitError, SchemaError
-from nadkit.features.buckets import BucketView
+from nadkit.features.buckets import CALENDAR, BucketView, calendar_features, calendar_text
 from nadkit.features.series import BucketConfig, bucket_metrics
 from nadkit.schema import NORMAL
 from nadkit.service.registry import ModelRegistry
@@ -90,7 +90,7 @@ def test_a_bundle_of_buckets_saves_its_view_and_scores_the_same_after_loading(
     assert VIEW in files and PIPELINE not in files
     manifest = json.loads((per_host.path / MANIFEST).read_text())
     assert manifest["view"] == "buckets"
-    assert manifest["features"] == list(per_host.view.metrics)
+    assert manifest["features"] == [*per_host.view.metrics, *CALENDAR]
     loaded = ModelBundle.load(per_host.path, engine="torch")
     assert loaded.view is not None and loaded.view.to_dict() == per_host.view.to_dict()
     day = days.filter(pl.col("day") == days["day"].max())
@@ -211,3 +211,23 @@ def test_the_feedback_loop_refuses_a_model_of_buckets(
     ):
         retrain(per_host, store, days_file, tmp_path / "challenger")
     assert not (tmp_path / "challenger").exists()
+
+
+def test_calendar_features_place_each_bucket_on_the_day_and_the_week(days: pl.DataFrame) -> None:
+    # Monday 2021-01-04 00:00 UTC is angle 0 of both circles; Thursday 18:00 is three quarters of a day
+    monday = int(datetime(2021, 1, 4, tzinfo=UTC).timestamp() * 1e6)
+    thursday_evening = monday + (3 * 24 + 18) * 3600 * 1_000_000
+    values = calendar_features(np.array([monday, thursday_evening]))
+    np.testing.assert_allclose(values[0], [0.0, 1.0, 0.0, 1.0], atol=1e-6)
+    day, week = 0.75 * 2 * np.pi, (3.75 / 7) * 2 * np.pi
+    np.testing.assert_allclose(values[1], [np.sin(day), np.cos(day), np.sin(week), np.cos(week)], atol=1e-6)
+    assert calendar_text(thursday_evening) == "Thu 18:00 UTC"
+    view = BucketView.fit(days, BucketConfig())
+    data = view.data(view.series(days))
+    assert data.feature_names == (*view.metrics, *CALENDAR) and data.width == len(view.metrics) + 4
+    plain = BucketView.fit(days, BucketConfig(calendar=False))
+    assert plain.data(plain.series(days)).feature_names == plain.metrics
+    # a view saved before the calendar features existed reads as one without them
+    saved = view.to_dict()
+    del saved["config"]["calendar"]
+    assert BucketView.from_dict(saved).features == view.metrics

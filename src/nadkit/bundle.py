@@ -424,7 +424,7 @@ class ModelBundle:
             features = tuple(manifest.get("features") or ())
             if view_kind == "buckets":
                 view = BucketView.from_dict(json.loads((path / VIEW).read_text()))
-                made, made_from = view.metrics, VIEW
+                made, made_from = view.features, VIEW
             else:
                 pipeline = FeaturePipeline.from_dict(json.loads((path / PIPELINE).read_text()))
                 made, made_from = tuple(pipeline.feature_names_), PIPELINE

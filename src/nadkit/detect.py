@@ -30,7 +30,7 @@ import torch
 
 from nadkit.bundle import ModelBundle
 from nadkit.errors import ConfigError, SchemaError
-from nadkit.features.buckets import KEY, NUMBER, BucketView
+from nadkit.features.buckets import KEY, NUMBER, BucketView, calendar_text
 from nadkit.features.incremental import SEQ, IncrementalFeatures
 from nadkit.features.series import BucketSeries
 from nadkit.fileio import atomic_path
@@ -460,17 +460,24 @@ class BucketScorer:
         if not alerts.any():
             return pl.Series("top_features", [None] * len(alerts), dtype=dtype)
         buckets, which = np.unique(series.row_bucket[alerts], return_inverse=True)
-        names = self.view.metrics
+        names = self.view.features
+        metrics = len(self.view.metrics)
         top = min(self.top, len(names))
         found = torch.topk(torch.from_numpy(per_bucket[buckets]), top, dim=1, largest=True, sorted=True)
-        raw = series.frame.select(names).to_numpy()[buckets]
+        raw = series.frame.select(self.view.metrics).to_numpy()[buckets]
+        starts = series.frame["bucket"].dt.epoch("us").to_numpy()[buckets]
         lists = []
         for b, (indices, values) in enumerate(
             zip(found.indices.tolist(), found.values.tolist(), strict=True)
         ):
             lists.append(
                 [
-                    {"feature": names[j], "contribution": float(v), "value": _metric_text(raw[b, j])}
+                    {
+                        "feature": names[j],
+                        "contribution": float(v),
+                        # a calendar feature reads as the bucket's time
+                        "value": _metric_text(raw[b, j]) if j < metrics else calendar_text(int(starts[b])),
+                    }
                     for j, v in zip(indices, values, strict=True)
                 ]
             )

@@ -32,6 +32,27 @@ from nadkit.models.base import DetectorData
 KEY = "_key"
 #: the bucket number (start time in microseconds divided by the bucket width)
 NUMBER = "_number"
+#: the calendar features of a bucket (:attr:`BucketConfig.calendar`), from its start time (UTC)
+CALENDAR = ("time_of_day_sin", "time_of_day_cos", "day_of_week_sin", "day_of_week_cos")
+_DAY_US = 86_400 * 1_000_000
+_WEEK_US = 7 * _DAY_US
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday 0)
+
+
+def calendar_features(start_us: np.ndarray) -> np.ndarray:
+    """``(buckets, 4)`` float32: time of day and day of week of each bucket start as sine and cosine
+    (Monday 00:00 is angle 0 of the week)."""
+    start_us = np.asarray(start_us, dtype=np.int64)
+    day = (start_us % _DAY_US) / _DAY_US * 2 * np.pi
+    week = ((start_us + _EPOCH_WEEKDAY * _DAY_US) % _WEEK_US) / _WEEK_US * 2 * np.pi
+    return np.stack([np.sin(day), np.cos(day), np.sin(week), np.cos(week)], axis=1).astype(np.float32)
+
+
+def calendar_text(start_us: int) -> str:
+    """The bucket start as an analyst reads it: ``Tue 14:05 UTC``."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(start_us / 1e6, UTC).strftime("%a %H:%M UTC")
 
 
 @dataclass(frozen=True)
@@ -126,6 +147,11 @@ class BucketView:
         return self.scaling.columns
 
     @property
+    def features(self) -> tuple[str, ...]:
+        """What a detector reads: the metrics, then the calendar features when the view has them."""
+        return (*self.metrics, *CALENDAR) if self.config.calendar else self.metrics
+
+    @property
     def width_us(self) -> int:
         """The bucket width in microseconds."""
         return round(self.config.bucket_s * 1e6)
@@ -163,11 +189,15 @@ class BucketView:
         """What a detector reads for metric rows in the layout of :meth:`working_frame` (sorted by
         key, then bucket number)."""
         entity, _ = column_codes(rows[KEY])
+        start = rows[NUMBER].to_numpy() * self.width_us
+        features = self.scaling.transform_matrix(rows.select(self.metrics).to_numpy())
+        if self.config.calendar:
+            features = np.concatenate([features, calendar_features(start)], axis=1)
         return DetectorData(
-            features=self.scaling.transform_matrix(rows.select(self.metrics).to_numpy()),
-            feature_names=self.metrics,
+            features=np.ascontiguousarray(features),
+            feature_names=self.features,
             entity=entity if self.config.by else None,
-            time=rows[NUMBER].to_numpy() * self.width_us,
+            time=start,
         )
 
     def empty_rows(self, keys: pl.Series, numbers: np.ndarray) -> pl.DataFrame:
@@ -195,6 +225,7 @@ class BucketView:
         if unknown:
             raise ConfigError(f"unknown bucket setting {unknown[0]!r}")
         settings["apps"] = tuple(settings.get("apps") or ())
+        settings.setdefault("calendar", False)  # views saved before the calendar features existed
         return cls(config=BucketConfig(**settings), scaling=BucketScaling.from_dict(data["scaling"]))
 
 
@@ -205,4 +236,11 @@ def _source_column(metric: str) -> str:
     return DISTINCT_METRICS.get(metric, metric)
 
 
-__all__ = ["BucketScaling", "BucketView", "bucket_detector_data"]
+__all__ = [
+    "CALENDAR",
+    "BucketScaling",
+    "BucketView",
+    "bucket_detector_data",
+    "calendar_features",
+    "calendar_text",
+]

@@ -211,7 +211,9 @@ class BucketConfig:
     (``src`` for per-host series); ``apps``: the applications given a share column (None: the
     ``top_apps`` most common in the frame; an app named ``others`` always falls in the ``others``
     share); ``span``: each entity's series runs from its first to its last active bucket
-    (``active``) or over the frame's whole time range (``full``).
+    (``active``) or over the frame's whole time range (``full``); ``calendar``: detectors of the bucket
+    view also read the bucket's time of day and day of week (UTC), each as a point on a circle
+    (sine and cosine), so the daily and weekly rhythm of the traffic is part of what is normal.
 
     A per-host series has a row for every bucket of every host's span: hosts x buckets rows (20,000
     hosts over a day of minutes is some 16 million), so filter the hosts first where that is too many.
@@ -222,6 +224,7 @@ class BucketConfig:
     apps: tuple[str, ...] | None = None
     top_apps: int = 5
     span: Literal["active", "full"] = "active"
+    calendar: bool = True
 
     def __post_init__(self) -> None:
         if not self.bucket_s > 0:
