@@ -128,3 +128,15 @@ def test_formats_lists_every_reader() -> None:
     assert result.returncode == 0
     for name in ("nad", "cic", "unsw", "kdd", "netflow", "nfdump", "zeek", "argus", "pcap", "parquet"):
         assert name in result.stdout
+
+
+@pytest.mark.parametrize("position", [14, 40, 120])
+def test_gzip_with_a_flipped_byte(tmp_path: Path, position: int) -> None:
+    import gzip
+
+    text = "\n".join([HEADER, *ROWS * 200]) + "\n"
+    packed = bytearray(gzip.compress(text.encode()))
+    packed[position] ^= 0x5A  # in the deflate stream: bad code lengths, distances or checksum
+    path = tmp_path / "flows.csv.gz"
+    path.write_bytes(bytes(packed))
+    assert_one_line_error(nadkit("inspect", path), str(path))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -72,7 +73,7 @@ class Head:
             try:
                 with gzip.open(path, "rb") as handle:
                     raw = handle.read(size)
-            except (OSError, EOFError) as error:
+            except (OSError, EOFError, zlib.error) as error:
                 raise FormatError(f"{path}: gzip data is corrupt ({error})") from error
         suffixes = tuple(s.lower() for s in path.suffixes if s.lower() != ".gz")
         return cls(path=path, raw=raw, compressed=compressed, suffixes=suffixes)

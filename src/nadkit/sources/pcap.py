@@ -48,6 +48,7 @@ import struct
 import sys
 import tempfile
 import types
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +236,7 @@ def _decompress(source: Path, target: Path) -> None:
     try:
         with gzip.open(source, "rb") as packed, target.open("wb") as plain:
             shutil.copyfileobj(packed, plain, length=1 << 20)
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:
         raise FormatError(f"{source}: gzip data is corrupt ({error})") from error
 
 
