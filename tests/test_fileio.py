@@ -47,3 +47,34 @@ def test_atomic_directory_replaces_whole(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     assert sorted(p.name for p in target.iterdir()) == ["a"]
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_a_writer_killed_outright_leaves_nothing_after_the_next_write(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "alerts.jsonl"
+    script = (
+        "import sys, time\n"
+        "from nadkit.fileio import atomic_path, atomic_directory\n"
+        "with atomic_path(sys.argv[1]) as part, atomic_directory(sys.argv[1] + '.d') as folder:\n"
+        "    part.write_text('half')\n"
+        "    (folder / 'x').write_text('half')\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=30)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 2 and all(name.endswith(".part") for name in left), left
+    time.sleep(0.1)
+    with atomic_path(target) as part:
+        part.write_text("whole")
+    with atomic_directory(tmp_path / "alerts.jsonl.d") as folder:
+        (folder / "x").write_text("whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.jsonl", "alerts.jsonl.d"]
+    assert target.read_text() == "whole"

@@ -1,4 +1,9 @@
-"""Writing files so that nothing half-written is ever left behind: write beside, then rename."""
+"""Writing files so that nothing half-written is ever left behind: write beside, then rename.
+
+The temporary file or folder is named ``.NAME.PID.RANDOM.part`` (hidden, beside its target, with the
+writer's process id). A writer killed outright (``kill -9``, a power cut) cannot remove its own: the
+next write to the same target removes the ones whose process is gone.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,42 @@ def _default_mode(path: Path, *, directory: bool) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_leftovers(path: Path) -> list[Path]:
+    """Remove the temporary files and folders of earlier writers of ``path`` that were killed before
+    they finished (their process is gone); returns what was removed."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in path.parent.glob(f".{glob_escape(path.name)}.*.part"):
+            pid = entry.name[len(path.name) + 2 :].split(".", 1)[0]
+            if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with the glob wildcards ``*``, ``?`` and ``[`` taken literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}."
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
@@ -35,7 +76,8 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     if path.exists() and not overwrite:
         raise NadkitError(f"{path}: already exists (use --force to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    sweep_leftovers(path)
+    handle, name = tempfile.mkstemp(prefix=_prefix(path), suffix=".part", dir=path.parent)
     os.close(handle)
     temporary = Path(name)
     _default_mode(temporary, directory=False)
@@ -54,7 +96,8 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     if path.exists() and not overwrite:
         raise NadkitError(f"{path}: already exists (use --force to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    sweep_leftovers(path)
+    temporary = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".part", dir=path.parent))
     _default_mode(temporary, directory=True)
     try:
         yield temporary

@@ -161,6 +161,7 @@ def test_empty_requests(client) -> None:  # type: ignore[no-untyped-def]
     ("body", "kind", "status", "fragments"),
     [
         (b"[{", "application/json", 400, ("not valid JSON",)),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, ("nested too deeply",)),
         (b'{"src": "10.0.0.1"}', "application/json", 422, ("JSON array",)),
         (b"[1, 2]", "application/json", 422, ("row 1", "object")),
         (b'[{"src": {"a": 1}}]', "application/json", 422, ("row 1", "'src'")),

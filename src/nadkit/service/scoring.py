@@ -76,6 +76,9 @@ def _read_json(body: bytes) -> pl.DataFrame:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise InputError(f"body is not valid JSON ({error})", 400) from None
+    except RecursionError:
+        # flows are an array of flat objects: two levels; a body nested thousands deep is refused
+        raise InputError("body is not a JSON array of flow objects (nested too deeply)", 400) from None
     if not isinstance(data, list):
         raise InputError("body must be a JSON array of flow objects", 422)
     names: dict[str, None] = {}
