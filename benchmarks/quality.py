@@ -469,7 +469,9 @@ def main(argv: list[str] | None = None) -> int:
             except FileNotFoundError as error:
                 console.print(f"[yellow]skipping {dataset}: {error}")
                 break
-            notes[dataset] = protocol.note
+            seen = notes.get(dataset)
+            text = f"seed {seed}: {protocol.note}"
+            notes[dataset] = text if seen is None or protocol.note in seen else f"{seen}; {text}"
             rows += evaluate(protocol, args.models, seed, args.budget)
     summary = summarise(rows)
     text = markdown(summary, notes)
