@@ -21,8 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import report  # noqa: E402
-from tests.fuzz.netflow import fuzz_decoder  # noqa: E402
+from tests.fuzz.netflow import fuzz_decoder
+
+from benchmarks.common import report
 
 FAMILIES = {"netflow-v5": "v5", "netflow-v9": "v9", "ipfix": "ipfix"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from nadkit.models.multitask import (
     MultitaskNetwork,
     SeedEpochReport,
     ShakeShakeBlock,
+    Standardize,
     central_moment_discrepancy,
     class_draw_probabilities,
     is_nad_label_set,
@@ -210,9 +212,72 @@ def test_config_is_checked() -> None:
         {"cmd_source": "target"},
         {"steps_per_epoch": 0},
         {"cmd_weight": -1.0},
+        {"input_transform": "rank"},
+        {"quantile_knots": 1},
     ):
         with pytest.raises(ConfigError):
             MultitaskConfig(**options)
+
+
+# -- the quantile map of the inputs -----------------------------------------------------------------
+
+
+def _mapped_standardize(x: np.ndarray, knots: int = 16) -> Standardize:
+    standardize = Standardize(x.shape[1], clip=10.0, knots=knots)
+    standardize.fit_quantiles(x)
+    return standardize
+
+
+def test_quantile_map_sends_training_quantiles_to_normal_scores() -> None:
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.lognormal(0.0, 2.0, 5000), rng.normal(size=5000)], axis=1).astype(np.float32)
+    standardize = _mapped_standardize(x)
+    levels = np.linspace(0.0, 1.0, 16)[1:-1]
+    knots = torch.from_numpy(np.quantile(x, levels, axis=0).astype(np.float32))
+    expected = torch.tensor([statistics.NormalDist().inv_cdf(p) for p in levels], dtype=torch.float32)
+    mapped = standardize.quantile(knots)
+    torch.testing.assert_close(mapped, expected[:, None].expand(-1, 2), rtol=1e-3, atol=1e-3)
+    # monotone, bounded, flat beyond the training range
+    grid = torch.linspace(-50.0, 5000.0, 2001)[:, None].expand(-1, 2).contiguous()
+    values = standardize.quantile(grid)
+    assert bool((values.diff(dim=0) >= -1e-6).all())
+    assert float(values.abs().max()) <= statistics.NormalDist().inv_cdf(0.999) + 1e-5
+
+
+def test_quantile_map_handles_discrete_and_constant_features() -> None:
+    rng = np.random.default_rng(1)
+    binary = (rng.random(4000) < 0.1).astype(np.float32)
+    constant = np.full(4000, 3.0, dtype=np.float32)
+    x = np.stack([binary, constant], axis=1)
+    standardize = _mapped_standardize(x, knots=32)
+    mapped = standardize.quantile(torch.tensor([[0.0, 3.0], [1.0, 3.0], [0.5, 7.0]]))
+    assert bool(torch.isfinite(mapped).all())
+    assert float(mapped[1, 0]) > float(mapped[2, 0]) > float(mapped[0, 0])  # 0 < 0.5 < 1 stay ordered
+    assert float(mapped[0, 1]) == float(mapped[2, 1])  # a constant feature maps to one value
+
+
+def test_quantile_map_derivative_matches_autograd() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.lognormal(0.0, 1.5, size=(3000, 3)).astype(np.float32)
+    standardize = _mapped_standardize(x)
+    standardize.mean.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    standardize.scale.copy_(torch.tensor([0.9, 1.1, 0.2]))
+    points = torch.from_numpy(rng.lognormal(0.0, 1.5, size=(400, 3)).astype(np.float32)).requires_grad_(True)
+    (expected,) = torch.autograd.grad(standardize(points).sum(), points)
+    _, derivative = standardize.with_derivative(points.detach())
+    torch.testing.assert_close(derivative, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_state_saved_without_the_quantile_map_loads_as_standardised(toy_detector: MultitaskDetector) -> None:
+    plain = MultitaskDetector(MultitaskConfig(**{**QUICK.to_dict(), "input_transform": "standard"}))
+    plain.fit(_toy(600, seed=9))
+    arrays = plain.state()
+    assert not any(key.startswith("standardize.knot") for key in arrays)
+    restored = MultitaskDetector(QUICK).load_state(arrays, NAMES)  # QUICK maps by quantiles
+    assert restored.config.input_transform == "standard"
+    test = _toy(200, seed=10)
+    np.testing.assert_array_equal(restored.predict_proba(test), plain.predict_proba(test))
+    assert any(key.startswith("standardize.knot") for key in toy_detector.state())
 
 
 # -- fitting on a toy problem ------------------------------------------------------------------------

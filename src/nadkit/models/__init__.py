@@ -2,7 +2,7 @@
 one module per family. The registry is explicit: every family module lists its detectors in
 ``DETECTORS`` and they are registered here, in this order."""
 
-from nadkit.models import autoencoder, baselines, cnn_lstm, multitask, recurrent, transformer
+from nadkit.models import autoencoder, baselines, cnn_lstm, hybrid, multitask, recurrent, transformer
 from nadkit.models.base import (
     REGISTRY,
     Detector,
@@ -13,7 +13,7 @@ from nadkit.models.base import (
     register,
 )
 
-for _module in (autoencoder, recurrent, transformer, cnn_lstm, multitask, baselines):
+for _module in (autoencoder, recurrent, transformer, cnn_lstm, multitask, hybrid, baselines):
     for _detector in _module.DETECTORS:
         register(_detector)
 

@@ -94,7 +94,7 @@ def _round_down_float32(values: np.ndarray) -> np.ndarray:
     return rounded
 
 
-def _walk_depth(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
+def tree_depth(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
     """Steps from the roots down to the deepest leaf of flattened trees (``-1``: no child)."""
     frontier, depth = np.asarray(roots, dtype=np.int64), 0
     while True:
@@ -119,7 +119,7 @@ class ForestModule(nn.Module):
         roots = np.asarray(trees["roots"], dtype=np.int64)
         nodes = np.arange(len(left), dtype=np.int64)
         leaf = left < 0
-        self.depth = _walk_depth(left, right, roots)
+        self.depth = tree_depth(left, right, roots)
         # children of node n at 2n (left) and 2n + 1 (right); a leaf's children are itself; int32
         # indices: a forest has far fewer than 2 ** 30 nodes
         children = np.stack([np.where(leaf, nodes, left), np.where(leaf, nodes, right)], axis=1)
@@ -486,4 +486,5 @@ __all__ = [
     "TailModule",
     "available_cores",
     "export_onnx",
+    "tree_depth",
 ]

@@ -4,7 +4,9 @@ adaptation towards unlabelled traffic of the domain to be scored.
 
 Network (:class:`MultitaskClassifier`, a plain ``nn.Module``):
 
-- inputs standardised with the training mean and standard deviation (clipped to ``+-input_clip``);
+- inputs sent through a per-feature quantile map (piecewise linear through the training quantiles to
+  normal scores, ``input_transform``), then standardised with the training mean and standard
+  deviation (clipped to ``+-input_clip``);
 - a SELU encoder of ``encoder_layers`` layers: a dense input layer, then shake-shake residual blocks
   ``out = x + a * B1(x) + (1 - a) * B2(x)`` whose two branches are dense SELU layers; ``a ~ U(0, 1)``
   per row in the forward pass and an independent ``b ~ U(0, 1)`` weighs the branches' gradients in
@@ -40,6 +42,7 @@ import dataclasses
 import json
 import logging
 import math
+import statistics
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Self
@@ -296,23 +299,111 @@ class MultitaskNetwork(nn.Module):
 
 
 class Standardize(nn.Module):
-    """``clamp((x - mean) / scale, -clip, clip)`` with the training statistics as buffers."""
+    """``clamp((q(x) - mean) / scale, -clip, clip)`` with the training statistics as buffers, where
+    ``q`` is the identity or, with ``knots`` (at least 2), a per-feature quantile map: piecewise
+    linear through the feature's training quantiles, each sent to the standard normal score of its
+    quantile level (flat beyond the lowest and highest knot). Written as a sum of clamped ramps, one
+    per segment between consecutive knots, so it exports to ONNX and has a closed-form derivative."""
 
-    def __init__(self, features: int, clip: float) -> None:
+    def __init__(self, features: int, clip: float, knots: int = 0) -> None:
         super().__init__()
         self.clip = float(clip)
+        self.knots = int(knots)
         self.register_buffer("mean", torch.zeros(features))
         self.register_buffer("scale", torch.ones(features))
+        if self.knots >= 2:
+            segments = self.knots - 1
+            self.register_buffer("knot_start", torch.zeros(features, segments))
+            self.register_buffer("knot_inverse", torch.ones(features, segments))
+            self.register_buffer("knot_rise", torch.zeros(features, segments))
+            self.register_buffer("knot_height", torch.zeros(features, segments))
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the quantile map comes before the standardisation."""
+        return self.knots >= 2
+
+    def fit_quantiles(self, x: np.ndarray) -> None:
+        """Set the quantile map from training rows ``x`` (rows x features)."""
+        if not self.mapped:
+            return
+        start, width, rise, height = quantile_map(np.asarray(x, dtype=np.float64), self.knots)
+        values = {"knot_start": start, "knot_inverse": 1.0 / width, "knot_rise": rise, "knot_height": height}
+        for name, value in values.items():
+            getattr(self, name).copy_(torch.from_numpy(value))
+
+    def _segment(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For each value of ``x``: how far it has climbed its segment (in ``[0, 1]``), and that
+        segment's rise, height at its start and inverse width. A value's segment is the last one
+        starting at or below it (the first for values below every knot), found by counting, so the
+        map's arithmetic is the same few element-wise steps wherever it runs (no sums of floats)."""
+        count = (x.unsqueeze(2) >= self.knot_start).sum(dim=2, keepdim=True)
+        segment = torch.clamp(count - 1, min=0)
+        shape = (x.shape[0], *self.knot_start.shape)
+
+        def pick(table: torch.Tensor) -> torch.Tensor:
+            return torch.gather(table.unsqueeze(0).expand(shape), 2, segment).squeeze(2)
+
+        inverse = pick(self.knot_inverse)
+        climbed = torch.clamp((x - pick(self.knot_start)) * inverse, 0.0, 1.0)
+        return climbed, pick(self.knot_rise), pick(self.knot_height), inverse
+
+    def quantile(self, x: torch.Tensor) -> torch.Tensor:
+        """The quantile map of ``x`` (``x`` itself without one)."""
+        if not self.mapped:
+            return x
+        climbed, rise, height, _ = self._segment(x)
+        return height + climbed * rise
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Standardised ``x``."""
-        return torch.clamp((x - self.mean) / self.scale, -self.clip, self.clip)
+        return torch.clamp((self.quantile(x) - self.mean) / self.scale, -self.clip, self.clip)
 
     def with_derivative(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardised ``x`` and its element-wise derivative (``1 / scale`` inside the clip, else 0)."""
-        unclipped = (x - self.mean) / self.scale
+        """Standardised ``x`` and its element-wise derivative (``q'(x) / scale`` inside the clip, else
+        0; ``q'`` is the slope of the segment ``x`` lies in, 0 outside the knots)."""
+        if self.mapped:
+            climbed, rise, height, inverse = self._segment(x)
+            inside_segment = ((climbed > 0) & (climbed < 1)).to(x.dtype)
+            slope: torch.Tensor | float = inside_segment * rise * inverse
+            mapped = height + climbed * rise
+        else:
+            slope, mapped = 1.0, x
+        unclipped = (mapped - self.mean) / self.scale
         inside = (torch.abs(unclipped) < self.clip).to(x.dtype)
-        return torch.clamp(unclipped, -self.clip, self.clip), inside / self.scale
+        return torch.clamp(unclipped, -self.clip, self.clip), inside * slope / self.scale
+
+
+def quantile_map(x: np.ndarray, knots: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The per-feature quantile map of :class:`Standardize` fitted on ``x``: segment starts, widths,
+    rises and heights at the start (each ``(features, knots - 1)``).
+
+    The knots are the training quantiles at ``knots`` evenly spaced levels; a value several levels
+    share (a discrete feature) is one knot, sent to the normal score of the mean of its levels (levels
+    kept within ``[0.001, 0.999]``); unused segments (after the last distinct knot) start at the
+    largest float32, so no value reaches them, with width 1, rise 0 and the first height (a feature
+    with one value maps to its one height)."""
+    levels = np.linspace(0.0, 1.0, knots)
+    normal = statistics.NormalDist()
+    scores = np.asarray([normal.inv_cdf(float(p)) for p in np.clip(levels, 1e-3, 1 - 1e-3)])
+    quantiles = np.quantile(x, levels, axis=0) if len(x) else np.zeros((knots, x.shape[1]))
+    # the knots are kept as float32: distinct there, so no segment is empty
+    quantiles = quantiles.astype(np.float32).astype(np.float64)
+    features = x.shape[1]
+    start = np.full((features, knots - 1), float(np.finfo(np.float32).max))
+    width = np.ones((features, knots - 1))
+    rise = np.zeros((features, knots - 1))
+    height = np.zeros((features, knots - 1))
+    for column in range(features):
+        values, inverse = np.unique(quantiles[:, column], return_inverse=True)
+        heights = np.bincount(inverse, weights=scores) / np.bincount(inverse)
+        height[column, :] = heights[0]
+        used = len(values) - 1
+        start[column, :used] = values[:-1]
+        width[column, :used] = np.diff(values)
+        rise[column, :used] = np.diff(heights)
+        height[column, :used] = heights[:-1]
+    return start, width, rise, height
 
 
 class MultitaskClassifier(nn.Module):
@@ -323,7 +414,8 @@ class MultitaskClassifier(nn.Module):
 
     def __init__(self, features: int, classes: int, config: MultitaskConfig) -> None:
         super().__init__()
-        self.standardize = Standardize(features, config.input_clip)
+        knots = config.quantile_knots if config.input_transform == "quantile" else 0
+        self.standardize = Standardize(features, config.input_clip, knots)
         self.members = nn.ModuleList(MultitaskNetwork(features, classes, config) for _ in range(config.seeds))
         self.register_buffer("reference", torch.zeros(features))
 
@@ -384,7 +476,10 @@ class MultitaskConfig(NeuralConfig):
     Architecture: ``width`` of the encoder layers, ``encoder_layers`` (the dense input layer plus
     ``encoder_layers - 1`` shake-shake blocks), ``latent`` size, ``head_width`` (hidden size of each
     head; 0 for linear heads), ``dropout`` (AlphaDropout rate), ``input_clip`` (standardised inputs
-    are clipped to this).
+    are clipped to this); ``input_transform``: ``"quantile"`` sends each feature through its
+    training quantiles (``quantile_knots`` of them) to normal scores before standardising, which
+    tames heavy tails and spreads out discrete values; ``"standard"`` standardises the features as
+    they come.
 
     Training: ``binary_weight`` of the binary heads' loss; ``cmd_weight`` and ``cmd_moments`` of the
     CMD term (used when ``fit`` is given ``target`` rows; 0 turns it off); ``cmd_source``: which
@@ -400,21 +495,23 @@ class MultitaskConfig(NeuralConfig):
     least ``min(count, 1000)`` rows. The other fields are :class:`NeuralConfig`'s.
     """
 
-    epochs: int = 40
-    learning_rate: float = 3e-3
-    patience: int = 8
+    epochs: int = 100
+    learning_rate: float = 1e-3
+    patience: int = 15
     validation_fraction: float = 0.25
     width: int = 128
     encoder_layers: int = 4
     latent: int = 32
     head_width: int = 32
-    dropout: float = 0.2
+    dropout: float = 0.0
     input_clip: float = 10.0
+    input_transform: str = "quantile"
+    quantile_knots: int = 32
     binary_weight: float = 1.0
     cmd_weight: float = 1.0
     cmd_moments: int = 5
     cmd_source: str = "natural"
-    class_balance: float = 1.0
+    class_balance: float = 0.5
     steps_per_epoch: int | None = None
     seeds: int = 3
     selection_beta: float = 1.0
@@ -439,6 +536,12 @@ class MultitaskConfig(NeuralConfig):
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.input_clip > 0:
             raise ConfigError(f"input_clip must be positive, got {self.input_clip}")
+        if self.input_transform not in ("quantile", "standard"):
+            raise ConfigError(
+                f"input_transform must be 'quantile' or 'standard', got {self.input_transform!r}"
+            )
+        if self.quantile_knots < 2:
+            raise ConfigError(f"quantile_knots must be at least 2, got {self.quantile_knots}")
         if self.binary_weight < 0 or self.cmd_weight < 0:
             raise ConfigError("binary_weight and cmd_weight must be non-negative")
         if self.cmd_source not in ("natural", "weighted"):
@@ -553,8 +656,10 @@ class MultitaskDetector(Detector):
             validation_codes = _encode(validation_labels, classes, unknown=-1)
 
         classifier = MultitaskClassifier(train.width, len(classes), config)
-        mean = train_x.astype(np.float64).mean(axis=0)
-        std = train_x.astype(np.float64).std(axis=0)
+        classifier.standardize.fit_quantiles(_quantile_sample(train_x, rng))
+        mapped = _mapped(classifier.standardize, train_x)
+        mean = mapped.mean(axis=0)
+        std = mapped.std(axis=0)
         classifier.standardize.mean.copy_(torch.from_numpy(mean))
         classifier.standardize.scale.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0)))
         normal_rows = train_x[train_codes == 0]
@@ -773,6 +878,9 @@ class MultitaskDetector(Detector):
             raise ConfigError(f"saved state of {self.name} has no readable class names") from error
         if len(classes) < 2 or classes[0] != NORMAL or not all(isinstance(c, str) for c in classes):
             raise ConfigError(f"saved classes of {self.name} are not valid: {classes}")
+        if self.config.input_transform == "quantile" and "standardize.knot_start" not in arrays:
+            # saved before inputs could be quantile-mapped: the plain standardisation
+            self.config = dataclasses.replace(self.config, input_transform="standard")
         module = MultitaskClassifier(len(feature_names), len(classes), self.config)
         tensors = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
         try:
@@ -809,6 +917,30 @@ def _initialise(network: nn.Module) -> None:
         elif isinstance(module, BinaryHeads) and module.hidden is not None:
             nn.init.normal_(module.output_weight, std=1.0 / math.sqrt(module.width))
             nn.init.zeros_(module.output_bias)
+
+
+#: training rows the quantile map is estimated from, at most
+_QUANTILE_SAMPLE_ROWS = 100_000
+
+
+def _quantile_sample(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``x``, or a seeded random ``_QUANTILE_SAMPLE_ROWS`` of its rows."""
+    if len(x) <= _QUANTILE_SAMPLE_ROWS:
+        return x
+    return x[np.sort(rng.choice(len(x), _QUANTILE_SAMPLE_ROWS, replace=False))]
+
+
+def _mapped(standardize: Standardize, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """The quantile map of rows ``x`` (float64; ``x`` itself without one), in chunks of rows."""
+    if not standardize.mapped:
+        return x.astype(np.float64)
+    out = np.empty(x.shape, dtype=np.float64)
+    with torch.no_grad():
+        for start in range(0, len(x), chunk):
+            out[start : start + chunk] = standardize.quantile(
+                torch.from_numpy(x[start : start + chunk])
+            ).numpy()
+    return out
 
 
 def _encode(labels: np.ndarray, classes: tuple[str, ...], unknown: int | None = None) -> np.ndarray:

@@ -28,13 +28,14 @@ def list_alerts(
     request: Request,
     status: Annotated[list[Status] | None, Query(description="review status (repeat for several)")] = None,
     attack_class: Annotated[
-        str | None, Query(alias="class", max_length=200, description="predicted or confirmed class")
+        str | None,
+        Query(alias="class", min_length=1, max_length=200, description="predicted or confirmed class"),
     ] = None,
     min_score: Annotated[float | None, Query(ge=-1e300, le=1e300)] = None,
     since: Annotated[datetime | None, Query(description="flow time from (inclusive)")] = None,
     until: Annotated[datetime | None, Query(description="flow time until (exclusive)")] = None,
-    src: Annotated[str | None, Query(max_length=200, description="source address")] = None,
-    model_version: Annotated[str | None, Query(max_length=200)] = None,
+    src: Annotated[str | None, Query(min_length=1, max_length=200, description="source address")] = None,
+    model_version: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     order: AlertOrder = "time_desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,

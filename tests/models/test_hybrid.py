@@ -1,0 +1,113 @@
+"""The hybrid ``multitask_gbt``: its flat trees against scikit-learn's, their torch walk, the
+averaged probabilities, the contributions and saving."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from nadkit.errors import ConfigError
+from nadkit.models.base import DetectorData
+from nadkit.models.hybrid import (
+    BoostedTreesModule,
+    MultitaskGBTConfig,
+    MultitaskGBTDetector,
+    flatten_boosting,
+    raw_to_probabilities,
+    tree_raw_scores,
+)
+from nadkit.models.multitask import MultitaskDetector
+
+NAMES = tuple(f"f{j}" for j in range(5))
+ATTACKS = ("probe", "flood")
+
+
+def _toy(rows: int, seed: int) -> DetectorData:
+    """Normal rows around 0; two attack classes, each raising one feature (one of them a step)."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(rows, len(NAMES))).astype(np.float32)
+    labels = np.full(rows, "normal", dtype=object)
+    for index, name in enumerate(ATTACKS):
+        chosen = (rng.random(rows) < 0.1) & (labels == "normal")
+        labels[chosen] = name
+        features[chosen, index] += 3.0 + index
+    return DetectorData(features, NAMES, labels=labels.astype(str))
+
+
+def _classes(labels: np.ndarray) -> tuple[str, ...]:
+    return ("normal", *sorted(set(labels.tolist()) - {"normal"}))
+
+
+@pytest.mark.parametrize("two_classes", [False, True])
+def test_flat_trees_reproduce_scikit_learn(two_classes: bool) -> None:
+    train, test = _toy(1500, seed=0), _toy(400, seed=1)
+    labels = np.where(train.labels == "normal", "normal", "attack") if two_classes else train.labels
+    model = HistGradientBoostingClassifier(max_iter=25, random_state=0).fit(train.features, labels)
+    classes = _classes(labels)
+    trees = flatten_boosting(model, classes)
+    found = raw_to_probabilities(
+        tree_raw_scores(test.features, trees), trees["gbt.class_of_column"], len(classes)
+    )
+    order = [list(model.classes_).index(name) for name in classes]
+    np.testing.assert_allclose(found, model.predict_proba(test.features)[:, order], rtol=1e-9, atol=1e-12)
+    with torch.no_grad():
+        walked = BoostedTreesModule(trees, len(classes))(torch.from_numpy(test.features)).numpy()
+    np.testing.assert_allclose(walked, found, rtol=1e-9, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def hybrid() -> MultitaskGBTDetector:
+    return MultitaskGBTDetector(MultitaskGBTDetector.test_config()).fit(_toy(2000, seed=2))
+
+
+def test_probabilities_average_the_network_and_the_trees(hybrid: MultitaskGBTDetector) -> None:
+    test = _toy(300, seed=3)
+    assert hybrid.classes_ == ("normal", "flood", "probe")
+    assert hybrid.network_weight_ in (0.0, 0.25, 0.5, 0.75, 1.0)
+    weight = hybrid.network_weight_
+    network = hybrid.network_.predict_proba(test)
+    expected = weight * network + (1 - weight) * hybrid.tree_probabilities(test)
+    np.testing.assert_allclose(hybrid.predict_proba(test), expected, rtol=1e-12)
+    np.testing.assert_allclose(hybrid.score(test), expected[:, 1:].sum(axis=1), rtol=1e-12)
+    with torch.no_grad():
+        module = hybrid.probability_module()(torch.from_numpy(test.features)).numpy()
+    np.testing.assert_allclose(module, expected, atol=1e-5)
+
+
+def test_contributions_sum_to_the_score_and_export(hybrid: MultitaskGBTDetector) -> None:
+    test = _toy(200, seed=4)
+    contributions = hybrid.contributions(test)
+    np.testing.assert_allclose(contributions.sum(axis=1), hybrid.score(test), rtol=1e-9, atol=1e-12)
+    with torch.no_grad():
+        exported = hybrid.export_module()(torch.from_numpy(test.features)).numpy()
+    np.testing.assert_allclose(exported, contributions, atol=1e-4)
+
+
+def test_a_fixed_network_weight_is_kept() -> None:
+    config = dataclasses.replace(MultitaskGBTDetector.test_config(), network_weight=0.0)
+    detector = MultitaskGBTDetector(config).fit(_toy(1200, seed=5))
+    test = _toy(200, seed=6)
+    assert detector.network_weight_ == 0.0
+    np.testing.assert_array_equal(detector.predict_proba(test), detector.tree_probabilities(test))
+
+
+def test_state_restores_the_hybrid(hybrid: MultitaskGBTDetector) -> None:
+    arrays = hybrid.state()
+    assert all(not isinstance(v, np.ndarray) or v.dtype != object for v in arrays.values())
+    restored = MultitaskGBTDetector(hybrid.config).load_state(arrays, NAMES)
+    test = _toy(200, seed=7)
+    np.testing.assert_array_equal(restored.predict_proba(test), hybrid.predict_proba(test))
+    assert isinstance(restored.network_, MultitaskDetector)
+    del arrays["gbt.value"]
+    with pytest.raises(ConfigError, match=r"gbt\.value"):
+        MultitaskGBTDetector(hybrid.config).load_state(arrays, NAMES)
+
+
+def test_config_is_checked() -> None:
+    for options in ({"tree_iterations": 0}, {"tree_class_weight": "auto"}, {"network_weight": 1.5}):
+        with pytest.raises(ConfigError):
+            MultitaskGBTConfig(**options)
