@@ -178,6 +178,20 @@ def test_bad_bodies(client, body: bytes, kind: str, status: int, fragments: tupl
     _error(response, status, *fragments)
 
 
+def test_a_body_of_millions_of_columns_is_refused_before_it_is_parsed(client) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    header = ",".join(f"c{i}" for i in range(2_000_000))
+    body = (header + "\n" + ",".join("1" for _ in range(2_000_000)) + "\n").encode()
+    started = time.perf_counter()
+    response = client.post("/v1/score", content=body, headers={**AUTH, "Content-Type": "text/csv"})
+    assert time.perf_counter() - started < 5  # parsing it took 26 s
+    _error(response, 422, "too many fields", "2000000")
+    wide = json.dumps([{f"c{i}": 1 for i in range(600)}]).encode()
+    response = client.post("/v1/score", content=wide, headers={**AUTH, "Content-Type": "application/json"})
+    _error(response, 422, "too many fields")
+
+
 def test_bad_values_name_row_and_field(client, kit: Kit) -> None:  # type: ignore[no-untyped-def]
     records = _records(kit, 5)
     for field, value, fragment in (

@@ -93,6 +93,8 @@ def _read_json(body: bytes) -> pl.DataFrame:
             if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
                 raise InputError(f"row {index}, field {name!r}: integer out of range", 422)
             names.setdefault(name, None)
+        if len(names) > MAX_COLUMNS:
+            raise InputError(f"too many fields (more than {MAX_COLUMNS})", 422)
     if not data:
         return pl.DataFrame()
     _check_names(list(names))
@@ -129,6 +131,11 @@ def _read_csv(body: bytes) -> pl.DataFrame:
         body.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError("CSV body is not UTF-8 text", 400) from None
+    # the header's field count first: a body of millions of columns is refused before it is parsed
+    end = body.find(b"\n")
+    fields = (body if end < 0 else body[:end]).count(b",") + 1
+    if fields > MAX_COLUMNS:
+        raise InputError(f"too many fields ({fields}; at most {MAX_COLUMNS})", 422)
     try:
         frame = pl.read_csv(io.BytesIO(body), infer_schema_length=None, truncate_ragged_lines=False)
     except (pl.exceptions.PolarsError, ValueError, OSError) as error:
