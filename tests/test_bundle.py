@@ -207,3 +207,54 @@ def test_window_model_bundle_round_trip(trained: tuple[Path, Path], tmp_path: Pa
     torch_scores = ModelBundle.load(result.path, engine="torch").score(frame)
     onnx_bundle = ModelBundle.load(result.path, engine="onnx", threads=1)
     np.testing.assert_allclose(onnx_bundle.score(frame), torch_scores, rtol=RTOL, atol=ATOL)
+
+
+def _consistent(copy: Path, name: str, content: str) -> None:
+    """Rewrite ``name`` in a bundle copy and its checksum in the manifest, as a deliberate edit would."""
+    import hashlib
+
+    (copy / name).write_text(content)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    if name != MANIFEST:
+        manifest["files"][name] = hashlib.sha256(content.encode()).hexdigest()
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", '"high"', "null"])
+def test_a_threshold_that_is_not_a_finite_number_is_refused(
+    trained: tuple[Path, Path], tmp_path: Path, value: str
+) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(trained[0], copy)
+    threshold = (copy / "threshold.json").read_text()
+    edited = json.loads(threshold)
+    text = json.dumps({**edited, "value": 0.5}).replace("0.5", value)
+    _consistent(copy, "threshold.json", text)
+    with pytest.raises(BundleError, match="finite number"):
+        ModelBundle.load(copy)
+
+
+def test_settings_of_a_huge_network_are_refused_before_it_is_built(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(trained[0], copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["config"]["hidden"] = [200_000, 200_000]  # 160 GB of weights, were it built
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="settings describe"):
+        ModelBundle.load(copy)
+    manifest["config"]["hidden"] = "wide"
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="cannot be loaded"):
+        ModelBundle.load(copy)
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "weights.safetensors"])
+def test_links_and_special_files_are_refused(trained: tuple[Path, Path], tmp_path: Path, target: str) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(trained[0], copy)
+    (copy / "threshold.json").unlink()
+    (copy / "threshold.json").symlink_to(target)
+    with pytest.raises(BundleError, match="not a regular file"):
+        ModelBundle.load(copy)

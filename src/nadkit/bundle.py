@@ -38,7 +38,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import platform
+import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -130,8 +132,10 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if not path.is_dir():
         raise BundleError(f"{path}: not a model bundle directory")
     manifest_path = path / MANIFEST
+    if not manifest_path.exists() and not manifest_path.is_symlink():
+        raise BundleError(f"{manifest_path}: missing; not a model bundle")
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = json.loads(_plain_file(manifest_path).read_text())
     except FileNotFoundError:
         raise BundleError(f"{manifest_path}: missing; not a model bundle") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -154,9 +158,26 @@ def _write_manifest(path: Path, manifest: dict[str, Any], *, overwrite: bool = F
         temporary.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+#: no file of a bundle may be larger (what is read is bounded: a bundle may come from elsewhere)
+MAX_FILE_BYTES = 4 << 30
+
+
+def _plain_file(file: Path) -> Path:
+    """``file`` when it is a regular file (not a link, device or pipe) within :data:`MAX_FILE_BYTES`."""
+    try:
+        status = file.lstat()
+    except FileNotFoundError:
+        raise BundleError(f"{file}: missing from the bundle") from None
+    if stat.S_ISLNK(status.st_mode) or not stat.S_ISREG(status.st_mode):
+        raise BundleError(f"{file}: not a regular file (links and special files are refused)")
+    if status.st_size > MAX_FILE_BYTES:
+        raise BundleError(f"{file}: {status.st_size:,} bytes, more than a bundle file may hold")
+    return file
+
+
 def _verified_bytes(path: Path, name: str, checksums: dict[str, Any]) -> bytes:
     """The content of the bundle file ``name``, which must match its checksum in the manifest."""
-    file = path / name
+    file = _plain_file(path / name)
     try:
         content = file.read_bytes()
     except FileNotFoundError:
@@ -409,9 +430,7 @@ class ModelBundle:
         if view_kind not in ("flows", "buckets"):
             raise BundleError(f"{path / MANIFEST}: unknown view {view_kind!r}")
         for name in (PIPELINE if view_kind == "flows" else VIEW, *COMMON_FILES):
-            file = path / name
-            if not file.is_file():
-                raise BundleError(f"{file}: missing from the bundle")
+            file = _plain_file(path / name)
             if checksums.get(name) != _sha256(file):
                 raise BundleError(f"{file}: checksum differs from the manifest (file changed or corrupt)")
         graph = _verified_bytes(path, ONNX, checksums) if ONNX in checksums else None
@@ -434,6 +453,9 @@ class ModelBundle:
             arrays = load_file(str(path / WEIGHTS))
             detector.load_state(arrays, features)
             threshold = json.loads((path / THRESHOLD).read_text())
+            value = threshold.get("value") if isinstance(threshold, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise BundleError(f"{path / THRESHOLD}: the threshold must be a finite number, not {value!r}")
             metrics = json.loads((path / METRICS).read_text())
             training_rows = None
             if hashed is not None:

@@ -55,7 +55,7 @@ from torch import nn
 from nadkit.errors import ConfigError
 from nadkit.metrics import macro_f_beta, nad_labels, nad_score
 from nadkit.models.base import Detector, DetectorData, NotFittedError
-from nadkit.models.neural import NeuralConfig
+from nadkit.models.neural import NeuralConfig, build_for_weights
 from nadkit.models.trainer import Batch, EpochReport, Trainer, TrainingHistory, resolve_device
 from nadkit.schema import NORMAL
 from nadkit.split import stratified_holdout
@@ -881,7 +881,9 @@ class MultitaskDetector(Detector):
         if self.config.input_transform == "quantile" and "standardize.knot_start" not in arrays:
             # saved before inputs could be quantile-mapped: the plain standardisation
             self.config = dataclasses.replace(self.config, input_transform="standard")
-        module = MultitaskClassifier(len(feature_names), len(classes), self.config)
+        module = build_for_weights(
+            lambda: MultitaskClassifier(len(feature_names), len(classes), self.config), arrays, self.name
+        )
         tensors = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
         try:
             module.load_state_dict(tensors, strict=True)

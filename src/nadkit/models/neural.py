@@ -164,7 +164,7 @@ class NeuralDetector(Detector):
 
     def load_state(self, arrays: Mapping[str, np.ndarray], feature_names: tuple[str, ...]) -> Self:
         """Rebuild the network for ``feature_names`` and load the saved parameters into it."""
-        module = self.build_module(len(feature_names))
+        module = build_for_weights(lambda: self.build_module(len(feature_names)), arrays, self.name)
         tensors = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
         try:
             module.load_state_dict(tensors, strict=True)
@@ -190,6 +190,24 @@ class NeuralDetector(Detector):
         self.device_ = resolve_device(str(device))
         self.module_.to(self.device_)
         return self
+
+
+def build_for_weights(
+    make: Callable[[], nn.Module], arrays: Mapping[str, np.ndarray], name: str
+) -> nn.Module:
+    """``make()``, once its shapes are known to match the saved ``arrays``: the network is first laid
+    out on torch's meta device (no memory), so settings that describe a network far larger than
+    its weights (an altered bundle) are refused before anything is allocated."""
+    with torch.device("meta"):
+        layout = make()
+    needed = sum(t.numel() for t in layout.state_dict().values())
+    saved = sum(int(np.asarray(v).size) for v in arrays.values())
+    if needed != saved:
+        raise ConfigError(
+            f"saved weights do not fit {name}'s network: its settings describe {needed:,} values, "
+            f"the weights hold {saved:,}"
+        )
+    return make()
 
 
 def scoring_batches(
