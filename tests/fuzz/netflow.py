@@ -20,6 +20,9 @@ import polars as pl
 
 from nadkit.stream.netflow import FlowDecoder
 from tests.stream.packets import (
+    FLOWS,
+    SECS,
+    UPTIME,
     V4_FIELDS,
     flowset,
     ipfix_field,
@@ -33,13 +36,6 @@ from tests.stream.packets import (
     v9_packet,
 )
 
-SECS = 1_700_000_000
-UPTIME = 3_600_000
-FLOWS = [
-    ("10.0.0.1", "10.0.0.2", 40001, 443, 6, 0x1B, 5000, 10, UPTIME - 30_000, UPTIME - 10_000),
-    ("10.0.0.2", "10.0.0.1", 443, 40001, 6, 0x12, 9000, 8, UPTIME - 29_500, UPTIME - 10_500),
-    ("10.0.0.3", "8.8.8.8", 5353, 53, 17, 0, 80, 1, UPTIME - 5_000, UPTIME - 5_000),
-]
 _LENGTHS = (0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 255, 0xFFFF)
 
 

@@ -21,11 +21,22 @@ V4_FIELDS: tuple[tuple[int, int], ...] = (
 )
 
 
-def ip4(text: str) -> int:
-    return int(ipaddress.IPv4Address(text))
-
+#: the exporter's clock in the packet headers, and ms since it booted
+SECS = 1_700_000_000
+UPTIME = 3_600_000
 
 Flow = tuple[str, str, int, int, int, int, int, int, int, int]
+
+#: three flows of the V4_FIELDS layout, 5 to 30 s before the header's clock
+FLOWS: list[Flow] = [
+    ("10.0.0.1", "10.0.0.2", 40001, 443, 6, 0x1B, 5000, 10, UPTIME - 30_000, UPTIME - 10_000),
+    ("10.0.0.2", "10.0.0.1", 443, 40001, 6, 0x12, 9000, 8, UPTIME - 29_500, UPTIME - 10_500),
+    ("10.0.0.3", "8.8.8.8", 5353, 53, 17, 0, 80, 1, UPTIME - 5_000, UPTIME - 5_000),
+]
+
+
+def ip4(text: str) -> int:
+    return int(ipaddress.IPv4Address(text))
 
 
 def v4_record(flow: Flow) -> bytes:

@@ -11,6 +11,9 @@ import pytest
 
 from nadkit.stream.netflow import RECEIVED, FlowDecoder
 from tests.stream.packets import (
+    FLOWS,
+    SECS,
+    UPTIME,
     V4_FIELDS,
     Flow,
     flowset,
@@ -26,13 +29,6 @@ from tests.stream.packets import (
 )
 
 EXPORTER = ("192.0.2.1", 40000)
-SECS = 1_700_000_000  # the exporter's clock in the packet headers
-UPTIME = 3_600_000  # ms since the exporter booted
-FLOWS: list[Flow] = [
-    ("10.0.0.1", "10.0.0.2", 40001, 443, 6, 0x1B, 5000, 10, UPTIME - 30_000, UPTIME - 10_000),
-    ("10.0.0.2", "10.0.0.1", 443, 40001, 6, 0x12, 9000, 8, UPTIME - 29_500, UPTIME - 10_500),
-    ("10.0.0.3", "8.8.8.8", 5353, 53, 17, 0, 80, 1, UPTIME - 5_000, UPTIME - 5_000),
-]
 
 
 def at(seconds: float) -> datetime:

@@ -33,8 +33,16 @@ from tests.sources.test_zeek import FIELDS, TYPES
 from tests.sources.test_zeek import ROWS as ZEEK_ROWS
 from tests.sources.test_zeek import _tsv as zeek_tsv
 from tests.stream.conftest import MemorySink
-from tests.stream.packets import V4_FIELDS, flowset, template_record, v4_record, v9_packet
-from tests.stream.test_netflow import FLOWS, SECS, UPTIME
+from tests.stream.packets import (
+    FLOWS,
+    SECS,
+    UPTIME,
+    V4_FIELDS,
+    flowset,
+    template_record,
+    v4_record,
+    v9_packet,
+)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:

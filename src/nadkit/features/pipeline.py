@@ -260,9 +260,9 @@ class Scaling:
         scaled = scaled.fill_nan(_f32(0.0)).fill_null(_f32(0.0))
         clipped = pl.min_horizontal(pl.max_horizontal(scaled, _f32(low)), _f32(high))
         if self.log_compress:
-            magnitude = clipped.abs()
-            beyond = clipped.sign().cast(pl.Float32) * (_f32(1.0) + magnitude.log())
-            return pl.when(magnitude <= _f32(1.0)).then(clipped).otherwise(beyond)
+            # z within +-1, sign(z) (1 + log|z|) beyond, without a branch: clip(z) + sign(z) log(max(|z|, 1))
+            excess = pl.max_horizontal(clipped.abs(), _f32(1.0)).log()
+            return clipped.clip(-1.0, 1.0) + clipped.sign().cast(pl.Float32) * excess
         return clipped
 
 
