@@ -53,16 +53,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import console, report
+from nadkit.evaluation.metrics import macro_f_beta, nad_score, roc_auc
+from nadkit.evaluation.split import DaySplit, supervised_split
+from nadkit.evaluation.thresholds import f_beta_optimal_threshold
+from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeaturePipeline
-from nadkit.metrics import macro_f_beta, nad_score, roc_auc
 from nadkit.models import create
 from nadkit.models.base import DetectorData
 from nadkit.models.multitask import MultitaskConfig, MultitaskDetector
 from nadkit.schema import NORMAL
-from nadkit.split import DaySplit
-from nadkit.synthetic import SimulationConfig, simulate
-from nadkit.thresholds import f_beta_optimal_threshold
-from nadkit.training import detector_data, supervised_split
+from nadkit.simulate import SimulationConfig, simulate
 
 #: the simulation's seed unless ``--simulation-seed`` says otherwise
 SIMULATION_SEED = 7

@@ -45,16 +45,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import console, data_dir, report
+from nadkit.evaluation.metrics import BinaryMetrics, binary_metrics, pr_auc, roc_auc
+from nadkit.evaluation.thresholds import f_beta_optimal_threshold
 from nadkit.features.buckets import BucketView
+from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.features.series import BucketConfig
-from nadkit.metrics import BinaryMetrics, binary_metrics, pr_auc, roc_auc
 from nadkit.models import REGISTRY, Detector, DetectorData, create
 from nadkit.models.neural import NeuralConfig
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
-from nadkit.thresholds import f_beta_optimal_threshold
-from nadkit.training import detector_data
 
 SEED = 0
 
@@ -130,7 +130,7 @@ def simulated(flows_per_day: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFr
     """Train = normal flows of days 1-2, validation = day 3, test = day 4 (a weekday each)."""
     from datetime import date
 
-    from nadkit.synthetic import SimulationConfig, simulate
+    from nadkit.simulate import SimulationConfig, simulate
 
     frame = simulate(SimulationConfig(days=4, flows_per_day=flows_per_day, seed=7, start=date(2021, 1, 4)))
     days = sorted(frame["day"].unique().to_list())

@@ -28,7 +28,7 @@ MODES = ("per-flow", "full")
 
 def dataset(rows: int) -> Path:
     """A folder of Parquet day files holding about ``rows`` simulated flows (cached)."""
-    from nadkit.synthetic import SimulationConfig, simulate_to_directory
+    from nadkit.simulate import SimulationConfig, simulate_to_directory
 
     folder = cache_dir() / f"sim_{rows}"
     if not folder.exists():

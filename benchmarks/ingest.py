@@ -18,8 +18,8 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import best_of, cache_dir, console, data_dir, peak_rss_mb, report
+from nadkit.simulate import SimulationConfig, simulate, write_nad_csv
 from nadkit.sources import load_flows
-from nadkit.synthetic import SimulationConfig, simulate, write_nad_csv
 
 
 def nad_csv(rows: int) -> Path:

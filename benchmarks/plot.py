@@ -45,7 +45,7 @@ def flows_file(flows: int) -> Path:
     """About ``flows`` simulated flows (whole days, cut to size) as Parquet (cached)."""
     import pyarrow.parquet as pq
 
-    from nadkit.synthetic import SimulationConfig, simulate_day
+    from nadkit.simulate import SimulationConfig, simulate_day
 
     path = cache_dir() / f"plot_{flows}.parquet"
     if path.exists():

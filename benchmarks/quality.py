@@ -67,14 +67,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, cache_dir, console, data_dir, machine
+from nadkit.evaluation.metrics import binary_metrics, roc_auc
+from nadkit.evaluation.thresholds import quantile_threshold
+from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeaturePipeline
-from nadkit.metrics import binary_metrics, roc_auc
 from nadkit.models import REGISTRY, create
 from nadkit.models.neural import NeuralConfig
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
-from nadkit.thresholds import quantile_threshold
-from nadkit.training import detector_data, holdout_threshold
+from nadkit.training.fit import holdout_threshold
 
 QUANTILE_FPR = 0.01
 HARD_DIFFICULTY = 21
@@ -235,7 +236,7 @@ def pcaps(seed: int) -> Protocol:
 def sim(seed: int, flows_per_day: int = 40_000) -> Protocol:
     from datetime import date
 
-    from nadkit.synthetic import SimulationConfig, simulate
+    from nadkit.simulate import SimulationConfig, simulate
 
     frame = simulate(
         SimulationConfig(days=4, flows_per_day=flows_per_day, seed=7 + seed, start=date(2021, 1, 4))
@@ -296,7 +297,7 @@ def threshold(scores: np.ndarray, attack: np.ndarray) -> tuple[float, str]:
     score 1% of its normal rows exceed; without attacks, that score."""
     labels = np.where(attack, "attack", NORMAL)
     chosen, _ = holdout_threshold(scores, labels, QUANTILE_FPR)
-    return float(chosen["value"]), str(chosen["method"])
+    return chosen.value, chosen.method
 
 
 def per_class(test: pl.DataFrame, column: str, alerts: np.ndarray) -> dict[str, float]:

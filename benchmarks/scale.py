@@ -39,7 +39,7 @@ SCORED_START = date(2021, 1, 4)
 def training_days(flows: int, scored_days: int) -> Path:
     """Two simulated training days as Parquet (cached): the network of the scored data (same seed),
     days that are not among the scored ones (day indices after them, dated a Monday and Tuesday)."""
-    from nadkit.synthetic import SimulationConfig, simulate_day
+    from nadkit.simulate import SimulationConfig, simulate_day
 
     folder = cache_dir() / f"scale_train_{flows}_{scored_days}"
     if not folder.exists():
@@ -60,7 +60,7 @@ def scored_days(flows: int) -> int:
 
 def bundle(train: Path) -> Path:
     """The default autoencoder trained on the training days, with its ONNX graph (cached)."""
-    from nadkit.training import train_model
+    from nadkit.training.fit import train_model
 
     path = cache_dir() / f"scale_ae_bundle_{train.name}"
     if not (path / "manifest.json").exists():

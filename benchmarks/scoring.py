@@ -34,7 +34,7 @@ TRAIN_FLOWS_PER_DAY = 150_000
 
 def inputs(flows: int) -> tuple[Path, Path]:
     """Training days and the day to score (cached): NAD-layout CSV files."""
-    from nadkit.synthetic import SimulationConfig, simulate_day, write_nad_csv
+    from nadkit.simulate import SimulationConfig, simulate_day, write_nad_csv
 
     folder = cache_dir() / f"scoring_{flows}"
     train = folder / "train"
@@ -59,8 +59,8 @@ MODELS: dict[str, dict[str, object]] = {
 
 def bundle(train: Path, name: str = "ae") -> Path:
     """An autoencoder trained on the training days, with its ONNX graph (cached)."""
-    from nadkit.bundle import ModelBundle
-    from nadkit.training import train_model
+    from nadkit.training.bundle import ModelBundle
+    from nadkit.training.fit import train_model
 
     path = cache_dir() / ("scoring_ae_bundle" if name == "ae" else "scoring_ae_compact_bundle")
     if not (path / "manifest.json").exists():

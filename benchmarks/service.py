@@ -42,8 +42,8 @@ TRAIN_FLOWS = 100_000
 
 def inputs(flows: int) -> tuple[Path, Path]:
     """The training day (NAD CSV) and the canonical table whose slices are sent (cached)."""
+    from nadkit.simulate import SimulationConfig, simulate_day, write_nad_csv
     from nadkit.sources import load_flows
-    from nadkit.synthetic import SimulationConfig, simulate_day, write_nad_csv
 
     folder = cache_dir() / f"service_{flows}"
     train = folder / "train.csv"
@@ -63,7 +63,7 @@ def inputs(flows: int) -> tuple[Path, Path]:
 
 def model(train: Path) -> Path:
     """The default autoencoder trained on the training day, with its ONNX graph (cached)."""
-    from nadkit.training import train_model
+    from nadkit.training.fit import train_model
 
     path = cache_dir() / "service_ae_bundle"
     if not (path / "manifest.json").exists():
@@ -189,9 +189,9 @@ def store_rate(sent: Path, bundle: Path, batches: int = 20, batch: int = 1000) -
     """The alert store alone: batches of ``batch`` scored flows written as alerts."""
     import polars as pl
 
-    from nadkit.bundle import ModelBundle
-    from nadkit.service.scoring import score_flows
-    from nadkit.store import AlertStore
+    from nadkit.alerts.store import AlertStore
+    from nadkit.detection.detect import score_flows
+    from nadkit.training.bundle import ModelBundle
 
     loaded = ModelBundle.load(bundle)
     frame = pl.read_parquet(sent).head(batch * 2)

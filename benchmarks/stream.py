@@ -174,7 +174,7 @@ def default_bundle(console: Any, budget_s: float) -> Path:
     """The default autoencoder (default layers and settings; training stopped after ``budget_s``
     seconds) trained on the first 200,000 exported flows (cached)."""
     from benchmarks.common import cache_dir
-    from nadkit.training import train_model
+    from nadkit.training.fit import train_model
 
     path = cache_dir() / "stream-ae-bundle"
     if not (path / "manifest.json").exists():
@@ -191,10 +191,12 @@ def bundle_without_segments(console: Any, budget_s: float) -> Path:
     """The same default autoencoder with the segment features left out (counters kept), so that no
     flow waits for its segment to close (cached)."""
     from benchmarks.common import cache_dir
-    from nadkit.bundle import ModelBundle, fingerprint
+    from nadkit.evaluation.split import unsupervised_split
+    from nadkit.features.data import detector_data
     from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
     from nadkit.models import create
-    from nadkit.training import detector_data, holdout_threshold, unsupervised_split
+    from nadkit.training.bundle import ModelBundle, fingerprint
+    from nadkit.training.fit import holdout_threshold
 
     path = cache_dir() / "stream-ae-bundle-no-segments"
     if not (path / "manifest.json").exists():
@@ -265,10 +267,10 @@ def measure(
     all_flows: bool,
     batch_seconds: float = 1.0,
 ) -> dict[str, Any]:
-    from nadkit.bundle import ModelBundle
     from nadkit.stream import StreamConfig, StreamRunner
     from nadkit.stream.sinks import JsonLinesSink
     from nadkit.stream.sources import NetflowSource
+    from nadkit.training.bundle import ModelBundle
 
     count = min(flows.height, int(rate * seconds))
     records = records_for(flows.head(count), clock, rate)

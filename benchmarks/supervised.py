@@ -50,14 +50,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import console, data_dir, report
+from nadkit.evaluation.metrics import macro_f_beta, roc_auc
+from nadkit.evaluation.split import stratified_holdout
+from nadkit.features.data import detector_data
 from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
-from nadkit.metrics import macro_f_beta, roc_auc
 from nadkit.models.base import DetectorData
 from nadkit.models.hybrid import MultitaskGBTConfig, MultitaskGBTDetector
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
-from nadkit.split import stratified_holdout
-from nadkit.training import detector_data, use_label_column
+from nadkit.training.fit import use_label_column
 
 SEED = 0
 #: dataset -> (file under the data folder, reader, label column)

@@ -11,15 +11,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nadkit.bundle import MANIFEST, PIPELINE, VIEW, ModelBundle
-from nadkit.detect import BucketScorer, detect_file, score_table
+from nadkit.detection.detect import BucketScorer, detect_file, score_table
 from nadkit.errors import ConfigError, NadkitError, SchemaError
+from nadkit.evaluation.split import bucket_split
 from nadkit.features.buckets import CALENDAR, BucketView, calendar_features, calendar_text
 from nadkit.features.series import BucketConfig, bucket_metrics
+from nadkit.lifecycle.registry import ModelRegistry
 from nadkit.schema import NORMAL
-from nadkit.service.registry import ModelRegistry
-from nadkit.synthetic import SimulationConfig, simulate, write_nad_csv
-from nadkit.training import bucket_split, train_model
+from nadkit.simulate import SimulationConfig, simulate, write_nad_csv
+from nadkit.training.bundle import MANIFEST, PIPELINE, VIEW, ModelBundle
+from nadkit.training.fit import train_model
 
 #: small, quick settings of the window models (and of ae for the row case)
 QUICK = {"window": 6, "epochs": 3, "batch_size": 256, "device": "cpu"}
@@ -187,7 +188,7 @@ def test_flow_by_flow_scoring_refuses_a_model_of_buckets(per_host: ModelBundle, 
     with pytest.raises(ConfigError, match="scores time buckets, which the service does not support"):
         ModelRegistry(tmp_path / "models").register(per_host.path)
     assert not list((tmp_path / "models").glob("versions/*"))
-    from nadkit.detect import Scorer
+    from nadkit.detection.detect import Scorer
 
     with pytest.raises(ConfigError, match="flow-by-flow scoring does not support"):
         Scorer(per_host)
@@ -202,8 +203,8 @@ def test_supervised_models_do_not_read_buckets(days_file: Path, tmp_path: Path) 
 def test_the_feedback_loop_refuses_a_model_of_buckets(
     per_host: ModelBundle, days_file: Path, tmp_path: Path
 ) -> None:
-    from nadkit.feedback import retrain
-    from nadkit.store import AlertStore
+    from nadkit.alerts.store import AlertStore
+    from nadkit.lifecycle.feedback import retrain
 
     with (
         AlertStore(tmp_path / "alerts.db") as store,

@@ -14,10 +14,10 @@ import pytest
 from matplotlib import colors as mcolors
 from matplotlib import image
 
-from nadkit.captures import CAPTURE, capture_files, compress_gaps, mix_captures
 from nadkit.errors import ConfigError, SchemaError
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
+from nadkit.sources.captures import CAPTURE, capture_files, compress_gaps, mix_captures
 from nadkit.viz import draw_groups
 from tests.conftest import shared_file
 

@@ -10,17 +10,18 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nadkit.bundle import ModelBundle
-from nadkit.detect import Scorer, detect_file, output_kind, score_table
+from nadkit.detection.detect import Scorer, detect_file, output_kind, score_table
 from nadkit.errors import ConfigError, NadkitError, SchemaError
 from nadkit.features.counters import COUNTER_COLUMNS
+from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.features.segments import SegmentConfig
 from nadkit.models import REGISTRY
 from nadkit.schema import NORMAL
+from nadkit.simulate import COLUMNS, SimulationConfig, simulate_day
 from nadkit.sources import ROW
-from nadkit.synthetic import COLUMNS, SimulationConfig, simulate_day
-from nadkit.training import detector_data, holdout_threshold
+from nadkit.training.bundle import ModelBundle
+from nadkit.training.fit import holdout_threshold
 
 
 def _day(index: int, flows: int = 5000) -> pl.DataFrame:

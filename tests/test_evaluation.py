@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from nadkit.bundle import MANIFEST, TRAINING_ROWS, ModelBundle
-from nadkit.evaluation import evaluate_bundle
+from nadkit.detection.evaluation import evaluate_bundle
+from nadkit.evaluation.split import unsupervised_split
 from nadkit.models import REGISTRY
+from nadkit.simulate import SimulationConfig, simulate_to_directory
 from nadkit.sources import load_flows
-from nadkit.synthetic import SimulationConfig, simulate_to_directory
-from nadkit.training import train_model, unsupervised_split
+from nadkit.training.bundle import MANIFEST, TRAINING_ROWS, ModelBundle
+from nadkit.training.fit import train_model
 from tests.e2e.test_cli_plot import run
 
 WARNING = "Measured on training data"

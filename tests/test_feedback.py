@@ -12,9 +12,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nadkit.bundle import ModelBundle
+from nadkit.alerts.store import AlertStore
+from nadkit.detection.detect import score_flows
 from nadkit.errors import ConfigError
-from nadkit.feedback import (
+from nadkit.evaluation.split import unsupervised_split
+from nadkit.lifecycle.feedback import (
     ALL_BENIGN,
     CHALLENGER_BETTER,
     CHAMPION_BETTER,
@@ -33,11 +35,9 @@ from nadkit.feedback import (
     split_feedback,
     wilson_interval,
 )
+from nadkit.lifecycle.registry import ModelRegistry
 from nadkit.schema import NORMAL, TIME_DTYPE
-from nadkit.service.registry import ModelRegistry
-from nadkit.service.scoring import score_flows
-from nadkit.store import AlertStore
-from nadkit.training import unsupervised_split
+from nadkit.training.bundle import ModelBundle
 from tests.e2e.test_cli_plot import run
 from tests.service.helpers import Kit, registry_with, session_kit
 from tests.test_store import scored
@@ -219,7 +219,7 @@ def test_retrained_model_alerts_less_on_flows_marked_benign(kit: Kit, tmp_path: 
     assert recorded["parent_version"] == "v1" and recorded["feedback"] == outcome.feedback
     assert recorded["comparison"]["verdict"]["outcome"] == CHALLENGER_BETTER
     assert saved.training_rows is not None, "saving the comparison kept the training row hashes"
-    assert saved.detector.name == "ae" and saved.threshold["method"] in ("f_beta", "quantile")
+    assert saved.detector.name == "ae" and saved.threshold.method in ("f_beta", "quantile")
     with pytest.raises(ConfigError, match="already exists"):
         retrain(champion, store, kit.test_day, tmp_path / "challenger")
     store.close()

@@ -9,15 +9,14 @@ import pytest
 from sklearn.metrics import fbeta_score
 
 from nadkit.errors import ConfigError
-from nadkit.metrics import (
-    NAD_CLASSES,
+from nadkit.evaluation.labels import NAD_CLASSES, nad_labels
+from nadkit.evaluation.metrics import (
     binary_metrics,
     confusion_matrix,
     evaluate,
     f_beta,
     false_positive_rate,
     macro_f_beta,
-    nad_labels,
     nad_score,
     nad_score_from_confusion,
     per_class_detection,
@@ -26,8 +25,8 @@ from nadkit.metrics import (
     recall,
     roc_auc,
 )
+from nadkit.evaluation.thresholds import fit_threshold
 from nadkit.schema import label_expr
-from nadkit.thresholds import fit_threshold
 
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
 ATTACK = np.array([1, 1, 0, 1, 0, 0], dtype=bool)

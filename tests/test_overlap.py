@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nadkit.overlap import (
+from nadkit.evaluation.overlap import (
     OVERLAP_SHARE,
     OverlapCounter,
     TrainingOverlap,
@@ -17,8 +17,8 @@ from nadkit.overlap import (
     hashed_columns,
     row_hashes,
 )
+from nadkit.simulate import SimulationConfig, simulate, write_nad_csv
 from nadkit.sources import load_flows
-from nadkit.synthetic import SimulationConfig, simulate, write_nad_csv
 
 
 @pytest.fixture(scope="module")

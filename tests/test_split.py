@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nadkit.errors import ConfigError, SchemaError
-from nadkit.split import (
+from nadkit.evaluation.split import (
     DaySplit,
     GroupSplit,
     TimeSplit,

@@ -17,11 +17,19 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from nadkit.alerts.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    AlertNotFoundError,
+    AlertStore,
+    StoreError,
+    flow_key,
+)
 from nadkit.schema import TIME_DTYPE
-from nadkit.store import MIGRATIONS, SCHEMA_VERSION, AlertNotFoundError, AlertStore, StoreError, flow_key
 
 START = datetime(2020, 12, 4, 10, 0, tzinfo=UTC)
-#: the scorer's explanation entries (the same struct as nadkit.detect.TOP_FEATURE, without its imports)
+#: the scorer's explanation entries (the same struct as nadkit.detection.detect.TOP_FEATURE, without its
+#: imports)
 TOP_FEATURE = pl.Struct({"feature": pl.String, "contribution": pl.Float64, "value": pl.String})
 
 
@@ -247,7 +255,7 @@ import sys
 from datetime import timedelta
 sys.path.insert(0, {root!r})
 from tests.test_store import scored
-from nadkit.store import AlertStore
+from nadkit.alerts.store import AlertStore
 
 store = AlertStore({db!r})
 worker = int(sys.argv[1])

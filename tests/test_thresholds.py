@@ -8,14 +8,12 @@ import pytest
 from scipy import stats
 
 from nadkit.errors import ConfigError
-from nadkit.thresholds import (
-    NAD_CLASSES,
-    NAD_COST,
+from nadkit.evaluation.labels import NAD_CLASSES, NAD_COST, attack_mask
+from nadkit.evaluation.thresholds import (
     GeneralisedPareto,
     Spot,
     Threshold,
     apply,
-    attack_mask,
     cost_optimal_decision,
     expected_costs,
     f_beta_optimal_threshold,
@@ -24,7 +22,7 @@ from nadkit.thresholds import (
     quantile_threshold,
     threshold_settings,
 )
-from nadkit.training import holdout_threshold
+from nadkit.training.fit import holdout_threshold
 
 # ---------------------------------------------------------------------------------------------
 # quantile and F-beta
@@ -305,12 +303,12 @@ def test_holdout_thresholds_of_training_load_as_thresholds() -> None:
     labels = np.where(rng.uniform(size=500) < 0.1, "Probing-IP sweep", "normal")
     scores[labels != "normal"] += 2
     for given in (labels, None):
-        saved, _ = holdout_threshold(scores, given)
-        loaded = Threshold.from_dict(saved)
-        assert loaded.to_dict() == saved
-    chosen = Threshold.from_dict(holdout_threshold(scores, labels)[0])
+        chosen, _ = holdout_threshold(scores, given)
+        saved = json.loads(json.dumps(chosen.to_dict()))
+        assert Threshold.from_dict(saved) == chosen
+    chosen, _ = holdout_threshold(scores, labels)
     assert chosen.value == fit_threshold("f_beta", scores, labels).value
-    assert Threshold.from_dict(holdout_threshold(scores, None)[0]) == fit_threshold("quantile", scores)
+    assert holdout_threshold(scores, None)[0] == fit_threshold("quantile", scores)
 
 
 @pytest.mark.parametrize(

@@ -12,23 +12,17 @@ import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from nadkit.bundle import ModelBundle
 from nadkit.errors import ConfigError, NadkitError
+from nadkit.evaluation.split import session_groups, supervised_split, unsupervised_split
+from nadkit.evaluation.thresholds import fit_threshold
 from nadkit.features.buckets import BucketScaling, bucket_detector_data
 from nadkit.features.series import BucketConfig, bucket_metrics
 from nadkit.models import REGISTRY
 from nadkit.models.base import DetectorData
 from nadkit.schema import NORMAL
-from nadkit.split import session_groups
-from nadkit.synthetic import SimulationConfig, simulate
-from nadkit.thresholds import fit_threshold
-from nadkit.training import (
-    holdout_threshold,
-    supervised_split,
-    train_model,
-    unsupervised_split,
-    use_label_column,
-)
+from nadkit.simulate import SimulationConfig, simulate
+from nadkit.training.bundle import ModelBundle
+from nadkit.training.fit import holdout_threshold, train_model, use_label_column
 from tests.conftest import shared_file
 
 #: a quick multitask configuration for training through `train_model`
@@ -197,7 +191,7 @@ def test_train_model_supervised_with_target(simulated_files: tuple[Path, Path], 
     np.testing.assert_array_equal(scores, result.bundle.detector.score(data))
 
     # detection works unchanged and alerts name the predicted class
-    from nadkit.detect import detect_file
+    from nadkit.detection.detect import detect_file
 
     detected = detect_file(out, target, tmp_path / "alerts.jsonl")
     alerts = pl.read_ndjson(tmp_path / "alerts.jsonl")
@@ -263,7 +257,7 @@ def test_multitask_detection_explains_the_alerts_by_the_planted_feature(
     """Scoring a multitask bundle computes contributions for the alerts only (on ONNX Runtime, as
     the bundle is saved with its graph); an alert caused by one absurd field is explained by the
     features of that field, and gets the class that field stands for."""
-    from nadkit.detect import detect_file
+    from nadkit.detection.detect import detect_file
 
     train, target = simulated_files
     planted_train, _ = _plant_exfiltration(pl.read_parquet(train), 0.03, seed=1)
@@ -313,20 +307,20 @@ def test_holdout_threshold_methods() -> None:
     normal = scores[labels == NORMAL]
 
     auto, measured = holdout_threshold(scores, labels, beta=2.0)
-    assert auto["method"] == "f_beta" and auto["beta"] == 2.0
-    assert auto["value"] == fit_threshold("f_beta", scores, labels, beta=2.0).value
+    assert auto.method == "f_beta" and auto.params["beta"] == 2.0
+    assert auto.value == fit_threshold("f_beta", scores, labels, beta=2.0).value
     assert measured is not None and measured.recall > 0.9
     without_attacks, none = holdout_threshold(normal, None, 0.05)
-    assert without_attacks["method"] == "quantile" and none is None
-    assert without_attacks["value"] == pytest.approx(np.quantile(normal, 0.95), rel=0.01)
+    assert without_attacks.method == "quantile" and none is None
+    assert without_attacks.value == pytest.approx(np.quantile(normal, 0.95), rel=0.01)
 
     quantile, measured = holdout_threshold(scores, labels, 0.02, method="quantile")
-    assert quantile["method"] == "quantile" and quantile["false_positive_rate"] == 0.02
+    assert quantile.method == "quantile" and quantile.params["false_positive_rate"] == 0.02
     assert measured is not None and measured.false_positive_rate == pytest.approx(0.02, abs=0.002)
     pot, _ = holdout_threshold(scores, labels, method="pot", risk=1e-3)
-    assert pot["method"] == "pot" and pot["risk"] == 1e-3
-    assert pot["value"] == fit_threshold("pot", scores, labels, risk=1e-3).value
-    assert pot["value"] > quantile["value"]
+    assert pot.method == "pot" and pot.params["risk"] == 1e-3
+    assert pot.value == fit_threshold("pot", scores, labels, risk=1e-3).value
+    assert pot.value > quantile.value
 
     with pytest.raises(ConfigError, match="f_beta threshold needs labelled attack and normal rows"):
         holdout_threshold(normal, None, method="f_beta")
@@ -380,7 +374,7 @@ def test_train_model_saves_the_onnx_graph_or_warns(
     assert sum(result.class_counts["holdout"].values()) == result.holdout_rows
     bundle = ModelBundle.load(tmp_path / "with")
     assert bundle.has_onnx and bundle.active_engine == "onnx"
-    assert bundle.threshold["method"] == "pot" and bundle.threshold["risk"] == 1e-3
+    assert bundle.threshold.method == "pot" and bundle.threshold.params["risk"] == 1e-3
 
     import nadkit.models.export
 
@@ -388,7 +382,7 @@ def test_train_model_saves_the_onnx_graph_or_warns(
         raise NadkitError("ae could not be exported to ONNX (no exporter today)")
 
     monkeypatch.setattr(nadkit.models.export, "export_onnx", failing)
-    with caplog.at_level("WARNING", logger="nadkit.training"):
+    with caplog.at_level("WARNING", logger="nadkit.training.fit"):
         result = train_model(train, tmp_path / "without", model="ae", config=config)
     assert not result.onnx
     assert not ModelBundle.load(tmp_path / "without").has_onnx
@@ -400,7 +394,7 @@ def test_train_model_saves_the_onnx_graph_or_warns(
 
 
 def test_auto_threshold_is_capped_at_the_false_positive_budget() -> None:
-    from nadkit.training import holdout_threshold
+    from nadkit.training.fit import holdout_threshold
 
     rng = np.random.default_rng(0)
     normal = rng.normal(0.0, 1.0, 2000)
@@ -410,12 +404,12 @@ def test_auto_threshold_is_capped_at_the_false_positive_budget() -> None:
     scores = np.concatenate([normal, flood])
     labels = np.array(["normal"] * 2000 + ["flood"] * 500)
     capped, _ = holdout_threshold(scores, labels, 0.01)
-    assert capped["method"] == "quantile"
-    assert capped["value"] == pytest.approx(np.quantile(normal, 0.99), abs=0.05)
+    assert capped.method == "quantile"
+    assert capped.value == pytest.approx(np.quantile(normal, 0.99), abs=0.05)
     uncapped, _ = holdout_threshold(scores, labels, 0.01, method="f_beta")
-    assert uncapped["value"] > 40
+    assert uncapped.value > 40
     # attacks that overlap the normal scores: the F1-optimal threshold is already below the cap
     close = rng.normal(3.0, 1.0, 500)
     labels_close = np.array(["normal"] * 2000 + ["scan"] * 500)
     kept, _ = holdout_threshold(np.concatenate([normal, close]), labels_close, 0.01)
-    assert kept["method"] == "f_beta" and kept["value"] < np.quantile(normal, 0.99)
+    assert kept.method == "f_beta" and kept.value < np.quantile(normal, 0.99)

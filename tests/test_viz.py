@@ -23,7 +23,7 @@ from matplotlib import image
 
 from nadkit.errors import ConfigError, SchemaError
 from nadkit.report import NORMAL_COLOUR, class_colours
-from nadkit.synthetic import SimulationConfig, simulate_day
+from nadkit.simulate import SimulationConfig, simulate_day
 from nadkit.viz import (
     ALERT,
     NORMAL_TINT,

@@ -2,7 +2,7 @@
 processes other than rank 0 keep quiet and the process group is left at the end)."""
 
 from nadkit.cli import main
-from nadkit.scale.distributed import destroy_process_group, quiet_other_ranks
+from nadkit.models.distributed import destroy_process_group, quiet_other_ranks
 
 if __name__ == "__main__":
     quiet_other_ranks()

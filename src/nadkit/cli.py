@@ -15,11 +15,11 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from nadkit import __version__
 from nadkit.errors import NadkitError
+from nadkit.version import __version__
 
 if TYPE_CHECKING:
-    from nadkit.training import TrainingResult
+    from nadkit.training.fit import TrainingResult
 
 app = typer.Typer(
     name="nadkit",
@@ -93,7 +93,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Show a flow file's format, size, columns, time span and label mix."""
-    from nadkit.inspection import inspect_path
+    from nadkit.sources.inspection import inspect_path
 
     summary = inspect_path(path, format=format, mapping=mapping)
     if as_json:
@@ -191,9 +191,9 @@ def split(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
 ) -> None:
     """Split flows into training and validation sides without leakage, and report the class mix."""
+    from nadkit.evaluation.split import render, split_frame
     from nadkit.fileio import atomic_directory
     from nadkit.sources import load_flows
-    from nadkit.split import render, split_frame
 
     if out is not None and out.exists() and not force:
         raise NadkitError(f"{out}: already exists (use --force to replace it)")
@@ -319,7 +319,7 @@ def train(
     from nadkit.config import read_settings
     from nadkit.features.series import BucketConfig
     from nadkit.models.multitask import SeedEpochReport
-    from nadkit.training import train_model
+    from nadkit.training.fit import train_model
 
     if view not in ("flows", "buckets"):
         raise NadkitError(f"--view must be flows or buckets, got {view!r}")
@@ -429,8 +429,9 @@ def _training_summary(model: str, result: TrainingResult, target: Path | None) -
         summary.add_row(
             label, f"{history['epochs_run']} (best {history['best_epoch']}, stopped by {history['stopped']})"
         )
-    threshold = result.bundle.threshold or {}
-    summary.add_row("threshold", f"{threshold.get('value', float('nan')):.6g} ({threshold.get('method')})")
+    threshold = result.bundle.threshold
+    if threshold is not None:
+        summary.add_row("threshold", f"{threshold.value:.6g} ({threshold.describe()})")
     where = "validation" if result.supervised else "hold-out"
     measured = metrics.get("holdout")
     if measured:
@@ -529,14 +530,14 @@ def detect(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Score flows with a trained model and write explained alerts."""
-    from nadkit.bundle import ModelBundle
-    from nadkit.detect import detect_file, output_kind, summary_line
+    from nadkit.detection.detect import detect_file, output_kind, summary_line
+    from nadkit.training.bundle import ModelBundle
 
     output_kind(out)
     if "://" not in out and Path(out).exists() and not force:
         raise NadkitError(f"{out}: already exists (use --force to replace it)")
     if engine == "spark":
-        from nadkit.scale.spark import detect_spark, parse_conf
+        from nadkit.detection.spark import detect_spark, parse_conf
 
         if mapping or format not in (None, "parquet"):
             raise NadkitError("--engine spark reads canonical Parquet datasets: no --format or --map")
@@ -731,8 +732,8 @@ def evaluate(
 ) -> None:
     """Measure a model on labelled flows: metrics table, and an HTML report with figures. Says so
     first when the flows are (mostly) the model's training data."""
-    from nadkit.bundle import ModelBundle
-    from nadkit.evaluation import evaluate_bundle
+    from nadkit.detection.evaluation import evaluate_bundle
+    from nadkit.training.bundle import ModelBundle
 
     if report is not None and report.exists() and any(report.iterdir()) and not force:
         raise NadkitError(f"{report}: already exists (use --force to replace it)")
@@ -779,7 +780,7 @@ StoreOption = Annotated[Path | None, typer.Option("--db", help="Alert store file
 
 
 def _registry(models: Path | None, db: Path | None):  # type: ignore[no-untyped-def]
-    from nadkit.service.registry import ModelRegistry, default_registry
+    from nadkit.lifecycle.registry import ModelRegistry, default_registry
 
     if models is None and db is None:
         raise NadkitError("name the model registry with --models DIR (or the alert store with --db FILE)")
@@ -1026,12 +1027,12 @@ def retrain(
 ) -> None:
     """Retrain on new traffic and analyst feedback; compare the challenger with the active model on
     held-out feedback, naming a better model only when the feedback supports it."""
-    from nadkit.bundle import ModelBundle
+    from nadkit.alerts.store import AlertStore
     from nadkit.config import read_settings
-    from nadkit.feedback import CHALLENGER_BETTER, NOT_ENOUGH_EVIDENCE, EvidenceRule
-    from nadkit.feedback import retrain as retrain_model
-    from nadkit.service.registry import resolve_bundle
-    from nadkit.store import AlertStore
+    from nadkit.lifecycle.feedback import CHALLENGER_BETTER, NOT_ENOUGH_EVIDENCE, EvidenceRule
+    from nadkit.lifecycle.feedback import retrain as retrain_model
+    from nadkit.lifecycle.registry import resolve_bundle
+    from nadkit.training.bundle import ModelBundle
 
     if not db.is_file():
         raise NadkitError(f"{db}: no such alert store")
@@ -1139,7 +1140,7 @@ def simulate(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
 ) -> None:
     """Simulate a labelled enterprise network over several days (NAD 2021 schema)."""
-    from nadkit.synthetic import SimulationConfig, simulate_to_directory
+    from nadkit.simulate import SimulationConfig, simulate_to_directory
 
     config = SimulationConfig(days=days, flows_per_day=flows_per_day, seed=seed)
     started = time.perf_counter()
@@ -1180,8 +1181,8 @@ def mix_captures_command(
     """Mix captures labelled per file into one labelled, interleaved flow table for evaluation."""
     import datetime as dt
 
-    from nadkit.captures import DEFAULT_START, mix_captures
     from nadkit.fileio import atomic_path
+    from nadkit.sources.captures import DEFAULT_START, mix_captures
 
     kind = out.suffix.lower()
     if kind not in (".parquet", ".csv"):
@@ -1297,7 +1298,7 @@ def plot_groups(
         raise NadkitError(f"{out}: already exists (use --force to replace it)")
     loaded = None
     if bundle is not None:
-        from nadkit.bundle import ModelBundle
+        from nadkit.training.bundle import ModelBundle
 
         loaded = ModelBundle.load(bundle, engine=engine)
     started = time.perf_counter()

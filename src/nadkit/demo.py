@@ -20,19 +20,20 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from nadkit.bundle import ModelBundle, fingerprint
+from nadkit.evaluation.metrics import binary_metrics
+from nadkit.evaluation.overlap import TrainingRows
+from nadkit.evaluation.split import FrameSplit, render, split_frame, unsupervised_split
+from nadkit.features.data import detector_data
 from nadkit.features.featurize import KEEP_DEFAULT, featurize_frame
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.fileio import atomic_path
-from nadkit.inspection import inspect_path
-from nadkit.metrics import binary_metrics
 from nadkit.models import create
-from nadkit.overlap import TrainingRows
 from nadkit.schema import NORMAL
+from nadkit.simulate import SimulationConfig, simulate_to_directory
 from nadkit.sources import load_flows
-from nadkit.split import render, split_frame
-from nadkit.synthetic import SimulationConfig, simulate_to_directory
-from nadkit.training import UnsupervisedSplit, detector_data, holdout_threshold, unsupervised_split
+from nadkit.sources.inspection import inspect_path
+from nadkit.training.bundle import ModelBundle, fingerprint
+from nadkit.training.fit import holdout_threshold
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +124,8 @@ def run_demo(
 def _detect_and_report(out: Path, model_path: Path, test_day: Path, *, console: Console) -> tuple[Path, Path]:
     """What a user does next: `nadkit detect` on the last day (explained alerts) and `nadkit evaluate`
     with its report, through the saved bundle."""
-    from nadkit.detect import detect_file, summary_line
-    from nadkit.evaluation import evaluate_bundle
+    from nadkit.detection.detect import detect_file, summary_line
+    from nadkit.detection.evaluation import evaluate_bundle
 
     bundle = ModelBundle.load(model_path)
     alerts_path = out / f"alerts-{test_day.stem}.jsonl"
@@ -140,7 +141,7 @@ def _detect_and_report(out: Path, model_path: Path, test_day: Path, *, console: 
 
 def _train_and_detect(
     out: Path,
-    split: UnsupervisedSplit,
+    split: FrameSplit,
     test: pl.DataFrame,
     pipeline: FeaturePipeline,
     *,
@@ -164,7 +165,7 @@ def _train_and_detect(
             detector.fit(train)
         fit_s = time.perf_counter() - started
         chosen, _ = holdout_threshold(detector.score(holdout), holdout.labels)
-        threshold = chosen["value"]
+        threshold = chosen.value
         scores = detector.score(test_data)
         measured = binary_metrics(scores, test_attack, threshold)
         table.add_row(

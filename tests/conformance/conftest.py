@@ -14,7 +14,7 @@ import pytest
 
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.models.base import DetectorData
-from nadkit.synthetic import SimulationConfig, simulate
+from nadkit.simulate import SimulationConfig, simulate
 
 #: share of the normal test rows that get planted anomalies
 PLANTED_ROW_SHARE = 0.05

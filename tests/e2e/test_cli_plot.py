@@ -19,7 +19,7 @@ import pytest
 from matplotlib import colors as mcolors
 from matplotlib import image
 
-from nadkit.synthetic import SimulationConfig, simulate_day
+from nadkit.simulate import SimulationConfig, simulate_day
 from tests.e2e.test_cli_inputs import assert_one_line_error, nadkit
 
 PORT_SWEEP = "Probing-Port sweep"
@@ -73,7 +73,7 @@ def one_line_error(outcome: tuple[int, str, str], *fragments: str) -> None:
 @pytest.fixture(scope="module")
 def scored_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A simulated day as Parquet, and a fast unsupervised model trained on an earlier day."""
-    from nadkit.training import train_model
+    from nadkit.training.fit import train_model
 
     root = tmp_path_factory.mktemp("cli-plot")
     config = SimulationConfig(days=2, flows_per_day=12_000, seed=8)

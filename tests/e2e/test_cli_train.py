@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nadkit.synthetic import SimulationConfig, simulate_day, write_nad_csv
+from nadkit.simulate import SimulationConfig, simulate_day, write_nad_csv
 from tests.e2e.test_cli_inputs import assert_one_line_error, nadkit
 
 

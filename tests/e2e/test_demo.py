@@ -33,7 +33,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert "Detection on the unseen last day" in result.stdout
     for model in ("ae", "iforest", "ecod"):
         assert f"│ {model}" in result.stdout
-    from nadkit.bundle import ModelBundle
+    from nadkit.training.bundle import ModelBundle
 
     bundle = ModelBundle.load(out / "model")
     assert bundle.detector.name == "ae"

@@ -35,7 +35,7 @@ def _shared_files() -> list[Path]:
 
 @pytest.mark.parametrize("path", _shared_files(), ids=lambda p: str(p.relative_to(data_dir())))
 def test_inspect_reads_shared_file(path: Path) -> None:
-    from nadkit.inspection import inspect_path
+    from nadkit.sources.inspection import inspect_path
 
     summary = inspect_path(path)
     assert summary.format == expected_format(path)

@@ -23,7 +23,7 @@ import pytest
 
 from nadkit.models import REGISTRY
 from nadkit.stream.netflow import RECEIVED, FlowDecoder
-from nadkit.training import train_model
+from nadkit.training.fit import train_model
 from tests.conftest import shared_file
 
 SOFTFLOWD = shutil.which("softflowd")

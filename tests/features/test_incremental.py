@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from nadkit.features.incremental import SEQ, IncrementalFeatures, OutOfOrderError, augment_in_pieces
 from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.features.segments import SegmentConfig
-from nadkit.synthetic import SimulationConfig, simulate_day
+from nadkit.simulate import SimulationConfig, simulate_day
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from nadkit.features.counters import COUNTER_COLUMNS, CounterConfig
 from nadkit.features.counters import REQUIRED as COUNTER_INPUTS
 from nadkit.features.pipeline import FLOAT32_MAX_OFFSET, GROUP_NAMES, Scaling, compress_log, fit_scaling
 from nadkit.schema import TIME_DTYPE
+from nadkit.simulate import COLUMNS, SimulationConfig, simulate
 from nadkit.sources import load_flows
-from nadkit.synthetic import COLUMNS, SimulationConfig, simulate
 from tests.conftest import shared_file
 
 #: Settings without segment features, for faster fits (one test below covers them).

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nadkit.errors import ConfigError
-from nadkit.metrics import roc_auc
+from nadkit.evaluation.metrics import roc_auc
 from nadkit.models.autoencoder import (
     Autoencoder,
     AutoencoderConfig,

@@ -15,8 +15,11 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from nadkit.errors import ConfigError
+from nadkit.evaluation.labels import is_nad_label_set
+from nadkit.evaluation.metrics import macro_f_beta, nad_score
+from nadkit.evaluation.split import supervised_split
+from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeaturePipeline
-from nadkit.metrics import macro_f_beta, nad_score
 from nadkit.models.base import DetectorData
 from nadkit.models.multitask import (
     SELU_ALPHA,
@@ -31,14 +34,12 @@ from nadkit.models.multitask import (
     Standardize,
     central_moment_discrepancy,
     class_draw_probabilities,
-    is_nad_label_set,
     selection_score,
     shake_shake,
 )
 from nadkit.models.multitask import _selu_derivative as selu_derivative
 from nadkit.models.trainer import EpochReport
-from nadkit.synthetic import SimulationConfig, simulate
-from nadkit.training import detector_data, supervised_split
+from nadkit.simulate import SimulationConfig, simulate
 
 QUICK = MultitaskConfig(
     width=32,

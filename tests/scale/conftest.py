@@ -11,14 +11,15 @@ from typing import Any
 import polars as pl
 import pytest
 
-from nadkit.bundle import ModelBundle
 from nadkit.features.counters import COUNTER_COLUMNS
+from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.features.segments import SegmentConfig
 from nadkit.models import REGISTRY
 from nadkit.schema import NORMAL
-from nadkit.synthetic import SimulationConfig, simulate_day
-from nadkit.training import detector_data, holdout_threshold
+from nadkit.simulate import SimulationConfig, simulate_day
+from nadkit.training.bundle import ModelBundle
+from nadkit.training.fit import holdout_threshold
 
 FLOWS_PER_DAY = 3000
 
@@ -63,7 +64,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     """One local Spark session with two cores for all tests; skipped without Java."""
-    from nadkit.scale.spark import _java_binary, spark_session
+    from nadkit.detection.spark import _java_binary, spark_session
 
     if _java_binary() is None:
         pytest.skip("no Java runtime found (the spark engine needs Java 17+: openjdk-17-jre-headless)")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from nadkit.scale import distributed
-from nadkit.scale.distributed import DataParallel, Launch, SingleProcess
-from nadkit.training import train_model
+from nadkit.models import distributed
+from nadkit.models.distributed import DataParallel, Launch, SingleProcess
+from nadkit.training.fit import train_model
 from tests.scale.conftest import simulated_day
 
 #: a small autoencoder that trains in seconds

@@ -16,12 +16,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nadkit.bundle import ModelBundle
-from nadkit.detect import TOP_FEATURE, detect_file
+from nadkit.detection import spark as spark_engine
+from nadkit.detection.detect import TOP_FEATURE, detect_file
+from nadkit.detection.spark import detect_spark, parse_conf, partition_plan, record_lines
 from nadkit.errors import FormatError, MissingDependencyError, NadkitError
 from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
-from nadkit.scale import spark as spark_engine
-from nadkit.scale.spark import detect_spark, parse_conf, partition_plan, record_lines
+from nadkit.training.bundle import ModelBundle
 from tests.scale.conftest import simulated_day
 
 

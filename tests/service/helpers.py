@@ -42,9 +42,9 @@ class Kit:
 
 def build_kit(folder: Path) -> Kit:
     """Simulate two days, train the small autoencoder on the first, write the second as CSV."""
+    from nadkit.simulate import SimulationConfig, simulate_to_directory
     from nadkit.sources import load_flows
-    from nadkit.synthetic import SimulationConfig, simulate_to_directory
-    from nadkit.training import train_model
+    from nadkit.training.fit import train_model
 
     days = simulate_to_directory(
         SimulationConfig(days=2, flows_per_day=FLOWS_PER_DAY, seed=3), folder / "days"
@@ -71,7 +71,7 @@ def session_kit(factory: pytest.TempPathFactory) -> Kit:
 
 def registry_with(kit: Kit, root: Path) -> str:
     """A registry at ``root`` holding the kit's model, active; its version."""
-    from nadkit.service.registry import ModelRegistry
+    from nadkit.lifecycle.registry import ModelRegistry
 
     registry = ModelRegistry(root)
     version = registry.register(kit.bundle).version

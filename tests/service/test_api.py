@@ -3,6 +3,7 @@ authentication, limits, and 4xx JSON errors on bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -328,8 +329,8 @@ def test_alert_picture_shows_verdicts_beside_the_models_classes(client, scored: 
     from matplotlib import colors as mcolors
     from matplotlib import image
 
+    from nadkit.alerts.store import AlertStore
     from nadkit.service.routers.pictures import TITLES, UNREVIEWED, UNREVIEWED_COLOUR, alerts_frame
-    from nadkit.store import AlertStore
     from nadkit.viz import ALERT, NORMAL_TINT, draw_groups
 
     # mark as false positive an alert alone in its (source, destination) group
@@ -395,8 +396,8 @@ def test_alert_picture_shows_verdicts_beside_the_models_classes(client, scored: 
 def test_models_and_activation(client, kit: Kit, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import shutil
 
-    from nadkit.bundle import ModelBundle
-    from nadkit.service.registry import ModelRegistry
+    from nadkit.lifecycle.registry import ModelRegistry
+    from nadkit.training.bundle import ModelBundle
 
     listed = client.get("/v1/models", headers=AUTH).json()
     assert listed["active"] == "v1" and [m["version"] for m in listed["models"]] == ["v1"]
@@ -406,7 +407,8 @@ def test_models_and_activation(client, kit: Kit, settings, tmp_path: Path) -> No
     copy = tmp_path / "stricter"
     shutil.copytree(kit.bundle, copy)
     bundle = ModelBundle.load(copy)
-    bundle.threshold = {**(bundle.threshold or {}), "value": bundle.threshold["value"] * 10}
+    assert bundle.threshold is not None
+    bundle.threshold = dataclasses.replace(bundle.threshold, value=bundle.threshold.value * 10)
     bundle.save(copy, overwrite=True)
     registry = ModelRegistry(settings.registry_dir)
     assert registry.register(copy).version == "v2"

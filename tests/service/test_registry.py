@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from nadkit.errors import BundleError
-from nadkit.service.registry import ModelRegistry, RegistryError, bundle_digest, check_version, resolve_bundle
+from nadkit.lifecycle.registry import (
+    ModelRegistry,
+    RegistryError,
+    bundle_digest,
+    check_version,
+    resolve_bundle,
+)
 from tests.service.helpers import Kit
 
 

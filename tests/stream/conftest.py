@@ -8,14 +8,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nadkit.bundle import ModelBundle
+from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.features.segments import SegmentConfig
 from nadkit.models import REGISTRY
 from nadkit.schema import NORMAL
+from nadkit.simulate import SimulationConfig, simulate_day
 from nadkit.stream.sinks import Sink
-from nadkit.synthetic import SimulationConfig, simulate_day
-from nadkit.training import detector_data, holdout_threshold
+from nadkit.training.bundle import ModelBundle
+from nadkit.training.fit import holdout_threshold
 
 
 def simulated_day(index: int, flows: int = 3000) -> pl.DataFrame:

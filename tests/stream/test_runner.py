@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nadkit.bundle import ModelBundle
-from nadkit.detect import ScoredTable, score_table
+from nadkit.detection.detect import ScoredTable, score_table
 from nadkit.errors import ConfigError
 from nadkit.stream import FrameSource, StreamConfig, StreamRunner, StreamStats, model_version
 from nadkit.stream.runner import Checkpoint, LatencyRecorder
+from nadkit.training.bundle import ModelBundle
 from tests.stream.conftest import MemorySink
 
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import polars as pl
 import pytest
 
-from nadkit.detect import TOP_FEATURE
+from nadkit.detection.detect import TOP_FEATURE
 from nadkit.errors import ConfigError
 from nadkit.stream.sinks import JsonLinesSink, SqliteSink, SyslogSink, WebhookSink, open_sink
 
@@ -57,7 +57,7 @@ def test_json_lines_file_is_appended(tmp_path: Path) -> None:
 
 
 def test_sqlite_store_ignores_a_replayed_alert(tmp_path: Path) -> None:
-    pytest.importorskip("nadkit.store", reason="the alert store module is not in this checkout")
+    pytest.importorskip("nadkit.alerts.store", reason="the alert store module is not in this checkout")
     path = tmp_path / "alerts.sqlite"
     sink = open_sink(f"sqlite:{path}", model_version="ae@test")
     assert isinstance(sink, SqliteSink)
@@ -65,7 +65,7 @@ def test_sqlite_store_ignores_a_replayed_alert(tmp_path: Path) -> None:
     replay = records().with_columns(pl.lit(datetime.now(UTC)).dt.cast_time_unit("us").alias("received"))
     sink.write(replay)  # received later, the same flows: not stored twice
     sink.close()
-    from nadkit.store import AlertStore
+    from nadkit.alerts.store import AlertStore
 
     with AlertStore(path) as store:
         assert store.count_alerts() == 3

@@ -14,7 +14,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nadkit.bundle import ModelBundle
 from nadkit.errors import ConfigError, NadkitError
 from nadkit.stream import StreamConfig, StreamRunner, StreamStats
 from nadkit.stream.sources import (
@@ -27,6 +26,7 @@ from nadkit.stream.sources import (
     StreamSource,
     open_source,
 )
+from nadkit.training.bundle import ModelBundle
 from tests.conftest import shared_file
 from tests.sources.test_nad import HEADER, ROWS
 from tests.sources.test_zeek import FIELDS, TYPES

@@ -25,8 +25,8 @@ import polars as pl
 
 from nadkit.errors import ConfigError, SchemaError
 from nadkit.features.counters import column_codes
+from nadkit.features.data import DetectorData
 from nadkit.features.series import DISTINCT_METRICS, BucketConfig, BucketSeries, bucket_metrics
-from nadkit.models.base import DetectorData
 
 #: the key column of the working frames: the ``by`` column's value, or 0 for the whole network
 KEY = "_key"

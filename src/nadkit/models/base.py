@@ -4,7 +4,7 @@ A detector reads a :class:`DetectorData`: the scaled feature matrix that a fitte
 :class:`~nadkit.features.pipeline.FeaturePipeline` produced, the feature names, and for sequence
 models the entity and time of each row (windows are built from those, see
 :mod:`nadkit.features.series`). Flows in, features out is the pipeline's job; scores out is the
-detector's; thresholds live outside both (:mod:`nadkit.thresholds`).
+detector's; thresholds live outside both (:mod:`nadkit.evaluation.thresholds`).
 
 Contract (every registered detector passes ``tests/conformance``):
 
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 import numpy as np
 
 from nadkit.errors import ConfigError, NadkitError
+from nadkit.features.data import DetectorData
 
 if TYPE_CHECKING:
     from torch import nn
@@ -50,57 +51,6 @@ InputKind = Literal["rows", "windows"]
 
 class NotFittedError(NadkitError):
     """A detector was used before it was fitted."""
-
-
-@dataclass(frozen=True)
-class DetectorData:
-    """What a detector reads: features (``float32``, rows x features) and, for sequence models, the
-    entity (any integer code per row; rows of one entity form a sequence) and time (int64
-    microseconds, or any increasing number) of each row. ``labels`` are class names, for supervised
-    models and evaluation only."""
-
-    features: np.ndarray
-    feature_names: tuple[str, ...]
-    entity: np.ndarray | None = None
-    time: np.ndarray | None = None
-    labels: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        features = np.ascontiguousarray(self.features, dtype=np.float32)
-        if features.ndim != 2:
-            raise ConfigError(f"features must be a 2-D array, got shape {features.shape}")
-        if features.shape[1] != len(self.feature_names):
-            raise ConfigError(
-                f"{features.shape[1]} feature columns but {len(self.feature_names)} feature names"
-            )
-        object.__setattr__(self, "features", features)
-        object.__setattr__(self, "feature_names", tuple(self.feature_names))
-        for name in ("entity", "time", "labels"):
-            value = getattr(self, name)
-            if value is not None and len(value) != len(features):
-                raise ConfigError(f"{name} has {len(value)} values for {len(features)} rows")
-
-    def __len__(self) -> int:
-        return int(self.features.shape[0])
-
-    @property
-    def width(self) -> int:
-        """Number of features."""
-        return int(self.features.shape[1])
-
-    def take(self, rows: np.ndarray | slice) -> DetectorData:
-        """The subset of rows (``rows``: indices, a boolean mask or a slice), in that order."""
-
-        def pick(value: np.ndarray | None) -> np.ndarray | None:
-            return None if value is None else value[rows]
-
-        return DetectorData(
-            features=self.features[rows],
-            feature_names=self.feature_names,
-            entity=pick(self.entity),
-            time=pick(self.time),
-            labels=pick(self.labels),
-        )
 
 
 @dataclass(frozen=True)
@@ -247,29 +197,3 @@ class Detector(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
-
-
-#: name -> detector class, filled explicitly by :mod:`nadkit.models`
-REGISTRY: dict[str, type[Detector]] = {}
-
-
-def register(cls: type[Detector]) -> type[Detector]:
-    """Add a detector class to the registry under its ``name`` (used explicitly, not by import
-    side effects: :mod:`nadkit.models` lists every detector)."""
-    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
-        raise ConfigError(f"two detectors are named {cls.name!r}")
-    REGISTRY[cls.name] = cls
-    return cls
-
-
-def create(name: str, config: DetectorConfig | Mapping[str, Any] | None = None) -> Detector:
-    """A new detector of the registered ``name``; ``config`` may be a dict of overrides."""
-    from nadkit import models  # noqa: F401 - fills the registry
-
-    try:
-        cls = REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown model {name!r} (known: {', '.join(sorted(REGISTRY))})") from None
-    if isinstance(config, Mapping):
-        config = cls.config_class.from_dict(config)
-    return cls(config)

@@ -24,7 +24,6 @@ up to float32 rounding.
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
@@ -40,12 +39,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from nadkit import __version__
 from nadkit.errors import ConfigError, NadkitError, require
 from nadkit.fileio import atomic_path
 from nadkit.models.base import Detector, DetectorData, InputKind, NotFittedError
-from nadkit.models.neural import NeuralDetector, scoring_batches
-from nadkit.models.trainer import Batch
+from nadkit.models.neural import scoring_batches
+from nadkit.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +65,6 @@ DEFAULT_BATCH_SIZE = 8192
 # ---------------------------------------------------------------------------------------------------
 # export modules
 # ---------------------------------------------------------------------------------------------------
-
-
-class ErrorsModule(nn.Module):
-    """A neural detector's :meth:`~nadkit.models.neural.NeuralDetector.errors` around a CPU copy of
-    its fitted network, in eval mode."""
-
-    def __init__(self, detector: NeuralDetector) -> None:
-        super().__init__()
-        self.network = copy.deepcopy(detector.module_).cpu().eval()
-        self.errors = detector.errors
-        self.eval()
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(b, d)`` float32 per-feature errors of rows ``x``, or of windows ``x`` with ``mask``."""
-        return self.errors(self.network, Batch(x=x, mask=mask)).to(torch.float32)
 
 
 def _round_down_float32(values: np.ndarray) -> np.ndarray:
@@ -478,7 +461,6 @@ class OnnxScorer:
 __all__ = [
     "EXPORTERS",
     "OPSET",
-    "ErrorsModule",
     "Exporter",
     "ForestModule",
     "GraphDescription",

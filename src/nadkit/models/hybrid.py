@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from nadkit.errors import ConfigError
+from nadkit.evaluation.split import stratified_holdout
 from nadkit.models.base import Detector, DetectorData, NotFittedError
 from nadkit.models.export import tree_depth
 from nadkit.models.multitask import (
@@ -40,7 +41,6 @@ from nadkit.models.multitask import (
 )
 from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL
-from nadkit.split import stratified_holdout
 
 log = logging.getLogger(__name__)
 

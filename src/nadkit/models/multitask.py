@@ -32,7 +32,7 @@ input gradient written out layer by layer (no autograd, so the attribution expor
 score of the reference row and the remainder of the sum are spread evenly over the features, so a
 row's contributions add up to its score exactly. They cost about ``2 * attribution_steps`` passes
 over the networks per row, against one for the score, so scoring explains only the alerts
-(``costly_contributions``, see :mod:`nadkit.detect`).
+(``costly_contributions``, see :mod:`nadkit.detection.detect`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import json
 import logging
 import math
 import statistics
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Self
 
@@ -53,12 +53,13 @@ import torch.nn.functional as functional
 from torch import nn
 
 from nadkit.errors import ConfigError
-from nadkit.metrics import macro_f_beta, nad_labels, nad_score
+from nadkit.evaluation.labels import is_nad_label_set
+from nadkit.evaluation.metrics import macro_f_beta, nad_score
+from nadkit.evaluation.split import stratified_holdout
 from nadkit.models.base import Detector, DetectorData, NotFittedError
 from nadkit.models.neural import NeuralConfig, build_for_weights
 from nadkit.models.trainer import Batch, EpochReport, Trainer, TrainingHistory, resolve_device
 from nadkit.schema import NORMAL
-from nadkit.split import stratified_holdout
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +76,6 @@ _MIN_ROWS_PER_CLASS = 1000
 # ---------------------------------------------------------------------------------------------------
 # model selection
 # ---------------------------------------------------------------------------------------------------
-
-
-def is_nad_label_set(labels: Iterable[str]) -> bool:
-    """Whether every label is one of the NAD 2021 classes (in any spelling :func:`nad_labels` reads)."""
-    values = np.asarray(sorted(set(map(str, labels))), dtype=object)
-    if len(values) == 0:
-        return False
-    try:
-        nad_labels(values)
-    except ConfigError:
-        return False
-    return True
 
 
 def selection_score(true: np.ndarray, predicted: np.ndarray, beta: float = 1.0) -> float:
@@ -620,7 +609,7 @@ class MultitaskDetector(Detector):
     ) -> Self:
         """Learn the classes of ``train.labels``. ``validation`` (labelled) selects the best epoch,
         else a stratified random ``validation_fraction`` of ``train`` is held out for it (the caller
-        should split by sessions where it can, see :func:`nadkit.training.train_model`).
+        should split by sessions where it can, see :func:`nadkit.training.fit.train_model`).
         ``target``: unlabelled rows of the domain to be scored, aligned to by CMD. ``progress`` is
         called after every epoch of each of the ``seeds`` networks with a :class:`SeedEpochReport`."""
         self._start_fit(train)

@@ -10,6 +10,7 @@ implements :meth:`NeuralDetector.build_module`, :meth:`NeuralDetector.loss` and
 
 from __future__ import annotations
 
+import copy
 import logging
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping
@@ -181,8 +182,6 @@ class NeuralDetector(Detector):
         """The per-feature errors of :meth:`errors` around a CPU copy of the fitted network."""
         if not self.is_fitted:
             raise NotFittedError(f"{self.name} is not fitted yet (call fit first)")
-        from nadkit.models.export import ErrorsModule
-
         return ErrorsModule(self)
 
     def to(self, device: str | torch.device) -> Self:
@@ -266,3 +265,18 @@ class _View:
     def batches(self, size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
         for _, batch in self.indexed_batches(size, shuffle=shuffle, seed=seed):
             yield batch
+
+
+class ErrorsModule(nn.Module):
+    """A neural detector's :meth:`~nadkit.models.neural.NeuralDetector.errors` around a CPU copy of
+    its fitted network, in eval mode."""
+
+    def __init__(self, detector: NeuralDetector) -> None:
+        super().__init__()
+        self.network = copy.deepcopy(detector.module_).cpu().eval()
+        self.errors = detector.errors
+        self.eval()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(b, d)`` float32 per-feature errors of rows ``x``, or of windows ``x`` with ``mask``."""
+        return self.errors(self.network, Batch(x=x, mask=mask)).to(torch.float32)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from nadkit.errors import ConfigError
-from nadkit.scale.distributed import data_parallel, device_for
+from nadkit.models.distributed import data_parallel, device_for
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class Trainer:
 
         Launched by ``torchrun`` with several processes, each process computes its share of the rows
         of every batch, gradients are averaged over all of them, and all take the same early-stopping
-        decisions (:mod:`nadkit.scale.distributed`); a single process trains as described above.
+        decisions (:mod:`nadkit.models.distributed`); a single process trains as described above.
         """
         config = self.config
         device = device_for(resolve_device(config.device))

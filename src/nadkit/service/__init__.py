@@ -2,7 +2,7 @@
 and recording analyst feedback (``nadkit serve``).
 
 :func:`create_app` builds the application for :class:`~nadkit.service.state.Settings`. Nothing
-heavy is imported with the package itself, so :mod:`nadkit.service.registry` stays light for the
+heavy is imported with the package itself, so :mod:`nadkit.lifecycle.registry` stays light for the
 command line.
 """
 

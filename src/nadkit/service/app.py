@@ -27,13 +27,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nadkit import __version__
+from nadkit.alerts.store import AlertNotFoundError, StoreError
 from nadkit.errors import NadkitError
 from nadkit.service.routers import alerts, models, pictures, score, system
 from nadkit.service.schemas import FlowIn
 from nadkit.service.scoring import InputError
 from nadkit.service.state import Service, Settings
-from nadkit.store import AlertNotFoundError, StoreError
+from nadkit.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ source-specific numeric columns the model was trained with. Values are converted
 sources convert them (times as ISO-8601 text or epoch numbers, protocols by name or number) and
 checked against the canonical schema; the first bad value is reported by row and field.
 
-Each table is scored on its own (:func:`score_flows`): features that look across flows (counters,
+Each table is scored on its own (:func:`nadkit.detection.detect.score_flows`): features that look across
+flows (counters,
 segments, windows) see only the flows of that table.
 """
 
@@ -22,10 +23,11 @@ from typing import Any, Final
 
 import polars as pl
 
-from nadkit.bundle import ModelBundle
+from nadkit.detection import detect
 from nadkit.errors import NadkitError, SchemaError
 from nadkit.schema import CANONICAL, canonical_order, validate
 from nadkit.sources.base import INVALID_PREFIX, check_invalid, convert, numeric
+from nadkit.training.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -227,24 +229,9 @@ def _where(error: SchemaError) -> str:
 
 
 def score_flows(bundle: ModelBundle, flows: pl.DataFrame, *, top: int = 5) -> pl.DataFrame:
-    """Score a canonical flow table as one table (a fresh scorer, flushed at the end): every row's
-    scored record in input order (``row`` is the 1-based input row), with the input's other flow
-    columns beside the scorer's. Flows are scored in time order when the model's features look
-    across flows; the output keeps the input order."""
-    from nadkit.detect import Scorer
-
-    if flows.height == 0:
-        return pl.DataFrame()
-    indexed = flows.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-    scorer = Scorer(bundle, top=top)
-    if scorer.pipeline.stateful and "time" in indexed.columns:
-        indexed = indexed.sort("time", maintain_order=True, nulls_last=False)
+    """:func:`nadkit.detection.detect.score_flows` with a bad value answered as a 422 naming its row and
+    field."""
     try:
-        scored = scorer.score_all(indexed).frame.sort("row")
+        return detect.score_flows(bundle, flows, top=top)
     except SchemaError as error:
         raise InputError(_where(error), 422) from None
-    rest = [c for c in indexed.columns if c not in scored.columns]
-    if rest:
-        extra = indexed.select(pl.col("row") + 1, *rest)
-        scored = scored.join(extra, on="row", how="left")
-    return scored

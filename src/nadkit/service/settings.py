@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from nadkit.errors import ConfigError
-from nadkit.service.registry import default_registry
+from nadkit.lifecycle.registry import default_registry
 
-#: the scoring engines a bundle knows (as nadkit.bundle.ENGINES)
+#: the scoring engines a bundle knows (as nadkit.training.bundle.ENGINES)
 ENGINES = ("auto", "torch", "onnx")
 
 TOKEN_ENV = "NADKIT_TOKEN"

@@ -10,13 +10,13 @@ from typing import Any
 
 import polars as pl
 
-from nadkit.bundle import ModelBundle
+from nadkit.alerts.store import AlertStore
 from nadkit.errors import ConfigError
+from nadkit.lifecycle.registry import ModelRegistry
 from nadkit.service.metrics import Metrics
-from nadkit.service.registry import ModelRegistry
 from nadkit.service.scoring import InputError, canonical_flows, read_body, score_flows
 from nadkit.service.settings import LOOPBACK, MIN_TOKEN_LENGTH, TOKEN_ENV, Settings, token_from
-from nadkit.store import AlertStore
+from nadkit.training.bundle import ModelBundle
 
 __all__ = ["LOOPBACK", "MIN_TOKEN_LENGTH", "TOKEN_ENV", "ActiveModel", "Service", "Settings", "token_from"]
 
@@ -90,7 +90,7 @@ class Service:
                 f"too many flows in one request ({flows.height:,}; at most {self.settings.max_flows:,})", 413
             )
         version, bundle = self.models.current()
-        threshold = float((bundle.threshold or {}).get("value", math.nan))
+        threshold = bundle.threshold.value if bundle.threshold is not None else math.nan
         answer: dict[str, Any] = {
             "model_version": version,
             "model": bundle.detector.name,

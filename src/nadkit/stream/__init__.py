@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from nadkit.bundle import Engine, ModelBundle
 from nadkit.stream.netflow import FlowDecoder
 from nadkit.stream.runner import (
     Checkpoint,
@@ -26,6 +25,7 @@ from nadkit.stream.runner import (
 )
 from nadkit.stream.sinks import Sink, open_sink
 from nadkit.stream.sources import FrameSource, StreamSource, open_source
+from nadkit.training.bundle import Engine, ModelBundle
 
 
 def open_stream(

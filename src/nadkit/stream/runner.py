@@ -3,7 +3,7 @@ to batch, records written to sinks, in bounded memory, stopped gracefully, resta
 duplicates.
 
 **Micro-batches.** The loop collects what the source hands over for ``batch_seconds`` (or until
-``batch_rows`` flows) and pushes it to a :class:`~nadkit.detect.Scorer`, which carries the counter,
+``batch_rows`` flows) and pushes it to a :class:`~nadkit.detection.detect.Scorer`, which carries the counter,
 segment and window state across batches; on shutdown it flushes what is held. The scores of a stream
 therefore equal the scores of the same flows scored as one table, wherever the batch boundaries fall.
 
@@ -39,14 +39,14 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from nadkit.bundle import ModelBundle
-from nadkit.detect import Scorer
+from nadkit.detection.detect import Scorer
 from nadkit.errors import ConfigError, NadkitError
 from nadkit.schema import CANONICAL
 from nadkit.sources import ROW
 from nadkit.stream.netflow import RECEIVED
 from nadkit.stream.sinks import Sink
 from nadkit.stream.sources import END, Handoff, StreamSource
+from nadkit.training.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Sink texts (:func:`open_sink`):
 
 ``-``                      JSON lines on standard output
 ``file:PATH``              JSON lines appended to a file (flushed after every batch)
-``sqlite:PATH``            the alert store (:class:`nadkit.store.AlertStore`), which ignores duplicates
+``sqlite:PATH``            the alert store (:class:`nadkit.alerts.store.AlertStore`), which ignores duplicates
 ``syslog+udp://HOST:PORT`` one RFC 5424 message per record; ``syslog+tcp://`` uses octet-counting framing
 ``http://...``, ``https://...``  a webhook: each batch POSTed as JSON, retried, through a bounded queue
 
@@ -127,7 +127,7 @@ class SqliteSink(Sink):
     def __init__(self, path: str | Path, *, model_version: str) -> None:
         super().__init__()
         try:
-            from nadkit.store import AlertStore
+            from nadkit.alerts.store import AlertStore
         except ImportError as error:
             raise ConfigError(
                 f"the sqlite sink needs the alert store, which is not available ({error})"

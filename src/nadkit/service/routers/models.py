@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 
-from nadkit.service.registry import RegistryError
+from nadkit.lifecycle.registry import RegistryError
 from nadkit.service.routers.common import errors, service_of
 from nadkit.service.schemas import ModelOut, ModelsOut
 

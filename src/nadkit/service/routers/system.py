@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from nadkit import __version__
 from nadkit.service.routers.common import service_of
 from nadkit.service.schemas import HealthOut
+from nadkit.version import __version__
 
 router = APIRouter(tags=["system"])
 

@@ -28,16 +28,16 @@ import numpy as np
 import polars as pl
 import torch
 
-from nadkit.bundle import ModelBundle
 from nadkit.errors import ConfigError, SchemaError
 from nadkit.features.buckets import KEY, NUMBER, BucketView, calendar_text
+from nadkit.features.data import DEFAULT_ENTITY, entity_codes
 from nadkit.features.incremental import SEQ, IncrementalFeatures
 from nadkit.features.series import BucketSeries
 from nadkit.fileio import atomic_path
 from nadkit.models.base import DetectorData
 from nadkit.schema import NORMAL
 from nadkit.sources import ROW, iter_flows
-from nadkit.training import DEFAULT_ENTITY, entity_codes
+from nadkit.training.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -325,9 +325,9 @@ def over_alerts(per_alert: pl.Series, alerts: np.ndarray) -> pl.Series:
 def bundle_threshold(bundle: ModelBundle, threshold: float | None) -> float:
     """``threshold``, or the bundle's own when None (ConfigError when it has none)."""
     if threshold is None:
-        if not bundle.threshold or "value" not in bundle.threshold:
+        if bundle.threshold is None:
             raise ConfigError("the bundle has no threshold; give one with --threshold")
-        threshold = float(bundle.threshold["value"])
+        return bundle.threshold.value
     return float(threshold)
 
 
@@ -803,3 +803,23 @@ def summary_line(result: DetectResult) -> str:
 def dumps(result: DetectResult) -> str:
     """The result as JSON text."""
     return json.dumps(result.to_dict(), indent=2)
+
+
+def score_flows(bundle: ModelBundle, flows: pl.DataFrame, *, top: int = 5) -> pl.DataFrame:
+    """Score a canonical flow table as one table (a fresh scorer, flushed at the end): every row's
+    scored record in input order (``row`` is the 1-based input row), with the input's other flow
+    columns beside the scorer's; a value the schema refuses raises :class:`SchemaError`. Flows are
+    scored in time order when the model's features look across flows; the output keeps the input
+    order."""
+    if flows.height == 0:
+        return pl.DataFrame()
+    indexed = flows.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    scorer = Scorer(bundle, top=top)
+    if scorer.pipeline.stateful and "time" in indexed.columns:
+        indexed = indexed.sort("time", maintain_order=True, nulls_last=False)
+    scored = scorer.score_all(indexed).frame.sort("row")
+    rest = [c for c in indexed.columns if c not in scored.columns]
+    if rest:
+        extra = indexed.select(pl.col("row") + 1, *rest)
+        scored = scored.join(extra, on="row", how="left")
+    return scored

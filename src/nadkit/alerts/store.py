@@ -372,7 +372,7 @@ class AlertStore:
     # -- alerts ------------------------------------------------------------------------------------
 
     def add_alerts(self, frame: pl.DataFrame, *, model_version: str) -> list[int]:
-        """Store the alerts of a scored frame (as :class:`~nadkit.detect.Scorer` produces it, with
+        """Store the alerts of a scored frame (as :class:`~nadkit.detection.detect.Scorer` produces it, with
         any further flow columns of the input beside it); returns their ids in frame order. Rows
         whose ``alert`` column is false are not alerts and are skipped (no id). A flow already
         stored for ``model_version`` is not stored again: its row gets the existing id."""

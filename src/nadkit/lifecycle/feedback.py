@@ -46,14 +46,14 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from nadkit.bundle import ModelBundle
+from nadkit.alerts.store import BENIGN_VERDICTS, AlertStore
+from nadkit.detection.detect import score_flows
 from nadkit.errors import ConfigError
 from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL
-from nadkit.service.scoring import score_flows
 from nadkit.sources import load_flows
-from nadkit.store import BENIGN_VERDICTS, AlertStore
-from nadkit.training import TrainingResult, train_model
+from nadkit.training.bundle import ModelBundle
+from nadkit.training.fit import TrainingResult, train_model
 
 log = logging.getLogger(__name__)
 
@@ -558,8 +558,7 @@ def compare(
 
 
 def _threshold(bundle: ModelBundle) -> float | None:
-    value = (bundle.threshold or {}).get("value")
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+    return bundle.threshold.value if bundle.threshold is not None else None
 
 
 # ---------------------------------------------------------------------------------------------------

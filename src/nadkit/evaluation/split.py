@@ -20,6 +20,11 @@ both sides), which converts to a dict for JSON and renders as a rich table.
 
 For rows with no sessions to keep whole, :func:`stratified_holdout` holds out a random share of each
 class's rows (a plain boolean mask).
+
+Training cuts its table with one of three splits, each giving a :class:`FrameSplit`:
+:func:`unsupervised_split` (normal rows to train on; attacks and a share of normal rows held out for
+the threshold), :func:`supervised_split` (the group split, or a stratified one without addresses)
+and :func:`bucket_split` (a cut in time for the bucket view).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -36,9 +41,12 @@ import polars as pl
 from nadkit.errors import ConfigError, SchemaError
 from nadkit.features.counters import combined_codes, dense_codes
 from nadkit.features.segments import SUBNET_OF, SegmentConfig, key_codes, segment_ids
+from nadkit.schema import NORMAL
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from nadkit.features.series import BucketConfig
 
 log = logging.getLogger(__name__)
 
@@ -507,6 +515,126 @@ def stratified_holdout(codes: np.ndarray, fraction: float, seed: int = 0) -> np.
         count = round(len(rows) * fraction) if len(rows) > 1 else 0
         held[rows[:count]] = True
     return held
+
+
+# ---------------------------------------------------------------------------------------------------
+# the splits training uses
+
+
+@dataclass(frozen=True)
+class FrameSplit:
+    """A flow table cut for training: ``train`` to fit on, ``holdout`` to validate on (choose the
+    threshold, stop early, select a model). ``method`` says how it was cut: ``normal-only`` (normal
+    rows to train on, a share of them and every attack held out), ``random`` (unlabelled rows),
+    ``group`` (whole sessions to one side), ``stratified`` (random rows, class by class) or ``time``
+    (the last part of the time range held out, from ``edge``, the first hold-out bucket's start);
+    ``report`` what each side holds where the method describes it."""
+
+    train: pl.DataFrame
+    holdout: pl.DataFrame
+    method: str
+    report: dict[str, Any] = field(default_factory=dict)
+    edge: dt.datetime | None = None
+
+    @property
+    def validation(self) -> pl.DataFrame:
+        """The hold-out, by the name supervised training gives it."""
+        return self.holdout
+
+
+def unsupervised_split(frame: pl.DataFrame, *, holdout_fraction: float = 0.3, seed: int = 0) -> FrameSplit:
+    """Split labelled flows for unsupervised training: ``holdout_fraction`` of the normal rows and all
+    attack rows form the labelled hold-out; the remaining normal rows are the training set.
+
+    Unlabelled data is taken as mostly normal: a random ``holdout_fraction`` is held out (unlabelled)
+    for early stopping. Rows keep their original order on both sides.
+    """
+    if not 0 < holdout_fraction < 1:
+        raise ConfigError(f"holdout_fraction must be between 0 and 1, got {holdout_fraction}")
+    rng = np.random.default_rng(seed)
+    if "label" not in frame.columns:
+        held = rng.random(frame.height) < holdout_fraction
+        mask = pl.Series(held)
+        return FrameSplit(train=frame.filter(~mask), holdout=frame.filter(mask), method="random")
+    normal = (frame["label"].fill_null(NORMAL) == NORMAL).to_numpy()
+    if not normal.any():
+        raise ConfigError("the labelled data has no normal rows to train an unsupervised model on")
+    held = ~normal | (rng.random(frame.height) < holdout_fraction)
+    mask = pl.Series(held)
+    split = FrameSplit(train=frame.filter(~mask), holdout=frame.filter(mask), method="normal-only")
+    log.info(
+        "unsupervised split: %d normal training rows, %d hold-out rows (%d attacks)",
+        split.train.height,
+        split.holdout.height,
+        int((~normal).sum()),
+    )
+    return split
+
+
+def supervised_split(frame: pl.DataFrame, *, validation_fraction: float = 0.25, seed: int = 0) -> FrameSplit:
+    """Split labelled flows into training and validation parts with the class mix of the whole on
+    each side: the group split (:class:`GroupSplit`: no (src, dst /24) session on both sides) when
+    the flows have addresses, else a stratified random split of the rows."""
+    if not 0 < validation_fraction < 1:
+        raise ConfigError(f"the validation fraction must be between 0 and 1, got {validation_fraction}")
+    if "label" not in frame.columns or frame["label"].null_count() == frame.height:
+        raise ConfigError("supervised training needs labelled flows (a 'label' column)")
+    if "src" in frame.columns and "dst" in frame.columns:
+        split = GroupSplit(validation_fraction=validation_fraction, seed=seed).split(frame)
+        train, validation = split.frames(frame)
+        return FrameSplit(train, validation, "group", split.report.to_dict())
+    labels = frame["label"].fill_null(NORMAL).to_numpy().astype(str)
+    _, codes = np.unique(labels, return_inverse=True)
+    held = stratified_holdout(codes, validation_fraction, seed)
+    mask = pl.Series(held)
+    train, validation = frame.filter(~mask), frame.filter(mask)
+    report = {
+        "method": "stratified",
+        "rows": {"train": train.height, "validation": validation.height},
+        "class_counts": {
+            side: dict(sorted(part["label"].fill_null(NORMAL).value_counts().iter_rows()))
+            for side, part in (("train", train), ("validation", validation))
+        },
+    }
+    log.info("stratified split: %d training rows, %d validation rows", train.height, validation.height)
+    return FrameSplit(train, validation, "stratified", report)
+
+
+def bucket_split(frame: pl.DataFrame, config: BucketConfig, holdout_fraction: float = 0.3) -> FrameSplit:
+    """Split flows in time for the bucket view: the last ``holdout_fraction`` of the time range (cut
+    at a bucket edge) is the hold-out, the normal flows before it are the training part. A time
+    split, not a row split: a bucket's metrics need all of its flows, and windows need consecutive
+    buckets. Flows without a time belong to no bucket and are left out."""
+    if not 0 < holdout_fraction < 1:
+        raise ConfigError(f"holdout_fraction must be between 0 and 1, got {holdout_fraction}")
+    if "time" not in frame.columns:
+        raise ConfigError("the bucket view needs each flow's time, and these flows have no 'time' column")
+    timed = frame.filter(pl.col("time").is_not_null())
+    if timed.height < frame.height:
+        log.warning("%d flow(s) without a time left out of the bucket view", frame.height - timed.height)
+    if timed.height == 0:
+        raise ConfigError("no flow has a time: the bucket view has nothing to learn from")
+    width = round(config.bucket_s * 1e6)
+    number = timed["time"].dt.epoch("us") // width
+    low, high = int(number.min()), int(number.max())  # type: ignore[arg-type]
+    if high == low:
+        raise ConfigError(
+            f"every flow falls in one bucket of {config.bucket_s:g} s: nothing to split in time "
+            "(use shorter buckets or more traffic)"
+        )
+    cut = low + max(1, min(high - low, round((high - low + 1) * (1 - holdout_fraction))))
+    before = (number < cut).to_numpy()
+    train = timed.filter(pl.Series(before))
+    if "label" in train.columns:
+        train = train.filter(pl.col("label").fill_null(NORMAL) == NORMAL)
+    holdout = timed.filter(pl.Series(~before))
+    if train.height == 0:
+        raise ConfigError("no normal flow before the hold-out's first bucket to train on")
+    edge = dt.datetime.fromtimestamp(cut * width / 1e6, tz=dt.UTC)
+    log.info(
+        "bucket split at %s: %d normal training flows, %d hold-out flows", edge, train.height, holdout.height
+    )
+    return FrameSplit(train=train, holdout=holdout, method="time", edge=edge)
 
 
 def render(report: SplitReport) -> Table:

@@ -1,12 +1,13 @@
 """A trained model measured on labelled flows: what `nadkit evaluate` computes and reports.
 
 The flows are scored exactly as `nadkit detect` scores them (in chunks, with the bundle's threshold
-unless another is given); the metrics come from :mod:`nadkit.metrics` and the report from
+unless another is given); the metrics come from :mod:`nadkit.evaluation.metrics` and the report from
 :mod:`nadkit.report`.
 
 Figures measured on the data a model was trained on are optimistic, so the evaluated rows are
-compared with the training rows the bundle keeps hashes of (:mod:`nadkit.overlap`), and with its data
-fingerprint where the row counts agree. When more than :data:`~nadkit.overlap.OVERLAP_SHARE` of the
+compared with the training rows the bundle keeps hashes of (:mod:`nadkit.evaluation.overlap`), and with its
+data
+fingerprint where the row counts agree. When more than :data:`~nadkit.evaluation.overlap.OVERLAP_SHARE` of the
 evaluated rows are training rows, or the fingerprint matches, a warning is logged and the report and
 the JSON output say so first. A bundle saved without row hashes is evaluated without that check.
 """
@@ -21,34 +22,26 @@ from typing import Any
 
 from rich.table import Table
 
-from nadkit.bundle import ModelBundle, fingerprint
-from nadkit.detect import DEFAULT_CHUNK_ROWS, ScoredTable, score_table
+from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, ScoredTable, score_table
 from nadkit.errors import ConfigError
-from nadkit.overlap import OverlapCounter, TrainingOverlap
+from nadkit.evaluation.overlap import OverlapCounter, TrainingOverlap
+from nadkit.evaluation.thresholds import Threshold
+from nadkit.training.bundle import ModelBundle, fingerprint
 
 log = logging.getLogger(__name__)
 
 
-def describe_threshold(threshold: dict[str, Any] | None, override: float | None = None) -> str:
+def describe_threshold(threshold: Threshold | None, override: float | None = None) -> str:
     """How the threshold was chosen, in a few words."""
     if override is not None:
         return "given on the command line"
-    if not threshold:
-        return "unknown"
-    method = str(threshold.get("method", "unknown"))
-    details = {
-        key: value for key, value in threshold.items() if key not in ("method", "value", "rows", "params")
-    }
-    details.update(threshold.get("params") or {})
-    if not details:
-        return method
-    inner = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in details.items())
-    return f"{method} ({inner})"
+    return threshold.describe() if threshold is not None else "unknown"
 
 
 @dataclass(frozen=True)
 class EvaluationOutcome:
-    """The metrics (as :func:`nadkit.metrics.evaluate` gives them), the scores, the report path, and
+    """The metrics (as :func:`nadkit.evaluation.metrics.evaluate` gives them), the scores, the report path,
+    and
     how much of the evaluated data the model was trained on."""
 
     metrics: dict[str, Any]
@@ -143,7 +136,7 @@ def evaluate_bundle(
 ) -> EvaluationOutcome:
     """Score the labelled flows of ``source``, compute the metrics, compare the flows with the
     model's training data and (with ``report``) write the HTML report with its figures."""
-    from nadkit.metrics import evaluate
+    from nadkit.evaluation.metrics import evaluate
 
     counter = OverlapCounter(bundle.training_rows)
     scored = score_table(

@@ -15,7 +15,7 @@ How the work is cut so that every feature stays exact:
    the source address and the destination subnet) so that every flow of a segment lands in one
    partition; for windowed detectors only the part of that key the window entity determines (the
    source address), so an entity's windows stay whole too. Each partition is sorted by time.
-4. **score**: each partition runs the local :class:`~nadkit.detect.Scorer` (incremental segment
+4. **score**: each partition runs the local :class:`~nadkit.detection.detect.Scorer` (incremental segment
    features, the model, the threshold and the explanations) over its flows in time order, on ONNX
    Runtime when the bundle has ``model.onnx``.
 5. **write**: ``.parquet`` output is a Parquet dataset directory written by the executors in
@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
-    from nadkit.bundle import ModelBundle
+    from nadkit.training.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ def partition_plan(
     detectors). Computed counters look at all traffic and get their own time-range stage.
     """
     if entity is None:
-        from nadkit.training import DEFAULT_ENTITY
+        from nadkit.features.data import DEFAULT_ENTITY
 
         entity = DEFAULT_ENTITY
     counters = bool(pipeline.counters_computed_)
@@ -593,7 +593,7 @@ def _executor_bundle(job: _Job) -> ModelBundle:
         import torch
         from pyspark import SparkFiles
 
-        from nadkit.bundle import ModelBundle
+        from nadkit.training.bundle import ModelBundle
 
         torch.set_num_threads(job.threads)
         bundle = ModelBundle.load(SparkFiles.get(job.bundle_name), threads=job.threads)
@@ -605,7 +605,7 @@ def _executor_bundle(job: _Job) -> ModelBundle:
 
 def _score_flows(job: _Job, schema: StructType, batches: Batches) -> Batches:
     """Score a partition's flows (in time order) with the local scorer; alerts or every record."""
-    from nadkit.detect import Scorer
+    from nadkit.detection.detect import Scorer
 
     target = _arrow_schema(schema, job.large_types)
     scorer = Scorer(_executor_bundle(job), threshold=job.threshold, top=job.top)
@@ -630,7 +630,7 @@ def _score_flows(job: _Job, schema: StructType, batches: Batches) -> Batches:
 def record_lines(frame: pl.DataFrame, kind: str) -> list[str]:
     """Each scored record as the line (CSV: the row, without the header) local detection writes for
     it in a ``jsonl`` or ``csv`` file."""
-    from nadkit.detect import JSON_TIME, flat_top_features
+    from nadkit.detection.detect import JSON_TIME, flat_top_features
 
     if kind == "jsonl":
         if "time" in frame.columns:
@@ -742,8 +742,8 @@ class _Store:
 
 @dataclass(frozen=True)
 class SparkDetectResult:
-    """What a Spark detection did: the fields of :class:`~nadkit.detect.DetectResult` (so
-    :func:`~nadkit.detect.summary_line` prints it), ``location`` (the output, a path or a URI), the
+    """What a Spark detection did: the fields of :class:`~nadkit.detection.detect.DetectResult` (so
+    :func:`~nadkit.detection.detect.summary_line` prints it), ``location`` (the output, a path or a URI), the
     master, the number of scoring partitions and how flows were partitioned."""
 
     output: Path | None
@@ -916,14 +916,14 @@ def detect_spark(
     reads, e.g. ``hdfs://...``) on Spark and write alerts (or every record) to ``out``: a Parquet
     dataset directory for ``.parquet``, one file for ``.jsonl`` and ``.csv`` (module docstring).
 
-    The result equals :func:`nadkit.detect.detect_file` on the same data. ``master`` / ``conf``: see
+    The result equals :func:`nadkit.detection.detect.detect_file` on the same data. ``master`` / ``conf``: see
     :func:`spark_session` (ignored when ``spark``, a running session, is given; that session is left
     running). ``partitions``: how many partitions flows are scored in (default: the default
     parallelism, or more for about :data:`ROWS_PER_PARTITION` flows each). ``chunk_rows``: flows a
     task scores at once (default: as local detection).
     """
-    from nadkit.bundle import ModelBundle
-    from nadkit.detect import DEFAULT_CHUNK_ROWS, output_kind
+    from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, bundle_threshold, output_kind
+    from nadkit.training.bundle import ModelBundle
 
     started = time.perf_counter()
     source_text, out_text = str(source), str(out)
@@ -937,10 +937,7 @@ def detect_spark(
     loaded.flow_pipeline("the Spark engine")
     if loaded.path is None:
         raise ConfigError("save the bundle before scoring on Spark (executors load it from its directory)")
-    if threshold is None:
-        if not loaded.threshold or "value" not in loaded.threshold:
-            raise ConfigError("the bundle has no threshold; give one with --threshold")
-        threshold = float(loaded.threshold["value"])
+    threshold = bundle_threshold(loaded, threshold)
     session = spark if spark is not None else spark_session(master, conf, app_name="nadkit detect")
     try:
         with _spark_errors():
@@ -984,7 +981,7 @@ def _run(
     from pyspark.sql import functions as F
     from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
-    from nadkit.detect import ID_COLUMNS, TOP_FEATURE, flat_top_features
+    from nadkit.detection.detect import ID_COLUMNS, TOP_FEATURE, flat_top_features
 
     store = _Store(session, out)
     if store.exists() and not overwrite:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,14 +17,20 @@ import numpy as np
 import polars as pl
 
 from nadkit.errors import ConfigError
-from nadkit.schema import NORMAL, NORMAL_LABELS
-from nadkit.thresholds import NAD_CLASSES, NAD_COST, Threshold, attack_mask, threshold_value
+from nadkit.evaluation.labels import (
+    NAD_CLASSES,
+    NAD_COST,
+    attack_mask,
+    check_nad_labels,
+    label_series,
+    nad_lookup,
+)
+from nadkit.evaluation.thresholds import Threshold, threshold_value
+from nadkit.schema import NORMAL
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "NAD_CLASSES",
-    "NAD_COST",
     "BinaryMetrics",
     "ClassDetection",
     "ConfusionMatrix",
@@ -36,7 +41,6 @@ __all__ = [
     "f_beta",
     "false_positive_rate",
     "macro_f_beta",
-    "nad_labels",
     "nad_score",
     "nad_score_from_confusion",
     "per_class_detection",
@@ -204,22 +208,6 @@ def binary_metrics(scores: np.ndarray, is_attack: np.ndarray, threshold: float) 
 # labels, confusion matrices and macro F-beta
 
 
-def _label_series(values: Any, name: str) -> pl.Series:
-    """A label column as a polars Series; missing class names count as normal."""
-    if isinstance(values, pl.Series):
-        series = values.alias(name)
-    else:
-        array = np.asarray(values)
-        if array.ndim != 1:
-            raise ConfigError(f"{name} must be a 1-D array of labels")
-        series = pl.Series(name, array)
-    if series.dtype in (pl.String, pl.Categorical, pl.Enum):
-        series = series.cast(pl.String).fill_null(NORMAL)
-    elif series.null_count():
-        raise ConfigError(f"{name} has missing labels")
-    return series
-
-
 def _ordered(labels: Sequence[Any]) -> list[Any]:
     """Labels in report order: normal first, then sorted."""
     rest = sorted(label for label in labels if label != NORMAL)
@@ -227,7 +215,7 @@ def _ordered(labels: Sequence[Any]) -> list[Any]:
 
 
 def _pair_counts(true: Any, predicted: Any) -> pl.DataFrame:
-    t, p = _label_series(true, "true"), _label_series(predicted, "predicted")
+    t, p = label_series(true, "true"), label_series(predicted, "predicted")
     if len(t) != len(p):
         raise ConfigError(f"{len(t)} true labels but {len(p)} predicted ones")
     if t.dtype != p.dtype:
@@ -321,49 +309,10 @@ def macro_f_beta(
 # NAD 2021 score
 
 
-def _nad_key(value: Any) -> str:
-    text = str(value).strip().lower()
-    if text in NORMAL_LABELS:
-        text = NORMAL
-    return re.sub(r"[^0-9a-z]", "", text).removeprefix("probing")
-
-
-def _nad_index(classes: Sequence[str]) -> dict[str, int]:
-    if len(classes) != len(NAD_CLASSES):
-        raise ConfigError(f"the NAD score needs the {len(NAD_CLASSES)} classes of its cost matrix")
-    index = {_nad_key(name): i for i, name in enumerate(classes)}
-    if len(index) != len(classes):
-        raise ConfigError(f"NAD class names {list(classes)} are not distinct")
-    return index
-
-
-def _nad_lookup(values: Sequence[Any], classes: Sequence[str]) -> dict[Any, int] | None:
-    """Each value's position in ``classes``, or None when one is not a NAD class."""
-    index = _nad_index(classes)
-    found = {value: index.get(_nad_key(value)) for value in values}
-    if any(position is None for position in found.values()):
-        return None
-    return {value: int(position) for value, position in found.items() if position is not None}
-
-
-def nad_labels(values: Sequence[Any] | np.ndarray, classes: Sequence[str] = NAD_CLASSES) -> np.ndarray:
-    """NAD class names in any common spelling (``Normal``, ``DDOS-smurf``, ``ddos_smurf``,
-    ``IP sweep``...) turned into the names of ``classes``; an unknown one raises ConfigError."""
-    series = _label_series(values, "labels").cast(pl.String)
-    met = series.unique().to_list()
-    lookup = _nad_lookup(met, classes)
-    if lookup is None:
-        index = _nad_index(classes)
-        unknown = sorted(v for v in met if _nad_key(v) not in index)
-        raise ConfigError(f"labels {unknown} are not NAD 2021 classes ({', '.join(classes)})")
-    names = {value: classes[position] for value, position in lookup.items()}
-    return series.replace_strict(names, return_dtype=pl.String).to_numpy()
-
-
 def _nad_confusion(true: Any, predicted: Any, classes: Sequence[str]) -> ConfusionMatrix | None:
     counts = _pair_counts(true, predicted).with_columns(pl.col("true", "predicted").cast(pl.String))
     met = set(counts["true"].to_list()) | set(counts["predicted"].to_list())
-    lookup = _nad_lookup(list(met), classes)
+    lookup = nad_lookup(list(met), classes)
     if lookup is None:
         return None
     matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)
@@ -406,11 +355,9 @@ def nad_score(
     """
     confusion = _nad_confusion(true, predicted, classes)
     if confusion is None:
-        met = set(_label_series(true, "true").cast(pl.String).unique().to_list())
-        met |= set(_label_series(predicted, "predicted").cast(pl.String).unique().to_list())
-        index = _nad_index(classes)
-        unknown = sorted(v for v in met if _nad_key(v) not in index)
-        raise ConfigError(f"labels {unknown} are not NAD 2021 classes ({', '.join(classes)})")
+        met = set(label_series(true, "true").cast(pl.String).unique().to_list())
+        met |= set(label_series(predicted, "predicted").cast(pl.String).unique().to_list())
+        check_nad_labels(met, classes)
     return nad_score_from_confusion(confusion)
 
 
@@ -436,7 +383,7 @@ def per_class_detection(
 ) -> dict[str, ClassDetection]:
     """For each class present, the share of its rows alerted: an attack class's detection rate, and
     for ``normal`` its false-positive rate. Normal first, then the classes sorted by name."""
-    series = _label_series(labels, "label")
+    series = label_series(labels, "label")
     alerted = np.asarray(alerts, dtype=bool)
     if alerted.shape != (len(series),):
         raise ConfigError("labels and alerts differ in length")
@@ -498,7 +445,7 @@ def evaluate(
     as well: the figures it leaves undefined are NaN.
     """
     values = _scores(scores)
-    series = _label_series(labels, "label")
+    series = label_series(labels, "label")
     if len(series) != len(values):
         raise ConfigError(f"{len(values)} scores but {len(series)} labels")
     value = threshold_value(threshold)

@@ -14,7 +14,7 @@
       training_rows.safetensors
                            optional: hashes of (a sample of) the training rows, so that evaluation
                            can tell how much of its data the model was trained on
-                           (:mod:`nadkit.overlap`); the manifest's ``training_rows`` describes them
+                           (:mod:`nadkit.evaluation.overlap`); the manifest's ``training_rows`` describes them
 
 Loading checks the manifest, its format version and every file's checksum before anything is used
 (``model.onnx`` and ``training_rows.safetensors`` too when the manifest lists them; unlisted ones
@@ -38,9 +38,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import platform
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -50,14 +50,16 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import numpy as np
 import polars as pl
 
-from nadkit import __version__
 from nadkit.errors import BundleError, ConfigError, NadkitError
+from nadkit.evaluation.overlap import TrainingRows
+from nadkit.evaluation.thresholds import Threshold
 from nadkit.features.buckets import BucketView
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.fileio import atomic_directory, atomic_path
-from nadkit.models.base import Detector, DetectorData, create
+from nadkit.models.base import Detector, DetectorData
 from nadkit.models.neural import NeuralConfig
-from nadkit.overlap import TrainingRows
+from nadkit.models.registry import create
+from nadkit.version import __version__
 
 if TYPE_CHECKING:
     from nadkit.models.export import Exporter, OnnxScorer
@@ -201,7 +203,7 @@ class ModelBundle:
 
     pipeline: FeaturePipeline | None
     detector: Detector
-    threshold: dict[str, Any] | None = None
+    threshold: Threshold | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
@@ -213,6 +215,8 @@ class ModelBundle:
 
     def __post_init__(self) -> None:
         _check_engine(self.engine)
+        if isinstance(self.threshold, Mapping):
+            self.threshold = Threshold.from_dict(self.threshold)
         if (self.pipeline is None) == (self.view is None):
             raise NadkitError("a model bundle holds either a flow pipeline or a bucket view")
 
@@ -234,7 +238,7 @@ class ModelBundle:
         buckets)."""
         if self.view is not None:
             return self.view.data(self.view.series(frame))
-        from nadkit.training import detector_data
+        from nadkit.features.data import detector_data
 
         return detector_data(self.flow_pipeline(), frame)
 
@@ -358,7 +362,8 @@ class ModelBundle:
                 hashes = np.ascontiguousarray(self.training_rows.hashes)
                 save_file({"hashes": hashes}, str(folder / TRAINING_ROWS))
                 files.append(TRAINING_ROWS)
-            (folder / THRESHOLD).write_text(json.dumps(self.threshold, indent=2, allow_nan=False) + "\n")
+            threshold = self.threshold.to_dict() if self.threshold is not None else None
+            (folder / THRESHOLD).write_text(json.dumps(threshold, indent=2, allow_nan=False) + "\n")
             (folder / METRICS).write_text(json.dumps(self.metrics, indent=2, default=float) + "\n")
             manifest = {
                 "format": FORMAT,
@@ -452,10 +457,10 @@ class ModelBundle:
             detector = create(manifest["model"], manifest.get("config") or {})
             arrays = load_file(str(path / WEIGHTS))
             detector.load_state(arrays, features)
-            threshold = json.loads((path / THRESHOLD).read_text())
-            value = threshold.get("value") if isinstance(threshold, dict) else None
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise BundleError(f"{path / THRESHOLD}: the threshold must be a finite number, not {value!r}")
+            try:
+                threshold = Threshold.from_dict(json.loads((path / THRESHOLD).read_text()))
+            except ConfigError as error:
+                raise BundleError(f"{path / THRESHOLD}: {error}") from None
             metrics = json.loads((path / METRICS).read_text())
             training_rows = None
             if hashed is not None:

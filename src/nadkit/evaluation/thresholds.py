@@ -32,32 +32,10 @@ from typing import Any
 import numpy as np
 
 from nadkit.errors import ConfigError
+from nadkit.evaluation.labels import NAD_CLASSES, NAD_COST, attack_mask
 from nadkit.schema import NORMAL
 
 log = logging.getLogger(__name__)
-
-#: NAD 2021 classes as nadkit's NAD reader spells them, in the order of the challenge's cost matrix
-NAD_CLASSES: tuple[str, ...] = (
-    NORMAL,
-    "DDOS-smurf",
-    "Probing-IP sweep",
-    "Probing-Nmap",
-    "Probing-Port sweep",
-)
-
-#: the NAD 2021 challenge cost matrix: rows are the true class, columns the predicted class, both in
-#: :data:`NAD_CLASSES` order (missing a smurf, or raising a false smurf alarm, costs 2)
-NAD_COST: np.ndarray = np.array(
-    [
-        [0, 2, 1, 1, 1],
-        [2, 0, 1, 1, 1],
-        [1, 2, 0, 1, 1],
-        [1, 2, 1, 0, 1],
-        [1, 2, 1, 1, 0],
-    ],
-    dtype=np.int64,
-)
-NAD_COST.setflags(write=False)
 
 #: the fewest excesses over the initial quantile that a generalised Pareto tail is fitted to
 MIN_PEAKS = 10
@@ -79,21 +57,6 @@ def _check(scores: np.ndarray, labels: np.ndarray | None = None) -> tuple[np.nda
     if labels.shape != scores.shape:
         raise ConfigError("scores and labels differ in length")
     return scores, labels
-
-
-def attack_mask(labels: Sequence[Any] | np.ndarray, normal: str = NORMAL) -> np.ndarray:
-    """Which rows are attacks: booleans are taken as they are, numbers as ``!= 0``, class names as
-    ``!= normal`` (a missing label counts as normal, as everywhere in nadkit)."""
-    array = np.asarray(labels)
-    if array.ndim != 1:
-        raise ConfigError("labels must be a 1-D array")
-    if array.dtype == bool:
-        return array.copy()
-    if array.dtype.kind in "iuf":
-        return array != 0
-    if array.dtype.kind in "US":
-        return array != normal
-    return np.not_equal(array, normal) & np.not_equal(array, None)
 
 
 def _real(name: str, value: Any) -> float:
@@ -243,6 +206,14 @@ class Threshold:
     def apply(self, scores: np.ndarray) -> np.ndarray:
         """Alerts (``score >= value``) for ``scores``."""
         return apply(self, scores)
+
+    def describe(self) -> str:
+        """How the threshold was chosen, in a few words: the method and its settings."""
+        settings = {k: v for k, v in self.params.items() if not isinstance(v, Mapping | list)}
+        if not settings:
+            return self.method
+        inner = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
+        return f"{self.method} ({inner})"
 
 
 def threshold_value(threshold: Threshold | Mapping[str, Any] | float) -> float:
@@ -825,3 +796,88 @@ def cost_optimal_decision(
     if len(names) != c.shape[1]:
         raise ConfigError(f"{len(names)} class names for a cost matrix with {c.shape[1]} columns")
     return np.asarray(names)[choice]
+
+
+# --------------------------------------------------------------------------------------------------
+# the policy training uses: which method, and the auto choice
+
+
+#: the threshold methods training offers; ``auto``: ``f_beta`` when the hold-out has attack and
+#: normal rows (capped at the ``quantile`` threshold, see :func:`choose_threshold`), else ``quantile``
+THRESHOLD_CHOICES: tuple[str, ...] = ("auto", "quantile", "f_beta", "pot")
+#: the methods ``auto`` chooses between
+_AUTO_METHODS = ("f_beta", "quantile")
+
+
+def check_threshold_choice(method: str, params: Mapping[str, Any] | None = None) -> None:
+    """Raise :class:`ConfigError` naming the problem unless ``method`` is one of
+    :data:`THRESHOLD_CHOICES` and ``params`` are valid settings of it (for ``auto``: of the method
+    it may choose), so a bad choice fails before training rather than after."""
+    if method not in THRESHOLD_CHOICES:
+        raise ConfigError(f"unknown threshold method {method!r} (known: {', '.join(THRESHOLD_CHOICES)})")
+    params = dict(params or {})
+    if method != "auto":
+        threshold_settings(method, **params)
+        return
+    for name in params:
+        if not any(name in THRESHOLD_METHODS[m] for m in _AUTO_METHODS):
+            raise ConfigError(
+                f"threshold field {name!r}: not a parameter of the auto threshold (it fits f_beta "
+                "or quantile; choose the method that takes it)"
+            )
+    for candidate in _AUTO_METHODS:
+        own = {name: value for name, value in params.items() if name in THRESHOLD_METHODS[candidate]}
+        threshold_settings(candidate, **own)
+
+
+def choose_threshold(
+    scores: np.ndarray,
+    labels: np.ndarray | None,
+    false_positive_rate: float = 0.01,
+    *,
+    method: str = "auto",
+    **params: Any,
+) -> Threshold:
+    """The alert threshold chosen on a hold-out's scores, as training saves it in a bundle.
+
+    ``method`` ``auto``: F-beta-optimal (``beta``, default 1) when the hold-out has attack and
+    normal rows, but never above the score exceeded by ``false_positive_rate`` of its normal rows
+    (then that quantile is the threshold); otherwise that quantile of the normal (or unlabelled)
+    rows. The cap is there because a hold-out's attacks are the attacks already known, and often
+    floods: an F-beta-optimal threshold fitted on them is pulled far above the normal scores, and
+    attacks unlike them (slower, smaller, new) would fall below it while a false-positive budget of
+    ``false_positive_rate`` was left unused. ``quantile``, ``f_beta`` and ``pot`` fit that method of
+    :func:`fit_threshold` (on the normal rows where labels say which they are)
+    with ``params`` (``false_positive_rate``, ``beta``, ``risk``, ``initial_quantile``).
+    """
+    if method in ("auto", "quantile"):
+        params["false_positive_rate"] = false_positive_rate
+    check_threshold_choice(method, params)
+    attack = labels != NORMAL if labels is not None else np.zeros(len(scores), dtype=bool)
+    both = bool(attack.any() and (~attack).any())
+    capped = method == "auto" and both
+    if method == "auto":
+        method = "f_beta" if both else "quantile"
+        params = {k: v for k, v in params.items() if k in THRESHOLD_METHODS[method]}
+        if not (~attack).any():
+            labels = None  # only attack rows: the quantile of all of them
+    if method == "f_beta" and not both:
+        raise ConfigError(
+            "the f_beta threshold needs labelled attack and normal rows in the hold-out; "
+            "use the quantile or pot threshold"
+        )
+    values = np.asarray(scores, dtype=np.float64)
+    fitted = fit_threshold(method, values, labels, **params)
+    if capped:
+        budget = fit_threshold("quantile", values, labels, false_positive_rate=false_positive_rate)
+        if budget.value < fitted.value:
+            log.info(
+                "the F-beta-optimal threshold on the hold-out (%.6g) lies above the score exceeded by %g "
+                "of its normal rows (%.6g): the lower one is kept, so attacks unlike the hold-out's "
+                "are not missed within that false-positive rate",
+                fitted.value,
+                false_positive_rate,
+                budget.value,
+            )
+            fitted = budget
+    return fitted

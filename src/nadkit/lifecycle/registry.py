@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from nadkit.errors import BundleError, ConfigError, NadkitError
+from nadkit.evaluation.thresholds import Threshold
 from nadkit.fileio import atomic_path
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,10 @@ class ModelRegistry:
         if sidecar.is_file():
             with contextlib.suppress(OSError, ValueError):
                 extra = json.loads(sidecar.read_text())
-        value = threshold.get("value") if isinstance(threshold, dict) else None
+        try:
+            value: float | None = Threshold.from_dict(threshold).value
+        except ConfigError:
+            value = None
         return ModelVersion(
             version=version,
             path=folder,
@@ -193,7 +197,7 @@ class ModelRegistry:
     def register(self, bundle: str | Path, *, note: str = "") -> ModelVersion:
         """Copy the bundle directory ``bundle`` in as the next version (or return the version that
         already holds it). The bundle is verified first (it must load)."""
-        from nadkit.bundle import ModelBundle
+        from nadkit.training.bundle import ModelBundle
 
         bundle = Path(bundle)
         existing = self.find(bundle)
@@ -266,7 +270,7 @@ class ModelRegistry:
         """Make ``version`` the active model (after checking, with ``verify``, that it loads)."""
         folder = self.path(version)
         if verify:
-            from nadkit.bundle import ModelBundle
+            from nadkit.training.bundle import ModelBundle
 
             ModelBundle.load(folder, engine="torch")
         previous = self.active_version()

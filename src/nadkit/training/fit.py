@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,93 +20,24 @@ import numpy as np
 import polars as pl
 
 from nadkit.errors import ConfigError, NadkitError
+from nadkit.evaluation.labels import is_nad_label_set
+from nadkit.evaluation.metrics import BinaryMetrics, binary_metrics, macro_f_beta, nad_score
+from nadkit.evaluation.split import bucket_split, supervised_split, unsupervised_split
+from nadkit.evaluation.thresholds import Threshold, check_threshold_choice, choose_threshold
 from nadkit.features.buckets import BucketView
-from nadkit.features.counters import column_codes
+from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.features.series import BucketConfig
-from nadkit.metrics import BinaryMetrics, binary_metrics, macro_f_beta, nad_score
-from nadkit.models.base import Detector, DetectorData, create
-from nadkit.models.multitask import is_nad_label_set
+from nadkit.models.base import Detector, DetectorData
+from nadkit.models.registry import create
 from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL, label_expr
 from nadkit.sources import load_flows
-from nadkit.split import GroupSplit, stratified_holdout
-from nadkit.thresholds import THRESHOLD_METHODS, fit_threshold, threshold_settings
 
 if TYPE_CHECKING:
-    from nadkit.bundle import ModelBundle
+    from nadkit.training.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
-
-#: the default sequence entity of windowed detectors: flows of one source host
-DEFAULT_ENTITY: tuple[str, ...] = ("src",)
-
-
-def entity_codes(frame: pl.DataFrame, key: Sequence[str] = DEFAULT_ENTITY) -> np.ndarray | None:
-    """One integer per row identifying its entity (rows of one key value share it), or None when the
-    frame lacks a key column."""
-    if not key or any(c not in frame.columns for c in key):
-        return None
-    if len(key) == 1:
-        codes, _ = column_codes(frame[key[0]])
-        return codes.astype(np.int64)
-    # several columns: a 64-bit hash of the tuple (collisions are negligible at flow-table sizes)
-    return frame.select(pl.struct(list(key)).hash(seed=11)).to_series().to_numpy().view(np.int64)
-
-
-def detector_data(
-    pipeline: FeaturePipeline, frame: pl.DataFrame, *, entity: Sequence[str] = DEFAULT_ENTITY
-) -> DetectorData:
-    """The scaled features of ``frame`` with entity, time (epoch microseconds) and labels attached."""
-    features = pipeline.transform_numpy(frame)
-    time = frame["time"].dt.epoch("us").fill_null(0).to_numpy() if "time" in frame.columns else None
-    labels = frame["label"].fill_null(NORMAL).to_numpy() if "label" in frame.columns else None
-    return DetectorData(
-        features=features,
-        feature_names=tuple(pipeline.feature_names_),
-        entity=entity_codes(frame, entity),
-        time=time,
-        labels=labels,
-    )
-
-
-@dataclass(frozen=True)
-class UnsupervisedSplit:
-    """Normal rows to train on, and a labelled hold-out (normal and attack rows) for thresholds."""
-
-    train: pl.DataFrame
-    holdout: pl.DataFrame
-
-
-def unsupervised_split(
-    frame: pl.DataFrame, *, holdout_fraction: float = 0.3, seed: int = 0
-) -> UnsupervisedSplit:
-    """Split labelled flows for unsupervised training: ``holdout_fraction`` of the normal rows and all
-    attack rows form the labelled hold-out; the remaining normal rows are the training set.
-
-    Unlabelled data is taken as mostly normal: a random ``holdout_fraction`` is held out (unlabelled)
-    for early stopping. Rows keep their original order on both sides.
-    """
-    if not 0 < holdout_fraction < 1:
-        raise ConfigError(f"holdout_fraction must be between 0 and 1, got {holdout_fraction}")
-    rng = np.random.default_rng(seed)
-    if "label" not in frame.columns:
-        held = rng.random(frame.height) < holdout_fraction
-        mask = pl.Series(held)
-        return UnsupervisedSplit(train=frame.filter(~mask), holdout=frame.filter(mask))
-    normal = (frame["label"].fill_null(NORMAL) == NORMAL).to_numpy()
-    if not normal.any():
-        raise ConfigError("the labelled data has no normal rows to train an unsupervised model on")
-    held = ~normal | (rng.random(frame.height) < holdout_fraction)
-    mask = pl.Series(held)
-    split = UnsupervisedSplit(train=frame.filter(~mask), holdout=frame.filter(mask))
-    log.info(
-        "unsupervised split: %d normal training rows, %d hold-out rows (%d attacks)",
-        split.train.height,
-        split.holdout.height,
-        int((~normal).sum()),
-    )
-    return split
 
 
 def use_label_column(frame: pl.DataFrame, label_column: str = "label") -> pl.DataFrame:
@@ -122,77 +52,6 @@ def use_label_column(frame: pl.DataFrame, label_column: str = "label") -> pl.Dat
     return frame.with_columns(label_expr(pl.col(label_column)).alias("label")).drop(label_column)
 
 
-@dataclass(frozen=True)
-class SupervisedSplit:
-    """Labelled rows to train on and labelled rows to validate on; ``method`` says how they were
-    split (``group``: whole sessions to one side; ``stratified``: random rows, class by class) and
-    ``report`` what each side holds."""
-
-    train: pl.DataFrame
-    validation: pl.DataFrame
-    method: str
-    report: dict[str, Any]
-
-
-def supervised_split(
-    frame: pl.DataFrame, *, validation_fraction: float = 0.25, seed: int = 0
-) -> SupervisedSplit:
-    """Split labelled flows into training and validation parts with the class mix of the whole on
-    each side: the group split of :mod:`nadkit.split` (no (src, dst /24) session on both sides) when
-    the flows have addresses, else a stratified random split of the rows."""
-    if not 0 < validation_fraction < 1:
-        raise ConfigError(f"the validation fraction must be between 0 and 1, got {validation_fraction}")
-    if "label" not in frame.columns or frame["label"].null_count() == frame.height:
-        raise ConfigError("supervised training needs labelled flows (a 'label' column)")
-    if "src" in frame.columns and "dst" in frame.columns:
-        split = GroupSplit(validation_fraction=validation_fraction, seed=seed).split(frame)
-        train, validation = split.frames(frame)
-        return SupervisedSplit(train, validation, "group", split.report.to_dict())
-    labels = frame["label"].fill_null(NORMAL).to_numpy().astype(str)
-    _, codes = np.unique(labels, return_inverse=True)
-    held = stratified_holdout(codes, validation_fraction, seed)
-    mask = pl.Series(held)
-    train, validation = frame.filter(~mask), frame.filter(mask)
-    report = {
-        "method": "stratified",
-        "rows": {"train": train.height, "validation": validation.height},
-        "class_counts": {
-            side: dict(sorted(part["label"].fill_null(NORMAL).value_counts().iter_rows()))
-            for side, part in (("train", train), ("validation", validation))
-        },
-    }
-    log.info("stratified split: %d training rows, %d validation rows", train.height, validation.height)
-    return SupervisedSplit(train, validation, "stratified", report)
-
-
-#: the threshold methods training offers; ``auto``: ``f_beta`` when the hold-out has attack and
-#: normal rows (capped at the ``quantile`` threshold, see :func:`holdout_threshold`), else ``quantile``
-THRESHOLD_CHOICES: tuple[str, ...] = ("auto", "quantile", "f_beta", "pot")
-#: the methods ``auto`` chooses between
-_AUTO_METHODS = ("f_beta", "quantile")
-
-
-def check_threshold_choice(method: str, params: Mapping[str, Any] | None = None) -> None:
-    """Raise :class:`ConfigError` naming the problem unless ``method`` is one of
-    :data:`THRESHOLD_CHOICES` and ``params`` are valid settings of it (for ``auto``: of the method
-    it may choose), so a bad choice fails before training rather than after."""
-    if method not in THRESHOLD_CHOICES:
-        raise ConfigError(f"unknown threshold method {method!r} (known: {', '.join(THRESHOLD_CHOICES)})")
-    params = dict(params or {})
-    if method != "auto":
-        threshold_settings(method, **params)
-        return
-    for name in params:
-        if not any(name in THRESHOLD_METHODS[m] for m in _AUTO_METHODS):
-            raise ConfigError(
-                f"threshold field {name!r}: not a parameter of the auto threshold (it fits f_beta "
-                "or quantile; choose the method that takes it)"
-            )
-    for candidate in _AUTO_METHODS:
-        own = {name: value for name, value in params.items() if name in THRESHOLD_METHODS[candidate]}
-        threshold_settings(candidate, **own)
-
-
 def holdout_threshold(
     scores: np.ndarray,
     labels: np.ndarray | None,
@@ -200,52 +59,13 @@ def holdout_threshold(
     *,
     method: str = "auto",
     **params: Any,
-) -> tuple[dict[str, Any], BinaryMetrics | None]:
-    """The alert threshold chosen on a hold-out's scores, as saved in a bundle, and the hold-out's
-    metrics at it (None unless it has attack and normal rows).
-
-    ``method`` ``auto``: F-beta-optimal (``beta``, default 1) when the hold-out has attack and
-    normal rows, but never above the score exceeded by ``false_positive_rate`` of its normal rows
-    (then that quantile is the threshold); otherwise that quantile of the normal (or unlabelled)
-    rows. The cap is there because a hold-out's attacks are the attacks already known, and often
-    floods: an F-beta-optimal threshold fitted on them is pulled far above the normal scores, and
-    attacks unlike them (slower, smaller, new) would fall below it while a false-positive budget of
-    ``false_positive_rate`` was left unused. ``quantile``, ``f_beta`` and ``pot`` fit that method of
-    :func:`~nadkit.thresholds.fit_threshold` (on the normal rows where labels say which they are)
-    with ``params`` (``false_positive_rate``, ``beta``, ``risk``, ``initial_quantile``).
-    """
-    if method in ("auto", "quantile"):
-        params["false_positive_rate"] = false_positive_rate
-    check_threshold_choice(method, params)
+) -> tuple[Threshold, BinaryMetrics | None]:
+    """The alert threshold chosen on a hold-out's scores (:func:`choose_threshold`), and the
+    hold-out's metrics at it (None unless it has attack and normal rows)."""
+    threshold = choose_threshold(scores, labels, false_positive_rate, method=method, **params)
     attack = labels != NORMAL if labels is not None else np.zeros(len(scores), dtype=bool)
     both = bool(attack.any() and (~attack).any())
-    capped = method == "auto" and both
-    if method == "auto":
-        method = "f_beta" if both else "quantile"
-        params = {k: v for k, v in params.items() if k in THRESHOLD_METHODS[method]}
-        if not (~attack).any():
-            labels = None  # only attack rows: the quantile of all of them
-    if method == "f_beta" and not both:
-        raise ConfigError(
-            "the f_beta threshold needs labelled attack and normal rows in the hold-out; "
-            "use the quantile or pot threshold"
-        )
-    values = np.asarray(scores, dtype=np.float64)
-    fitted = fit_threshold(method, values, labels, **params)
-    if capped:
-        budget = fit_threshold("quantile", values, labels, false_positive_rate=false_positive_rate)
-        if budget.value < fitted.value:
-            log.info(
-                "the F-beta-optimal threshold on the hold-out (%.6g) lies above the score exceeded by %g "
-                "of its normal rows (%.6g): the lower one is kept, so attacks unlike the hold-out's "
-                "are not missed within that false-positive rate",
-                fitted.value,
-                false_positive_rate,
-                budget.value,
-            )
-            fitted = budget
-    threshold = fitted.to_dict()
-    measured = binary_metrics(scores, attack, threshold["value"]) if both else None
+    measured = binary_metrics(scores, attack, threshold.value) if both else None
     return threshold, measured
 
 
@@ -293,11 +113,11 @@ def save_bundle(
     ``onnx``; a model whose export fails is saved without it, with a warning. ``data``: the features
     it was fitted on (their fingerprint goes into the manifest); ``seen``: every flow training read
     (fitted on, or held out to choose the epoch and the threshold), whose row hashes the bundle keeps so
-    that evaluation can tell training data (see :mod:`nadkit.overlap`). Returns whether the graph
+    that evaluation can tell training data (see :mod:`nadkit.evaluation.overlap`). Returns whether the graph
     was saved."""
-    from nadkit.bundle import fingerprint
-    from nadkit.overlap import TrainingRows
-    from nadkit.scale.distributed import is_primary
+    from nadkit.evaluation.overlap import TrainingRows
+    from nadkit.models.distributed import is_primary
+    from nadkit.training.bundle import fingerprint
 
     if not is_primary():  # a torchrun launch of several processes: rank 0 writes, the others trained
         return onnx
@@ -452,7 +272,7 @@ def train_model(
     )
     attack = holdout.labels != NORMAL if holdout.labels is not None else np.zeros(len(holdout), dtype=bool)
     metrics = _training_metrics(detector, fit_seconds, len(train), measured)
-    from nadkit.bundle import ModelBundle
+    from nadkit.training.bundle import ModelBundle
 
     bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)
     seen = (split.train, split.holdout)
@@ -544,7 +364,7 @@ def _train_supervised(
         if is_nad_label_set([*validation.labels.tolist(), *predicted.tolist()]):
             classification["nad_score"] = nad_score(validation.labels, predicted)
         metrics["classification"] = classification
-    from nadkit.bundle import ModelBundle
+    from nadkit.training.bundle import ModelBundle
 
     bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)
     seen = (split.train, split.validation)
@@ -567,53 +387,6 @@ def _train_supervised(
 # ---------------------------------------------------------------------------------------------------
 # the time-bucket view
 # ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BucketSplit:
-    """Flows before a bucket edge to train on (normal ones only, where labels say which), and every
-    flow from that edge on as the labelled hold-out; ``edge``: the first hold-out bucket's start."""
-
-    train: pl.DataFrame
-    holdout: pl.DataFrame
-    edge: datetime
-
-
-def bucket_split(frame: pl.DataFrame, config: BucketConfig, holdout_fraction: float = 0.3) -> BucketSplit:
-    """Split flows in time for the bucket view: the last ``holdout_fraction`` of the time range (cut
-    at a bucket edge) is the hold-out, the normal flows before it are the training part. A time
-    split, not a row split: a bucket's metrics need all of its flows, and windows need consecutive
-    buckets. Flows without a time belong to no bucket and are left out."""
-    if not 0 < holdout_fraction < 1:
-        raise ConfigError(f"holdout_fraction must be between 0 and 1, got {holdout_fraction}")
-    if "time" not in frame.columns:
-        raise ConfigError("the bucket view needs each flow's time, and these flows have no 'time' column")
-    timed = frame.filter(pl.col("time").is_not_null())
-    if timed.height < frame.height:
-        log.warning("%d flow(s) without a time left out of the bucket view", frame.height - timed.height)
-    if timed.height == 0:
-        raise ConfigError("no flow has a time: the bucket view has nothing to learn from")
-    width = round(config.bucket_s * 1e6)
-    number = timed["time"].dt.epoch("us") // width
-    low, high = int(number.min()), int(number.max())  # type: ignore[arg-type]
-    if high == low:
-        raise ConfigError(
-            f"every flow falls in one bucket of {config.bucket_s:g} s: nothing to split in time "
-            "(use shorter buckets or more traffic)"
-        )
-    cut = low + max(1, min(high - low, round((high - low + 1) * (1 - holdout_fraction))))
-    before = (number < cut).to_numpy()
-    train = timed.filter(pl.Series(before))
-    if "label" in train.columns:
-        train = train.filter(pl.col("label").fill_null(NORMAL) == NORMAL)
-    holdout = timed.filter(pl.Series(~before))
-    if train.height == 0:
-        raise ConfigError("no normal flow before the hold-out's first bucket to train on")
-    edge = datetime.fromtimestamp(cut * width / 1e6, tz=UTC)
-    log.info(
-        "bucket split at %s: %d normal training flows, %d hold-out flows", edge, train.height, holdout.height
-    )
-    return BucketSplit(train=train, holdout=holdout, edge=edge)
 
 
 def train_buckets(
@@ -658,7 +431,7 @@ def train_buckets(
     metrics = _training_metrics(
         detector, fit_seconds, len(train), measured, train_flows=split.train.height, view=view_facts
     )
-    from nadkit.bundle import ModelBundle
+    from nadkit.training.bundle import ModelBundle
 
     bundle = ModelBundle(pipeline=None, view=view, detector=detector, threshold=threshold, metrics=metrics)
     seen = (split.train, split.holdout)
