@@ -15,10 +15,10 @@ from matplotlib import colors as mcolors
 from matplotlib import image
 
 from nadkit.errors import ConfigError, SchemaError
+from nadkit.pictures import draw_groups
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
 from nadkit.sources.captures import CAPTURE, capture_files, compress_gaps, mix_captures
-from nadkit.viz import draw_groups
 from tests.conftest import shared_file
 
 BENIGN = ("ssh.pcap", "skype.pcap", "zoom.pcap", "instagram.pcap")

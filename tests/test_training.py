@@ -22,7 +22,7 @@ from nadkit.models.base import DetectorData
 from nadkit.schema import NORMAL
 from nadkit.simulate import SimulationConfig, simulate
 from nadkit.training.bundle import ModelBundle
-from nadkit.training.fit import holdout_threshold, train_model, use_label_column
+from nadkit.training.fit import fit, fit_bundle, holdout_threshold, train_model, use_label_column
 from tests.conftest import shared_file
 
 #: a quick multitask configuration for training through `train_model`
@@ -413,3 +413,36 @@ def test_auto_threshold_is_capped_at_the_false_positive_budget() -> None:
     labels_close = np.array(["normal"] * 2000 + ["scan"] * 500)
     kept, _ = holdout_threshold(np.concatenate([normal, close]), labels_close, 0.01)
     assert kept.method == "f_beta" and kept.value < np.quantile(normal, 0.99)
+
+
+def test_fit_trains_in_memory_and_saves_what_train_model_saves(days: pl.DataFrame, tmp_path: Path) -> None:
+    """`fit` reads and writes no file; saving its result gives the bundle `train_model` writes from the
+    same flows, and both score alike."""
+    first, second = days.filter(pl.col("time").dt.day() == days["time"].dt.day().min()), days
+    before = set(tmp_path.iterdir())
+    result = fit(first, model="iforest", config={"trees": 50}, seed=3)
+    assert set(tmp_path.iterdir()) == before and result.path is None and not result.onnx
+    bundle = result.bundle
+    assert bundle.threshold is not None and bundle.training_rows is not None
+    assert bundle.manifest["data_fingerprint"]
+    in_memory = bundle.score(second)
+
+    saved = result.save(tmp_path / "saved", onnx=False)
+    assert saved.path == tmp_path / "saved" and saved.bundle is bundle
+    loaded = ModelBundle.load(tmp_path / "saved")
+    np.testing.assert_allclose(loaded.score(second), in_memory, rtol=1e-5, atol=1e-6)
+    assert loaded.threshold == bundle.threshold
+
+    source = tmp_path / "first.parquet"
+    first.write_parquet(source)
+    trained = train_model(source, tmp_path / "trained", model="iforest", config={"trees": 50}, seed=3)
+    assert trained.bundle.threshold == bundle.threshold
+    assert (
+        loaded.manifest["data_fingerprint"]
+        == ModelBundle.load(tmp_path / "trained").manifest["data_fingerprint"]
+    )
+    with pytest.raises(ConfigError, match="already exists"):
+        saved.save(tmp_path / "saved", onnx=False)
+    assert (
+        fit_bundle(first, model="iforest", config={"trees": 50}, seed=3).threshold == bundle.threshold
+    )

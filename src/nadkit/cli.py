@@ -19,6 +19,8 @@ from nadkit.errors import NadkitError
 from nadkit.version import __version__
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from nadkit.training.fit import TrainingResult
 
 app = typer.Typer(
@@ -1292,35 +1294,71 @@ def plot_groups(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing picture.")] = False,
 ) -> None:
     """Draw flows grouped by a key: a column per group, time running down, cells by class or score."""
-    from nadkit.viz import plot_groups_file
+    from nadkit.pictures import check_options, write_groups
+    from nadkit.pictures.files import GROUPS_SUFFIXES, check_out
 
-    if out.exists() and not force:
-        raise NadkitError(f"{out}: already exists (use --force to replace it)")
-    loaded = None
+    # the options are checked before anything is read or scored
+    check_out(out, suffixes=GROUPS_SUFFIXES, overwrite=force)
+    options = dict(width=width, height=height, time_bin=time_bin, order=order, start=start, end=end)
+    keys, colourings = check_options(by=by, color=color, **options)
+    started = time.perf_counter()
+    with console.status(f"drawing {out.name}"):
+        frame, model = _flows_to_draw(
+            source, keys, colourings, bundle=bundle, engine=engine, format=format, mapping=mapping,
+            threshold=threshold,
+        )  # fmt: skip
+        written = write_groups(
+            frame,
+            out,
+            overwrite=force,
+            by=keys,
+            color=colourings,
+            threshold=threshold,
+            source=source,
+            model=model,
+            **options,
+        )
+    console.print(f"wrote [bold]{written}[/bold] in {time.perf_counter() - started:.1f} s")
+
+
+def _flows_to_draw(
+    source: Path,
+    keys: tuple[str, ...],
+    colourings: tuple[str, ...],
+    *,
+    bundle: Path | None,
+    engine: str,
+    format: str | None,
+    mapping: str | None,
+    threshold: float | None,
+) -> tuple[pl.DataFrame, str | None]:
+    """The flows of ``source`` a flow-groups picture draws, and the name of the model that scored
+    them: scored by ``bundle`` when given, else read as they are (only the columns a picture uses;
+    a file that is already scored, such as the alerts `nadkit detect` writes, keeps its scores)."""
+    from nadkit.errors import ConfigError
+    from nadkit.pictures import key_column
+
+    started = time.perf_counter()
     if bundle is not None:
+        from nadkit.detection.detect import score_table
         from nadkit.training.bundle import ModelBundle
 
         loaded = ModelBundle.load(bundle, engine=engine)
-    started = time.perf_counter()
-    with console.status(f"drawing {out.name}"):
-        written = plot_groups_file(
-            source,
-            out,
-            by=by,
-            color=color,
-            bundle=loaded,
-            format=format,
-            mapping=mapping,
-            threshold=threshold,
-            overwrite=force,
-            width=width,
-            height=height,
-            time_bin=time_bin,
-            order=order,
-            start=start,
-            end=end,
+        model = loaded.detector.name
+        frame = score_table(loaded, source, format=format, mapping=mapping, threshold=threshold).frame
+        log.info(
+            "scored %s flows with %s in %.1f s", f"{frame.height:,}", model, time.perf_counter() - started
         )
-    console.print(f"wrote [bold]{written}[/bold] in {time.perf_counter() - started:.1f} s")
+        return frame, model
+    from nadkit.sources import load_flows
+
+    columns = {"time", "label", "score", "threshold", "alert", "class", *(key_column(key) for key in keys)}
+    frame, _ = load_flows(source, format=format, mapping=mapping, columns=columns)
+    log.info("read %s flows in %.1f s", f"{frame.height:,}", time.perf_counter() - started)
+    if any(c != "label" for c in colourings) and "score" not in frame.columns:
+        wanted = next(c for c in colourings if c != "label")
+        raise ConfigError(f"--color {wanted} needs a model: give --bundle DIR")
+    return frame, None
 
 
 @plot_app.command("alert")
@@ -1331,9 +1369,11 @@ def plot_alert(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing picture.")] = False,
 ) -> None:
     """Draw the features that contributed most to one alert's score, with the flow's values."""
-    from nadkit.viz import plot_alert_file
+    from nadkit.pictures import load_alert, write_alert
+    from nadkit.pictures.files import check_out
 
-    written = plot_alert_file(alerts, row, out, overwrite=force)
+    check_out(out, suffixes=(".png",), overwrite=force)
+    written = write_alert(load_alert(alerts, row), out, overwrite=force)
     console.print(f"wrote [bold]{written}[/bold]")
 
 

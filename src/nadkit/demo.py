@@ -21,19 +21,16 @@ from rich.console import Console
 from rich.table import Table
 
 from nadkit.evaluation.metrics import binary_metrics
-from nadkit.evaluation.overlap import TrainingRows
-from nadkit.evaluation.split import FrameSplit, render, split_frame, unsupervised_split
-from nadkit.features.data import detector_data
+from nadkit.evaluation.split import render, split_frame, unsupervised_split
 from nadkit.features.featurize import KEEP_DEFAULT, featurize_frame
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.fileio import atomic_path
-from nadkit.models import create
 from nadkit.schema import NORMAL
 from nadkit.simulate import SimulationConfig, simulate_to_directory
 from nadkit.sources import load_flows
 from nadkit.sources.inspection import inspect_path
-from nadkit.training.bundle import ModelBundle, fingerprint
-from nadkit.training.fit import holdout_threshold
+from nadkit.training.bundle import ModelBundle
+from nadkit.training.fit import fit
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +101,7 @@ def run_demo(
     with atomic_path(report_path, overwrite=True) as temporary:
         temporary.write_text(json.dumps(grouped.report.to_dict(), indent=2) + "\n")
 
-    model_path = _train_and_detect(out, split, test, pipeline, seed=seed, console=console)
+    model_path = _train_and_detect(out, train, test, seed=seed, console=console)
     alerts_path, report_dir = _detect_and_report(out, model_path, test_day, console=console)
     console.print(f"inspect a day with: [bold]nadkit inspect {files[0]}[/bold]")
     console.print(f"alerts: [bold]{alerts_path}[/bold]")
@@ -140,34 +137,23 @@ def _detect_and_report(out: Path, model_path: Path, test_day: Path, *, console: 
 
 
 def _train_and_detect(
-    out: Path,
-    split: FrameSplit,
-    test: pl.DataFrame,
-    pipeline: FeaturePipeline,
-    *,
-    seed: int,
-    console: Console,
+    out: Path, train: pl.DataFrame, test: pl.DataFrame, *, seed: int, console: Console
 ) -> Path:
-    """Train the default autoencoder on normal flows, set its threshold on the labelled hold-out,
-    score the unseen last day and print the detection quality next to the baselines'."""
-    train = detector_data(pipeline, split.train)
-    holdout = detector_data(pipeline, split.holdout)
-    test_data = detector_data(pipeline, test)
-    test_attack = test_data.labels != NORMAL
+    """Train the default autoencoder (and the two baselines) on the normal flows of the training
+    days, each with its threshold chosen on their labelled hold-out, score the unseen last day and
+    print the detection quality side by side; the autoencoder's bundle is saved."""
+    test_attack = (test["label"].fill_null(NORMAL) != NORMAL).to_numpy()
     table = Table(title=f"Detection on the unseen last day ({test_attack.sum():,} attack flows)")
     for column in ("model", "ROC-AUC", "PR-AUC", "precision", "recall", "F1", "alerts", "fit s"):
         table.add_column(column, justify="left" if column == "model" else "right")
     model_path = out / "model"
-    for name, options in (("ae", {"epochs": 15, "seed": seed}), ("iforest", {"seed": seed}), ("ecod", {})):
-        detector = create(name, options)
-        started = time.perf_counter()
-        with console.status(f"training {name} on {len(train):,} normal flows"):
-            detector.fit(train)
-        fit_s = time.perf_counter() - started
-        chosen, _ = holdout_threshold(detector.score(holdout), holdout.labels)
-        threshold = chosen.value
-        scores = detector.score(test_data)
-        measured = binary_metrics(scores, test_attack, threshold)
+    for name, options in (("ae", {"epochs": 15}), ("iforest", {}), ("ecod", {})):
+        with console.status(f"training {name} on the normal flows of the training days"):
+            result = fit(train, model=name, config=options, seed=seed)
+        threshold = result.bundle.threshold
+        assert threshold is not None  # training always chooses one
+        scores = result.bundle.score(test)
+        measured = binary_metrics(scores, test_attack, threshold.value)
         table.add_row(
             name,
             f"{measured.roc_auc:.4f}",
@@ -175,18 +161,12 @@ def _train_and_detect(
             f"{measured.precision:.3f}",
             f"{measured.recall:.3f}",
             f"{measured.f1:.3f}",
-            f"{int((scores >= threshold).sum()):,}",
-            f"{fit_s:.1f}",
+            f"{int((scores >= threshold.value).sum()):,}",
+            f"{result.fit_seconds:.1f}",
         )
         if name == "ae":
-            bundle = ModelBundle(
-                pipeline=pipeline,
-                detector=detector,
-                threshold=chosen,
-                metrics={"history": detector.history_.to_dict(), "test": measured.to_dict()},
-                training_rows=TrainingRows.of(split.train, split.holdout),
-            )
-            bundle.save(model_path, overwrite=True, data_fingerprint=fingerprint(train), onnx=True)
+            result.bundle.metrics["test"] = measured.to_dict()
+            result.save(model_path, overwrite=True, onnx=True)
     console.print(table)
     console.print(f"thresholds chosen on a labelled hold-out of the training days; model -> {model_path}")
     return model_path

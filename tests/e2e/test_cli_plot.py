@@ -36,7 +36,7 @@ def rgb(colour: str) -> tuple[int, int, int]:
 
 def sweep_colour(day: Path) -> tuple[int, int, int]:
     """The port sweep's colour in every figure of flows of ``day`` (the report's class colours)."""
-    from nadkit.report import class_colours
+    from nadkit.pictures import class_colours
 
     counts = dict(pl.read_parquet(day)["label"].value_counts().iter_rows())
     assert PORT_SWEEP in counts
@@ -94,7 +94,7 @@ def test_plot_groups_png_with_predictions(scored_day: tuple[Path, Path], tmp_pat
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout and out.name in result.stdout
-    from nadkit.viz import ALERT_COLOUR, NORMAL_TINT
+    from nadkit.pictures import ALERT_COLOUR, NORMAL_TINT
 
     # normal traffic, the port sweep (true label) and the model's alerts (prediction) are all drawn
     assert {rgb(NORMAL_TINT), sweep_colour(day), rgb(ALERT_COLOUR)} <= colours_in(out)

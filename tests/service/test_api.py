@@ -330,8 +330,8 @@ def test_alert_picture_shows_verdicts_beside_the_models_classes(client, scored: 
     from matplotlib import image
 
     from nadkit.alerts.store import AlertStore
+    from nadkit.pictures import ALERT, NORMAL_TINT, draw_groups
     from nadkit.service.routers.pictures import TITLES, UNREVIEWED, UNREVIEWED_COLOUR, alerts_frame
-    from nadkit.viz import ALERT, NORMAL_TINT, draw_groups
 
     # mark as false positive an alert alone in its (source, destination) group
     alerts = client.get("/v1/alerts", params={"limit": 500}, headers=AUTH).json()["items"]

@@ -2,7 +2,7 @@
 
 The flows are scored exactly as `nadkit detect` scores them (in chunks, with the bundle's threshold
 unless another is given); the metrics come from :mod:`nadkit.evaluation.metrics` and the report from
-:mod:`nadkit.report`.
+:mod:`nadkit.pictures.report`.
 
 Figures measured on the data a model was trained on are optimistic, so the evaluated rows are
 compared with the training rows the bundle keeps hashes of (:mod:`nadkit.evaluation.overlap`), and with its
@@ -155,7 +155,7 @@ def evaluate_bundle(
     overlap = training_overlap(bundle, counter, source, format=format, mapping=mapping)
     written = None
     if report is not None:
-        from nadkit.report import ReportData, write_report
+        from nadkit.pictures.report import ReportData, write_report
 
         data = ReportData(
             model=bundle.detector.name,

@@ -35,8 +35,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +51,7 @@ from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
 from nadkit.training.bundle import ModelBundle
-from nadkit.training.fit import TrainingResult, train_model
+from nadkit.training.fit import TrainingResult, fit
 
 log = logging.getLogger(__name__)
 
@@ -617,23 +615,14 @@ def retrain(
         raise ConfigError(f"{data}: no flows to retrain on")
     options = {k: v for k, v in (champion.manifest.get("config") or {}).items() if k not in _NOT_CARRIED}
     options.update(config or {})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".data", dir=out.parent))
-    try:
-        source = staging / "training.parquet"
-        table.write_parquet(source)
-        training = train_model(
-            source,
-            out,
-            model=champion.detector.name,
-            config=options,
-            holdout_fraction=holdout_fraction,
-            seed=seed,
-            overwrite=overwrite,
-            progress=progress,
-        )
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    training = fit(
+        table,
+        model=champion.detector.name,
+        config=options,
+        holdout_fraction=holdout_fraction,
+        seed=seed,
+        progress=progress,
+    )
     challenger = training.bundle
     comparison = compare(
         champion,
@@ -653,7 +642,7 @@ def retrain(
         "benign_weight": benign_weight,
         "comparison": comparison.to_dict(),
     }
-    challenger.save(out, overwrite=True, onnx=champion.has_onnx)
+    training = training.save(out, overwrite=overwrite, onnx=champion.has_onnx)
     log.info("challenger saved to %s", out)
     return RetrainResult(
         path=out,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob as globbing
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -19,7 +19,7 @@ import polars as pl
 from nadkit.errors import FormatError, SchemaError
 from nadkit.schema import parse_mapping, validate
 from nadkit.sources import argus, cic, generic, kdd, nad, netflow, nfdump, parquet, pcap, unsw, zeek
-from nadkit.sources.base import SOURCE_ROW, Head, check_invalid, check_last_row
+from nadkit.sources.base import INVALID_PREFIX, SOURCE_ROW, Head, check_invalid, check_last_row
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +126,23 @@ def load_flows(
     *,
     format: str | None = None,
     mapping: Mapping[str, str] | str | None = None,
+    columns: Collection[str] | None = None,
     **options: object,
 ) -> tuple[pl.DataFrame, str]:
-    """Read, collect and validate: a canonical :class:`polars.DataFrame` and its format name."""
+    """Read, collect and validate: a canonical :class:`polars.DataFrame` and its format name.
+
+    With ``columns`` only those of them the input has are read (all columns when it has none of
+    them); the rest are neither read nor checked."""
     frame, fmt = read_flows(path, format=format, mapping=mapping, **options)
+    if columns is not None:
+        names = frame.collect_schema().names()
+        wanted = [c for c in names if c in columns]
+        # with the invalid-value markers and source rows, so errors still name the value and the row
+        if wanted:
+            markers = [c for c in names if c.startswith(INVALID_PREFIX)]
+            wanted += [c for c in markers if c.removeprefix(INVALID_PREFIX) in columns]
+            wanted += [SOURCE_ROW] if SOURCE_ROW in names else []
+            frame = frame.select(wanted)
     try:
         collected = frame.collect()
     except (pl.exceptions.PolarsError, OSError) as error:

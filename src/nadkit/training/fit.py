@@ -1,9 +1,10 @@
-"""From flow tables to what detectors read, the honest splits of labelled data, and `nadkit train`.
+"""Training: a flow table in, a fitted :class:`~nadkit.training.bundle.ModelBundle` out.
 
-Unsupervised training fits on normal rows only and keeps a labelled hold-out for thresholds.
-Supervised training splits labelled flows into training and validation parts without leaking
-sessions (the group split where addresses exist, a stratified random split otherwise); the
-validation part selects the epoch and the threshold.
+:func:`fit` does it in memory (split, features, detector, threshold, metrics); :func:`train_model`
+is `nadkit train`: read the flows, :func:`fit`, save. Unsupervised training fits on normal rows only
+and keeps a labelled hold-out for thresholds. Supervised training splits labelled flows into
+training and validation parts without leaking sessions (the group split where addresses exist, a
+stratified random split otherwise); the validation part selects the epoch and the threshold.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -22,6 +23,7 @@ import polars as pl
 from nadkit.errors import ConfigError, NadkitError
 from nadkit.evaluation.labels import is_nad_label_set
 from nadkit.evaluation.metrics import BinaryMetrics, binary_metrics, macro_f_beta, nad_score
+from nadkit.evaluation.overlap import TrainingRows
 from nadkit.evaluation.split import bucket_split, supervised_split, unsupervised_split
 from nadkit.evaluation.thresholds import Threshold, check_threshold_choice, choose_threshold
 from nadkit.features.buckets import BucketView
@@ -33,9 +35,7 @@ from nadkit.models.registry import create
 from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL, label_expr
 from nadkit.sources import load_flows
-
-if TYPE_CHECKING:
-    from nadkit.training.bundle import ModelBundle
+from nadkit.training.bundle import ModelBundle, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,9 @@ def holdout_threshold(
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """What `nadkit train` produced: the bundle, and the numbers to show."""
+    """What a fit produced: the bundle (in memory until :meth:`save`), and the numbers to show."""
 
     bundle: ModelBundle
-    path: Path
     train_rows: int
     holdout_rows: int
     holdout_attacks: int
@@ -85,10 +84,38 @@ class TrainingResult:
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     #: unlabelled target rows given to a domain-adapting model
     target_rows: int = 0
-    #: whether the bundle holds ``model.onnx`` (False where the export failed)
-    onnx: bool = False
     #: whether the model reads time buckets (``train_rows`` count buckets, ``holdout_rows`` flows)
     buckets: bool = False
+    #: where the bundle was saved (None while it is in memory)
+    path: Path | None = None
+    #: whether the saved bundle holds ``model.onnx`` (False where the export failed or was not asked)
+    onnx: bool = False
+
+    def save(self, out: str | Path, *, overwrite: bool = False, onnx: bool = True) -> TrainingResult:
+        """Save the bundle to ``out`` with its ONNX graph (``model.onnx``, for ONNX Runtime scoring)
+        when ``onnx``; a model whose export fails is saved without it, with a warning. In a torchrun
+        launch of several processes only rank 0 writes. Returns the result with ``path`` and
+        ``onnx`` set."""
+        from nadkit.models.distributed import is_primary
+
+        out = Path(out)
+        if out.exists() and not overwrite:
+            raise ConfigError(f"{out}: already exists (use --force to replace it)")
+        if not is_primary():
+            return replace(self, path=out, onnx=onnx)
+        saved = False
+        if onnx:
+            try:
+                self.bundle.save(out, overwrite=overwrite, onnx=True)
+                saved = True
+            except NadkitError as error:
+                if out.exists() and not overwrite:
+                    raise
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                log.warning("%s: saved without model.onnx, it scores on torch (%s)", out, first)
+        if not saved:
+            self.bundle.save(out, overwrite=overwrite)
+        return replace(self, path=out, onnx=saved)
 
 
 def _class_counts(labels: np.ndarray | None) -> dict[str, int]:
@@ -100,41 +127,25 @@ def _class_counts(labels: np.ndarray | None) -> dict[str, int]:
     return {name: int(count) for name, count in order}
 
 
-def save_bundle(
-    bundle: ModelBundle,
-    out: Path,
-    *,
-    overwrite: bool,
+def _bundle(
+    detector: Detector,
+    threshold: Threshold,
+    metrics: dict[str, Any],
     data: DetectorData,
-    onnx: bool = True,
-    seen: Sequence[pl.DataFrame] = (),
-) -> bool:
-    """Save ``bundle`` to ``out`` with its ONNX graph (``model.onnx``, for ONNX Runtime scoring) when
-    ``onnx``; a model whose export fails is saved without it, with a warning. ``data``: the features
-    it was fitted on (their fingerprint goes into the manifest); ``seen``: every flow training read
-    (fitted on, or held out to choose the epoch and the threshold), whose row hashes the bundle keeps so
-    that evaluation can tell training data (see :mod:`nadkit.evaluation.overlap`). Returns whether the graph
-    was saved."""
-    from nadkit.evaluation.overlap import TrainingRows
-    from nadkit.models.distributed import is_primary
-    from nadkit.training.bundle import fingerprint
-
-    if not is_primary():  # a torchrun launch of several processes: rank 0 writes, the others trained
-        return onnx
-    digest = fingerprint(data)
-    if seen:
-        bundle.training_rows = TrainingRows.of(*seen)
-    if onnx:
-        try:
-            bundle.save(out, overwrite=overwrite, data_fingerprint=digest, onnx=True)
-            return True
-        except NadkitError as error:
-            if out.exists() and not overwrite:
-                raise
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            log.warning("%s: saved without model.onnx, it scores on torch (%s)", out, first)
-    bundle.save(out, overwrite=overwrite, data_fingerprint=digest)
-    return False
+    seen: Sequence[pl.DataFrame],
+    *,
+    pipeline: FeaturePipeline | None = None,
+    view: BucketView | None = None,
+) -> ModelBundle:
+    """The bundle of a fitted detector, with the fingerprint of the features it was fitted on and
+    the row hashes of every flow training read (fitted on, or held out to choose the epoch and the
+    threshold), so that evaluation can tell training data (see :mod:`nadkit.evaluation.overlap`)."""
+    bundle = ModelBundle(
+        pipeline=pipeline, view=view, detector=detector, threshold=threshold, metrics=metrics
+    )
+    bundle.manifest["data_fingerprint"] = fingerprint(data)
+    bundle.training_rows = TrainingRows.of(*seen)
+    return bundle
 
 
 def _training_metrics(
@@ -163,104 +174,101 @@ def _fit_options(detector: Detector, progress: Callable[[EpochReport], None] | N
     return {"progress": progress}
 
 
-def train_model(
-    source: str | Path,
-    out: str | Path,
+def _detector(
+    model: str | Detector,
+    config: Mapping[str, Any] | None,
+    seed: int,
     *,
-    model: str,
+    target: bool,
+    buckets: bool,
+) -> Detector:
+    """A new detector of ``model`` (or ``model`` itself), checked against what training is asked."""
+    if isinstance(model, Detector):
+        detector = model
+    else:
+        options = dict(config or {})
+        options.setdefault("seed", seed)
+        detector = create(model, options)
+    if target and not detector.adapts_to_target:
+        raise ConfigError(
+            f"{detector.name} learns from the training traffic alone and would not use target traffic; "
+            "leave --target out or train a domain-adapting model (multitask)"
+        )
+    if buckets and detector.supervised:
+        raise ConfigError(
+            f"{detector.name} learns the classes of single flows; the bucket view is for unsupervised models"
+        )
+    return detector
+
+
+def fit(
+    frame: pl.DataFrame,
+    *,
+    model: str | Detector,
     config: Mapping[str, Any] | None = None,
-    format: str | None = None,
-    mapping: str | None = None,
     holdout_fraction: float = 0.3,
     false_positive_rate: float = 0.01,
     seed: int = 0,
-    overwrite: bool = False,
     progress: Callable[[EpochReport], None] | None = None,
-    target: str | Path | None = None,
+    target: pl.DataFrame | None = None,
     label_column: str = "label",
     threshold_method: str = "auto",
     threshold_params: Mapping[str, Any] | None = None,
-    onnx: bool = True,
     buckets: BucketConfig | None = None,
 ) -> TrainingResult:
-    """Train ``model`` on the flows of ``source`` and save the bundle to ``out``.
+    """Train ``model`` (a registered name with its ``config``, or a new detector) on a canonical flow
+    table, in memory: split, fit the features and the detector, choose the threshold, measure; no
+    file is read or written.
 
     Unsupervised models, labelled data: the detector learns from normal rows only; a labelled
     hold-out (some normal rows and every attack row) sets the threshold (F1-optimal when it holds
     attacks, capped at the score exceeded by ``false_positive_rate`` of its normal rows; else that
-    score). Unlabelled data
-    is taken as mostly normal and the threshold is the quantile one.
+    score). Unlabelled data is taken as mostly normal and the threshold is the quantile one.
 
     Supervised models (e.g. ``multitask``) need labels: the flows are split by
-    :func:`supervised_split` (``holdout_fraction`` of them to validation), the validation part
-    selects the epoch and the threshold on ``1 - P(normal)``. ``target``: unlabelled flows of the
-    domain to be scored (read like ``source``, featurized with the pipeline fitted on the training
+    :func:`~nadkit.evaluation.split.supervised_split` (``holdout_fraction`` of them to validation),
+    the validation part selects the epoch and the threshold on ``1 - P(normal)``. ``target``:
+    unlabelled flows of the domain to be scored (featurized with the pipeline fitted on the training
     part), which domain-adapting models (``adapts_to_target``) align to; for any other model it is
     an error. ``label_column``: the column holding the classes to learn (e.g. ``attack_family`` for
     NSL-KDD).
 
-    ``threshold_method`` (see :data:`THRESHOLD_CHOICES` and :func:`holdout_threshold`) and its
+    ``threshold_method`` (see :data:`~nadkit.evaluation.thresholds.THRESHOLD_CHOICES`) and its
     ``threshold_params`` (``false_positive_rate``, ``beta``, ``risk``, ``initial_quantile``) choose
-    how the threshold is fitted; they are checked before anything is trained. ``onnx``: save the
-    detector's ONNX graph in the bundle too (ONNX Runtime scoring; left out, with a warning, for a
-    model that cannot be exported).
+    how the threshold is fitted; they are checked before anything is trained.
 
     ``buckets``: train an unsupervised model on the time-bucket view instead of single flows (see
-    :func:`train_buckets`).
+    :func:`fit_buckets`).
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out}: already exists (use --force to replace it)")
     check_threshold_choice(threshold_method, threshold_params)
     threshold_choice = {"method": threshold_method, **(threshold_params or {})}
     false_positive_rate = threshold_choice.pop("false_positive_rate", false_positive_rate)
-    options = dict(config or {})
-    options.setdefault("seed", seed)
-    detector = create(model, options)
-    if target is not None and not detector.adapts_to_target:
-        raise ConfigError(
-            f"{model} learns from the training traffic alone and would not use target traffic; "
-            "leave --target out or train a domain-adapting model (multitask)"
-        )
-    if buckets is not None and detector.supervised:
-        raise ConfigError(
-            f"{model} learns the classes of single flows; the bucket view is for unsupervised models"
-        )
-    frame, _ = load_flows(source, format=format, mapping=mapping)
+    detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
     frame = use_label_column(frame, label_column)
     if buckets is not None:
-        return train_buckets(
+        return fit_buckets(
             detector,
             frame,
-            out,
             buckets,
             holdout_fraction=holdout_fraction,
             false_positive_rate=false_positive_rate,
             threshold_choice=threshold_choice,
-            overwrite=overwrite,
             progress=progress,
-            onnx=onnx,
         )
     if detector.supervised:
-        return _train_supervised(
+        return _fit_supervised(
             detector,
             frame,
-            out,
-            source=source,
             target=target,
-            format=format,
-            mapping=mapping,
             validation_fraction=holdout_fraction,
             false_positive_rate=false_positive_rate,
             threshold_choice=threshold_choice,
             seed=seed,
-            overwrite=overwrite,
             progress=progress,
-            onnx=onnx,
         )
     split = unsupervised_split(frame, holdout_fraction=holdout_fraction, seed=seed)
     if split.train.height == 0:
-        raise ConfigError(f"{source}: no normal rows left to train on")
+        raise ConfigError("no normal rows left to train on")
     pipeline = FeaturePipeline().fit(split.train)
     train = detector_data(pipeline, split.train)
     holdout = detector_data(pipeline, split.holdout)
@@ -272,46 +280,85 @@ def train_model(
     )
     attack = holdout.labels != NORMAL if holdout.labels is not None else np.zeros(len(holdout), dtype=bool)
     metrics = _training_metrics(detector, fit_seconds, len(train), measured)
-    from nadkit.training.bundle import ModelBundle
-
-    bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)
-    seen = (split.train, split.holdout)
-    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx, seen=seen)
     return TrainingResult(
-        bundle=bundle,
-        path=out,
+        bundle=_bundle(detector, threshold, metrics, train, (split.train, split.holdout), pipeline=pipeline),
         train_rows=len(train),
         holdout_rows=len(holdout),
         holdout_attacks=int(attack.sum()),
         fit_seconds=fit_seconds,
         class_counts={"train": _class_counts(train.labels), "holdout": _class_counts(holdout.labels)},
-        onnx=saved_onnx,
     )
 
 
-def _train_supervised(
+def fit_bundle(frame: pl.DataFrame, *, model: str | Detector, **settings: Any) -> ModelBundle:
+    """The bundle of :func:`fit` (same settings), for callers that need only the model."""
+    return fit(frame, model=model, **settings).bundle
+
+
+def train_model(
+    source: str | Path,
+    out: str | Path,
+    *,
+    model: str,
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    format: str | None = None,
+    mapping: str | None = None,
+    target: str | Path | None = None,
+    buckets: BucketConfig | None = None,
+    overwrite: bool = False,
+    onnx: bool = True,
+    threshold_method: str = "auto",
+    threshold_params: Mapping[str, Any] | None = None,
+    **settings: Any,
+) -> TrainingResult:
+    """`nadkit train`: read the flows of ``source`` (and of ``target``, read the same way), :func:`fit`
+    with ``settings``, and save the bundle to ``out`` (``onnx``: with its ONNX graph, see
+    :meth:`TrainingResult.save`). ``out`` and the threshold choice are checked before anything is
+    read or trained."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out}: already exists (use --force to replace it)")
+    check_threshold_choice(threshold_method, threshold_params)
+    detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
+    frame, _ = load_flows(source, format=format, mapping=mapping)
+    target_frame = None
+    if target is not None:
+        target_frame, _ = load_flows(target, format=format, mapping=mapping)
+        log.info("target: %d flows from %s", target_frame.height, target)
+    try:
+        result = fit(
+            frame,
+            model=detector,
+            seed=seed,
+            target=target_frame,
+            buckets=buckets,
+            threshold_method=threshold_method,
+            threshold_params=threshold_params,
+            **settings,
+        )
+    except ConfigError as error:  # what the flows lack: name them
+        raise ConfigError(f"{source}: {error}") from None
+    return result.save(out, overwrite=overwrite, onnx=onnx)
+
+
+def _fit_supervised(
     detector: Detector,
     frame: pl.DataFrame,
-    out: Path,
     *,
-    source: str | Path,
-    target: str | Path | None,
-    format: str | None,
-    mapping: str | None,
+    target: pl.DataFrame | None,
     validation_fraction: float,
     false_positive_rate: float,
     threshold_choice: Mapping[str, Any],
     seed: int,
-    overwrite: bool,
     progress: Callable[[EpochReport], None] | None,
-    onnx: bool,
 ) -> TrainingResult:
-    """The supervised path of :func:`train_model`."""
+    """The supervised path of :func:`fit`."""
     if "label" not in frame.columns:
-        raise ConfigError(f"{source}: {detector.name} is supervised and the data has no labels")
+        raise ConfigError(f"{detector.name} is supervised and the data has no labels")
     unlabelled = frame["label"].null_count()
     if unlabelled:
-        log.warning("%s: %d rows without a label are left out of supervised training", source, unlabelled)
+        log.warning("%d rows without a label are left out of supervised training", unlabelled)
         frame = frame.filter(pl.col("label").is_not_null())
     split = supervised_split(frame, validation_fraction=validation_fraction, seed=seed)
     pipeline = FeaturePipeline().fit(split.train)
@@ -319,8 +366,7 @@ def _train_supervised(
     validation = detector_data(pipeline, split.validation)
     target_data = None
     if target is not None:
-        target_frame, _ = load_flows(target, format=format, mapping=mapping)
-        unlabelled_target = detector_data(pipeline, target_frame)
+        unlabelled_target = detector_data(pipeline, target)
         # the target's labels, if it has any, are never shown to the model
         target_data = DetectorData(
             unlabelled_target.features,
@@ -328,7 +374,6 @@ def _train_supervised(
             entity=unlabelled_target.entity,
             time=unlabelled_target.time,
         )
-        log.info("target: %d unlabelled flows from %s", len(target_data), target)
     started = time.perf_counter()
     detector.fit(train, validation=validation, target=target_data, **_fit_options(detector, progress))
     fit_seconds = time.perf_counter() - started
@@ -364,14 +409,9 @@ def _train_supervised(
         if is_nad_label_set([*validation.labels.tolist(), *predicted.tolist()]):
             classification["nad_score"] = nad_score(validation.labels, predicted)
         metrics["classification"] = classification
-    from nadkit.training.bundle import ModelBundle
-
-    bundle = ModelBundle(pipeline=pipeline, detector=detector, threshold=threshold, metrics=metrics)
     seen = (split.train, split.validation)
-    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx, seen=seen)
     return TrainingResult(
-        bundle=bundle,
-        path=out,
+        bundle=_bundle(detector, threshold, metrics, train, seen, pipeline=pipeline),
         train_rows=len(train),
         holdout_rows=len(validation),
         holdout_attacks=int(attack.sum()),
@@ -380,7 +420,6 @@ def _train_supervised(
         classes=tuple(getattr(detector, "classes_", ())),
         class_counts={"train": _class_counts(train.labels), "holdout": _class_counts(validation.labels)},
         target_rows=0 if target_data is None else len(target_data),
-        onnx=saved_onnx,
     )
 
 
@@ -389,26 +428,24 @@ def _train_supervised(
 # ---------------------------------------------------------------------------------------------------
 
 
-def train_buckets(
+def fit_buckets(
     detector: Detector,
     frame: pl.DataFrame,
-    out: Path,
     config: BucketConfig,
     *,
     holdout_fraction: float = 0.3,
     false_positive_rate: float = 0.01,
     threshold_choice: Mapping[str, Any] | None = None,
-    overwrite: bool = False,
     progress: Callable[[EpochReport], None] | None = None,
-    onnx: bool = True,
 ) -> TrainingResult:
-    """Train an unsupervised ``detector`` on the time-bucket view of ``frame`` and save the bundle.
+    """Train an unsupervised ``detector`` on the time-bucket view of ``frame``, in memory.
 
-    The flows are split in time (:func:`bucket_split`); the view (application vocabulary, metric
-    scaling) and the detector are fitted on the buckets of the normal training flows; a windowed
-    detector reads windows of consecutive buckets of an entity, a row detector one bucket. The hold-out
-    is scored bucket by bucket, each flow takes its bucket's score, and the threshold is chosen on the
-    flows' labels (a bucket is as anomalous as the attack flows in it make it)."""
+    The flows are split in time (:func:`~nadkit.evaluation.split.bucket_split`); the view
+    (application vocabulary, metric scaling) and the detector are fitted on the buckets of the
+    normal training flows; a windowed detector reads windows of consecutive buckets of an entity, a
+    row detector one bucket. The hold-out is scored bucket by bucket, each flow takes its bucket's
+    score, and the threshold is chosen on the flows' labels (a bucket is as anomalous as the attack
+    flows in it make it)."""
     split = bucket_split(frame, config, holdout_fraction)
     view, train_series = BucketView.fit_series(split.train, config)
     train = view.data(train_series)
@@ -423,6 +460,7 @@ def train_buckets(
         scores, labels, false_positive_rate, **dict(threshold_choice or {"method": "auto"})
     )
     attack = labels != NORMAL if labels is not None else np.zeros(len(scores), dtype=bool)
+    assert split.edge is not None  # a time split always has its edge
     view_facts = {
         "kind": "buckets",
         "holdout_from": split.edge.isoformat(),
@@ -431,19 +469,12 @@ def train_buckets(
     metrics = _training_metrics(
         detector, fit_seconds, len(train), measured, train_flows=split.train.height, view=view_facts
     )
-    from nadkit.training.bundle import ModelBundle
-
-    bundle = ModelBundle(pipeline=None, view=view, detector=detector, threshold=threshold, metrics=metrics)
-    seen = (split.train, split.holdout)
-    saved_onnx = save_bundle(bundle, out, overwrite=overwrite, data=train, onnx=onnx, seen=seen)
     return TrainingResult(
-        bundle=bundle,
-        path=out,
+        bundle=_bundle(detector, threshold, metrics, train, (split.train, split.holdout), view=view),
         train_rows=len(train),
         holdout_rows=len(scores),
         holdout_attacks=int(attack.sum()),
         fit_seconds=fit_seconds,
         class_counts={"holdout": _class_counts(labels)},
-        onnx=saved_onnx,
         buckets=True,
     )

@@ -103,7 +103,7 @@ def groups_picture(
     width: Annotated[int, Query(ge=100, le=2000)] = 700,
     height: Annotated[int, Query(ge=100, le=2000)] = 400,
 ) -> Response:
-    from nadkit.viz import draw_groups
+    from nadkit.pictures import draw_groups
 
     store = service_of(request).store
     alerts = store.list_alerts(
