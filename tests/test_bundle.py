@@ -230,7 +230,7 @@ def test_a_threshold_that_is_not_a_finite_number_is_refused(
     edited = json.loads(threshold)
     text = json.dumps({**edited, "value": 0.5}).replace("0.5", value)
     _consistent(copy, "threshold.json", text)
-    with pytest.raises(BundleError, match="threshold field .value.: must be (finite|a number)"):
+    with pytest.raises(BundleError, match=r"threshold field .value.: must be (finite|a number)"):
         ModelBundle.load(copy)
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nadkit.detection.detect import Scorer, detect_file, output_kind, score_table
+from nadkit.alerts.records import output_kind
+from nadkit.detection.detect import Scorer, detect_file, score_table
 from nadkit.errors import ConfigError, NadkitError, SchemaError
 from nadkit.features.counters import COUNTER_COLUMNS
 from nadkit.features.data import detector_data

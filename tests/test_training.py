@@ -443,6 +443,4 @@ def test_fit_trains_in_memory_and_saves_what_train_model_saves(days: pl.DataFram
     )
     with pytest.raises(ConfigError, match="already exists"):
         saved.save(tmp_path / "saved", onnx=False)
-    assert (
-        fit_bundle(first, model="iforest", config={"trees": 50}, seed=3).threshold == bundle.threshold
-    )
+    assert fit_bundle(first, model="iforest", config={"trees": 50}, seed=3).threshold == bundle.threshold

@@ -532,7 +532,8 @@ def detect(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
     """Score flows with a trained model and write explained alerts."""
-    from nadkit.detection.detect import detect_file, output_kind, summary_line
+    from nadkit.alerts.records import output_kind
+    from nadkit.detection.detect import detect_file, summary_line
     from nadkit.training.bundle import ModelBundle
 
     output_kind(out)
@@ -1350,11 +1351,17 @@ def _flows_to_draw(
             "scored %s flows with %s in %.1f s", f"{frame.height:,}", model, time.perf_counter() - started
         )
         return frame, model
-    from nadkit.sources import load_flows
+    from nadkit.pictures.grouping import check_key_column
+    from nadkit.sources import load_flows, read_flows
 
     columns = {"time", "label", "score", "threshold", "alert", "class", *(key_column(key) for key in keys)}
     frame, _ = load_flows(source, format=format, mapping=mapping, columns=columns)
     log.info("read %s flows in %.1f s", f"{frame.height:,}", time.perf_counter() - started)
+    if any(key_column(key) not in frame.columns for key in keys):
+        # the error lists every column of the input, not only those read
+        names = read_flows(source, format=format, mapping=mapping)[0].collect_schema().names()
+        for key in keys:
+            check_key_column(key, names, source)
     if any(c != "label" for c in colourings) and "score" not in frame.columns:
         wanted = next(c for c in colourings if c != "label")
         raise ConfigError(f"--color {wanted} needs a model: give --bundle DIR")

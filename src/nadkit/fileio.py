@@ -83,10 +83,33 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     _default_mode(temporary, directory=False)
     try:
         yield temporary
+        _sync(temporary)
         os.replace(temporary, path)
+        _sync(path.parent)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def write_atomically(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` as a whole (written and synced beside it, then renamed), so a
+    crash leaves the old content or the new, never a mix."""
+    with atomic_path(path, overwrite=True) as temporary:
+        temporary.write_bytes(data)
+
+
+def _sync(path: Path) -> None:
+    """Flush ``path`` (a file, or a directory's entries) to the disk, where the system allows."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # some file systems cannot sync a directory
+    finally:
+        os.close(handle)
 
 
 @contextlib.contextmanager

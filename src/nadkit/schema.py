@@ -42,6 +42,10 @@ CANONICAL: dict[str, pl.DataType] = {
 }
 
 IDENTIFYING = ("time", "src", "dst", "spt", "dpt")
+#: the columns that tell one flow from another (a relabelled flow is the same flow)
+FLOW_KEY = (*IDENTIFYING, "proto")
+#: the flow columns an alert record carries (those present), in record order
+RECORD_FLOW_COLUMNS = (*FLOW_KEY, "app", "label")
 NUMERIC_CANONICAL = ("spt", "dpt", "duration", "out_bytes", "in_bytes", "out_pkts", "in_pkts")
 NORMAL = "normal"
 

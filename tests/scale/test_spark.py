@@ -16,8 +16,9 @@ import numpy as np
 import polars as pl
 import pytest
 
+from nadkit.alerts.records import TOP_FEATURE
 from nadkit.detection import spark as spark_engine
-from nadkit.detection.detect import TOP_FEATURE, detect_file
+from nadkit.detection.detect import detect_file
 from nadkit.detection.spark import detect_spark, parse_conf, partition_plan, record_lines
 from nadkit.errors import FormatError, MissingDependencyError, NadkitError
 from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import polars as pl
 import pytest
 
-from nadkit.detection.detect import TOP_FEATURE
+from nadkit.alerts.records import TOP_FEATURE
 from nadkit.errors import ConfigError
 from nadkit.stream.sinks import JsonLinesSink, SqliteSink, SyslogSink, WebhookSink, open_sink
 

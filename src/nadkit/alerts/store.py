@@ -39,6 +39,7 @@ from typing import Any, Final, Literal
 
 import polars as pl
 
+from nadkit.alerts.records import ID_COLUMNS, PARSE_FORMAT, SCORE_COLUMNS, STRFTIME_FORMAT
 from nadkit.errors import NadkitError
 from nadkit.schema import CANONICAL, TIME_DTYPE, canonical_order
 
@@ -61,19 +62,14 @@ ORDERS: Final = {
 }
 Order = Literal["time_desc", "time_asc", "score_desc", "score_asc", "id_desc", "id_asc"]
 
-#: columns of a scored frame that describe the scoring, not the flow
-SCORE_COLUMNS: Final = frozenset({"row", "score", "threshold", "alert", "class", "top_features"})
 #: flow fields left out of the flow key (a relabelled flow is the same flow)
 UNKEYED: Final = frozenset({"label", "label_original"})
 #: flow fields copied into their own columns, for filtering and display
-INDEXED_FIELDS: Final = ("time", "src", "dst", "spt", "dpt", "proto", "app", "label")
+INDEXED_FIELDS: Final = ID_COLUMNS
 
 MAX_NOTE = 4000
 MAX_NAME = 200
 BUSY_TIMEOUT_MS = 30_000
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-#: the same layout as Polars parses it
-PARSE_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 
 
 class StoreError(NadkitError):
@@ -166,7 +162,7 @@ SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 def now_text() -> str:
     """The current UTC time as the store writes times."""
-    return datetime.now(UTC).strftime(TIME_FORMAT)
+    return datetime.now(UTC).strftime(STRFTIME_FORMAT)
 
 
 def time_text(value: datetime | date | str | None) -> str | None:
@@ -184,7 +180,7 @@ def time_text(value: datetime | date | str | None) -> str | None:
     try:
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).strftime(TIME_FORMAT)
+        return value.astimezone(UTC).strftime(STRFTIME_FORMAT)
     except (OverflowError, ValueError) as error:
         raise StoreError(f"time out of range: {value!r} ({error})") from None
 

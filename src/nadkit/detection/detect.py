@@ -28,6 +28,12 @@ import numpy as np
 import polars as pl
 import torch
 
+from nadkit.alerts.records import (
+    ID_COLUMNS,
+    TOP_FEATURE,
+    RecordWriter,
+    output_kind,
+)
 from nadkit.errors import ConfigError, SchemaError
 from nadkit.features.buckets import KEY, NUMBER, BucketView, calendar_text
 from nadkit.features.data import DEFAULT_ENTITY, entity_codes
@@ -41,25 +47,7 @@ from nadkit.training.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
 
-#: input columns copied into every scored record (those present)
-ID_COLUMNS: tuple[str, ...] = ("time", "src", "dst", "spt", "dpt", "proto", "app", "label")
-#: output file kinds by suffix
-OUTPUT_KINDS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
 DEFAULT_CHUNK_ROWS = 200_000
-
-TOP_FEATURE = pl.Struct({"feature": pl.String, "contribution": pl.Float64, "value": pl.String})
-
-
-def output_kind(path: str | Path) -> str:
-    """``jsonl``, ``parquet`` or ``csv`` from the output file's suffix; ConfigError otherwise."""
-    suffix = Path(path).suffix.lower()
-    try:
-        return OUTPUT_KINDS[suffix]
-    except KeyError:
-        known = ", ".join(sorted(OUTPUT_KINDS))
-        raise ConfigError(
-            f"{path}: unknown output type {suffix or '(none)'!r} (use one of {known})"
-        ) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -506,96 +494,6 @@ def _as_text(expr: pl.Expr) -> pl.Expr:
 
 
 # ---------------------------------------------------------------------------------------------------
-# writing
-# ---------------------------------------------------------------------------------------------------
-
-
-#: how times are written in JSON-lines records
-JSON_TIME = "%Y-%m-%dT%H:%M:%S%.6fZ"
-
-
-def flat_top_features(frame: pl.DataFrame) -> pl.DataFrame:
-    """``top_features`` as one text per record (``feature=value (contribution); ...``), for CSV."""
-    return frame.with_columns(
-        pl.col("top_features")
-        .list.eval(
-            pl.format(
-                "{}={} ({})",
-                pl.element().struct.field("feature"),
-                pl.element().struct.field("value").fill_null(""),
-                pl.element().struct.field("contribution").round(4),
-            )
-        )
-        .list.join("; ")
-    )
-
-
-class _Writer:
-    """Appends scored chunks to a JSON-lines, Parquet or CSV file (a temporary file until done)."""
-
-    def __init__(self, path: Path, kind: str) -> None:
-        self.path = path
-        self.kind = kind
-        self._handle: Any = None
-        self._parquet: Any = None
-        self.rows = 0
-
-    def write(self, frame: pl.DataFrame) -> None:
-        if frame.height == 0:
-            return
-        if self.kind == "parquet":
-            import pyarrow.parquet as pq
-
-            table = frame.to_arrow()
-            if self._parquet is None:
-                self._parquet = pq.ParquetWriter(self.path, table.schema)
-            self._parquet.write_table(table)
-        elif self.kind == "jsonl":
-            if self._handle is None:
-                self._handle = self.path.open("wb")
-            times = [c for c in ("time", "bucket") if c in frame.columns]
-            if times:
-                frame = frame.with_columns(pl.col(times).dt.to_string(JSON_TIME))
-            frame.write_ndjson(self._handle)
-        else:
-            flat = flat_top_features(frame)
-            if self._handle is None:
-                self._handle = self.path.open("wb")
-                flat.write_csv(self._handle, include_header=True)
-            else:
-                flat.write_csv(self._handle, include_header=False)
-        self.rows += frame.height
-
-    def close(self) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-        if self._handle is not None:
-            self._handle.close()
-        if self.rows == 0:
-            # an empty but valid file: header only / empty Parquet with the record schema
-            empty = _empty_records()
-            if self.kind == "parquet":
-                empty.write_parquet(self.path)
-            elif self.kind == "csv":
-                empty.drop("top_features").write_csv(self.path)
-            else:
-                self.path.write_bytes(b"")
-
-
-def _empty_records() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "row": pl.Int64,
-            "score": pl.Float64,
-            "threshold": pl.Float64,
-            "alert": pl.Boolean,
-            "class": pl.String,
-            "top_features": pl.List(TOP_FEATURE),
-        }
-    )
-
-
-# ---------------------------------------------------------------------------------------------------
 # the command
 # ---------------------------------------------------------------------------------------------------
 
@@ -687,7 +585,7 @@ def detect_file(
     flows = alerts = held = 0
     by_class: dict[str, int] = {}
     with atomic_path(out, overwrite=overwrite) as temporary:
-        writer = _Writer(temporary, kind)
+        writer = RecordWriter(temporary, kind)
         try:
             value = threshold
             for chunk, scorer in score_chunks(

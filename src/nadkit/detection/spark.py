@@ -54,6 +54,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import polars as pl
 
+from nadkit.alerts.records import ID_COLUMNS, TOP_FEATURE, flat_top_features, output_kind, times_as_text
 from nadkit.errors import (
     BundleError,
     ConfigError,
@@ -630,12 +631,8 @@ def _score_flows(job: _Job, schema: StructType, batches: Batches) -> Batches:
 def record_lines(frame: pl.DataFrame, kind: str) -> list[str]:
     """Each scored record as the line (CSV: the row, without the header) local detection writes for
     it in a ``jsonl`` or ``csv`` file."""
-    from nadkit.detection.detect import JSON_TIME, flat_top_features
-
     if kind == "jsonl":
-        if "time" in frame.columns:
-            frame = frame.with_columns(pl.col("time").dt.to_string(JSON_TIME))
-        lines = frame.write_ndjson().split("\n")[:-1]
+        lines = times_as_text(frame).write_ndjson().split("\n")[:-1]
     else:
         flat = flat_top_features(frame)
         texts = [c for c, dtype in flat.schema.items() if dtype == pl.String]
@@ -922,7 +919,7 @@ def detect_spark(
     parallelism, or more for about :data:`ROWS_PER_PARTITION` flows each). ``chunk_rows``: flows a
     task scores at once (default: as local detection).
     """
-    from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, bundle_threshold, output_kind
+    from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, bundle_threshold
     from nadkit.training.bundle import ModelBundle
 
     started = time.perf_counter()
@@ -980,8 +977,6 @@ def _run(
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
     from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
-
-    from nadkit.detection.detect import ID_COLUMNS, TOP_FEATURE, flat_top_features
 
     store = _Store(session, out)
     if store.exists() and not overwrite:

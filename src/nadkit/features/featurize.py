@@ -13,12 +13,13 @@ import pyarrow.parquet as pq
 from nadkit.errors import ConfigError
 from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.fileio import atomic_path
+from nadkit.schema import RECORD_FLOW_COLUMNS
 from nadkit.sources import load_flows
 
 log = logging.getLogger(__name__)
 
 #: input columns copied beside the features so that each row can be traced back to its flow
-KEEP_DEFAULT: tuple[str, ...] = ("time", "src", "dst", "spt", "dpt", "proto", "app", "label")
+KEEP_DEFAULT: tuple[str, ...] = RECORD_FLOW_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from nadkit.alerts.store import BENIGN_VERDICTS, AlertStore
 from nadkit.detection.detect import score_flows
 from nadkit.errors import ConfigError
 from nadkit.models.trainer import EpochReport
-from nadkit.schema import NORMAL
+from nadkit.schema import FLOW_KEY, NORMAL
 from nadkit.sources import load_flows
 from nadkit.training.bundle import ModelBundle
 from nadkit.training.fit import TrainingResult, fit
@@ -69,7 +69,7 @@ REVIEW_COLUMNS = (
     "status",
 )
 #: columns a flow of the new traffic is matched on against stored alerts
-MATCH_COLUMNS = ("time", "src", "dst", "spt", "dpt", "proto")
+MATCH_COLUMNS = FLOW_KEY
 #: column marking the rows of the new traffic while the training table is built
 TRAFFIC_ROW = "__traffic_row__"
 #: column of :class:`LoopData.reviewed`: a reviewed flow's row in the comparison table

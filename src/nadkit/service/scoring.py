@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from nadkit.alerts.records import SCORE_COLUMNS
 from nadkit.detection import detect
 from nadkit.errors import NadkitError, SchemaError
 from nadkit.schema import CANONICAL, canonical_order, validate
@@ -39,7 +40,7 @@ ARROW_TYPES: Final = (
     "application/x-arrow",
 )
 #: columns the scorer adds; an input may not use these names
-RESERVED: Final = frozenset({"row", "score", "threshold", "alert", "class", "top_features", "alert_id"})
+RESERVED: Final = SCORE_COLUMNS | {"alert_id"}
 MAX_COLUMNS = 512
 #: field names: canonical names and source-specific snake_case names
 FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -24,9 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
-import tempfile
 import threading
 import time
 from collections import deque
@@ -41,7 +39,8 @@ import polars as pl
 
 from nadkit.detection.detect import Scorer
 from nadkit.errors import ConfigError, NadkitError
-from nadkit.schema import CANONICAL
+from nadkit.fileio import write_atomically
+from nadkit.schema import CANONICAL, FLOW_KEY
 from nadkit.sources import ROW
 from nadkit.stream.netflow import RECEIVED
 from nadkit.stream.sinks import Sink
@@ -52,7 +51,7 @@ log = logging.getLogger(__name__)
 
 Overflow = Literal["release", "drop"]
 #: the columns that identify a written record across restarts
-IDENTITY = ("time", "src", "dst", "spt", "dpt", "proto")
+IDENTITY = FLOW_KEY
 CHECKPOINT_FORMAT = "nadkit-stream-checkpoint"
 _HASH_SEED = 20_240_611
 
@@ -313,7 +312,7 @@ class Checkpoint:
             "id_times_us": [int(t) for t in times],
             "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        _write_atomically(self.path, json.dumps(content, separators=(",", ":")).encode())
+        write_atomically(self.path, json.dumps(content, separators=(",", ":")).encode())
         self.dirty = False
 
 
@@ -321,21 +320,6 @@ def _as_time(micros: int | None) -> str | None:
     if micros is None:
         return None
     return datetime.fromtimestamp(micros / 1e6, UTC).isoformat()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------

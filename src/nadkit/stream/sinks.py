@@ -16,7 +16,6 @@ A record is the scored flow as `nadkit detect` writes it (``row``, ``time``, ``s
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -33,43 +32,18 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from nadkit.alerts.records import ID_COLUMNS, json_lines
 from nadkit.errors import ConfigError
 from nadkit.stream.sources import parse_host_port
 
 log = logging.getLogger(__name__)
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
 #: the structured-data id of syslog messages (enterprise number 32473 is reserved for examples and
 #: private use, RFC 5612)
 SD_ID = "nadkit@32473"
 SYSLOG_FACILITY = 16  # local0
-_SD_FIELDS = (
-    "row",
-    "time",
-    "src",
-    "dst",
-    "spt",
-    "dpt",
-    "proto",
-    "app",
-    "score",
-    "threshold",
-    "alert",
-    "class",
-)
+_SD_FIELDS = ("row", *(c for c in ID_COLUMNS if c != "label"), "score", "threshold", "alert", "class")
 _UDP_MAX_BYTES = 65_000
-
-
-def json_lines(records: pl.DataFrame) -> list[bytes]:
-    """One JSON text per record (datetimes as ISO-8601 UTC text)."""
-    if records.height == 0:
-        return []
-    times = [c for c, dtype in records.schema.items() if isinstance(dtype, pl.Datetime)]
-    if times:
-        records = records.with_columns(pl.col(times).dt.to_string(TIME_FORMAT))
-    buffer = io.BytesIO()
-    records.write_ndjson(buffer)
-    return buffer.getvalue().splitlines()
 
 
 class Sink:

@@ -15,21 +15,26 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
-from nadkit import synthetic
 from nadkit.errors import ConfigError, NadkitError
 from nadkit.features.counters import COUNTER_COLUMNS, traffic_counters
 from nadkit.schema import CANONICAL, validate
-from nadkit.sources import load_flows
-from nadkit.sources.nad import COLUMNS as NAD_COLUMNS
-from nadkit.synthetic import (
+from nadkit.simulate import (
+    APPS,
     ATTACK_LABELS,
+    COLUMNS,
     NAD_LABELS,
     SimulationConfig,
+    driver,
     simulate,
     simulate_day,
     simulate_to_directory,
     write_nad_csv,
 )
+from nadkit.simulate.attacks import ATTACK_GENERATORS
+from nadkit.simulate.config import ATTACK_SHARES, NORMAL_MIX
+from nadkit.simulate.normal import NORMAL_GENERATORS
+from nadkit.sources import load_flows
+from nadkit.sources.nad import COLUMNS as NAD_COLUMNS
 
 CONFIG = SimulationConfig(days=3, flows_per_day=20_000, seed=7)
 SMALL = SimulationConfig(days=2, flows_per_day=2_000, seed=3)
@@ -75,11 +80,28 @@ def test_a_day_does_not_depend_on_the_number_of_days(days: list[pl.DataFrame]) -
     assert simulate_day(shorter, 1).equals(days[1])
 
 
+# -- generator tables ---------------------------------------------------------------------------------
+
+
+def test_every_normal_kind_has_a_generator_and_every_generator_a_kind() -> None:
+    assert set(NORMAL_GENERATORS) == set(NORMAL_MIX)
+    assert all(callable(generate) for generate in NORMAL_GENERATORS.values())
+    # one function per kind: no kind silently reuses another kind's traffic
+    assert len(set(NORMAL_GENERATORS.values())) == len(NORMAL_GENERATORS)
+    assert all(share > 0 for share in NORMAL_MIX.values())
+
+
+def test_every_attack_class_has_a_generator_and_every_generator_a_class() -> None:
+    assert set(ATTACK_GENERATORS) == set(ATTACK_SHARES)
+    assert {NAD_LABELS[label] for label in ATTACK_GENERATORS} == set(ATTACK_LABELS)
+    assert len(set(ATTACK_GENERATORS.values())) == len(ATTACK_GENERATORS)
+
+
 # -- schema ---------------------------------------------------------------------------------------------
 
 
 def test_canonical_columns_and_dtypes(flows: pl.DataFrame) -> None:
-    assert tuple(flows.columns) == synthetic.COLUMNS
+    assert tuple(flows.columns) == COLUMNS
     for name, dtype in CANONICAL.items():
         assert flows.schema[name] == dtype, name
     for name in COUNTER_COLUMNS:
@@ -94,7 +116,7 @@ def test_values_are_nad_values(flows: pl.DataFrame) -> None:
     assert flows["time"].is_sorted()
     assert (flows["time"].dt.microsecond() == 0).all()  # whole seconds, as in the NAD files
     assert set(flows["proto"].unique()) == {"tcp", "udp", "icmp", "igmp"}
-    assert set(flows["app"].unique()) <= set(synthetic.APPS)
+    assert set(flows["app"].unique()) <= set(APPS)
     assert flows["app"].n_unique() >= 35
     assert set(flows["label_original"].unique()) == set(NAD_LABELS)
     normal = flows["label_original"] == "Normal"
@@ -388,7 +410,7 @@ def test_simulate_to_directory_leaves_nothing_on_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
-    original = synthetic.write_nad_csv
+    original = driver.write_nad_csv
 
     def fail_on_second_day(frame: pl.DataFrame, path: Path, **options: bool) -> Path:
         calls["n"] += 1
@@ -396,7 +418,7 @@ def test_simulate_to_directory_leaves_nothing_on_failure(
             raise OSError("disk full")
         return original(frame, path, **options)
 
-    monkeypatch.setattr(synthetic, "write_nad_csv", fail_on_second_day)
+    monkeypatch.setattr(driver, "write_nad_csv", fail_on_second_day)
     with pytest.raises(OSError, match="disk full"):
         simulate_to_directory(SMALL, tmp_path / "sim")
     assert list(tmp_path.iterdir()) == []
