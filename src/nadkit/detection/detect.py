@@ -136,7 +136,7 @@ class Scorer:
         self._inputs = inputs
         self._names = tuple(self.pipeline.feature_names_)
         self._raw = {name: self.pipeline.raw_columns_.get(name, []) for name in self._names}
-        self._classes: tuple[str, ...] | None = getattr(self.detector, "classes_", None)
+        self._classes: tuple[str, ...] = self.detector.classes_
         self._explain_alerts_only = self.detector.costly_contributions and not self.windowed
 
     @property
@@ -227,7 +227,7 @@ class Scorer:
     ) -> pl.Series:
         """The ``class`` column: ``predicted`` (computed with the scores) or the detector's
         predictions; null for detectors without classes."""
-        if predicted is None and (not self._classes or not hasattr(self.detector, "predict")):
+        if predicted is None and not self._classes:
             return pl.repeat(None, rows, dtype=pl.String, eager=True).alias("class")
         if predicted is None:
             predicted = self.detector.predict(self._data(augmented, matrix, times))

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
@@ -43,6 +43,8 @@ from nadkit.features.data import DetectorData
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from nadkit.models.trainer import EpochReport
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +95,13 @@ class Detector(ABC):
     #: whether ``contributions`` costs far more than ``score`` (an attribution method rather than
     #: per-feature errors), so that scoring computes every row's score and explains only the alerts
     costly_contributions: ClassVar[bool] = False
+    #: whether a saved ONNX graph scores faster on ONNX Runtime than the detector itself (neural
+    #: networks; tree and order-statistic baselines are faster in NumPy)
+    prefers_onnx: ClassVar[bool] = False
     #: the config dataclass of this detector
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
+    #: the classes a supervised detector predicts, once fitted (empty for the others)
+    classes_: tuple[str, ...] = ()
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         if config is None:
@@ -115,8 +122,10 @@ class Detector(ABC):
         *,
         validation: DetectorData | None = None,
         target: DetectorData | None = None,
+        progress: Callable[[EpochReport], None] | None = None,
     ) -> Self:
-        """Learn from ``train`` (normal traffic for unsupervised detectors)."""
+        """Learn from ``train`` (normal traffic for unsupervised detectors); ``progress`` is called
+        after each epoch by detectors that train in epochs (others never call it)."""
 
     @abstractmethod
     def score(self, data: DetectorData) -> np.ndarray:
@@ -128,13 +137,17 @@ class Detector(ABC):
         sums to its score). Non-negative for unsupervised detectors; a supervised model's may be
         signed (negative: the feature pulls the row towards normal)."""
 
+    def predict(self, data: DetectorData) -> np.ndarray:
+        """Each row's predicted class (one of :attr:`classes_`); only supervised detectors have
+        classes, the others raise :class:`NadkitError`."""
+        raise NadkitError(f"{self.name} predicts no classes: it scores how anomalous each row is")
+
     def score_and_predict(self, data: DetectorData) -> tuple[np.ndarray, np.ndarray | None]:
         """Each row's score and, for models with classes, its predicted class (None for others),
         in one pass over the model where it allows (supervised models override this)."""
-        predict = getattr(self, "predict", None)
-        if predict is None or not getattr(self, "classes_", None):
+        if not self.classes_:
             return self.score(data), None
-        return self.score(data), np.asarray(predict(data))
+        return self.score(data), np.asarray(self.predict(data))
 
     def contribution_batch_rows(self) -> int | None:
         """Rows per batch when contributions are computed outside the detector (an exported graph

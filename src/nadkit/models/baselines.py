@@ -12,7 +12,7 @@ its score.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
@@ -24,6 +24,8 @@ from nadkit.models.base import Detector, DetectorConfig, DetectorData, NotFitted
 if TYPE_CHECKING:
     from sklearn.ensemble import IsolationForest
     from torch import nn
+
+    from nadkit.models.trainer import EpochReport
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class IsolationForestDetector(Detector):
         *,
         validation: DetectorData | None = None,
         target: DetectorData | None = None,
+        progress: Callable[[EpochReport], None] | None = None,
     ) -> Self:
         """Grow the forest on ``train`` (normal traffic) and learn the median and spread of each feature."""
         self._start_fit(train)
@@ -278,6 +281,7 @@ class ECODDetector(Detector):
         *,
         validation: DetectorData | None = None,
         target: DetectorData | None = None,
+        progress: Callable[[EpochReport], None] | None = None,
     ) -> Self:
         """Keep each feature's sorted training values (or quantiles of them) and its skewness."""
         self._start_fit(train)

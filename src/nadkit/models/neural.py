@@ -76,6 +76,7 @@ class NeuralDetector(Detector):
     """Template base of the torch detectors (see the module docstring)."""
 
     config_class = NeuralConfig
+    prefers_onnx = True
     config: NeuralConfig
 
     # -- what a model supplies --------------------------------------------------------------------

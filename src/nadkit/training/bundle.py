@@ -57,7 +57,6 @@ from nadkit.features.buckets import BucketView
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.fileio import atomic_directory, atomic_path
 from nadkit.models.base import Detector, DetectorData
-from nadkit.models.neural import NeuralConfig
 from nadkit.models.registry import create
 from nadkit.version import __version__
 
@@ -285,9 +284,7 @@ class ModelBundle:
             return "onnx"
         if not self.has_onnx or not _onnx_runtime_imports():
             return "torch"
-        if not isinstance(self.detector.config, NeuralConfig):
-            # tree and order-statistic baselines score faster in NumPy than as ONNX graphs (every
-            # neural family, the supervised one included, has a NeuralConfig)
+        if not self.detector.prefers_onnx:
             return "torch"
         # a detector on a GPU is faster there than ONNX Runtime on the CPU
         return "torch" if getattr(getattr(self.detector, "device_", None), "type", None) == "cuda" else "onnx"

@@ -9,7 +9,6 @@ stratified random split otherwise); the validation part selects the epoch and th
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -167,13 +166,6 @@ def _training_metrics(
     return metrics
 
 
-def _fit_options(detector: Detector, progress: Callable[[EpochReport], None] | None) -> dict[str, Any]:
-    """``progress`` for detectors whose ``fit`` reports epochs."""
-    if progress is None or "progress" not in inspect.signature(detector.fit).parameters:
-        return {}
-    return {"progress": progress}
-
-
 def _detector(
     model: str | Detector,
     config: Mapping[str, Any] | None,
@@ -273,7 +265,7 @@ def fit(
     train = detector_data(pipeline, split.train)
     holdout = detector_data(pipeline, split.holdout)
     started = time.perf_counter()
-    detector.fit(train, **_fit_options(detector, progress))
+    detector.fit(train, progress=progress)
     fit_seconds = time.perf_counter() - started
     threshold, measured = holdout_threshold(
         detector.score(holdout), holdout.labels, false_positive_rate, **threshold_choice
@@ -375,7 +367,7 @@ def _fit_supervised(
             time=unlabelled_target.time,
         )
     started = time.perf_counter()
-    detector.fit(train, validation=validation, target=target_data, **_fit_options(detector, progress))
+    detector.fit(train, validation=validation, target=target_data, progress=progress)
     fit_seconds = time.perf_counter() - started
     scores = detector.score(validation)
     threshold, measured = holdout_threshold(
@@ -398,11 +390,10 @@ def _fit_supervised(
     note = "on the validation part, which also selected the epoch and the threshold (optimistic)"
     if measured is not None:
         metrics["holdout"] = {**measured.to_dict(), "note": note}
-    predict = getattr(detector, "predict", None)
-    if predict is not None and len(validation):
-        predicted = predict(validation)
+    if detector.classes_ and len(validation):
+        predicted = detector.predict(validation)
         classification: dict[str, Any] = {
-            "classes": list(getattr(detector, "classes_", ())),
+            "classes": list(detector.classes_),
             "macro_f1": macro_f_beta(validation.labels, predicted, beta=1.0),
             "note": note,
         }
@@ -417,7 +408,7 @@ def _fit_supervised(
         holdout_attacks=int(attack.sum()),
         fit_seconds=fit_seconds,
         supervised=True,
-        classes=tuple(getattr(detector, "classes_", ())),
+        classes=tuple(detector.classes_),
         class_counts={"train": _class_counts(train.labels), "holdout": _class_counts(validation.labels)},
         target_rows=0 if target_data is None else len(target_data),
     )
@@ -452,7 +443,7 @@ def fit_buckets(
     holdout_series = view.series(split.holdout)
     holdout_buckets = view.data(holdout_series)
     started = time.perf_counter()
-    detector.fit(train, **_fit_options(detector, progress))
+    detector.fit(train, progress=progress)
     fit_seconds = time.perf_counter() - started
     scores = holdout_series.to_flows(detector.score(holdout_buckets))
     labels = split.holdout["label"].fill_null(NORMAL).to_numpy() if "label" in split.holdout.columns else None

@@ -1,3 +1,6 @@
+"""The evaluation report: the page holds the header, the metrics and every figure (each also as a
+PNG), escapes what the data says, and the figures agree with the numbers behind them."""
+
 from __future__ import annotations
 
 import base64
@@ -15,25 +18,18 @@ import pytest
 from matplotlib import image
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from nadkit import __version__
 from nadkit.errors import ConfigError
-from nadkit.report import (
-    FIGURES,
-    FLOW_GROUPS,
-    NORMAL_COLOUR,
+from nadkit.pictures import ALERT_COLOUR, NORMAL_COLOUR, class_colours, spans_decades
+from nadkit.pictures.report import FIGURES, FLOW_GROUPS, ReportData, score_figures, write_report
+from nadkit.pictures.report.data import prepare
+from nadkit.pictures.report.scores import curves
+from nadkit.pictures.report.timeline import (
     TIMELINE_FALSE_ALERT_POINTS,
     TIMELINE_NORMAL_POINTS,
-    ReportData,
-    _class_colours,
-    _curves,
-    _prepare,
-    _spans_decades,
-    _time_axis,
-    _timeline_sample,
-    score_figures,
-    write_report,
+    time_axis,
+    timeline_sample,
 )
-from nadkit.viz import ALERT_COLOUR
+from nadkit.version import __version__
 
 IMAGE = '<img src="data:image/png;base64,'
 
@@ -227,35 +223,35 @@ def test_inconsistent_inputs_are_refused(tmp_path: Path) -> None:
 
 def test_curves_agree_with_sklearn() -> None:
     data = synthetic(5000, seed=5)
-    prepared = _prepare(data)
-    curves = _curves(prepared)
+    prepared = prepare(data)
+    found = curves(prepared)
     truth = np.asarray(data.labels) != "normal"
-    assert curves.roc_auc == pytest.approx(roc_auc_score(truth, data.scores), abs=1e-12)
-    assert curves.average_precision == pytest.approx(average_precision_score(truth, data.scores), abs=1e-12)
+    assert found.roc_auc == pytest.approx(roc_auc_score(truth, data.scores), abs=1e-12)
+    assert found.average_precision == pytest.approx(average_precision_score(truth, data.scores), abs=1e-12)
 
 
 def test_colours_are_stable_and_normal_is_blue_grey() -> None:
-    colours = _class_colours(["normal", "dos", "scan"], ["scan", "exfiltration"])
+    colours = class_colours(["normal", "dos", "scan"], ["scan", "exfiltration"])
     assert colours["normal"] == NORMAL_COLOUR
     assert len(set(colours.values())) == 4
-    prepared = _prepare(synthetic(1000))
+    prepared = prepare(synthetic(1000))
     assert prepared.class_names[0] == "normal"  # normal first, then attacks by size
     assert prepared.colours["dos"] != prepared.colours["<script>"]
 
 
 def test_log_scale_only_for_positive_scores_spanning_decades() -> None:
     rng = np.random.default_rng(0)
-    assert _spans_decades(np.exp(rng.normal(0, 3, 10_000)), 1.0)
-    assert not _spans_decades(rng.normal(0, 1, 10_000), 1.0)
-    assert not _spans_decades(rng.uniform(1, 2, 10_000), 1.5)
-    assert not _spans_decades(np.exp(rng.normal(0, 3, 10_000)), -1.0)
+    assert spans_decades(np.exp(rng.normal(0, 3, 10_000)), 1.0)
+    assert not spans_decades(rng.normal(0, 1, 10_000), 1.0)
+    assert not spans_decades(rng.uniform(1, 2, 10_000), 1.5)
+    assert not spans_decades(np.exp(rng.normal(0, 3, 10_000)), -1.0)
 
 
 def test_timeline_keeps_attacks_and_false_alarms_and_samples_the_rest() -> None:
     data = synthetic(200_000, shares=(0.98, 0.015, 0.005), history=False)
-    prepared = _prepare(data)
-    _, usable = _time_axis(prepared)
-    sample = _timeline_sample(prepared, usable)
+    prepared = prepare(data)
+    _, usable = time_axis(prepared)
+    sample = timeline_sample(prepared, usable)
     attacks = prepared.is_attack
     false_alarms = ~attacks & prepared.alerts
     quiet = ~attacks & ~prepared.alerts
@@ -305,7 +301,7 @@ def test_flow_groups_figure_shows_labels_beside_predictions(tmp_path: Path) -> N
     check_png(picture)
     pixels = np.rint(image.imread(picture)[..., :3] * 255).astype(int).reshape(-1, 3)
     found = {tuple(int(v) for v in p) for p in np.unique(pixels, axis=0)}
-    prepared = _prepare(data)
+    prepared = prepare(data)
 
     def rgb(colour: str) -> tuple[int, int, int]:
         return tuple(int(colour[1 + i : 3 + i], 16) for i in (0, 2, 4))  # type: ignore[return-value]

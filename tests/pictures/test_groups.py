@@ -1,4 +1,5 @@
-"""The flow-groups picture and the alert chart: the pictures carry what they claim to show.
+"""The flow-groups picture, its interactive page and the alert chart: the pictures carry what they
+claim to show.
 
 One simulated day is drawn; the tests look up where a known port sweep and a quiet stretch of normal
 traffic fall in the image and read the pixel colours there.
@@ -22,21 +23,25 @@ from matplotlib import colors as mcolors
 from matplotlib import image
 
 from nadkit.errors import ConfigError, SchemaError
-from nadkit.report import NORMAL_COLOUR, class_colours
-from nadkit.simulate import SimulationConfig, simulate_day
-from nadkit.viz import (
+from nadkit.pictures import (
     ALERT,
+    NORMAL_COLOUR,
     NORMAL_TINT,
+    check_options,
+    class_colours,
     draw_groups,
     groups_html,
     load_alert,
     parse_by,
     parse_duration,
     plot_alert,
-    plot_groups_file,
     predicted_classes,
     render_groups,
+    write_alert,
+    write_groups,
 )
+from nadkit.simulate import SimulationConfig, simulate_day
+from nadkit.sources import load_flows
 
 PORT_SWEEP = "Probing-Port sweep"
 
@@ -255,16 +260,38 @@ def test_options_and_bad_input_give_clear_errors(day: pl.DataFrame) -> None:
 def test_time_window_and_png_file_written_atomically(day: pl.DataFrame, sweep: dict, tmp_path: Path) -> None:
     source = tmp_path / "day.parquet"
     day.write_parquet(source)
+    # the flows as the picture needs them: only its columns are read
+    flows, _ = load_flows(source, columns=("time", "label", "src", "dst"))
+    assert sorted(flows.columns) == ["dst", "label", "src", "time"] and flows.height == day.height
     out = tmp_path / "sweep.png"
     start = (sweep["start"] - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S")
     end = (sweep["end"] + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S")
-    plot_groups_file(source, out, by="src,dst", start=start, end=end, width=300, height=200)
+    write_groups(flows, out, by="src,dst", start=start, end=end, width=300, height=200, source=source)
     assert out.read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ConfigError, match="already exists"):
-        plot_groups_file(source, out, by="src,dst")
+        write_groups(flows, out, by="src,dst")
     with pytest.raises(ConfigError, match=r"\.png or \.html"):
-        plot_groups_file(source, tmp_path / "x.jpg")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["day.parquet", "sweep.png"]
+        write_groups(flows, tmp_path / "x.jpg")
+    page = write_groups(flows, tmp_path / "sweep.html", by="src,dst", width=300, height=200, levels=0)
+    assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["day.parquet", "sweep.html", "sweep.png"]
+
+
+def test_options_are_checked_before_any_flow_is_read() -> None:
+    assert check_options(by="src_subnet/16,dst", color="label,score") == (
+        ("src_subnet/16", "dst"),
+        ("label", "score"),
+    )
+    for options, message in (
+        ({"by": "src_subnet/40"}, "prefix length"),
+        ({"color": "label,label"}, "twice"),
+        ({"width": 50}, "--width"),
+        ({"time_bin": "soon"}, "--time-bin"),
+        ({"order": "random"}, "--order"),
+        ({"start": "2021-01-02", "end": "2021-01-01"}, "later than --start"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            check_options(**options)
 
 
 def _page_data(page: str) -> dict:
@@ -333,3 +360,9 @@ def test_alert_chart_shows_the_contributions(tmp_path: Path) -> None:
         pl.lit(datetime(2020, 12, 3, 7, 6, 44, tzinfo=UTC)).alias("time")
     ).write_parquet(parquet)
     assert load_alert(parquet, 17)["top_features"][0]["feature"] == "cnt_serv_src"
+    out = write_alert(load_alert(parquet, 17), tmp_path / "alert.png")
+    assert out.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ConfigError, match="already exists"):
+        write_alert(record, out)
+    with pytest.raises(ConfigError, match=r"must be \.png"):
+        write_alert(record, tmp_path / "alert.html")
