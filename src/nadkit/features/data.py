@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -21,6 +21,9 @@ from nadkit.schema import NORMAL
 
 if TYPE_CHECKING:
     from nadkit.features.pipeline import FeaturePipeline
+
+#: what :func:`as_detector_data` reads: a detector's input, a 2-D array, or a pandas or Polars table
+ArrayLike = Any
 
 
 @dataclass(frozen=True)
@@ -104,3 +107,35 @@ def detector_data(
         time=time,
         labels=labels,
     )
+
+
+def as_detector_data(value: ArrayLike, feature_names: Sequence[str] | None = None) -> DetectorData:
+    """``value`` as a detector's input: a :class:`DetectorData` as it is; a 2-D NumPy array (or
+    anything ``numpy.asarray`` makes one of) with ``feature_names`` or ``x0``, ``x1``...; a pandas
+    or Polars table with its column names (every column must be numeric). Rows form one sequence,
+    in order, for windowed detectors."""
+    if isinstance(value, DetectorData):
+        return value
+    if isinstance(value, pl.DataFrame):
+        names = value.columns
+        text = [n for n, dtype in value.schema.items() if not dtype.is_numeric() and dtype != pl.Boolean]
+        if text:
+            raise ConfigError(f"column {text[0]!r} is not numeric: detectors read numbers")
+        array = value.cast(pl.Float32).to_numpy()
+    elif hasattr(value, "columns") and hasattr(value, "to_numpy"):  # a pandas DataFrame
+        names = [str(c) for c in value.columns]
+        try:
+            array = value.to_numpy(dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"the table is not all numeric: detectors read numbers ({error})") from None
+    else:
+        try:
+            array = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"cannot read the rows as numbers ({error})") from None
+        if array.ndim == 1:
+            raise ConfigError("a detector reads a 2-D array (rows x features); reshape a single row")
+        names = [f"x{i}" for i in range(array.shape[1])] if array.ndim == 2 else []
+    if feature_names is not None:
+        names = list(feature_names)
+    return DetectorData(features=array, feature_names=tuple(names))

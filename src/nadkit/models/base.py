@@ -30,6 +30,7 @@ Contract (every registered detector passes ``tests/conformance``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 import numpy as np
 
 from nadkit.errors import ConfigError, NadkitError
-from nadkit.features.data import DetectorData
+from nadkit.features.data import DetectorData, as_detector_data
 
 if TYPE_CHECKING:
     from torch import nn
@@ -102,6 +103,16 @@ class Detector(ABC):
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
     #: the classes a supervised detector predicts, once fitted (empty for the others)
     classes_: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every detector reads arrays and tables too: the data methods a class defines accept what
+        :func:`~nadkit.features.data.as_detector_data` reads (a NumPy array, a pandas or Polars
+        table) besides :class:`DetectorData`."""
+        super().__init_subclass__(**kwargs)
+        for name in _DATA_METHODS:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_reads_arrays", False):
+                setattr(cls, name, _reading_arrays(method))
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         if config is None:
@@ -210,3 +221,39 @@ class Detector(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
+
+
+#: the methods whose data arguments :meth:`Detector.__init_subclass__` converts
+_DATA_METHODS = ("fit", "score", "contributions", "predict", "score_and_predict", "explain", "predict_proba")
+_DATA_ARGUMENTS = ("train", "validation", "target")
+
+
+def _reading_arrays(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` with its data arguments (the first, and ``validation``/``target``) converted by
+    :func:`~nadkit.features.data.as_detector_data`, under the fitted feature names when they match."""
+
+    @functools.wraps(method)
+    def wrapper(self: Detector, data: Any, *args: Any, **kwargs: Any) -> Any:
+        names = getattr(self, "feature_names_", None)
+        data = _converted(data, names)
+        for key in _DATA_ARGUMENTS:
+            if kwargs.get(key) is not None:
+                kwargs[key] = _converted(kwargs[key], names)
+        return method(self, data, *args, **kwargs)
+
+    wrapper._reads_arrays = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _converted(data: Any, names: tuple[str, ...] | None) -> DetectorData:
+    if isinstance(data, DetectorData):
+        return data
+    converted = as_detector_data(data)
+    bare = not hasattr(data, "columns")  # an array has no names of its own: it takes the fitted ones
+    if bare and names is not None and converted.width == len(names):
+        converted = as_detector_data(converted.features, names)
+    return converted
+
+
+for _name in ("predict", "score_and_predict", "explain"):
+    setattr(Detector, _name, _reading_arrays(Detector.__dict__[_name]))
