@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first, pinned, so that the project's "torch>=" requirement is already met and no GPU build is pulled in.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -e ".[all,dev]"
 	touch $@
 
 install: $(VENV)/.installed

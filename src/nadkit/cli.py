@@ -15,7 +15,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from nadkit.errors import NadkitError
+from nadkit.errors import NadkitError, require
 from nadkit.version import __version__
 
 if TYPE_CHECKING:
@@ -901,6 +901,9 @@ def serve(
     from nadkit.config import read_settings
     from nadkit.service.settings import LOOPBACK, Settings, token_from
 
+    require("fastapi", "the alert service (nadkit serve)", "service")
+    require("uvicorn", "the alert service (nadkit serve)", "service")
+
     options = read_settings(config, "service settings") if config else {}
     known = {"token", "max_body_mb", "max_flows", "engine", "top", "scoring_slots"}
     unknown = sorted(set(options) - known)
@@ -1298,6 +1301,9 @@ def plot_groups(
     from nadkit.pictures import check_options, write_groups
     from nadkit.pictures.files import GROUPS_SUFFIXES, check_out
 
+    require("datashader", "drawing flow pictures (nadkit plot groups)", "pictures")
+    require("pandas", "drawing flow pictures (nadkit plot groups)", "pictures")
+
     # the options are checked before anything is read or scored
     check_out(out, suffixes=GROUPS_SUFFIXES, overwrite=force)
     options = dict(width=width, height=height, time_bin=time_bin, order=order, start=start, end=end)
@@ -1392,12 +1398,12 @@ def main() -> None:
         if _STATE["debug"]:
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        errors.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except (OSError, ValueError) as error:
         if _STATE["debug"]:
             raise
-        errors.print(f"[bold red]error:[/bold red] {error}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/bold red] {escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         errors.print("interrupted")

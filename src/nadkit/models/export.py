@@ -231,7 +231,7 @@ def _dynamo_export(module: nn.Module, example: tuple[torch.Tensor, ...], names: 
 
 
 def _torchscript_export(module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str]) -> Any:
-    import onnx
+    onnx = require("onnx", "exporting models to ONNX", "onnx")
 
     buffer = io.BytesIO()
     axes = {name: {0: "batch"} for name in [*names, OUTPUT_NAME]}
@@ -296,7 +296,7 @@ def export_onnx(
     is checked against the torch module on a batch of another size than the one it was traced
     with before it is written (atomically; an existing file only with ``overwrite``).
     """
-    import onnx
+    onnx = require("onnx", "exporting models to ONNX", "onnx")
 
     if not detector.is_fitted:
         raise NotFittedError(f"{detector.name} is not fitted yet (call fit first)")
@@ -365,7 +365,7 @@ def available_cores() -> int:
 
 
 def _session(model: str | Path | bytes, *, threads: int) -> Any:
-    ort = require("onnxruntime", "scoring exported models")
+    ort = require("onnxruntime", "scoring exported models", "onnx")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -356,7 +356,7 @@ def streamer(source: str, **options: Any) -> Any:
     processes start from a fork server: a fresh, single-threaded process, so they cannot inherit a
     lock that one of this process's threads held at the moment of a fork (which hangs the meter).
     Where the platform has no fork server, nfstream's own choice stands."""
-    nfstream = require("nfstream", "reading packet captures")
+    nfstream = require("nfstream", "reading packet captures", "pcap")
     made = nfstream.NFStreamer(source=source, **options)
     context = _meter_context()
     if context is not None and hasattr(made, "_mp_context"):

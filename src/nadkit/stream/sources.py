@@ -504,7 +504,7 @@ class CaptureSource(StreamSource):
         from nadkit.sources import pcap
 
         super().__init__()
-        require("nfstream", "capturing flows")
+        require("nfstream", "capturing flows", "pcap")
         self.target = target
         self.live = live
         self.name = f"{'iface' if live else 'pcap'}:{target}"

@@ -292,6 +292,11 @@ def flow_groups_figure(p: Prepared) -> tuple[bytes, str] | str:
     coloured by true label and once by the model's prediction, with the report's class colours."""
     flows = p.data.flows
     assert flows is not None
+    try:
+        import datashader  # noqa: F401
+        import pandas  # noqa: F401
+    except ImportError:
+        return "Not drawn: this picture needs the pictures extra (pip install 'nadkit[pictures]')."
 
     def usable(column: str) -> bool:
         return column in flows.columns and flows[column].null_count() < flows.height

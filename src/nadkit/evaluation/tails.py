@@ -1,0 +1,196 @@
+"""The generalised Pareto tail of peaks over threshold: the distribution
+(:class:`GeneralisedPareto`), its maximum-likelihood fit by Grimshaw's method
+(:func:`fit_generalised_pareto`), the refit as a few excesses are added, and the excesses over a
+high initial quantile that it is fitted to."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from nadkit.errors import ConfigError
+
+#: the fewest excesses over the initial quantile that a generalised Pareto tail is fitted to
+MIN_PEAKS = 10
+
+
+@dataclass(frozen=True)
+class GeneralisedPareto:
+    """A generalised Pareto distribution of excesses ``y > 0``: survival ``(1 + shape·y/scale)^(-1/shape)``,
+    ``exp(-y/scale)`` at ``shape = 0``. A positive shape is a heavy tail, a negative one a bounded one."""
+
+    shape: float
+    scale: float
+
+    def log_likelihood(self, excesses: np.ndarray) -> float:
+        """Log-likelihood of ``excesses`` (``-inf`` where one lies beyond a bounded tail's end)."""
+        return _log_likelihood(np.asarray(excesses, dtype=np.float64), self.shape, self.scale)
+
+    def excess_quantile(self, exceedance: float) -> float:
+        """The excess exceeded with probability ``exceedance`` (given that the initial threshold was
+        exceeded): ``(scale/shape)·(exceedance^(-shape) - 1)``, ``-scale·ln(exceedance)`` at shape 0."""
+        log_p = math.log(exceedance)
+        if abs(self.shape) < 1e-12:
+            return -self.scale * log_p
+        return self.scale * math.expm1(-self.shape * log_p) / self.shape
+
+
+def _log_likelihood(y: np.ndarray, shape: float, scale: float) -> float:
+    if scale <= 0:
+        return -math.inf
+    if abs(shape) < 1e-12:
+        return float(-len(y) * math.log(scale) - y.sum() / scale)
+    z = shape * y / scale
+    if (z <= -1).any():
+        return -math.inf
+    return float(-len(y) * math.log(scale) - (1 + 1 / shape) * np.log1p(z).sum())
+
+
+def _grimshaw_terms(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each ``x``: ``w(x) = u(x)·v(x) - 1`` of Grimshaw's equation, with ``u = mean(1/(1 + x·y))``
+    and ``v = 1 + mean(log1p(x·y))``, and ``mean(log1p(x·y))``; evaluated in blocks so that memory
+    stays bounded. ``u - 1`` is summed as ``-mean(x·y/(1 + x·y))`` to keep its precision near 0."""
+    w = np.empty(len(x))
+    mean_log = np.empty(len(x))
+    block = max(1, 2_000_000 // max(len(y), 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for start in range(0, len(x), block):
+            part = slice(start, start + block)
+            xy = np.outer(x[part], y)
+            mean_ratio = (xy / (1 + xy)).mean(axis=1)
+            mean_log[part] = np.log1p(xy).mean(axis=1)
+            w[part] = -mean_ratio + (1 - mean_ratio) * mean_log[part]
+    return w, mean_log
+
+
+def _grimshaw_roots(y: np.ndarray, grid_points: int = 48) -> list[float]:
+    """Roots ``x != 0`` of Grimshaw's equation for excesses ``y`` scaled to mean 1; each root gives a
+    stationary point of the likelihood with ``shape = mean(log1p(x·y))`` and ``scale = shape / x``."""
+    y_min, y_max = float(y.min()), float(y.max())
+    if y_max - y_min <= 1e-12 * y_max:
+        return []
+    smallest = 1e-6  # below this, rounding hides the sign of w and the tail is exponential anyway
+    lower = -1.0 / y_max  # 1 + x·y must stay positive
+    upper = min(2 * (1 - y_min) / y_min**2, 1e8)  # Grimshaw's bound on a positive root
+    negative = np.concatenate(
+        [
+            lower * (1 - np.logspace(-10, 0, grid_points, endpoint=False)),
+            -np.logspace(math.log10(smallest), math.log10(-lower), grid_points),
+        ]
+    )
+    grids = [np.unique(negative[negative <= -smallest])]
+    if upper > smallest:
+        grids.append(np.logspace(math.log10(smallest), math.log10(upper), 2 * grid_points))
+
+    from scipy.optimize import brentq  # imported when used: slow to import
+
+    def w_at(x: float) -> float:
+        return float(_grimshaw_terms(np.array([x]), y)[0][0])
+
+    roots: list[float] = []
+    for grid in grids:
+        w, _ = _grimshaw_terms(grid, y)
+        finite = np.isfinite(w)
+        sign = np.sign(w)
+        for i in np.flatnonzero(finite[:-1] & finite[1:] & (sign[:-1] * sign[1:] < 0)):
+            roots.append(float(brentq(w_at, grid[i], grid[i + 1], xtol=1e-14, rtol=1e-12)))
+        roots.extend(float(grid[i]) for i in np.flatnonzero(w == 0))
+    return roots
+
+
+def fit_generalised_pareto(excesses: np.ndarray) -> GeneralisedPareto:
+    """Maximum-likelihood generalised Pareto fit to positive ``excesses`` by Grimshaw's method.
+
+    Every root of Grimshaw's one-dimensional equation is a candidate, as is the exponential limit
+    (shape 0, scale = mean excess); the candidate of highest likelihood wins. Negative shapes (bounded
+    tails) are searched as well as positive ones.
+    """
+    y = np.asarray(excesses, dtype=np.float64)
+    if y.ndim != 1 or len(y) < 2:
+        raise ConfigError("a generalised Pareto fit needs at least two excesses")
+    if not np.isfinite(y).all() or (y <= 0).any():
+        raise ConfigError("generalised Pareto excesses must be positive and finite")
+    mean = float(y.mean())
+    scaled = y / mean
+    candidates = [(0.0, 1.0)]
+    for x in _grimshaw_roots(scaled):
+        shape = float(np.log1p(x * scaled).mean())
+        scale = shape / x
+        if math.isfinite(shape) and math.isfinite(scale) and scale > 0:
+            candidates.append((shape, scale))
+    shape, scale = max(candidates, key=lambda c: _log_likelihood(scaled, c[0], c[1]))
+    return GeneralisedPareto(shape=shape, scale=scale * mean)
+
+
+def _profile_log_likelihood(x: float, y: np.ndarray) -> float:
+    """Log-likelihood per excess at ``shape/scale = x``, maximised over the scale (Grimshaw's
+    reduction); ``y`` scaled to mean 1. Continuous through ``x = 0``, the exponential limit."""
+    if x == 0:
+        scale = 1.0
+    else:
+        z = x * y
+        if (z <= -1).any():
+            return -math.inf
+        scale = float(np.log1p(z).mean()) / x
+    return -(math.log(scale) + x * scale + 1)
+
+
+def _track_generalised_pareto(excesses: np.ndarray, previous: GeneralisedPareto) -> GeneralisedPareto:
+    """The maximum-likelihood fit after a few excesses were added to those ``previous`` was fitted
+    on: the profile likelihood is maximised near the previous optimum, with the full
+    :func:`fit_generalised_pareto` as fallback when the optimum leaves that neighbourhood."""
+    y = np.asarray(excesses, dtype=np.float64)
+    mean = float(y.mean())
+    scaled = y / mean
+    start = previous.shape / previous.scale * mean
+    half_width = 0.1 + 0.2 * abs(start)
+    domain_end = -1.0 / float(scaled.max())
+    low, high = max(start - half_width, domain_end * (1 - 1e-9)), start + half_width
+    if not low < high:
+        return fit_generalised_pareto(y)
+    from scipy.optimize import minimize_scalar  # imported when used: slow to import
+
+    found = minimize_scalar(
+        lambda x: -_profile_log_likelihood(x, scaled),
+        bounds=(low, high),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    x = float(found.x)
+    edge = 1e-6 * max(1.0, abs(x))
+    if not found.success or x - low < edge or high - x < edge:
+        return fit_generalised_pareto(y)
+    scale = float(np.log1p(x * scaled).mean()) / x if x != 0 else 1.0
+    return GeneralisedPareto(shape=x * scale, scale=scale * mean)
+
+
+@dataclass(frozen=True)
+class _Tail:
+    initial_threshold: float
+    excesses: np.ndarray
+    rows: int
+
+
+def _tail(values: np.ndarray, initial_quantile: float, risk: float) -> _Tail:
+    initial = float(np.quantile(values, initial_quantile, method="lower"))
+    excesses = values[values > initial] - initial
+    if len(excesses) < MIN_PEAKS:
+        raise ConfigError(
+            f"peaks over threshold needs at least {MIN_PEAKS} scores above the initial "
+            f"{initial_quantile:g} quantile, found {len(excesses)} among {len(values)}: give more "
+            "validation rows or a lower initial_quantile"
+        )
+    if risk * len(values) >= len(excesses):
+        raise ConfigError(
+            f"threshold field 'risk': {risk:g} is not below the share of scores above the initial "
+            f"threshold ({len(excesses)} of {len(values)}); lower it or lower initial_quantile"
+        )
+    return _Tail(initial_threshold=initial, excesses=excesses, rows=len(values))
+
+
+def _tail_value(
+    initial_threshold: float, tail: GeneralisedPareto, risk: float, rows: int, peaks: int
+) -> float:
+    return initial_threshold + tail.excess_quantile(risk * rows / peaks)
