@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nadkit.detection.detect import BucketScorer, detect_file, score_table
+from nadkit.detection.detect import BucketScorer, detect_file, score_flows, score_table
 from nadkit.errors import ConfigError, NadkitError, SchemaError
 from nadkit.evaluation.split import bucket_split
 from nadkit.features.buckets import CALENDAR, BucketView, calendar_features, calendar_text
@@ -19,6 +19,7 @@ from nadkit.features.series import BucketConfig, bucket_metrics
 from nadkit.lifecycle.registry import ModelRegistry
 from nadkit.schema import NORMAL
 from nadkit.simulate import SimulationConfig, simulate, write_nad_csv
+from nadkit.sources import load_flows
 from nadkit.training.bundle import MANIFEST, PIPELINE, VIEW, ModelBundle
 from nadkit.training.fit import train_model
 
@@ -183,11 +184,20 @@ def test_flows_without_a_time_are_named(per_host: ModelBundle) -> None:
         scorer.push(pl.DataFrame({"src": ["10.0.0.1"]}))
 
 
-def test_flow_by_flow_scoring_refuses_a_model_of_buckets(per_host: ModelBundle, tmp_path: Path) -> None:
+def test_the_service_scores_a_model_of_buckets(
+    per_host: ModelBundle, days_file: Path, tmp_path: Path
+) -> None:
+    """A request's flows are scored as the buckets they fill, as `nadkit detect` scores a file; the
+    flow-by-flow scorer still says it reads single flows."""
     assert per_host.path is not None
-    with pytest.raises(ConfigError, match="scores time buckets, which the service does not support"):
-        ModelRegistry(tmp_path / "models").register(per_host.path)
-    assert not list((tmp_path / "models").glob("versions/*"))
+    version = ModelRegistry(tmp_path / "models").register(per_host.path)
+    assert version.version == "v1"
+    flows, _ = load_flows(days_file)
+    records = score_flows(per_host, flows)
+    table = score_table(per_host, days_file)
+    assert records["row"].to_list() == table.frame["row"].to_list()
+    np.testing.assert_allclose(records["score"].to_numpy(), table.scores, rtol=1e-5, atol=1e-6)
+    assert records.filter(pl.col("alert"))["top_features"].null_count() == 0
     from nadkit.detection.detect import Scorer
 
     with pytest.raises(ConfigError, match="flow-by-flow scoring does not support"):

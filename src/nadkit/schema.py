@@ -127,20 +127,6 @@ class ValidationReport:
     missing_identifying: tuple[str, ...]
 
 
-def cast_canonical(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Cast the canonical columns present in ``frame`` to their canonical dtypes (strictly)."""
-    names = frame.collect_schema().names()
-    exprs = []
-    for name, dtype in CANONICAL.items():
-        if name not in names:
-            continue
-        if name == "time":
-            exprs.append(pl.col(name).dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias(name))
-        else:
-            exprs.append(pl.col(name).cast(dtype, strict=False).alias(name))
-    return frame.with_columns(exprs).select(canonical_order(names))
-
-
 def validate(
     frame: pl.DataFrame,
     *,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.service.helpers import AUTH, TOKEN, Kit
 
@@ -433,12 +434,19 @@ def test_metrics(client, scored: dict) -> None:  # type: ignore[no-untyped-def]
     client.get("/v1/alerts", headers=AUTH)
     client.get("/v1/alerts/123456", headers=AUTH)
     text = client.get("/metrics", headers=AUTH).text
-    assert f"nadkit_flows_scored_total {len(scored['results'])}" in text
-    assert f"nadkit_alerts_stored_total {scored['stored']}" in text
-    assert 'nadkit_requests_total{method="POST",route="/v1/score",status="200"} 1' in text
-    assert 'nadkit_requests_total{method="GET",route="/v1/alerts/{alert_id}",status="404"} 1' in text
-    assert 'nadkit_request_duration_seconds_bucket{route="/v1/score",le="+Inf"} 1' in text
-    assert 'nadkit_model_info{version="v1",model="ae"} 1' in text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("nadkit_flows_scored_total", ())] == len(scored["results"])
+    assert samples[("nadkit_alerts_stored_total", ())] == scored["stored"]
+    score = (("method", "POST"), ("route", "/v1/score"), ("status", "200"))
+    assert samples[("nadkit_requests_total", score)] == 1
+    missing = (("method", "GET"), ("route", "/v1/alerts/{alert_id}"), ("status", "404"))
+    assert samples[("nadkit_requests_total", missing)] == 1
+    assert samples[("nadkit_request_duration_seconds_bucket", (("le", "+Inf"), ("route", "/v1/score")))] == 1
+    assert samples[("nadkit_model_info", (("model", "ae"), ("version", "v1")))] == 1
 
 
 def test_internal_errors_are_json_without_details(client, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-import torch
 
 from nadkit.alerts.records import (
     ID_COLUMNS,
@@ -40,7 +39,7 @@ from nadkit.features.data import DEFAULT_ENTITY, entity_codes
 from nadkit.features.incremental import SEQ, IncrementalFeatures
 from nadkit.features.series import BucketSeries
 from nadkit.fileio import atomic_path
-from nadkit.models.base import DetectorData
+from nadkit.models.base import DetectorData, top_contributions
 from nadkit.schema import NORMAL
 from nadkit.sources import ROW, iter_flows
 from nadkit.training.bundle import ModelBundle
@@ -125,7 +124,6 @@ class Scorer:
         self.top = max(1, int(top))
         self.windowed = self.detector.input == "windows"
         self.entity = tuple(entity)
-        inputs = set(self.pipeline.input_columns_)
         self._entity_key = self.entity if self.windowed else ()
         order_by = self._entity_key if self.windowed and self.pipeline.stateful else None
         self.features = IncrementalFeatures(
@@ -133,7 +131,6 @@ class Scorer:
         )
         window = int(getattr(self.detector.config, "window", 1))
         self._tail = _WindowTail(keep=window - 1, key=self._entity_key) if self.windowed else None
-        self._inputs = inputs
         self._names = tuple(self.pipeline.feature_names_)
         self._raw = {name: self.pipeline.raw_columns_.get(name, []) for name in self._names}
         self._classes: tuple[str, ...] = self.detector.classes_
@@ -257,13 +254,9 @@ class Scorer:
         dtype = pl.List(TOP_FEATURE)
         if len(rows) == 0 or explained is None:
             return pl.Series("top_features", [None] * len(alerts), dtype=dtype)
-        width = explained.shape[1]
-        top = min(self.top, width)
-        chosen = explained
-        # the top contributions of each alert, largest first (ties: lower feature index first)
-        found = torch.topk(torch.from_numpy(chosen), top, dim=1, largest=True, sorted=True)
-        best = found.indices.numpy().astype(np.int64).ravel()
-        picked = found.values.numpy().ravel()
+        indices, values = top_contributions(explained, self.top)
+        top = indices.shape[1]
+        best, picked = indices.ravel(), values.ravel()
         # the raw values behind each listed feature, one query per distinct feature
         alert_of = np.repeat(np.arange(len(rows)), top)
         subset = augmented[rows]
@@ -363,6 +356,13 @@ class BucketScorer:
         held, self._held = self._held, None
         return self._score(held) if held is not None else ScoredChunk(pl.DataFrame())
 
+    def score_all(self, flows: pl.DataFrame) -> ScoredChunk:
+        """Score a whole table at once (its flows in time order): every bucket it holds is closed."""
+        if flows.height == 0:
+            return ScoredChunk(pl.DataFrame())
+        self._check(flows)
+        return self._score(flows)
+
     def _check(self, flows: pl.DataFrame) -> None:
         if "time" not in flows.columns:
             raise SchemaError(
@@ -450,14 +450,11 @@ class BucketScorer:
         buckets, which = np.unique(series.row_bucket[alerts], return_inverse=True)
         names = self.view.features
         metrics = len(self.view.metrics)
-        top = min(self.top, len(names))
-        found = torch.topk(torch.from_numpy(per_bucket[buckets]), top, dim=1, largest=True, sorted=True)
+        found, shares = top_contributions(per_bucket[buckets], self.top)
         raw = series.frame.select(self.view.metrics).to_numpy()[buckets]
         starts = series.frame["bucket"].dt.epoch("us").to_numpy()[buckets]
         lists = []
-        for b, (indices, values) in enumerate(
-            zip(found.indices.tolist(), found.values.tolist(), strict=True)
-        ):
+        for b, (indices, values) in enumerate(zip(found.tolist(), shares.tolist(), strict=True)):
             lists.append(
                 [
                     {
@@ -712,8 +709,8 @@ def score_flows(bundle: ModelBundle, flows: pl.DataFrame, *, top: int = 5) -> pl
     if flows.height == 0:
         return pl.DataFrame()
     indexed = flows.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-    scorer = Scorer(bundle, top=top)
-    if scorer.pipeline.stateful and "time" in indexed.columns:
+    scorer = make_scorer(bundle, top=top)
+    if scorer.time_ordered and "time" in indexed.columns:
         indexed = indexed.sort("time", maintain_order=True, nulls_last=False)
     scored = scorer.score_all(indexed).frame.sort("row")
     rest = [c for c in indexed.columns if c not in scored.columns]

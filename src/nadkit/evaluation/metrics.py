@@ -86,33 +86,35 @@ def _binary_inputs(is_attack: np.ndarray, alerts: np.ndarray) -> tuple[np.ndarra
     return truth, alerted
 
 
-def _f_beta_value(precision_value: float, recall_value: float, beta: float) -> float:
-    if math.isnan(precision_value) or math.isnan(recall_value):
-        return math.nan
-    if precision_value + recall_value == 0:
-        return 0.0
-    b2 = beta * beta
-    return (1 + b2) * precision_value * recall_value / (b2 * precision_value + recall_value)
+def _outcome(is_attack: np.ndarray, alerts: np.ndarray, beta: float = 1.0) -> tuple[float, float, float]:
+    """Precision, recall and F-beta of the alerts (scikit-learn's): precision 0 when nothing is
+    alerted; recall and F-beta NaN without attacks."""
+    from sklearn.metrics import precision_recall_fscore_support  # imported when used: slow to import
+
+    if not beta > 0:
+        raise ConfigError(f"beta must be positive, got {beta}")
+    truth, alerted = _binary_inputs(is_attack, alerts)
+    if not truth.any():
+        return 0.0, math.nan, math.nan
+    p, r, f, _ = precision_recall_fscore_support(
+        truth, alerted, beta=beta, average="binary", pos_label=True, zero_division=0.0
+    )
+    return float(p), float(r), float(f)
 
 
 def precision(is_attack: np.ndarray, alerts: np.ndarray) -> float:
     """Share of alerts that are attacks (0 when nothing is alerted)."""
-    truth, alerted = _binary_inputs(is_attack, alerts)
-    return int((truth & alerted).sum()) / max(int(alerted.sum()), 1)
+    return _outcome(is_attack, alerts)[0]
 
 
 def recall(is_attack: np.ndarray, alerts: np.ndarray) -> float:
     """Share of attacks that are alerted (NaN without attacks)."""
-    truth, alerted = _binary_inputs(is_attack, alerts)
-    attacks = int(truth.sum())
-    return int((truth & alerted).sum()) / attacks if attacks else math.nan
+    return _outcome(is_attack, alerts)[1]
 
 
 def f_beta(is_attack: np.ndarray, alerts: np.ndarray, beta: float = 1.0) -> float:
     """F-beta of the alerts (recall weighted ``beta`` times as much as precision); NaN without attacks."""
-    if not beta > 0:
-        raise ConfigError(f"beta must be positive, got {beta}")
-    return _f_beta_value(precision(is_attack, alerts), recall(is_attack, alerts), beta)
+    return _outcome(is_attack, alerts, beta)[2]
 
 
 def false_positive_rate(is_attack: np.ndarray, alerts: np.ndarray) -> float:
@@ -177,13 +179,13 @@ class BinaryMetrics:
 
 def _binary(scores: np.ndarray, truth: np.ndarray, threshold: float) -> BinaryMetrics:
     alerts = scores >= threshold
-    p, r = precision(truth, alerts), recall(truth, alerts)
+    p, r, f1 = _outcome(truth, alerts)
     return BinaryMetrics(
         roc_auc=roc_auc(scores, truth),
         pr_auc=pr_auc(scores, truth),
         precision=p,
         recall=r,
-        f1=_f_beta_value(p, r, 1.0),
+        f1=f1,
         false_positive_rate=false_positive_rate(truth, alerts),
         threshold=float(threshold),
         rows=len(scores),

@@ -576,11 +576,6 @@ class FeaturePipeline:
         # column-major export then one copy is several times faster than a row-major export
         return np.ascontiguousarray(out.to_numpy(), dtype=np.float32)
 
-    def fit_transform(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-        """:meth:`fit`, then :meth:`transform` of the same table."""
-        frame = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-        return self.fit(frame).transform(frame)
-
     # -- saving ----------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

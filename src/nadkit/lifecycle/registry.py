@@ -204,7 +204,7 @@ class ModelRegistry:
         if existing is not None:
             log.info("%s is already registered as %s", bundle, existing)
             return self.info(existing)
-        ModelBundle.load(bundle, engine="torch").flow_pipeline("the service")
+        ModelBundle.load(bundle, engine="torch")  # refuse what does not load before copying it
         digest = bundle_digest(bundle)
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".register.", dir=self.versions_dir))

@@ -167,11 +167,12 @@ class Detector(ABC):
 
     def explain(self, data: DetectorData, top: int = 5) -> list[list[tuple[str, float]]]:
         """The ``top`` contributing features of each row, largest first, as (name, contribution)."""
-        contributions = self.contributions(data)
-        top = max(1, min(top, contributions.shape[1]))
-        best = np.argsort(-contributions, axis=1, kind="stable")[:, :top]
+        indices, values = top_contributions(self.contributions(data), top)
         names = data.feature_names
-        return [[(names[j], float(contributions[i, j])) for j in row] for i, row in enumerate(best)]
+        return [
+            [(names[j], float(v)) for j, v in zip(row, shares, strict=True)]
+            for row, shares in zip(indices.tolist(), values.tolist(), strict=True)
+        ]
 
     # -- saving (the bundle stores these arrays in safetensors, the config as JSON) ---------------
 
@@ -221,6 +222,21 @@ class Detector(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
+
+
+def top_contributions(contributions: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``top`` largest contributions of each row, largest first, and their feature indices:
+    ``(indices, values)``, both ``(rows, min(top, features))``. The one ranking behind every
+    explanation (a detector's :meth:`Detector.explain`, the scorers' ``top_features``); work grows
+    with rows x features, not with a full sort of each row."""
+    import torch
+
+    contributions = np.asarray(contributions, dtype=np.float64)
+    if contributions.ndim != 2:
+        raise ConfigError("contributions must be a 2-D array (rows x features)")
+    top = max(1, min(int(top), contributions.shape[1]))
+    found = torch.topk(torch.from_numpy(contributions), top, dim=1, largest=True, sorted=True)
+    return found.indices.numpy().astype(np.int64), found.values.numpy()
 
 
 #: the methods whose data arguments :meth:`Detector.__init_subclass__` converts

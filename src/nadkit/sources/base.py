@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Protocol
 
 import polars as pl
 
@@ -114,18 +113,6 @@ class Head:
     def header_set(self, separator: str = ",") -> set[str]:
         """Header fields, lower-cased, for membership tests."""
         return {f.lower() for f in self.header_fields(separator)}
-
-
-class SourceModule(Protocol):
-    """The interface of a module under ``nadkit.sources``."""
-
-    NAME: str
-    DESCRIPTION: str
-    SUFFIXES: tuple[str, ...]
-
-    def detect(self, head: Head) -> bool: ...
-
-    def read(self, path: str | Path, **options: object) -> pl.LazyFrame: ...
 
 
 def scan_csv(path: str | Path, **options: object) -> pl.LazyFrame:
