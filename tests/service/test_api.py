@@ -7,7 +7,6 @@ import dataclasses
 import io
 import json
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -222,7 +221,7 @@ def test_size_limits(settings, kit: Kit) -> None:  # type: ignore[no-untyped-def
 
     from nadkit.service import create_app
 
-    small = replace(settings, max_body_bytes=64 * 1024, max_flows=50)
+    small = settings.model_copy(update={"max_body_bytes": 64 * 1024, "max_flows": 50})
     with TestClient(create_app(small), raise_server_exceptions=False) as client:
         big = json.dumps(_records(kit, 2000)).encode()
         _error(
@@ -474,3 +473,20 @@ def test_settings_refuse_to_run_without_a_token(tmp_path: Path) -> None:
     assert token_from({"NADKIT_TOKEN": "from-env"}, {"token": "from-file"}) == "from-env"
     assert token_from({}, {"token": "from-file"}) == "from-file"
     assert token_from({}, {}) is None
+
+
+def test_settings_read_the_environment_and_name_a_bad_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nadkit.errors import ConfigError
+    from nadkit.service.settings import Settings
+
+    monkeypatch.setenv("NADKIT_MAX_FLOWS", "1234")
+    monkeypatch.setenv("NADKIT_TOKEN", "t" * 20)
+    settings = Settings(db=tmp_path / "a.db")
+    assert settings.max_flows == 1234 and settings.auth_required
+    assert Settings(db=tmp_path / "a.db", max_flows=7).max_flows == 7  # given values come first
+    with pytest.raises(ConfigError, match="service setting 'engine'"):
+        Settings(db=tmp_path / "a.db", engine="gpu")
+    with pytest.raises(ConfigError, match="service setting 'top'"):
+        Settings(db=tmp_path / "a.db", top=0)

@@ -4,58 +4,66 @@ settings at once)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nadkit.errors import ConfigError
 from nadkit.lifecycle.registry import default_registry
-
-#: the scoring engines a bundle knows (as nadkit.training.bundle.ENGINES)
-ENGINES = ("auto", "torch", "onnx")
 
 TOKEN_ENV = "NADKIT_TOKEN"
 MIN_TOKEN_LENGTH = 16
 LOOPBACK = "127.0.0.1"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How the service runs.
+class Settings(BaseSettings):
+    """How the service runs (pydantic settings: the values given, else ``NADKIT_``-prefixed
+    environment variables such as ``NADKIT_TOKEN`` or ``NADKIT_MAX_FLOWS``, else the defaults).
 
     ``db``: the alert store file; ``registry``: the model registry directory (default: ``models/``
     beside the store); ``token``: the bearer token every API call must carry (required unless
     ``insecure_localhost``); ``max_body_bytes``: larger request bodies are refused (413);
     ``max_flows``: the most flows one scoring request may hold (413); ``engine``: the scoring
     engine (``auto``, ``torch``, ``onnx``); ``top``: contributing features kept per alert;
-    ``scoring_slots``: scoring requests computed at once (others wait).
+    ``scoring_slots``: scoring requests computed at once (others wait). A bad value is a
+    :class:`ConfigError` naming the setting.
     """
+
+    model_config = SettingsConfigDict(env_prefix="NADKIT_", frozen=True, extra="forbid")
 
     db: Path
     registry: Path | None = None
     token: str | None = None
     insecure_localhost: bool = False
-    max_body_bytes: int = 32 * 1024 * 1024
-    max_flows: int = 200_000
-    engine: str = "auto"
-    top: int = 5
-    scoring_slots: int = 2
-    extra: dict[str, Any] = field(default_factory=dict)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_flows: int = Field(default=200_000, ge=1)
+    engine: Literal["auto", "torch", "onnx"] = "auto"
+    top: int = Field(default=5, ge=1)
+    scoring_slots: int = Field(default=2, ge=1)
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"service setting {where!r}: {message}" if where else message) from None
+
+    @model_validator(mode="after")
+    def _check_token(self) -> Settings:
         if self.token is None and not self.insecure_localhost:
-            raise ConfigError(
+            raise ValueError(
                 f"no API token: set {TOKEN_ENV} or give a token in the settings file "
                 "(or use --insecure-localhost for an unauthenticated server on 127.0.0.1)"
             )
         if self.token is not None and len(self.token) < MIN_TOKEN_LENGTH:
-            raise ConfigError(f"the API token must be at least {MIN_TOKEN_LENGTH} characters long")
+            raise ValueError(f"the API token must be at least {MIN_TOKEN_LENGTH} characters long")
         if self.token is not None and (not self.token.isascii() or not self.token.isprintable()):
-            raise ConfigError("the API token must be printable ASCII")
-        if self.engine not in ENGINES:
-            raise ConfigError(f"unknown scoring engine {self.engine!r} (known: {', '.join(ENGINES)})")
-        if self.max_body_bytes < 1024 or self.max_flows < 1 or self.scoring_slots < 1 or self.top < 1:
-            raise ConfigError("max body size, max flows, scoring slots and top must be positive")
+            raise ValueError("the API token must be printable ASCII")
+        return self
 
     @property
     def registry_dir(self) -> Path:
