@@ -216,13 +216,17 @@ def _ordered(labels: Sequence[Any]) -> list[Any]:
     return [NORMAL, *rest] if NORMAL in labels else rest
 
 
-def _pair_counts(true: Any, predicted: Any) -> pl.DataFrame:
+def _pair_frame(true: Any, predicted: Any) -> pl.DataFrame:
     t, p = label_series(true, "true"), label_series(predicted, "predicted")
     if len(t) != len(p):
         raise ConfigError(f"{len(t)} true labels but {len(p)} predicted ones")
     if t.dtype != p.dtype:
         t, p = t.cast(pl.String), p.cast(pl.String)
-    return pl.DataFrame([t, p]).group_by("true", "predicted").len()
+    return pl.DataFrame([t, p])
+
+
+def _pair_counts(true: Any, predicted: Any) -> pl.DataFrame:
+    return _pair_frame(true, predicted).group_by("true", "predicted").len()
 
 
 @dataclass(frozen=True)
@@ -281,8 +285,10 @@ def confusion_matrix(
 ) -> ConfusionMatrix:
     """Counts of (true, predicted) label pairs for any label set. ``labels`` fixes the order (every
     value met must be among them); by default the labels met, normal first, then sorted."""
-    counts = _pair_counts(true, predicted)
-    met = set(counts["true"].to_list()) | set(counts["predicted"].to_list())
+    from sklearn.metrics import confusion_matrix as counts_of  # imported when used: slow to import
+
+    pair = _pair_frame(true, predicted)
+    met = set(pair["true"].unique().to_list()) | set(pair["predicted"].unique().to_list())
     order = list(labels) if labels is not None else _ordered(list(met))
     if len(set(order)) != len(order):
         raise ConfigError("confusion matrix labels must be distinct")
@@ -290,9 +296,10 @@ def confusion_matrix(
     unknown = sorted(str(label) for label in met if label not in index)
     if unknown:
         raise ConfigError(f"labels {unknown} are not among the confusion matrix labels {order}")
-    matrix = np.zeros((len(order), len(order)), dtype=np.int64)
-    for t, p, n in counts.iter_rows():
-        matrix[index[t], index[p]] += n
+    codes = [
+        pair[side].replace_strict(index, return_dtype=pl.Int64).to_numpy() for side in ("true", "predicted")
+    ]
+    matrix = counts_of(*codes, labels=np.arange(len(order))).astype(np.int64)
     return ConfusionMatrix(labels=tuple(order), matrix=matrix)
 
 
