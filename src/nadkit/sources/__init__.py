@@ -18,7 +18,20 @@ import polars as pl
 
 from nadkit.errors import FormatError, SchemaError
 from nadkit.schema import parse_mapping, validate
-from nadkit.sources import argus, cic, generic, kdd, nad, netflow, nfdump, parquet, pcap, unsw, zeek
+from nadkit.sources import (
+    argus,
+    canonical,
+    cic,
+    generic,
+    kdd,
+    nad,
+    netflow,
+    nfdump,
+    parquet,
+    pcap,
+    unsw,
+    zeek,
+)
 from nadkit.sources.base import INVALID_PREFIX, SOURCE_ROW, Head, check_invalid, check_last_row
 
 log = logging.getLogger(__name__)
@@ -26,7 +39,7 @@ log = logging.getLogger(__name__)
 #: name -> module, in detection order (binary magic first, the loosest text formats last).
 SOURCES: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (pcap, parquet, zeek, nad, cic, unsw, netflow, nfdump, argus, kdd, generic)
+    for module in (pcap, parquet, zeek, nad, cic, unsw, netflow, nfdump, argus, canonical, kdd, generic)
 }
 
 _SKIP_NAMES = {"readme", "readme.md", "sha256sums", "license", "licence"}
