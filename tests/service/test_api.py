@@ -152,6 +152,25 @@ def test_csv_arrow_and_json_give_the_same_scores(client, kit: Kit) -> None:  # t
     assert only["results"] and all(r["alert"] for r in only["results"])
 
 
+def test_text_columns_outside_the_schema_are_kept(client, kit: Kit) -> None:  # type: ignore[no-untyped-def]
+    """Flows as nadkit's readers write them (an application category, a note) score as they are; a
+    column the model reads as a number must hold numbers, and the answer names it."""
+    frame = pl.read_csv(kit.test_csv, infer_schema_length=10000).head(200)
+    extra = frame.with_columns(pl.lit("Web").alias("app_category"), pl.lit("n/a").alias("note"))
+    body = io.BytesIO()
+    extra.write_csv(body)
+    answer = _score(client, body.getvalue(), "text/csv", store="false")
+    assert answer["flows"] == 200
+    as_json = _score(client, json.dumps(extra.to_dicts()).encode(), "application/json", store="false")
+    assert as_json["flows"] == 200
+    numeric = next(c for c in frame.columns if c.startswith("cnt_"))
+    bad = frame.with_columns(pl.lit("many").alias(numeric))
+    body = io.BytesIO()
+    bad.write_csv(body)
+    refused = client.post("/v1/score", content=body.getvalue(), headers={**AUTH, "Content-Type": "text/csv"})
+    assert refused.status_code == 422 and numeric in refused.json()["error"], refused.text
+
+
 def test_empty_requests(client) -> None:  # type: ignore[no-untyped-def]
     for body, kind in ((b"[]", "application/json"), (b"", "text/csv")):
         answer = _score(client, body, kind)

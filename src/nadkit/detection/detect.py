@@ -16,8 +16,10 @@ are its bucket's metrics with the bucket's values; records carry the bucket's st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -148,21 +150,24 @@ class Scorer:
 
     def push(self, flows: pl.DataFrame) -> ScoredChunk:
         """Score the flows of this chunk whose features are final (the rest come later)."""
-        return self._score(self.features.push(flows))
+        with _numbers_expected():
+            return self._score(self.features.push(flows))
 
     def flush(self) -> ScoredChunk:
         """Score every flow still held (end of input)."""
-        return self._score(self.features.flush())
+        with _numbers_expected():
+            return self._score(self.features.flush())
 
     def score_all(self, flows: pl.DataFrame) -> ScoredChunk:
         """Score a whole table at once: :meth:`push` then :meth:`flush` as one model call (a fresh
         scorer's answer for a complete batch, such as one request's flows)."""
-        final = self.features.push(flows)
-        rest = self.features.flush()
-        parts = [p for p in (final, rest) if p.height]
-        if len(parts) == 2:
-            return self._score(pl.concat(parts, how="vertical_relaxed"))
-        return self._score(parts[0] if parts else final)
+        with _numbers_expected():
+            final = self.features.push(flows)
+            rest = self.features.flush()
+            parts = [p for p in (final, rest) if p.height]
+            if len(parts) == 2:
+                return self._score(pl.concat(parts, how="vertical_relaxed"))
+            return self._score(parts[0] if parts else final)
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -278,6 +283,22 @@ class Scorer:
         ).select(pl.struct("feature", "contribution", "value").alias("top_features"))["top_features"]
         structs = flat.reshape((len(rows), top)).cast(dtype).alias("top_features")
         return over_alerts(structs, alerts)
+
+
+@contextlib.contextmanager
+def _numbers_expected() -> Iterator[None]:
+    """A column the model reads as numbers that holds text (a service request, a stream line) is a
+    :class:`SchemaError` naming the column, not a failure inside the feature computation."""
+    try:
+        yield
+    except pl.exceptions.InvalidOperationError as error:
+        found = re.search(r"in column '([^']+)'", str(error))
+        if found is None:
+            raise
+        raise SchemaError(
+            "holds values that are not numbers, and the model reads this column as numbers",
+            column=found.group(1),
+        ) from None
 
 
 def identity(flows: pl.DataFrame) -> pl.DataFrame:

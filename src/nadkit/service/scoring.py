@@ -175,10 +175,20 @@ def _check_names(names: list[str]) -> None:
             raise InputError(f"field {name!r}: reserved for the scoring output; rename it", 422)
 
 
+def _numbers(column: pl.Series) -> bool:
+    """Whether every value of a text column reads as a number (JSON and CSV bodies carry numbers as
+    text)."""
+    if column.dtype != pl.String:
+        return False
+    parsed = column.str.strip_chars().cast(pl.Float64, strict=False)
+    return parsed.null_count() == column.null_count()
+
+
 def canonical_flows(raw: pl.DataFrame) -> pl.DataFrame:
-    """The canonical flow table of a raw request table: canonical columns converted and checked,
-    other columns kept as numbers (text that is not a number is an error). :class:`InputError`
-    names the first bad row and field."""
+    """The canonical flow table of a raw request table: canonical columns converted and checked;
+    other columns kept as numbers where every value is one, else as text (a column the model reads
+    as a number is checked when the flows are scored). :class:`InputError` names the first bad row
+    and field."""
     if raw.width == 0:
         return pl.DataFrame()
     if raw.height == 0:
@@ -201,8 +211,10 @@ def canonical_flows(raw: pl.DataFrame) -> pl.DataFrame:
             exprs.append(pl.col(name).cast(pl.Float64 if dtype.is_float() else pl.Int64))
         elif dtype == pl.Boolean:
             exprs.append(pl.col(name).cast(pl.Int64))
-        elif dtype in (pl.String, pl.Null):
+        elif dtype == pl.Null or _numbers(raw[name]):
             exprs.extend(numeric(name, pl.Float64(), name))
+        elif dtype == pl.String:
+            exprs.append(pl.col(name))  # text stays text (an application category, a note...)
         else:
             raise InputError(f"field {name!r}: unsupported type {dtype}", 422)
     try:
