@@ -214,3 +214,39 @@ def test_port_in_use_is_a_clear_error() -> None:
             NetflowSource("127.0.0.1", first.address[1])
     finally:
         first.close()
+
+
+def test_stdin_reads_the_canonical_table_and_a_mapped_csv(bundle: ModelBundle) -> None:
+    """The canonical CSV nadkit documents, and a CSV of other names through --map, stream as they
+    are; what cannot be read is named by the user's source, never by a temporary file."""
+    frame = pl.read_csv(io.StringIO("\n".join([HEADER, *ROWS]) + "\n"))
+    canonical = pl.DataFrame(
+        {
+            "time": [f"2021-02-01T00:00:0{i}Z" for i in range(len(ROWS))],
+            "src": frame["src"],
+            "dst": frame["dst"],
+            "proto": ["tcp"] * len(ROWS),
+            "app_category": ["Web"] * len(ROWS),
+        }
+    )
+    body = io.BytesIO()
+    canonical.write_csv(body)
+    sink = MemorySink()
+    config = StreamConfig(all_flows=True, lateness_s=1e9)
+    stats = StreamRunner(bundle, StdinSource(io.BytesIO(body.getvalue())), [sink], config).run()
+    assert stats.flows_scored == len(ROWS)
+    assert sink.frame()["src"].to_list() == frame["src"].to_list()
+
+    renamed = canonical.rename({"time": "When", "src": "From", "dst": "To"})
+    body = io.BytesIO()
+    renamed.write_csv(body)
+    source = StdinSource(io.BytesIO(body.getvalue()), mapping="time=When,src=From,dst=To")
+    sink = MemorySink()
+    assert StreamRunner(bundle, source, [sink], config).run().flows_scored == len(ROWS)
+
+    parser = LineParser("follow:flows.csv")
+    parser.feed([b"StartTime,SrcAddr,DstAddr\n", b"1,2,3\n"])
+    with pytest.raises(NadkitError, match=r"follow:flows\.csv: unrecognised flow format") as caught:
+        parser._parse(parser._lines)
+    assert "nadkit-stream" not in str(caught.value)
+    parser.close()

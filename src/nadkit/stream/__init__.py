@@ -35,6 +35,7 @@ def open_stream(
     config: StreamConfig | None = None,
     *,
     format: str | None = None,
+    mapping: str | None = None,
     engine: Engine = "auto",
     on_status: Callable[[StreamStats], None] | None = None,
     stdin: BinaryIO | None = None,
@@ -46,7 +47,9 @@ def open_stream(
         bundle = ModelBundle.load(bundle, engine=engine)
     bundle.flow_pipeline("live detection")
     opened_source = (
-        source if isinstance(source, StreamSource) else open_source(source, format=format, stdin=stdin)
+        source
+        if isinstance(source, StreamSource)
+        else open_source(source, format=format, mapping=mapping, stdin=stdin)
     )
     version = model_version(bundle)
     opened: list[Sink] = []

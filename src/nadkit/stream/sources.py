@@ -258,9 +258,10 @@ class LineParser:
     text goes through format detection with its header. A batch with a bad line is re-read line by line
     and the bad lines are skipped and counted."""
 
-    def __init__(self, origin: str, *, format: str | None = None) -> None:
+    def __init__(self, origin: str, *, format: str | None = None, mapping: str | None = None) -> None:
         self.origin = origin
         self.format = format
+        self.mapping = mapping or None
         self.header: list[bytes] = []
         self.kind: str | None = None  # "json" or "text" once the header is complete
         self.bad_lines = 0
@@ -323,17 +324,22 @@ class LineParser:
             for line in [*self.header, *lines]:
                 handle.write(line if line.endswith(b"\n") else line + b"\n")
         if self._module is None:
-            fmt = self.format
+            fmt = self.format or ("generic" if self.mapping else None)
             if fmt is None:
                 try:
                     fmt = detect_format(path)
-                except FormatError:
+                except FormatError as error:
                     if self.kind != "json":
-                        raise
+                        # name the user's source, not the batch file it was copied to
+                        raise FormatError(str(error).replace(str(path), self.origin)) from None
                     fmt = "json"
             self._module = _CanonicalJson if fmt == "json" else source_module(fmt)
             log.info("%s: read as %s", self.origin, fmt)
-        frame = self._module.read(path).collect()
+        options = {"mapping": self.mapping} if self.mapping else {}
+        try:
+            frame = self._module.read(path, **options).collect()
+        except NadkitError as error:
+            raise type(error)(str(error).replace(str(path), self.origin)) from None
         frame = check_invalid(frame, self.origin)
         validate(frame, path=self.origin)
         return frame
@@ -343,7 +349,7 @@ class _CanonicalJson:
     """JSON lines keyed by canonical column names (``time``, ``src``, ...), any value encodings."""
 
     @staticmethod
-    def read(path: Path) -> pl.LazyFrame:
+    def read(path: Path, **_: object) -> pl.LazyFrame:
         from nadkit.sources.base import build, convert
 
         frame = pl.read_ndjson(path, infer_schema_length=None)
@@ -359,9 +365,9 @@ class _CanonicalJson:
 class _LineSource(StreamSource):
     """Shared by the followed file and standard input: producers hand over lists of complete lines."""
 
-    def __init__(self, origin: str, format: str | None) -> None:
+    def __init__(self, origin: str, format: str | None, mapping: str | None = None) -> None:
         super().__init__()
-        self.parser = LineParser(origin, format=format)
+        self.parser = LineParser(origin, format=format, mapping=mapping)
         self.lines = 0
 
     def feed(self, item: Any) -> int:
@@ -388,8 +394,15 @@ class FollowSource(_LineSource):
 
     default_lateness_s = 60.0
 
-    def __init__(self, path: str | Path, *, format: str | None = None, poll_s: float = _POLL_S) -> None:
-        super().__init__(str(path), format)
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        format: str | None = None,
+        mapping: str | None = None,
+        poll_s: float = _POLL_S,
+    ) -> None:
+        super().__init__(str(path), format, mapping)
         self.path = Path(path)
         self.name = f"follow:{path}"
         self.poll_s = poll_s
@@ -447,9 +460,14 @@ class StdinSource(_LineSource):
     default_lateness_s = 60.0
 
     def __init__(
-        self, stream: BinaryIO | None = None, *, format: str | None = None, lines_per_item: int = 2000
+        self,
+        stream: BinaryIO | None = None,
+        *,
+        format: str | None = None,
+        mapping: str | None = None,
+        lines_per_item: int = 2000,
     ) -> None:
-        super().__init__("stdin", format)
+        super().__init__("stdin", format, mapping)
         self.stream = stream
         self.name = "-"
         self.lines_per_item = lines_per_item
@@ -606,11 +624,14 @@ class FrameSource(StreamSource):
 # ---------------------------------------------------------------------------------------------------
 
 
-def open_source(text: str, *, format: str | None = None, stdin: BinaryIO | None = None) -> StreamSource:
-    """The source a source text names (module docstring); ConfigError for anything else."""
+def open_source(
+    text: str, *, format: str | None = None, mapping: str | None = None, stdin: BinaryIO | None = None
+) -> StreamSource:
+    """The source a source text names (module docstring); ConfigError for anything else. ``format``
+    and ``mapping`` (``--map``) say how the lines of a followed file or of standard input read."""
     text = text.strip()
     if text == "-":
-        return StdinSource(stdin, format=format)
+        return StdinSource(stdin, format=format, mapping=mapping)
     scheme, _, rest = text.partition(":")
     scheme = scheme.lower()
     if scheme == "netflow":
@@ -627,7 +648,7 @@ def open_source(text: str, *, format: str | None = None, stdin: BinaryIO | None 
     if scheme == "follow":
         if not rest:
             raise ConfigError(f"{text!r}: name the file to follow")
-        return FollowSource(rest, format=format)
+        return FollowSource(rest, format=format, mapping=mapping)
     raise ConfigError(
         f"unknown stream source {text!r} (use netflow://HOST:PORT, pcap:FILE, iface:NAME, follow:PATH or -)"
     )
