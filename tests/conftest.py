@@ -68,3 +68,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if any(marker in reason for marker in MISSING_COMPONENT):
         report.outcome = "failed"
         report.longrepr = f"CI must run this test, but: {reason.removeprefix('Skipped: ')}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    """One line at the end naming what was skipped because a real component is missing, and why."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        if not isinstance(report.longrepr, tuple):
+            continue
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        if any(marker in reason for marker in (*MISSING_COMPONENT, "no Docker daemon")):
+            reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        total = sum(reasons.values())
+        listed = "; ".join(f"{reason} ({count})" for reason, count in sorted(reasons.items()))
+        terminalreporter.write_line(
+            f"{total} test(s) skipped because a component is missing (see make system-packages): {listed}",
+            yellow=True,
+        )
