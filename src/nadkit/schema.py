@@ -12,14 +12,19 @@ as text.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
 from nadkit.errors import SchemaError
+
+log = logging.getLogger(__name__)
 
 TIME_DTYPE = pl.Datetime("us", "UTC")
 
@@ -127,6 +132,65 @@ class ValidationReport:
     missing_identifying: tuple[str, ...]
 
 
+#: an IPv4 address in dotted decimal, each part 0-255 without leading zeros
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"^(?:{_OCTET}\.){{3}}{_OCTET}$"
+#: a MAC address (Argus and nfdump write them for ARP and other layer-2 flows)
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5}$")
+#: how far past now a flow time may lie (exporters' clocks drift; a year further is an error)
+LATEST_AHEAD = timedelta(days=366)
+
+
+def _address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) is not part of it
+    except ValueError:
+        return bool(_MAC.match(text))
+    return True
+
+
+def valid_addresses(values: pl.Series) -> pl.Series:
+    """Per row, whether the value is an IPv4 or IPv6 address (or a MAC address); null stays null.
+    Dotted IPv4 is checked by one vectorised pattern, the few other distinct values one by one."""
+    text = values.cast(pl.String)
+    fast = text.str.contains(_IPV4)
+    rest = text.filter(~fast.fill_null(True)).unique()
+    if rest.len() == 0:
+        return fast
+    good = {value for value in rest.to_list() if _address(value)}
+    return fast | text.is_in(list(good))
+
+
+def row_problems(frame: pl.DataFrame) -> list[tuple[str, str, pl.Series]]:
+    """Every check of the canonical values: ``(column, message, bad)`` with ``bad`` a boolean per row:
+    a blank row (no time, address or port), negative counts and durations, ports outside 0-65535,
+    values of ``src``/``dst`` that are no address, times more than a year ahead. A missing value
+    alone is not a problem."""
+    columns = frame.columns
+    problems: list[tuple[str, str, pl.Series]] = []
+
+    def check(name: str, bad: pl.Series, message: str) -> None:
+        problems.append((name, message, bad.fill_null(False)))
+
+    present = [c for c in IDENTIFYING if c in columns]
+    if len(present) >= 2:  # a row without time, addresses or ports: a blank or cut-off line
+        blank = frame.select(pl.all_horizontal(pl.col(present).is_null())).to_series()
+        check(present[0], blank, f"no {', '.join(present)} (a blank or cut-off line?)")
+    for name in ("duration", "out_bytes", "in_bytes", "out_pkts", "in_pkts"):
+        if name in columns:
+            check(name, frame[name] < 0, "negative value")
+    for name in ("spt", "dpt"):
+        if name in columns:
+            check(name, (frame[name] < 0) | (frame[name] > 65535), "port outside 0-65535")
+    for name in ("src", "dst"):
+        if name in columns and frame.schema[name] == pl.String:
+            check(name, ~valid_addresses(frame[name]), "not an IPv4 or IPv6 address")
+    if "time" in columns and isinstance(frame.schema["time"], pl.Datetime):
+        latest = datetime.now(UTC) + LATEST_AHEAD
+        check("time", frame["time"] > latest, "more than a year ahead")
+    return problems
+
+
 def validate(
     frame: pl.DataFrame,
     *,
@@ -137,9 +201,10 @@ def validate(
     """Check a collected flow table against the canonical schema.
 
     Raises :class:`SchemaError` naming the file, the column and the first offending row for: a missing
-    required column, a canonical column of the wrong dtype, negative byte/packet counts or durations,
-    ports outside 0-65535, or a row with no value in a column every flow must have. ``row_offset``:
-    rows of the file before this piece of it, so errors name the row of the file.
+    required column, a canonical column of the wrong dtype, or a value :func:`row_problems` finds
+    (negative counts or durations, ports outside 0-65535, addresses that are not addresses, missing
+    or far-future times). ``row_offset``: rows of the file before this piece of it, so errors name the row
+    of the file.
     """
     columns = frame.columns
     for name in require:
@@ -152,25 +217,45 @@ def validate(
     for name, dtype in CANONICAL.items():
         if name in columns and frame.schema[name] != dtype:
             raise SchemaError(f"has dtype {frame.schema[name]}, expected {dtype}", path=path, column=name)
-    checks: list[tuple[str, pl.Expr, str]] = []
-    for name in ("duration", "out_bytes", "in_bytes", "out_pkts", "in_pkts"):
-        if name in columns:
-            checks.append((name, pl.col(name) < 0, "negative value"))
-    for name in ("spt", "dpt"):
-        if name in columns:
-            checks.append((name, (pl.col(name) < 0) | (pl.col(name) > 65535), "port outside 0-65535"))
-    if checks:
-        flags = frame.select(
-            [expr.fill_null(False).arg_true().first().alias(f"{i}") for i, (_, expr, _) in enumerate(checks)]
-        ).row(0)
-        for (name, _, message), first in zip(checks, flags, strict=True):
-            if first is not None:
-                value = frame[name][first]
-                raise SchemaError(
-                    f"{message} ({value})", path=path, column=name, row=row_offset + int(first) + 1
-                )
+    found = []
+    for name, message, bad in row_problems(frame):
+        first = bad.arg_true()
+        if first.len():
+            found.append((int(first[0]), name, message))
+    if found:
+        first, name, message = min(found)
+        value = frame[name][first]
+        raise SchemaError(f"{message} ({value!r})", path=path, column=name, row=row_offset + first + 1)
     missing = tuple(c for c in IDENTIFYING if c not in columns)
     return ValidationReport(rows=frame.height, columns=tuple(columns), missing_identifying=missing)
+
+
+def drop_bad_rows(
+    frame: pl.DataFrame, *, path: str | Path | None = None
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """``frame`` without the rows :func:`row_problems` finds, and how many rows each problem cost
+    (``{"src: not an IPv4 or IPv6 address": 3, ...}``); a row with several problems counts once,
+    under its first."""
+    problems = row_problems(frame)
+    if not problems:
+        return frame, {}
+    counted: dict[str, int] = {}
+    taken = pl.Series([False] * frame.height)
+    for name, message, bad in problems:
+        new = bad & ~taken
+        count = int(new.sum())
+        if count:
+            counted[f"{name}: {message}"] = count
+        taken = taken | bad
+    if counted:
+        where = f"{path}: " if path is not None else ""
+        log.warning(
+            "%s%d row(s) skipped: %s",
+            where,
+            sum(counted.values()),
+            "; ".join(f"{k} ({v})" for k, v in counted.items()),
+        )
+    return frame.filter(~taken), counted
 
 
 def parse_mapping(text: str | Mapping[str, str] | None) -> dict[str, str]:

@@ -509,3 +509,13 @@ def test_settings_read_the_environment_and_name_a_bad_value(
         Settings(db=tmp_path / "a.db", engine="gpu")
     with pytest.raises(ConfigError, match="service setting 'top'"):
         Settings(db=tmp_path / "a.db", top=0)
+
+
+def test_addresses_that_are_no_addresses_are_refused(client, kit: Kit) -> None:  # type: ignore[no-untyped-def]
+    records = _records(kit, 3)
+    for bad in ("999.1.1.1", "abc", "1.2.3", "<img src=x onerror=alert(1)>"):
+        body = json.dumps([{**records[0]}, {**records[1], "src": bad}]).encode()
+        answer = client.post("/v1/score", content=body, headers={**AUTH, "Content-Type": "application/json"})
+        assert answer.status_code == 422, answer.text
+        assert "'src'" in answer.json()["error"] and "row 2" in answer.json()["error"]
+    assert client.get("/v1/alerts", headers=AUTH).json()["total"] == 0

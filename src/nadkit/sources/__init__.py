@@ -13,11 +13,12 @@ import logging
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Literal
 
 import polars as pl
 
 from nadkit.errors import FormatError, SchemaError
-from nadkit.schema import parse_mapping, validate
+from nadkit.schema import drop_bad_rows, parse_mapping, validate
 from nadkit.sources import (
     argus,
     canonical,
@@ -32,7 +33,7 @@ from nadkit.sources import (
     unsw,
     zeek,
 )
-from nadkit.sources.base import INVALID_PREFIX, SOURCE_ROW, Head, check_invalid, check_last_row
+from nadkit.sources.base import INVALID_PREFIX, SOURCE_ROW, Head, check_invalid, check_last_row, skip_invalid
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def load_flows(
     format: str | None = None,
     mapping: Mapping[str, str] | str | None = None,
     columns: Collection[str] | None = None,
+    on_bad_rows: BadRows = "error",
     **options: object,
 ) -> tuple[pl.DataFrame, str]:
     """Read, collect and validate: a canonical :class:`polars.DataFrame` and its format name.
@@ -160,7 +162,7 @@ def load_flows(
         collected = frame.collect()
     except (pl.exceptions.PolarsError, OSError) as error:
         raise SchemaError(_describe(error), path=path) from error
-    collected = check_invalid(collected, path)
+    collected = _checked(collected, path, on_bad_rows)
     separator = getattr(source_module(fmt), "LAST_ROW_SEPARATOR", None)
     if separator is not None and collected.height:
         files = expand(path)
@@ -168,6 +170,23 @@ def load_flows(
             check_last_row(file, rows=collected.height if len(files) == 1 else None, separator=separator)
     validate(collected, path=path)
     return collected, fmt
+
+
+#: what a reader does with a row whose value cannot be parsed or is not valid (an address that is no
+#: address, a port beyond 65535...): ``error`` names it and stops, ``skip`` drops it and counts it
+BadRows = Literal["error", "skip"]
+
+
+def _checked(frame: pl.DataFrame, path: str | Path, on_bad_rows: BadRows, offset: int = 0) -> pl.DataFrame:
+    """``frame`` with its unparsed and invalid values refused (``error``) or their rows dropped
+    (``skip``); validation itself follows."""
+    if on_bad_rows not in ("error", "skip"):
+        raise SchemaError(f"on_bad_rows must be 'error' or 'skip', got {on_bad_rows!r}")
+    if on_bad_rows == "error":
+        return check_invalid(frame, path, row_offset=offset)
+    frame = skip_invalid(frame, path)
+    frame, _ = drop_bad_rows(frame, path=path)
+    return frame
 
 
 #: column :func:`iter_flows` adds: the 0-based row of each flow in the input (across its files)
@@ -190,6 +209,7 @@ def iter_flows(
     mapping: Mapping[str, str] | str | None = None,
     chunk_rows: int = 200_000,
     time_order: bool = False,
+    on_bad_rows: BadRows = "error",
     **options: object,
 ) -> Iterator[pl.DataFrame]:
     """The validated canonical flows of ``path`` in pieces of at most ``chunk_rows`` rows, each with a
@@ -216,7 +236,7 @@ def iter_flows(
             if piece.height == 0:
                 continue
             offset = int(piece[ROW][0])
-            piece = check_invalid(piece, path)
+            piece = _checked(piece, path, on_bad_rows)
             validate(piece, path=path, row_offset=offset)
             rows += piece.height
             yield piece

@@ -394,6 +394,28 @@ def check_invalid(frame: pl.DataFrame, path: str | Path | None, *, row_offset: i
     return frame.drop(hidden)
 
 
+def skip_invalid(frame: pl.DataFrame, path: str | Path | None) -> pl.DataFrame:
+    """``frame`` without the rows holding a value that failed to parse (counted and logged by column,
+    for ``--on-bad-rows skip``), the marker columns dropped."""
+    markers = [c for c in frame.columns if c.startswith(INVALID_PREFIX)]
+    hidden = [*markers, SOURCE_ROW] if SOURCE_ROW in frame.columns else markers
+    if not markers:
+        return frame.drop(hidden)
+    counts = frame.select(pl.col(markers).fill_null(False).sum()).row(0)
+    bad = {m.removeprefix(INVALID_PREFIX): int(n) for m, n in zip(markers, counts, strict=True) if n}
+    if not bad:
+        return frame.drop(hidden)
+    drop = frame.select(pl.any_horizontal(pl.col(markers).fill_null(False))).to_series()
+    where = f"{path}: " if path is not None else ""
+    log.warning(
+        "%s%d row(s) skipped: %s",
+        where,
+        int(drop.sum()),
+        "; ".join(f"{column}: value could not be parsed ({n})" for column, n in bad.items()),
+    )
+    return frame.filter(~drop).drop(hidden)
+
+
 def require_columns(names: Iterable[str], required: Iterable[str], path: str | Path, fmt: str) -> None:
     """Raise a :class:`SchemaError` naming the first required source column that is missing."""
     have = set(names)
