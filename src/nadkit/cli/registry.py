@@ -1,0 +1,119 @@
+"""The `models` command group: `models available` (the detectors nadkit can train), `models list`,
+`models register` and `models activate` (the versions of a model registry); and the registry and alert
+store options that `serve` and `retrain` share."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from nadkit.cli.application import app, console
+from nadkit.errors import NadkitError
+
+models_app = typer.Typer(
+    help="Registered model versions (list, register, activate) and the detectors nadkit can train.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+
+RegistryOption = Annotated[
+    Path | None,
+    typer.Option("--models", help="Model registry directory (default: models/ beside the --db file)."),
+]
+StoreOption = Annotated[Path | None, typer.Option("--db", help="Alert store file (SQLite).")]
+
+
+def open_registry(models: Path | None, db: Path | None):  # type: ignore[no-untyped-def]
+    """The model registry of --models, else the one beside the alert store of --db."""
+    from nadkit.lifecycle.registry import ModelRegistry, default_registry
+
+    if models is None and db is None:
+        raise NadkitError("name the model registry with --models DIR (or the alert store with --db FILE)")
+    return ModelRegistry(models if models is not None else default_registry(db))  # type: ignore[arg-type]
+
+
+@models_app.command("available")
+def models_available() -> None:
+    """List the detectors nadkit can train."""
+    from nadkit.models import REGISTRY
+
+    table = Table(title="Detectors")
+    table.add_column("name", style="bold")
+    table.add_column("input")
+    table.add_column("kind")
+    table.add_column("description")
+    for name, cls in REGISTRY.items():
+        paragraph = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+        doc = paragraph.split(". ")[0].rstrip(".")
+        table.add_row(name, cls.input, "supervised" if cls.supervised else "unsupervised", doc)
+    console.print(table)
+
+
+@models_app.command("list")
+def models_list(
+    models: RegistryOption = None,
+    db: StoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the versions as JSON.")] = False,
+) -> None:
+    """List the model versions of a registry (the active one marked)."""
+    registry = open_registry(models, db)
+    versions = registry.list()
+    if as_json:
+        sys.stdout.write(json.dumps([v.to_dict() for v in versions], indent=2) + "\n")
+        return
+    if not versions:
+        console.print(f"no model registered in {registry.root}")
+        return
+    table = Table(title=f"Model versions in {registry.root}")
+    for column in ("version", "active", "model", "created", "threshold", "hold-out F1", "source"):
+        table.add_column(column, justify="right" if column in ("threshold", "hold-out F1") else "left")
+    for version in versions:
+        f1 = version.metrics.get("f1")
+        table.add_row(
+            version.version,
+            "[bold green]active[/bold green]" if version.active else "",
+            version.model,
+            version.created,
+            f"{version.threshold:.6g}" if version.threshold is not None else "-",
+            f"{f1:.4f}" if isinstance(f1, float) else "-",
+            version.source,
+        )
+    console.print(table)
+
+
+@models_app.command("register")
+def models_register(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle directory to copy into the registry.")],
+    models: RegistryOption = None,
+    db: StoreOption = None,
+    note: Annotated[str, typer.Option(help="A note kept with the version.")] = "",
+    activate: Annotated[bool, typer.Option("--activate", help="Also make it the active version.")] = False,
+) -> None:
+    """Copy a model bundle into the registry as a new version (the same bundle twice: one version)."""
+    registry = open_registry(models, db)
+    version = registry.register(bundle, note=note)
+    console.print(f"{bundle} registered as [bold]{version.version}[/bold] in {registry.root}")
+    if activate:
+        registry.activate(version.version)
+        console.print(f"[bold]{version.version}[/bold] is now the active model")
+
+
+@models_app.command("activate")
+def models_activate(
+    version: Annotated[str, typer.Argument(help="Version to activate, e.g. v2 (see `nadkit models list`).")],
+    models: RegistryOption = None,
+    db: StoreOption = None,
+) -> None:
+    """Make a registered version the active model (a running service switches to it)."""
+    registry = open_registry(models, db)
+    previous = registry.active_version()
+    activated = registry.activate(version)
+    console.print(
+        f"[bold]{activated.version}[/bold] ({activated.model}) is now the active model"
+        + (f" (was {previous})" if previous and previous != activated.version else "")
+    )

@@ -1,0 +1,254 @@
+"""The `train` command, and the tables it ends with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from nadkit.cli.application import FormatOption, MapOption, app, console
+from nadkit.errors import NadkitError
+
+if TYPE_CHECKING:
+    from nadkit.training.fit import TrainingResult
+
+
+#: train options that set a threshold parameter: option -> (parameter, the methods that take it)
+_THRESHOLD_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "--fpr": ("false_positive_rate", ("auto", "quantile")),
+    "--beta": ("beta", ("auto", "f_beta")),
+    "--risk": ("risk", ("pot",)),
+}
+
+
+@app.command()
+def train(
+    source: Annotated[Path, typer.Argument(help="Training flows: file, directory or glob.")],
+    out: Annotated[Path, typer.Argument(help="Model bundle directory to write.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Detector name (see `nadkit models available`).")
+    ] = "ae",
+    config: Annotated[
+        Path | None, typer.Option(help="Model settings (YAML, TOML or JSON), e.g. epochs, hidden sizes.")
+    ] = None,
+    target: Annotated[
+        Path | None,
+        typer.Option(
+            help="Unlabelled flows of the traffic to be scored (e.g. a later day; file, directory or "
+            "glob, any format) that a domain-adapting model (multitask) aligns to with CMD.",
+        ),
+    ] = None,
+    label_column: Annotated[
+        str,
+        typer.Option(
+            "--label-column", help="Column holding the class labels, e.g. attack_family for NSL-KDD."
+        ),
+    ] = "label",
+    holdout: Annotated[
+        float,
+        typer.Option(
+            min=0.05,
+            max=0.9,
+            help="Hold-out share: of the normal rows for unsupervised models (every attack row is held "
+            "out too); of all labelled rows for supervised models (their validation part).",
+        ),
+    ] = 0.3,
+    threshold_method: Annotated[
+        str,
+        typer.Option(
+            "--threshold-method",
+            help="How the threshold is fitted on the hold-out: auto (F-beta-optimal when it has attacks, "
+            "else quantile), quantile, f_beta or pot.",
+        ),
+    ] = "auto",
+    fpr: Annotated[
+        float | None,
+        typer.Option(
+            "--fpr",
+            help="quantile (and auto without attacks): share of normal scores above it (default 0.01).",
+        ),
+    ] = None,
+    beta: Annotated[
+        float | None,
+        typer.Option(help="f_beta (and auto with attacks): beta of the F-beta score (default 1)."),
+    ] = None,
+    risk: Annotated[
+        float | None,
+        typer.Option(
+            help="pot: probability of a normal score above the threshold, from a tail fit (default 1e-4)."
+        ),
+    ] = None,
+    view: Annotated[
+        str,
+        typer.Option(
+            help="What the detector reads: flows (one row per flow; windowed models read each source's "
+            "flow sequence) or buckets (per-bucket traffic metrics; each flow gets its bucket's score).",
+        ),
+    ] = "flows",
+    bucket_seconds: Annotated[
+        float | None,
+        typer.Option("--bucket-seconds", help="--view buckets: bucket width in seconds (default 60)."),
+    ] = None,
+    bucket_by: Annotated[
+        str | None,
+        typer.Option(
+            "--bucket-by",
+            help="--view buckets: one series per value of this column (e.g. src for each host); "
+            "default: one series for the whole network.",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    format: FormatOption = None,
+    mapping: MapOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
+) -> None:
+    """Train a detector and save it, with its threshold and ONNX graph, as a model bundle.
+
+    Unsupervised models learn normal traffic; supervised ones (multitask) learn the classes of
+    labelled flows, optionally adapting to unlabelled --target traffic. With --view buckets an
+    unsupervised model learns per-bucket traffic metrics; the last --holdout of the time range is then
+    the hold-out.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nadkit.config import read_settings
+    from nadkit.features.series import BucketConfig
+    from nadkit.models.multitask import SeedEpochReport
+    from nadkit.training.fit import train_model
+
+    if view not in ("flows", "buckets"):
+        raise NadkitError(f"--view must be flows or buckets, got {view!r}")
+    if view == "flows" and (bucket_seconds is not None or bucket_by is not None):
+        raise NadkitError("--bucket-seconds and --bucket-by apply to --view buckets")
+    buckets = None
+    if view == "buckets":
+        buckets = BucketConfig(bucket_s=60.0 if bucket_seconds is None else bucket_seconds, by=bucket_by)
+
+    given = {"--fpr": fpr, "--beta": beta, "--risk": risk}
+    threshold_params: dict[str, float] = {}
+    for option, value in given.items():
+        if value is None:
+            continue
+        name, methods = _THRESHOLD_OPTIONS[option]
+        if threshold_method not in methods:
+            raise NadkitError(f"{option} applies to --threshold-method {' or '.join(methods)}")
+        threshold_params[name] = value
+    options = read_settings(config, "model settings") if config else {}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("epoch {task.completed}/{task.total}"),
+        TextColumn("{task.fields[losses]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"training {model}", total=None, losses="")
+
+        def on_epoch(report) -> None:  # type: ignore[no-untyped-def]
+            losses = f"train {report.train_loss:.4g}"
+            if report.validation_loss is not None:
+                losses += f"  validation {report.validation_loss:.4g}"
+            description = f"training {model}"
+            if isinstance(report, SeedEpochReport) and report.seeds > 1:
+                description += f" seed {report.seed_index}/{report.seeds}"
+            bar.update(
+                task, description=description, completed=report.epoch, total=report.epochs, losses=losses
+            )
+
+        result = train_model(
+            source,
+            out,
+            model=model,
+            config=options,
+            format=format,
+            mapping=mapping,
+            holdout_fraction=holdout,
+            seed=seed,
+            overwrite=force,
+            progress=on_epoch,
+            target=target,
+            label_column=label_column,
+            threshold_method=threshold_method,
+            threshold_params=threshold_params,
+            buckets=buckets,
+        )
+    console.print(_training_summary(model, result, target))
+    if result.supervised:
+        console.print(_class_table(result))
+
+
+def _training_summary(model: str, result: TrainingResult, target: Path | None) -> Table:
+    """The table `nadkit train` ends with: what was trained on, how, and what was measured."""
+    metrics = result.bundle.metrics
+    summary = Table(title=f"{model} trained", show_header=False)
+    summary.add_row("bundle", f"{result.path} ({'with' if result.onnx else 'without'} model.onnx)")
+    features = result.bundle.detector.feature_names_ or ()
+    if result.buckets:
+        view = result.bundle.view
+        assert view is not None
+        over = f"per {view.config.by}" if view.config.by else "whole network"
+        summary.add_row("view", f"time buckets of {view.config.bucket_s:g} s, {over}")
+        summary.add_row("features", f"{len(features)} bucket metrics")
+    else:
+        summary.add_row("features", str(len(features)))
+    if result.supervised:
+        summary.add_row("labelled training rows", f"{result.train_rows:,}")
+        method = (metrics.get("split") or {}).get("method", "")
+        summary.add_row(
+            "validation rows (attacks)",
+            f"{result.holdout_rows:,} ({result.holdout_attacks:,}); {method} split",
+        )
+        summary.add_row("classes", ", ".join(result.classes))
+        if target is not None:
+            summary.add_row("CMD target rows", f"{result.target_rows:,} unlabelled, from {target}")
+        else:
+            summary.add_row("CMD target rows", "none (no --target: no domain adaptation)")
+    elif result.buckets:
+        summary.add_row("training buckets", f"{result.train_rows:,} (of normal flows)")
+        since = (metrics.get("view") or {}).get("holdout_from", "")
+        held = f"{result.holdout_rows:,} ({result.holdout_attacks:,}), from {since}"
+        summary.add_row("hold-out flows (attacks)", held)
+    else:
+        if result.class_counts.get("holdout"):
+            summary.add_row("normal training rows", f"{result.train_rows:,}")
+            held = f"{result.holdout_rows:,} ({result.holdout_attacks:,})"
+            summary.add_row("hold-out rows (attacks)", held)
+        else:
+            summary.add_row("training rows (unlabelled, taken as normal)", f"{result.train_rows:,}")
+            summary.add_row("hold-out rows (unlabelled)", f"{result.holdout_rows:,}")
+    summary.add_row("fit time", f"{result.fit_seconds:.1f} s")
+    histories = metrics.get("histories") or ([metrics["history"]] if metrics.get("history") else [])
+    for index, history in enumerate(histories, start=1):
+        label = "epochs" if len(histories) == 1 else f"epochs, seed {index}/{len(histories)}"
+        summary.add_row(
+            label, f"{history['epochs_run']} (best {history['best_epoch']}, stopped by {history['stopped']})"
+        )
+    threshold = result.bundle.threshold
+    if threshold is not None:
+        summary.add_row("threshold", f"{threshold.value:.6g} ({threshold.describe()})")
+    where = "validation" if result.supervised else "hold-out"
+    measured = metrics.get("holdout")
+    if measured:
+        figures = f"{measured['roc_auc']:.4f} / {measured['pr_auc']:.4f} / {measured['f1']:.4f}"
+        summary.add_row(f"{where} ROC-AUC / PR-AUC / F1", f"{figures} (threshold chosen here)")
+    classification = metrics.get("classification")
+    if classification:
+        summary.add_row(f"{where} macro F1 of the classes", f"{classification['macro_f1']:.4f}")
+        if "nad_score" in classification:
+            summary.add_row(f"{where} NAD 2021 score", f"{classification['nad_score']:.4f}")
+    return summary
+
+
+def _class_table(result: TrainingResult) -> Table:
+    """Rows of each class in the training and validation parts of a supervised model."""
+    table = Table(title="classes")
+    table.add_column("class")
+    table.add_column("training rows", justify="right")
+    table.add_column("validation rows", justify="right")
+    train, held = result.class_counts.get("train", {}), result.class_counts.get("holdout", {})
+    for name in [*result.classes, *sorted(set(held) - set(result.classes))]:
+        table.add_row(name, f"{train.get(name, 0):,}", f"{held.get(name, 0):,}")
+    return table
