@@ -157,3 +157,12 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     found = _imports("nadkit.features.x", modules["nadkit.features.x"], modules)
     assert found == {"nadkit.detection.detect": 2}
     assert _stage("nadkit.detection.detect") > _stage("nadkit.features.x")
+
+
+def test_no_module_does_several_jobs_in_800_lines() -> None:
+    long = {
+        str(path.relative_to(SRC)): count
+        for path in (SRC / "nadkit").rglob("*.py")
+        if (count := len(path.read_text().splitlines())) > 800
+    }
+    assert not long, f"split these by job: {long}"

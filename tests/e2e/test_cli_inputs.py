@@ -140,3 +140,19 @@ def test_gzip_with_a_flipped_byte(tmp_path: Path, position: int) -> None:
     path = tmp_path / "flows.csv.gz"
     path.write_bytes(bytes(packed))
     assert_one_line_error(nadkit("inspect", path), str(path))
+
+
+def test_invalid_rows_stop_or_are_skipped(tmp_path: Path) -> None:
+    """An address that is no address stops `train` with the file, column and row named; with
+    --on-bad-rows skip the row is dropped, counted, and training goes on."""
+    rows = [ROWS[0], ROWS[1].replace("8.8.8.8", "999.8.8.8"), *ROWS[2:]] * 30
+    source = tmp_path / "flows.csv"
+    source.write_text("\n".join([HEADER, *rows]) + "\n")
+    stopped = nadkit("train", source, tmp_path / "m", "--model", "iforest")
+    assert_one_line_error(stopped, "flows.csv", "column 'dst'", "row 2", "not an IPv4 or IPv6 address")
+    assert not (tmp_path / "m").exists()
+    skipped = nadkit("train", source, tmp_path / "m", "--model", "iforest", "--on-bad-rows", "skip")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "30 row(s) skipped" in " ".join(skipped.stderr.split())
+    wrong = nadkit("train", source, tmp_path / "n", "--model", "iforest", "--on-bad-rows", "ignore")
+    assert_one_line_error(wrong, "--on-bad-rows must be error or skip")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -21,7 +21,7 @@ app = typer.Typer(
     help="Detect anomalies and attacks in network traffic: read flows, train, detect, explain, triage.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 console = Console()
 errors = Console(stderr=True)
@@ -33,6 +33,13 @@ FormatOption = Annotated[
     str | None,
     typer.Option("--format", "-f", help="Input format (skip auto-detection); see `nadkit formats`."),
 ]
+BadRowsOption = Annotated[
+    str,
+    typer.Option(
+        "--on-bad-rows",
+        help="error: stop at the first invalid row, naming it; skip: drop invalid rows and count them.",
+    ),
+]
 MapOption = Annotated[
     str | None,
     typer.Option(
@@ -40,6 +47,13 @@ MapOption = Annotated[
         help="Column mapping for any CSV/Parquet, e.g. time=StartTime,src=SrcAddr,dst=DstAddr",
     ),
 ]
+
+
+def bad_rows(value: str) -> Literal["error", "skip"]:
+    """The checked value of ``--on-bad-rows``."""
+    if value not in ("error", "skip"):
+        raise NadkitError(f"--on-bad-rows must be error or skip, not {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -62,7 +76,11 @@ def _main(
     logging.basicConfig(
         level=level,
         format="%(message)s",
-        handlers=[RichHandler(console=errors, show_path=debug, rich_tracebacks=debug)],
+        handlers=[
+            RichHandler(
+                console=errors, show_path=debug, rich_tracebacks=debug, log_time_format="[%Y-%m-%dT%H:%M:%S]"
+            )
+        ],
         force=True,
     )
 

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nadkit.cli.application import FormatOption, MapOption, app, console, errors
+from nadkit.cli.application import BadRowsOption, FormatOption, MapOption, app, bad_rows, console, errors
 from nadkit.errors import NadkitError
 
 
@@ -84,6 +84,7 @@ def detect(
         ),
     ] = None,
     format: FormatOption = None,
+    on_bad_rows: BadRowsOption = "error",
     mapping: MapOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
@@ -101,6 +102,10 @@ def detect(
 
         if mapping or format not in (None, "parquet"):
             raise NadkitError("--engine spark reads canonical Parquet datasets: no --format or --map")
+        if bad_rows(on_bad_rows) == "skip":
+            raise NadkitError(
+                "--engine spark stops at an invalid row; --on-bad-rows skip is for local detection"
+            )
         with errors.status("scoring on Spark"):
             result = detect_spark(
                 bundle,
@@ -132,6 +137,7 @@ def detect(
                 threshold=threshold,
                 top=top,
                 overwrite=force,
+                on_bad_rows=bad_rows(on_bad_rows),
                 progress=lambda flows, alerts: bar.update(task, flows=flows, alerts=alerts),
             )
     if as_json:
@@ -204,11 +210,17 @@ def stream(
     status_seconds: Annotated[float, typer.Option(min=0.1, help="Seconds between status lines.")] = 10.0,
     engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     format: FormatOption = None,
+    mapping: MapOption = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the final counters as JSON on stderr.")
+        bool,
+        typer.Option(
+            "--json", help="Print the final counters as JSON (on stderr when records go to stdout)."
+        ),
     ] = False,
 ) -> None:
-    """Detect live: score flows from a collector, capture, followed file or stdin as they arrive."""
+    """Detect live: score flows from a collector, capture, followed file or stdin as they arrive.
+
+    Exits with status 1 when the source ended and none of its lines could be read."""
     from nadkit.stream import StreamConfig, open_stream, stop_on_signals
 
     if overflow not in ("release", "drop"):
@@ -236,6 +248,7 @@ def stream(
         sink or ["-"],
         config,
         format=format,
+        mapping=mapping,
         engine=engine,
         on_status=status,  # type: ignore[arg-type]
     )
@@ -248,8 +261,20 @@ def stream(
     )
     with stop_on_signals(runner):
         result = runner.run()
+    unread = int(result.source_stats.get("bad_lines", 0))
     if as_json:
-        errors.print_json(data=result.to_dict())
+        to_stdout = any(s.name == "-" for s in runner.sinks)
+        (errors if to_stdout else console).print_json(data=result.to_dict())
+    if result.flows_in == 0 and unread:
+        source_name = "standard input" if runner.source.name == "-" else runner.source.name
+        errors.print(
+            f"[bold red]error:[/bold red] nothing could be read from {escape(source_name)} "
+            f"({unread:,} line(s) skipped; name the format with --format or map the columns with --map)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+    if as_json:
         return
     summary = Table(title="stream", show_header=False)
     summary.add_row("flows in / scored", f"{result.flows_in:,} / {result.flows_scored:,}")
@@ -286,6 +311,7 @@ def evaluate(
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1000, help="Flows per chunk.")] = 200_000,
     engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     format: FormatOption = None,
+    on_bad_rows: BadRowsOption = "error",
     mapping: MapOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON only.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing report directory.")] = False,
@@ -310,6 +336,7 @@ def evaluate(
             format=format,
             mapping=mapping,
             overwrite=force,
+            on_bad_rows=bad_rows(on_bad_rows),
             progress=lambda flows, alerts: bar.update(task, flows=flows, alerts=alerts),
         )
     warning = outcome.overlap.warning() if outcome.overlap is not None else None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from nadkit.cli.application import FormatOption, MapOption, app, console
+from nadkit.cli.application import BadRowsOption, FormatOption, MapOption, app, bad_rows, console
 from nadkit.errors import NadkitError
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ def train(
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     format: FormatOption = None,
+    on_bad_rows: BadRowsOption = "error",
     mapping: MapOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
 ) -> None:
@@ -174,6 +175,7 @@ def train(
             threshold_method=threshold_method,
             threshold_params=threshold_params,
             buckets=buckets,
+            on_bad_rows=bad_rows(on_bad_rows),
         )
     console.print(_training_summary(model, result, target))
     if result.supervised:

@@ -43,7 +43,7 @@ from nadkit.features.series import BucketSeries
 from nadkit.fileio import atomic_path
 from nadkit.models.base import DetectorData, top_contributions
 from nadkit.schema import NORMAL
-from nadkit.sources import ROW, iter_flows
+from nadkit.sources import ROW, BadRows, iter_flows
 from nadkit.training.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -557,14 +557,21 @@ def score_chunks(
     threshold: float | None = None,
     top: int = 5,
     on_read: Callable[[pl.DataFrame], None] | None = None,
+    on_bad_rows: BadRows = "error",
 ) -> Iterator[tuple[ScoredChunk, Scorer | BucketScorer]]:
     """Scored chunks of ``source`` (in the order flows become final; ``row`` gives input order).
-    ``on_read`` is called with each chunk of flows as read, before it is scored."""
+    ``on_read`` is called with each chunk of flows as read, before it is scored; ``on_bad_rows``:
+    see :func:`nadkit.sources.load_flows`."""
     scorer = make_scorer(bundle, threshold=threshold, top=top)
     time_order = scorer.time_ordered
     try:
         for piece in iter_flows(
-            source, format=format, mapping=mapping, chunk_rows=chunk_rows, time_order=time_order
+            source,
+            format=format,
+            mapping=mapping,
+            chunk_rows=chunk_rows,
+            time_order=time_order,
+            on_bad_rows=on_bad_rows,
         ):
             if on_read is not None:
                 on_read(piece)
@@ -591,6 +598,7 @@ def detect_file(
     overwrite: bool = False,
     engine: str = "auto",
     progress: Callable[[int, int], None] | None = None,
+    on_bad_rows: BadRows = "error",
 ) -> DetectResult:
     """Score every flow of ``source`` and write alerts (or every scored flow) to ``out``
     (``.jsonl``, ``.parquet`` or ``.csv``), atomically. ``progress(flows_scored, alerts)`` is called
@@ -614,6 +622,7 @@ def detect_file(
                 chunk_rows=chunk_rows,
                 threshold=threshold,
                 top=top,
+                on_bad_rows=on_bad_rows,
             ):
                 value = scorer.threshold
                 held = max(held, scorer.held_rows)
@@ -672,6 +681,7 @@ def score_table(
     threshold: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_read: Callable[[pl.DataFrame], None] | None = None,
+    on_bad_rows: BadRows = "error",
 ) -> ScoredTable:
     """Scores of every flow of ``source`` in input order (identifying columns kept, explanations not);
     ``on_read``: see :func:`score_chunks`."""
@@ -686,6 +696,7 @@ def score_table(
         chunk_rows=chunk_rows,
         threshold=threshold,
         on_read=on_read,
+        on_bad_rows=on_bad_rows,
     ):
         value = scorer.threshold
         if chunk.frame.height:

@@ -26,6 +26,7 @@ from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, ScoredTable, score_table
 from nadkit.errors import ConfigError
 from nadkit.evaluation.overlap import OverlapCounter, TrainingOverlap
 from nadkit.evaluation.thresholds import Threshold
+from nadkit.sources import BadRows
 from nadkit.training.bundle import ModelBundle, fingerprint
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ def evaluate_bundle(
     mapping: str | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    on_bad_rows: BadRows = "error",
 ) -> EvaluationOutcome:
     """Score the labelled flows of ``source``, compute the metrics, compare the flows with the
     model's training data and (with ``report``) write the HTML report with its figures."""
@@ -148,6 +150,7 @@ def evaluate_bundle(
         threshold=threshold,
         progress=progress,
         on_read=counter.add,
+        on_bad_rows=on_bad_rows,
     )
     if scored.labels is None:
         raise ConfigError(f"{source}: has no label column; evaluation needs labelled flows")

@@ -258,6 +258,7 @@ def _describe(error: BaseException) -> str:
 __all__ = [
     "ROW",
     "SOURCES",
+    "BadRows",
     "Head",
     "detect_format",
     "expand",

@@ -33,7 +33,7 @@ from nadkit.models.base import Detector, DetectorData
 from nadkit.models.registry import create
 from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL, label_expr
-from nadkit.sources import load_flows
+from nadkit.sources import BadRows, load_flows
 from nadkit.training.bundle import ModelBundle, fingerprint
 
 log = logging.getLogger(__name__)
@@ -302,6 +302,7 @@ def train_model(
     onnx: bool = True,
     threshold_method: str = "auto",
     threshold_params: Mapping[str, Any] | None = None,
+    on_bad_rows: BadRows = "error",
     **settings: Any,
 ) -> TrainingResult:
     """`nadkit train`: read the flows of ``source`` (and of ``target``, read the same way), :func:`fit`
@@ -313,10 +314,10 @@ def train_model(
         raise ConfigError(f"{out}: already exists (use --force to replace it)")
     check_threshold_choice(threshold_method, threshold_params)
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
-    frame, _ = load_flows(source, format=format, mapping=mapping)
+    frame, _ = load_flows(source, format=format, mapping=mapping, on_bad_rows=on_bad_rows)
     target_frame = None
     if target is not None:
-        target_frame, _ = load_flows(target, format=format, mapping=mapping)
+        target_frame, _ = load_flows(target, format=format, mapping=mapping, on_bad_rows=on_bad_rows)
         log.info("target: %d flows from %s", target_frame.height, target)
     try:
         result = fit(
