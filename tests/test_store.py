@@ -17,14 +17,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nadkit.alerts.store import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    AlertNotFoundError,
-    AlertStore,
-    StoreError,
-    flow_key,
-)
+from nadkit.alerts.store import MIGRATIONS, SCHEMA_VERSION, AlertStore, flow_key
+from nadkit.alerts.values import AlertNotFoundError, StoreError
 from nadkit.schema import TIME_DTYPE
 
 START = datetime(2020, 12, 4, 10, 0, tzinfo=UTC)

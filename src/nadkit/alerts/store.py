@@ -33,24 +33,31 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import polars as pl
 
-from nadkit.alerts.records import ID_COLUMNS, PARSE_FORMAT, SCORE_COLUMNS, STRFTIME_FORMAT
-from nadkit.errors import NadkitError
+from nadkit.alerts.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
+from nadkit.alerts.records import ID_COLUMNS, PARSE_FORMAT, SCORE_COLUMNS
+from nadkit.alerts.values import (
+    MAX_NOTE,
+    STATUSES,
+    VERDICTS,
+    AlertNotFoundError,
+    StoreError,
+    _check_text,
+    now_text,
+    time_text,
+)
 from nadkit.schema import CANONICAL, TIME_DTYPE, canonical_order
+
+if TYPE_CHECKING:
+    from nadkit.alerts.incident_book import IncidentBook
 
 log = logging.getLogger(__name__)
 
-#: the verdicts an analyst can give
-VERDICTS: Final = ("confirmed", "false_positive", "known_benign")
-#: an alert's review status: ``new`` (not reviewed yet) or its latest verdict
-STATUSES: Final = ("new", *VERDICTS)
-#: verdicts that say the flow is not an attack
-BENIGN_VERDICTS: Final = ("false_positive", "known_benign")
 #: orders :meth:`AlertStore.list_alerts` knows
 ORDERS: Final = {
     "time_desc": "time IS NULL, time DESC, id DESC",
@@ -67,122 +74,12 @@ UNKEYED: Final = frozenset({"label", "label_original"})
 #: flow fields copied into their own columns, for filtering and display
 INDEXED_FIELDS: Final = ID_COLUMNS
 
-MAX_NOTE = 4000
-MAX_NAME = 200
 BUSY_TIMEOUT_MS = 30_000
-
-
-class StoreError(NadkitError):
-    """The alert store cannot be opened or used as asked (bad file, bad value, newer schema)."""
-
-
-class AlertNotFoundError(StoreError):
-    """No alert has the given id."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# schema migrations
-# ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One step of the schema: applied once, in ``version`` order, in its own transaction."""
-
-    version: int
-    description: str
-    statements: tuple[str, ...]
-
-
-MIGRATIONS: Final[tuple[Migration, ...]] = (
-    Migration(
-        1,
-        "alerts",
-        (
-            """
-            CREATE TABLE alerts (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                created TEXT NOT NULL,
-                model_version TEXT NOT NULL,
-                flow_key TEXT NOT NULL,
-                time TEXT,
-                src TEXT,
-                dst TEXT,
-                spt INTEGER,
-                dpt INTEGER,
-                proto TEXT,
-                app TEXT,
-                label TEXT,
-                row INTEGER,
-                score REAL NOT NULL,
-                threshold REAL NOT NULL,
-                class TEXT,
-                top_features TEXT NOT NULL DEFAULT '[]',
-                flow TEXT NOT NULL,
-                status TEXT NOT NULL DEFAULT 'new',
-                UNIQUE (model_version, flow_key)
-            )
-            """,
-            "CREATE INDEX alerts_time ON alerts (time)",
-            "CREATE INDEX alerts_score ON alerts (score)",
-            "CREATE INDEX alerts_src ON alerts (src, time)",
-            "CREATE INDEX alerts_status ON alerts (status, time)",
-        ),
-    ),
-    Migration(
-        2,
-        "feedback, and the class analysts confirmed on alerts",
-        (
-            """
-            CREATE TABLE feedback (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                alert_id INTEGER NOT NULL REFERENCES alerts (id),
-                verdict TEXT NOT NULL
-                    CHECK (verdict IN ('confirmed', 'false_positive', 'known_benign')),
-                attack_class TEXT,
-                note TEXT NOT NULL DEFAULT '',
-                analyst TEXT NOT NULL,
-                created TEXT NOT NULL
-            )
-            """,
-            "CREATE INDEX feedback_alert ON feedback (alert_id, id)",
-            "ALTER TABLE alerts ADD COLUMN confirmed_class TEXT",
-            "CREATE INDEX alerts_class ON alerts (class)",
-            "CREATE INDEX alerts_confirmed_class ON alerts (confirmed_class)",
-        ),
-    ),
-)
-SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 
 
 # ---------------------------------------------------------------------------------------------------
 # values
 # ---------------------------------------------------------------------------------------------------
-
-
-def now_text() -> str:
-    """The current UTC time as the store writes times."""
-    return datetime.now(UTC).strftime(STRFTIME_FORMAT)
-
-
-def time_text(value: datetime | date | str | None) -> str | None:
-    """A time as the store writes it (UTC, ISO-8601 with microseconds and ``Z``); naive times are
-    UTC. Text is parsed as ISO-8601 first. :class:`StoreError` for a value that is not a time."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise StoreError(f"not an ISO-8601 time: {value!r}") from None
-    if not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    try:
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).strftime(STRFTIME_FORMAT)
-    except (OverflowError, ValueError) as error:
-        raise StoreError(f"time out of range: {value!r} ({error})") from None
 
 
 def _plain(value: Any) -> Any:
@@ -199,24 +96,6 @@ def flow_key(flow: Mapping[str, Any]) -> str:
     fields = {k: _plain(v) for k, v in flow.items() if k not in UNKEYED}
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _check_text(name: str, value: str | None, *, required: bool = False, limit: int = MAX_NAME) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise StoreError(f"{name}: required")
-        return None
-    if not isinstance(value, str):
-        raise StoreError(f"{name}: must be text")
-    if len(value) > limit:
-        raise StoreError(f"{name}: longer than {limit} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise StoreError(f"{name}: not valid Unicode text") from None
-    if "\x00" in value:
-        raise StoreError(f"{name}: contains a NUL character")
-    return value.strip()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -309,6 +188,13 @@ class AlertStore:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+    @property
+    def incidents(self) -> IncidentBook:
+        """The incidents kept in this store (see :mod:`nadkit.alerts.incident_book`)."""
+        from nadkit.alerts.incident_book import IncidentBook
+
+        return IncidentBook(self)
 
     # -- schema ------------------------------------------------------------------------------------
 
@@ -457,18 +343,33 @@ class AlertStore:
         until: datetime | str | None = None,
         src: str | None = None,
         model_version: str | None = None,
+        dst: str | None = None,
+        port: int | None = None,
+        incident_id: str | None = None,
         limit: int = 50,
         offset: int = 0,
         order: Order | str = "time_desc",
     ) -> list[dict[str, Any]]:
         """Alerts matching every filter given: ``status`` (one or several), ``attack_class``
         (the predicted or the confirmed class), ``min_score``, flow time in ``[since, until)``,
-        source address, model version; ``limit`` of them from ``offset`` in ``order``."""
+        source and destination address, ``port`` (either side), model version, incident;
+        ``limit`` of them from ``offset`` in ``order``."""
         if order not in ORDERS:
             raise StoreError(f"unknown order {order!r} (known: {', '.join(ORDERS)})")
         if not 0 <= int(limit) <= 100_000 or int(offset) < 0:
             raise StoreError("limit must be in 0-100000 and offset at least 0")
-        where, params = _filters(status, attack_class, min_score, since, until, src, model_version)
+        where, params = _filters(
+            status,
+            attack_class,
+            min_score,
+            since,
+            until,
+            src,
+            model_version,
+            dst=dst,
+            port=port,
+            incident_id=incident_id,
+        )
         rows = self._read(
             f"SELECT * FROM alerts {where} ORDER BY {ORDERS[order]} LIMIT ? OFFSET ?",
             [*params, int(limit), int(offset)],
@@ -485,9 +386,23 @@ class AlertStore:
         until: datetime | str | None = None,
         src: str | None = None,
         model_version: str | None = None,
+        dst: str | None = None,
+        port: int | None = None,
+        incident_id: str | None = None,
     ) -> int:
         """How many alerts :meth:`list_alerts` would find with these filters and no limit."""
-        where, params = _filters(status, attack_class, min_score, since, until, src, model_version)
+        where, params = _filters(
+            status,
+            attack_class,
+            min_score,
+            since,
+            until,
+            src,
+            model_version,
+            dst=dst,
+            port=port,
+            incident_id=incident_id,
+        )
         return int(self._read(f"SELECT count(*) FROM alerts {where}", params)[0][0])
 
     def summary(self) -> dict[str, Any]:
@@ -578,7 +493,7 @@ class AlertStore:
     def alert_flows(self, *, status: str | Sequence[str] | None = None) -> pl.DataFrame:
         """The flows of the alerts with ``status`` (every alert when None), rebuilt as a flow table
         with ``alert_id``, ``model_version``, ``status``, ``score`` and ``threshold``."""
-        where, params = _filters(status, None, None, None, None, None, None)
+        where, params = _filters(status)
         rows = self._read(
             f"SELECT id AS alert_id, model_version, status, score, threshold, flow FROM alerts {where} "
             "ORDER BY id",
@@ -633,13 +548,17 @@ def _statuses(status: str | Sequence[str] | None) -> list[str]:
 
 
 def _filters(
-    status: str | Sequence[str] | None,
-    attack_class: str | None,
-    min_score: float | None,
-    since: datetime | str | None,
-    until: datetime | str | None,
-    src: str | None,
-    model_version: str | None,
+    status: str | Sequence[str] | None = None,
+    attack_class: str | None = None,
+    min_score: float | None = None,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    src: str | None = None,
+    model_version: str | None = None,
+    *,
+    dst: str | None = None,
+    port: int | None = None,
+    incident_id: str | None = None,
 ) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -663,12 +582,20 @@ def _filters(
     if until is not None:
         clauses.append("time < ?")
         params.append(time_text(until))
-    if src is not None:
-        clauses.append("src = ?")
-        params.append(_check_text("src", src))
-    if model_version is not None:
-        clauses.append("model_version = ?")
-        params.append(_check_text("model_version", model_version))
+    for column, value in (
+        ("src", src),
+        ("dst", dst),
+        ("model_version", model_version),
+        ("incident_id", incident_id),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(_check_text(column, value))
+    if port is not None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise StoreError(f"port must be a number in 0-65535, got {port!r}")
+        clauses.append("(dpt = ? OR spt = ?)")
+        params.extend([port, port])
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
@@ -692,6 +619,7 @@ def _alert(row: sqlite3.Row) -> dict[str, Any]:
         "threshold": row["threshold"],
         "class": row["class"],
         "confirmed_class": row["confirmed_class"],
+        "incident_id": row["incident_id"],
         "top_features": json.loads(row["top_features"]),
         "flow": json.loads(row["flow"]),
     }

@@ -44,7 +44,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from nadkit.alerts.store import BENIGN_VERDICTS, AlertStore
+from nadkit.alerts.store import AlertStore
+from nadkit.alerts.values import BENIGN_VERDICTS
 from nadkit.detection.detect import score_flows
 from nadkit.errors import ConfigError
 from nadkit.models.trainer import EpochReport

@@ -27,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nadkit.alerts.store import AlertNotFoundError, StoreError
+from nadkit.alerts.values import AlertNotFoundError, StoreError
 from nadkit.errors import NadkitError
 from nadkit.service.routers import alerts, models, pictures, score, system
 from nadkit.service.schemas import FlowIn
