@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nadkit.alerts.values import AlertNotFoundError, StoreError
 from nadkit.errors import NadkitError
-from nadkit.service.routers import alerts, models, pictures, score, system
+from nadkit.service.routers import alerts, incidents, models, pictures, score, system
 from nadkit.service.schemas import FlowIn
 from nadkit.service.scoring import InputError
 from nadkit.service.state import Service, Settings
@@ -317,7 +317,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.service = service
     _install_error_handlers(app)
-    for router in (system.router, score.router, alerts.router, models.router, pictures.router):
+    for router in (
+        system.router,
+        score.router,
+        alerts.router,
+        incidents.router,
+        models.router,
+        pictures.router,
+    ):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)

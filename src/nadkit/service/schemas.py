@@ -78,6 +78,7 @@ class ScoreOut(BaseModel):
     flows: int
     alerts: int
     stored: int = Field(description="new alerts written to the store (repeats of stored alerts not counted)")
+    incidents: list[str] = Field(default_factory=list, description="incidents the stored alerts joined")
     results: list[ScoredFlow]
 
 
@@ -122,6 +123,7 @@ class AlertOut(BaseModel):
     threshold: float
     class_: str | None = Field(None, alias="class")
     confirmed_class: str | None
+    incident_id: str | None = None
     top_features: list[TopFeature]
     flow: dict[str, Any]
     feedback: list[FeedbackOut] | None = None
@@ -137,6 +139,50 @@ class AlertPage(BaseModel):
 class FeedbackAnswer(BaseModel):
     feedback: FeedbackOut
     alert: AlertOut
+
+
+Severity = Literal["low", "medium", "high", "critical"]
+IncidentKind = Literal["flood", "scan", "pair", "host"]
+
+
+class IncidentOut(BaseModel):
+    id: str
+    model_version: str
+    kind: IncidentKind
+    key: str
+    severity: Severity
+    status: Status
+    first_seen: str | None
+    last_seen: str | None
+    alerts: int
+    peak_score: float | None
+    classes: list[str]
+    verdict: Verdict | None
+    attack_class: str | None
+    note: str | None
+    analyst: str | None
+    reviewed: str | None
+    summary: dict[str, Any] = Field(
+        description="sources, destinations, ports, protocols (counts and top values), bytes, scores, "
+        "the feature heading most explanations"
+    )
+
+
+class IncidentDetail(IncidentOut):
+    alert_items: list[AlertOut] = Field(description="the incident's alerts, highest scores first")
+    alert_total: int
+
+
+class IncidentPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[IncidentOut]
+
+
+class IncidentVerdictAnswer(BaseModel):
+    incident: IncidentOut
+    alerts: int = Field(description="alerts that took the verdict")
 
 
 class SummaryOut(BaseModel):

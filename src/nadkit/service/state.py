@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from nadkit.alerts.incidents import IncidentTracker
 from nadkit.alerts.store import AlertStore
 from nadkit.errors import ConfigError
 from nadkit.lifecycle.registry import ModelRegistry
@@ -76,6 +77,9 @@ class Service:
         self.registry = ModelRegistry(settings.registry_dir)
         self.models = ActiveModel(self.registry, settings.engine, self.metrics)
         self._slots = threading.BoundedSemaphore(settings.scoring_slots)
+        # one incident tracker per model version, restored from the store, updated one batch at a time
+        self._trackers: dict[str, IncidentTracker] = {}
+        self._incidents = threading.Lock()
 
     def close(self) -> None:
         self.store.close()
@@ -110,6 +114,7 @@ class Service:
             added = self.store.save_alerts(alerts, model_version=version)
             ids = dict(zip(alerts["row"].to_list(), added.ids, strict=True))
             answer["stored"] = added.new
+            answer["incidents"] = self._group(alerts, added.ids, version)
         answer["alerts"] = alerts.height
         self.metrics.scored(flows.height, alerts.height, int(answer["stored"]))
         chosen = alerts if alerts_only else scored
@@ -128,6 +133,20 @@ class Service:
             )
         answer["results"] = results
         return answer
+
+    def _group(self, alerts: pl.DataFrame, ids: list[int], version: str) -> list[str]:
+        """Group a request's stored alerts into the incidents of their model version (continuing
+        the open ones); the ids of the incidents they joined."""
+        stored = alerts.with_columns(pl.Series("alert_id", ids, dtype=pl.Int64)).unique(
+            "alert_id", keep="first", maintain_order=True
+        )
+        with self._incidents:
+            tracker = self._trackers.get(version)
+            if tracker is None:
+                tracker = self._trackers[version] = self.store.incidents.tracker(version)
+            incidents = tracker.update(stored)
+            self.store.incidents.record(incidents, model_version=version, tracker=tracker)
+        return sorted(set(incidents.alerts["incident_id"].to_list()))
 
 
 def _finite_top(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:

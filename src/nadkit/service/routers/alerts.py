@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from nadkit.service.routers.common import errors, service_of
 from nadkit.service.schemas import (
@@ -35,9 +38,12 @@ def list_alerts(
     since: Annotated[datetime | None, Query(description="flow time from (inclusive)")] = None,
     until: Annotated[datetime | None, Query(description="flow time until (exclusive)")] = None,
     src: Annotated[str | None, Query(min_length=1, max_length=200, description="source address")] = None,
+    dst: Annotated[str | None, Query(min_length=1, max_length=200, description="destination address")] = None,
+    port: Annotated[int | None, Query(ge=0, le=65535, description="source or destination port")] = None,
+    incident: Annotated[str | None, Query(min_length=1, max_length=200, description="incident id")] = None,
     model_version: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     order: AlertOrder = "time_desc",
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> AlertPage:
     store = service_of(request).store
@@ -48,6 +54,9 @@ def list_alerts(
         "since": since,
         "until": until,
         "src": src,
+        "dst": dst,
+        "port": port,
+        "incident_id": incident,
         "model_version": model_version,
     }
     items = store.list_alerts(**filters, limit=limit, offset=offset, order=order)  # type: ignore[arg-type]
@@ -55,6 +64,68 @@ def list_alerts(
     return AlertPage(
         total=total, limit=limit, offset=offset, items=[AlertOut.model_validate(item) for item in items]
     )
+
+
+@router.get(
+    "/export",
+    summary="The alerts matching the filters as CSV or JSON (up to 100,000)",
+    responses={**errors(422), 200: {"content": {"text/csv": {}, "application/json": {}}}},
+)
+def export_alerts(
+    request: Request,
+    format: Annotated[Literal["csv", "json"], Query(description="csv or json")] = "csv",
+    status: Annotated[list[Status] | None, Query()] = None,
+    attack_class: Annotated[str | None, Query(alias="class", min_length=1, max_length=200)] = None,
+    since: Annotated[datetime | None, Query()] = None,
+    until: Annotated[datetime | None, Query()] = None,
+    src: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    dst: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    port: Annotated[int | None, Query(ge=0, le=65535)] = None,
+    incident: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> Response:
+    items = service_of(request).store.list_alerts(
+        status=status,  # type: ignore[arg-type]
+        attack_class=attack_class,
+        since=since,
+        until=until,
+        src=src,
+        dst=dst,
+        port=port,
+        incident_id=incident,
+        limit=EXPORT_LIMIT,
+        order="time_asc",
+    )
+    if format == "json":
+        return Response(json.dumps(items), media_type="application/json", headers=_attachment("alerts.json"))
+    rows = [
+        {
+            **{k: v for k, v in item.items() if k not in ("top_features", "flow")},
+            "top_features": "; ".join(
+                f"{entry.get('feature')}={entry.get('value')}" for entry in item["top_features"]
+            ),
+        }
+        for item in items
+    ]
+    return Response(csv_text(rows), media_type="text/csv", headers=_attachment("alerts.csv"))
+
+
+#: the most rows one export answers with
+EXPORT_LIMIT = 100_000
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """Rows of plain values as CSV text with a header (empty text for no rows)."""
+    if not rows:
+        return ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 @router.get("/summary", response_model=SummaryOut, summary="Alert counts by status, class and model version")
