@@ -13,7 +13,7 @@ import pytest
 
 from nadkit.errors import BundleError
 from nadkit.simulate import SimulationConfig, simulate
-from nadkit.training.bundle import FILES, MANIFEST, ONNX, TRAINING_ROWS, ModelBundle
+from nadkit.training.bundle import CALIBRATION, FILES, MANIFEST, ONNX, TRAINING_ROWS, ModelBundle
 from nadkit.training.fit import train_model
 
 
@@ -112,7 +112,7 @@ def frame(trained: tuple[Path, Path]) -> pl.DataFrame:
 
 def test_onnx_engine_matches_torch_engine(with_onnx: Path, frame: pl.DataFrame) -> None:
     manifest = json.loads((with_onnx / MANIFEST).read_text())
-    assert set(manifest["files"]) == {*FILES, ONNX, TRAINING_ROWS}
+    assert set(manifest["files"]) == {*FILES, ONNX, TRAINING_ROWS, CALIBRATION}
     torch_bundle = ModelBundle.load(with_onnx, engine="torch")
     onnx_bundle = ModelBundle.load(with_onnx, engine="onnx", threads=1)
     auto = ModelBundle.load(with_onnx)
@@ -172,7 +172,9 @@ def test_export_replaces_an_earlier_graph(with_onnx: Path, tmp_path: Path, frame
     first = bundle.score(frame)
     target = bundle.export_onnx()
     assert target == copy / ONNX
-    assert sorted(p.name for p in copy.iterdir()) == sorted([MANIFEST, *FILES, ONNX, TRAINING_ROWS])
+    assert sorted(p.name for p in copy.iterdir()) == sorted(
+        [MANIFEST, *FILES, ONNX, TRAINING_ROWS, CALIBRATION]
+    )
     again = ModelBundle.load(copy, engine="onnx")
     np.testing.assert_array_equal(again.score(frame), first)
     assert again.manifest["files"] == bundle.manifest["files"]
@@ -257,4 +259,57 @@ def test_links_and_special_files_are_refused(trained: tuple[Path, Path], tmp_pat
     (copy / "threshold.json").unlink()
     (copy / "threshold.json").symlink_to(target)
     with pytest.raises(BundleError, match="not a regular file"):
+        ModelBundle.load(copy)
+
+
+def test_calibration_is_saved_with_its_checksum_and_read_back(trained: tuple[Path, Path]) -> None:
+
+    manifest = json.loads((trained[0] / MANIFEST).read_text())
+    assert CALIBRATION in manifest["files"]
+    bundle = ModelBundle.load(trained[0])
+    assert bundle.calibration is not None and bundle.calibration.normal is not None
+    assert bundle.calibration.normal.rows > 0 and len(bundle.calibration.normal.values) >= 1001
+    assert set(bundle.calibration.ranges) == set(bundle.detector.feature_names_ or ())
+
+
+def test_a_bundle_without_calibration_loads_and_scores_with_null_percentiles(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A bundle saved before calibration existed: the file absent and unlisted."""
+    from nadkit.detection.detect import score_flows
+    from nadkit.sources import load_flows
+
+    copy = tmp_path / "old"
+    shutil.copytree(trained[0], copy)
+    (copy / CALIBRATION).unlink()
+    manifest = json.loads((copy / MANIFEST).read_text())
+    del manifest["files"][CALIBRATION]
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    old = ModelBundle.load(copy)
+    assert old.calibration is None
+    frame, _ = load_flows(trained[1])
+    scored = score_flows(old, frame.head(2000))
+    new = score_flows(ModelBundle.load(trained[0]), frame.head(2000))
+    np.testing.assert_array_equal(scored["score"].to_numpy(), new["score"].to_numpy())
+    assert scored["score_percentile"].null_count() == scored.height
+    assert new["score_percentile"].null_count() == 0
+    np.testing.assert_allclose(scored["threshold_multiple"], scored["score"] / scored["threshold"])
+    alerts = scored.filter(pl.col("alert"))
+    assert alerts.height > 0
+    assert alerts["severity"].null_count() == 0  # graded on the threshold multiple alone
+    entry = alerts["top_features"][0][0]
+    assert entry["label"] and entry["normal"] is None and entry["share"] is not None
+    assert "(normal:" not in alerts["explanation"][0]
+
+
+def test_altered_or_malformed_calibration_is_refused(trained: tuple[Path, Path], tmp_path: Path) -> None:
+
+    copy = tmp_path / "altered"
+    shutil.copytree(trained[0], copy)
+    with (copy / CALIBRATION).open("a") as handle:
+        handle.write(" ")
+    with pytest.raises(BundleError, match="checksum"):
+        ModelBundle.load(copy)
+    _consistent(copy, CALIBRATION, json.dumps({"format": "nadkit.calibration", "version": 1, "ranges": 3}))
+    with pytest.raises(BundleError, match=CALIBRATION):
         ModelBundle.load(copy)

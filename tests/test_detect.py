@@ -185,3 +185,94 @@ def test_threshold_override_and_missing_threshold(ae_bundle: ModelBundle) -> Non
     )
     with pytest.raises(ConfigError, match="no threshold"):
         Scorer(bare)
+
+
+@pytest.fixture(scope="module")
+def calibrated(days: tuple[pl.DataFrame, Path]) -> ModelBundle:
+    """The autoencoder bundle with what training keeps to put scores on a scale and explain them."""
+    from nadkit.training.fit import calibrate
+
+    train = days[0]
+    bundle = _bundle("ae", train)
+    assert bundle.pipeline is not None
+    holdout = detector_data(bundle.pipeline, train)
+    normal = train.filter(pl.col("label") == NORMAL)
+    bundle.calibration = calibrate(
+        bundle.detector.score(holdout), holdout.labels, pipeline=bundle.pipeline, normal_train=normal
+    )
+    return bundle
+
+
+def test_records_carry_the_score_scale_and_explanations(
+    calibrated: ModelBundle, days: tuple[pl.DataFrame, Path], tmp_path: Path
+) -> None:
+    from nadkit.features.labels import feature_label
+
+    _, path = days
+    out = tmp_path / "all.jsonl"
+    result = detect_file(calibrated, path, out, chunk_rows=2000, top=3, alerts_only=False)
+    records = pl.read_ndjson(out)
+    assert records.height == result.flows and result.alerts > 0
+    percentile = records["score_percentile"].to_numpy()
+    assert np.all((percentile >= 0) & (percentile <= 100))
+    order = np.argsort(records["score"].to_numpy(), kind="stable")
+    assert np.all(np.diff(percentile[order]) >= -1e-9)  # the percentile grows with the score
+    np.testing.assert_allclose(records["threshold_multiple"], records["score"] / records["threshold"])
+    alerts, others = records.filter(pl.col("alert")), records.filter(~pl.col("alert"))
+    assert set(alerts["severity"].unique()) <= {"low", "medium", "high", "critical"}
+    assert others["severity"].null_count() == others.height == others["explanation"].null_count()
+    assert sum(result.by_severity.values()) == result.alerts
+    assert result.top_alerts is not None and result.top_alerts["score"][0] == alerts["score"].max()
+    for record in alerts.head(50).iter_rows(named=True):
+        entries = record["top_features"]
+        for entry in entries:
+            assert entry["label"] == feature_label(entry["feature"]) != entry["feature"]
+            assert entry["normal"]
+            # an autoencoder's contributions are squared errors that sum to the score
+            assert entry["share"] == pytest.approx(100 * entry["contribution"] / record["score"], rel=1e-4)
+        assert sum(e["share"] for e in entries) <= 100 + 1e-6
+        parts = record["explanation"].split("; ")
+        assert len(parts) == len(entries)
+        for part, entry in zip(parts, entries, strict=True):
+            assert part.startswith(f"{entry['label']}: ")
+            assert f"(normal: {entry['normal']})" in part and part.endswith("% of the score")
+
+
+def test_severity_follows_percentile_and_multiple() -> None:
+    from nadkit.errors import ConfigError as SettingsError
+    from nadkit.evaluation.calibration import NormalScores, SeverityRules
+
+    normal = NormalScores.of(np.random.default_rng(0).exponential(size=20_000))
+    assert normal is not None
+    scores = np.array([0.1, 5.0, 6.0, 7.5, 30.0])
+    percentile = normal.percentile(scores)
+    assert np.all(np.diff(percentile) >= 0) and percentile[-1] == 100.0
+    alerts = np.array([False, True, True, True, True])
+    multiple = scores / 4.6
+    graded = SeverityRules().grade(alerts, percentile, multiple, normal.rows).to_list()
+    assert graded[0] is None and graded[-1] == "critical"
+    # a percentile cut point the hold-out is too small to measure is not used (99.9 needs 1,000 rows)
+    assert SeverityRules().grade(alerts[-1:], np.array([100.0]), np.array([1.1]), 500).to_list() == ["medium"]
+    assert SeverityRules().grade(alerts[-1:], None, np.array([1.1])).to_list() == ["low"]
+    with pytest.raises(SettingsError):
+        SeverityRules(high_multiple=20.0)
+
+
+def test_custom_severity_rules_reach_the_records(
+    calibrated: ModelBundle, days: tuple[pl.DataFrame, Path]
+) -> None:
+    from nadkit.detection.detect import score_flows
+    from nadkit.evaluation.calibration import SeverityRules
+
+    table = pl.read_parquet(days[1])
+    strict = SeverityRules(
+        critical_percentile=100.0,
+        critical_multiple=1e9,
+        high_percentile=100.0,
+        high_multiple=1e9,
+        medium_percentile=100.0,
+        medium_multiple=1e9,
+    )
+    scored = score_flows(calibrated, table, severity=strict).filter(pl.col("alert"))
+    assert scored.height and set(scored["severity"]) <= {"low", "medium"}
+    assert "low" in set(scored["severity"])

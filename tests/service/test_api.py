@@ -121,6 +121,12 @@ def test_score_json_stores_alerts_once(client, kit: Kit) -> None:  # type: ignor
     alert = next(r for r in first["results"] if r["alert"])
     assert alert["alert_id"] and alert["top_features"] and alert["score"] >= first["threshold"]
     assert all(r["alert_id"] is None for r in first["results"] if not r["alert"])
+    # the readable scale and the explanation in words come back with every alert
+    assert alert["severity"] in ("low", "medium", "high", "critical") and alert["explanation"]
+    assert alert["threshold_multiple"] >= 1.0 and "score_percentile" in alert
+    entry = alert["top_features"][0]
+    assert entry["label"] and entry["label"] != entry["feature"] and entry["share"] is not None
+    assert alert["explanation"].startswith(f"{entry['label']}: ")
 
     again = _score(client, body, "application/json")
     assert again["stored"] == 0, "the same flows and model version must not be stored twice"

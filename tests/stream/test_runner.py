@@ -208,3 +208,34 @@ def test_config_is_checked() -> None:
         StreamConfig(overflow="explode")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         StreamConfig(lateness_s=-1)
+
+
+def test_the_stream_groups_its_alerts_into_the_incidents_of_one_pass(
+    bundle: ModelBundle, test_day: tuple[pl.DataFrame, Path], whole: ScoredTable, tmp_path: Path
+) -> None:
+    """Incident updates go to their file as batches grow or close incidents; the last word on each
+    incident equals grouping every alert at once, and a restart continues the open ones."""
+    from nadkit.alerts.incidents import group_alerts
+
+    frame, _ = test_day
+    out = tmp_path / "incidents.jsonl"
+    stats, written, _ = stream(bundle, cut(frame, [700, 1900, 3100]), incidents=out, all_flows=False)
+    updates = pl.read_ndjson(out)
+    last = updates.group_by("incident_id", maintain_order=True).last()
+    assert set(last["status"]) == {"closed"}  # the input ended: every incident is complete
+    once = group_alerts(written.with_columns(pl.col("time").cast(pl.Datetime("us", "UTC")))).summary
+    assert set(last["incident_id"]) == set(once["incident_id"]) and stats.incidents == once.height
+    assert dict(zip(last["incident_id"], last["alerts"], strict=True)) == dict(
+        zip(once["incident_id"], once["alerts"], strict=True)
+    )
+
+    checkpoint, restarted = tmp_path / "stream.checkpoint", tmp_path / "restarted.jsonl"
+    half = frame.height // 2
+    runner = StreamRunner(
+        bundle,
+        FrameSource(cut(frame.head(half), [400])),
+        [MemorySink()],
+        StreamConfig(lateness_s=0.0, batch_rows=1, checkpoint=checkpoint, incidents=restarted),
+    )
+    runner.run()
+    assert Checkpoint(checkpoint, runner.source.name).incidents is not None

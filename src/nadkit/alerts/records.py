@@ -2,10 +2,14 @@
 
 A record is the flow's identifying columns (:data:`~nadkit.schema.RECORD_FLOW_COLUMNS`, those
 present) and the scorer's columns (:data:`SCORE_COLUMNS`): ``row`` (the flow's 1-based position in
-its input), ``score``, ``threshold``, ``alert``, ``class`` and ``top_features`` (a list of
-:data:`TOP_FEATURE`). Batch detection, Spark, the stream's sinks, the store and the service write
-records through this module, so they agree on the columns and on ONE time format
-(:data:`TIME_FORMAT`: ISO 8601 in UTC with microseconds and ``Z``).
+its input), ``score``, ``threshold``, ``score_percentile`` (the score's percentile among the normal
+hold-out scores of training, 0-100; null for a model saved without them), ``threshold_multiple``
+(``score / threshold``), ``severity`` (``low``, ``medium``, ``high`` or ``critical`` for alerts, see
+:class:`~nadkit.evaluation.calibration.SeverityRules`), ``alert``, ``class``, ``top_features`` (a list
+of :data:`TOP_FEATURE`) and ``explanation`` (the top features in words, for alerts). Batch detection,
+Spark, the stream's sinks, the store and the service write records through this module, so they agree
+on the columns and on ONE time format (:data:`TIME_FORMAT`: ISO 8601 in UTC with microseconds and
+``Z``).
 """
 
 from __future__ import annotations
@@ -20,16 +24,31 @@ import polars as pl
 from nadkit.errors import ConfigError
 from nadkit.schema import RECORD_FLOW_COLUMNS
 
-#: one entry of ``top_features``: the feature, its share of the score, and its value as text
-TOP_FEATURE: Final = pl.Struct({"feature": pl.String, "contribution": pl.Float64, "value": pl.String})
+#: one entry of ``top_features``: the feature, its contribution to the score, and its value as text;
+#: its readable ``label``, its ``share`` of the score in percent (of the sum of absolute contributions,
+#: so signed attributions count by size) and its ``normal`` range on training traffic as text
+TOP_FEATURE: Final = pl.Struct(
+    {
+        "feature": pl.String,
+        "contribution": pl.Float64,
+        "value": pl.String,
+        "label": pl.String,
+        "share": pl.Float64,
+        "normal": pl.String,
+    }
+)
 #: the columns the scorer adds to a flow, with their types
 SCORE_SCHEMA: Final = {
     "row": pl.Int64,
     "score": pl.Float64,
     "threshold": pl.Float64,
+    "score_percentile": pl.Float64,
+    "threshold_multiple": pl.Float64,
+    "severity": pl.String,
     "alert": pl.Boolean,
     "class": pl.String,
     "top_features": pl.List(TOP_FEATURE),
+    "explanation": pl.String,
 }
 SCORE_COLUMNS: Final = frozenset(SCORE_SCHEMA)
 #: the flow columns copied into every record (those present)
@@ -42,6 +61,8 @@ STRFTIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 PARSE_FORMAT: Final = "%Y-%m-%dT%H:%M:%S%.fZ"
 #: record files by suffix
 OUTPUT_KINDS: Final = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+#: the suffixes of files written as ECS documents (JSON lines)
+ECS_SUFFIXES: Final = (".json", ".jsonl", ".ndjson")
 
 
 def format_time(value: datetime) -> str:
@@ -87,9 +108,18 @@ def json_lines(records: pl.DataFrame) -> list[bytes]:
     return buffer.getvalue().splitlines()
 
 
-def output_kind(path: str | Path) -> str:
-    """``jsonl``, ``parquet`` or ``csv`` from a record file's suffix; ConfigError otherwise."""
+def output_kind(path: str | Path, layout: str = "nadkit") -> str:
+    """``jsonl``, ``parquet`` or ``csv`` from a record file's suffix; ConfigError otherwise.
+    ``layout="ecs"`` (Elastic Common Schema documents, :mod:`nadkit.alerts.ecs`) gives ``ecs`` for a
+    JSON-lines file (:data:`ECS_SUFFIXES`)."""
     suffix = Path(path).suffix.lower()
+    if layout == "ecs":
+        if suffix not in ECS_SUFFIXES:
+            known = ", ".join(ECS_SUFFIXES)
+            raise ConfigError(f"{path}: ECS documents are written as JSON lines (use one of {known})")
+        return "ecs"
+    if layout != "nadkit":
+        raise ConfigError(f"unknown output layout {layout!r} (use nadkit or ecs)")
     try:
         return OUTPUT_KINDS[suffix]
     except KeyError:

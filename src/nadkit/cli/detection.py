@@ -45,9 +45,18 @@ def detect(
             "--out",
             "-o",
             help="Alerts file: .jsonl, .parquet or .csv (--engine spark: .parquet is a Parquet dataset "
-            "directory; also a URI).",
+            "directory; also a URI); with --out-format ecs .json, .jsonl or .ndjson.",
         ),
     ],
+    out_format: Annotated[
+        str,
+        typer.Option(
+            "--out-format",
+            help="nadkit: nadkit's alert records, file type by the suffix; ecs: Elastic Common Schema "
+            "documents as JSON lines (network.community_id included), for Elastic, Splunk or any SIEM "
+            "(--incidents too).",
+        ),
+    ] = "nadkit",
     all_flows: Annotated[
         bool, typer.Option("--all", help="Write every scored flow, not only alerts.")
     ] = False,
@@ -86,20 +95,36 @@ def detect(
     format: FormatOption = None,
     on_bad_rows: BadRowsOption = "error",
     mapping: MapOption = None,
+    incidents: Annotated[
+        Path | None,
+        typer.Option(
+            "--incidents",
+            help="Also write the incidents the alerts form (.jsonl, .parquet or .csv): floods, scans, "
+            "repeated pairs and one-off hosts, each with its alerts' rows.",
+        ),
+    ] = None,
+    incident_gap: Annotated[
+        float, typer.Option(min=1.0, help="Idle seconds that end an incident's episode.")
+    ] = 300.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
-    """Score flows with a trained model and write explained alerts."""
+    """Score flows with a trained model and write explained alerts, grouped into incidents."""
+    from nadkit.alerts.incidents import IncidentConfig
     from nadkit.alerts.records import output_kind
     from nadkit.detection.detect import detect_file, summary_line
     from nadkit.training.bundle import ModelBundle
 
-    output_kind(out)
+    output_kind(out, out_format)
+    if incidents is not None:
+        output_kind(incidents, out_format)
     if "://" not in out and Path(out).exists() and not force:
         raise NadkitError(f"{out}: already exists (use --force to replace it)")
     if engine == "spark":
         from nadkit.detection.spark import detect_spark, parse_conf
 
+        if out_format != "nadkit":
+            raise NadkitError("--engine spark writes nadkit records: --out-format ecs is for local detection")
         if mapping or format not in (None, "parquet"):
             raise NadkitError("--engine spark reads canonical Parquet datasets: no --format or --map")
         if bad_rows(on_bad_rows) == "skip":
@@ -139,6 +164,9 @@ def detect(
                 overwrite=force,
                 on_bad_rows=bad_rows(on_bad_rows),
                 progress=lambda flows, alerts: bar.update(task, flows=flows, alerts=alerts),
+                incidents=incidents,
+                incident_config=IncidentConfig(gap_s=incident_gap),
+                layout=out_format,
             )
     if as_json:
         console.print_json(data=result.to_dict())
@@ -150,7 +178,68 @@ def detect(
         for name, count in sorted(result.by_class.items(), key=lambda item: -item[1]):
             table.add_row(name, f"{count:,}")
         console.print(table)
+    by_severity = getattr(result, "by_severity", None)
+    if by_severity:
+        console.print(
+            "alerts by severity: " + ", ".join(f"{name} {count:,}" for name, count in by_severity.items())
+        )
+    shown = getattr(result, "top_alerts", None)
+    if shown is not None and shown.height:
+        console.print("\n".join(alert_lines(shown.head(5))))
+    found = getattr(result, "incidents", None)
+    if found is not None and found.height:
+        console.print(incident_table(found))
     console.print(f"{summary_line(result)}; wrote {result.written:,} records to {out}")  # type: ignore[arg-type]
+    if found is not None and incidents is not None:
+        console.print(f"{found.height:,} incidents -> {incidents}")
+
+
+def alert_lines(alerts) -> list[str]:  # type: ignore[no-untyped-def]
+    """The highest-scoring alerts, two lines each: where, how anomalous on the readable scales (the
+    score's percentile among normal scores, its multiple of the threshold, the severity), and why."""
+    lines = [f"[bold]top {alerts.height} alerts by score[/bold]"]
+    for item in alerts.iter_rows(named=True):
+        flow = f"{item.get('src') or ''} -> {item.get('dst') or ''}"
+        if item.get("dpt") is not None:
+            flow += f":{item['dpt']}"
+        if item.get("proto"):
+            flow += f" {item['proto']}"
+        scale = [f"score {item['score']:.4g}"]
+        if item.get("score_percentile") is not None:
+            scale.append(f"percentile {item['score_percentile']:.2f}")
+        if item.get("threshold_multiple") is not None:
+            scale.append(f"{item['threshold_multiple']:.1f}x threshold")
+        severity = item.get("severity") or "alert"
+        head = f"[bold]{escape(severity)}[/bold] row {item['row']:,}  {escape(flow)}"
+        lines.append(f"{head}  {', '.join(scale)}")
+        if item.get("explanation"):
+            lines.append(f"  why: {escape(item['explanation'])}")
+    return lines
+
+
+def incident_table(summary, shown: int = 15) -> Table:  # type: ignore[no-untyped-def]
+    """The most severe incidents (then the largest) as a table."""
+    ranks = {"low": 1, "medium": 2, "high": 3, "critical": 4}
+    ordered = sorted(
+        summary.iter_rows(named=True), key=lambda i: (-ranks.get(i["severity"], 0), -i["alerts"])
+    )
+    table = Table(title=f"incidents ({summary.height:,}; the {min(shown, summary.height)} most severe)")
+    for column in ("severity", "kind", "key", "alerts", "sources", "destinations", "ports", "first seen"):
+        numeric = column in ("alerts", "sources", "destinations", "ports")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for item in ordered[:shown]:
+        first = item["first_seen"]
+        table.add_row(
+            item["severity"],
+            item["kind"],
+            escape(str(item["key"])),
+            f"{item['alerts']:,}",
+            f"{item['sources']:,}",
+            f"{item['destinations']:,}",
+            f"{item['ports']:,}",
+            first.strftime("%Y-%m-%dT%H:%M:%SZ") if first is not None else "",
+        )
+    return table
 
 
 @app.command()
@@ -175,6 +264,15 @@ def stream(
             "syslog+tcp://HOST:PORT or an http(s) webhook URL; repeat for several.",
         ),
     ] = None,
+    sink_format: Annotated[
+        str,
+        typer.Option(
+            "--sink-format",
+            help="What the JSON-lines, syslog and webhook sinks write: nadkit (its alert records) or ecs "
+            "(Elastic Common Schema documents, network.community_id included, for Elastic, Splunk or "
+            "any SIEM). The sqlite store always keeps nadkit's records.",
+        ),
+    ] = "nadkit",
     batch_seconds: Annotated[float, typer.Option(min=0.01, help="Micro-batch length in seconds.")] = 1.0,
     batch_rows: Annotated[
         int, typer.Option(min=1, help="A micro-batch ends early at this many flows.")
@@ -211,6 +309,17 @@ def stream(
     engine: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     format: FormatOption = None,
     mapping: MapOption = None,
+    incidents: Annotated[
+        Path | None,
+        typer.Option(
+            "--incidents",
+            help="Append incident updates as JSON lines to this file: each time a batch grows or closes "
+            "an incident (flood, scan, pair, host), its summary (kept across restarts with --checkpoint).",
+        ),
+    ] = None,
+    incident_gap: Annotated[
+        float, typer.Option(min=1.0, help="Idle seconds that end an incident's episode.")
+    ] = 300.0,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -225,6 +334,8 @@ def stream(
 
     if overflow not in ("release", "drop"):
         raise NadkitError(f"--overflow must be release or drop, not {overflow!r}")
+    if sink_format not in ("nadkit", "ecs"):
+        raise NadkitError(f"--sink-format must be nadkit or ecs, not {sink_format!r}")
     config = StreamConfig(
         batch_seconds=batch_seconds,
         batch_rows=batch_rows,
@@ -237,6 +348,8 @@ def stream(
         queue_size=queue_size,
         status_seconds=status_seconds,
         checkpoint=checkpoint,
+        incidents=incidents,
+        incident_gap_s=incident_gap,
     )
 
     def status(stats) -> None:  # type: ignore[no-untyped-def]
@@ -251,6 +364,7 @@ def stream(
         mapping=mapping,
         engine=engine,
         on_status=status,  # type: ignore[arg-type]
+        sink_format=sink_format,
     )
     errors.print(
         f"streaming [bold]{runner.source.name}[/bold] through {runner.bundle.detector.name} "
@@ -279,6 +393,8 @@ def stream(
     summary = Table(title="stream", show_header=False)
     summary.add_row("flows in / scored", f"{result.flows_in:,} / {result.flows_scored:,}")
     summary.add_row("alerts / records written", f"{result.alerts:,} / {result.written:,}")
+    if result.incidents:
+        summary.add_row("incidents", f"{result.incidents:,}")
     summary.add_row("flows/s", f"{result.rate_flows_per_s:,.0f} over {result.seconds:.1f} s")
     summary.add_row(
         "dropped (queue, late, valve)",

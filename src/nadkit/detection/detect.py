@@ -5,13 +5,16 @@ their state from chunk to chunk (:class:`~nadkit.features.incremental.Incrementa
 detectors keep the last rows of each entity, so detection in chunks gives the same scores as detection
 of the whole input at once. Memory holds one chunk plus that carried-over state.
 
-Each scored flow carries its identifying fields, the score, the threshold, whether it is an alert,
-the predicted class (models that have classes) and, for alerts, the top contributing features with the
-flow's raw values behind them.
+Each scored flow carries its identifying fields, the score, the threshold, the score's percentile
+among normal scores and its multiple of the threshold, whether it is an alert, the predicted class
+(models that have classes) and, for alerts, a severity, the top contributing features with the flow's
+raw values behind them, their labels, shares of the score and normal ranges, and an explanation in
+words (:mod:`nadkit.detection.explain`).
 
-A model of time buckets (:class:`BucketScorer`) scores whole buckets: a bucket is scored once the
-time-ordered input has moved past it, every flow takes its bucket's score, and an alert's top features
-are its bucket's metrics with the bucket's values; records carry the bucket's start as ``bucket``.
+A model of time buckets (:class:`~nadkit.detection.buckets.BucketScorer`) scores whole buckets: a
+bucket is scored once the time-ordered input has moved past it, every flow takes its bucket's score,
+and an alert's top features are its bucket's metrics with the bucket's values; records carry the
+bucket's start as ``bucket``.
 """
 
 from __future__ import annotations
@@ -29,21 +32,24 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from nadkit.alerts.ecs import EcsWriter, incident_lines
+from nadkit.alerts.incidents import IncidentConfig, group_alerts
 from nadkit.alerts.records import (
-    ID_COLUMNS,
-    TOP_FEATURE,
     RecordWriter,
     output_kind,
+    times_as_text,
 )
+from nadkit.detection.buckets import BucketScorer
+from nadkit.detection.chunks import ScoredChunk, bundle_threshold, identity, over_alerts
+from nadkit.detection.explain import Explainer, no_explanations, severity_counts, top_alerts
 from nadkit.errors import ConfigError, SchemaError
-from nadkit.features.buckets import KEY, NUMBER, BucketView, calendar_text
+from nadkit.evaluation.calibration import SeverityRules
 from nadkit.features.data import DEFAULT_ENTITY, entity_codes
-from nadkit.features.incremental import SEQ, IncrementalFeatures
-from nadkit.features.series import BucketSeries
+from nadkit.features.incremental import IncrementalFeatures
 from nadkit.fileio import atomic_path
 from nadkit.models.base import DetectorData, top_contributions
 from nadkit.schema import NORMAL
-from nadkit.sources import ROW, BadRows, iter_flows
+from nadkit.sources import BadRows, iter_flows
 from nadkit.training.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -94,18 +100,6 @@ class _WindowTail:
         self.features = features[chosen]
 
 
-@dataclass(frozen=True)
-class ScoredChunk:
-    """Scores of some flows: the identifying columns, ``score``, ``alert``, ``class`` and, for
-    alerts, ``top_features``; ``row`` is the flow's 1-based row in the input."""
-
-    frame: pl.DataFrame
-
-    @property
-    def alerts(self) -> int:
-        return int(self.frame["alert"].sum()) if self.frame.height else 0
-
-
 class Scorer:
     """Scores flows chunk after chunk with a bundle, carrying feature and window state across chunks."""
 
@@ -118,6 +112,7 @@ class Scorer:
         entity: Sequence[str] = DEFAULT_ENTITY,
         lateness_s: float = 0.0,
         late: Literal["error", "drop"] = "error",
+        severity: SeverityRules | None = None,
     ) -> None:
         self.bundle = bundle
         self.pipeline = bundle.flow_pipeline()
@@ -137,6 +132,9 @@ class Scorer:
         self._raw = {name: self.pipeline.raw_columns_.get(name, []) for name in self._names}
         self._classes: tuple[str, ...] = self.detector.classes_
         self._explain_alerts_only = self.detector.costly_contributions and not self.windowed
+        self.explainer = Explainer(
+            self._names, bundle.calibration, scaling=self.pipeline.scaling_, rules=severity
+        )
 
     @property
     def held_rows(self) -> int:
@@ -190,12 +188,15 @@ class Scorer:
             scores = contributions.sum(axis=1)
             alerts = scores >= self.threshold
             explained, predicted = contributions[alerts], None
+        top_features, explanation = self._top_features(augmented, explained, alerts, matrix)
         out = identity(augmented).with_columns(
             pl.Series("score", scores, dtype=pl.Float64),
             pl.lit(self.threshold, dtype=pl.Float64).alias("threshold"),
+            *self.explainer.scale(scores, self.threshold, alerts),
             pl.Series("alert", alerts, dtype=pl.Boolean),
             self._predicted(matrix, augmented, times, len(alerts), predicted),
-            self._top_features(augmented, explained, alerts),
+            top_features,
+            explanation,
         )
         return ScoredChunk(out)
 
@@ -250,15 +251,15 @@ class Scorer:
         return pl.concat_str(parts)
 
     def _top_features(
-        self, augmented: pl.DataFrame, explained: np.ndarray | None, alerts: np.ndarray
-    ) -> pl.Series:
-        """For each alert, its ``top`` features (largest contributions first) with their raw values;
-        null for other flows. ``explained``: the contributions of the alerts only, in row order.
+        self, augmented: pl.DataFrame, explained: np.ndarray | None, alerts: np.ndarray, matrix: np.ndarray
+    ) -> tuple[pl.Series, pl.Series]:
+        """For each alert, its ``top`` features (largest contributions first) with their raw values,
+        labels, shares and normal ranges, and its explanation; null for other flows. ``explained``:
+        the contributions of the alerts only, in row order; ``matrix``: every row's scaled features.
         Work grows with alerts x ``top``, not with the number of features."""
         rows = np.flatnonzero(alerts)
-        dtype = pl.List(TOP_FEATURE)
         if len(rows) == 0 or explained is None:
-            return pl.Series("top_features", [None] * len(alerts), dtype=dtype)
+            return no_explanations(len(alerts))
         indices, values = top_contributions(explained, self.top)
         top = indices.shape[1]
         best, picked = indices.ravel(), values.ravel()
@@ -273,16 +274,11 @@ class Scorer:
             where = by_feature[start:stop]
             expression = self._value_text(self._names[j], subset.columns).alias("v")
             texts[where] = subset[alert_of[where]].select(expression)["v"].to_numpy()
-        names = np.asarray(self._names, dtype=object)[best]
-        flat = pl.DataFrame(
-            {
-                "feature": pl.Series(names, dtype=pl.String),
-                "contribution": pl.Series(picked, dtype=pl.Float64),
-                "value": pl.Series(texts, dtype=pl.String),
-            }
-        ).select(pl.struct("feature", "contribution", "value").alias("top_features"))["top_features"]
-        structs = flat.reshape((len(rows), top)).cast(dtype).alias("top_features")
-        return over_alerts(structs, alerts)
+        totals = np.abs(explained).sum(axis=1)[alert_of]
+        scaled = matrix[rows[alert_of], best]
+        entries = self.explainer.entries(best, picked, texts, totals, scaled)
+        structs, explanation = self.explainer.lists(entries, len(rows), top)
+        return over_alerts(structs, alerts), over_alerts(explanation, alerts).alias("explanation")
 
 
 @contextlib.contextmanager
@@ -301,209 +297,18 @@ def _numbers_expected() -> Iterator[None]:
         ) from None
 
 
-def identity(flows: pl.DataFrame) -> pl.DataFrame:
-    """The 1-based input ``row`` of each flow (from the reader's row number, else the incremental
-    features' sequence number, else the position) and the identifying columns present."""
-    if ROW in flows.columns:
-        row = pl.col(ROW) + 1
-    elif SEQ in flows.columns:
-        row = pl.col(SEQ) + 1
-    else:
-        row = pl.int_range(1, pl.len() + 1)
-    return flows.select(row.alias("row"), *[c for c in ID_COLUMNS if c in flows.columns])
-
-
-def over_alerts(per_alert: pl.Series, alerts: np.ndarray) -> pl.Series:
-    """``per_alert`` (one value per alert, in row order) as a ``top_features`` column of every row,
-    null where there is no alert."""
-    if len(per_alert) == len(alerts):
-        return per_alert.alias("top_features")
-    position = np.full(len(alerts), -1, dtype=np.int64)
-    position[np.flatnonzero(alerts)] = np.arange(len(per_alert))
-    index = pl.Series("i", position).replace(-1, None)
-    return per_alert.gather(index).alias("top_features")
-
-
-def bundle_threshold(bundle: ModelBundle, threshold: float | None) -> float:
-    """``threshold``, or the bundle's own when None (ConfigError when it has none)."""
-    if threshold is None:
-        if bundle.threshold is None:
-            raise ConfigError("the bundle has no threshold; give one with --threshold")
-        return bundle.threshold.value
-    return float(threshold)
-
-
-class BucketScorer:
-    """Scores time-ordered flows chunk after chunk with a model of time buckets.
-
-    The flows of the newest bucket seen are held until a later flow closes it (or the input ends);
-    closed buckets are scored with the last ``window - 1`` buckets of their entity scored before
-    (and the empty buckets since) in front of them, so the scores equal those of one pass over the
-    whole input."""
-
-    time_ordered = True
-
-    def __init__(self, bundle: ModelBundle, *, threshold: float | None = None, top: int = 5) -> None:
-        if bundle.view is None:
-            raise ConfigError("a bucket scorer needs a model of time buckets")
-        self.bundle = bundle
-        self.view: BucketView = bundle.view
-        self.detector = bundle.detector
-        self.threshold = bundle_threshold(bundle, threshold)
-        self.top = max(1, int(top))
-        windowed = self.detector.input == "windows"
-        self._keep = int(getattr(self.detector.config, "window", 1)) - 1 if windowed else 0
-        self._held: pl.DataFrame | None = None
-        self._tail: pl.DataFrame | None = None
-
-    @property
-    def held_rows(self) -> int:
-        """Flows of the newest bucket, held until it closes."""
-        return 0 if self._held is None else self._held.height
-
-    def push(self, flows: pl.DataFrame) -> ScoredChunk:
-        """Score the flows of the buckets this chunk closes."""
-        if flows.height == 0:
-            return ScoredChunk(pl.DataFrame())
-        self._check(flows)
-        held = flows if self._held is None else pl.concat([self._held, flows], how="vertical_relaxed")
-        numbers = held["time"].dt.epoch("us") // self.view.width_us
-        closed = (numbers < numbers.max()).to_numpy()
-        self._held = held.filter(pl.Series(~closed))
-        return self._score(held.filter(pl.Series(closed)))
-
-    def flush(self) -> ScoredChunk:
-        """Score the flows still held (end of input)."""
-        held, self._held = self._held, None
-        return self._score(held) if held is not None else ScoredChunk(pl.DataFrame())
-
-    def score_all(self, flows: pl.DataFrame) -> ScoredChunk:
-        """Score a whole table at once (its flows in time order): every bucket it holds is closed."""
-        if flows.height == 0:
-            return ScoredChunk(pl.DataFrame())
-        self._check(flows)
-        return self._score(flows)
-
-    def _check(self, flows: pl.DataFrame) -> None:
-        if "time" not in flows.columns:
-            raise SchemaError(
-                "the model scores time buckets and needs each flow's time; these flows have none",
-                column="time",
-            )
-        missing = flows["time"].is_null()
-        if missing.any():
-            first = int(missing.arg_true()[0])
-            row = int(flows[ROW][first]) + 1 if ROW in flows.columns else first + 1
-            raise SchemaError(
-                f"row {row}: no time (the model scores time buckets and needs every flow's time)",
-                column="time",
-            )
-
-    def _with_history(self, new: pl.DataFrame) -> pl.DataFrame:
-        """``new`` bucket rows (with ``_series_row``) after the remembered rows of their entities and
-        the empty buckets between (``_series_row`` null), sorted by entity and bucket."""
-        if self._keep == 0 or self._tail is None or self._tail.height == 0:
-            return new
-        keys = new.select(KEY).unique()
-        before = self._tail.join(keys, on=KEY, how="semi", nulls_equal=True)
-        gaps = (
-            new.group_by(KEY)
-            .agg(pl.col(NUMBER).min().alias("_first"))
-            .join(before.group_by(KEY).agg(pl.col(NUMBER).max().alias("_last")), on=KEY, nulls_equal=True)
-            .with_columns(
-                pl.max_horizontal(pl.col("_last") + 1, pl.col("_first") - self._keep).alias("_from")
-            )
-            .filter(pl.col("_from") < pl.col("_first"))
-        )
-        counts = (gaps["_first"] - gaps["_from"]).to_numpy()
-        total = int(counts.sum())
-        step = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        empty = self.view.empty_rows(
-            gaps[KEY].gather(np.repeat(np.arange(gaps.height), counts)).alias(KEY),
-            np.repeat(gaps["_from"].to_numpy(), counts) + step,
-        )
-        none = pl.lit(None, dtype=pl.Int64).alias("_series_row")
-        parts = [before.with_columns(none), empty.with_columns(none), new]
-        return pl.concat(parts, how="vertical_relaxed").sort([KEY, NUMBER], maintain_order=True)
-
-    def _remember(self, combined: pl.DataFrame) -> None:
-        """Keep the last ``window - 1`` bucket rows of every entity."""
-        if self._keep == 0:
-            return
-        last = combined.drop("_series_row").group_by(KEY, maintain_order=True).tail(self._keep)
-        if self._tail is not None and self._tail.height:
-            others = self._tail.join(last.select(KEY).unique(), on=KEY, how="anti", nulls_equal=True)
-            last = pl.concat([others, last], how="vertical_relaxed")
-        self._tail = last
-
-    def _score(self, flows: pl.DataFrame) -> ScoredChunk:
-        if flows.height == 0:
-            return ScoredChunk(pl.DataFrame())
-        series = self.view.series(flows)
-        new = self.view.working_frame(series).with_columns(
-            pl.int_range(pl.len(), dtype=pl.Int64).alias("_series_row")
-        )
-        combined = self._with_history(new)
-        contributions = self.bundle.contributions(self.view.data_of(combined))
-        position = combined["_series_row"]
-        is_new = position.is_not_null().to_numpy()
-        per_bucket = np.empty((series.frame.height, contributions.shape[1]), dtype=np.float64)
-        per_bucket[position.drop_nulls().to_numpy()] = contributions[is_new]
-        self._remember(combined)
-        bucket_scores = per_bucket.sum(axis=1)
-        scores = series.to_flows(bucket_scores)
-        alerts = scores >= self.threshold
-        out = identity(flows).with_columns(
-            series.frame["bucket"].gather(series.row_bucket).alias("bucket"),
-            pl.Series("score", scores, dtype=pl.Float64),
-            pl.lit(self.threshold, dtype=pl.Float64).alias("threshold"),
-            pl.Series("alert", alerts, dtype=pl.Boolean),
-            pl.repeat(None, flows.height, dtype=pl.String, eager=True).alias("class"),
-            self._top_features(series, per_bucket, alerts),
-        )
-        return ScoredChunk(out)
-
-    def _top_features(self, series: BucketSeries, per_bucket: np.ndarray, alerts: np.ndarray) -> pl.Series:
-        """Each alert's top bucket metrics (largest contributions first) with the bucket's values."""
-        dtype = pl.List(TOP_FEATURE)
-        if not alerts.any():
-            return pl.Series("top_features", [None] * len(alerts), dtype=dtype)
-        buckets, which = np.unique(series.row_bucket[alerts], return_inverse=True)
-        names = self.view.features
-        metrics = len(self.view.metrics)
-        found, shares = top_contributions(per_bucket[buckets], self.top)
-        raw = series.frame.select(self.view.metrics).to_numpy()[buckets]
-        starts = series.frame["bucket"].dt.epoch("us").to_numpy()[buckets]
-        lists = []
-        for b, (indices, values) in enumerate(zip(found.tolist(), shares.tolist(), strict=True)):
-            lists.append(
-                [
-                    {
-                        "feature": names[j],
-                        "contribution": float(v),
-                        # a calendar feature reads as the bucket's time
-                        "value": _metric_text(raw[b, j]) if j < metrics else calendar_text(int(starts[b])),
-                    }
-                    for j, v in zip(indices, values, strict=True)
-                ]
-            )
-        return over_alerts(pl.Series("top_features", lists, dtype=dtype).gather(which), alerts)
-
-
-def _metric_text(value: float) -> str:
-    """A bucket metric as text: counts without decimals, shares to three places."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() else f"{value:.3f}"
-
-
 def make_scorer(
-    bundle: ModelBundle, *, threshold: float | None = None, top: int = 5
+    bundle: ModelBundle,
+    *,
+    threshold: float | None = None,
+    top: int = 5,
+    severity: SeverityRules | None = None,
 ) -> Scorer | BucketScorer:
     """The scorer for ``bundle``: :class:`BucketScorer` for a model of time buckets, else
-    :class:`Scorer`."""
+    :class:`Scorer`; ``severity``: the cut points of the alerts' severity (the defaults when None)."""
     if bundle.view is not None:
-        return BucketScorer(bundle, threshold=threshold, top=top)
-    return Scorer(bundle, threshold=threshold, top=top)
+        return BucketScorer(bundle, threshold=threshold, top=top, severity=severity)
+    return Scorer(bundle, threshold=threshold, top=top, severity=severity)
 
 
 def _as_text(expr: pl.Expr) -> pl.Expr:
@@ -528,6 +333,14 @@ class DetectResult:
     threshold: float
     max_held_rows: int
     by_class: dict[str, int] = field(default_factory=dict)
+    #: the incidents the alerts form (one row each, see :mod:`nadkit.alerts.incidents`)
+    incidents: pl.DataFrame | None = None
+    #: where the incidents were written, when asked
+    incidents_output: Path | None = None
+    #: alerts of each severity (see :class:`~nadkit.evaluation.calibration.SeverityRules`)
+    by_severity: dict[str, int] = field(default_factory=dict)
+    #: the highest-scoring alerts (see :func:`top_alerts`)
+    top_alerts: pl.DataFrame | None = None
 
     @property
     def alert_rate(self) -> float:
@@ -544,6 +357,12 @@ class DetectResult:
             "threshold": self.threshold,
             "max_held_rows": self.max_held_rows,
             "alerts_by_class": self.by_class,
+            "incidents": 0 if self.incidents is None else self.incidents.height,
+            "incidents_by_kind": {}
+            if self.incidents is None or self.incidents.height == 0
+            else dict(self.incidents["kind"].value_counts().iter_rows()),
+            "incidents_output": str(self.incidents_output) if self.incidents_output else None,
+            "alerts_by_severity": self.by_severity,
         }
 
 
@@ -599,19 +418,30 @@ def detect_file(
     engine: str = "auto",
     progress: Callable[[int, int], None] | None = None,
     on_bad_rows: BadRows = "error",
+    incidents: str | Path | None = None,
+    incident_config: IncidentConfig | None = None,
+    layout: str = "nadkit",
 ) -> DetectResult:
     """Score every flow of ``source`` and write alerts (or every scored flow) to ``out``
     (``.jsonl``, ``.parquet`` or ``.csv``), atomically. ``progress(flows_scored, alerts)`` is called
-    after each chunk."""
+    after each chunk. The alerts are grouped into incidents (``incident_config``), returned in the
+    result and written to ``incidents`` when given (JSON lines, Parquet or CSV by its suffix; an
+    incident's ``refs`` are the rows of its alerts). ``layout="ecs"`` writes both as Elastic Common
+    Schema documents in JSON lines (:mod:`nadkit.alerts.ecs`)."""
     out = Path(out)
-    kind = output_kind(out)
+    kind = output_kind(out, layout)
     if not isinstance(bundle, ModelBundle):
         bundle = ModelBundle.load(bundle, engine=engine)
     started = time.perf_counter()
     flows = alerts = held = 0
     by_class: dict[str, int] = {}
+    if incidents is not None:
+        output_kind(incidents, layout)
+        if Path(incidents).exists() and not overwrite:
+            raise ConfigError(f"{incidents}: already exists (use --force to replace it)")
+    raised: list[pl.DataFrame] = []
     with atomic_path(out, overwrite=overwrite) as temporary:
-        writer = RecordWriter(temporary, kind)
+        writer = EcsWriter(temporary) if kind == "ecs" else RecordWriter(temporary, kind)
         try:
             value = threshold
             for chunk, scorer in score_chunks(
@@ -641,12 +471,19 @@ def detect_file(
                     ):
                         by_class[name] = by_class.get(name, 0) + count
                 writer.write(chosen)
+                if chunk.alerts:
+                    raised.append(frame.filter(pl.col("alert")))
                 if progress is not None:
                     progress(flows, alerts)
         finally:
             writer.close()
+    found = group_alerts(
+        pl.concat(raised, how="diagonal_relaxed") if raised else pl.DataFrame(), incident_config
+    ).summary
+    if incidents is not None:
+        write_incidents(found, incidents, overwrite=overwrite, layout=layout)
     seconds = time.perf_counter() - started
-    log.info("%d flows scored, %d alerts, in %.1f s", flows, alerts, seconds)
+    log.info("%d flows scored, %d alerts, %d incidents, in %.1f s", flows, alerts, found.height, seconds)
     return DetectResult(
         output=out,
         flows=flows,
@@ -656,7 +493,44 @@ def detect_file(
         threshold=float(value) if value is not None else float("nan"),
         max_held_rows=held,
         by_class=by_class,
+        incidents=found,
+        incidents_output=Path(incidents) if incidents is not None else None,
+        by_severity=severity_counts(raised),
+        top_alerts=top_alerts(raised),
     )
+
+
+def write_incidents(
+    summary: pl.DataFrame, path: str | Path, *, overwrite: bool = False, layout: str = "nadkit"
+) -> Path:
+    """Write an incidents summary (JSON lines, Parquet or CSV by the suffix; in CSV the lists as
+    text; ``layout="ecs"``: ECS documents), atomically."""
+    kind = output_kind(path, layout)
+    with atomic_path(path, overwrite=overwrite) as temporary:
+        if kind == "ecs":
+            temporary.write_bytes(b"".join(line + b"\n" for line in incident_lines(summary)))
+        elif kind == "parquet":
+            summary.write_parquet(temporary)
+        elif kind == "jsonl":
+            times_as_text(summary).write_ndjson(temporary)
+        else:
+            flat = summary.with_columns(
+                [
+                    pl.col(c).list.eval(pl.element().cast(pl.String)).list.join("; ")
+                    if not isinstance(summary.schema[c].inner, pl.Struct)  # type: ignore[attr-defined]
+                    else pl.col(c)
+                    .list.eval(
+                        pl.format(
+                            "{} ({})", pl.element().struct.field("value"), pl.element().struct.field("count")
+                        )
+                    )
+                    .list.join("; ")
+                    for c, dtype in summary.schema.items()
+                    if isinstance(dtype, pl.List)
+                ]
+            )
+            times_as_text(flat).write_csv(temporary)
+    return Path(path)
 
 
 @dataclass(frozen=True)
@@ -732,16 +606,19 @@ def dumps(result: DetectResult) -> str:
     return json.dumps(result.to_dict(), indent=2)
 
 
-def score_flows(bundle: ModelBundle, flows: pl.DataFrame, *, top: int = 5) -> pl.DataFrame:
+def score_flows(
+    bundle: ModelBundle, flows: pl.DataFrame, *, top: int = 5, severity: SeverityRules | None = None
+) -> pl.DataFrame:
     """Score a canonical flow table as one table (a fresh scorer, flushed at the end): every row's
     scored record in input order (``row`` is the 1-based input row), with the input's other flow
-    columns beside the scorer's; a value the schema refuses raises :class:`SchemaError`. Flows are
+    columns beside the scorer's; a value the schema refuses raises :class:`SchemaError`. ``severity``:
+    see :func:`make_scorer`. Flows are
     scored in time order when the model's features look across flows; the output keeps the input
     order."""
     if flows.height == 0:
         return pl.DataFrame()
     indexed = flows.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-    scorer = make_scorer(bundle, top=top)
+    scorer = make_scorer(bundle, top=top, severity=severity)
     if scorer.time_ordered and "time" in indexed.columns:
         indexed = indexed.sort("time", maintain_order=True, nulls_last=False)
     scored = scorer.score_all(indexed).frame.sort("row")

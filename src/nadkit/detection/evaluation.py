@@ -22,6 +22,8 @@ from typing import Any
 
 from rich.table import Table
 
+from nadkit.alerts.episodes import incident_evaluation
+from nadkit.alerts.incidents import IncidentConfig
 from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, ScoredTable, score_table
 from nadkit.errors import ConfigError
 from nadkit.evaluation.overlap import OverlapCounter, TrainingOverlap
@@ -82,6 +84,23 @@ class EvaluationOutcome:
                 f"  {name}: {what}",
                 f"{figure(entry.get('rate'))} ({entry.get('alerted', 0):,} of {entry.get('rows', 0):,})",
             )
+        incidents = self.metrics.get("incidents") or {}
+        if incidents:
+            table.add_row(
+                "incidents (alerts each)",
+                f"{incidents['incidents']:,} ({figure(incidents.get('alerts_per_incident'), 1)})",
+            )
+        if incidents.get("attack_episodes"):
+            table.add_row(
+                "attack episodes in an incident",
+                f"{incidents['attack_episodes_detected']:,} of {incidents['attack_episodes']:,} "
+                f"({figure(incidents.get('episode_detection_rate'), 3)})",
+            )
+        if incidents.get("false_incidents_per_hour") is not None:
+            table.add_row(
+                "false incidents per hour of normal traffic",
+                f"{figure(incidents['false_incidents_per_hour'], 3)} ({incidents['false_incidents']:,})",
+            )
         return table
 
 
@@ -135,9 +154,11 @@ def evaluate_bundle(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     on_bad_rows: BadRows = "error",
+    incident_config: IncidentConfig | None = None,
 ) -> EvaluationOutcome:
-    """Score the labelled flows of ``source``, compute the metrics, compare the flows with the
-    model's training data and (with ``report``) write the HTML report with its figures."""
+    """Score the labelled flows of ``source``, compute the metrics (flow-level, and incident-level:
+    see :mod:`nadkit.alerts.episodes`), compare the flows with the model's training data and (with
+    ``report``) write the HTML report with its figures and top incidents."""
     from nadkit.evaluation.metrics import evaluate
 
     counter = OverlapCounter(bundle.training_rows)
@@ -155,6 +176,8 @@ def evaluate_bundle(
     if scored.labels is None:
         raise ConfigError(f"{source}: has no label column; evaluation needs labelled flows")
     metrics = evaluate(scored.scores, scored.labels, scored.threshold, predicted=scored.predicted).to_dict()
+    figures, _ = incident_evaluation(scored.frame, incident_config)
+    metrics["incidents"] = figures
     overlap = training_overlap(bundle, counter, source, format=format, mapping=mapping)
     written = None
     if report is not None:

@@ -63,7 +63,8 @@ GROUP_NAMES = ("categories", "zero_flags", "logs", "ratios", "raw", "address", "
 
 #: numeric columns that describe the dataset or the meter, not the flow: row ids, NSL-KDD's difficulty
 #: level, and the pcap reader's bookkeeping (why a flow expired, VLAN and tunnel ids, how sure nDPI
-#: was) and its bidirectional totals (the sums of the two directions' counts, already features)
+#: was), its bidirectional totals (the sums of the two directions' counts, already features) and its
+#: IP version (the address features ``src_ipv6`` / ``dst_ipv6`` already say it)
 NOT_FEATURES: tuple[str, ...] = (
     "id",
     "difficulty",
@@ -74,6 +75,7 @@ NOT_FEATURES: tuple[str, ...] = (
     "application_confidence",
     "bidirectional_packets",
     "bidirectional_bytes",
+    "ip_version",
 )
 
 
@@ -560,6 +562,14 @@ class FeaturePipeline:
         self._check_fitted()
         self._check_columns(augmented.columns)
         return self._run(augmented.lazy(), *self._query()).collect()
+
+    def unscaled_features(self, augmented: pl.DataFrame) -> pl.DataFrame:
+        """The features of a table that already carries the counter and segment columns, before
+        scaling (what explanations and typical ranges read)."""
+        self._check_fitted()
+        self._check_columns(augmented.columns)
+        stages, features = self._expressions()
+        return self._run(augmented.lazy(), stages, features).collect()
 
     def transform(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         """The scaled Float32 features of ``frame``, columns in ``feature_names_`` order."""

@@ -33,6 +33,11 @@ class TopFeature(BaseModel):
     feature: str | None = None
     contribution: float | None = None
     value: str | None = None
+    label: str | None = Field(None, description="the feature in words", examples=["bytes sent"])
+    share: float | None = Field(
+        None, description="percent of the score (of the sum of absolute contributions)", examples=[61.2]
+    )
+    normal: str | None = Field(None, description="typical range on normal training traffic", examples=["1-4"])
 
 
 class FlowIn(BaseModel):
@@ -65,10 +70,20 @@ class ScoredFlow(BaseModel):
 
     row: int = Field(description="1-based row of the flow in the request")
     score: float | None
+    score_percentile: float | None = Field(
+        None,
+        description="the score's percentile among the normal hold-out scores of training (0-100; "
+        "null for a model saved without them)",
+    )
+    threshold_multiple: float | None = Field(None, description="score / threshold")
+    severity: Literal["low", "medium", "high", "critical"] | None = Field(
+        None, description="for alerts: from the percentile and the threshold multiple"
+    )
     alert: bool
     class_: str | None = Field(None, alias="class")
     alert_id: int | None = Field(None, description="the stored alert, for alerts when storing")
     top_features: list[TopFeature] | None = None
+    explanation: str | None = Field(None, description="for alerts: the top features in words")
 
 
 class ScoreOut(BaseModel):

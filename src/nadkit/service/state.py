@@ -119,16 +119,21 @@ class Service:
         self.metrics.scored(flows.height, alerts.height, int(answer["stored"]))
         chosen = alerts if alerts_only else scored
         results = []
-        for row in chosen.select("row", "score", "alert", "class", "top_features").iter_rows(named=True):
+        scales = [c for c in ("score_percentile", "threshold_multiple", "severity") if c in chosen.columns]
+        described = ["explanation"] if "explanation" in chosen.columns else []
+        columns = ["row", "score", *scales, "alert", "class", "top_features", *described]
+        for row in chosen.select(columns).iter_rows(named=True):
             score = row["score"]
             results.append(
                 {
                     "row": row["row"],
                     "score": score if score is not None and math.isfinite(score) else None,
+                    **{c: _finite(row[c]) if c != "severity" else row[c] for c in scales},
                     "alert": bool(row["alert"]),
                     "class": row["class"],
                     "alert_id": ids.get(row["row"]),
                     "top_features": _finite_top(row["top_features"]) if row["alert"] else None,
+                    **({"explanation": row["explanation"]} if described else {}),
                 }
             )
         answer["results"] = results
@@ -149,11 +154,18 @@ class Service:
         return sorted(set(incidents.alerts["incident_id"].to_list()))
 
 
+def _finite(value: Any) -> Any:
+    """``value``, or None where it is a float that JSON cannot hold (NaN, infinity)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _finite_top(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     out = []
     for item in items or []:
-        contribution = item.get("contribution")
-        if contribution is not None and not math.isfinite(contribution):
-            contribution = None
-        out.append({"feature": item.get("feature"), "contribution": contribution, "value": item.get("value")})
+        entry = {"feature": item.get("feature"), "contribution": _finite(item.get("contribution"))}
+        entry["value"] = item.get("value")
+        for key in ("label", "share", "normal"):
+            if key in item:
+                entry[key] = _finite(item[key])
+        out.append(entry)
     return out

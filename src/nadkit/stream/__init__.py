@@ -40,9 +40,11 @@ def open_stream(
     on_status: Callable[[StreamStats], None] | None = None,
     stdin: BinaryIO | None = None,
     stdout: BinaryIO | None = None,
+    sink_format: str = "nadkit",
 ) -> StreamRunner:
     """A :class:`StreamRunner` for a bundle (or its directory), a source text (or source) and sink
-    texts (or sinks); call ``run()`` on it. Sources and sinks opened here are closed by the runner."""
+    texts (or sinks); call ``run()`` on it. Sources and sinks opened here are closed by the runner.
+    ``sink_format``: what the sinks opened here write, nadkit's records or ECS documents (``ecs``)."""
     if not isinstance(bundle, ModelBundle):
         bundle = ModelBundle.load(bundle, engine=engine)
     bundle.flow_pipeline("live detection")
@@ -58,7 +60,9 @@ def open_stream(
             opened.append(
                 sink
                 if isinstance(sink, Sink)
-                else open_sink(sink, model_version=version, source=opened_source.name, stdout=stdout)
+                else open_sink(
+                    sink, model_version=version, source=opened_source.name, stdout=stdout, layout=sink_format
+                )
             )
         return StreamRunner(bundle, opened_source, opened, config, on_status=on_status)
     except BaseException:

@@ -37,13 +37,14 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from nadkit.alerts.incidents import IncidentConfig, IncidentTracker
 from nadkit.detection.detect import Scorer
 from nadkit.errors import ConfigError, NadkitError
 from nadkit.fileio import write_atomically
 from nadkit.schema import CANONICAL, FLOW_KEY
 from nadkit.sources import ROW
 from nadkit.stream.netflow import RECEIVED
-from nadkit.stream.sinks import Sink
+from nadkit.stream.sinks import JsonLinesSink, Sink
 from nadkit.stream.sources import END, Handoff, StreamSource
 from nadkit.training.bundle import ModelBundle
 
@@ -72,6 +73,10 @@ class StreamConfig:
     status_seconds: float = 10.0
     checkpoint: Path | None = None
     checkpoint_seconds: float = 0.0
+    #: where incident updates go (JSON lines: one line each time a batch touches or closes one)
+    incidents: Path | None = None
+    #: the idle seconds that end an incident's episode
+    incident_gap_s: float = 300.0
 
     def __post_init__(self) -> None:
         if not self.batch_seconds > 0:
@@ -162,6 +167,8 @@ class StreamStats:
     bad_batches: int = 0
     bad_items: int = 0
     sink_errors: int = 0
+    #: incidents the alerts formed (open and closed)
+    incidents: int = 0
     latency_p50_s: float | None = None
     latency_p99_s: float | None = None
     recent_latency_p99_s: float | None = None
@@ -179,6 +186,7 @@ class StreamStats:
         parts = [
             f"{self.flows_in:,} flows ({self.rate_flows_per_s:,.0f}/s)",
             f"{self.alerts:,} alerts",
+            *([f"{self.incidents:,} incidents"] if self.incidents else []),
             f"{self.written:,} written",
             f"held {self.held_rows:,}",
             f"queue {self.queue_size:,}",
@@ -233,6 +241,8 @@ class Checkpoint:
         self._new_ids: list[np.ndarray] = []
         self._new_times: list[np.ndarray] = []
         self.dirty = False
+        #: the incident tracker's state, carried across restarts
+        self.incidents: dict[str, Any] | None = None
         self._load()
 
     def _load(self) -> None:
@@ -248,6 +258,7 @@ class Checkpoint:
         if not entry:
             return
         self.complete_until = entry.get("complete_until_us")
+        self.incidents = entry.get("incidents")
         if content.get("hash") == self._hash_version:
             self._old_ids = np.asarray(entry.get("ids") or [], dtype=np.uint64)
             self._old_times = np.asarray(entry.get("id_times_us") or [], dtype=np.int64)
@@ -310,6 +321,7 @@ class Checkpoint:
             "complete_until": _as_time(bound),
             "ids": [int(i) for i in ids],
             "id_times_us": [int(t) for t in times],
+            "incidents": self.incidents,
             "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         write_atomically(self.path, json.dumps(content, separators=(",", ":")).encode())
@@ -369,6 +381,14 @@ class StreamRunner:
         self.latency = LatencyRecorder()
         self.handoff = Handoff(self.config.queue_size)
         self.checkpoint = Checkpoint(self.config.checkpoint, source.name) if self.config.checkpoint else None
+        self.tracker: IncidentTracker | None = None
+        self._incident_sink: JsonLinesSink | None = None
+        if self.config.incidents is not None:
+            settings = IncidentConfig(gap_s=self.config.incident_gap_s)
+            saved = self.checkpoint.incidents if self.checkpoint is not None else None
+            self.tracker = IncidentTracker.from_state(saved, settings) if saved else IncidentTracker(settings)
+            self._incident_sink = JsonLinesSink(self.config.incidents)
+        self._seen_incidents: set[str] = set()
         self._stop = threading.Event()
         self._next_row = 0
         self._ledger = pl.DataFrame(schema={"row": pl.Int64, "time_us": pl.Int64, "received": pl.Float64})
@@ -412,7 +432,12 @@ class StreamRunner:
                 self._drain()
             failure = self.source.error
             self._emit(self.scorer.flush().frame)
+            if ended and self.tracker is not None:
+                # the input is over: its incidents are complete (a stopped stream keeps them open)
+                self._write_incidents(self.tracker.close())
         finally:
+            if self._incident_sink is not None:
+                self._incident_sink.close()
             self.source.close()
             for sink in self.sinks:
                 try:
@@ -604,6 +629,22 @@ class StreamRunner:
         self.stats.written += records.height
         if self.checkpoint is not None:
             self.checkpoint.note(records)
+        if self.tracker is not None:
+            alerts = records.filter(pl.col("alert"))
+            if alerts.height:
+                self._write_incidents(self.tracker.update(alerts.drop("received")).summary)
+
+    def _write_incidents(self, summary: pl.DataFrame) -> None:
+        """Hand the incidents a batch touched or closed to the incident sink (one line each)."""
+        if self._incident_sink is None or summary.height == 0:
+            return
+        try:
+            self._incident_sink.write(summary)
+        except Exception as error:
+            self.stats.sink_errors += 1
+            log.error("incident sink %s failed: %s", self._incident_sink.name, error)
+        self._seen_incidents.update(summary["incident_id"].to_list())
+        self.stats.incidents = len(self._seen_incidents)
 
     # -- reporting and checkpoints ------------------------------------------------------------------
 
@@ -642,6 +683,8 @@ class StreamRunner:
             return
         try:
             self._saved_until = self.complete_until()
+            if self.tracker is not None:
+                self.checkpoint.incidents = self.tracker.state()
             self.checkpoint.save(self._saved_until)
         except OSError as error:
             log.error("checkpoint %s could not be written (%s)", self.checkpoint.path, error)

@@ -12,6 +12,11 @@ Sink texts (:func:`open_sink`):
 A record is the scored flow as `nadkit detect` writes it (``row``, ``time``, ``src``, ``dst``, ``spt``,
 ``dpt``, ``proto``, ``score``, ``threshold``, ``alert``, ``class``, ``top_features``...) plus
 ``received``, when the flow reached nadkit. Times are ISO-8601 text in UTC.
+
+With ``layout="ecs"`` (`nadkit stream --sink-format ecs`) the JSON-lines, syslog and webhook sinks
+write each record as an Elastic Common Schema document instead (:mod:`nadkit.alerts.ecs`; ``received``
+becomes ``event.created``, the model version ``rule.version``); syslog keeps nadkit's key fields as
+structured data. The alert store always keeps nadkit's records.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any, BinaryIO
 
 import polars as pl
 
+from nadkit.alerts.ecs import LAYOUTS, ecs_lines
 from nadkit.alerts.records import ID_COLUMNS, json_lines
 from nadkit.errors import ConfigError
 from nadkit.stream.sources import parse_host_port
@@ -47,13 +53,24 @@ _UDP_MAX_BYTES = 65_000
 
 
 class Sink:
-    """Base of the sinks: ``write`` a batch of records, ``close`` at the end, ``stats`` counters."""
+    """Base of the sinks: ``write`` a batch of records, ``close`` at the end, ``stats`` counters.
+    ``layout``: what a record is written as, nadkit's record or an ECS document (:meth:`lines`)."""
 
     name = ""
 
-    def __init__(self) -> None:
+    def __init__(self, *, layout: str = "nadkit", model_version: str = "") -> None:
+        if layout not in LAYOUTS:
+            raise ConfigError(f"unknown sink format {layout!r} (use {' or '.join(LAYOUTS)})")
         self.written = 0
         self.failed = 0
+        self.layout = layout
+        self.model_version = model_version
+
+    def lines(self, records: pl.DataFrame) -> list[bytes]:
+        """One JSON text per record, in the sink's layout."""
+        if self.layout == "ecs":
+            return ecs_lines(records, model=self.model_version or None)
+        return json_lines(records)
 
     def write(self, records: pl.DataFrame) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -68,8 +85,15 @@ class Sink:
 class JsonLinesSink(Sink):
     """JSON lines to standard output or appended to a file."""
 
-    def __init__(self, path: str | Path | None = None, *, stream: BinaryIO | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        stream: BinaryIO | None = None,
+        layout: str = "nadkit",
+        model_version: str = "",
+    ) -> None:
+        super().__init__(layout=layout, model_version=model_version)
         self.path = Path(path) if path is not None else None
         self.name = f"file:{path}" if path is not None else "-"
         if self.path is not None:
@@ -81,7 +105,7 @@ class JsonLinesSink(Sink):
             self._own = False
 
     def write(self, records: pl.DataFrame) -> None:
-        lines = json_lines(records)
+        lines = self.lines(records)
         if not lines:
             return
         self._handle.write(b"\n".join(lines) + b"\n")
@@ -99,7 +123,7 @@ class SqliteSink(Sink):
     """The SQLite alert store; it ignores records it already holds."""
 
     def __init__(self, path: str | Path, *, model_version: str) -> None:
-        super().__init__()
+        super().__init__(model_version=model_version)
         try:
             from nadkit.alerts.store import AlertStore
         except ImportError as error:
@@ -107,7 +131,6 @@ class SqliteSink(Sink):
                 f"the sqlite sink needs the alert store, which is not available ({error})"
             ) from error
         self.name = f"sqlite:{path}"
-        self.model_version = model_version
         self.store = AlertStore(path)
 
     def write(self, records: pl.DataFrame) -> None:
@@ -133,8 +156,8 @@ def _sd_value(value: object) -> str:
 
 
 def syslog_message(record: dict[str, Any], line: bytes, *, hostname: str, pid: int) -> bytes:
-    """One RFC 5424 message: severity warning for alerts (info otherwise), the key fields as structured
-    data and the whole record as the JSON message."""
+    """One RFC 5424 message: severity warning for alerts (info otherwise), the key fields of ``record``
+    as structured data and ``line`` (the whole record as JSON, or its ECS document) as the message."""
     severity = 4 if record.get("alert") else 6
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     params = " ".join(
@@ -150,8 +173,17 @@ class SyslogSink(Sink):
     """RFC 5424 syslog over UDP (one datagram per record) or TCP (octet-counting framing, RFC 6587),
     reconnecting with a few retries; records that cannot be sent are counted and dropped."""
 
-    def __init__(self, transport: str, host: str, port: int, *, retries: int = 3) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int,
+        *,
+        retries: int = 3,
+        layout: str = "nadkit",
+        model_version: str = "",
+    ) -> None:
+        super().__init__(layout=layout, model_version=model_version)
         if transport not in ("udp", "tcp"):
             raise ConfigError(f"syslog transport must be udp or tcp, not {transport!r}")
         self.transport = transport
@@ -175,8 +207,10 @@ class SyslogSink(Sink):
         lines = json_lines(records)
         if not lines:
             return
+        bodies = self.lines(records) if self.layout != "nadkit" else lines
         messages = [
-            syslog_message(json.loads(line), line, hostname=self.hostname, pid=self.pid) for line in lines
+            syslog_message(json.loads(line), body, hostname=self.hostname, pid=self.pid)
+            for line, body in zip(lines, bodies, strict=True)
         ]
         if self.transport == "udp":
             assert self._socket is not None
@@ -228,12 +262,12 @@ class WebhookSink(Sink):
         retries: int = 4,
         timeout_s: float = 5.0,
         backoff_s: float = 0.5,
+        layout: str = "nadkit",
     ) -> None:
-        super().__init__()
+        super().__init__(layout=layout, model_version=model_version)
         self.url = url
         self.name = url
         self.source = source
-        self.model_version = model_version
         self.retries = retries
         self.timeout_s = timeout_s
         self.backoff_s = backoff_s
@@ -244,7 +278,7 @@ class WebhookSink(Sink):
         self._worker.start()
 
     def write(self, records: pl.DataFrame) -> None:
-        lines = json_lines(records)
+        lines = self.lines(records)
         if not lines:
             return
         head = json.dumps({"source": self.source, "model": self.model_version})[:-1].encode()
@@ -314,18 +348,27 @@ class WebhookSink(Sink):
 
 
 def open_sink(
-    text: str, *, model_version: str = "", source: str = "", stdout: BinaryIO | None = None
+    text: str,
+    *,
+    model_version: str = "",
+    source: str = "",
+    stdout: BinaryIO | None = None,
+    layout: str = "nadkit",
 ) -> Sink:
-    """The sink a sink text names (module docstring); ConfigError for anything else."""
+    """The sink a sink text names (module docstring), writing records in ``layout`` (``nadkit`` or
+    ``ecs``; the alert store keeps nadkit's records); ConfigError for anything else."""
     text = text.strip()
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown sink format {layout!r} (use {' or '.join(LAYOUTS)})")
+    written = {"layout": layout, "model_version": model_version}
     if text in ("-", "stdout"):
-        return JsonLinesSink(stream=stdout)
+        return JsonLinesSink(stream=stdout, **written)
     scheme, _, rest = text.partition(":")
     scheme = scheme.lower()
     if scheme == "file":
         if not rest:
             raise ConfigError(f"{text!r}: name the file")
-        return JsonLinesSink(rest)
+        return JsonLinesSink(rest, **written)
     if scheme == "sqlite":
         if not rest:
             raise ConfigError(f"{text!r}: name the database file")
@@ -334,9 +377,9 @@ def open_sink(
         if not rest.startswith("//"):
             raise ConfigError(f"{text!r}: write the syslog address as syslog+udp://HOST:PORT")
         host, port = parse_host_port(rest[2:].rstrip("/"), default_port=514)
-        return SyslogSink("tcp" if scheme == "syslog+tcp" else "udp", host, port)
+        return SyslogSink("tcp" if scheme == "syslog+tcp" else "udp", host, port, **written)
     if scheme in ("http", "https"):
-        return WebhookSink(text, source=source, model_version=model_version)
+        return WebhookSink(text, source=source, **written)
     raise ConfigError(
         f"unknown stream sink {text!r} (use -, file:PATH, sqlite:PATH, syslog+udp://HOST:PORT, "
         "syslog+tcp://HOST:PORT or an http(s) URL)"

@@ -15,10 +15,14 @@
                            optional: hashes of (a sample of) the training rows, so that evaluation
                            can tell how much of its data the model was trained on
                            (:mod:`nadkit.evaluation.overlap`); the manifest's ``training_rows`` describes them
+      calibration.json     optional: quantiles of the normal hold-out scores (a score's percentile,
+                           severity) and each feature's typical range on normal training traffic
+                           (explanations), see :mod:`nadkit.evaluation.calibration`; a bundle
+                           without it scores the same, with null percentiles and no ranges
 
 Loading checks the manifest, its format version and every file's checksum before anything is used
-(``model.onnx`` and ``training_rows.safetensors`` too when the manifest lists them; unlisted ones
-are ignored), and that the pipeline
+(``model.onnx``, ``training_rows.safetensors`` and ``calibration.json`` too when the manifest lists
+them; unlisted ones are ignored), and that the pipeline
 produces the features the detector was fitted on; any problem is a one-line
 :class:`~nadkit.errors.BundleError`. Saving writes a temporary directory and renames it into place;
 :meth:`ModelBundle.export_onnx` adds ``model.onnx`` to a saved bundle, replacing the file and the
@@ -51,6 +55,7 @@ import numpy as np
 import polars as pl
 
 from nadkit.errors import BundleError, ConfigError, NadkitError
+from nadkit.evaluation.calibration import Calibration
 from nadkit.evaluation.overlap import TrainingRows
 from nadkit.evaluation.thresholds import Threshold
 from nadkit.features.buckets import BucketView
@@ -75,11 +80,12 @@ METRICS = "metrics.json"
 ONNX = "model.onnx"
 VIEW = "view.json"
 TRAINING_ROWS = "training_rows.safetensors"
+CALIBRATION = "calibration.json"
 #: files every bundle holds, besides pipeline.json (a model of flows) or view.json (of time buckets)
 COMMON_FILES = (WEIGHTS, THRESHOLD, METRICS)
 FILES = (PIPELINE, *COMMON_FILES)
 #: files a bundle may hold; checked when the manifest lists them
-OPTIONAL_FILES = (ONNX, TRAINING_ROWS)
+OPTIONAL_FILES = (ONNX, TRAINING_ROWS, CALIBRATION)
 
 Engine = Literal["auto", "torch", "onnx"]
 ENGINES: tuple[Engine, ...] = ("auto", "torch", "onnx")
@@ -197,7 +203,9 @@ class ModelBundle:
     each bucket. ``path``: the directory the bundle was loaded from or saved to (None before saving);
     ``engine``: how it scores (see the module docstring); ``threads``: ONNX Runtime's intra-op
     threads (None: every available core); ``training_rows``: hashes of the rows it was trained on
-    (None for a bundle saved without them, by an earlier nadkit).
+    (None for a bundle saved without them, by an earlier nadkit); ``calibration``: the normal
+    scores and typical feature ranges behind percentiles, severities and explanations (None for a
+    bundle saved without them).
     """
 
     pipeline: FeaturePipeline | None
@@ -210,6 +218,7 @@ class ModelBundle:
     threads: int | None = None
     view: BucketView | None = None
     training_rows: TrainingRows | None = None
+    calibration: Calibration | None = None
     _scorer: OnnxScorer | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -359,6 +368,10 @@ class ModelBundle:
                 hashes = np.ascontiguousarray(self.training_rows.hashes)
                 save_file({"hashes": hashes}, str(folder / TRAINING_ROWS))
                 files.append(TRAINING_ROWS)
+            if self.calibration is not None:
+                text = json.dumps(self.calibration.to_dict(), allow_nan=False)
+                (folder / CALIBRATION).write_text(text + "\n")
+                files.append(CALIBRATION)
             threshold = self.threshold.to_dict() if self.threshold is not None else None
             (folder / THRESHOLD).write_text(json.dumps(threshold, indent=2, allow_nan=False) + "\n")
             (folder / METRICS).write_text(json.dumps(self.metrics, indent=2, default=float) + "\n")
@@ -439,6 +452,7 @@ class ModelBundle:
         if graph is None and (path / ONNX).exists():
             log.warning("%s: not listed in the manifest; ignored", path / ONNX)
         hashed = _verified_bytes(path, TRAINING_ROWS, checksums) if TRAINING_ROWS in checksums else None
+        calibrated = _verified_bytes(path, CALIBRATION, checksums) if CALIBRATION in checksums else None
         try:
             pipeline: FeaturePipeline | None = None
             view: BucketView | None = None
@@ -467,6 +481,14 @@ class ModelBundle:
                 training_rows = TrainingRows.from_manifest(entry, load(hashed)["hashes"])
             else:
                 log.debug("%s: no training row hashes (saved by an earlier nadkit)", path)
+            calibration = None
+            if calibrated is not None:
+                try:
+                    calibration = Calibration.from_dict(json.loads(calibrated))
+                except (ValueError, KeyError, TypeError) as error:
+                    raise BundleError(f"{path / CALIBRATION}: {error}") from None
+            else:
+                log.debug("%s: no calibration (saved by an earlier nadkit)", path)
         except BundleError:
             raise
         except (NadkitError, KeyError, TypeError, ValueError, SafetensorError) as error:
@@ -482,6 +504,7 @@ class ModelBundle:
             threads=threads,
             view=view,
             training_rows=training_rows,
+            calibration=calibration,
         )
         bundle._onnx_scorer(graph)
         return bundle

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from nadkit.errors import ConfigError, NadkitError
+from nadkit.evaluation.calibration import Calibration, NormalScores
 from nadkit.evaluation.labels import is_nad_label_set
 from nadkit.evaluation.metrics import BinaryMetrics, binary_metrics, macro_f_beta, nad_score
 from nadkit.evaluation.overlap import TrainingRows
@@ -28,6 +29,7 @@ from nadkit.evaluation.thresholds import Threshold, check_threshold_choice, choo
 from nadkit.features.buckets import BucketView
 from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeaturePipeline
+from nadkit.features.ranges import metric_ranges, typical_ranges
 from nadkit.features.series import BucketConfig
 from nadkit.models.base import Detector, DetectorData
 from nadkit.models.registry import create
@@ -135,16 +137,46 @@ def _bundle(
     *,
     pipeline: FeaturePipeline | None = None,
     view: BucketView | None = None,
+    calibration: Calibration | None = None,
 ) -> ModelBundle:
-    """The bundle of a fitted detector, with the fingerprint of the features it was fitted on and
-    the row hashes of every flow training read (fitted on, or held out to choose the epoch and the
-    threshold), so that evaluation can tell training data (see :mod:`nadkit.evaluation.overlap`)."""
+    """The bundle of a fitted detector, with the fingerprint of the features it was fitted on, the
+    row hashes of every flow training read (fitted on, or held out to choose the epoch and the
+    threshold), so that evaluation can tell training data (see :mod:`nadkit.evaluation.overlap`),
+    and its ``calibration`` (see :func:`calibrate`)."""
     bundle = ModelBundle(
         pipeline=pipeline, view=view, detector=detector, threshold=threshold, metrics=metrics
     )
     bundle.manifest["data_fingerprint"] = fingerprint(data)
     bundle.training_rows = TrainingRows.of(*seen)
+    bundle.calibration = calibration
     return bundle
+
+
+def _normal_rows(labels: np.ndarray | None, rows: int) -> np.ndarray:
+    """Which rows are normal: those labelled so, every row of unlabelled data."""
+    if labels is None:
+        return np.ones(rows, dtype=bool)
+    return np.asarray(labels) == NORMAL
+
+
+def calibrate(
+    holdout_scores: np.ndarray,
+    holdout_labels: np.ndarray | None,
+    *,
+    pipeline: FeaturePipeline | None = None,
+    normal_train: pl.DataFrame | None = None,
+    ranges: Mapping[str, Any] | None = None,
+) -> Calibration:
+    """What a bundle keeps to put scores on a readable scale and to explain them: the quantiles of
+    the normal hold-out (validation) scores, and each feature's typical range on the normal training
+    flows ``normal_train`` (through ``pipeline``), or the given ``ranges`` (bucket metrics)."""
+    normal = NormalScores.of(np.asarray(holdout_scores)[_normal_rows(holdout_labels, len(holdout_scores))])
+    if normal is None:
+        log.info("no normal hold-out scores: records will carry no score percentile")
+    found = dict(ranges or {})
+    if pipeline is not None and normal_train is not None and normal_train.height:
+        found = typical_ranges(pipeline, normal_train)
+    return Calibration(normal=normal, ranges=found)
 
 
 def _training_metrics(
@@ -267,13 +299,16 @@ def fit(
     started = time.perf_counter()
     detector.fit(train, progress=progress)
     fit_seconds = time.perf_counter() - started
+    holdout_scores = detector.score(holdout)
     threshold, measured = holdout_threshold(
-        detector.score(holdout), holdout.labels, false_positive_rate, **threshold_choice
+        holdout_scores, holdout.labels, false_positive_rate, **threshold_choice
     )
     attack = holdout.labels != NORMAL if holdout.labels is not None else np.zeros(len(holdout), dtype=bool)
     metrics = _training_metrics(detector, fit_seconds, len(train), measured)
+    calibration = calibrate(holdout_scores, holdout.labels, pipeline=pipeline, normal_train=split.train)
+    seen = (split.train, split.holdout)
     return TrainingResult(
-        bundle=_bundle(detector, threshold, metrics, train, (split.train, split.holdout), pipeline=pipeline),
+        bundle=_bundle(detector, threshold, metrics, train, seen, pipeline=pipeline, calibration=calibration),
         train_rows=len(train),
         holdout_rows=len(holdout),
         holdout_attacks=int(attack.sum()),
@@ -402,8 +437,10 @@ def _fit_supervised(
             classification["nad_score"] = nad_score(validation.labels, predicted)
         metrics["classification"] = classification
     seen = (split.train, split.validation)
+    normal_train = split.train.filter(pl.col("label").fill_null(NORMAL) == NORMAL)
+    calibration = calibrate(scores, validation.labels, pipeline=pipeline, normal_train=normal_train)
     return TrainingResult(
-        bundle=_bundle(detector, threshold, metrics, train, seen, pipeline=pipeline),
+        bundle=_bundle(detector, threshold, metrics, train, seen, pipeline=pipeline, calibration=calibration),
         train_rows=len(train),
         holdout_rows=len(validation),
         holdout_attacks=int(attack.sum()),
@@ -461,8 +498,10 @@ def fit_buckets(
     metrics = _training_metrics(
         detector, fit_seconds, len(train), measured, train_flows=split.train.height, view=view_facts
     )
+    calibration = calibrate(scores, labels, ranges=metric_ranges(train_series.frame, view.metrics))
+    seen = (split.train, split.holdout)
     return TrainingResult(
-        bundle=_bundle(detector, threshold, metrics, train, (split.train, split.holdout), view=view),
+        bundle=_bundle(detector, threshold, metrics, train, seen, view=view, calibration=calibration),
         train_rows=len(train),
         holdout_rows=len(scores),
         holdout_attacks=int(attack.sum()),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from nadkit.alerts.records import ID_COLUMNS, TOP_FEATURE, flat_top_features, output_kind
+from nadkit.alerts.records import ID_COLUMNS, SCORE_SCHEMA, flat_top_features, output_kind
 from nadkit.detection.spark.job import (
     _CONTEXT,
     _FILE,
@@ -352,15 +352,10 @@ def _run(
     )
     scored_types: dict[str, pl.DataType] = {ROW: pl.Int64()}
     scored_types.update({c: dtypes[c] for c in ID_COLUMNS if c in dtypes})
-    scored_types.update(
-        {
-            "score": pl.Float64(),
-            "threshold": pl.Float64(),
-            "alert": pl.Boolean(),
-            "class": pl.String(),
-            "top_features": pl.List(TOP_FEATURE),
-        }
-    )
+    # the scorer's columns, as every record has them
+    for column, dtype in SCORE_SCHEMA.items():
+        if column not in (ROW, "row"):
+            scored_types[column] = dtype() if isinstance(dtype, type) else dtype
     if kind == "parquet":
         out_schema = _spark_schema(scored_types)
     else:

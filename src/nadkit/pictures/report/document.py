@@ -250,11 +250,31 @@ def render_html(p: Prepared, sections: list[Section], created: datetime) -> str:
             for label, keys, kind, note in _METRIC_ROWS
         ],
         "classes": _class_rows(p),
+        "incidents": _incidents(data.metrics.get("incidents")),
         "sections": sections,
         "version": __version__,
         "created": when,
     }
     return _templates().get_template("report.html").render(context)
+
+
+def _incidents(figures: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The incident figures of the metrics (see :mod:`nadkit.alerts.episodes`), as the report shows them."""
+    if not figures:
+        return None
+    per_incident = figures.get("alerts_per_incident")
+    rate = figures.get("episode_detection_rate")
+    per_hour = figures.get("false_incidents_per_hour")
+    return {
+        "count": f"{figures.get('incidents', 0):,}",
+        "per_incident": f"{per_incident:,.1f}" if per_incident is not None else "–",
+        "episodes": figures.get("attack_episodes"),
+        "detected": figures.get("attack_episodes_detected"),
+        "rate": f"{rate:.0%}" if rate is not None else "–",
+        "false": figures.get("false_incidents"),
+        "false_per_hour": f"{per_hour:.2g}" if per_hour is not None else None,
+        "top": figures.get("top") or [],
+    }
 
 
 def _summary(p: Prepared) -> dict[str, Any]:

@@ -82,10 +82,14 @@ def export_alerts(
     dst: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     port: Annotated[int | None, Query(ge=0, le=65535)] = None,
     incident: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    min_score: Annotated[float | None, Query(ge=-1e300, le=1e300)] = None,
+    model_version: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> Response:
     items = service_of(request).store.list_alerts(
         status=status,  # type: ignore[arg-type]
         attack_class=attack_class,
+        min_score=min_score,
+        model_version=model_version,
         since=since,
         until=until,
         src=src,

@@ -1,0 +1,62 @@
+"""What the scorers share: a scored chunk, the record's ``row`` and identifying columns, per-alert
+columns spread over every row, and the threshold a scorer uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from nadkit.alerts.records import ID_COLUMNS
+from nadkit.errors import ConfigError
+from nadkit.features.incremental import SEQ
+from nadkit.sources import ROW
+from nadkit.training.bundle import ModelBundle
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """Scores of some flows: the identifying columns, ``score``, ``alert``, ``class`` and, for
+    alerts, ``top_features``; ``row`` is the flow's 1-based row in the input."""
+
+    frame: pl.DataFrame
+
+    @property
+    def alerts(self) -> int:
+        return int(self.frame["alert"].sum()) if self.frame.height else 0
+
+
+def identity(flows: pl.DataFrame) -> pl.DataFrame:
+    """The 1-based input ``row`` of each flow (from the reader's row number, else the incremental
+    features' sequence number, else the position) and the identifying columns present."""
+    if ROW in flows.columns:
+        row = pl.col(ROW) + 1
+    elif SEQ in flows.columns:
+        row = pl.col(SEQ) + 1
+    else:
+        row = pl.int_range(1, pl.len() + 1)
+    return flows.select(row.alias("row"), *[c for c in ID_COLUMNS if c in flows.columns])
+
+
+def over_alerts(per_alert: pl.Series, alerts: np.ndarray) -> pl.Series:
+    """``per_alert`` (one value per alert, in row order) as a ``top_features`` column of every row,
+    null where there is no alert."""
+    if len(per_alert) == len(alerts):
+        return per_alert.alias("top_features")
+    position = np.full(len(alerts), -1, dtype=np.int64)
+    position[np.flatnonzero(alerts)] = np.arange(len(per_alert))
+    index = pl.Series("i", position).replace(-1, None)
+    return per_alert.gather(index).alias("top_features")
+
+
+def bundle_threshold(bundle: ModelBundle, threshold: float | None) -> float:
+    """``threshold``, or the bundle's own when None (ConfigError when it has none)."""
+    if threshold is None:
+        if bundle.threshold is None:
+            raise ConfigError("the bundle has no threshold; give one with --threshold")
+        return bundle.threshold.value
+    return float(threshold)
+
+
+__all__ = ["ScoredChunk", "bundle_threshold", "identity", "over_alerts"]
