@@ -310,3 +310,66 @@ def test_committed_alerts_survive_a_killed_writer(tmp_path: Path) -> None:
         assert json.loads(json.dumps(store.list_alerts(limit=1)))  # readable as JSON
         # the store is still writable after the crash
         assert len(store.add_alerts(scored(3, offset=999_999), model_version="v1")) == 3
+
+
+def test_alerts_keep_their_severity_and_explanation(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.db")
+    top = pl.List(
+        pl.Struct(
+            {
+                "feature": pl.String,
+                "contribution": pl.Float64,
+                "value": pl.String,
+                "label": pl.String,
+                "share": pl.Float64,
+                "normal": pl.String,
+            }
+        )
+    )
+    frame = pl.DataFrame(
+        {
+            "row": [1],
+            "time": [START],
+            "src": ["10.0.0.1"],
+            "dst": ["10.0.0.2"],
+            "score": [12.0],
+            "threshold": [2.0],
+            "score_percentile": [99.995],
+            "threshold_multiple": [6.0],
+            "severity": ["high"],
+            "alert": [True],
+            "class": [None],
+            "top_features": [
+                [
+                    {
+                        "feature": "out_bytes",
+                        "contribution": 9.0,
+                        "value": "812",
+                        "label": "bytes sent",
+                        "share": 75.0,
+                        "normal": "40-600",
+                    }
+                ]
+            ],
+            "explanation": ["bytes sent: 812 (normal: 40-600), 75% of the score"],
+        },
+        schema_overrides={"class": pl.String, "top_features": top},
+    )
+    (alert_id,) = store.add_alerts(frame, model_version="v1")
+    alert = store.get_alert(alert_id)
+    assert alert is not None
+    assert (alert["severity"], alert["score_percentile"], alert["threshold_multiple"]) == (
+        "high",
+        99.995,
+        6.0,
+    )
+    assert alert["explanation"].startswith("bytes sent: 812")
+    assert alert["top_features"][0] == {
+        "feature": "out_bytes",
+        "contribution": 9.0,
+        "value": "812",
+        "label": "bytes sent",
+        "share": 75.0,
+        "normal": "40-600",
+    }
+    assert store.schema_version == 4

@@ -116,5 +116,15 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "alerts keep their severity, score percentile, threshold multiple and explanation",
+        (
+            "ALTER TABLE alerts ADD COLUMN severity TEXT",
+            "ALTER TABLE alerts ADD COLUMN score_percentile REAL",
+            "ALTER TABLE alerts ADD COLUMN threshold_multiple REAL",
+            "ALTER TABLE alerts ADD COLUMN explanation TEXT",
+        ),
+    ),
 )
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version

@@ -293,14 +293,19 @@ class AlertStore:
                     row.get("class"),
                     json.dumps(_top(row.get("top_features")), allow_nan=False),
                     json.dumps(flow, allow_nan=False, default=str),
+                    row.get("severity"),
+                    _finite(row.get("score_percentile")),
+                    _finite(row.get("threshold_multiple")),
+                    row.get("explanation"),
                 )
             )
         ids: list[int] = []
         new = 0
         insert = (
             "INSERT OR IGNORE INTO alerts (created, model_version, flow_key, time, src, dst, spt, dpt, "
-            "proto, app, label, row, score, threshold, class, top_features, flow) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "proto, app, label, row, score, threshold, class, top_features, flow, severity, "
+            "score_percentile, threshold_multiple, explanation) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         try:
             with self._write() as connection:
@@ -522,6 +527,10 @@ def _alert_id(value: Any) -> int:
     return value
 
 
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
 def _top(value: Any) -> list[dict[str, Any]]:
     """Top features as JSON-ready dicts (a Polars list of structs arrives as a list of dicts)."""
     if value is None:
@@ -533,7 +542,12 @@ def _top(value: Any) -> list[dict[str, Any]]:
         contribution = item.get("contribution")
         if isinstance(contribution, float) and not math.isfinite(contribution):
             contribution = None
-        out.append({"feature": item.get("feature"), "contribution": contribution, "value": item.get("value")})
+        entry = {"feature": item.get("feature"), "contribution": contribution, "value": item.get("value")}
+        for name in ("label", "share", "normal"):  # the explained form, where the scorer gave it
+            extra = item.get(name)
+            if extra is not None and not (isinstance(extra, float) and not math.isfinite(extra)):
+                entry[name] = extra
+        out.append(entry)
     return out
 
 
@@ -620,6 +634,10 @@ def _alert(row: sqlite3.Row) -> dict[str, Any]:
         "class": row["class"],
         "confirmed_class": row["confirmed_class"],
         "incident_id": row["incident_id"],
+        "severity": row["severity"],
+        "score_percentile": row["score_percentile"],
+        "threshold_multiple": row["threshold_multiple"],
+        "explanation": row["explanation"],
         "top_features": json.loads(row["top_features"]),
         "flow": json.loads(row["flow"]),
     }

@@ -139,6 +139,10 @@ class AlertOut(BaseModel):
     class_: str | None = Field(None, alias="class")
     confirmed_class: str | None
     incident_id: str | None = None
+    severity: str | None = None
+    score_percentile: float | None = None
+    threshold_multiple: float | None = None
+    explanation: str | None = None
     top_features: list[TopFeature]
     flow: dict[str, Any]
     feedback: list[FeedbackOut] | None = None
