@@ -381,33 +381,10 @@ class AlertStore:
         )
         return [_alert(row) for row in rows]
 
-    def count_alerts(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        attack_class: str | None = None,
-        min_score: float | None = None,
-        since: datetime | str | None = None,
-        until: datetime | str | None = None,
-        src: str | None = None,
-        model_version: str | None = None,
-        dst: str | None = None,
-        port: int | None = None,
-        incident_id: str | None = None,
-    ) -> int:
-        """How many alerts :meth:`list_alerts` would find with these filters and no limit."""
-        where, params = _filters(
-            status,
-            attack_class,
-            min_score,
-            since,
-            until,
-            src,
-            model_version,
-            dst=dst,
-            port=port,
-            incident_id=incident_id,
-        )
+    def count_alerts(self, **filters: Any) -> int:
+        """How many alerts :meth:`list_alerts` would find with these filters (its keyword filters)
+        and no limit."""
+        where, params = _filters(**filters)
         return int(self._read(f"SELECT count(*) FROM alerts {where}", params)[0][0])
 
     def summary(self) -> dict[str, Any]:

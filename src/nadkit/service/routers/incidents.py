@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParameter
 
 from nadkit.alerts.incident_book import IncidentNotFoundError
@@ -29,18 +29,29 @@ router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 IncidentId = Annotated[str, PathParameter(min_length=1, max_length=200, description="incident id")]
 
 
-def _filters(
-    status: list[Status] | None,
-    severity: list[Severity] | None,
-    kind: list[IncidentKind] | None,
-    attack_class: str | None,
-    src: str | None,
-    dst: str | None,
-    port: int | None,
-    since: datetime | None,
-    until: datetime | None,
-    model_version: str | None,
+StatusQuery = Annotated[list[Status] | None, Query(description="review status (repeat for several)")]
+SeverityQuery = Annotated[list[Severity] | None, Query(description="severity (repeat for several)")]
+KindQuery = Annotated[list[IncidentKind] | None, Query(description="flood, scan, pair or host")]
+ClassQuery = Annotated[str | None, Query(alias="class", min_length=1, max_length=200)]
+AddressQuery = Annotated[str | None, Query(min_length=1, max_length=200)]
+PortQuery = Annotated[int | None, Query(ge=0, le=65535, description="source or destination port")]
+TimeQuery = Annotated[datetime | None, Query()]
+VersionQuery = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+def incident_filters(
+    status: StatusQuery = None,
+    severity: SeverityQuery = None,
+    kind: KindQuery = None,
+    attack_class: ClassQuery = None,
+    src: AddressQuery = None,
+    dst: AddressQuery = None,
+    port: PortQuery = None,
+    since: TimeQuery = None,
+    until: TimeQuery = None,
+    model_version: VersionQuery = None,
 ) -> dict[str, object]:
+    """The incident filters of a request (the same for the list and the export)."""
     return {
         "status": status,
         "severity": severity,
@@ -55,34 +66,17 @@ def _filters(
     }
 
 
-StatusQuery = Annotated[list[Status] | None, Query(description="review status (repeat for several)")]
-SeverityQuery = Annotated[list[Severity] | None, Query(description="severity (repeat for several)")]
-KindQuery = Annotated[list[IncidentKind] | None, Query(description="flood, scan, pair or host")]
-ClassQuery = Annotated[str | None, Query(alias="class", min_length=1, max_length=200)]
-AddressQuery = Annotated[str | None, Query(min_length=1, max_length=200)]
-PortQuery = Annotated[int | None, Query(ge=0, le=65535, description="source or destination port")]
-TimeQuery = Annotated[datetime | None, Query()]
-VersionQuery = Annotated[str | None, Query(min_length=1, max_length=200)]
+Filters = Annotated[dict[str, object], Depends(incident_filters)]
 
 
 @router.get("", response_model=IncidentPage, summary="Incidents, most severe first", responses=errors(422))
 def list_incidents(
     request: Request,
-    status: StatusQuery = None,
-    severity: SeverityQuery = None,
-    kind: KindQuery = None,
-    attack_class: ClassQuery = None,
-    src: AddressQuery = None,
-    dst: AddressQuery = None,
-    port: PortQuery = None,
-    since: TimeQuery = None,
-    until: TimeQuery = None,
-    model_version: VersionQuery = None,
+    filters: Filters,
     limit: Annotated[int, Query(ge=1, le=5000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> IncidentPage:
     book = service_of(request).store.incidents
-    filters = _filters(status, severity, kind, attack_class, src, dst, port, since, until, model_version)
     items = book.list(limit=limit, offset=offset, **filters)
     return IncidentPage(
         total=book.count(**filters),
@@ -99,20 +93,10 @@ def list_incidents(
 )
 def export_incidents(
     request: Request,
+    filters: Filters,
     format: Annotated[Literal["csv", "json"], Query(description="csv or json")] = "csv",
-    status: StatusQuery = None,
-    severity: SeverityQuery = None,
-    kind: KindQuery = None,
-    attack_class: ClassQuery = None,
-    src: AddressQuery = None,
-    dst: AddressQuery = None,
-    port: PortQuery = None,
-    since: TimeQuery = None,
-    until: TimeQuery = None,
-    model_version: VersionQuery = None,
 ) -> Response:
     book = service_of(request).store.incidents
-    filters = _filters(status, severity, kind, attack_class, src, dst, port, since, until, model_version)
     items = book.list(limit=EXPORT_LIMIT, **filters)
     if format == "json":
         return Response(
