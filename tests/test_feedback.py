@@ -349,3 +349,34 @@ def test_retrain_on_enough_feedback_shows_intervals(
     assert "challenger better" in out and "minimum" not in out, out
     assert "activate with: nadkit models activate v2" in " ".join(out.split()), out
     assert ModelRegistry(models).active_version() == "v1", "the comparison never activates"
+
+
+def test_one_verdict_per_incident_feeds_the_retraining(kit: Kit, tmp_path: Path) -> None:
+    """Alerts grouped into incidents, one verdict given per incident (the majority truth of its
+    alerts, as an analyst reading it would): every alert is cleared, none is left out of the
+    retraining, and the feedback counts are the alerts'."""
+    from nadkit.alerts.incidents import IncidentTracker
+
+    champion = ModelBundle.load(kit.bundle)
+    alerts = score_flows(champion, kit.test_flows()).filter(pl.col("alert"))
+    store = AlertStore(tmp_path / "alerts.db")
+    ids = store.add_alerts(alerts, model_version="v1")
+    tracker = IncidentTracker()
+    found = tracker.update(alerts.with_columns(pl.Series("alert_id", ids, dtype=pl.Int64)))
+    store.incidents.record(found, model_version="v1", tracker=tracker)
+    incidents = store.incidents.list(limit=10_000)
+    assert 0 < len(incidents) < len(ids)
+    labels = dict(zip(ids, alerts["label"].to_list(), strict=True))
+    for incident in incidents:
+        members = [a["id"] for a in store.list_alerts(incident_id=incident["id"], limit=100_000)]
+        attacks = [labels[i] for i in members if labels[i] != NORMAL]
+        if len(attacks) * 2 > len(members):
+            kind = max(set(attacks), key=attacks.count)
+            store.incidents.give_verdict(incident["id"], "confirmed", attack_class=kind, analyst="ana")
+        else:
+            store.incidents.give_verdict(incident["id"], "false_positive", analyst="ana")
+    assert store.count_alerts(status="new") == 0
+    outcome = retrain(champion, store, kit.test_day, tmp_path / "challenger", champion_name="v1")
+    # every alert's verdict is feedback the retraining uses (none left out as unreviewed)
+    assert sum(outcome.feedback.values()) == len(set(ids)), outcome.feedback
+    store.close()
