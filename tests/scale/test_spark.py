@@ -63,6 +63,25 @@ def test_spark_detect_equals_local_detect(dataset: dict[str, Any], spark: Any, t
     assert sorted(p.suffix for p in (tmp_path / "spark.parquet").iterdir()) == [".parquet"]
 
 
+def test_spark_groups_its_alerts_into_the_incidents_of_local_detection(
+    dataset: dict[str, Any], spark: Any, tmp_path: Path
+) -> None:
+    bundle, data = dataset["counters_bundle"], dataset["counters"]
+    local = detect_file(bundle, data, tmp_path / "local.jsonl", incidents=tmp_path / "local-incidents.jsonl")
+    result = detect_spark(
+        bundle, data, tmp_path / "spark.jsonl", spark=spark, incidents=tmp_path / "spark-incidents.jsonl"
+    )
+    assert local.incidents is not None and result.incidents is not None and local.incidents.height > 0
+    columns = ["incident_id", "kind", "key", "alerts", "sources", "destinations"]
+    assert (
+        result.incidents.sort("incident_id")
+        .select(columns)
+        .equals(local.incidents.sort("incident_id").select(columns))
+    )
+    written = pl.read_ndjson(tmp_path / "spark-incidents.jsonl")
+    assert sorted(written["incident_id"]) == sorted(local.incidents["incident_id"])
+
+
 def test_spark_alerts_as_json_lines_replace_a_file_only_with_force(
     dataset: dict[str, Any], spark: Any, tmp_path: Path
 ) -> None:

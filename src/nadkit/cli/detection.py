@@ -143,6 +143,8 @@ def detect(
                 top=top,
                 overwrite=force,
                 conf=parse_conf(spark_conf),
+                incidents=incidents,
+                incident_config=IncidentConfig(gap_s=incident_gap),
                 chunk_rows=chunk_rows,
             )
     else:

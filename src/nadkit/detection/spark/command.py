@@ -4,6 +4,7 @@ and committed (see :mod:`nadkit.detection.spark` for how the work is cut)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from nadkit.alerts.incidents import IncidentConfig, group_alerts
 from nadkit.alerts.records import ID_COLUMNS, SCORE_SCHEMA, flat_top_features, output_kind
 from nadkit.detection.spark.job import (
     _CONTEXT,
@@ -108,6 +110,8 @@ class SparkDetectResult:
     partitions: int = 0
     plan: str = ""
     max_held_rows: int = 0
+    #: the incidents the alerts form (see :mod:`nadkit.alerts.incidents`), when asked
+    incidents: pl.DataFrame | None = None
 
     @property
     def alert_rate(self) -> float:
@@ -181,6 +185,8 @@ def detect_spark(
     conf: Mapping[str, str] | None = None,
     chunk_rows: int | None = None,
     spark: SparkSession | None = None,
+    incidents: str | Path | None = None,
+    incident_config: IncidentConfig | None = None,
 ) -> SparkDetectResult:
     """Score every flow of the Parquet dataset ``source`` (a file, directory or glob; or a URI Spark
     reads, e.g. ``hdfs://...``) on Spark and write alerts (or every record) to ``out``: a Parquet
@@ -191,9 +197,11 @@ def detect_spark(
     :func:`spark_session` (ignored when ``spark``, a running session, is given; that session is left
     running). ``partitions``: how many partitions flows are scored in (default: the default
     parallelism, or more for about :data:`ROWS_PER_PARTITION` flows each). ``chunk_rows``: flows a
-    task scores at once (default: as local detection).
+    task scores at once (default: as local detection). ``incidents``: also group the alerts written
+    into incidents (read back from the output on the driver, where the alerts are few) and write them
+    there (JSON lines, Parquet or CSV), as local detection does.
     """
-    from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, bundle_threshold
+    from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, bundle_threshold, write_incidents
     from nadkit.training.bundle import ModelBundle
 
     started = time.perf_counter()
@@ -209,10 +217,14 @@ def detect_spark(
     if loaded.path is None:
         raise ConfigError("save the bundle before scoring on Spark (executors load it from its directory)")
     threshold = bundle_threshold(loaded, threshold)
+    if incidents is not None:
+        output_kind(incidents)
+        if Path(incidents).exists() and not overwrite:
+            raise NadkitError(f"{incidents}: already exists (use --force to replace it)")
     session = spark if spark is not None else spark_session(master, conf, app_name="nadkit detect")
     try:
         with _spark_errors():
-            return _run(
+            result = _run(
                 session,
                 loaded,
                 source_text,
@@ -227,9 +239,30 @@ def detect_spark(
                 chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS,
                 started=started,
             )
+            if incidents is None:
+                return result
+            alerts = _written_alerts(session, out_text, kind)
+        summary = group_alerts(alerts, incident_config).summary
+        write_incidents(summary, incidents, overwrite=overwrite)
+        return dataclasses.replace(result, incidents=summary)
     finally:
         if spark is None:
             session.stop()
+
+
+def _written_alerts(session: SparkSession, out: str, kind: str) -> pl.DataFrame:
+    """The alerts of a Spark detection's output, read back on the driver (identifying columns,
+    scores and, where the format keeps them as a list, the explanations)."""
+    reader = {"parquet": session.read.parquet, "jsonl": session.read.json}.get(kind)
+    frame = reader(out) if reader is not None else session.read.option("header", True).csv(out)
+    frame = frame.where("alert = true") if kind != "csv" else frame.where("alert = 'true'")
+    alerts = pl.from_arrow(frame.toArrow())
+    assert isinstance(alerts, pl.DataFrame)
+    if kind == "csv":
+        alerts = alerts.drop("top_features", strict=False)
+    return alerts.with_columns(
+        pl.col(c).cast(pl.Float64) for c in ("score", "threshold") if c in alerts.columns
+    )
 
 
 def _run(
