@@ -276,3 +276,14 @@ def test_custom_severity_rules_reach_the_records(
     scored = score_flows(calibrated, table, severity=strict).filter(pl.col("alert"))
     assert scored.height and set(scored["severity"]) <= {"low", "medium"}
     assert "low" in set(scored["severity"])
+
+
+def test_severity_cut_points_from_text() -> None:
+    from nadkit.evaluation.calibration import SeverityRules
+
+    rules = SeverityRules.parse("critical=99.95:5, high=99.6:2")
+    assert (rules.critical_percentile, rules.critical_multiple, rules.high_multiple) == (99.95, 5.0, 2.0)
+    assert rules.medium_multiple == SeverityRules().medium_multiple
+    for bad in ("critical=10", "extreme=99:3", "high=x:3", "medium=99.95:1.5"):
+        with pytest.raises(ConfigError):
+            SeverityRules.parse(bad)

@@ -106,6 +106,14 @@ def detect(
     incident_gap: Annotated[
         float, typer.Option(min=1.0, help="Idle seconds that end an incident's episode.")
     ] = 300.0,
+    severity: Annotated[
+        str | None,
+        typer.Option(
+            help="Alert severity cut points, LEVEL=PERCENTILE:MULTIPLE for critical, high and medium "
+            "(percentile among normal hold-out scores, or multiple of the threshold), e.g. "
+            "critical=99.99:10,high=99.9:3,medium=99.5:1.5 (the defaults).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
@@ -113,6 +121,7 @@ def detect(
     from nadkit.alerts.incidents import IncidentConfig
     from nadkit.alerts.records import output_kind
     from nadkit.detection.detect import detect_file, summary_line
+    from nadkit.evaluation.calibration import SeverityRules
     from nadkit.training.bundle import ModelBundle
 
     output_kind(out, out_format)
@@ -169,6 +178,7 @@ def detect(
                 incidents=incidents,
                 incident_config=IncidentConfig(gap_s=incident_gap),
                 layout=out_format,
+                severity=SeverityRules.parse(severity) if severity else None,
             )
     if as_json:
         console.print_json(data=result.to_dict())

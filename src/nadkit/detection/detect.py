@@ -377,11 +377,12 @@ def score_chunks(
     top: int = 5,
     on_read: Callable[[pl.DataFrame], None] | None = None,
     on_bad_rows: BadRows = "error",
+    severity: SeverityRules | None = None,
 ) -> Iterator[tuple[ScoredChunk, Scorer | BucketScorer]]:
     """Scored chunks of ``source`` (in the order flows become final; ``row`` gives input order).
     ``on_read`` is called with each chunk of flows as read, before it is scored; ``on_bad_rows``:
     see :func:`nadkit.sources.load_flows`."""
-    scorer = make_scorer(bundle, threshold=threshold, top=top)
+    scorer = make_scorer(bundle, threshold=threshold, top=top, severity=severity)
     time_order = scorer.time_ordered
     try:
         for piece in iter_flows(
@@ -421,10 +422,12 @@ def detect_file(
     incidents: str | Path | None = None,
     incident_config: IncidentConfig | None = None,
     layout: str = "nadkit",
+    severity: SeverityRules | None = None,
 ) -> DetectResult:
     """Score every flow of ``source`` and write alerts (or every scored flow) to ``out``
     (``.jsonl``, ``.parquet`` or ``.csv``), atomically. ``progress(flows_scored, alerts)`` is called
-    after each chunk. The alerts are grouped into incidents (``incident_config``), returned in the
+    after each chunk; ``severity``: the alerts' severity cut points. The alerts are grouped into
+    incidents (``incident_config``), returned in the
     result and written to ``incidents`` when given (JSON lines, Parquet or CSV by its suffix; an
     incident's ``refs`` are the rows of its alerts). ``layout="ecs"`` writes both as Elastic Common
     Schema documents in JSON lines (:mod:`nadkit.alerts.ecs`)."""
@@ -453,6 +456,7 @@ def detect_file(
                 threshold=threshold,
                 top=top,
                 on_bad_rows=on_bad_rows,
+                severity=severity,
             ):
                 value = scorer.threshold
                 held = max(held, scorer.held_rows)

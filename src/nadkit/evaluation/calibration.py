@@ -141,6 +141,28 @@ class SeverityRules:
         except (TypeError, ValueError) as error:
             raise ConfigError(f"invalid severity settings: {error}") from None
 
+    @classmethod
+    def parse(cls, text: str) -> SeverityRules:
+        """Rules from ``critical=99.99:10,high=99.9:3,medium=99.5:1.5`` (a level's percentile and
+        threshold multiple; levels left out keep their defaults)."""
+        values: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            level, _, cuts = part.partition("=")
+            percentile, _, multiple = cuts.partition(":")
+            if level.strip() not in ("critical", "high", "medium") or not percentile or not multiple:
+                raise ConfigError(
+                    f"severity cut {part!r}: write LEVEL=PERCENTILE:MULTIPLE "
+                    "(LEVEL: critical, high or medium)"
+                )
+            try:
+                values[f"{level.strip()}_percentile"] = float(percentile)
+                values[f"{level.strip()}_multiple"] = float(multiple)
+            except ValueError:
+                raise ConfigError(
+                    f"severity cut {part!r}: the percentile and the multiple are numbers"
+                ) from None
+        return cls.from_dict(values)
+
     def grade(
         self, alerts: np.ndarray, percentile: np.ndarray | None, multiple: np.ndarray, normal_rows: int = 0
     ) -> pl.Series:
