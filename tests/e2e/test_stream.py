@@ -131,9 +131,10 @@ class Stream:
         return code
 
 
-def final_counters(text: str) -> dict[str, object]:
-    start = text.index("\n{") + 1
-    return json.loads(text[start : text.rindex("}") + 1])
+def final_counters(stream: Stream) -> dict[str, object]:
+    """The counters `--json` prints at the end: on stdout, since the records go to a file."""
+    assert stream.process.stdout is not None
+    return json.loads(stream.process.stdout.read())
 
 
 @needs_softflowd
@@ -155,7 +156,7 @@ def test_softflowd_export_becomes_alerts_matching_the_capture(
     stream.wait_for(lambda: stream.flows() >= exported)
     # everything is held (the lateness is huge): the signal makes the stream flush it
     assert stream.finish(signum) == 0, stream.text
-    counters = final_counters(stream.text)
+    counters = final_counters(stream)
     assert counters["flows_in"] == counters["flows_scored"] == counters["written"] == exported
     assert counters["queue_dropped"] == counters["late_dropped"] == 0
     alerts = [json.loads(line) for line in out.read_text().splitlines()]
@@ -208,7 +209,7 @@ def test_crafted_datagrams_do_not_stop_the_collector(netflow_bundle: Path, tmp_p
     exported = softflowd(shared_file(ATTACK), port, 9, tmp_path)
     stream.wait_for(lambda: stream.flows() >= exported)
     assert stream.finish(signal.SIGTERM) == 0, stream.text
-    counters = final_counters(stream.text)
+    counters = final_counters(stream)
     source = counters["source_stats"]
     assert isinstance(source, dict)
     assert source["packets_received"] == source["packets_decoded"] > 1 + len(garbage)
