@@ -578,3 +578,26 @@ def test_a_million_alerts_group_in_seconds() -> None:
     assert kinds == {"flood": 1, "scan": 200, "pair": 1000, "host": 200_000}
     assert found.summary["alerts"].sum() == 1_000_000
     assert took < 30, f"{took:.1f} s"
+
+
+def test_an_incident_is_as_severe_as_its_most_severe_alert() -> None:
+    """Where the scorer graded the alerts (percentile and multiple), the incident takes the highest
+    grade; without grades it follows its peak multiple of the threshold."""
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2021, 6, 1, tzinfo=UTC)
+    records = pl.DataFrame(
+        {
+            "row": [1, 2, 3],
+            "time": [start + timedelta(seconds=i) for i in range(3)],
+            "src": ["10.0.0.1"] * 3,
+            "dst": ["10.0.0.2"] * 3,
+            "dpt": [22] * 3,
+            "score": [1.1, 1.2, 1.3],
+            "threshold": [1.0] * 3,
+            "alert": [True] * 3,
+            "severity": ["low", "high", "medium"],
+        }
+    )
+    assert group_alerts(records).summary["severity"].to_list() == ["high"]
+    assert group_alerts(records.drop("severity")).summary["severity"].to_list() == ["low"]

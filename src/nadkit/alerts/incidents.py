@@ -20,8 +20,9 @@ Alerts without a time form one episode per key of their own.
 
 Grouping is vectorised: one sort and a few group-bys per shape, whatever the number of alerts.
 
-**Summary**, one row per incident: ``incident_id``, ``kind``, ``key``, ``severity`` (from the peak
-multiple of the threshold, :attr:`IncidentConfig.severity_cuts`), ``first_seen``, ``last_seen``,
+**Summary**, one row per incident: ``incident_id``, ``kind``, ``key``, ``severity`` (the highest
+severity of its alerts where the scorer graded them, else from the peak multiple of the threshold,
+:attr:`IncidentConfig.severity_cuts`), ``first_seen``, ``last_seen``,
 ``alerts``; ``sources``, ``destinations``, ``ports`` and ``protocols`` (distinct counts) each with
 ``top_...`` (the most frequent values with their counts); ``bytes`` (out and in bytes, where the
 records have them), ``peak_score``, ``mean_score``, ``peak_ratio``, ``classes`` (the distinct non-null
@@ -65,6 +66,9 @@ log = logging.getLogger(__name__)
 KINDS: Final = ("flood", "scan", "pair", "host")
 #: severity names, from below the first cut point to above the last
 SEVERITIES: Final = ("low", "medium", "high", "critical")
+#: severity name -> rank, and back
+RANKS: Final = {name: rank for rank, name in enumerate(SEVERITIES, start=1)}
+NAMES: Final = {rank: name for name, rank in RANKS.items()}
 #: the version of :meth:`IncidentTracker.state`
 STATE_VERSION: Final = 1
 
@@ -80,6 +84,7 @@ FACTS_SCHEMA: Final = {
     "class": pl.String,
     "feature": pl.String,
     "bytes": pl.Int64,
+    "level": pl.Int64,
 }
 #: the counted dimensions of an incident: (name in the summary, fact column, value type)
 COUNTED: Final = (
@@ -251,6 +256,12 @@ def _prepare(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         inner = records.schema["top_features"].inner
         if isinstance(inner, pl.Struct) and "feature" in {f.name for f in inner.fields}:
             feature = pl.col("top_features").list.first().struct.field("feature")
+    # the alert's own severity (from its score percentile and threshold multiple), where the scorer set it
+    level = (
+        pl.col("severity").cast(pl.String).replace_strict(RANKS, default=None, return_dtype=pl.Int64)
+        if "severity" in columns
+        else pl.lit(None, dtype=pl.Int64)
+    )
     sizes = [pl.col(c).cast(pl.Int64, strict=False) for c in ("out_bytes", "in_bytes") if c in columns]
     size = pl.sum_horizontal(sizes) if sizes else pl.lit(None, dtype=pl.Int64)
     if "alert_id" in columns:
@@ -270,6 +281,7 @@ def _prepare(records: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         present("class", pl.String).alias("class"),
         feature.cast(pl.String).alias("feature"),
         size.cast(pl.Int64).alias("bytes"),
+        level.alias("level"),
         ref.alias("ref"),
     )
     return alerts, facts
@@ -394,6 +406,7 @@ def _partial_schema(ref: pl.DataType) -> dict[str, pl.DataType]:
         "score_sum": pl.Float64,
         "peak_score": pl.Float64,
         "peak_ratio": pl.Float64,
+        "peak_level": pl.Int64,
         "classes": pl.List(pl.String),
         "refs": pl.List(ref),
     }
@@ -416,6 +429,7 @@ def _partials(assigned: pl.DataFrame) -> pl.DataFrame:
         pl.col("score").sum().alias("score_sum"),
         pl.col("score").max().alias("peak_score"),
         pl.col("ratio").max().alias("peak_ratio"),
+        pl.col("level").max().alias("peak_level"),
         pl.col("class").drop_nulls().unique().sort().alias("classes"),
         pl.col("ref").filter(pl.col("_new")).alias("refs"),
     )
@@ -455,7 +469,9 @@ def _render(partials: pl.DataFrame, config: IncidentConfig) -> pl.DataFrame:
         pl.col("incident_id"),
         pl.col("kind"),
         pl.col("key"),
-        pl.when(ratio >= critical)
+        pl.when(pl.col("peak_level").is_not_null())
+        .then(pl.col("peak_level").replace_strict(NAMES, default=SEVERITIES[0], return_dtype=pl.String))
+        .when(ratio >= critical)
         .then(pl.lit(SEVERITIES[3]))
         .when(ratio >= high)
         .then(pl.lit(SEVERITIES[2]))
@@ -524,6 +540,7 @@ def _merge(old: pl.DataFrame, new: pl.DataFrame, max_values: int) -> pl.DataFram
         pl.col("score_sum").sum(),
         pl.col("peak_score").max(),
         pl.col("peak_ratio").max(),
+        pl.col("peak_level").max(),
         pl.col("classes").list.explode(keep_nulls=False, empty_as_null=False).unique().sort(),
         pl.col("refs").filter(~pl.col("_old")).first(),
     )
