@@ -156,3 +156,27 @@ def test_invalid_rows_stop_or_are_skipped(tmp_path: Path) -> None:
     assert "30 row(s) skipped" in " ".join(skipped.stderr.split())
     wrong = nadkit("train", source, tmp_path / "n", "--model", "iforest", "--on-bad-rows", "ignore")
     assert_one_line_error(wrong, "--on-bad-rows must be error or skip")
+
+
+def test_long_reads_report_progress_unless_quiet(tmp_path: Path) -> None:
+    """Reading several files prints progress lines on stderr (no terminal here: lines, not a bar);
+    --quiet prints none; training says when it is reading and which epoch it is at."""
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    for index in range(3):
+        (folder / f"day{index}.csv").write_text("\n".join([HEADER, *ROWS]) + "\n")
+    shown = nadkit("inspect", folder)
+    assert shown.returncode == 0, shown.stderr
+    assert "reading: 3/3 files (day2.csv)" in shown.stderr
+    quiet = nadkit("--quiet", "inspect", folder)
+    assert quiet.returncode == 0 and "files (" not in quiet.stderr
+    trained = nadkit("train", folder, tmp_path / "m", "--model", "ae", "--config", _epochs(tmp_path, 2))
+    assert trained.returncode == 0, trained.stderr
+    assert "training ae: reading flows: 3/3 files" in trained.stderr
+    assert "training ae: epoch 2/2" in trained.stderr
+
+
+def _epochs(folder: Path, epochs: int) -> str:
+    settings = folder / "model.json"
+    settings.write_text(json.dumps({"epochs": epochs}))
+    return str(settings)

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from nadkit.errors import NadkitError
 from nadkit.version import __version__
@@ -27,7 +30,7 @@ console = Console()
 errors = Console(stderr=True)
 log = logging.getLogger("nadkit")
 
-_STATE = {"debug": False}
+_STATE = {"debug": False, "quiet": False}
 
 FormatOption = Annotated[
     str | None,
@@ -66,12 +69,14 @@ def _version(value: bool) -> None:
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logging.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Informational logging.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or progress lines.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """nadkit: network anomaly detection with deep learning."""
     _STATE["debug"] = debug
+    _STATE["quiet"] = quiet
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(
         level=level,
@@ -83,6 +88,65 @@ def _main(
         ],
         force=True,
     )
+
+
+class ThrottledLines:
+    """Progress as lines on stderr at most every :attr:`EVERY_S` seconds (for a log or a pipe, where a
+    bar does not render); silent when ``quiet``."""
+
+    EVERY_S = 5.0
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self._last = 0.0
+        self._started = time.monotonic()
+
+    def say(self, text: str, *, last: bool = False) -> None:
+        now = time.monotonic()
+        if self.quiet or (now - self._last < self.EVERY_S and not last):
+            return
+        self._last = now
+        errors.print(f"{text} ({now - self._started:.0f} s)", highlight=False, soft_wrap=True)
+
+
+class FileSteps:
+    """Progress over the files of an input (captures are metered one by one): a bar on a terminal,
+    a line on stderr at most every few seconds otherwise (a log, a pipe), nothing with --quiet. Use as
+    a context manager; :meth:`__call__` is the ``on_file`` callback of the readers."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.quiet = bool(_STATE["quiet"])
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
+        self.lines = ThrottledLines(quiet=self.quiet)
+
+    def __enter__(self) -> FileSteps:
+        if not self.quiet and errors.is_terminal:
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[file]}"),
+                TimeElapsedColumn(),
+                console=errors,
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(self.description, total=None, file="")
+        return self
+
+    def __call__(self, done: int, total: int, file: Path) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, completed=done, total=total, file=file.name)
+            return
+        self.lines.say(f"{self.description}: {done}/{total} files ({file.name})", last=done == total)
+
+    def __exit__(self, *_: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nadkit.cli.application import FormatOption, MapOption, app, console
+from nadkit.cli.application import FileSteps, FormatOption, MapOption, app, console
 from nadkit.errors import NadkitError
 
 
@@ -38,7 +38,8 @@ def inspect(
     """Show a flow file's format, size, columns, time span and label mix."""
     from nadkit.sources.inspection import inspect_path
 
-    summary = inspect_path(path, format=format, mapping=mapping)
+    with FileSteps("reading") as steps:
+        summary = inspect_path(path, format=format, mapping=mapping, on_file=steps)
     if as_json:
         sys.stdout.write(json.dumps(summary.to_dict(), indent=2) + "\n")
         return

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nadkit.cli.application import app, console
+from nadkit.cli.application import FileSteps, app, console
 from nadkit.errors import NadkitError
 
 
@@ -87,7 +87,7 @@ def mix_captures_command(
             begin = dt.datetime.fromisoformat(start)
         except ValueError:
             raise NadkitError(f"--start {start!r}: not an ISO time such as 2021-01-04T09:00") from None
-    with console.status("metering captures into flows"):
+    with FileSteps("metering captures into flows") as steps:
         mixed = mix_captures(
             benign or [],
             attack or [],
@@ -96,6 +96,7 @@ def mix_captures_command(
             span_s=span,
             max_gap_s=max_gap,
             seed=seed,
+            on_file=steps,
         )
     frame = mixed.frame
     with atomic_path(out, overwrite=force) as temporary:

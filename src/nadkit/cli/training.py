@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from nadkit.cli.application import BadRowsOption, FormatOption, MapOption, app, bad_rows, console
+from nadkit.cli.application import (
+    _STATE,
+    BadRowsOption,
+    FormatOption,
+    MapOption,
+    ThrottledLines,
+    app,
+    bad_rows,
+    console,
+    errors,
+)
 from nadkit.errors import NadkitError
 
 if TYPE_CHECKING:
@@ -137,26 +147,35 @@ def train(
             raise NadkitError(f"{option} applies to --threshold-method {' or '.join(methods)}")
         threshold_params[name] = value
     options = read_settings(config, "model settings") if config else {}
+    quiet = bool(_STATE["quiet"])
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        TextColumn("epoch {task.completed}/{task.total}"),
-        TextColumn("{task.fields[losses]}"),
+        TextColumn("{task.fields[step]}"),
         TimeElapsedColumn(),
-        console=console,
+        console=errors,
         transient=True,
+        disable=quiet or not errors.is_terminal,
     ) as bar:
-        task = bar.add_task(f"training {model}", total=None, losses="")
+        task = bar.add_task(f"training {model}", total=None, step="reading flows")
+        lines = ThrottledLines(quiet=quiet or errors.is_terminal)
+
+        def on_file(done: int, total: int, file: Path) -> None:
+            step = f"reading flows: {done}/{total} files ({file.name})"
+            bar.update(task, step=step)
+            lines.say(f"training {model}: {step}", last=done == total)
 
         def on_epoch(report) -> None:  # type: ignore[no-untyped-def]
             losses = f"train {report.train_loss:.4g}"
             if report.validation_loss is not None:
-                losses += f"  validation {report.validation_loss:.4g}"
+                losses += f", validation {report.validation_loss:.4g}"
             description = f"training {model}"
             if isinstance(report, SeedEpochReport) and report.seeds > 1:
                 description += f" seed {report.seed_index}/{report.seeds}"
-            bar.update(
-                task, description=description, completed=report.epoch, total=report.epochs, losses=losses
+            step = f"epoch {report.epoch}/{report.epochs or '?'}: {losses}"
+            bar.update(task, description=description, completed=report.epoch, total=report.epochs, step=step)
+            lines.say(
+                f"{description}: {step}", last=report.epochs is not None and report.epoch == report.epochs
             )
 
         result = train_model(
@@ -176,6 +195,7 @@ def train(
             threshold_params=threshold_params,
             buckets=buckets,
             on_bad_rows=bad_rows(on_bad_rows),
+            on_file=on_file,
         )
     console.print(_training_summary(model, result, target))
     if result.supervised:
@@ -225,9 +245,12 @@ def _training_summary(model: str, result: TrainingResult, target: Path | None) -
     histories = metrics.get("histories") or ([metrics["history"]] if metrics.get("history") else [])
     for index, history in enumerate(histories, start=1):
         label = "epochs" if len(histories) == 1 else f"epochs, seed {index}/{len(histories)}"
-        summary.add_row(
-            label, f"{history['epochs_run']} (best {history['best_epoch']}, stopped by {history['stopped']})"
-        )
+        text = f"{history['epochs_run']} (best {history['best_epoch']}, stopped by {history['stopped']})"
+        runs = int(history["epochs_run"])
+        if history["stopped"] == "epochs" and history["best_epoch"] >= runs - max(1, runs // 20):
+            # the validation loss still fell in the last epochs: the model may not have converged
+            text += "; still improving at the end: more epochs (--config with epochs) may help"
+        summary.add_row(label, text)
     threshold = result.bundle.threshold
     if threshold is not None:
         summary.add_row("threshold", f"{threshold.value:.6g} ({threshold.describe()})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob as globbing
 import logging
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
@@ -107,9 +107,11 @@ def read_flows(
     *,
     format: str | None = None,
     mapping: Mapping[str, str] | str | None = None,
+    on_file: FileProgress | None = None,
     **options: object,
 ) -> tuple[pl.LazyFrame, str]:
-    """A lazy canonical flow table for ``path`` and the format name it was read as.
+    """A lazy canonical flow table for ``path`` and the format name it was read as; ``on_file(done,
+    total, file)`` is called after each file is opened (captures are metered then).
 
     With ``mapping`` (``{"time": "StartTime", ...}`` or ``"time=StartTime,..."``) the generic reader
     is used unless ``format`` says otherwise. Files of a directory or glob must share one format.
@@ -131,6 +133,8 @@ def read_flows(
             if other != fmt:
                 raise FormatError(f"{file}: format {other} differs from {files[0]} ({fmt})")
         frames.append(module.read(file, **options))
+        if on_file is not None:
+            on_file(len(frames), len(files), file)
     frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     return frame, fmt
 
@@ -142,13 +146,14 @@ def load_flows(
     mapping: Mapping[str, str] | str | None = None,
     columns: Collection[str] | None = None,
     on_bad_rows: BadRows = "error",
+    on_file: FileProgress | None = None,
     **options: object,
 ) -> tuple[pl.DataFrame, str]:
     """Read, collect and validate: a canonical :class:`polars.DataFrame` and its format name.
 
     With ``columns`` only those of them the input has are read (all columns when it has none of
     them); the rest are neither read nor checked."""
-    frame, fmt = read_flows(path, format=format, mapping=mapping, **options)
+    frame, fmt = read_flows(path, format=format, mapping=mapping, on_file=on_file, **options)
     if columns is not None:
         names = frame.collect_schema().names()
         wanted = [c for c in names if c in columns]
@@ -171,6 +176,9 @@ def load_flows(
     validate(collected, path=path)
     return collected, fmt
 
+
+#: called after each file of an input is opened: (files done, files in all, the file)
+FileProgress = Callable[[int, int, Path], None]
 
 #: what a reader does with a row whose value cannot be parsed or is not valid (an address that is no
 #: address, a port beyond 65535...): ``error`` names it and stops, ``skip`` drops it and counts it

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +114,7 @@ def mix_captures(
     span_s: float | None = None,
     max_gap_s: float = 60.0,
     seed: int = 0,
+    on_file: Callable[[int, int, Path], None] | None = None,
 ) -> MixedCaptures:
     """Mix benign and attack captures into one labelled, time-ordered flow table (see the module
     notes). ``attack_labels`` maps a capture's file name (or stem) to its label; other attack captures
@@ -132,13 +133,18 @@ def mix_captures(
     if not benign_files and not attack_files:
         raise ConfigError("no captures to mix")
     parts: list[tuple[Path, str, pl.DataFrame]] = []
+    total = len(benign_files) + len(attack_files)
     for path in benign_files:
         parts.append((path, NORMAL, _read_capture(path, NORMAL, max_gap_s)))
+        if on_file is not None:
+            on_file(len(parts), total, path)
     for path in attack_files:
         label = names.get(path.name, names.get(path.stem, path.stem))
         if not label.strip() or label.strip().lower() in NORMAL_LABELS:
             raise ConfigError(f"{path}: an attack capture needs an attack label, not {label!r}")
         parts.append((path, label, _read_capture(path, label, max_gap_s)))
+        if on_file is not None:
+            on_file(len(parts), total, path)
     lengths = [float(frame["__offset"].max() or 0.0) if frame.height else 0.0 for _, _, frame in parts]
     window = max(lengths) if span_s is None else float(span_s)
     if window < max(lengths):

@@ -72,6 +72,7 @@ def summarize(frame: pl.DataFrame, *, path: str | Path, fmt: str, files: int = 1
 def inspect_path(
     path: str | Path, *, format: str | None = None, mapping: str | None = None, **options: object
 ) -> FlowSummary:
-    """Read ``path`` (file, directory or glob) and summarise it."""
+    """Read ``path`` (file, directory or glob) and summarise it (``options``: those of
+    :func:`nadkit.sources.load_flows`, e.g. ``on_file``)."""
     frame, fmt = load_flows(path, format=format, mapping=mapping, **options)
     return summarize(frame, path=path, fmt=fmt, files=len(expand(path)))

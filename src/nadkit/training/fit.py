@@ -35,7 +35,7 @@ from nadkit.models.base import Detector, DetectorData
 from nadkit.models.registry import create
 from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL, label_expr
-from nadkit.sources import BadRows, load_flows
+from nadkit.sources import BadRows, FileProgress, load_flows
 from nadkit.training.bundle import ModelBundle, fingerprint
 
 log = logging.getLogger(__name__)
@@ -338,6 +338,7 @@ def train_model(
     threshold_method: str = "auto",
     threshold_params: Mapping[str, Any] | None = None,
     on_bad_rows: BadRows = "error",
+    on_file: FileProgress | None = None,
     **settings: Any,
 ) -> TrainingResult:
     """`nadkit train`: read the flows of ``source`` (and of ``target``, read the same way), :func:`fit`
@@ -349,7 +350,7 @@ def train_model(
         raise ConfigError(f"{out}: already exists (use --force to replace it)")
     check_threshold_choice(threshold_method, threshold_params)
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
-    frame, _ = load_flows(source, format=format, mapping=mapping, on_bad_rows=on_bad_rows)
+    frame, _ = load_flows(source, format=format, mapping=mapping, on_bad_rows=on_bad_rows, on_file=on_file)
     target_frame = None
     if target is not None:
         target_frame, _ = load_flows(target, format=format, mapping=mapping, on_bad_rows=on_bad_rows)
