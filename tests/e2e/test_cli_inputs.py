@@ -158,9 +158,11 @@ def test_invalid_rows_stop_or_are_skipped(tmp_path: Path) -> None:
     assert_one_line_error(wrong, "--on-bad-rows must be error or skip")
 
 
-def test_long_reads_report_progress_unless_quiet(tmp_path: Path) -> None:
+def test_long_reads_report_progress_unless_quiet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Reading several files prints progress lines on stderr (no terminal here: lines, not a bar);
-    --quiet prints none; training says when it is reading and which epoch it is at."""
+    --quiet prints none; training says when it is reading and which epoch it is at. (Lines start
+    after 2 s of work; NADKIT_PROGRESS_AFTER_S=0 shows them for these small files.)"""
+    monkeypatch.setenv("NADKIT_PROGRESS_AFTER_S", "0")
     folder = tmp_path / "flows"
     folder.mkdir()
     for index in range(3):

@@ -5,6 +5,7 @@ and `main()`, the entry point that turns bad input into one line on stderr."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -91,22 +92,33 @@ def _main(
 
 
 class ThrottledLines:
-    """Progress as lines on stderr at most every :attr:`EVERY_S` seconds (for a log or a pipe, where a
-    bar does not render); silent when ``quiet``."""
+    """Progress as lines on stderr (for a log or a pipe, where a bar does not render): none for work
+    done within :attr:`AFTER_S` seconds (so a quick command, or one that fails at once, prints only
+    its result), then at most one every :attr:`EVERY_S` seconds and the last one; silent when
+    ``quiet``. ``NADKIT_PROGRESS_AFTER_S`` sets the first delay."""
 
     EVERY_S = 5.0
+    AFTER_S = 2.0
 
     def __init__(self, *, quiet: bool) -> None:
         self.quiet = quiet
-        self._last = 0.0
         self._started = time.monotonic()
+        self._last = self._started
+        try:
+            self._after = float(os.environ.get("NADKIT_PROGRESS_AFTER_S", self.AFTER_S))
+        except ValueError:
+            self._after = self.AFTER_S
+        self._shown = False
 
     def say(self, text: str, *, last: bool = False) -> None:
         now = time.monotonic()
-        if self.quiet or (now - self._last < self.EVERY_S and not last):
+        elapsed = now - self._started
+        if self.quiet or elapsed < self._after:
             return
-        self._last = now
-        errors.print(f"{text} ({now - self._started:.0f} s)", highlight=False, soft_wrap=True)
+        if self._shown and now - self._last < self.EVERY_S and not last:
+            return
+        self._last, self._shown = now, True
+        errors.print(f"{text} ({elapsed:.0f} s)", highlight=False, soft_wrap=True)
 
 
 class FileSteps:
