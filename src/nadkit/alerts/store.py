@@ -291,7 +291,7 @@ class AlertStore:
                     float(score),
                     float(threshold),
                     row.get("class"),
-                    json.dumps(_top(row.get("top_features")), allow_nan=False),
+                    json.dumps(top_features_json(row.get("top_features")), allow_nan=False),
                     json.dumps(flow, allow_nan=False, default=str),
                     row.get("severity"),
                     _finite(row.get("score_percentile")),
@@ -508,7 +508,7 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
-def _top(value: Any) -> list[dict[str, Any]]:
+def top_features_json(value: Any) -> list[dict[str, Any]]:
     """Top features as JSON-ready dicts (a Polars list of structs arrives as a list of dicts)."""
     if value is None:
         return []

@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from nadkit.alerts.incidents import IncidentTracker
-from nadkit.alerts.store import AlertStore
+from nadkit.alerts.store import AlertStore, top_features_json
 from nadkit.errors import ConfigError
 from nadkit.lifecycle.registry import ModelRegistry
 from nadkit.service.metrics import Metrics
@@ -132,7 +132,7 @@ class Service:
                     "alert": bool(row["alert"]),
                     "class": row["class"],
                     "alert_id": ids.get(row["row"]),
-                    "top_features": _finite_top(row["top_features"]) if row["alert"] else None,
+                    "top_features": top_features_json(row["top_features"]) if row["alert"] else None,
                     **({"explanation": row["explanation"]} if described else {}),
                 }
             )
@@ -157,15 +157,3 @@ class Service:
 def _finite(value: Any) -> Any:
     """``value``, or None where it is a float that JSON cannot hold (NaN, infinity)."""
     return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _finite_top(items: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    out = []
-    for item in items or []:
-        entry = {"feature": item.get("feature"), "contribution": _finite(item.get("contribution"))}
-        entry["value"] = item.get("value")
-        for key in ("label", "share", "normal"):
-            if key in item:
-                entry[key] = _finite(item[key])
-        out.append(entry)
-    return out
