@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nadkit.detection.detect import BucketScorer, detect_file, score_flows, score_table
+from nadkit.detection.detect import Scorer, detect_file, score_flows, score_table
 from nadkit.errors import ConfigError, NadkitError, SchemaError
 from nadkit.evaluation.split import bucket_split
 from nadkit.features.buckets import CALENDAR, BucketView, calendar_features, calendar_text
@@ -170,7 +170,7 @@ def test_a_row_model_reads_one_network_wide_bucket(
 
 
 def test_flows_without_a_time_are_named(per_host: ModelBundle) -> None:
-    scorer = BucketScorer(per_host, threshold=1.0)
+    scorer = Scorer(per_host, threshold=1.0)
     flows = pl.DataFrame(
         {
             "time": [datetime(2021, 1, 1, tzinfo=UTC), None],
@@ -187,8 +187,7 @@ def test_flows_without_a_time_are_named(per_host: ModelBundle) -> None:
 def test_the_service_scores_a_model_of_buckets(
     per_host: ModelBundle, days_file: Path, tmp_path: Path
 ) -> None:
-    """A request's flows are scored as the buckets they fill, as `nadkit detect` scores a file; the
-    flow-by-flow scorer still says it reads single flows."""
+    """A request's flows are scored as the buckets they fill, as `nadkit detect` scores a file."""
     assert per_host.path is not None
     version = ModelRegistry(tmp_path / "models").register(per_host.path)
     assert version.version == "v1"
@@ -198,10 +197,6 @@ def test_the_service_scores_a_model_of_buckets(
     assert records["row"].to_list() == table.frame["row"].to_list()
     np.testing.assert_allclose(records["score"].to_numpy(), table.scores, rtol=1e-5, atol=1e-6)
     assert records.filter(pl.col("alert"))["top_features"].null_count() == 0
-    from nadkit.detection.detect import Scorer
-
-    with pytest.raises(ConfigError, match="flow-by-flow scoring does not support"):
-        Scorer(per_host)
 
 
 def test_supervised_models_do_not_read_buckets(days_file: Path, tmp_path: Path) -> None:
@@ -210,18 +205,110 @@ def test_supervised_models_do_not_read_buckets(days_file: Path, tmp_path: Path) 
     assert not (tmp_path / "m").exists()
 
 
-def test_the_feedback_loop_refuses_a_model_of_buckets(
+def test_the_feedback_loop_retrains_a_model_of_buckets(
     per_host: ModelBundle, days_file: Path, tmp_path: Path
 ) -> None:
+    """Reviewed alerts of a bucket model feed a challenger of the same view: the same bucket
+    settings, the flows analysts cleared taken once, confirmed ones only in the hold-out."""
     from nadkit.alerts.store import AlertStore
     from nadkit.lifecycle.feedback import retrain
 
-    with (
-        AlertStore(tmp_path / "alerts.db") as store,
-        pytest.raises(ConfigError, match="the feedback loop does not"),
-    ):
-        retrain(per_host, store, days_file, tmp_path / "challenger")
-    assert not (tmp_path / "challenger").exists()
+    flows, _ = load_flows(days_file)
+    alerts = score_flows(per_host, flows).filter(pl.col("alert"))
+    assert alerts.height > 0
+    with AlertStore(tmp_path / "alerts.db") as store:
+        ids = store.add_alerts(alerts, model_version="v1")
+        for identifier, label in zip(ids, alerts["label"].to_list(), strict=True):
+            if label == NORMAL:
+                store.add_feedback(identifier, "false_positive", analyst="ana")
+            else:
+                store.add_feedback(identifier, "confirmed", attack_class=label, analyst="ana")
+        outcome = retrain(per_host, store, days_file, tmp_path / "challenger", champion_name="v1")
+    challenger = ModelBundle.load(tmp_path / "challenger")
+    assert challenger.view is not None and challenger.pipeline is None
+    assert challenger.view.config.bucket_s == 60 and challenger.view.config.by == "src"
+    assert challenger.detector.name == "lstm"
+    recorded = json.loads((tmp_path / "challenger" / "metrics.json").read_text())["retrain"]
+    assert recorded["benign_weight"] == 1, "a bucket model takes each reviewed flow once"
+    assert outcome.comparison.verdict is not None
+    # the challenger scores through the same one scorer
+    assert score_flows(challenger, flows.head(500))["bucket"].null_count() == 0
+
+
+def test_the_stream_scores_a_model_of_buckets_as_detect_does(per_host: ModelBundle, days_file: Path) -> None:
+    """Micro-batches cut anywhere, flows arriving out of order within the lateness: every flow gets
+    the score of its whole bucket, as one pass over the time-sorted input gives it."""
+    from nadkit.stream import FrameSource, StreamConfig, StreamRunner
+    from tests.stream.conftest import MemorySink
+
+    flows, _ = load_flows(days_file)
+    flows = flows.drop("__row__", strict=False)
+    # each block of 25 flows arrives reversed: at most a few minutes late
+    order = np.concatenate(
+        [np.arange(a, min(a + 25, flows.height))[::-1] for a in range(0, flows.height, 25)]
+    )
+    arriving = flows[order]
+    expected = score_flows(per_host, arriving)
+    sink = MemorySink()
+    config = StreamConfig(all_flows=True, lateness_s=3600.0, batch_rows=300, status_seconds=60)
+    frames = [arriving.slice(a, 700) for a in range(0, arriving.height, 700)]
+    stats = StreamRunner(per_host, FrameSource(frames), [sink], config).run()
+    out = sink.frame().sort("row")
+    assert out["row"].to_list() == expected["row"].to_list()
+    np.testing.assert_allclose(out["score"].to_numpy(), expected["score"].to_numpy(), rtol=1e-5, atol=1e-6)
+    assert out["bucket"].to_list() == expected["bucket"].to_list()
+    assert stats.flows_scored == flows.height and stats.late_dropped == 0 and stats.held_rows == 0
+    assert stats.alerts == int(expected["alert"].sum()) > 0
+
+
+def test_a_flow_older_than_scored_buckets_is_refused_or_dropped(
+    per_host: ModelBundle, days: pl.DataFrame
+) -> None:
+    from nadkit.features.incremental import OutOfOrderError
+
+    early = days.sort("time").head(200)
+    late = early.head(1)
+    strict = Scorer(per_host, threshold=1.0)
+    strict.push(early)
+    with pytest.raises(OutOfOrderError, match="not in time order"):
+        strict.push(late)
+    lenient = Scorer(per_host, threshold=1.0, late="drop")
+    scored = lenient.push(early).frame.height
+    assert 0 < scored < early.height, "the newest bucket stays open"
+    assert lenient.push(late).frame.height == 0 and lenient.late_dropped == 1
+    scored += lenient.flush().frame.height
+    assert scored == early.height, "the flows of the open bucket come out at the end"
+
+
+def test_the_service_serves_a_model_of_buckets(
+    per_host: ModelBundle, days_file: Path, tmp_path: Path
+) -> None:
+    """The real app with a bucket model active: a request's flows get their buckets' scores, and the
+    alerts it stores carry their explanations."""
+    from fastapi.testclient import TestClient
+
+    from nadkit.service import create_app
+    from nadkit.service.settings import Settings
+    from tests.service.helpers import AUTH, TOKEN
+
+    assert per_host.path is not None
+    registry = ModelRegistry(tmp_path / "models")
+    registry.activate(registry.register(per_host.path).version)
+    everything = load_flows(days_file)[0]
+    first = int(score_flows(per_host, everything)["alert"].arg_true()[0])
+    flows = everything.slice(max(0, first - 750), 1500)  # around the first alert of the whole input
+    flows = flows.select([c for c in flows.columns if not c.startswith("_")])
+    body = flows.write_csv().encode()
+    expected = score_flows(per_host, flows)
+    settings = Settings(db=tmp_path / "alerts.db", registry=tmp_path / "models", token=TOKEN)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        response = client.post("/v1/score", content=body, headers={**AUTH, "Content-Type": "text/csv"})
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        stored = client.get("/v1/alerts", headers=AUTH, params={"limit": 500}).json()
+    assert answer["alerts"] == int(expected["alert"].sum()) > 0, answer
+    assert stored["total"] == answer["alerts"]
+    assert all(a["top_features"] for a in stored["items"]), "every stored alert is explained"
 
 
 def test_calendar_features_place_each_bucket_on_the_day_and_the_week(days: pl.DataFrame) -> None:

@@ -276,3 +276,26 @@ def test_command_line_spark_engine(dataset: dict[str, Any], tmp_path: Path) -> N
     # Spark's own start-up chatter stays off standard error (the JVM may still note a module it loads)
     noise = [line for line in result.stderr.splitlines() if line.strip() and "incubator" not in line]
     assert noise == [], result.stderr
+
+
+def test_a_model_of_time_buckets_on_spark_equals_local(
+    dataset: dict[str, Any], spark: Any, tmp_path: Path
+) -> None:
+    """A per-host bucket model: each host's flows share a partition, and every flow carries its
+    bucket's score and start, as local detection gives them."""
+    from nadkit.features.series import BucketConfig
+    from nadkit.training.fit import fit
+
+    config = {"window": 4, "epochs": 2, "batch_size": 256, "hidden": 8, "latent": 4, "device": "cpu"}
+    result = fit(simulated_day(0, counters=True), model="lstm", config=config, buckets=BucketConfig(by="src"))
+    bundle = result.save(tmp_path / "buckets").bundle
+    data = dataset["counters"]
+    local = detect_file(bundle, data, tmp_path / "local.parquet", alerts_only=False)
+    distributed = detect_spark(
+        bundle, data, tmp_path / "spark.parquet", spark=spark, partitions=3, alerts_only=False
+    )
+    assert distributed.plan == "by src; time order"
+    assert distributed.alerts == local.alerts > 0
+    ours = pl.read_parquet(tmp_path / "local.parquet")
+    assert "bucket" in ours.columns
+    _compare(ours, pl.read_parquet(tmp_path / "spark.parquet" / "*.parquet"))

@@ -60,7 +60,7 @@ def test_streamed_scores_equal_whole_table_scores(
     assert out["src"].to_list() == frame["src"].to_list()
     assert stats.flows_in == stats.flows_scored == frame.height
     assert stats.written == frame.height and stats.late_dropped == 0
-    assert stats.held_rows == 0 and runner.scorer.features.stats.late_dropped == 0
+    assert stats.held_rows == 0 and runner.scorer.late_dropped == 0
     assert stats.alerts == int(whole.frame["alert"].sum())
     assert 0 < stats.max_held_rows < frame.height
 
@@ -101,7 +101,7 @@ def test_late_flows_are_dropped_and_every_flow_is_accounted_for(
     assert stats.flows_in == stats.flows_scored + stats.late_dropped == frame.height
     assert out.height == stats.flows_scored
     # the loop drops exactly what the scorer would: it never drops a flow behind the loop's back
-    assert runner.scorer.features.stats.late_dropped == 0
+    assert runner.scorer.late_dropped == 0
     assert runner.complete_until() is not None
 
 

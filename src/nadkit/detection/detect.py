@@ -1,20 +1,18 @@
 """A model bundle applied to flows: scores, alerts and their explanations, in bounded memory.
 
-The input is read in chunks (:func:`nadkit.sources.iter_flows`); features that look across flows keep
-their state from chunk to chunk (:class:`~nadkit.features.incremental.IncrementalFeatures`), and windowed
-detectors keep the last rows of each entity, so detection in chunks gives the same scores as detection
-of the whole input at once. Memory holds one chunk plus that carried-over state.
+The input is read in chunks (:func:`nadkit.sources.iter_flows`) and pushed to one :class:`Scorer`,
+which reads them through the view the model was trained on (:mod:`nadkit.detection.views`): one row
+per flow, with features that look across flows carrying their state from chunk to chunk, or one row
+per entity and time bucket, a bucket scored once the time-ordered input has moved past it and every
+flow taking its bucket's score (records then carry the bucket's start as ``bucket``). Windowed
+detectors keep the last rows (or buckets) of each entity, so detection in chunks gives the same
+scores as detection of the whole input at once. Memory holds one chunk plus that carried-over state.
 
 Each scored flow carries its identifying fields, the score, the threshold, the score's percentile
 among normal scores and its multiple of the threshold, whether it is an alert, the predicted class
-(models that have classes) and, for alerts, a severity, the top contributing features with the flow's
-raw values behind them, their labels, shares of the score and normal ranges, and an explanation in
-words (:mod:`nadkit.detection.explain`).
-
-A model of time buckets (:class:`~nadkit.detection.buckets.BucketScorer`) scores whole buckets: a
-bucket is scored once the time-ordered input has moved past it, every flow takes its bucket's score,
-and an alert's top features are its bucket's metrics with the bucket's values; records carry the
-bucket's start as ``bucket``.
+(models that have classes) and, for alerts, a severity, the top contributing features of its unit
+with the values behind them (the flow's raw values, or the bucket's metrics), their labels, shares of
+the score and normal ranges, and an explanation in words (:mod:`nadkit.detection.explain`).
 """
 
 from __future__ import annotations
@@ -39,15 +37,14 @@ from nadkit.alerts.records import (
     output_kind,
     times_as_text,
 )
-from nadkit.detection.buckets import BucketScorer
 from nadkit.detection.chunks import ScoredChunk, bundle_threshold, identity, over_alerts
 from nadkit.detection.explain import Explainer, no_explanations, severity_counts, top_alerts
+from nadkit.detection.views import ScoringView, ViewBatch, scoring_view
 from nadkit.errors import ConfigError, SchemaError
 from nadkit.evaluation.calibration import SeverityRules
-from nadkit.features.data import DEFAULT_ENTITY, entity_codes
-from nadkit.features.incremental import IncrementalFeatures
+from nadkit.features.data import DEFAULT_ENTITY
 from nadkit.fileio import atomic_path
-from nadkit.models.base import DetectorData, top_contributions
+from nadkit.models.base import top_contributions
 from nadkit.schema import NORMAL
 from nadkit.sources import BadRows, iter_flows
 from nadkit.training.bundle import ModelBundle
@@ -62,46 +59,15 @@ DEFAULT_CHUNK_ROWS = 200_000
 # ---------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _WindowTail:
-    """The last ``window - 1`` rows of each entity already scored, prepended to the next rows so that
-    their windows see the same history as in one pass over the whole input."""
-
-    keep: int
-    key: tuple[str, ...]
-    keys: pl.DataFrame | None = None
-    time: np.ndarray | None = None
-    features: np.ndarray | None = None
-
-    def combine(
-        self, keys: pl.DataFrame, times: np.ndarray | None, features: np.ndarray
-    ) -> tuple[pl.DataFrame, np.ndarray | None, np.ndarray, int]:
-        if self.features is None or len(self.features) == 0:
-            return keys, times, features, 0
-        assert self.keys is not None
-        all_keys = pl.concat([self.keys, keys], how="vertical_relaxed")
-        all_times = None if times is None or self.time is None else np.concatenate([self.time, times])
-        return all_keys, all_times, np.concatenate([self.features, features]), len(self.features)
-
-    def update(self, keys: pl.DataFrame, times: np.ndarray | None, features: np.ndarray) -> None:
-        codes = entity_codes(keys, self.key) if self.key else None
-        if codes is None:
-            codes = np.zeros(len(features), dtype=np.int64)
-        order_time = times if times is not None else np.arange(len(features))
-        order = np.lexsort((np.arange(len(features)), order_time, codes))
-        sorted_codes = codes[order]
-        # position of each sorted row counted from the end of its entity's run
-        ends = np.r_[sorted_codes[1:] != sorted_codes[:-1], True]
-        run_end = np.flatnonzero(ends)
-        end_of = run_end[np.searchsorted(run_end, np.arange(len(order)))]
-        chosen = np.sort(order[(end_of - np.arange(len(order))) < self.keep])
-        self.keys = keys[chosen]
-        self.time = None if times is None else times[chosen]
-        self.features = features[chosen]
-
-
 class Scorer:
-    """Scores flows chunk after chunk with a bundle, carrying feature and window state across chunks."""
+    """Scores flows chunk after chunk with a bundle, through the view its model reads
+    (:mod:`nadkit.detection.views`: one row per flow, or per entity and time bucket), carrying the
+    view's state across chunks.
+
+    ``lateness_s``/``late``: how much out-of-order input is waited for, and whether a flow older than
+    flows already released is refused (``error``) or dropped and counted (``drop``); ``entity``: the
+    columns a windowed per-flow model's windows follow; ``severity``: the alerts' severity cut points
+    (the defaults when None)."""
 
     def __init__(
         self,
@@ -115,169 +81,128 @@ class Scorer:
         severity: SeverityRules | None = None,
     ) -> None:
         self.bundle = bundle
-        self.pipeline = bundle.flow_pipeline()
+        self.view: ScoringView = scoring_view(bundle, entity=entity, lateness_s=lateness_s, late=late)
         self.detector = bundle.detector
         self.threshold = bundle_threshold(bundle, threshold)
         self.top = max(1, int(top))
-        self.windowed = self.detector.input == "windows"
-        self.entity = tuple(entity)
-        self._entity_key = self.entity if self.windowed else ()
-        order_by = self._entity_key if self.windowed and self.pipeline.stateful else None
-        self.features = IncrementalFeatures(
-            self.pipeline, order_by=order_by, lateness_s=lateness_s, late=late
-        )
-        window = int(getattr(self.detector.config, "window", 1))
-        self._tail = _WindowTail(keep=window - 1, key=self._entity_key) if self.windowed else None
-        self._names = tuple(self.pipeline.feature_names_)
-        self._raw = {name: self.pipeline.raw_columns_.get(name, []) for name in self._names}
         self._classes: tuple[str, ...] = self.detector.classes_
-        self._explain_alerts_only = self.detector.costly_contributions and not self.windowed
-        self.explainer = Explainer(
-            self._names, bundle.calibration, scaling=self.pipeline.scaling_, rules=severity
-        )
+        # contributions cost far more than scores here: score every unit, explain the alerted ones
+        self._explain_alerts_only = self.detector.costly_contributions and not self.view.windowed
+        scaling = bundle.pipeline.scaling_ if bundle.pipeline is not None else None
+        self.explainer = Explainer(self.view.names, bundle.calibration, scaling=scaling, rules=severity)
 
     @property
     def held_rows(self) -> int:
-        """Flows held back now for features that need later flows (open segments...)."""
-        return self.features.held_rows
+        """Flows held back now: features that need later flows (open segments...), or buckets that
+        are still open."""
+        return self.view.held_rows
 
     @property
     def time_ordered(self) -> bool:
-        """Whether the input must come in time order (features that look across flows)."""
-        return self.pipeline.stateful
+        """Whether the input must come in time order (features that look across flows, buckets)."""
+        return self.view.time_ordered
+
+    @property
+    def lateness_us(self) -> int:
+        """How far behind the newest flow a flow may arrive and still be scored (microseconds)."""
+        return self.view.lateness_us
+
+    @property
+    def late_dropped(self) -> int:
+        """Flows dropped because they came after newer flows had been released."""
+        return self.view.late_dropped
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The flow columns the model reads."""
+        return self.view.input_columns
 
     def push(self, flows: pl.DataFrame) -> ScoredChunk:
         """Score the flows of this chunk whose features are final (the rest come later)."""
         with _numbers_expected():
-            return self._score(self.features.push(flows))
+            return self._score(self.view.push(flows))
 
     def flush(self) -> ScoredChunk:
         """Score every flow still held (end of input)."""
         with _numbers_expected():
-            return self._score(self.features.flush())
+            return self._score(self.view.flush())
 
     def score_all(self, flows: pl.DataFrame) -> ScoredChunk:
         """Score a whole table at once: :meth:`push` then :meth:`flush` as one model call (a fresh
         scorer's answer for a complete batch, such as one request's flows)."""
         with _numbers_expected():
-            final = self.features.push(flows)
-            rest = self.features.flush()
-            parts = [p for p in (final, rest) if p.height]
-            if len(parts) == 2:
-                return self._score(pl.concat(parts, how="vertical_relaxed"))
-            return self._score(parts[0] if parts else final)
+            return self._score(self.view.complete(flows))
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _score(self, augmented: pl.DataFrame) -> ScoredChunk:
-        if augmented.height == 0:
+    def _score(self, batch: ViewBatch | None) -> ScoredChunk:
+        if batch is None or batch.flows.height == 0:
             return ScoredChunk(pl.DataFrame())
-        features = self.pipeline.transform_augmented(augmented)
-        matrix = np.ascontiguousarray(features.to_numpy(), dtype=np.float32)
-        times = (
-            augmented["time"].dt.epoch("us").fill_null(0).to_numpy() if "time" in augmented.columns else None
-        )
+        predicted = None
         if self._explain_alerts_only:
-            # contributions cost far more than scores here: score every flow, explain the alerts
-            data = self._data(augmented, matrix, times)
-            scores, predicted = self.detector.score_and_predict(data)
-            alerts = scores >= self.threshold
-            explained = self.bundle.contributions(data.take(alerts)) if alerts.any() else None
+            unit_scores, predicted = self.detector.score_and_predict(batch.data)
+            contributions = None
         else:
-            contributions = self._contributions(augmented, matrix, times)
-            scores = contributions.sum(axis=1)
-            alerts = scores >= self.threshold
-            explained, predicted = contributions[alerts], None
-        top_features, explanation = self._top_features(augmented, explained, alerts, matrix)
-        out = identity(augmented).with_columns(
+            contributions = self.bundle.contributions(batch.data)
+            if batch.units is not None:
+                contributions = contributions[batch.units]
+            unit_scores = contributions.sum(axis=1)
+        of_flow = batch.unit_of_flow
+        scores = unit_scores if of_flow is None else np.asarray(unit_scores, dtype=np.float64)[of_flow]
+        alerts = scores >= self.threshold
+        units = np.flatnonzero(alerts) if of_flow is None else np.unique(of_flow[alerts])
+        if contributions is None:
+            explained = self.bundle.contributions(batch.data.take(units)) if len(units) else None
+        else:
+            explained = contributions[units]
+        top_features, explanation = self._top_features(batch, units, explained, alerts)
+        out = identity(batch.flows).with_columns(
+            *batch.columns,
             pl.Series("score", scores, dtype=pl.Float64),
             pl.lit(self.threshold, dtype=pl.Float64).alias("threshold"),
             *self.explainer.scale(scores, self.threshold, alerts),
             pl.Series("alert", alerts, dtype=pl.Boolean),
-            self._predicted(matrix, augmented, times, len(alerts), predicted),
+            self._predicted(batch, len(alerts), predicted),
             top_features,
             explanation,
         )
         return ScoredChunk(out)
 
-    def _data(self, keys: pl.DataFrame, matrix: np.ndarray, times: np.ndarray | None) -> DetectorData:
-        return DetectorData(
-            features=matrix,
-            feature_names=self._names,
-            entity=entity_codes(keys, self._entity_key) if self._entity_key else None,
-            time=times,
-        )
-
-    def _contributions(
-        self, augmented: pl.DataFrame, matrix: np.ndarray, times: np.ndarray | None
-    ) -> np.ndarray:
-        if self._tail is None:
-            return self.bundle.contributions(self._data(augmented, matrix, times))
-        key_columns = [c for c in self._entity_key if c in augmented.columns]
-        keys = augmented.select(key_columns)
-        all_keys, all_times, all_matrix, offset = self._tail.combine(keys, times, matrix)
-        contributions = self.bundle.contributions(self._data(all_keys, all_matrix, all_times))
-        self._tail.update(all_keys, all_times, all_matrix)
-        return contributions[offset:]
-
-    def _predicted(
-        self,
-        matrix: np.ndarray,
-        augmented: pl.DataFrame,
-        times: np.ndarray | None,
-        rows: int,
-        predicted: np.ndarray | None = None,
-    ) -> pl.Series:
+    def _predicted(self, batch: ViewBatch, rows: int, predicted: np.ndarray | None) -> pl.Series:
         """The ``class`` column: ``predicted`` (computed with the scores) or the detector's
         predictions; null for detectors without classes."""
         if predicted is None and not self._classes:
             return pl.repeat(None, rows, dtype=pl.String, eager=True).alias("class")
         if predicted is None:
-            predicted = self.detector.predict(self._data(augmented, matrix, times))
+            predicted = self.detector.predict(batch.data)
+            if batch.units is not None:
+                predicted = np.asarray(predicted)[batch.units]
+        if batch.unit_of_flow is not None:
+            predicted = np.asarray(predicted)[batch.unit_of_flow]
         return pl.Series("class", np.asarray(predicted, dtype=str), dtype=pl.String)
 
-    def _value_text(self, name: str, columns: Sequence[str]) -> pl.Expr:
-        """The raw value(s) behind feature ``name`` as text: ``296``, or ``a=1, b=2`` for several."""
-        raw = [c for c in self._raw[name] if c in columns]
-        if not raw:
-            return pl.lit(None, dtype=pl.String)
-        if len(raw) == 1:
-            return _as_text(pl.col(raw[0]))
-        parts: list[pl.Expr] = []
-        for i, column in enumerate(raw):
-            parts.extend(
-                [pl.lit(("" if i == 0 else ", ") + column + "="), _as_text(pl.col(column)).fill_null("null")]
-            )
-        return pl.concat_str(parts)
-
     def _top_features(
-        self, augmented: pl.DataFrame, explained: np.ndarray | None, alerts: np.ndarray, matrix: np.ndarray
+        self, batch: ViewBatch, units: np.ndarray, explained: np.ndarray | None, alerts: np.ndarray
     ) -> tuple[pl.Series, pl.Series]:
-        """For each alert, its ``top`` features (largest contributions first) with their raw values,
-        labels, shares and normal ranges, and its explanation; null for other flows. ``explained``:
-        the contributions of the alerts only, in row order; ``matrix``: every row's scaled features.
-        Work grows with alerts x ``top``, not with the number of features."""
-        rows = np.flatnonzero(alerts)
-        if len(rows) == 0 or explained is None:
+        """For each alert, the ``top`` features of its unit (largest contributions first) with the
+        values behind them, labels, shares and normal ranges, and its explanation; null for other
+        flows. ``units``: the alerted units (flows or buckets), in order; ``explained``: their
+        contributions. Work grows with alerted units x ``top``, not with the number of features."""
+        if len(units) == 0 or explained is None:
             return no_explanations(len(alerts))
         indices, values = top_contributions(explained, self.top)
         top = indices.shape[1]
         best, picked = indices.ravel(), values.ravel()
-        # the raw values behind each listed feature, one query per distinct feature
-        alert_of = np.repeat(np.arange(len(rows)), top)
-        subset = augmented[rows]
-        texts = np.full(len(best), None, dtype=object)
-        by_feature = np.argsort(best, kind="stable")
-        features, starts = np.unique(best[by_feature], return_index=True)
-        ends = np.append(starts[1:], len(best))
-        for j, start, stop in zip(features, starts, ends, strict=True):
-            where = by_feature[start:stop]
-            expression = self._value_text(self._names[j], subset.columns).alias("v")
-            texts[where] = subset[alert_of[where]].select(expression)["v"].to_numpy()
-        totals = np.abs(explained).sum(axis=1)[alert_of]
-        scaled = matrix[rows[alert_of], best]
+        unit_of_entry = np.repeat(units, top)
+        texts = self.view.values(batch, unit_of_entry, best)
+        totals = np.abs(explained).sum(axis=1)[np.repeat(np.arange(len(units)), top)]
+        scaled = None if batch.matrix is None else batch.matrix[unit_of_entry, best]
         entries = self.explainer.entries(best, picked, texts, totals, scaled)
-        structs, explanation = self.explainer.lists(entries, len(rows), top)
+        structs, explanation = self.explainer.lists(entries, len(units), top)
+        if batch.unit_of_flow is not None:
+            # every alerted flow takes its unit's explanation
+            index = pl.Series(np.searchsorted(units, batch.unit_of_flow[alerts]))
+            structs, explanation = structs.gather(index), explanation.gather(index)
         return over_alerts(structs, alerts), over_alerts(explanation, alerts).alias("explanation")
 
 
@@ -295,25 +220,6 @@ def _numbers_expected() -> Iterator[None]:
             "holds values that are not numbers, and the model reads this column as numbers",
             column=found.group(1),
         ) from None
-
-
-def make_scorer(
-    bundle: ModelBundle,
-    *,
-    threshold: float | None = None,
-    top: int = 5,
-    severity: SeverityRules | None = None,
-) -> Scorer | BucketScorer:
-    """The scorer for ``bundle``: :class:`BucketScorer` for a model of time buckets, else
-    :class:`Scorer`; ``severity``: the cut points of the alerts' severity (the defaults when None)."""
-    if bundle.view is not None:
-        return BucketScorer(bundle, threshold=threshold, top=top, severity=severity)
-    return Scorer(bundle, threshold=threshold, top=top, severity=severity)
-
-
-def _as_text(expr: pl.Expr) -> pl.Expr:
-    """A column's values as text (times as ISO text)."""
-    return expr.cast(pl.String)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -378,11 +284,11 @@ def score_chunks(
     on_read: Callable[[pl.DataFrame], None] | None = None,
     on_bad_rows: BadRows = "error",
     severity: SeverityRules | None = None,
-) -> Iterator[tuple[ScoredChunk, Scorer | BucketScorer]]:
+) -> Iterator[tuple[ScoredChunk, Scorer]]:
     """Scored chunks of ``source`` (in the order flows become final; ``row`` gives input order).
     ``on_read`` is called with each chunk of flows as read, before it is scored; ``on_bad_rows``:
     see :func:`nadkit.sources.load_flows`."""
-    scorer = make_scorer(bundle, threshold=threshold, top=top, severity=severity)
+    scorer = Scorer(bundle, threshold=threshold, top=top, severity=severity)
     time_order = scorer.time_ordered
     try:
         for piece in iter_flows(
@@ -616,13 +522,13 @@ def score_flows(
     """Score a canonical flow table as one table (a fresh scorer, flushed at the end): every row's
     scored record in input order (``row`` is the 1-based input row), with the input's other flow
     columns beside the scorer's; a value the schema refuses raises :class:`SchemaError`. ``severity``:
-    see :func:`make_scorer`. Flows are
+    see :class:`Scorer`. Flows are
     scored in time order when the model's features look across flows; the output keeps the input
     order."""
     if flows.height == 0:
         return pl.DataFrame()
     indexed = flows.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-    scorer = make_scorer(bundle, top=top, severity=severity)
+    scorer = Scorer(bundle, top=top, severity=severity)
     if scorer.time_ordered and "time" in indexed.columns:
         indexed = indexed.sort("time", maintain_order=True, nulls_last=False)
     scored = scorer.score_all(indexed).frame.sort("row")

@@ -27,6 +27,7 @@ from nadkit.errors import ConfigError, SchemaError
 from nadkit.features.counters import column_codes
 from nadkit.features.data import DetectorData
 from nadkit.features.series import DISTINCT_METRICS, BucketConfig, BucketSeries, bucket_metrics
+from nadkit.schema import CANONICAL
 
 #: the key column of the working frames: the ``by`` column's value, or 0 for the whole network
 KEY = "_key"
@@ -150,6 +151,17 @@ class BucketView:
     def features(self) -> tuple[str, ...]:
         """What a detector reads: the metrics, then the calendar features when the view has them."""
         return (*self.metrics, *CALENDAR) if self.config.calendar else self.metrics
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The flow columns the metrics are computed from: ``time``, the ``by`` column, then those the
+        metrics read."""
+        wanted = ["time", *([self.config.by] if self.config.by else [])]
+        for metric in self.metrics:
+            column = _source_column(metric)
+            if column in CANONICAL and column not in wanted:
+                wanted.append(column)
+        return tuple(wanted)
 
     @property
     def width_us(self) -> int:

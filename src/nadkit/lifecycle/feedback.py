@@ -10,7 +10,9 @@ What each kind of model learns from:
   new traffic (matched on time, addresses, ports and protocol), unless the traffic's own label says
   they are attacks: then, like confirmed ones, they only help set the threshold.
   A reviewed flow goes back into the traffic at its own time, so features that look across flows
-  see it among its neighbours when the new traffic is the traffic it was alerted in.
+  see it among its neighbours when the new traffic is the traffic it was alerted in. A model of
+  time buckets retrains on the same bucket settings, and takes each reviewed flow once (repeating a
+  flow would change its bucket's counts).
 - **supervised** models (``detector.supervised``) train on the labelled new traffic plus every
   reviewed alert with its verdict as the label (benign verdicts as ``normal``, confirmed ones as
   their attack class), each repeated ``benign_weight`` times; unlabelled flows are not trained on.
@@ -32,6 +34,7 @@ are measured on flows the challenger was partly trained on.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -601,7 +604,14 @@ def retrain(
     comparison names a better model only as ``evidence`` allows (see :class:`EvidenceRule`)."""
     if not isinstance(champion, ModelBundle):
         champion = ModelBundle.load(champion)
-    champion.flow_pipeline("the feedback loop")
+    buckets = None
+    if champion.view is not None:
+        # the challenger reads the same buckets, with its own application vocabulary; reviewed flows
+        # go back once, at their own time: repeating them would change their buckets' counts
+        buckets = dataclasses.replace(champion.view.config, apps=None)
+        if benign_weight != 1:
+            log.info("a model of time buckets takes each reviewed flow once (feedback weight not used)")
+        benign_weight = 1
     out = Path(out)
     if out.exists() and not overwrite:
         raise ConfigError(f"{out}: already exists (use --force to replace it)")
@@ -623,6 +633,7 @@ def retrain(
         holdout_fraction=holdout_fraction,
         seed=seed,
         progress=progress,
+        buckets=buckets,
     )
     challenger = training.bundle
     comparison = compare(

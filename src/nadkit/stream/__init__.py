@@ -47,7 +47,6 @@ def open_stream(
     ``sink_format``: what the sinks opened here write, nadkit's records or ECS documents (``ecs``)."""
     if not isinstance(bundle, ModelBundle):
         bundle = ModelBundle.load(bundle, engine=engine)
-    bundle.flow_pipeline("live detection")
     opened_source = (
         source
         if isinstance(source, StreamSource)

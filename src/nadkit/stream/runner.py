@@ -374,9 +374,8 @@ class StreamRunner:
             lateness_s=self.lateness_s,
             late="drop",
         )
-        features = self.scorer.features
-        self._time_ordered = features.counters or features.segments
-        self._lateness_us = features.lateness_us
+        self._time_ordered = self.scorer.time_ordered
+        self._lateness_us = self.scorer.lateness_us
         self.stats = StreamStats(source=source.name)
         self.latency = LatencyRecorder()
         self.handoff = Handoff(self.config.queue_size)
@@ -516,7 +515,7 @@ class StreamRunner:
 
     def _conform(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Columns the model needs and the source lacks are added empty (noted once)."""
-        missing = [c for c in self.scorer.pipeline.input_columns_ if c not in frame.columns]
+        missing = [c for c in self.scorer.input_columns if c not in frame.columns]
         if not missing:
             return frame
         new = [c for c in missing if c not in self._filled]

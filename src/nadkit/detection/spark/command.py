@@ -38,7 +38,7 @@ from nadkit.detection.spark.job import (
     _spark_schema,
 )
 from nadkit.detection.spark.output import _Store, _summary
-from nadkit.detection.spark.plan import _pipeline_variant, partition_plan
+from nadkit.detection.spark.plan import _pipeline_variant, bucket_plan, partition_plan
 from nadkit.detection.spark.session import (
     _first_line,
     _is_uri,
@@ -213,7 +213,6 @@ def detect_spark(
         raise NadkitError(f"{out_text}: already exists (use --force to replace it)")
     files = None if _is_uri(source_text) else parquet_files(source_text)
     loaded = bundle if isinstance(bundle, ModelBundle) else ModelBundle.load(bundle)
-    loaded.flow_pipeline("the Spark engine")
     if loaded.path is None:
         raise ConfigError("save the bundle before scoring on Spark (executors load it from its directory)")
     threshold = bundle_threshold(loaded, threshold)
@@ -315,12 +314,18 @@ def _run(
     canonical = check_invalid(canonical, source)
     validate(canonical, path=source)
     pipeline = bundle.pipeline
-    missing = [c for c in pipeline.input_columns_ if c not in canonical.columns]
+    if bundle.view is not None:
+        inputs, plan = bundle.view.input_columns, bucket_plan(bundle.view)
+    else:
+        assert pipeline is not None
+        inputs = tuple(pipeline.input_columns_)
+        windowed = bundle.detector.input == "windows"
+        plan = partition_plan(pipeline, windowed=windowed, columns=canonical.columns)
+    missing = [c for c in inputs if c not in canonical.columns]
     if missing:
-        needed = "column is missing; the fitted feature pipeline needs it"
+        needed = "column is missing; the model's features need it"
         raise SchemaError(needed, path=source, column=missing[0])
-    plan = partition_plan(pipeline, windowed=bundle.detector.input == "windows", columns=canonical.columns)
-    wanted = [c for c in ID_COLUMNS if c in canonical.columns] + list(pipeline.input_columns_)
+    wanted = [c for c in ID_COLUMNS if c in canonical.columns] + list(inputs)
     columns = tuple(dict.fromkeys(c for c in wanted if c != ROW))
     dtypes = {c: _spark_dtype(canonical.schema[c]) for c in columns}
     count = partitions or max(context.defaultParallelism, math.ceil(total / ROWS_PER_PARTITION))
@@ -346,6 +351,7 @@ def _run(
     cached: DataFrame | None = None
     counters_done = False
     if plan.counters:
+        assert pipeline is not None  # only a flow pipeline computes counters
         cached = flows.persist(StorageLevel.MEMORY_AND_DISK)
         cuts, lows = _time_ranges(cached, count, pipeline.config.counters, large)
         log.debug(
@@ -385,6 +391,8 @@ def _run(
     )
     scored_types: dict[str, pl.DataType] = {ROW: pl.Int64()}
     scored_types.update({c: dtypes[c] for c in ID_COLUMNS if c in dtypes})
+    if bundle.view is not None:
+        scored_types["bucket"] = pl.Datetime("us", "UTC")  # the start of the flow's bucket
     # the scorer's columns, as every record has them
     for column, dtype in SCORE_SCHEMA.items():
         if column not in (ROW, "row"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nadkit.features.buckets import BucketView
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.features.segments import SUBNET_OF
 
@@ -62,6 +63,14 @@ def partition_plan(
     if windowed:
         return PartitionPlan(key=present, single=not present, ordered=True, counters=counters)
     return PartitionPlan(ordered=counters, counters=counters)
+
+
+def bucket_plan(view: BucketView) -> PartitionPlan:
+    """The :class:`PartitionPlan` of a model of time buckets: a bucket's metrics need all of its
+    flows, and windows the buckets before it, so an entity's flows share a partition (all flows share
+    one for the whole network's series), scored in time order."""
+    by = view.config.by
+    return PartitionPlan(key=(by,) if by else (), single=not by, ordered=True)
 
 
 def _pipeline_variant(pipeline: FeaturePipeline, **changes: bool) -> FeaturePipeline:
