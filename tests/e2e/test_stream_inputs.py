@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -60,3 +61,33 @@ def test_unreadable_input_fails_and_names_the_source(folder: Path) -> None:
     text = result.stderr.decode()
     assert "nothing could be read from standard input" in text
     assert "nadkit-stream-" not in text and "batch.log" not in text
+
+
+def test_a_model_of_time_buckets_streams_as_it_detects(folder: Path) -> None:
+    """A per-host bucket model on piped flows: every flow scored with its bucket's score and start,
+    the same records `nadkit detect` writes for the file."""
+    from nadkit.features.series import BucketConfig
+
+    days = simulate(SimulationConfig(days=2, flows_per_day=3000, seed=8))
+    first = days.filter(pl.col("time").dt.day() == days["time"].dt.day().min())
+    config = {"epochs": 2, "batch_size": 256, "hidden": [8], "bottleneck": 4, "device": "cpu"}
+    fit(first, model="ae", config=config, buckets=BucketConfig(by="src")).save(folder / "buckets", onnx=False)
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    records = folder / "bucket-records.jsonl"
+    command = [sys.executable, "-m", "nadkit", "stream", "-b", str(folder / "buckets"), "-s", "-", "--all"]
+    command += ["--sink", f"file:{records}", "--json"]
+    result = subprocess.run(
+        command, input=(folder / "flows.csv").read_bytes(), capture_output=True, timeout=300, env=env
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout)["flows_scored"] == 2000
+    streamed = pl.read_ndjson(records, infer_schema_length=None).sort("row")
+    detected = folder / "bucket-detect.jsonl"
+    command = [sys.executable, "-m", "nadkit", "detect", str(folder / "buckets"), str(folder / "flows.csv")]
+    done = subprocess.run([*command, "-o", str(detected), "--all"], capture_output=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    expected = pl.read_ndjson(detected, infer_schema_length=None).sort("row")
+    assert streamed["bucket"].to_list() == expected["bucket"].to_list()
+    assert streamed["row"].to_list() == expected["row"].to_list()
+    np.testing.assert_allclose(streamed["score"].to_numpy(), expected["score"].to_numpy(), rtol=1e-5)
+    assert streamed["alert"].to_list() == expected["alert"].to_list()
