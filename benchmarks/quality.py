@@ -6,8 +6,9 @@ Protocol (the same for every detector; the test part is scored once, after every
 * the feature pipeline is fitted on the training part, which holds normal rows only, and every
   detector is trained on those rows;
 * the threshold comes from the validation part by ``nadkit train``'s own rule: F1-optimal where it
-  holds attack and normal rows, but never above the score exceeded by 1% of its normal rows (known
-  attacks, often floods, would otherwise pull it far above the normal scores), else that score;
+  holds attack and normal rows, but kept between the scores exceeded by 1% and by 5% of its normal
+  rows (known attacks, often floods, would otherwise pull it far above the normal scores, and a
+  validation part that is mostly attacks far below them), else the 1% score;
 * on the test part: ROC-AUC, PR-AUC, precision / recall / F1 and the false-positive rate at that
   threshold, training seconds, and the detection rate of each attack class (or attack capture) with
   its macro mean, so that a few large floods cannot hide the attacks that matter most;

@@ -446,3 +446,22 @@ def test_threshold_settings_are_checked_without_scores() -> None:
         threshold_settings("quantile", false_positive_rate=0.0)
     with pytest.raises(ConfigError, match="unknown method 'median'"):
         threshold_settings("median")
+
+
+def test_auto_keeps_the_f_beta_optimum_within_the_false_positive_band() -> None:
+    """Where attacks are most of the hold-out (as in labelled data sets), the F1 optimum flags a
+    large part of the normal rows; auto flags at most ``max_false_positive_rate`` of them."""
+    rng = np.random.default_rng(5)
+    normal, attacks = rng.normal(size=1000), rng.normal(loc=1.5, size=3000)
+    scores = np.r_[normal, attacks]
+    labels = np.array(["normal"] * 1000 + ["Exploits"] * 3000)
+    optimum = fit_threshold("f_beta", scores, labels)
+    assert (normal >= optimum.value).mean() > 0.3, "the optimum itself floods"
+    chosen, _ = holdout_threshold(scores, labels)
+    assert (normal >= chosen.value).mean() == pytest.approx(0.05, abs=0.002)
+    wider, _ = holdout_threshold(scores, labels, max_false_positive_rate=0.99)
+    assert wider.value == optimum.value
+    with pytest.raises(ConfigError, match="max_false_positive_rate"):
+        holdout_threshold(scores, labels, max_false_positive_rate=0.001)  # below the 1% budget
+    with pytest.raises(ConfigError, match="only the auto threshold"):
+        holdout_threshold(scores, labels, method="f_beta", max_false_positive_rate=0.1)

@@ -233,6 +233,8 @@ def cost_optimal_decision(
 THRESHOLD_CHOICES: tuple[str, ...] = ("auto", "quantile", "f_beta", "pot")
 #: the methods ``auto`` chooses between
 _AUTO_METHODS = ("f_beta", "quantile")
+#: the most of the hold-out's normal rows an ``auto`` threshold may flag (see :func:`choose_threshold`)
+AUTO_MAX_FALSE_POSITIVE_RATE = 0.05
 
 
 def check_threshold_choice(method: str, params: Mapping[str, Any] | None = None) -> None:
@@ -243,8 +245,18 @@ def check_threshold_choice(method: str, params: Mapping[str, Any] | None = None)
         raise ConfigError(f"unknown threshold method {method!r} (known: {', '.join(THRESHOLD_CHOICES)})")
     params = dict(params or {})
     if method != "auto":
+        if "max_false_positive_rate" in params:
+            raise ConfigError("threshold field 'max_false_positive_rate': only the auto threshold takes it")
         threshold_settings(method, **params)
         return
+    ceiling = params.pop("max_false_positive_rate", AUTO_MAX_FALSE_POSITIVE_RATE)
+    if not isinstance(ceiling, int | float) or not 0 < float(ceiling) < 1:
+        raise ConfigError(f"threshold field 'max_false_positive_rate': a share between 0 and 1 (exclusive), got {ceiling!r}")
+    floor = params.get("false_positive_rate", 0.0)
+    if isinstance(floor, int | float) and float(floor) > float(ceiling):
+        raise ConfigError(
+            f"threshold field 'max_false_positive_rate': {ceiling} lies below the false-positive rate {floor}"
+        )
     for name in params:
         if not any(name in THRESHOLD_METHODS[m] for m in _AUTO_METHODS):
             raise ConfigError(
@@ -267,18 +279,23 @@ def choose_threshold(
     """The alert threshold chosen on a hold-out's scores, as training saves it in a bundle.
 
     ``method`` ``auto``: F-beta-optimal (``beta``, default 1) when the hold-out has attack and
-    normal rows, but never above the score exceeded by ``false_positive_rate`` of its normal rows
-    (then that quantile is the threshold); otherwise that quantile of the normal (or unlabelled)
-    rows. The cap is there because a hold-out's attacks are the attacks already known, and often
-    floods: an F-beta-optimal threshold fitted on them is pulled far above the normal scores, and
-    attacks unlike them (slower, smaller, new) would fall below it while a false-positive budget of
-    ``false_positive_rate`` was left unused. ``quantile``, ``f_beta`` and ``pot`` fit that method of
-    :func:`fit_threshold` (on the normal rows where labels say which they are)
-    with ``params`` (``false_positive_rate``, ``beta``, ``risk``, ``initial_quantile``).
+    normal rows, but kept between the scores exceeded by ``false_positive_rate`` and by
+    ``max_false_positive_rate`` (default :data:`AUTO_MAX_FALSE_POSITIVE_RATE`) of its normal rows;
+    otherwise the ``false_positive_rate`` quantile of the normal (or unlabelled) rows. The upper
+    bound is there because a hold-out's attacks are the attacks already known, and often floods: an
+    F-beta-optimal threshold fitted on them is pulled far above the normal scores, and attacks unlike
+    them (slower, smaller, new) would fall below it while a false-positive budget of
+    ``false_positive_rate`` was left unused. The lower bound is there because the F-beta optimum
+    depends on the hold-out's share of attacks: where attacks are most of the rows, as in most
+    labelled data sets and in no real network, it lies so low that it flags a large part of the
+    normal traffic, more alerts than anyone could triage. ``quantile``, ``f_beta`` and ``pot`` fit
+    that method of :func:`fit_threshold` (on the normal rows where labels say which they are) with
+    ``params`` (``false_positive_rate``, ``beta``, ``risk``, ``initial_quantile``).
     """
     if method in ("auto", "quantile"):
         params["false_positive_rate"] = false_positive_rate
     check_threshold_choice(method, params)
+    ceiling = float(params.pop("max_false_positive_rate", AUTO_MAX_FALSE_POSITIVE_RATE))
     attack = labels != NORMAL if labels is not None else np.zeros(len(scores), dtype=bool)
     both = bool(attack.any() and (~attack).any())
     capped = method == "auto" and both
@@ -306,10 +323,22 @@ def choose_threshold(
                 budget.value,
             )
             fitted = budget
+        else:
+            most = fit_threshold("quantile", values, labels, false_positive_rate=ceiling)
+            if fitted.value < most.value:
+                log.info(
+                    "the F-beta-optimal threshold on the hold-out (%.6g) flags more than %g of its normal "
+                    "rows: the score exceeded by that share (%.6g) is kept",
+                    fitted.value,
+                    ceiling,
+                    most.value,
+                )
+                fitted = most
     return fitted
 
 
 __all__ = [
+    "AUTO_MAX_FALSE_POSITIVE_RATE",
     "MIN_PEAKS",
     "THRESHOLD_CHOICES",
     "THRESHOLD_METHODS",
