@@ -38,6 +38,10 @@ Data sets (``--data``, ``$NADKIT_DATA_DIR`` or ``../shared/data``):
   validation, the other 5 to test; per-capture detection rates.
 * ``sim``: the simulator, train on the normal flows of days 1-2, validation day 3, test day 4.
 
+Few normal rows (``--train-rows 300``): the same data sets with only that many normal training rows
+and a third as many normal validation rows, as a user with a small benign sample has them; the
+threshold is then the 1% quantile of those few validation scores.
+
 Peers: ``--models pyod_ae`` adds PyOD's AutoEncoder (20 epochs; its own defaults otherwise, its own
 input standardisation) on the same features, for training time and quality side by side.
 
@@ -439,6 +443,18 @@ def markdown(summary: list[dict[str, Any]], notes: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def few_rows(protocol: Protocol, rows: int, seed: int) -> Protocol:
+    """The protocol with ``rows`` normal training rows and a third as many normal validation rows
+    (no attacks there, so the threshold is the false-positive quantile), drawn by ``seed``."""
+    normal = protocol.validation.filter(~pl.Series(_attack(protocol.validation)))
+    return dataclasses.replace(
+        protocol,
+        train=protocol.train.sample(n=min(rows, protocol.train.height), seed=seed),
+        validation=normal.sample(n=min(max(1, rows // 3), normal.height), seed=seed),
+        note=f"{protocol.note} ({rows} training rows, {rows // 3} normal validation rows)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -447,6 +463,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per neural fit at most")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", default="quality", help="name of the result files")
+    parser.add_argument(
+        "--train-rows",
+        type=int,
+        default=None,
+        help="few normal rows: train on this many, set the threshold on a third as many normal "
+        "validation rows (the 1%% quantile), test as usual",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -471,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
             except FileNotFoundError as error:
                 console.print(f"[yellow]skipping {dataset}: {error}")
                 break
+            if args.train_rows:
+                protocol = few_rows(protocol, args.train_rows, seed)
             seen = notes.get(dataset)
             text = f"seed {seed}: {protocol.note}"
             notes[dataset] = text if seen is None or protocol.note in seen else f"{seen}; {text}"

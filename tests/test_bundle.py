@@ -13,7 +13,7 @@ import pytest
 
 from nadkit.errors import BundleError
 from nadkit.simulate import SimulationConfig, simulate
-from nadkit.training.bundle import CALIBRATION, FILES, MANIFEST, ONNX, TRAINING_ROWS, ModelBundle
+from nadkit.training.bundle import CALIBRATION, FILES, MANIFEST, ONNX, REFERENCE, TRAINING_ROWS, ModelBundle
 from nadkit.training.fit import train_model
 
 
@@ -112,7 +112,7 @@ def frame(trained: tuple[Path, Path]) -> pl.DataFrame:
 
 def test_onnx_engine_matches_torch_engine(with_onnx: Path, frame: pl.DataFrame) -> None:
     manifest = json.loads((with_onnx / MANIFEST).read_text())
-    assert set(manifest["files"]) == {*FILES, ONNX, TRAINING_ROWS, CALIBRATION}
+    assert set(manifest["files"]) == {*FILES, ONNX, TRAINING_ROWS, CALIBRATION, REFERENCE}
     torch_bundle = ModelBundle.load(with_onnx, engine="torch")
     onnx_bundle = ModelBundle.load(with_onnx, engine="onnx", threads=1)
     auto = ModelBundle.load(with_onnx)
@@ -173,7 +173,7 @@ def test_export_replaces_an_earlier_graph(with_onnx: Path, tmp_path: Path, frame
     target = bundle.export_onnx()
     assert target == copy / ONNX
     assert sorted(p.name for p in copy.iterdir()) == sorted(
-        [MANIFEST, *FILES, ONNX, TRAINING_ROWS, CALIBRATION]
+        [MANIFEST, *FILES, ONNX, TRAINING_ROWS, CALIBRATION, REFERENCE]
     )
     again = ModelBundle.load(copy, engine="onnx")
     np.testing.assert_array_equal(again.score(frame), first)

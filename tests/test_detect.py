@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -287,3 +288,33 @@ def test_severity_cut_points_from_text() -> None:
     for bad in ("critical=10", "extreme=99:3", "high=x:3", "medium=99.95:1.5"):
         with pytest.raises(ConfigError):
             SeverityRules.parse(bad)
+
+
+def test_reading_ahead_keeps_order_errors_and_stops_when_left() -> None:
+    import threading
+
+    from nadkit.detection.chunks import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise SchemaError("row 7: a broken value", column="dst")
+
+    seen: list[int] = []
+    with pytest.raises(SchemaError, match="row 7"):
+        for item in prefetched(failing()):
+            seen.append(item)
+    assert seen == [1], "what came before the error still arrives"
+    produced: list[int] = []
+
+    def endless() -> Iterator[int]:
+        for value in range(10**9):
+            produced.append(value)
+            yield value
+
+    for value in prefetched(endless()):
+        if value == 3:
+            break
+    assert len(produced) < 10, "the reader stops soon after the loop is left"
+    assert not any(t.name == "nadkit-read-ahead" and t.is_alive() for t in threading.enumerate())

@@ -322,9 +322,9 @@ def test_retrain_on_tiny_feedback_names_no_winner_and_prints_the_minimum(
     assert registry.active_version() == "v1" and [v.version for v in registry.list()] == ["v1", "v2"]
 
     lowered = ("--min-held-out", "2", "--min-per-kind", "1")
-    code, out, err = run(
-        capsys, *args, tmp_path / "again", "--config", settings, "--no-register", "--json", *lowered
-    )
+    # the same with the spelling the help shows: BUNDLE DATA --out
+    again = ("retrain", "v1", kit.test_day, "--db", db, "--models", models, "--out", tmp_path / "again")
+    code, out, err = run(capsys, *again, "--config", settings, "--no-register", "--json", *lowered)
     assert code == 0, err
     result = json.loads(out)
     verdict = result["verdict"]

@@ -39,6 +39,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def process_alive(pid: int) -> bool:
+    """Whether the process ``pid`` still runs (what a leftover's writer is checked with)."""
+    return _alive(pid)
+
+
 def sweep_leftovers(path: Path) -> list[Path]:
     """Remove the temporary files and folders of earlier writers of ``path`` that were killed before
     they finished (their process is gone); returns what was removed."""

@@ -224,7 +224,10 @@ def validate(
             found.append((int(first[0]), name, message))
     if found:
         first, name, message = min(found)
-        value = frame[name][first]
+        try:
+            value = frame[name][first]
+        except OverflowError:  # a time beyond what Python's datetime holds
+            value = frame[name].to_physical()[first]
         raise SchemaError(f"{message} ({value!r})", path=path, column=name, row=row_offset + first + 1)
     missing = tuple(c for c in IDENTIFYING if c not in columns)
     return ValidationReport(rows=frame.height, columns=tuple(columns), missing_identifying=missing)

@@ -601,3 +601,15 @@ def test_an_incident_is_as_severe_as_its_most_severe_alert() -> None:
     )
     assert group_alerts(records).summary["severity"].to_list() == ["high"]
     assert group_alerts(records.drop("severity")).summary["severity"].to_list() == ["low"]
+
+
+def test_alerts_without_addresses_form_no_incidents() -> None:
+    """Sources without addresses (UNSW-NB15, NSL-KDD records) alert but group into no incident; so
+    do alerts whose addresses are all empty (the store's rows of such flows), and no alerts at all."""
+    alerts = attack_mix().drop("src", "dst")
+    grouped = group_alerts(alerts)
+    assert grouped.summary.height == 0 and grouped.alerts.height == alerts["alert"].sum()
+    assert grouped.alerts["incident_id"].null_count() == grouped.alerts.height
+    empty = attack_mix().with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in ("src", "dst"))
+    assert IncidentTracker().update(empty).summary.height == 0
+    assert group_alerts(pl.DataFrame()).summary.height == 0

@@ -85,7 +85,8 @@ def test_onnx_runtime_matches_torch(exported: tuple[Detector, Path], test_data: 
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
     scores = scorer.score(test_data)
     np.testing.assert_allclose(scores, detector.score(test_data), rtol=RTOL, atol=ATOL)
-    np.testing.assert_array_equal(scores, got.sum(axis=1))
+    # the graph sums the contributions itself, in float32: equal up to its rounding
+    np.testing.assert_allclose(scores, got.sum(axis=1), rtol=1e-6)
 
 
 def test_missing_values_score_alike(exported: tuple[Detector, Path], test_data: DetectorData) -> None:

@@ -208,3 +208,30 @@ def test_small_networks_train_on_one_cpu_thread_and_the_setting_is_restored() ->
     Trainer(TrainerConfig(epochs=1, device="cpu", threads=2)).fit(nn.Linear(4, 1), loss, _batches(x, y))
     assert set(seen) == {2}
     assert torch.get_num_threads() == before
+
+
+def test_a_small_training_set_still_takes_many_steps_an_epoch() -> None:
+    """A few hundred rows with the default batch of 512 would be one optimizer step an epoch: the
+    batch shrinks so an epoch takes ``min_batches`` steps, never below 8 rows a batch."""
+    from nadkit.models.neural import NeuralConfig, epoch_batch_size
+
+    assert epoch_batch_size(512, 270, 16) == 17  # 16 steps of 17 rows (the last shorter)
+    assert epoch_batch_size(512, 100_000, 16) == 512  # plenty of rows: unchanged
+    assert epoch_batch_size(512, 40, 16) == 8  # never below 8 rows
+    assert epoch_batch_size(4, 40, 16) == 4  # nor above the configured batch
+    assert epoch_batch_size(512, 270, 1) == 512  # the rule switched off
+    with pytest.raises(ConfigError, match="min_batches"):
+        NeuralConfig(min_batches=0)
+
+
+def test_an_autoencoder_on_few_rows_learns_them() -> None:
+    """300 rows: with 16 steps an epoch, 20 epochs bring the reconstruction error down to a
+    fraction of what one step an epoch reaches (about 0.06 here)."""
+    from nadkit.models import create
+
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(300, 3))
+    rows = np.tanh(latent @ rng.normal(size=(3, 20))).astype(np.float32)
+    detector = create("ae", {"epochs": 20, "seed": 0, "device": "cpu"}).fit(rows)
+    history = detector.history_
+    assert history.train_loss[-1] < 0.02, history.train_loss

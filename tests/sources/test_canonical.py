@@ -37,6 +37,20 @@ def test_a_canonical_table_reads_back_as_written(flows: pl.DataFrame, tmp_path: 
     assert read["time"].to_list() == flows["time"].to_list()
 
 
+def test_a_table_without_addresses_is_canonical_by_its_counters(tmp_path: Path) -> None:
+    """What the UNSW-NB15, NSL-KDD and CIC-sample readers write has no src or dst: three counters
+    of the flow make it canonical; a label and one counter do not."""
+    path = tmp_path / "records.csv"
+    path.write_text("proto,duration,out_bytes,in_bytes,label,state\ntcp,0.5,10,20,normal,FIN\n")
+    assert detect_format(path) == "canonical"
+    read, _ = load_flows(path)
+    assert read["state"].dtype == pl.String and read["out_bytes"].to_list() == [10]
+    loose = tmp_path / "loose.csv"
+    loose.write_text("duration,label,state\n0.5,normal,FIN\n")
+    with pytest.raises(Exception, match="unrecognised flow format"):
+        detect_format(loose)
+
+
 def test_other_headers_are_not_taken_for_canonical(tmp_path: Path) -> None:
     path = tmp_path / "other.csv"
     path.write_text("StartTime,SrcAddr,DstAddr\n2021-01-01 00:00:00,10.0.0.1,10.0.0.2\n")

@@ -508,9 +508,42 @@ def _labelled(alerts: pl.DataFrame, assigned: pl.DataFrame) -> pl.DataFrame:
     return alerts.with_columns(new["incident_id"], new["kind"].alias("incident_kind"))
 
 
+def _groupless(records: pl.DataFrame) -> pl.DataFrame | None:
+    """For records that can form no incident (no alerts at all, or alerts of flows without addresses:
+    UNSW-NB15, NSL-KDD, the CIC-IDS2017 sample), an empty table of the columns grouping needs; else
+    None."""
+    columns = set(records.columns)
+    if {"src", "dst"} <= columns:
+        addressed = not records.height or records["src"].null_count() + records["dst"].null_count() < (
+            2 * records.height
+        )
+    else:
+        addressed = bool({"src", "dst"} & columns)  # one of them alone: named as missing by _prepare
+    if records.width and ("score" not in columns or addressed):
+        return None
+    if records.height:
+        log.info("incidents: the alerts carry no addresses (src, dst), so they form no incidents")
+    needed = {"src": pl.String, "dst": pl.String, "score": pl.Float64}
+    return records.head(0).with_columns(
+        pl.lit(None, dtype=dtype).alias(name) for name, dtype in needed.items() if name not in records
+    )
+
+
+def _unassigned(records: pl.DataFrame) -> pl.DataFrame:
+    """The alert rows of ``records``, in no incident."""
+    alerts = records.filter(pl.col("alert").fill_null(False)) if "alert" in records.columns else records
+    return alerts.with_columns(
+        pl.lit(None, dtype=pl.String).alias(c) for c in ("incident_id", "incident_kind")
+    )
+
+
 def group_alerts(records: pl.DataFrame, config: IncidentConfig | None = None) -> Incidents:
-    """The incidents of one table of alert records (see the module's rules)."""
+    """The incidents of one table of alert records (see the module's rules). No alerts, or alerts of
+    flows without addresses (UNSW-NB15, NSL-KDD, the CIC-IDS2017 sample), form no incidents."""
     config = config or IncidentConfig()
+    empty = _groupless(records)
+    if empty is not None:
+        return Incidents(group_alerts(empty, config).summary, _unassigned(records))
     alerts, facts = _prepare(records)
     facts = facts.with_row_index("_i").with_columns(pl.lit(True).alias("_new"))
     assigned = _assign(facts, {}, config)
@@ -597,6 +630,9 @@ class IncidentTracker:
     def update(self, records: pl.DataFrame) -> Incidents:
         """Group a batch; the incidents it touched (``status`` open) or closed (``closed``)."""
         config = self.config
+        empty = _groupless(records)
+        if empty is not None:
+            return Incidents(self.update(empty).summary, _unassigned(records))
         alerts, facts = _prepare(records)
         if facts.schema["ref"] != self._ref:
             self._set_ref(pl.String)

@@ -162,11 +162,14 @@ class AlertStore:
             raise StoreError(f"{self.path}: cannot start a write ({error})") from None
         try:
             yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        else:
             connection.execute("COMMIT")
+        except BaseException:
+            # SQLite has already rolled back after some errors (a full disk): roll back only what is open,
+            # so the error that happened is the one reported
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:

@@ -4,26 +4,67 @@ and `main()`, the entry point that turns bad input into one line on stderr."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from typer.core import TyperArgument, TyperCommand
 
 from nadkit.errors import NadkitError
 from nadkit.version import __version__
 
-app = typer.Typer(
+T = TypeVar("T")
+
+
+class Command(TyperCommand):
+    """A command whose usage line names its arguments as the help does (``SOURCE``, ``[BUNDLE]``) and
+    leaves out the hidden ones (the old spellings kept for scripts)."""
+
+    #: arguments shown as required although the parser takes them as optional (an old option
+    #: spelling may give them instead): see :func:`needs`
+    needed: tuple[str, ...] = ()
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument) and not param.hidden:
+                name = param.metavar or (param.name or "").upper()
+                pieces.append(name if param.required or name in self.needed else f"[{name}]")
+        return pieces
+
+
+def needs(*names: str) -> type[Command]:
+    """A :class:`Command` whose usage line shows the arguments ``names`` as required."""
+    return type("Command", (Command,), {"needed": names})
+
+
+class Typer(typer.Typer):
+    """The Typer application of nadkit's commands and command groups: plain help (click's layout,
+    which wraps whole words at the terminal's width, at most 80 columns) and :class:`Command`."""
+
+    def __init__(self, **settings: Any) -> None:
+        settings.setdefault("rich_markup_mode", None)
+        settings.setdefault("no_args_is_help", True)
+        super().__init__(**settings)
+
+    def command(self, *args: Any, **settings: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        settings.setdefault("cls", Command)
+        return super().command(*args, **settings)
+
+
+app = Typer(
     name="nadkit",
     help="Detect anomalies and attacks in network traffic: read flows, train, detect, explain, triage.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=True,
 )
@@ -53,6 +94,45 @@ MapOption = Annotated[
 ]
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on standard output.")]
+
+
+def print_json(data: object) -> None:
+    """Write ``data`` as indented JSON on standard output (never wrapped or coloured)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def arguments(command: str, named: dict[str, T | None], given: list[T | None]) -> dict[str, T]:
+    """A command's arguments, with their old option spellings still taken: each slot whose (old)
+    option was given keeps that value, and the positional values fill the other slots in order. So
+    ``stream -b MODEL -s -``, ``stream MODEL -`` and ``stream -b MODEL -`` read the same."""
+    rest = [value for value in given if value is not None]
+    chosen: dict[str, T] = {}
+    for name, value in named.items():
+        if value is None and rest:
+            value = rest.pop(0)
+        if value is None:
+            raise NadkitError(f"nadkit {command}: missing {name} (see nadkit {command} --help)")
+        chosen[name] = value
+    if rest:
+        raise NadkitError(f"nadkit {command}: unexpected argument {rest[0]!s} (see nadkit {command} --help)")
+    return chosen
+
+
+def output_path(command: str, option: Path | None, positional: Path | None) -> Path:
+    """The output of a command that names it with ``--out``; the output as a last argument (the old
+    spelling) is still taken."""
+    if option is not None and positional is not None and option != positional:
+        raise NadkitError(f"nadkit {command}: give the output once, with --out")
+    chosen = option if option is not None else positional
+    if chosen is None:
+        raise NadkitError(f"nadkit {command}: name the output with --out (see nadkit {command} --help)")
+    if option is None:
+        log.info("nadkit %s: the output as a last argument is deprecated; use --out %s", command, chosen)
+    return chosen
+
+
 def bad_rows(value: str) -> Literal["error", "skip"]:
     """The checked value of ``--on-bad-rows``."""
     if value not in ("error", "skip"):
@@ -74,8 +154,20 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    max_decompressed_mb: Annotated[
+        float | None,
+        typer.Option(
+            "--max-decompressed-mb",
+            min=1,
+            help="Refuse gzip input decompressing to more MiB (default 4096; NADKIT_MAX_DECOMPRESSED_MB).",
+        ),
+    ] = None,
 ) -> None:
     """nadkit: network anomaly detection with deep learning."""
+    if max_decompressed_mb is not None:
+        from nadkit.sources.base import MAX_DECOMPRESSED_ENV
+
+        os.environ[MAX_DECOMPRESSED_ENV] = f"{max_decompressed_mb:g}"
     _STATE["debug"] = debug
     _STATE["quiet"] = quiet
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING

@@ -11,15 +11,28 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nadkit.cli.application import FileSteps, FormatOption, MapOption, app, console
+from nadkit.cli.application import (
+    FileSteps,
+    FormatOption,
+    JsonOption,
+    MapOption,
+    app,
+    console,
+    errors,
+    output_path,
+    print_json,
+)
 from nadkit.errors import NadkitError
 
 
 @app.command()
-def formats() -> None:
+def formats(as_json: JsonOption = False) -> None:
     """List the input formats nadkit reads."""
     from nadkit.sources import SOURCES
 
+    if as_json:
+        print_json([{"name": name, "description": module.DESCRIPTION} for name, module in SOURCES.items()])
+        return
     table = Table(title="Input formats (auto-detected in this order)")
     table.add_column("name", style="bold")
     table.add_column("description")
@@ -28,9 +41,9 @@ def formats() -> None:
     console.print(table)
 
 
-@app.command()
+@app.command(short_help="Show a flow file's format, size, columns and labels.")
 def inspect(
-    path: Annotated[Path, typer.Argument(help="Flow file, directory or glob.")],
+    path: Annotated[Path, typer.Argument(metavar="SOURCE", help="Flow file, directory or glob.")],
     format: FormatOption = None,
     mapping: MapOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -70,10 +83,11 @@ def inspect(
         console.print(labels)
 
 
-@app.command()
+@app.command(short_help="Compute and save the feature matrix of flows.")
 def featurize(
-    source: Annotated[Path, typer.Argument(help="Flow file, directory or glob.")],
-    output: Annotated[Path, typer.Argument(help="Feature file to write (.parquet).")],
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="Flow file, directory or glob.")],
+    old_out: Annotated[Path | None, typer.Argument(hidden=True, metavar="OUT")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Feature file to write (.parquet).")] = None,
     format: FormatOption = None,
     mapping: MapOption = None,
     config: Annotated[Path | None, typer.Option(help="Feature configuration (YAML, TOML or JSON).")] = None,
@@ -85,14 +99,17 @@ def featurize(
         str, typer.Option(help="Input columns copied beside the features (comma-separated).")
     ] = ",".join(("time", "src", "dst", "spt", "dpt", "proto", "app", "label")),
     force: Annotated[bool, typer.Option("--force", help="Replace existing output files.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Compute the feature matrix of a flow file and save it (with the fitted pipeline) as Parquet."""
     from nadkit.features.featurize import featurize_file
     from nadkit.features.pipeline import FeatureConfig
 
+    output = output_path("featurize", out, old_out)
+
     feature_config = FeatureConfig.from_file(config) if config else None
     started = time.perf_counter()
-    with console.status("computing features"):
+    with errors.status("computing features"):
         result = featurize_file(
             source,
             output,
@@ -104,6 +121,18 @@ def featurize(
             overwrite=force,
         )
     elapsed = time.perf_counter() - started
+    if as_json:
+        print_json(
+            {
+                "output": str(result.output),
+                "rows": result.rows,
+                "features": result.features,
+                "pipeline": str(result.pipeline) if result.pipeline else None,
+                "skipped_groups": {group: list(missing) for group, missing in result.skipped_groups.items()},
+                "seconds": round(elapsed, 3),
+            }
+        )
+        return
     console.print(
         f"wrote {result.rows:,} rows x {result.features} features to [bold]{result.output}[/bold] "
         f"in {elapsed:.1f} s ({result.rows / max(elapsed, 1e-9):,.0f} flows/s)"
@@ -114,12 +143,14 @@ def featurize(
         console.print(f"[yellow]skipped {group}: the data has no {', '.join(missing)}[/yellow]")
 
 
-@app.command()
+@app.command(short_help="Split flows into training and validation, without leakage.")
 def split(
-    source: Annotated[Path, typer.Argument(help="Flow file, directory or glob.")],
+    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="Flow file, directory or glob.")],
     out: Annotated[
         Path | None,
-        typer.Option(help="Write train.parquet, validation.parquet and report.json to this directory."),
+        typer.Option(
+            "--out", "-o", help="Write train.parquet, validation.parquet and report.json to this directory."
+        ),
     ] = None,
     method: Annotated[str, typer.Option(help="group (sessions kept whole), day or time.")] = "group",
     validation: Annotated[

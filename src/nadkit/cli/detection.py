@@ -6,13 +6,26 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nadkit.cli.application import BadRowsOption, FormatOption, MapOption, app, bad_rows, console, errors
+from nadkit.cli.application import (
+    BadRowsOption,
+    FormatOption,
+    MapOption,
+    app,
+    arguments,
+    bad_rows,
+    console,
+    errors,
+    log,
+    needs,
+    print_json,
+)
+from nadkit.cli.registry import RegistryOption
 from nadkit.errors import NadkitError
 
 
@@ -29,14 +42,39 @@ def _flow_progress(description: str):  # type: ignore[no-untyped-def]
     )
 
 
-@app.command()
+def _drift_monitor(bundle: Any, window: int) -> Any:
+    """A drift monitor for ``bundle`` (None without a reference or with ``window`` 0)."""
+    from nadkit.evaluation.drift import DriftLevels, DriftMonitor
+
+    if window <= 0 or bundle.reference is None:
+        return None
+    return DriftMonitor(bundle.reference, DriftLevels(window=max(10, window), min_rows=min(500, window)))
+
+
+def _print_drift(drift: dict[str, Any]) -> None:
+    """One line on drift: windows, events, the largest score PSI and the features that moved most."""
+    moved = ", ".join(f"{m['feature']} {m['psi']:.2f}" for m in drift["most_moved"][:3])
+    style = "yellow" if drift["events"] else "dim"
+    errors.print(
+        f"[{style}]drift: {drift['events']} event(s) in {drift['windows']} window(s) of "
+        f"{drift['window_rows']:,}; score PSI up to {drift['max_score_psi']:.3f}; "
+        f"moved most: {moved or 'none'}[/{style}]",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command(short_help="Score flows with a model; write explained alerts.")
 def detect(
-    bundle: Annotated[Path, typer.Argument(help="Model bundle directory (from `nadkit train`).")],
+    bundle: Annotated[
+        Path, typer.Argument(metavar="BUNDLE", help="Model bundle directory (from `nadkit train`).")
+    ],
     source: Annotated[
         str,
         typer.Argument(
+            metavar="SOURCE",
             help="Flows to score: file, directory or glob, any format (--engine spark: Parquet, "
-            "also a URI such as hdfs://... or s3a://...)."
+            "also a URI such as hdfs://... or s3a://...).",
         ),
     ],
     out: Annotated[
@@ -89,6 +127,7 @@ def detect(
         list[str] | None,
         typer.Option(
             "--conf",
+            metavar="KEY=VALUE",
             help="--engine spark: a Spark setting KEY=VALUE, repeatable (spark.executor.memory=8g, ...).",
         ),
     ] = None,
@@ -114,6 +153,12 @@ def detect(
             "critical=99.99:10,high=99.9:3,medium=99.5:1.5 (the defaults).",
         ),
     ] = None,
+    drift_window: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Scored flows (or buckets) per drift window against the bundle's reference; 0: off."
+        ),
+    ] = 10_000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
 ) -> None:
@@ -124,6 +169,7 @@ def detect(
     from nadkit.evaluation.calibration import SeverityRules
     from nadkit.training.bundle import ModelBundle
 
+    drift: dict[str, Any] | None = None
     output_kind(out, out_format)
     if incidents is not None:
         output_kind(incidents, out_format)
@@ -160,6 +206,7 @@ def detect(
         if master or partitions or spark_conf:
             raise NadkitError("--master, --partitions and --conf go with --engine spark")
         loaded = ModelBundle.load(bundle, engine=engine)
+        monitor = _drift_monitor(loaded, drift_window)
         with _flow_progress("detecting") as bar:
             task = bar.add_task(f"detecting with {loaded.detector.name}", total=None, flows=0, alerts=0)
             result = detect_file(
@@ -179,10 +226,16 @@ def detect(
                 incident_config=IncidentConfig(gap_s=incident_gap),
                 layout=out_format,
                 severity=SeverityRules.parse(severity) if severity else None,
+                on_scored=None if monitor is None else monitor.add,
             )
+        if monitor is not None:
+            monitor.close()
+            drift = monitor.summary()
     if as_json:
-        console.print_json(data=result.to_dict())
+        print_json({**result.to_dict(), **({"drift": drift} if engine != "spark" else {})})
         return
+    if drift is not None:
+        _print_drift(drift)
     if result.by_class:
         table = Table(title="alerts by class")
         table.add_column("class")
@@ -254,24 +307,56 @@ def incident_table(summary, shown: int = 15) -> Table:  # type: ignore[no-untype
     return table
 
 
-@app.command()
+def _retrain_settings(  # type: ignore[no-untyped-def]
+    every: str | None, promote: str, wait: bool, models: Path | None, db: Path | None, sinks, engine: str
+):
+    """`nadkit stream`'s retraining settings (None without --retrain-every); the registry is --models,
+    else models/ beside the alert store (--db, else the sqlite: sink's file)."""
+    if every is None:
+        return None
+    from nadkit.lifecycle.registry import default_registry
+    from nadkit.stream.retraining import RetrainSettings, parse_duration
+
+    store = db or next((Path(str(s)[len("sqlite:") :]) for s in sinks if str(s).startswith("sqlite:")), None)
+    if models is None and store is None:
+        raise NadkitError("--retrain-every needs a model registry: --models DIR (or an alert store, --db)")
+    registry = models if models is not None else default_registry(store)  # type: ignore[arg-type]
+    return RetrainSettings(
+        every_s=parse_duration(every),
+        registry=registry,
+        store=store,
+        promote=promote,  # type: ignore[arg-type]
+        background=not wait,
+        engine=engine,
+    )
+
+
+@app.command(
+    cls=needs("BUNDLE", "SOURCE"), short_help="Score flows live: collector, capture, followed file, stdin."
+)
 def stream(
     bundle: Annotated[
-        Path, typer.Option("--bundle", "-b", help="Model bundle directory (from `nadkit train`).")
-    ],
+        str | None,
+        typer.Argument(
+            metavar="BUNDLE", show_default=False, help="Model bundle directory (from `nadkit train`)."
+        ),
+    ] = None,
     source: Annotated[
-        str,
-        typer.Option(
-            "--source",
-            "-s",
+        str | None,
+        typer.Argument(
+            metavar="SOURCE",
+            show_default=False,
             help="netflow://HOST:PORT (NetFlow v5/v9, IPFIX over UDP), pcap:FILE, iface:NAME, follow:PATH "
             "(a growing CSV, JSON-lines or Zeek log) or - (standard input).",
         ),
-    ],
+    ] = None,
+    old_bundle: Annotated[str | None, typer.Option("--bundle", "-b", hidden=True)] = None,
+    old_source: Annotated[str | None, typer.Option("--source", "-s", hidden=True)] = None,
     sink: Annotated[
         list[str] | None,
         typer.Option(
             "--sink",
+            metavar="SINK",
             help="- (JSON lines on stdout), file:PATH, sqlite:PATH, syslog+udp://HOST:PORT, "
             "syslog+tcp://HOST:PORT or an http(s) webhook URL; repeat for several.",
         ),
@@ -298,7 +383,25 @@ def stream(
         ),
     ] = None,
     threshold: Annotated[
-        float | None, typer.Option(help="Alert threshold (default: the bundle's, chosen on validation).")
+        str | None,
+        typer.Option(
+            help="Alert threshold: a number, or spot / dspot (starts at the bundle's and adapts to the "
+            "scores of flows not alerted, kept across restarts with --checkpoint). Default: the bundle's."
+        ),
+    ] = None,
+    drift_window: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Scored flows (or buckets) per drift window against the bundle's reference; 0: off."
+        ),
+    ] = 10_000,
+    drift_psi: Annotated[
+        float,
+        typer.Option(min=0.001, help="PSI of the score or of a feature that makes a window a drift event."),
+    ] = 0.25,
+    drift_out: Annotated[
+        Path | None,
+        typer.Option("--drift-out", help="Append every drift window as a JSON line to this file."),
     ] = None,
     top: Annotated[int, typer.Option(min=1, max=50, help="Contributing features listed per alert.")] = 5,
     all_flows: Annotated[
@@ -332,27 +435,74 @@ def stream(
     incident_gap: Annotated[
         float, typer.Option(min=1.0, help="Idle seconds that end an incident's episode.")
     ] = 300.0,
+    retrain_every: Annotated[
+        str | None,
+        typer.Option(
+            "--retrain-every",
+            metavar="DURATION",
+            help="Retrain a challenger on the recent non-alerted flows every DURATION of stream time "
+            "(e.g. 1d, 6h; the flows' own times) and promote it only on evidence (see --promote).",
+        ),
+    ] = None,
+    promote: Annotated[
+        str,
+        typer.Option(
+            help="evidence (promote only on enough held-out analyst feedback, else keep for review), "
+            "auto-unlabelled (also promote, without feedback, on a lower alert rate on held-out recent "
+            "traffic with the intervals apart and the strong alerts kept) or never.",
+        ),
+    ] = "evidence",
+    retrain_wait: Annotated[
+        bool,
+        typer.Option(
+            "--retrain-wait",
+            help="Pause the stream while a challenger trains (replays) instead of training beside it.",
+        ),
+    ] = False,
+    models: RegistryOption = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db", help="Alert store with analyst feedback for retraining (default: the sqlite: sink's)."
+        ),
+    ] = None,
     as_json: Annotated[
         bool,
         typer.Option(
-            "--json", help="Print the final counters as JSON (on stderr when records go to stdout)."
+            "--json",
+            help="Print the final counters as JSON on standard output (on standard error when the "
+            "records go to standard output, the default sink).",
         ),
     ] = False,
 ) -> None:
     """Detect live: score flows from a collector, capture, followed file or stdin as they arrive.
 
     Exits with status 1 when the source ended and none of its lines could be read."""
+    from nadkit.evaluation.adaptive import ADAPTIVE, AdaptiveSettings
+    from nadkit.evaluation.drift import DriftLevels
     from nadkit.stream import StreamConfig, open_stream, stop_on_signals
+    from nadkit.stream.continual import ContinualConfig
 
+    given = arguments("stream", {"BUNDLE": old_bundle, "SOURCE": old_source}, [bundle, source])
+    if old_bundle is not None or old_source is not None:
+        log.info("nadkit stream: --bundle and --source are deprecated; give BUNDLE SOURCE as arguments")
     if overflow not in ("release", "drop"):
         raise NadkitError(f"--overflow must be release or drop, not {overflow!r}")
     if sink_format not in ("nadkit", "ecs"):
         raise NadkitError(f"--sink-format must be nadkit or ecs, not {sink_format!r}")
+    adaptive = AdaptiveSettings(method=threshold) if threshold in ADAPTIVE else None
+    try:
+        fixed = None if threshold is None or adaptive is not None else float(threshold)
+    except ValueError:
+        raise NadkitError(f"--threshold must be a number, spot or dspot, not {threshold!r}") from None
+    drift = DriftLevels(window=max(10, drift_window), psi=drift_psi) if drift_window else None
+    retrain = _retrain_settings(retrain_every, promote, retrain_wait, models, db, sink or [], engine)
     config = StreamConfig(
         batch_seconds=batch_seconds,
         batch_rows=batch_rows,
         lateness_s=lateness_s,
-        threshold=threshold,
+        threshold=fixed,
+        continual=ContinualConfig(drift=drift, drift_out=drift_out, adaptive=adaptive),
         top=top,
         all_flows=all_flows,
         max_held=max_held,
@@ -362,14 +512,15 @@ def stream(
         checkpoint=checkpoint,
         incidents=incidents,
         incident_gap_s=incident_gap,
+        retrain=retrain,
     )
 
     def status(stats) -> None:  # type: ignore[no-untyped-def]
         errors.print(f"[dim]stream[/dim] {stats.line()}", highlight=False, soft_wrap=True)
 
     runner = open_stream(
-        bundle,
-        source,
+        Path(given["BUNDLE"]),
+        given["SOURCE"],
         sink or ["-"],
         config,
         format=format,
@@ -389,8 +540,10 @@ def stream(
         result = runner.run()
     unread = int(result.source_stats.get("bad_lines", 0))
     if as_json:
-        to_stdout = any(s.name == "-" for s in runner.sinks)
-        (errors if to_stdout else console).print_json(data=result.to_dict())
+        if any(s.name == "-" for s in runner.sinks):
+            errors.print_json(data=result.to_dict())
+        else:
+            print_json(result.to_dict())
     if result.flows_in == 0 and unread:
         source_name = "standard input" if runner.source.name == "-" else runner.source.name
         errors.print(
@@ -419,19 +572,27 @@ def stream(
     if result.latency_p50_s is not None:
         summary.add_row("latency p50 / p99", f"{result.latency_p50_s:.3f} s / {result.latency_p99_s:.3f} s")
     summary.add_row("most flows held", f"{result.max_held_rows:,}")
+    if result.continual.get("model_version"):
+        counts = result.continual.get("retrain_counts") or {}
+        decided = ", ".join(f"{count} {kind}" for kind, count in counts.items()) or "none yet"
+        summary.add_row("model version (retraining)", f"{result.continual['model_version']} ({decided})")
     for name, value in result.source_stats.items():
         if value:
             summary.add_row(f"source: {name.replace('_', ' ')}", f"{value:,}")
     errors.print(summary)
 
 
-@app.command()
+@app.command(short_help="Measure a model on labelled flows, with an HTML report.")
 def evaluate(
-    bundle: Annotated[Path, typer.Argument(help="Model bundle directory.")],
-    source: Annotated[Path, typer.Argument(help="Labelled flows: file, directory or glob, any format.")],
+    bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="Model bundle directory.")],
+    source: Annotated[
+        Path, typer.Argument(metavar="SOURCE", help="Labelled flows: file, directory or glob, any format.")
+    ],
     report: Annotated[
         Path | None,
-        typer.Option("--report", help="Directory for report.html, its PNG figures and metrics.json."),
+        typer.Option(
+            "--out", "-o", "--report", help="Directory for report.html, its PNG figures and metrics.json."
+        ),
     ] = None,
     threshold: Annotated[
         float | None, typer.Option(help="Alert threshold (default: the bundle's, chosen on validation).")

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nadkit.cli.application import FormatOption, MapOption, app, console
+from nadkit.cli.application import FormatOption, MapOption, app, arguments, console, errors, log, needs
 from nadkit.cli.registry import RegistryOption, open_registry
 from nadkit.errors import NadkitError
 
@@ -27,14 +27,29 @@ def _rate_with_interval(value: float | None, interval: tuple[float, float] | Non
     return f"{value:.1%} \\[{interval[0]:.1%}, {interval[1]:.1%}]"
 
 
-@app.command()
+@app.command(cls=needs("BUNDLE", "DATA"), short_help="Retrain on feedback; compare with the active model.")
 def retrain(
-    bundle: Annotated[
-        str, typer.Option("--bundle", help="The active model: a bundle directory or a registry version (v1).")
-    ],
     db: Annotated[Path, typer.Option("--db", help="Alert store holding the analysts' feedback.")],
-    data: Annotated[Path, typer.Option("--data", help="New traffic to retrain on: file, directory or glob.")],
-    out: Annotated[Path, typer.Argument(help="Challenger bundle directory to write.")],
+    bundle: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="BUNDLE",
+            show_default=False,
+            help="The active model: a bundle directory or a registry version (v1).",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="DATA", show_default=False, help="New traffic to retrain on: file, directory or glob."
+        ),
+    ] = None,
+    old_out: Annotated[str | None, typer.Argument(hidden=True, metavar="OUT")] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Challenger bundle directory to write.")
+    ] = None,
+    old_bundle: Annotated[str | None, typer.Option("--bundle", hidden=True)] = None,
+    old_data: Annotated[str | None, typer.Option("--data", hidden=True)] = None,
     models: RegistryOption = None,
     config: Annotated[
         Path | None, typer.Option(help="Model settings overriding the active model's (e.g. epochs).")
@@ -85,6 +100,12 @@ def retrain(
     from nadkit.lifecycle.registry import resolve_bundle
     from nadkit.training.bundle import ModelBundle
 
+    given = arguments(
+        "retrain", {"BUNDLE": old_bundle, "DATA": old_data, "--out": out}, [bundle, data, old_out]
+    )
+    if old_bundle is not None or old_data is not None or out is None:
+        log.info("nadkit retrain: --bundle, --data and the output as an argument are deprecated")
+    bundle, data_path, out_path = given["BUNDLE"], Path(given["DATA"]), Path(given["--out"])
     if not db.is_file():
         raise NadkitError(f"{db}: no such alert store")
     evidence = EvidenceRule(flows=min_held_out, per_kind=min_per_kind, confidence=confidence)
@@ -94,13 +115,13 @@ def retrain(
     champion = ModelBundle.load(champion_path)
     with (
         AlertStore(db) as store,
-        console.status(f"retraining {champion.detector.name} on {data} and feedback"),
+        errors.status(f"retraining {champion.detector.name} on {data_path} and feedback"),
     ):
         result = retrain_model(
             champion,
             store,
-            data,
-            out,
+            data_path,
+            out_path,
             champion_name=version or champion_path.name,
             config=options,
             format=format,
@@ -115,7 +136,7 @@ def retrain(
     verdict = result.comparison.verdict
     outcome = verdict.outcome if verdict is not None else "not compared"
     registered = (
-        registry.register(out, note=f"retrained from {version or champion_path}; {outcome}")
+        registry.register(out_path, note=f"retrained from {version or champion_path}; {outcome}")
         if register
         else None
     )
@@ -165,7 +186,7 @@ def retrain(
         f"trained on, {counts['held_out_benign']} and {counts['held_out_attacks']} held out; "
         f"{result.dropped:,} traffic flows left out (alerts not cleared by an analyst)"
     )
-    console.print(f"challenger written to [bold]{out}[/bold]")
+    console.print(f"challenger written to [bold]{out_path}[/bold]")
     better = verdict is not None and verdict.challenger_better
     if registered is not None and better:
         console.print(

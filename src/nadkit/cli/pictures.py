@@ -9,23 +9,34 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from nadkit.cli.application import FormatOption, MapOption, app, console, log
+from nadkit.cli.application import (
+    FormatOption,
+    JsonOption,
+    MapOption,
+    Typer,
+    app,
+    console,
+    errors,
+    log,
+    print_json,
+)
 from nadkit.errors import require
 
 if TYPE_CHECKING:
     import polars as pl
 
 
-plot_app = typer.Typer(
-    help="Pictures: flows grouped over time (by true label, prediction or score), an alert's features.",
-    no_args_is_help=True,
+plot_app = Typer(
+    help="Pictures: flows grouped over time (by true label, prediction or score), an alert's features."
 )
-app.add_typer(plot_app, name="plot")
+app.add_typer(plot_app, name="plot", short_help="Pictures: flows grouped over time, an alert's features.")
 
 
-@plot_app.command("groups")
+@plot_app.command("groups", short_help="Draw flows grouped by a key over time, by class or score.")
 def plot_groups(
-    source: Annotated[Path, typer.Argument(help="Flows: file, directory or glob, any format.")],
+    source: Annotated[
+        Path, typer.Argument(metavar="SOURCE", help="Flows: file, directory or glob, any format.")
+    ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Picture to write: .png, or .html (zoom and pan).")
     ],
@@ -62,6 +73,7 @@ def plot_groups(
     format: FormatOption = None,
     mapping: MapOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing picture.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Draw flows grouped by a key: a column per group, time running down, cells by class or score."""
     from nadkit.pictures import check_options, write_groups
@@ -75,7 +87,7 @@ def plot_groups(
     options = dict(width=width, height=height, time_bin=time_bin, order=order, start=start, end=end)
     keys, colourings = check_options(by=by, color=color, **options)
     started = time.perf_counter()
-    with console.status(f"drawing {out.name}"):
+    with errors.status(f"drawing {out.name}"):
         frame, model = _flows_to_draw(
             source, keys, colourings, bundle=bundle, engine=engine, format=format, mapping=mapping,
             threshold=threshold,
@@ -91,7 +103,11 @@ def plot_groups(
             model=model,
             **options,
         )
-    console.print(f"wrote [bold]{written}[/bold] in {time.perf_counter() - started:.1f} s")
+    elapsed = time.perf_counter() - started
+    if as_json:
+        print_json({"out": str(written), "flows": frame.height, "model": model, "seconds": round(elapsed, 3)})
+        return
+    console.print(f"wrote [bold]{written}[/bold] in {elapsed:.1f} s")
 
 
 def _flows_to_draw(
@@ -140,12 +156,15 @@ def _flows_to_draw(
     return frame, None
 
 
-@plot_app.command("alert")
+@plot_app.command("alert", short_help="Draw the features behind one alert's score.")
 def plot_alert(
-    alerts: Annotated[Path, typer.Argument(help="Alerts written by `nadkit detect` (.jsonl or .parquet).")],
+    alerts: Annotated[
+        Path, typer.Argument(metavar="ALERTS", help="Alerts written by `nadkit detect` (.jsonl or .parquet).")
+    ],
     row: Annotated[int, typer.Option("--row", min=1, help="The alert's input row (its `row` field).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Picture to write (.png).")],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing picture.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Draw the features that contributed most to one alert's score, with the flow's values."""
     from nadkit.pictures import load_alert, write_alert
@@ -153,4 +172,7 @@ def plot_alert(
 
     check_out(out, suffixes=(".png",), overwrite=force)
     written = write_alert(load_alert(alerts, row), out, overwrite=force)
+    if as_json:
+        print_json({"out": str(written), "row": row})
+        return
     console.print(f"wrote [bold]{written}[/bold]")

@@ -1,10 +1,11 @@
 """The `models` command group: `models available` (the detectors nadkit can train), `models list`,
-`models register` and `models activate` (the versions of a model registry); and the registry and alert
-store options that `serve` and `retrain` share."""
+`models register` and `models activate` (the versions of a model registry), `models sign` (a bundle's
+signature); and the registry and alert store options that `serve` and `retrain` share."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,14 +13,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nadkit.cli.application import app, console
+from nadkit.cli.application import JsonOption, Typer, app, console, print_json
 from nadkit.errors import NadkitError
 
-models_app = typer.Typer(
-    help="Registered model versions (list, register, activate) and the detectors nadkit can train.",
-    no_args_is_help=True,
+models_app = Typer(
+    help="Registered model versions (list, register, activate, sign) and the detectors nadkit can train."
 )
-app.add_typer(models_app, name="models")
+app.add_typer(models_app, name="models", short_help="Model versions, and the detectors nadkit can train.")
 
 RegistryOption = Annotated[
     Path | None,
@@ -37,20 +37,43 @@ def open_registry(models: Path | None, db: Path | None):  # type: ignore[no-unty
     return ModelRegistry(models if models is not None else default_registry(db))  # type: ignore[arg-type]
 
 
+def detector_summary(cls: type) -> str:
+    """A detector's one line for users: its ``summary``, else its docstring's first sentence without
+    reStructuredText markup or references to the source."""
+    summary = str(getattr(cls, "summary", "") or "")
+    if summary:
+        return summary
+    paragraph = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
+    text = paragraph.split(". ")[0].rstrip(".")
+    text = re.sub(r"\s*\((?:see|cf\.)[^)]*\)", "", text)
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "").replace("`", "")
+
+
 @models_app.command("available")
-def models_available() -> None:
+def models_available(as_json: JsonOption = False) -> None:
     """List the detectors nadkit can train."""
     from nadkit.models import REGISTRY
 
+    rows = [
+        {
+            "name": name,
+            "input": cls.input,
+            "kind": "supervised" if cls.supervised else "unsupervised",
+            "description": detector_summary(cls),
+        }
+        for name, cls in REGISTRY.items()
+    ]
+    if as_json:
+        print_json(rows)
+        return
     table = Table(title="Detectors")
-    table.add_column("name", style="bold")
+    table.add_column("name", style="bold", no_wrap=True)
     table.add_column("input")
     table.add_column("kind")
     table.add_column("description")
-    for name, cls in REGISTRY.items():
-        paragraph = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
-        doc = paragraph.split(". ")[0].rstrip(".")
-        table.add_row(name, cls.input, "supervised" if cls.supervised else "unsupervised", doc)
+    for row in rows:
+        table.add_row(row["name"], row["input"], row["kind"], row["description"])
     console.print(table)
 
 
@@ -86,34 +109,81 @@ def models_list(
     console.print(table)
 
 
-@models_app.command("register")
+@models_app.command("register", short_help="Copy a model bundle into the registry as a new version.")
 def models_register(
-    bundle: Annotated[Path, typer.Argument(help="Model bundle directory to copy into the registry.")],
+    bundle: Annotated[
+        Path, typer.Argument(metavar="BUNDLE", help="Model bundle directory to copy into the registry.")
+    ],
     models: RegistryOption = None,
     db: StoreOption = None,
     note: Annotated[str, typer.Option(help="A note kept with the version.")] = "",
     activate: Annotated[bool, typer.Option("--activate", help="Also make it the active version.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Copy a model bundle into the registry as a new version (the same bundle twice: one version)."""
     registry = open_registry(models, db)
     version = registry.register(bundle, note=note)
-    console.print(f"{bundle} registered as [bold]{version.version}[/bold] in {registry.root}")
     if activate:
         registry.activate(version.version)
+    if as_json:
+        print_json(
+            {
+                "bundle": str(bundle),
+                "version": version.version,
+                "registry": str(registry.root),
+                "active": registry.active_version() == version.version,
+            }
+        )
+        return
+    console.print(f"{bundle} registered as [bold]{version.version}[/bold] in {registry.root}")
+    if activate:
         console.print(f"[bold]{version.version}[/bold] is now the active model")
 
 
-@models_app.command("activate")
+@models_app.command("activate", short_help="Make a registered version the active model.")
 def models_activate(
-    version: Annotated[str, typer.Argument(help="Version to activate, e.g. v2 (see `nadkit models list`).")],
+    version: Annotated[
+        str,
+        typer.Argument(metavar="VERSION", help="Version to activate, e.g. v2 (see `nadkit models list`)."),
+    ],
     models: RegistryOption = None,
     db: StoreOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Make a registered version the active model (a running service switches to it)."""
     registry = open_registry(models, db)
     previous = registry.active_version()
     activated = registry.activate(version)
+    if as_json:
+        print_json({"version": activated.version, "model": activated.model, "previous": previous})
+        return
     console.print(
         f"[bold]{activated.version}[/bold] ({activated.model}) is now the active model"
         + (f" (was {previous})" if previous and previous != activated.version else "")
     )
+
+
+@models_app.command("sign", short_help="Sign a model bundle with the key in NADKIT_BUNDLE_KEY.")
+def models_sign(
+    bundle: Annotated[
+        str,
+        typer.Argument(
+            metavar="BUNDLE", help="Model bundle directory, or a registered version (v2) with --models/--db."
+        ),
+    ],
+    models: RegistryOption = None,
+    db: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sign a model bundle with the key in NADKIT_BUNDLE_KEY (signature.json: an HMAC-SHA256 over the
+    manifest and every file); loading with the key set then refuses unsigned or altered bundles."""
+    from nadkit.lifecycle.registry import resolve_bundle
+    from nadkit.training.bundle import sign
+
+    registry = open_registry(models, db) if models is not None or db is not None else None
+    path, _ = resolve_bundle(bundle, registry)
+    signature = sign(path)
+    if as_json:
+        print_json({"bundle": str(path), "signature": str(signature)})
+        return
+    console.print(f"{path} signed ({signature})")

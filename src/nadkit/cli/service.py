@@ -13,12 +13,16 @@ from nadkit.cli.registry import RegistryOption, open_registry
 from nadkit.errors import NadkitError, require
 
 
-@app.command()
+@app.command(short_help="Run the alert service: scoring API, store, triage page.")
 def serve(
     db: Annotated[Path, typer.Option("--db", help="Alert store file (SQLite; created when missing).")],
     bundle: Annotated[
         Path | None,
-        typer.Option(help="Model bundle to register and activate (default: the registry's active version)."),
+        typer.Option(
+            "--bundle",
+            "-b",
+            help="Model bundle to register and activate (default: the registry's active version).",
+        ),
     ] = None,
     models: RegistryOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -46,7 +50,7 @@ def serve(
     require("uvicorn", "the alert service (nadkit serve)", "service")
 
     options = read_settings(config, "service settings") if config else {}
-    known = {"token", "max_body_mb", "max_flows", "engine", "top", "scoring_slots"}
+    known = {"token", "max_body_mb", "max_flows", "engine", "top", "scoring_slots", "bundle_key"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise NadkitError(
@@ -67,6 +71,7 @@ def serve(
             engine=engine or str(options.get("engine", "auto")),
             top=int(options.get("top", 5)),
             scoring_slots=int(options.get("scoring_slots", 2)),
+            **({"bundle_key": str(options["bundle_key"])} if options.get("bundle_key") else {}),
         )
     except (TypeError, ValueError) as error:
         raise NadkitError(f"{config}: invalid service setting ({error})") from None

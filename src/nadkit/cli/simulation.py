@@ -10,13 +10,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nadkit.cli.application import FileSteps, app, console
+from nadkit.cli.application import FileSteps, JsonOption, app, console, errors, output_path, print_json
 from nadkit.errors import NadkitError
 
 
-@app.command()
+@app.command(short_help="Simulate a labelled enterprise network over several days.")
 def simulate(
-    out: Annotated[Path, typer.Argument(help="Output directory (one file per day).")],
+    old_out: Annotated[Path | None, typer.Argument(hidden=True, metavar="OUT")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory (one file per day).")
+    ] = None,
     days: Annotated[int, typer.Option(min=1, max=60, help="Number of days.")] = 3,
     flows_per_day: Annotated[int, typer.Option(min=100, help="Approximate flows per day.")] = 100_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same flows).")] = 0,
@@ -24,32 +27,55 @@ def simulate(
         str, typer.Option("--output-format", help="csv (NAD 2021 layout) or parquet.")
     ] = "csv",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output directory.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Simulate a labelled enterprise network over several days (NAD 2021 schema)."""
     from nadkit.simulate import SimulationConfig, simulate_to_directory
 
+    folder = output_path("simulate", out, old_out)
     config = SimulationConfig(days=days, flows_per_day=flows_per_day, seed=seed)
     started = time.perf_counter()
-    with console.status(f"simulating {days} day(s) x ~{flows_per_day:,} flows"):
-        files = simulate_to_directory(config, out, output_format=output_format, overwrite=force)
+    with errors.status(f"simulating {days} day(s) x ~{flows_per_day:,} flows"):
+        files = simulate_to_directory(config, folder, output_format=output_format, overwrite=force)
     elapsed = time.perf_counter() - started
-    console.print(f"wrote {len(files)} file(s) to [bold]{out}[/bold] in {elapsed:.1f} s")
+    if as_json:
+        print_json(
+            {
+                "out": str(folder),
+                "days": days,
+                "flows_per_day": flows_per_day,
+                "seed": seed,
+                "files": [str(file) for file in files],
+                "seconds": round(elapsed, 3),
+            }
+        )
+        return
+    console.print(f"wrote {len(files)} file(s) to [bold]{folder}[/bold] in {elapsed:.1f} s")
     for file in files:
         console.print(f"  {file}")
 
 
-@app.command("mix-captures")
+@app.command("mix-captures", short_help="Mix captures labelled per file into one flow table.")
 def mix_captures_command(
-    out: Annotated[Path, typer.Argument(help="Labelled flow table to write (.parquet or .csv).")],
+    old_out: Annotated[Path | None, typer.Argument(hidden=True, metavar="OUT")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Labelled flow table to write (.parquet or .csv).")
+    ] = None,
     benign: Annotated[
-        list[Path] | None, typer.Option("--benign", help="Benign capture file or directory (repeatable).")
+        list[Path] | None,
+        typer.Option("--benign", metavar="PATH", help="Benign capture file or directory (repeatable)."),
     ] = None,
     attack: Annotated[
-        list[Path] | None, typer.Option("--attack", help="Attack capture file or directory (repeatable).")
+        list[Path] | None,
+        typer.Option("--attack", metavar="PATH", help="Attack capture file or directory (repeatable)."),
     ] = None,
     label: Annotated[
         list[str] | None,
-        typer.Option("--label", help="FILE=NAME: the label of an attack capture (default: its file stem)."),
+        typer.Option(
+            "--label",
+            metavar="FILE=NAME",
+            help="FILE=NAME: the label of an attack capture (default: its file stem).",
+        ),
     ] = None,
     span: Annotated[
         float | None,
@@ -63,6 +89,7 @@ def mix_captures_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the captures' places in the window.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Mix captures labelled per file into one labelled, interleaved flow table for evaluation."""
     import datetime as dt
@@ -70,6 +97,7 @@ def mix_captures_command(
     from nadkit.fileio import atomic_path
     from nadkit.sources.captures import DEFAULT_START, mix_captures
 
+    out = output_path("mix-captures", out, old_out)
     kind = out.suffix.lower()
     if kind not in (".parquet", ".csv"):
         raise NadkitError(f"{out}: write .parquet or .csv")
@@ -104,6 +132,25 @@ def mix_captures_command(
             frame.write_parquet(temporary)
         else:
             frame.write_csv(temporary)
+    if as_json:
+        print_json(
+            {
+                "out": str(out),
+                "flows": frame.height,
+                "span_s": mixed.span_s,
+                "start": mixed.start.isoformat(),
+                "captures": [
+                    {
+                        "path": str(capture.path),
+                        "label": capture.label,
+                        "flows": capture.flows,
+                        "offset_s": (capture.start - mixed.start).total_seconds(),
+                    }
+                    for capture in mixed.captures
+                ],
+            }
+        )
+        return
     table = Table(title=f"{frame.height:,} flows over {mixed.span_s:.1f} s")
     table.add_column("capture")
     table.add_column("label")

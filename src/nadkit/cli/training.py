@@ -12,12 +12,15 @@ from nadkit.cli.application import (
     _STATE,
     BadRowsOption,
     FormatOption,
+    JsonOption,
     MapOption,
     ThrottledLines,
     app,
     bad_rows,
     console,
     errors,
+    output_path,
+    print_json,
 )
 from nadkit.errors import NadkitError
 
@@ -28,15 +31,19 @@ if TYPE_CHECKING:
 #: train options that set a threshold parameter: option -> (parameter, the methods that take it)
 _THRESHOLD_OPTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "--fpr": ("false_positive_rate", ("auto", "quantile")),
+    "--max-fpr": ("max_false_positive_rate", ("auto",)),
     "--beta": ("beta", ("auto", "f_beta")),
     "--risk": ("risk", ("pot",)),
 }
 
 
-@app.command()
+@app.command(short_help="Train a detector and save it as a model bundle.")
 def train(
-    source: Annotated[Path, typer.Argument(help="Training flows: file, directory or glob.")],
-    out: Annotated[Path, typer.Argument(help="Model bundle directory to write.")],
+    source: Annotated[
+        Path, typer.Argument(metavar="SOURCE", help="Training flows: file, directory or glob.")
+    ],
+    old_out: Annotated[Path | None, typer.Argument(hidden=True, metavar="OUT")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Model bundle directory to write.")] = None,
     model: Annotated[
         str, typer.Option("--model", "-m", help="Detector name (see `nadkit models available`).")
     ] = "ae",
@@ -80,6 +87,13 @@ def train(
             help="quantile (and auto without attacks): share of normal scores above it (default 0.01).",
         ),
     ] = None,
+    max_fpr: Annotated[
+        float | None,
+        typer.Option(
+            "--max-fpr",
+            help="auto with attacks: the most normal scores the threshold may flag (default 0.05).",
+        ),
+    ] = None,
     beta: Annotated[
         float | None,
         typer.Option(help="f_beta (and auto with attacks): beta of the F-beta score (default 1)."),
@@ -114,6 +128,7 @@ def train(
     on_bad_rows: BadRowsOption = "error",
     mapping: MapOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing bundle.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Train a detector and save it, with its threshold and ONNX graph, as a model bundle.
 
@@ -129,6 +144,7 @@ def train(
     from nadkit.models.multitask import SeedEpochReport
     from nadkit.training.fit import train_model
 
+    bundle = output_path("train", out, old_out)
     if view not in ("flows", "buckets"):
         raise NadkitError(f"--view must be flows or buckets, got {view!r}")
     if view == "flows" and (bucket_seconds is not None or bucket_by is not None):
@@ -137,7 +153,7 @@ def train(
     if view == "buckets":
         buckets = BucketConfig(bucket_s=60.0 if bucket_seconds is None else bucket_seconds, by=bucket_by)
 
-    given = {"--fpr": fpr, "--beta": beta, "--risk": risk}
+    given = {"--fpr": fpr, "--max-fpr": max_fpr, "--beta": beta, "--risk": risk}
     threshold_params: dict[str, float] = {}
     for option, value in given.items():
         if value is None:
@@ -180,7 +196,7 @@ def train(
 
         result = train_model(
             source,
-            out,
+            bundle,
             model=model,
             config=options,
             format=format,
@@ -197,9 +213,43 @@ def train(
             on_bad_rows=bad_rows(on_bad_rows),
             on_file=on_file,
         )
+    if as_json:
+        print_json(_training_json(model, result))
+        return
     console.print(_training_summary(model, result, target))
     if result.supervised:
         console.print(_class_table(result))
+
+
+def _training_json(model: str, result: TrainingResult) -> dict[str, object]:
+    """What `nadkit train --json` prints: the table's figures, for scripts."""
+    metrics = result.bundle.metrics
+    threshold = result.bundle.threshold
+    histories = metrics.get("histories") or ([metrics["history"]] if metrics.get("history") else [])
+    return {
+        "model": model,
+        "bundle": str(result.path),
+        "onnx": result.onnx,
+        "features": len(result.bundle.detector.feature_names_ or ()),
+        "supervised": result.supervised,
+        "buckets": result.buckets,
+        "train_rows": result.train_rows,
+        "holdout_rows": result.holdout_rows,
+        "holdout_attacks": result.holdout_attacks,
+        "target_rows": result.target_rows,
+        "classes": list(result.classes),
+        "class_counts": result.class_counts,
+        "fit_seconds": round(result.fit_seconds, 3),
+        "epochs": [
+            {key: history.get(key) for key in ("epochs_run", "best_epoch", "stopped")}
+            for history in histories
+        ],
+        "threshold": None
+        if threshold is None
+        else {"value": threshold.value, "method": threshold.method, "description": threshold.describe()},
+        "holdout": metrics.get("holdout"),
+        "classification": metrics.get("classification"),
+    }
 
 
 def _training_summary(model: str, result: TrainingResult, target: Path | None) -> Table:

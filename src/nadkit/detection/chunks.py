@@ -3,7 +3,11 @@ columns spread over every row, and the threshold a scorer uses."""
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -59,4 +63,54 @@ def bundle_threshold(bundle: ModelBundle, threshold: float | None) -> float:
     return float(threshold)
 
 
-__all__ = ["ScoredChunk", "bundle_threshold", "identity", "over_alerts"]
+T = TypeVar("T")
+_DONE = object()
+
+
+def prefetched(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """``items`` read ahead by up to ``depth`` items on a background thread, so that reading the next
+    chunk (parsing, validation: work that releases the GIL) overlaps with scoring this one. Items and
+    errors arrive in order; leaving the loop early stops the reader at its next item."""
+    slots: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+        except BaseException as error:  # handed to the consumer, raised there
+            offer(_Failure(error))
+            return
+        offer(_DONE)
+
+    reader = threading.Thread(target=read, name="nadkit-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: BaseException
+
+
+__all__ = ["ScoredChunk", "bundle_threshold", "identity", "over_alerts", "prefetched"]

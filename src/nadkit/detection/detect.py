@@ -37,7 +37,7 @@ from nadkit.alerts.records import (
     output_kind,
     times_as_text,
 )
-from nadkit.detection.chunks import ScoredChunk, bundle_threshold, identity, over_alerts
+from nadkit.detection.chunks import ScoredChunk, bundle_threshold, identity, over_alerts, prefetched
 from nadkit.detection.explain import Explainer, no_explanations, severity_counts, top_alerts
 from nadkit.detection.views import ScoringView, ViewBatch, scoring_view
 from nadkit.errors import ConfigError, SchemaError
@@ -52,6 +52,9 @@ from nadkit.training.bundle import ModelBundle
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 200_000
+#: called by a :class:`Scorer` after each scored chunk with the units' detector input (rows x
+#: features) and their scores, e.g. to measure drift (:mod:`nadkit.evaluation.drift`)
+ScoredHook = Callable[[np.ndarray, np.ndarray], None]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -79,15 +82,18 @@ class Scorer:
         lateness_s: float = 0.0,
         late: Literal["error", "drop"] = "error",
         severity: SeverityRules | None = None,
+        on_scored: ScoredHook | None = None,
     ) -> None:
         self.bundle = bundle
+        self.on_scored = on_scored
         self.view: ScoringView = scoring_view(bundle, entity=entity, lateness_s=lateness_s, late=late)
         self.detector = bundle.detector
         self.threshold = bundle_threshold(bundle, threshold)
         self.top = max(1, int(top))
         self._classes: tuple[str, ...] = self.detector.classes_
-        # contributions cost far more than scores here: score every unit, explain the alerted ones
-        self._explain_alerts_only = self.detector.costly_contributions and not self.view.windowed
+        # a row detector scores every unit and explains only the alerted ones (a window detector's
+        # units need the rows before them, so it computes every unit's contributions at once)
+        self._explain_alerts_only = not self.view.windowed
         scaling = bundle.pipeline.scaling_ if bundle.pipeline is not None else None
         self.explainer = Explainer(self.view.names, bundle.calibration, scaling=scaling, rules=severity)
 
@@ -140,7 +146,10 @@ class Scorer:
             return ScoredChunk(pl.DataFrame())
         predicted = None
         if self._explain_alerts_only:
-            unit_scores, predicted = self.detector.score_and_predict(batch.data)
+            if self._classes or self.detector.costly_contributions:
+                unit_scores, predicted = self.detector.score_and_predict(batch.data)
+            else:
+                unit_scores = self.bundle.score_data(batch.data)
             contributions = None
         else:
             contributions = self.bundle.contributions(batch.data)
@@ -166,6 +175,9 @@ class Scorer:
             top_features,
             explanation,
         )
+        if self.on_scored is not None:
+            data = batch.data.features
+            self.on_scored(data if batch.units is None else data[batch.units], np.asarray(unit_scores, float))
         return ScoredChunk(out)
 
     def _predicted(self, batch: ViewBatch, rows: int, predicted: np.ndarray | None) -> pl.Series:
@@ -284,21 +296,23 @@ def score_chunks(
     on_read: Callable[[pl.DataFrame], None] | None = None,
     on_bad_rows: BadRows = "error",
     severity: SeverityRules | None = None,
+    on_scored: ScoredHook | None = None,
 ) -> Iterator[tuple[ScoredChunk, Scorer]]:
     """Scored chunks of ``source`` (in the order flows become final; ``row`` gives input order).
     ``on_read`` is called with each chunk of flows as read, before it is scored; ``on_bad_rows``:
     see :func:`nadkit.sources.load_flows`."""
-    scorer = Scorer(bundle, threshold=threshold, top=top, severity=severity)
+    scorer = Scorer(bundle, threshold=threshold, top=top, severity=severity, on_scored=on_scored)
     time_order = scorer.time_ordered
     try:
-        for piece in iter_flows(
+        pieces = iter_flows(
             source,
             format=format,
             mapping=mapping,
             chunk_rows=chunk_rows,
             time_order=time_order,
             on_bad_rows=on_bad_rows,
-        ):
+        )
+        for piece in prefetched(pieces):
             if on_read is not None:
                 on_read(piece)
             yield scorer.push(piece), scorer
@@ -329,6 +343,7 @@ def detect_file(
     incident_config: IncidentConfig | None = None,
     layout: str = "nadkit",
     severity: SeverityRules | None = None,
+    on_scored: ScoredHook | None = None,
 ) -> DetectResult:
     """Score every flow of ``source`` and write alerts (or every scored flow) to ``out``
     (``.jsonl``, ``.parquet`` or ``.csv``), atomically. ``progress(flows_scored, alerts)`` is called
@@ -363,6 +378,7 @@ def detect_file(
                 top=top,
                 on_bad_rows=on_bad_rows,
                 severity=severity,
+                on_scored=on_scored,
             ):
                 value = scorer.threshold
                 held = max(held, scorer.held_rows)
@@ -517,7 +533,13 @@ def dumps(result: DetectResult) -> str:
 
 
 def score_flows(
-    bundle: ModelBundle, flows: pl.DataFrame, *, top: int = 5, severity: SeverityRules | None = None
+    bundle: ModelBundle,
+    flows: pl.DataFrame,
+    *,
+    top: int = 5,
+    severity: SeverityRules | None = None,
+    threshold: float | None = None,
+    on_scored: ScoredHook | None = None,
 ) -> pl.DataFrame:
     """Score a canonical flow table as one table (a fresh scorer, flushed at the end): every row's
     scored record in input order (``row`` is the 1-based input row), with the input's other flow
@@ -528,7 +550,7 @@ def score_flows(
     if flows.height == 0:
         return pl.DataFrame()
     indexed = flows.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-    scorer = Scorer(bundle, top=top, severity=severity)
+    scorer = Scorer(bundle, top=top, severity=severity, threshold=threshold, on_scored=on_scored)
     if scorer.time_ordered and "time" in indexed.columns:
         indexed = indexed.sort("time", maintain_order=True, nulls_last=False)
     scored = scorer.score_all(indexed).frame.sort("row")

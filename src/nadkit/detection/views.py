@@ -217,7 +217,8 @@ class FlowScoring:
         if augmented.height == 0:
             return None
         features = self.pipeline.transform_augmented(augmented)
-        matrix = np.ascontiguousarray(features.to_numpy(), dtype=np.float32)
+        # cast in Polars (in parallel, column by column), then one copy to row-major
+        matrix = features.select(pl.all().cast(pl.Float32)).to_numpy(order="c")
         times = (
             augmented["time"].dt.epoch("us").fill_null(0).to_numpy() if "time" in augmented.columns else None
         )

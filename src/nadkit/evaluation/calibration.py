@@ -212,6 +212,9 @@ class Calibration:
     normal: NormalScores | None = None
     ranges: dict[str, FeatureRange] = field(default_factory=dict)
     quantiles: tuple[float, float] = DEFAULT_QUANTILES
+    #: the highest hold-out score, attacks included (None in bundles saved before it was kept): how
+    #: high a threshold chosen on the hold-out can lie
+    holdout_max: float | None = None
 
     def percentile(self, scores: np.ndarray) -> np.ndarray | None:
         """:meth:`NormalScores.percentile`, or None without normal scores."""
@@ -224,6 +227,7 @@ class Calibration:
             "normal_scores": None if self.normal is None else self.normal.to_dict(),
             "range_quantiles": list(self.quantiles),
             "ranges": {name: r.to_dict() for name, r in self.ranges.items()},
+            **({"holdout_max": self.holdout_max} if self.holdout_max is not None else {}),
         }
 
     @classmethod
@@ -242,6 +246,7 @@ class Calibration:
             normal=None if normal is None else NormalScores.from_dict(normal),
             ranges={str(name): FeatureRange.from_dict(r) for name, r in ranges.items()},
             quantiles=(low, high),
+            holdout_max=None if data.get("holdout_max") is None else float(data["holdout_max"]),
         )
 
 

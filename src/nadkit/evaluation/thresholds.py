@@ -251,7 +251,9 @@ def check_threshold_choice(method: str, params: Mapping[str, Any] | None = None)
         return
     ceiling = params.pop("max_false_positive_rate", AUTO_MAX_FALSE_POSITIVE_RATE)
     if not isinstance(ceiling, int | float) or not 0 < float(ceiling) < 1:
-        raise ConfigError(f"threshold field 'max_false_positive_rate': a share between 0 and 1 (exclusive), got {ceiling!r}")
+        raise ConfigError(
+            f"threshold field 'max_false_positive_rate': a share between 0 and 1 (exclusive), got {ceiling!r}"
+        )
     floor = params.get("false_positive_rate", 0.0)
     if isinstance(floor, int | float) and float(floor) > float(ceiling):
         raise ConfigError(

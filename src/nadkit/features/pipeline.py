@@ -641,7 +641,7 @@ class FeaturePipeline:
                 for f in features
             }
             stages, exprs = pipeline._expressions()
-        except (KeyError, TypeError, ValueError, ConfigError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as error:
             raise BundleError(f"saved feature pipeline is corrupt ({error})") from error
         rebuilt = [output_name(e) for e in exprs]
         if rebuilt != names:

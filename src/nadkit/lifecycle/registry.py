@@ -8,6 +8,7 @@
       versions/v2/ ...
       active.json           the active version, when it was activated and by whom
       activations.jsonl     every activation, appended (the history)
+      decisions.jsonl       every promotion, refusal and rollback of a challenger, with its figures
 
 Registering copies a bundle in under the next free version name (``v1``, ``v2``, ...); registering
 the same bundle again (same files, by their checksums) returns its existing version. Versions are
@@ -33,13 +34,16 @@ from typing import Any
 
 from nadkit.errors import BundleError, ConfigError, NadkitError
 from nadkit.evaluation.thresholds import Threshold
-from nadkit.fileio import atomic_path
+from nadkit.fileio import atomic_path, process_alive
 
 log = logging.getLogger(__name__)
 
 VERSIONS = "versions"
 ACTIVE = "active.json"
 HISTORY = "activations.jsonl"
+DECISIONS = "decisions.jsonl"
+#: the kinds of decision :meth:`ModelRegistry.record` keeps
+DECISION_KINDS = ("promotion", "refusal", "rollback")
 VERSION_PATTERN = re.compile(r"^v([1-9][0-9]{0,8})$")
 
 
@@ -207,7 +211,8 @@ class ModelRegistry:
         ModelBundle.load(bundle, engine="torch")  # refuse what does not load before copying it
         digest = bundle_digest(bundle)
         self.versions_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".register.", dir=self.versions_dir))
+        _sweep_staging(self.versions_dir)
+        staging = Path(tempfile.mkdtemp(prefix=f".register.{os.getpid()}.", dir=self.versions_dir))
         try:
             copied = staging / "bundle"
             shutil.copytree(bundle, copied, ignore=shutil.ignore_patterns(".*"))
@@ -286,6 +291,54 @@ class ModelRegistry:
             handle.write(json.dumps(record) + "\n")
         log.info("%s: %s active (was %s)", self.root, version, previous)
         return self.info(version)
+
+    # -- decisions on challengers --------------------------------------------------------------------
+
+    def record(
+        self, kind: str, version: str, *, champion: str | None, reason: str, figures: dict[str, Any], by: str
+    ) -> dict[str, Any]:
+        """Append one decision on a challenger (``promotion``, ``refusal`` or ``rollback``) with the
+        figures it was taken on to ``decisions.jsonl``; returns the line written."""
+        if kind not in DECISION_KINDS:
+            raise RegistryError(f"not a kind of decision: {kind!r} (one of {', '.join(DECISION_KINDS)})")
+        entry = {
+            "kind": kind,
+            "version": check_version(version),
+            "champion": champion,
+            "reason": reason,
+            "figures": figures,
+            "by": by,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / DECISIONS).open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, default=str) + "\n")
+        log.info("%s: %s of %s (champion %s): %s", self.root, kind, version, champion, reason)
+        return entry
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """Every recorded decision, oldest first (a line that cannot be read is skipped)."""
+        try:
+            lines = (self.root / DECISIONS).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    out.append(entry)
+        return out
+
+
+def _sweep_staging(folder: Path) -> None:
+    """Remove the staging directories of registrations killed before they finished (their process
+    is gone), so a killed ``register`` leaves no orphan copy behind."""
+    for entry in folder.glob(".register.*"):
+        pid = entry.name.split(".")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            log.info("%s: removed the copy of a registration that was killed", entry)
 
 
 def default_registry(db: str | Path) -> Path:

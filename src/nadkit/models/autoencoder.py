@@ -104,6 +104,7 @@ class Autoencoder(NeuralDetector):
     squared reconstruction error, each feature's square its contribution."""
 
     name = "ae"
+    summary = "dense autoencoder; score: squared reconstruction error"
     input = "rows"
     config_class = AutoencoderConfig
     config: AutoencoderConfig
@@ -250,6 +251,7 @@ class VariationalAutoencoder(NeuralDetector):
     """
 
     name = "vae"
+    summary = "variational autoencoder; score: negative ELBO, or the reconstruction probability"
     input = "rows"
     config_class = VariationalAutoencoderConfig
     config: VariationalAutoencoderConfig

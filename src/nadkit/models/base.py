@@ -87,6 +87,8 @@ class Detector(ABC):
 
     #: registry name
     name: ClassVar[str]
+    #: one line for users (`nadkit models available`); the docstring's first sentence when empty
+    summary: ClassVar[str] = ""
     #: whether the detector scores single rows or windows of rows
     input: ClassVar[InputKind] = "rows"
     #: whether ``fit`` needs labels

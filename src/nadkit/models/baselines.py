@@ -78,6 +78,7 @@ class IsolationForestDetector(Detector):
     """
 
     name = "iforest"
+    summary = "isolation forest (scikit-learn), a baseline"
     input = "rows"
     config_class = IsolationForestConfig
     config: IsolationForestConfig
@@ -266,6 +267,7 @@ class ECODDetector(Detector):
     """
 
     name = "ecod"
+    summary = "ECOD: empirical tail probabilities of each feature, a baseline"
     input = "rows"
     config_class = ECODConfig
     config: ECODConfig

@@ -93,6 +93,7 @@ class CNNLSTMDetector(SequenceDetector):
     autoencoder error of the row."""
 
     name = "cnn_lstm"
+    summary = "causal 1-D convolutions over time, then an LSTM: forecast (or autoencoder) error"
     config_class = CNNLSTMConfig
     config: CNNLSTMConfig
 

@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +52,9 @@ OPSET = 18
 #: names of the graph's inputs (rows read ``x`` only) and of its output
 INPUT_NAMES: tuple[str, str] = ("x", "mask")
 OUTPUT_NAME = "contributions"
+#: the output a scorer adds to a graph: each row's score, the sum of its contributions, so that
+#: scoring alone never copies a rows x features matrix out of ONNX Runtime
+SCORE_NAME = "score"
 #: metadata key of the JSON description stored in the graph
 METADATA_KEY = "nadkit"
 #: rows of the example batch the graph is traced with, and of the batch it is checked on
@@ -402,7 +405,7 @@ class OnnxScorer:
         self.threads = threads or available_cores()
         self.batch_size = batch_size
         try:
-            self.session = _session(model, threads=self.threads)
+            self.session = _session(_with_score_output(model), threads=self.threads)
         except NadkitError:
             raise
         except Exception as error:  # onnxruntime raises its own exception types
@@ -411,6 +414,7 @@ class OnnxScorer:
             raise NadkitError(f"{where}: cannot be loaded by ONNX Runtime ({first})") from error
         self.description = self._read_description()
         self.inputs = tuple(item.name for item in self.session.get_inputs())
+        self.outputs = tuple(item.name for item in self.session.get_outputs())
 
     def _read_description(self) -> GraphDescription:
         text = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
@@ -435,27 +439,83 @@ class OnnxScorer:
 
     def contributions(self, data: DetectorData) -> np.ndarray:
         """``(rows, features)`` float64 contributions, as the detector's ``contributions`` gives them."""
+        self._check_features(data)
+        out = np.empty((len(data), data.width), dtype=np.float64)
+        for rows, feeds in self._batches(data):
+            (values,) = self.session.run([OUTPUT_NAME], feeds)
+            _place(out, rows, values)
+        return out
+
+    def score(self, data: DetectorData) -> np.ndarray:
+        """One float64 score per row: the sum of its contributions, summed inside the graph."""
+        self._check_features(data)
+        if SCORE_NAME not in self.outputs:
+            return self.contributions(data).sum(axis=1)
+        out = np.empty(len(data), dtype=np.float64)
+        for rows, feeds in self._batches(data):
+            (values,) = self.session.run([SCORE_NAME], feeds)
+            _place(out, rows, values)
+        return out
+
+    def _check_features(self, data: DetectorData) -> None:
         if tuple(data.feature_names) != self.feature_names:
             raise ConfigError(
                 f"{self.description.model} was fitted on {len(self.feature_names)} features and is "
                 f"given {len(data.feature_names)} different ones"
             )
-        out = np.empty((len(data), data.width), dtype=np.float64)
-        windows = self.description.window if self.description.input == "windows" else None
-        for rows, batch in scoring_batches(data, self.batch_size, window=windows):
+
+    def _batches(self, data: DetectorData) -> Iterator[tuple[np.ndarray | slice, dict[str, np.ndarray]]]:
+        """The graph's feeds batch by batch, with the rows each batch scores: rows straight from the
+        feature matrix (no copy where it is float32 and contiguous), windows as torch scoring
+        builds them."""
+        if self.description.input != "windows":
+            features = np.ascontiguousarray(data.features, dtype=np.float32)
+            for start in range(0, len(features), self.batch_size):
+                stop = min(start + self.batch_size, len(features))
+                yield slice(start, stop), {INPUT_NAMES[0]: features[start:stop]}
+            return
+        for rows, batch in scoring_batches(data, self.batch_size, window=self.description.window):
             feeds = {INPUT_NAMES[0]: batch.x.numpy()}
             if batch.mask is not None:
                 feeds[INPUT_NAMES[1]] = batch.mask.numpy()
-            (values,) = self.session.run([OUTPUT_NAME], feeds)
-            if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
-                out[rows[0] : rows[-1] + 1] = values  # consecutive rows: a plain copy, no scatter
-            else:
-                out[rows] = values
-        return out
+            yield rows, feeds
 
-    def score(self, data: DetectorData) -> np.ndarray:
-        """One float64 score per row: the sum of its contributions."""
-        return self.contributions(data).sum(axis=1)
+
+def _place(out: np.ndarray, rows: np.ndarray | slice, values: np.ndarray) -> None:
+    """Write a batch's values to its rows of ``out`` (consecutive rows: a plain copy, no scatter)."""
+    if isinstance(rows, slice):
+        out[rows] = values
+    elif len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        out[rows[0] : rows[-1] + 1] = values
+    else:
+        out[rows] = values
+
+
+def _with_score_output(model: str | Path | bytes) -> str | Path | bytes:
+    """The graph with a ``score`` output beside ``contributions`` (their sum over features), added
+    at load so graphs saved before it existed get it too; the graph unchanged where onnx is missing
+    or the graph cannot take it."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError:  # pragma: no cover - onnx ships with onnxruntime in the onnx extra
+        return model
+    try:
+        proto = (
+            onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load_model(str(model))
+        )
+        graph = proto.graph
+        outputs = [output.name for output in graph.output]
+        if SCORE_NAME in outputs or OUTPUT_NAME not in outputs:
+            return model
+        axes = helper.make_tensor("nadkit_score_axes", TensorProto.INT64, [1], [1])
+        graph.initializer.append(axes)
+        graph.node.append(helper.make_node("ReduceSum", [OUTPUT_NAME, axes.name], [SCORE_NAME], keepdims=0))
+        graph.output.append(helper.make_tensor_value_info(SCORE_NAME, TensorProto.FLOAT, ["batch"]))
+        return proto.SerializeToString()
+    except Exception as error:  # a graph onnx cannot edit still scores through its contributions
+        log.debug("no score output added to the graph (%s)", error)
+        return model
 
 
 __all__ = [

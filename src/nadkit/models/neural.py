@@ -35,6 +35,9 @@ class NeuralConfig(DetectorConfig):
 
     epochs: int = 30
     batch_size: int = 512
+    #: the fewest optimizer steps an epoch takes: on a small training set the batch shrinks (to no
+    #: fewer than 8 rows), so a few hundred rows still train for as many steps as early stopping needs
+    min_batches: int = 16
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 5
@@ -49,6 +52,8 @@ class NeuralConfig(DetectorConfig):
     score_batch_size: int = 8192
 
     def __post_init__(self) -> None:
+        if self.min_batches < 1:
+            raise ConfigError(f"min_batches must be at least 1, got {self.min_batches}")
         if self.batch_size < 1 or self.score_batch_size < 1:
             raise ConfigError("batch sizes must be at least 1")
         if not 0 <= self.validation_fraction < 1:
@@ -70,6 +75,14 @@ class NeuralConfig(DetectorConfig):
             seed=self.seed,
             device=self.device,
         )
+
+
+def epoch_batch_size(batch_size: int, rows: int, min_batches: int) -> int:
+    """The training batch size: ``batch_size``, smaller where ``rows`` would make fewer than
+    ``min_batches`` batches an epoch, but never below 8 rows (or ``batch_size`` if smaller)."""
+    if min_batches <= 1 or rows <= 0:
+        return batch_size
+    return max(min(8, batch_size), min(batch_size, -(-rows // min_batches)))
 
 
 class NeuralDetector(Detector):
@@ -129,11 +142,20 @@ class NeuralDetector(Detector):
             train_view = _View.of(self, train, None)
             validation_view = _View.of(self, validation, None) if validation is not None else None
         torch.manual_seed(config.seed)
+        trained_rows = len(train) if validation is not None or validation_view is None else len(train_rows)
+        batch_size = epoch_batch_size(config.batch_size, trained_rows, config.min_batches)
+        if batch_size < config.batch_size:
+            log.info(
+                "%d training rows: batches of %d rows, %d steps an epoch",
+                trained_rows,
+                batch_size,
+                -(-trained_rows // batch_size),
+            )
         self.module_ = self.build_module(train.width)
         self.history_: TrainingHistory = Trainer(config.trainer_config()).fit(
             self.module_,
             self.loss,
-            lambda epoch: train_view.batches(config.batch_size, shuffle=True, seed=config.seed + epoch),
+            lambda epoch: train_view.batches(batch_size, shuffle=True, seed=config.seed + epoch),
             (lambda: validation_view.batches(config.score_batch_size)) if validation_view else None,
             progress=progress,
         )

@@ -203,6 +203,7 @@ class LSTMDetector(_RecurrentDetector):
     """LSTM over each row's window: forecast error (default) or sequence-autoencoder error of the row."""
 
     name = "lstm"
+    summary = "LSTM over each source's flow window: forecast (or sequence autoencoder) error"
     cell = "lstm"
 
 
@@ -210,6 +211,7 @@ class GRUDetector(_RecurrentDetector):
     """GRU over each row's window: forecast error (default) or sequence-autoencoder error of the row."""
 
     name = "gru"
+    summary = "GRU over each source's flow window: forecast (or sequence autoencoder) error"
     cell = "gru"
 
 

@@ -142,6 +142,7 @@ class TransformerDetector(SequenceDetector):
     """Transformer over each row's window: reconstruction error (default) or forecast error of the row."""
 
     name = "transformer"
+    summary = "self-attention over the window: reconstruction through a bottleneck, or causal forecast"
     config_class = TransformerConfig
     config: TransformerConfig
 

@@ -7,6 +7,11 @@ histogram), ``nadkit_flows_scored_total``, ``nadkit_alerts_raised_total`` (alert
 flows), ``nadkit_alerts_stored_total`` (new alerts written to the store; repeats of stored alerts are
 not counted), ``nadkit_feedback_total{verdict}`` and ``nadkit_model_info{version, model}``. Routes
 are the path templates (``/v1/alerts/{alert_id}``), so the label set stays small.
+
+Drift (:mod:`nadkit.evaluation.drift`), per window of scored flows: ``nadkit_drift_windows_total``,
+``nadkit_drift_events_total``, the last window's ``nadkit_drift_score_psi``,
+``nadkit_drift_ks_statistic`` and ``nadkit_drift_feature_psi{feature}`` (the features that moved
+most in it), and ``nadkit_alert_threshold`` (the threshold in use, which moves with ``spot``).
 """
 
 from __future__ import annotations
@@ -59,6 +64,29 @@ class Metrics:
             "nadkit_model_info", "The active model.", ("version", "model"), registry=self.registry
         )
         self.model: tuple[str, str] | None = None
+        self._drift_windows = Counter(
+            "nadkit_drift_windows", "Windows of scored flows judged for drift.", registry=self.registry
+        )
+        self._drift_events = Counter(
+            "nadkit_drift_events", "Windows whose drift passed the set level.", registry=self.registry
+        )
+        self._score_psi = Gauge(
+            "nadkit_drift_score_psi", "The score's PSI in the last drift window.", registry=self.registry
+        )
+        self._ks = Gauge(
+            "nadkit_drift_ks_statistic",
+            "The score's KS gap in the last drift window.",
+            registry=self.registry,
+        )
+        self._feature_psi = Gauge(
+            "nadkit_drift_feature_psi",
+            "PSI of the features that moved most in the last drift window.",
+            ("feature",),
+            registry=self.registry,
+        )
+        self._threshold = Gauge(
+            "nadkit_alert_threshold", "The alert threshold in use.", registry=self.registry
+        )
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
         self._requests.labels(method=method, route=route, status=str(status)).inc()
@@ -77,6 +105,22 @@ class Metrics:
             self._model.remove(*self.model)
         self.model = (version, model)
         self._model.labels(version=version, model=model).set(1)
+
+    def drift(
+        self, score_psi: float, ks_statistic: float, features: list[tuple[str, float]], event: bool
+    ) -> None:
+        """A drift window closed: its figures replace the last window's."""
+        self._drift_windows.inc()
+        if event:
+            self._drift_events.inc()
+        self._score_psi.set(score_psi)
+        self._ks.set(ks_statistic)
+        self._feature_psi.clear()
+        for name, value in features:
+            self._feature_psi.labels(feature=name).set(value)
+
+    def threshold(self, value: float) -> None:
+        self._threshold.set(value)
 
     def render(self) -> str:
         """Everything, in the Prometheus text exposition format (version 0.0.4)."""

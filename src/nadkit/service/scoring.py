@@ -241,10 +241,17 @@ def _where(error: SchemaError) -> str:
     return f"{', '.join(parts)}: {error.message}" if parts else error.message
 
 
-def score_flows(bundle: ModelBundle, flows: pl.DataFrame, *, top: int = 5) -> pl.DataFrame:
+def score_flows(
+    bundle: ModelBundle,
+    flows: pl.DataFrame,
+    *,
+    top: int = 5,
+    threshold: float | None = None,
+    on_scored: detect.ScoredHook | None = None,
+) -> pl.DataFrame:
     """:func:`nadkit.detection.detect.score_flows` with a bad value answered as a 422 naming its row and
-    field."""
+    field; ``threshold`` and ``on_scored``: see :class:`~nadkit.detection.detect.Scorer`."""
     try:
-        return detect.score_flows(bundle, flows, top=top)
+        return detect.score_flows(bundle, flows, top=top, threshold=threshold, on_scored=on_scored)
     except SchemaError as error:
         raise InputError(_where(error), 422) from None

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nadkit.errors import ConfigError
@@ -27,8 +27,12 @@ class Settings(BaseSettings):
     ``insecure_localhost``); ``max_body_bytes``: larger request bodies are refused (413);
     ``max_flows``: the most flows one scoring request may hold (413); ``engine``: the scoring
     engine (``auto``, ``torch``, ``onnx``); ``top``: contributing features kept per alert;
-    ``scoring_slots``: scoring requests computed at once (others wait). A bad value is a
-    :class:`ConfigError` naming the setting.
+    ``scoring_slots``: scoring requests computed at once (others wait); ``bundle_key``: the key model
+    bundles must be signed with (``NADKIT_BUNDLE_KEY``; see :mod:`nadkit.training.signing`; None:
+    signatures are not checked). A bad value is a
+    :class:`ConfigError` naming the setting. ``threshold``: ``bundle`` (the bundle's fixed one), or
+    ``spot``/``dspot`` (adapting to the scores of flows not alerted, :mod:`nadkit.evaluation.adaptive`);
+    ``drift_window``: scored flows per drift window (0: no drift measured).
     """
 
     model_config = SettingsConfigDict(env_prefix="NADKIT_", frozen=True, extra="forbid")
@@ -42,6 +46,9 @@ class Settings(BaseSettings):
     engine: Literal["auto", "torch", "onnx"] = "auto"
     top: int = Field(default=5, ge=1)
     scoring_slots: int = Field(default=2, ge=1)
+    threshold: Literal["bundle", "spot", "dspot"] = "bundle"
+    drift_window: int = Field(default=10_000, ge=0)
+    bundle_key: str | None = Field(default=None, repr=False)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -64,6 +71,18 @@ class Settings(BaseSettings):
         if self.token is not None and (not self.token.isascii() or not self.token.isprintable()):
             raise ValueError("the API token must be printable ASCII")
         return self
+
+    @field_validator("bundle_key")
+    @classmethod
+    def _check_bundle_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            from nadkit.training.signing import bundle_key
+
+            try:
+                bundle_key(value)
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
+        return value
 
     @property
     def registry_dir(self) -> Path:

@@ -14,6 +14,7 @@ from nadkit.alerts.incidents import IncidentTracker
 from nadkit.alerts.store import AlertStore, top_features_json
 from nadkit.errors import ConfigError
 from nadkit.lifecycle.registry import ModelRegistry
+from nadkit.service.learning import Learning
 from nadkit.service.metrics import Metrics
 from nadkit.service.scoring import InputError, canonical_flows, read_body, score_flows
 from nadkit.service.settings import LOOPBACK, MIN_TOKEN_LENGTH, TOKEN_ENV, Settings, token_from
@@ -28,10 +29,13 @@ class ActiveModel:
     """The registry's active model, loaded; reloaded when the active version changes (by this
     service or by ``nadkit models activate``)."""
 
-    def __init__(self, registry: ModelRegistry, engine: str, metrics: Metrics) -> None:
+    def __init__(
+        self, registry: ModelRegistry, engine: str, metrics: Metrics, key: str | None = None
+    ) -> None:
         self.registry = registry
         self.engine = engine
         self.metrics = metrics
+        self.key = key  # the bundle signing key (None: NADKIT_BUNDLE_KEY, where set)
         self._lock = threading.Lock()
         self._stamp: int | None = None
         self._version: str | None = None
@@ -55,7 +59,11 @@ class ActiveModel:
                 "version with `nadkit models activate`)"
             )
         if version != self._version or self._bundle is None:
-            bundle = ModelBundle.load(self.registry.path(version), engine=self.engine)  # type: ignore[arg-type]
+            bundle = ModelBundle.load(
+                self.registry.path(version),
+                engine=self.engine,  # type: ignore[arg-type]
+                key=self.key,
+            )
             self._bundle = bundle
             self._version = version
             self.metrics.set_model(version, bundle.detector.name)
@@ -75,11 +83,13 @@ class Service:
         self.metrics = Metrics()
         self.store = AlertStore(settings.db)
         self.registry = ModelRegistry(settings.registry_dir)
-        self.models = ActiveModel(self.registry, settings.engine, self.metrics)
+        self.models = ActiveModel(self.registry, settings.engine, self.metrics, key=settings.bundle_key)
         self._slots = threading.BoundedSemaphore(settings.scoring_slots)
         # one incident tracker per model version, restored from the store, updated one batch at a time
         self._trackers: dict[str, IncidentTracker] = {}
         self._incidents = threading.Lock()
+        # per model version: drift and the adaptive threshold (nadkit.service.learning)
+        self._learning: dict[str, Learning] = {}
 
     def close(self) -> None:
         self.store.close()
@@ -94,7 +104,8 @@ class Service:
                 f"too many flows in one request ({flows.height:,}; at most {self.settings.max_flows:,})", 413
             )
         version, bundle = self.models.current()
-        threshold = bundle.threshold.value if bundle.threshold is not None else math.nan
+        learning = self.learning(version, bundle)
+        threshold = learning.threshold
         answer: dict[str, Any] = {
             "model_version": version,
             "model": bundle.detector.name,
@@ -107,7 +118,13 @@ class Service:
         if flows.height == 0:
             return answer
         with self._slots:
-            scored = score_flows(bundle, flows, top=self.settings.top)
+            scored = score_flows(
+                bundle,
+                flows,
+                top=self.settings.top,
+                threshold=threshold if math.isfinite(threshold) else None,
+                on_scored=learning.hook(threshold),
+            )
         alerts = scored.filter(pl.col("alert"))
         ids: dict[int, int] = {}
         if store and alerts.height:
@@ -139,6 +156,19 @@ class Service:
         answer["results"] = results
         return answer
 
+    def learning(self, version: str, bundle: ModelBundle) -> Learning:
+        """The drift monitor and adaptive threshold of ``version`` (made on first use)."""
+        with self._incidents:
+            found = self._learning.get(version)
+            if found is None:
+                found = self._learning[version] = Learning(
+                    bundle,
+                    self.metrics,
+                    threshold=self.settings.threshold,
+                    drift_window=self.settings.drift_window,
+                )
+            return found
+
     def _group(self, alerts: pl.DataFrame, ids: list[int], version: str) -> list[str]:
         """Group a request's stored alerts into the incidents of their model version (continuing
         the open ones); the ids of the incidents they joined."""
@@ -151,7 +181,7 @@ class Service:
                 tracker = self._trackers[version] = self.store.incidents.tracker(version)
             incidents = tracker.update(stored)
             self.store.incidents.record(incidents, model_version=version, tracker=tracker)
-        return sorted(set(incidents.alerts["incident_id"].to_list()))
+        return sorted(set(incidents.alerts["incident_id"].drop_nulls().to_list()))
 
 
 def _finite(value: Any) -> Any:

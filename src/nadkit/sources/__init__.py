@@ -33,7 +33,15 @@ from nadkit.sources import (
     unsw,
     zeek,
 )
-from nadkit.sources.base import INVALID_PREFIX, SOURCE_ROW, Head, check_invalid, check_last_row, skip_invalid
+from nadkit.sources.base import (
+    INVALID_PREFIX,
+    SOURCE_ROW,
+    Head,
+    check_gzip,
+    check_invalid,
+    check_last_row,
+    skip_invalid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +136,7 @@ def read_flows(
     for file in files:
         if file.stat().st_size == 0:
             raise FormatError(f"{file}: file is empty")
+        check_gzip(file)  # corrupt gzip and gzip bombs refused before a reader decompresses them
         if format is None and len(files) > 1 and file != files[0]:
             other = detect_format(file)
             if other != fmt:
@@ -165,7 +174,7 @@ def load_flows(
             frame = frame.select(wanted)
     try:
         collected = frame.collect()
-    except (pl.exceptions.PolarsError, OSError) as error:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as error:
         raise SchemaError(_describe(error), path=path) from error
     collected = _checked(collected, path, on_bad_rows)
     separator = getattr(source_module(fmt), "LAST_ROW_SEPARATOR", None)
@@ -205,7 +214,7 @@ def _time_sorted(frame: pl.LazyFrame, path: str | Path) -> bool:
     """True when ``frame``'s times never decrease (nulls first count as sorted)."""
     try:
         disorder = frame.select((pl.col("time").diff() < pl.duration(microseconds=0)).any()).collect()
-    except (pl.exceptions.PolarsError, OSError) as error:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as error:
         raise SchemaError(_describe(error), path=path) from error
     return not bool(disorder.item())
 
@@ -248,7 +257,7 @@ def iter_flows(
             validate(piece, path=path, row_offset=offset)
             rows += piece.height
             yield piece
-    except (pl.exceptions.PolarsError, OSError) as error:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as error:
         raise SchemaError(_describe(error), path=path) from error
     separator = getattr(source_module(fmt), "LAST_ROW_SEPARATOR", None)
     if separator is not None and rows:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
+import os
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -50,6 +53,71 @@ TEXT_TIME_FORMATS = (
 )
 GZIP_MAGIC = b"\x1f\x8b"
 HEAD_BYTES = 64 * 1024
+#: gzip input may decompress to at most this many MiB (``NADKIT_MAX_DECOMPRESSED_MB`` or
+#: ``nadkit --max-decompressed-mb``) ...
+MAX_DECOMPRESSED_ENV = "NADKIT_MAX_DECOMPRESSED_MB"
+DEFAULT_MAX_DECOMPRESSED_MB = 4096
+#: ... and past :data:`RATIO_FLOOR_BYTES`, to at most this many times its compressed size
+#: (``NADKIT_MAX_GZIP_RATIO``): flow files compress 2 to 20 times, a gzip bomb about 1,000 times
+MAX_RATIO_ENV = "NADKIT_MAX_GZIP_RATIO"
+DEFAULT_MAX_RATIO = 100
+RATIO_FLOOR_BYTES = 16 << 20
+
+
+def _env_number(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{name} must be a positive number, not {text!r}")
+    return value
+
+
+def decompression_limits() -> tuple[int, float]:
+    """The most bytes gzip input may decompress to, and the most times its compressed size."""
+    megabytes = _env_number(MAX_DECOMPRESSED_ENV, DEFAULT_MAX_DECOMPRESSED_MB)
+    return int(megabytes * (1 << 20)), _env_number(MAX_RATIO_ENV, DEFAULT_MAX_RATIO)
+
+
+def bounded_gunzip(path: str | Path, target: BinaryIO | None = None) -> int:
+    """Decompress the gzip file ``path`` (into ``target`` when given, else only counting) within the
+    bounds of :func:`decompression_limits`; returns the decompressed size. A :class:`FormatError`
+    names the file when it is corrupt or decompresses beyond a bound (a gzip bomb), before more than
+    the bound is decompressed."""
+    path = Path(path)
+    limit, ratio = decompression_limits()
+    packed = max(path.stat().st_size, 1)
+    bound = min(limit, max(RATIO_FLOOR_BYTES, int(ratio * packed)))
+    total = 0
+    try:
+        with gzip.open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                total += len(block)
+                if total > bound:
+                    why = (
+                        f"more than {limit >> 20:,} MiB ({MAX_DECOMPRESSED_ENV})"
+                        if bound == limit
+                        else f"more than {ratio:g} times its compressed size ({MAX_RATIO_ENV})"
+                    )
+                    raise FormatError(f"{path}: gzip data decompresses to {why}; refused as a gzip bomb")
+                if target is not None:
+                    target.write(block)
+    except (OSError, EOFError, zlib.error) as error:
+        raise FormatError(f"{path}: gzip data is corrupt ({error})") from error
+    return total
+
+
+def check_gzip(path: str | Path) -> None:
+    """Refuse a gzip file that is corrupt or decompresses beyond the bounds (see :func:`bounded_gunzip`);
+    files that are not gzip pass untouched."""
+    with Path(path).open("rb") as handle:
+        if handle.read(2) != GZIP_MAGIC:
+            return
+    bounded_gunzip(path)
 
 
 @dataclass(frozen=True)
@@ -128,7 +196,7 @@ def scan_csv(path: str | Path, **options: object) -> pl.LazyFrame:
         # resolving the schema reads the header (and the inference rows): a file that is not CSV
         # fails here, as a SchemaError, rather than later inside a query
         frame.collect_schema()
-    except (pl.exceptions.PolarsError, OSError) as error:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as error:
         raise SchemaError(_first_line(error), path=path) from error
     return frame
 
@@ -137,7 +205,7 @@ def frame_names(frame: pl.LazyFrame, path: str | Path) -> list[str]:
     """The column names of a lazy frame; a Polars failure becomes a :class:`SchemaError` naming ``path``."""
     try:
         return frame.collect_schema().names()
-    except (pl.exceptions.PolarsError, OSError) as error:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as error:
         raise SchemaError(_first_line(error), path=path) from error
 
 
@@ -453,8 +521,11 @@ def check_last_row(path: str | Path, *, rows: int | None, separator: str = ",") 
     lines = [line for line in tail.splitlines() if line.strip()]
     if len(lines) < 2:
         return
-    expected = len(next(csv.reader([header_line], delimiter=separator)))
-    got = len(next(csv.reader([lines[-1]], delimiter=separator)))
+    try:
+        expected = len(next(csv.reader([header_line], delimiter=separator)))
+        got = len(next(csv.reader([lines[-1]], delimiter=separator)))
+    except csv.Error as error:  # a stray carriage return inside the header or the last row
+        raise SchemaError(f"header or last row is not CSV ({error})", path=path) from None
     if got < expected:
         raise SchemaError(f"last row has {got} of {expected} fields (file truncated?)", path=path, row=rows)
 

@@ -28,6 +28,9 @@ SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
 
 #: the flow columns that make a table canonical (labels alone do not)
 _FLOW_COLUMNS = frozenset(name for name in CANONICAL if name not in ("label", "label_original"))
+#: the counters of a flow: sources without addresses (UNSW-NB15, NSL-KDD, the CIC-IDS2017 sample)
+#: are canonical by three of them
+_COUNTERS = frozenset(("duration", "out_bytes", "in_bytes", "out_pkts", "in_pkts"))
 
 
 def _names(head: Head) -> tuple[str, list[str]]:
@@ -45,12 +48,14 @@ def _names(head: Head) -> tuple[str, list[str]]:
 
 def detect(head: Head) -> bool:
     """A header (or a first JSON object) holding at least two canonical flow columns, ``src`` and
-    ``dst`` among them, and only canonical spellings of them (exact, lower-case names)."""
+    ``dst`` among them, or (the tables of sources without addresses) three of the flow's counters
+    (``duration``, ``out_bytes``, ...), in canonical spellings (exact, lower-case names)."""
     if not head.is_text:
         return False
     _, names = _names(head)
     present = _FLOW_COLUMNS & set(names)
-    return len(present) >= MIN_CANONICAL and {"src", "dst"} <= present
+    addressed = {"src", "dst"} <= present
+    return len(present) >= MIN_CANONICAL and (addressed or len(_COUNTERS & present) >= 3)
 
 
 def read(path: str | Path, **_: object) -> pl.LazyFrame:
@@ -65,7 +70,7 @@ def read(path: str | Path, **_: object) -> pl.LazyFrame:
             text = {c: pl.String for c in names if c in texts}
             frame = scan_csv(path, schema_overrides=text)
         frame.collect_schema()
-    except (pl.exceptions.PolarsError, OSError) as error:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as error:
         raise read_error(error, path) from error
     if "time" in names and kind == "json":
         frame = frame.with_columns(pl.col("time").cast(pl.String))

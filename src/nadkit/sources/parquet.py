@@ -55,7 +55,7 @@ def scan_table(path: str | Path) -> pl.LazyFrame:
         else:
             raise FormatError(f"{path}: not a Parquet or Arrow IPC file")
         frame.collect_schema()
-    except (pl.exceptions.PolarsError, OSError) as error:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as error:
         raise read_error(error, path) from error
     return frame
 

@@ -38,17 +38,14 @@ can fork a child that deadlocks on a lock one of them held, and the meter would 
 from __future__ import annotations
 
 import functools
-import gzip
 import logging
 import mmap
 import multiprocessing
 import multiprocessing.context
-import shutil
 import struct
 import sys
 import tempfile
 import types
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +53,7 @@ import polars as pl
 
 from nadkit.errors import ConfigError, FormatError, require
 from nadkit.schema import label_expr, proto_name_expr
-from nadkit.sources.base import Head, build, epoch_to_time, numeric, text
+from nadkit.sources.base import Head, bounded_gunzip, build, epoch_to_time, numeric, text
 
 log = logging.getLogger(__name__)
 
@@ -233,11 +230,9 @@ def _settings(
 
 
 def _decompress(source: Path, target: Path) -> None:
-    try:
-        with gzip.open(source, "rb") as packed, target.open("wb") as plain:
-            shutil.copyfileobj(packed, plain, length=1 << 20)
-    except (OSError, EOFError, zlib.error) as error:
-        raise FormatError(f"{source}: gzip data is corrupt ({error})") from error
+    """Decompress within the gzip bounds (:func:`~nadkit.sources.base.bounded_gunzip`)."""
+    with target.open("wb") as plain:
+        bounded_gunzip(source, plain)
 
 
 def check_capture(path: str | Path, *, shown_as: str | Path | None = None) -> tuple[str, int]:
@@ -390,9 +385,13 @@ def _meter(path: Path, settings: dict[str, Any], *, shown_as: Path) -> pl.DataFr
         log.warning("%s: %d packets but no IP flows", shown_as, packets)
         return pl.DataFrame(schema=NFSTREAM_FIELDS)
     overrides = {key: NFSTREAM_FIELDS[key] for key in keys if key in NFSTREAM_FIELDS}
-    flows = pl.DataFrame(
-        rows, schema=keys, schema_overrides=overrides, orient="row", infer_schema_length=None
-    )
+    try:
+        flows = pl.DataFrame(
+            rows, schema=keys, schema_overrides=overrides, orient="row", infer_schema_length=None
+        )
+    except pl.exceptions.PolarsError as error:  # a corrupt capture metered into impossible values
+        first = str(error).splitlines()[0]
+        raise FormatError(f"{shown_as}: the capture gives flow values out of range ({first})") from None
     # nfstream hands flows over as they expire, from several metering processes: sort for a stable order
     return flows.sort(_ORDER, maintain_order=True)
 

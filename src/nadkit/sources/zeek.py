@@ -127,7 +127,10 @@ def parse_tsv_header(lines: list[str]) -> TsvHeader | None:
             break
         if line.startswith("#separator"):
             value = line[len("#separator") :].strip()
-            separator = value.encode("ascii", "backslashreplace").decode("unicode_escape") or "\t"
+            try:
+                separator = value.encode("ascii", "backslashreplace").decode("unicode_escape") or "\t"
+            except UnicodeDecodeError:
+                raise FormatError(f"#separator {value[:20]!r} is not a valid separator") from None
         elif line.startswith("#fields"):
             columns = line.split(separator)[1:]
         elif line.startswith("#types"):
@@ -185,7 +188,10 @@ def detect(head: Head) -> bool:
         return False
     first = head.first_line
     if first.startswith("#"):
-        header = parse_tsv_header(head.lines)
+        try:
+            header = parse_tsv_header(head.lines)
+        except FormatError:
+            return False
         return header is not None and _is_conn(set(header.fields))
     if first.lstrip().startswith("{"):
         keys = _json_keys(head.lines[:50])
@@ -208,7 +214,10 @@ def read(path: str | Path, **_: object) -> pl.LazyFrame:
 
 
 def _scan_tsv(path: str | Path, head: Head) -> tuple[pl.LazyFrame, dict[str, str]]:
-    header = parse_tsv_header(head.lines)
+    try:
+        header = parse_tsv_header(head.lines)
+    except FormatError as error:
+        raise FormatError(f"{path}: {error}") from None
     if header is None:
         raise SchemaError("not a Zeek TSV log: no #fields line in the header", path=path)
     if len(set(header.columns)) != len(header.columns):
@@ -248,7 +257,7 @@ def _scan_json(path: str | Path, head: Head) -> tuple[pl.LazyFrame, dict[str, st
     types = {key: CONN_TYPES.get(key) or _json_type(keys.get(key)) for key in fields}
     try:
         frame = pl.scan_ndjson(path, schema=dict.fromkeys(fields, pl.String))
-    except (pl.exceptions.PolarsError, OSError) as error:
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError) as error:
         raise SchemaError(f"could not be read as JSON lines ({error})", path=path) from error
     return frame, types
 

@@ -43,7 +43,9 @@ from nadkit.errors import ConfigError, NadkitError
 from nadkit.fileio import write_atomically
 from nadkit.schema import CANONICAL, FLOW_KEY
 from nadkit.sources import ROW
+from nadkit.stream.continual import Continual, ContinualConfig
 from nadkit.stream.netflow import RECEIVED
+from nadkit.stream.retraining import Retrainer, RetrainSettings
 from nadkit.stream.sinks import JsonLinesSink, Sink
 from nadkit.stream.sources import END, Handoff, StreamSource
 from nadkit.training.bundle import ModelBundle
@@ -77,6 +79,10 @@ class StreamConfig:
     incidents: Path | None = None
     #: the idle seconds that end an incident's episode
     incident_gap_s: float = 300.0
+    #: drift measured per window, and the adaptive threshold (:mod:`nadkit.stream.continual`)
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
+    #: scheduled retraining with a safe promotion (:mod:`nadkit.stream.retraining`); None: off
+    retrain: RetrainSettings | None = None
 
     def __post_init__(self) -> None:
         if not self.batch_seconds > 0:
@@ -175,6 +181,8 @@ class StreamStats:
     rate_flows_per_s: float = 0.0
     source_stats: dict[str, int] = field(default_factory=dict)
     sink_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: drift windows and events, the last window, the adaptive threshold (:mod:`nadkit.stream.continual`)
+    continual: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -202,6 +210,10 @@ class StreamStats:
         }
         shown = [f"{name} {count:,}" for name, count in drops.items() if count]
         parts.append("dropped: " + (", ".join(shown) if shown else "none"))
+        if self.continual.get("drift_events"):
+            parts.append(f"drift events {self.continual['drift_events']:,}")
+        if self.continual.get("threshold_now") is not None:
+            parts.append(f"threshold {self.continual['threshold_now']:.6g}")
         if self.latency_p50_s is not None and self.latency_p99_s is not None:
             parts.append(f"latency p50 {self.latency_p50_s:.3f} s, p99 {self.latency_p99_s:.3f} s")
         return "; ".join(parts)
@@ -243,6 +255,10 @@ class Checkpoint:
         self.dirty = False
         #: the incident tracker's state, carried across restarts
         self.incidents: dict[str, Any] | None = None
+        #: the adaptive threshold and drift counters (:mod:`nadkit.stream.continual`)
+        self.continual: dict[str, Any] | None = None
+        #: the retraining schedule and the active model version (:mod:`nadkit.stream.retraining`)
+        self.retraining: dict[str, Any] | None = None
         self._load()
 
     def _load(self) -> None:
@@ -259,6 +275,8 @@ class Checkpoint:
             return
         self.complete_until = entry.get("complete_until_us")
         self.incidents = entry.get("incidents")
+        self.continual = entry.get("continual")
+        self.retraining = entry.get("retraining")
         if content.get("hash") == self._hash_version:
             self._old_ids = np.asarray(entry.get("ids") or [], dtype=np.uint64)
             self._old_times = np.asarray(entry.get("id_times_us") or [], dtype=np.int64)
@@ -322,6 +340,8 @@ class Checkpoint:
             "ids": [int(i) for i in ids],
             "id_times_us": [int(t) for t in times],
             "incidents": self.incidents,
+            "continual": self.continual,
+            "retraining": self.retraining,
             "updated": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         write_atomically(self.path, json.dumps(content, separators=(",", ":")).encode())
@@ -367,19 +387,18 @@ class StreamRunner:
         self.on_status = on_status
         lateness = self.config.lateness_s
         self.lateness_s = float(source.default_lateness_s if lateness is None else lateness)
-        self.scorer = Scorer(
-            bundle,
-            threshold=self.config.threshold,
-            top=self.config.top,
-            lateness_s=self.lateness_s,
-            late="drop",
-        )
+        self.checkpoint = Checkpoint(self.config.checkpoint, source.name) if self.config.checkpoint else None
+        self.retrainer: Retrainer | None = None
+        if self.config.retrain is not None:  # the model of a retraining stream: the checkpoint's version
+            saved_model = self.checkpoint.retraining if self.checkpoint is not None else None
+            self.retrainer = Retrainer(bundle, self.config.retrain, saved_model)
+            self.bundle = bundle = self.retrainer.champion
+        self.build_scorer(bundle)
         self._time_ordered = self.scorer.time_ordered
         self._lateness_us = self.scorer.lateness_us
         self.stats = StreamStats(source=source.name)
         self.latency = LatencyRecorder()
         self.handoff = Handoff(self.config.queue_size)
-        self.checkpoint = Checkpoint(self.config.checkpoint, source.name) if self.config.checkpoint else None
         self.tracker: IncidentTracker | None = None
         self._incident_sink: JsonLinesSink | None = None
         if self.config.incidents is not None:
@@ -398,6 +417,24 @@ class StreamRunner:
         self._last_status_flows = 0
         self._last_checkpoint = time.monotonic()
         self._saved_until: int | None = None
+
+    def build_scorer(self, bundle: ModelBundle, *, restart: bool = False) -> None:
+        """The scorer, drift monitor and adaptive threshold of ``bundle`` (``restart``: a swapped-in
+        model, whose threshold starts afresh; the drift counters go on)."""
+        self.scorer = Scorer(
+            bundle,
+            threshold=self.config.threshold,
+            top=self.config.top,
+            lateness_s=self.lateness_s,
+            late="drop",
+        )
+        saved = self.checkpoint.continual if self.checkpoint is not None and not restart else None
+        if restart:
+            saved = {k: v for k, v in self.continual.state().items() if k != "threshold"}
+        self.continual = Continual(
+            bundle, self.scorer, self.config.continual, source=self.source.name, saved=saved
+        )
+        self.scorer.on_scored = self.continual.scored
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -430,7 +467,11 @@ class StreamRunner:
             if not ended:
                 self._drain()
             failure = self.source.error
+            if self.retrainer is not None:
+                self.retrainer.finish(self)
             self._emit(self.scorer.flush().frame)
+            if ended:
+                self.continual.close()
             if ended and self.tracker is not None:
                 # the input is over: its incidents are complete (a stopped stream keeps them open)
                 self._write_incidents(self.tracker.close())
@@ -568,6 +609,8 @@ class StreamRunner:
                 released = int(released)  # type: ignore[arg-type]
                 self._watermark = released if self._watermark is None else max(self._watermark, released)
         if frame.height:
+            if self.retrainer is not None:
+                self.retrainer.add(frame)
             self._emit(self.scorer.push(frame.drop(RECEIVED, strict=False)).frame)
         held = self.scorer.held_rows
         self.stats.max_held_rows = max(self.stats.max_held_rows, held)
@@ -602,6 +645,8 @@ class StreamRunner:
         self.stats.alerts += int(frame["alert"].sum())
         frame = frame.join(self._ledger.select("row", "received"), on="row", how="left")
         self._ledger = self._ledger.join(frame.select("row"), on="row", how="anti")
+        if self.retrainer is not None:
+            self.retrainer.scored(frame)
         records = frame if self.config.all_flows else frame.filter(pl.col("alert"))
         if records.height == 0:
             return
@@ -662,6 +707,8 @@ class StreamRunner:
         return bound
 
     def _periodic(self) -> None:
+        if self.retrainer is not None:
+            self.retrainer.step(self)
         now = time.monotonic()
         if self.checkpoint is not None and now - self._last_checkpoint >= self.config.checkpoint_seconds:
             # after every batch that wrote records (a crash then repeats at most the batch being written)
@@ -684,6 +731,8 @@ class StreamRunner:
             self._saved_until = self.complete_until()
             if self.tracker is not None:
                 self.checkpoint.incidents = self.tracker.state()
+            self.checkpoint.continual = self.continual.state()
+            self.checkpoint.retraining = self.retrainer.state() if self.retrainer is not None else None
             self.checkpoint.save(self._saved_until)
         except OSError as error:
             log.error("checkpoint %s could not be written (%s)", self.checkpoint.path, error)
@@ -699,6 +748,7 @@ class StreamRunner:
         recent = self.latency.quantiles(recent=True)
         stats.latency_p50_s, stats.latency_p99_s = overall if overall else (None, None)
         stats.recent_latency_p99_s = recent[1] if recent else None
+        stats.continual = {**self.continual.stats(), **(self.retrainer.stats() if self.retrainer else {})}
 
     def _report(self) -> None:
         if self.on_status is not None:

@@ -19,6 +19,9 @@
                            severity) and each feature's typical range on normal training traffic
                            (explanations), see :mod:`nadkit.evaluation.calibration`; a bundle
                            without it scores the same, with null percentiles and no ranges
+      reference.json       optional: bins and shares of each feature and of the score on normal
+                           hold-out rows, the reference drift is measured against
+                           (:mod:`nadkit.evaluation.drift`); a bundle without it reports no drift
 
 Loading checks the manifest, its format version and every file's checksum before anything is used
 (``model.onnx``, ``training_rows.safetensors`` and ``calibration.json`` too when the manifest lists
@@ -39,12 +42,13 @@ computes only contributions on the engine.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import platform
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -56,6 +60,7 @@ import polars as pl
 
 from nadkit.errors import BundleError, ConfigError, NadkitError
 from nadkit.evaluation.calibration import Calibration
+from nadkit.evaluation.drift import DriftReference
 from nadkit.evaluation.overlap import TrainingRows
 from nadkit.evaluation.thresholds import Threshold
 from nadkit.features.buckets import BucketView
@@ -63,6 +68,8 @@ from nadkit.features.pipeline import FeaturePipeline
 from nadkit.fileio import atomic_directory, atomic_path
 from nadkit.models.base import Detector, DetectorData
 from nadkit.models.registry import create
+from nadkit.training import bundle_schema as schema
+from nadkit.training.signing import bundle_key, drop_signature, verify_signature, write_signature
 from nadkit.version import __version__
 
 if TYPE_CHECKING:
@@ -81,11 +88,14 @@ ONNX = "model.onnx"
 VIEW = "view.json"
 TRAINING_ROWS = "training_rows.safetensors"
 CALIBRATION = "calibration.json"
+REFERENCE = "reference.json"
 #: files every bundle holds, besides pipeline.json (a model of flows) or view.json (of time buckets)
 COMMON_FILES = (WEIGHTS, THRESHOLD, METRICS)
 FILES = (PIPELINE, *COMMON_FILES)
 #: files a bundle may hold; checked when the manifest lists them
 OPTIONAL_FILES = (ONNX, TRAINING_ROWS, CALIBRATION)
+#: every file a manifest may list
+KNOWN_FILES = (PIPELINE, VIEW, *COMMON_FILES, *OPTIONAL_FILES, REFERENCE)
 
 Engine = Literal["auto", "torch", "onnx"]
 ENGINES: tuple[Engine, ...] = ("auto", "torch", "onnx")
@@ -135,18 +145,22 @@ def _onnx_runtime_imports() -> bool:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    """The verified-format manifest of the bundle directory ``path``."""
+    """The verified manifest of the bundle directory ``path``."""
+    return _load_manifest(path)[0]
+
+
+def _load_manifest(path: Path) -> tuple[dict[str, Any], bytes]:
+    """The manifest of the bundle directory ``path``, checked against its schema, and its bytes."""
     if not path.is_dir():
         raise BundleError(f"{path}: not a model bundle directory")
     manifest_path = path / MANIFEST
     if not manifest_path.exists() and not manifest_path.is_symlink():
         raise BundleError(f"{manifest_path}: missing; not a model bundle")
     try:
-        manifest = json.loads(_plain_file(manifest_path).read_text())
+        raw = _plain_file(manifest_path, schema.MAX_MANIFEST_BYTES).read_bytes()
     except FileNotFoundError:
         raise BundleError(f"{manifest_path}: missing; not a model bundle") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise BundleError(f"{manifest_path}: not valid JSON ({error})") from None
+    manifest = schema.parse_json(manifest_path, raw)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{manifest_path}: not a nadkit model bundle manifest")
     version = manifest.get("format_version")
@@ -155,9 +169,8 @@ def _read_manifest(path: Path) -> dict[str, Any]:
             f"{manifest_path}: bundle format version {version} is not supported "
             f"(this nadkit reads version {FORMAT_VERSION})"
         )
-    if not isinstance(manifest.get("files") or {}, dict):
-        raise BundleError(f"{manifest_path}: the file checksums are not a mapping")
-    return manifest
+    schema.check_manifest(manifest_path, manifest, KNOWN_FILES)
+    return manifest, raw
 
 
 def _write_manifest(path: Path, manifest: dict[str, Any], *, overwrite: bool = False) -> None:
@@ -165,26 +178,58 @@ def _write_manifest(path: Path, manifest: dict[str, Any], *, overwrite: bool = F
         temporary.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failure to write the bundle ``path`` (a full disk, no permission) as a one-line BundleError;
+    the temporary directory is already gone and an earlier bundle at ``path`` untouched."""
+    try:
+        yield
+    except OSError as error:
+        raise BundleError(f"{path}: cannot be written ({error.strerror or error})") from error
+
+
+def _renew_signature(folder: Path, files: Mapping[str, Any], key: bytes | None) -> None:
+    """Sign the rewritten manifest with ``key``; without one, remove a signature it made stale."""
+    if key is not None:
+        write_signature(folder, files, key)
+    else:
+        drop_signature(folder)
+
+
+def sign(path: str | Path, *, key: str | bytes | None = None) -> Path:
+    """Sign the saved bundle ``path`` with ``key`` (else ``NADKIT_BUNDLE_KEY``; ConfigError without
+    one) after checking that it loads; returns the signature file."""
+    secret = bundle_key(key)
+    if secret is None:
+        raise ConfigError(f"no signing key: set NADKIT_BUNDLE_KEY to sign {path}")
+    path = Path(path)
+    ModelBundle.load(path, engine="torch", key=b"")  # checksums and every file's schema
+    return write_signature(path, _read_manifest(path)["files"], secret)
+
+
 #: no file of a bundle may be larger (what is read is bounded: a bundle may come from elsewhere)
 MAX_FILE_BYTES = 4 << 30
 
 
-def _plain_file(file: Path) -> Path:
-    """``file`` when it is a regular file (not a link, device or pipe) within :data:`MAX_FILE_BYTES`."""
+def _plain_file(file: Path, limit: int = MAX_FILE_BYTES) -> Path:
+    """``file`` when it is a regular file (not a link, device or pipe) within ``limit`` bytes."""
     try:
         status = file.lstat()
     except FileNotFoundError:
         raise BundleError(f"{file}: missing from the bundle") from None
     if stat.S_ISLNK(status.st_mode) or not stat.S_ISREG(status.st_mode):
         raise BundleError(f"{file}: not a regular file (links and special files are refused)")
-    if status.st_size > MAX_FILE_BYTES:
-        raise BundleError(f"{file}: {status.st_size:,} bytes, more than a bundle file may hold")
+    if status.st_size > limit:
+        raise BundleError(
+            f"{file}: {status.st_size:,} bytes, more than this bundle file may hold ({limit:,})"
+        )
     return file
 
 
-def _verified_bytes(path: Path, name: str, checksums: dict[str, Any]) -> bytes:
-    """The content of the bundle file ``name``, which must match its checksum in the manifest."""
-    file = _plain_file(path / name)
+def _verified_bytes(path: Path, name: str, checksums: dict[str, Any], limit: int = MAX_FILE_BYTES) -> bytes:
+    """The content of the bundle file ``name`` (at most ``limit`` bytes), which must match its
+    checksum in the manifest."""
+    file = _plain_file(path / name, limit)
     try:
         content = file.read_bytes()
     except FileNotFoundError:
@@ -219,6 +264,8 @@ class ModelBundle:
     view: BucketView | None = None
     training_rows: TrainingRows | None = None
     calibration: Calibration | None = None
+    #: the normal reference drift is measured against (None: saved without one, no drift reported)
+    reference: DriftReference | None = None
     _scorer: OnnxScorer | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -341,16 +388,21 @@ class ModelBundle:
         data_fingerprint: str = "",
         onnx: bool = False,
         exporter: Exporter = "auto",
+        key: str | bytes | None = None,
     ) -> Path:
         """Write the bundle directory (atomically; an existing one only with ``overwrite``); with
         ``onnx``, also the detector exported to ``model.onnx`` (``exporter``: see
-        :func:`~nadkit.models.export.export_onnx`); with :attr:`training_rows`, their hashes."""
+        :func:`~nadkit.models.export.export_onnx`); with :attr:`training_rows`, their hashes. With a
+        signing key (``key``, else ``NADKIT_BUNDLE_KEY``; see :mod:`nadkit.training.signing`), also
+        ``signature.json``."""
         from safetensors.numpy import save_file
+
+        secret = bundle_key(key)
 
         if not self.detector.is_fitted:
             raise NadkitError("cannot save a detector that is not fitted")
         path = Path(path)
-        with atomic_directory(path, overwrite=overwrite) as folder:
+        with _writing(path), atomic_directory(path, overwrite=overwrite) as folder:
             files = [PIPELINE if self.view is None else VIEW, *COMMON_FILES]
             if onnx:
                 from nadkit.models.export import export_onnx
@@ -372,6 +424,10 @@ class ModelBundle:
                 text = json.dumps(self.calibration.to_dict(), allow_nan=False)
                 (folder / CALIBRATION).write_text(text + "\n")
                 files.append(CALIBRATION)
+            if self.reference is not None:
+                text = json.dumps(self.reference.to_dict(), allow_nan=False)
+                (folder / REFERENCE).write_text(text + "\n")
+                files.append(REFERENCE)
             threshold = self.threshold.to_dict() if self.threshold is not None else None
             (folder / THRESHOLD).write_text(json.dumps(threshold, indent=2, allow_nan=False) + "\n")
             (folder / METRICS).write_text(json.dumps(self.metrics, indent=2, default=float) + "\n")
@@ -394,19 +450,23 @@ class ModelBundle:
                 "files": {name: _sha256(folder / name) for name in files},
             }
             (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            if secret is not None:
+                write_signature(folder, files, secret)
         self.manifest = manifest
         self.path = path
         self._scorer = None
         log.info("model bundle written to %s", path)
         return path
 
-    def export_onnx(self, *, exporter: Exporter = "auto") -> Path:
+    def export_onnx(self, *, exporter: Exporter = "auto", key: str | bytes | None = None) -> Path:
         """Export the detector to ``model.onnx`` inside the saved bundle and list it in the manifest
         (replacing an earlier export); returns the file's path. The manifest is rewritten without
         the old entry first, then the graph, then the manifest with the new checksum, each
-        atomically, so the bundle loads at every moment."""
+        atomically, so the bundle loads at every moment; each manifest is signed where a key is set
+        (``key``, else ``NADKIT_BUNDLE_KEY``), and a signature that cannot be renewed is removed."""
         from nadkit.models.export import export_onnx
 
+        secret = bundle_key(key)
         if self.path is None:
             raise NadkitError("save the bundle before exporting it to ONNX")
         folder = self.path
@@ -419,79 +479,118 @@ class ModelBundle:
         if ONNX in files:
             del files[ONNX]
             _write_manifest(folder, {**manifest, "files": files}, overwrite=True)
+            _renew_signature(folder, files, secret)
         target = export_onnx(self.detector, folder / ONNX, overwrite=True, exporter=exporter)
         files[ONNX] = _sha256(target)
         versions = {**(manifest.get("versions") or {}), **_versions()}
         manifest = {**manifest, "files": files, "versions": versions}
         _write_manifest(folder, manifest, overwrite=True)
+        _renew_signature(folder, files, secret)
         self.manifest = manifest
         self._scorer = None
         log.info("%s: %s added", folder, ONNX)
         return target
 
     @classmethod
-    def load(cls, path: str | Path, *, engine: Engine = "auto", threads: int | None = None) -> ModelBundle:
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        engine: Engine = "auto",
+        threads: int | None = None,
+        key: str | bytes | None = None,
+    ) -> ModelBundle:
         """Read and verify a bundle directory; :class:`BundleError` on anything missing or altered.
         ``engine`` and ``threads``: how it scores (see the class docstring); ``"onnx"`` on a bundle
-        without ``model.onnx`` is a BundleError."""
+        without ``model.onnx`` is a BundleError. With a signing key (``key``, else
+        ``NADKIT_BUNDLE_KEY``; an empty ``key``: none), an unsigned or mis-signed bundle is refused
+        before any of its files is used (:mod:`nadkit.training.signing`); every file is checked
+        against its schema (:mod:`nadkit.training.bundle_schema`)."""
         from safetensors import SafetensorError
         from safetensors.numpy import load, load_file
 
         engine = _check_engine(engine)
         path = Path(path)
-        manifest = _read_manifest(path)
-        checksums = manifest.get("files") or {}
+        manifest, raw = _load_manifest(path)
+        checksums = manifest["files"]
         view_kind = manifest.get("view", "flows")
-        if view_kind not in ("flows", "buckets"):
-            raise BundleError(f"{path / MANIFEST}: unknown view {view_kind!r}")
-        for name in (PIPELINE if view_kind == "flows" else VIEW, *COMMON_FILES):
-            file = _plain_file(path / name)
-            if checksums.get(name) != _sha256(file):
-                raise BundleError(f"{file}: checksum differs from the manifest (file changed or corrupt)")
+        required = (PIPELINE if view_kind == "flows" else VIEW, *COMMON_FILES)
+        for name in required:
+            if name not in checksums:
+                raise BundleError(f"{path / MANIFEST}: {name} missing from the file checksums")
+        verify_signature(path, raw, checksums, bundle_key(key))
+        features = tuple(manifest["features"])
+        content = {
+            name: _verified_bytes(path, name, checksums, schema.size_bound(name, len(features)))
+            for name in checksums
+            if name not in (WEIGHTS, ONNX)
+        }
+        weights = _plain_file(path / WEIGHTS)
+        with weights.open("rb") as handle:
+            schema.check_safetensors_header(weights, handle.read(8), weights.stat().st_size)
+        if checksums[WEIGHTS] != _sha256(weights):
+            raise BundleError(f"{weights}: checksum differs from the manifest (file changed or corrupt)")
         graph = _verified_bytes(path, ONNX, checksums) if ONNX in checksums else None
         if graph is None and (path / ONNX).exists():
             log.warning("%s: not listed in the manifest; ignored", path / ONNX)
-        hashed = _verified_bytes(path, TRAINING_ROWS, checksums) if TRAINING_ROWS in checksums else None
-        calibrated = _verified_bytes(path, CALIBRATION, checksums) if CALIBRATION in checksums else None
+        hashed = content.get(TRAINING_ROWS)
+        if hashed is not None:
+            entry = manifest.get("training_rows")
+            if not isinstance(entry, dict):
+                raise BundleError(f"{path / MANIFEST}: {TRAINING_ROWS} is listed but not described")
+            schema.check_hashes_size(path / TRAINING_ROWS, len(hashed), entry["kept"])
+            schema.check_safetensors_header(path / TRAINING_ROWS, hashed[:8], len(hashed))
+        calibrated = content.get(CALIBRATION)
+        referenced = content.get(REFERENCE)
         try:
             pipeline: FeaturePipeline | None = None
             view: BucketView | None = None
-            features = tuple(manifest.get("features") or ())
             if view_kind == "buckets":
-                view = BucketView.from_dict(json.loads((path / VIEW).read_text()))
+                view = BucketView.from_dict(schema.parse_json(path / VIEW, content[VIEW]))
                 made, made_from = view.features, VIEW
             else:
-                pipeline = FeaturePipeline.from_dict(json.loads((path / PIPELINE).read_text()))
+                pipeline = FeaturePipeline.from_dict(schema.parse_json(path / PIPELINE, content[PIPELINE]))
                 made, made_from = tuple(pipeline.feature_names_), PIPELINE
             if made != features:
                 raise BundleError(f"{path / made_from}: features differ from those the model was fitted on")
             detector = create(manifest["model"], manifest.get("config") or {})
             arrays = load_file(str(path / WEIGHTS))
+            schema.check_weights(path / WEIGHTS, arrays)
             detector.load_state(arrays, features)
             try:
-                threshold = Threshold.from_dict(json.loads((path / THRESHOLD).read_text()))
+                threshold = Threshold.from_dict(
+                    schema.parse_json(path / THRESHOLD, content[THRESHOLD], allow_nan=True)
+                )
             except ConfigError as error:
                 raise BundleError(f"{path / THRESHOLD}: {error}") from None
-            metrics = json.loads((path / METRICS).read_text())
+            metrics = schema.check_mapping(
+                path / METRICS, schema.parse_json(path / METRICS, content[METRICS], allow_nan=True)
+            )
             training_rows = None
             if hashed is not None:
-                entry = manifest.get("training_rows")
-                if not isinstance(entry, dict):
-                    raise BundleError(f"{path / MANIFEST}: {TRAINING_ROWS} is listed but not described")
-                training_rows = TrainingRows.from_manifest(entry, load(hashed)["hashes"])
+                training_rows = TrainingRows.from_manifest(manifest["training_rows"], load(hashed)["hashes"])
             else:
                 log.debug("%s: no training row hashes (saved by an earlier nadkit)", path)
             calibration = None
             if calibrated is not None:
+                data = schema.parse_json(path / CALIBRATION, calibrated)
+                schema.check_calibration(path / CALIBRATION, data, features)
                 try:
-                    calibration = Calibration.from_dict(json.loads(calibrated))
+                    calibration = Calibration.from_dict(data)
                 except (ValueError, KeyError, TypeError) as error:
                     raise BundleError(f"{path / CALIBRATION}: {error}") from None
             else:
                 log.debug("%s: no calibration (saved by an earlier nadkit)", path)
+            schema.check_threshold_plausible(path / THRESHOLD, threshold.value, threshold.method, calibration)
+            reference = None
+            if referenced is not None:
+                try:
+                    reference = DriftReference.from_dict(schema.parse_json(path / REFERENCE, referenced))
+                except (ValueError, ConfigError) as error:
+                    raise BundleError(f"{path / REFERENCE}: {error}") from None
         except BundleError:
             raise
-        except (NadkitError, KeyError, TypeError, ValueError, SafetensorError) as error:
+        except (NadkitError, KeyError, TypeError, ValueError, AttributeError, SafetensorError) as error:
             raise BundleError(f"{path}: cannot be loaded ({str(error).splitlines()[0]})") from error
         bundle = cls(
             pipeline=pipeline,
@@ -505,6 +604,7 @@ class ModelBundle:
             view=view,
             training_rows=training_rows,
             calibration=calibration,
+            reference=reference,
         )
         bundle._onnx_scorer(graph)
         return bundle

@@ -21,6 +21,7 @@ import polars as pl
 
 from nadkit.errors import ConfigError, NadkitError
 from nadkit.evaluation.calibration import Calibration, NormalScores
+from nadkit.evaluation.drift import DriftReference
 from nadkit.evaluation.labels import is_nad_label_set
 from nadkit.evaluation.metrics import BinaryMetrics, binary_metrics, macro_f_beta, nad_score
 from nadkit.evaluation.overlap import TrainingRows
@@ -138,6 +139,7 @@ def _bundle(
     pipeline: FeaturePipeline | None = None,
     view: BucketView | None = None,
     calibration: Calibration | None = None,
+    reference: DriftReference | None = None,
 ) -> ModelBundle:
     """The bundle of a fitted detector, with the fingerprint of the features it was fitted on, the
     row hashes of every flow training read (fitted on, or held out to choose the epoch and the
@@ -149,7 +151,19 @@ def _bundle(
     bundle.manifest["data_fingerprint"] = fingerprint(data)
     bundle.training_rows = TrainingRows.of(*seen)
     bundle.calibration = calibration
+    bundle.reference = reference
     return bundle
+
+
+def drift_reference(
+    holdout: DetectorData, scores: np.ndarray, labels: np.ndarray | None = None
+) -> DriftReference | None:
+    """The reference drift is measured against (:mod:`nadkit.evaluation.drift`): the detector's input
+    and scores of the normal hold-out rows (``labels``: one per row, None for all rows)."""
+    normal = _normal_rows(labels, len(scores))
+    if not normal.any():
+        return None
+    return DriftReference.of(holdout.features[normal], np.asarray(scores)[normal], holdout.feature_names)
 
 
 def _normal_rows(labels: np.ndarray | None, rows: int) -> np.ndarray:
@@ -176,7 +190,10 @@ def calibrate(
     found = dict(ranges or {})
     if pipeline is not None and normal_train is not None and normal_train.height:
         found = typical_ranges(pipeline, normal_train)
-    return Calibration(normal=normal, ranges=found)
+    finite = np.asarray(holdout_scores, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    top = float(finite.max()) if finite.size else None
+    return Calibration(normal=normal, ranges=found, holdout_max=top)
 
 
 def _training_metrics(
@@ -308,7 +325,16 @@ def fit(
     calibration = calibrate(holdout_scores, holdout.labels, pipeline=pipeline, normal_train=split.train)
     seen = (split.train, split.holdout)
     return TrainingResult(
-        bundle=_bundle(detector, threshold, metrics, train, seen, pipeline=pipeline, calibration=calibration),
+        bundle=_bundle(
+            detector,
+            threshold,
+            metrics,
+            train,
+            seen,
+            pipeline=pipeline,
+            calibration=calibration,
+            reference=drift_reference(holdout, holdout_scores, holdout.labels),
+        ),
         train_rows=len(train),
         holdout_rows=len(holdout),
         holdout_attacks=int(attack.sum()),
@@ -441,7 +467,16 @@ def _fit_supervised(
     normal_train = split.train.filter(pl.col("label").fill_null(NORMAL) == NORMAL)
     calibration = calibrate(scores, validation.labels, pipeline=pipeline, normal_train=normal_train)
     return TrainingResult(
-        bundle=_bundle(detector, threshold, metrics, train, seen, pipeline=pipeline, calibration=calibration),
+        bundle=_bundle(
+            detector,
+            threshold,
+            metrics,
+            train,
+            seen,
+            pipeline=pipeline,
+            calibration=calibration,
+            reference=drift_reference(validation, scores, validation.labels),
+        ),
         train_rows=len(train),
         holdout_rows=len(validation),
         holdout_attacks=int(attack.sum()),
@@ -484,7 +519,8 @@ def fit_buckets(
     started = time.perf_counter()
     detector.fit(train, progress=progress)
     fit_seconds = time.perf_counter() - started
-    scores = holdout_series.to_flows(detector.score(holdout_buckets))
+    bucket_scores = detector.score(holdout_buckets)
+    scores = holdout_series.to_flows(bucket_scores)
     labels = split.holdout["label"].fill_null(NORMAL).to_numpy() if "label" in split.holdout.columns else None
     threshold, measured = holdout_threshold(
         scores, labels, false_positive_rate, **dict(threshold_choice or {"method": "auto"})
@@ -502,7 +538,17 @@ def fit_buckets(
     calibration = calibrate(scores, labels, ranges=metric_ranges(train_series.frame, view.metrics))
     seen = (split.train, split.holdout)
     return TrainingResult(
-        bundle=_bundle(detector, threshold, metrics, train, seen, view=view, calibration=calibration),
+        bundle=_bundle(
+            detector,
+            threshold,
+            metrics,
+            train,
+            seen,
+            view=view,
+            calibration=calibration,
+            # every hold-out bucket: a bucket's flows may mix normal and attack traffic
+            reference=drift_reference(holdout_buckets, bucket_scores),
+        ),
         train_rows=len(train),
         holdout_rows=len(scores),
         holdout_attacks=int(attack.sum()),

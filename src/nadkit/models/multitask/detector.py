@@ -76,6 +76,7 @@ class MultitaskDetector(Detector):
     most probable class."""
 
     name = "multitask"
+    summary = "multi-class network (one head per class, CMD domain adaptation); score 1 - P(normal)"
     input = "rows"
     supervised = True
     adapts_to_target = True
