@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nadkit.errors import BundleError
+from nadkit.errors import BundleError, NadkitError
 from nadkit.training.bundle import ModelBundle
 
 SAVER = """
@@ -138,3 +138,45 @@ def test_a_registration_killed_while_copying_leaves_no_orphan_copy(seed: Path, t
     version = registry.register(seed).version
     assert [p.name for p in versions.iterdir() if p.name.startswith(".")] == []
     ModelBundle.load(registry.path(version), key="")
+
+
+GAP = """
+import os, signal, sys
+from nadkit.training.bundle import ModelBundle
+bundle = ModelBundle.load(sys.argv[1], key="")
+real = os.replace
+def replace(source, target):
+    real(source, target)
+    if os.path.basename(str(target)) == ".model.old":
+        os.kill(os.getpid(), signal.SIGKILL)  # between the two renames of the overwrite
+os.replace = replace
+bundle.save(sys.argv[2], overwrite=True, key="")
+"""
+
+
+def _killed_between_the_renames(seed: Path, target: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", GAP, str(seed), str(target)], timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    assert not target.exists() and (target.parent / ".model.old").is_dir()
+
+
+def test_an_overwrite_killed_between_its_two_renames_is_recovered_by_the_next_load_or_write(
+    seed: Path, tmp_path: Path
+) -> None:
+    """The old bundle sat only at ``.model.old`` with nothing at the target: the next load put it
+    back, and so does the next write before it replaces it."""
+    target = tmp_path / "model"
+    ModelBundle.load(seed, key="").save(target, key="")
+    before = (target / "manifest.json").read_bytes()
+    _killed_between_the_renames(seed, target)
+    ModelBundle.load(target, key="")  # the old one, put back
+    assert (target / "manifest.json").read_bytes() == before
+    assert not (tmp_path / ".model.old").exists()
+    _killed_between_the_renames(seed, target)
+    with pytest.raises(NadkitError, match="already exists"):
+        ModelBundle.load(seed, key="").save(target, key="")  # put back first: nothing lost to overwrite
+    assert (target / "manifest.json").read_bytes() == before
+    _killed_between_the_renames(seed, target)
+    ModelBundle.load(seed, key="").save(target, overwrite=True, key="")
+    ModelBundle.load(target, key="")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no .old, no killed writer's .part

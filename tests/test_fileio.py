@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -78,3 +79,27 @@ def test_a_writer_killed_outright_leaves_nothing_after_the_next_write(tmp_path: 
         (folder / "x").write_text("whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.jsonl", "alerts.jsonl.d"]
     assert target.read_text() == "whole"
+
+
+def test_recover_directory_puts_back_the_old_one_only_when_the_new_one_is_missing_or_incomplete(
+    tmp_path: Path,
+) -> None:
+    from nadkit.fileio import backup_path, recover_directory
+
+    target = tmp_path / "model"
+    backup = backup_path(target)
+    backup.mkdir()
+    (backup / "manifest.json").write_text("old")
+    target.mkdir()  # an incomplete directory at the target: no manifest
+    assert recover_directory(target, complete=lambda folder: (folder / "manifest.json").is_file())
+    assert (target / "manifest.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    backup.mkdir()  # a stale copy beside a whole target (a writer killed before removing it) goes
+    assert not recover_directory(target, complete=lambda folder: (folder / "manifest.json").is_file())
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    target.rename(backup)
+    live = tmp_path / f".model.{os.getppid()}.abc.part"  # a live writer between its renames
+    live.mkdir()
+    assert not recover_directory(target) and not target.exists()
+    live.rmdir()
+    assert recover_directory(target) and (target / "manifest.json").read_text() == "old"

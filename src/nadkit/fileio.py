@@ -3,18 +3,26 @@
 The temporary file or folder is named ``.NAME.PID.RANDOM.part`` (hidden, beside its target, with the
 writer's process id). A writer killed outright (``kill -9``, a power cut) cannot remove its own: the
 next write to the same target removes the ones whose process is gone.
+
+A directory is replaced in two renames (the old one to ``.NAME.old``, the new one onto ``NAME``); a
+writer killed between them leaves nothing at ``NAME``. :func:`recover_directory`, called by the next
+write and by loaders, puts the old one back (the write never finished, so nobody was told of the new
+one) and removes a ``.NAME.old`` that a finished write left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from nadkit.errors import NadkitError
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -117,10 +125,57 @@ def _sync(path: Path) -> None:
         os.close(handle)
 
 
+def backup_path(path: Path) -> Path:
+    """Where :func:`atomic_directory` keeps the old ``path`` between its two renames."""
+    return path.with_name(f".{path.name}.old")
+
+
+def _writer_alive(path: Path) -> bool:
+    """Whether another live process is writing ``path`` (has a temporary beside it)."""
+    with contextlib.suppress(OSError):
+        for entry in path.parent.glob(f".{glob_escape(path.name)}.*.part"):
+            pid = entry.name[len(path.name) + 2 :].split(".", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                return True
+    return False
+
+
+def recover_directory(path: str | Path, complete: Callable[[Path], bool] | None = None) -> bool:
+    """Repair what a writer of the directory ``path`` killed during an overwrite left behind, unless a
+    live writer is at work: with nothing at ``path``, or a directory that ``complete`` says is not
+    whole, the old directory (``.NAME.old``) is put back; beside a whole ``path`` a stale ``.NAME.old``
+    is removed. True when the old directory was put back. Failures (a read-only place) are logged
+    and left for the caller to meet."""
+    path = Path(path)
+    backup = backup_path(path)
+    if not backup.is_dir() or backup.is_symlink() or _writer_alive(path):
+        return False
+    present = path.exists() or path.is_symlink()
+    whole = present and path.is_dir() and not path.is_symlink() and (complete is None or complete(path))
+    try:
+        if whole:
+            shutil.rmtree(backup)
+            log.info("%s: removed %s, left by a writer that finished its overwrite", path, backup.name)
+            return False
+        if present:
+            aside = path.with_name(f"{_prefix(path)}incomplete.part")
+            os.replace(path, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        os.replace(backup, path)
+        _sync(path.parent)
+    except OSError as error:
+        log.warning("%s: cannot restore %s (%s)", path, backup.name, error.strerror or error)
+        return False
+    log.warning("%s: a writer was killed while replacing it; the previous version is restored", path)
+    return True
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` as a whole."""
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` as a whole (an
+    overwrite that a killed writer left half done is repaired first: :func:`recover_directory`)."""
     path = Path(path)
+    recover_directory(path)
     if path.exists() and not overwrite:
         raise NadkitError(f"{path}: already exists (use --force to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +185,7 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
     try:
         yield temporary
         if path.exists():
-            backup = path.with_name(f".{path.name}.old")
+            backup = backup_path(path)
             shutil.rmtree(backup, ignore_errors=True)
             os.replace(path, backup)
             os.replace(temporary, path)

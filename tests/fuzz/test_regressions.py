@@ -15,12 +15,13 @@ from nadkit.errors import BundleError, SchemaError
 CRASHES = Path(__file__).parent / "crashes"
 
 
-def test_a_parquet_file_that_makes_the_reader_panic_is_a_schema_error() -> None:
+def test_a_parquet_file_that_makes_the_reader_panic_is_a_format_error() -> None:
     """A mutated Parquet file (column chunks past the end of the file) made Polars panic; the
     ``PanicException`` is no ``Exception`` and ended the command with a Rust backtrace."""
+    from nadkit.errors import FormatError
     from nadkit.sources import load_flows
 
-    with pytest.raises(SchemaError) as caught:
+    with pytest.raises(FormatError) as caught:
         load_flows(CRASHES / "parquet-panic.parquet", format="parquet")
     assert "parquet-panic.parquet" in str(caught.value)
 
@@ -118,22 +119,91 @@ def test_a_capture_metered_into_out_of_range_values_is_a_format_error() -> None:
         load_flows(CRASHES / "pcap-out-of-range.pcap", format="pcap")
 
 
-@pytest.mark.xfail(strict=True, reason="Polars aborts the process on this Parquet file; not fixed yet")
 def test_a_parquet_file_that_makes_polars_abort_is_refused_cleanly() -> None:
-    """A mutated Parquet page header (a negative number of values) makes Polars try to allocate
-    2 EiB and abort the whole process; run in a child process so the abort cannot end the tests."""
+    """A mutated Parquet page header (a negative number of values) made Polars try to allocate
+    2 EiB and abort the whole process; PyArrow now decodes the pages first and refuses them. Run in a
+    child process, so that an abort could not end the tests."""
     import subprocess
     import sys
 
     script = (
         "import sys\n"
-        "from nadkit.errors import NadkitError\n"
+        "from nadkit.errors import FormatError\n"
         "from nadkit.sources import load_flows\n"
         "try:\n"
         "    load_flows(sys.argv[1], format='parquet')\n"
-        "except NadkitError:\n"
+        "except FormatError as error:\n"
+        "    print(error)\n"
         "    sys.exit(2)\n"
     )
     command = [sys.executable, "-c", script, str(CRASHES / "parquet-abort.parquet")]
-    done = subprocess.run(command, capture_output=True, timeout=120)
-    assert done.returncode == 2
+    done = subprocess.run(command, capture_output=True, timeout=120, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "parquet-abort.parquet: corrupt Parquet file (Invalid page header" in done.stdout
+    assert len(done.stdout.strip().splitlines()) == 1
+
+
+def test_the_generic_reader_and_the_alert_reader_refuse_that_file_too(tmp_path: Path) -> None:
+    """Every path that reads Parquet checks its pages first: a mapped read and an alert picture."""
+    from nadkit.errors import FormatError
+    from nadkit.pictures.files import load_alert
+    from nadkit.sources import load_flows
+
+    with pytest.raises(FormatError, match=r"parquet-abort\.parquet: corrupt Parquet"):
+        load_flows(CRASHES / "parquet-abort.parquet", mapping="time=time,src=src,dst=dst")
+    alerts = tmp_path / "alerts.parquet"
+    shutil.copyfile(CRASHES / "parquet-abort.parquet", alerts)
+    with pytest.raises(FormatError, match=r"alerts\.parquet: corrupt Parquet"):
+        load_alert(alerts, 0)
+
+
+def test_an_arrow_body_with_corrupt_views_in_null_slots_is_read_not_a_segfault(tmp_path: Path) -> None:
+    """A mutated Arrow IPC stream body (string-view columns whose null slots point outside their data)
+    passed PyArrow's full validation, and Polars, handed its arrays, segfaulted the service. The view
+    columns are now rebuilt by PyArrow first; run in a child process, so that a crash cannot end the
+    tests, and every value is touched."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from nadkit.service.scoring import _read_arrow\n"
+        "frame = _read_arrow(open(sys.argv[1], 'rb').read())\n"
+        "frame.to_dicts()\n"
+        "print(frame.height, frame.schema['app'])\n"
+    )
+    command = [sys.executable, "-c", script, str(CRASHES / "arrow-view-segfault.arrows")]
+    done = subprocess.run(command, capture_output=True, timeout=120, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["40", "String"]
+
+
+def test_an_arrow_file_is_read_through_checked_arrays(tmp_path: Path) -> None:
+    """Arrow IPC files go the same way (PyArrow reads, views rebuilt), and a corrupt one is a
+    FormatError naming the file."""
+    import polars as pl
+
+    from nadkit.errors import FormatError
+    from nadkit.sources import load_flows
+    from tests.fuzz.common import real_flows
+
+    path = tmp_path / "flows.arrow"
+    real_flows(50).write_ipc(path)
+    frame, fmt = load_flows(path)
+    assert fmt == "parquet" and frame.height == 50 and frame.schema["src"] == pl.String
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2 : len(content) // 2 + 64] = b"\xff" * 64
+    path.write_bytes(bytes(content))
+    with pytest.raises(FormatError, match=r"flows\.arrow: corrupt Arrow"):
+        load_flows(path)
+
+
+def test_an_arrow_body_whose_time_unit_changed_is_refused_not_a_panic() -> None:
+    """A mutated Arrow body whose ``time`` column became ``timestamp[s]`` (microsecond values read as
+    seconds, 48 million years ahead) made Polars panic converting it; the panic, no ``Exception``,
+    stopped the service's event loop. It is now a 422 naming the column."""
+    from nadkit.service.scoring import InputError, _read_arrow
+
+    with pytest.raises(InputError, match="column 'time' holds times beyond the years 1 to 9999") as caught:
+        _read_arrow((CRASHES / "arrow-time-panic.arrows").read_bytes())
+    assert caught.value.status == 422

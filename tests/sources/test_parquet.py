@@ -128,9 +128,9 @@ def test_compressed_parquet_is_refused(tmp_path: Path) -> None:
         detect_format(path)
 
 
-def test_corrupt_parquet_is_a_schema_error(tmp_path: Path) -> None:
+def test_corrupt_parquet_is_a_format_error(tmp_path: Path) -> None:
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"PAR1" + b"\x00" * 64)
-    with pytest.raises(SchemaError) as caught:
+    with pytest.raises(FormatError) as caught:
         load_flows(path)
     assert str(path) in str(caught.value)

@@ -11,12 +11,24 @@ import polars as pl
 import pytest
 from benchmarks.continual import per_day, replay, simulated_days
 
+from nadkit.detection.detect import score_flows
 from nadkit.errors import ConfigError
+from nadkit.lifecycle.feedback import split_feedback
 from nadkit.lifecycle.registry import ModelRegistry, RegistryError
 from nadkit.models import REGISTRY
+from nadkit.schema import NORMAL
 from nadkit.sources import ROW
 from nadkit.stream import FrameSource, StreamConfig, StreamRunner
-from nadkit.stream.retraining import BLOCK, FlowSample, RetrainSettings, parse_duration
+from nadkit.stream.retraining import (
+    ALERT,
+    BLOCK,
+    SCORE,
+    THRESHOLD,
+    FlowSample,
+    RetrainSettings,
+    challenge,
+    parse_duration,
+)
 from nadkit.training.bundle import ModelBundle
 from nadkit.training.fit import fit
 from tests.stream.conftest import MemorySink
@@ -182,3 +194,61 @@ def test_retraining_keeps_the_false_positive_rate_within_a_bound_as_the_fixed_mo
     restarted = StreamRunner(bundle, FrameSource([]), [MemorySink()], config)
     assert restarted.retrainer is not None and restarted.retrainer.version == active != "v1"
     assert restarted.bundle.path == registry.path(active)  # type: ignore[arg-type]
+
+
+def _sample_of(champion: ModelBundle, day: pl.DataFrame, block_us: int) -> pl.DataFrame:
+    """What FlowSample.take gives: the day's flows (no label) with the champion's live verdicts."""
+    scored = score_flows(champion, day.drop("label"))
+    return day.drop("label").with_columns(
+        scored["score"].alias(SCORE),
+        scored["threshold"].alias(THRESHOLD),
+        scored["alert"].alias(ALERT),
+        (pl.col("time").dt.epoch("us") // block_us).alias(BLOCK),
+    )
+
+
+def test_labelled_feedback_decides_and_never_means_never(bundle: ModelBundle) -> None:
+    days = simulated_days(3, 3000, 5)
+    normal = days[2].filter(pl.col("label") == NORMAL).head(100)
+    attacks = days[2].filter(pl.col("label") != NORMAL).head(60)
+    reviewed = pl.concat(
+        [
+            normal.with_columns(
+                pl.lit("false_positive").alias("verdict"), pl.lit(None).alias("attack_class")
+            ),
+            attacks.with_columns(pl.lit("confirmed").alias("verdict"), pl.col("label").alias("attack_class")),
+        ],
+        how="diagonal_relaxed",
+    ).with_columns(pl.int_range(1, 161).alias("alert_id"))
+    feedback = split_feedback(reviewed, fraction=0.5)
+    assert feedback.counts()["held_out_benign"] == 50 and feedback.counts()["held_out_attacks"] == 30
+    settings = RetrainSettings(every_s=86_400, registry=Path("unused"), promote="auto-unlabelled")
+    sample = _sample_of(bundle, days[1], settings.block_us)
+    challenger, decision = challenge(bundle, sample, settings, feedback=feedback)
+    comparison = decision.figures["comparison"]
+    print(decision.kind, decision.reason)
+    assert comparison["verdict"]["enough_feedback"]
+    assert decision.figures["confirmed_attacks"]["rows"] == 60
+    # the labelled evidence decides, not the unlabelled rule
+    if comparison["verdict"]["outcome"] == "challenger better":
+        assert decision.kind == "promotion" and decision.reason.startswith("labelled feedback")
+    else:
+        assert decision.kind == "refusal" and "labelled feedback" in decision.reason
+    assert challenger.threshold is not None and challenger.threshold.value == pytest.approx(
+        decision.figures["threshold"]["challenger"]
+    )
+    never = RetrainSettings(every_s=86_400, registry=Path("unused"), promote="never")
+    _, decision = challenge(bundle, sample, never, feedback=feedback)
+    assert decision.kind == "refusal" and "--promote never" in decision.reason
+
+
+def test_a_background_retraining_lets_the_batches_go_on(bundle: ModelBundle, tmp_path: Path) -> None:
+    days = simulated_days(3, 3000, 5)
+    replayed = pl.concat(days[1:], how="vertical_relaxed")
+    settings = RetrainSettings(every_s=86_400, registry=tmp_path / "models", promote="never")
+    scored, stats = replay(bundle, replayed, batch=500, spot=False, retrain=settings)
+    assert scored.height == replayed.height  # every flow scored, by one model or the other
+    state = stats["continual"]
+    assert state["retrain_counts"] == {"refusal": 1} and not state["retrain_running"]
+    assert state["retrain_pause_s"] == 0  # the stream never waited for the training
+    assert [d["kind"] for d in ModelRegistry(tmp_path / "models").decisions()] == ["refusal"]

@@ -509,23 +509,18 @@ def _labelled(alerts: pl.DataFrame, assigned: pl.DataFrame) -> pl.DataFrame:
 
 
 def _groupless(records: pl.DataFrame) -> pl.DataFrame | None:
-    """For records that can form no incident (no alerts at all, or alerts of flows without addresses:
-    UNSW-NB15, NSL-KDD, the CIC-IDS2017 sample), an empty table of the columns grouping needs; else
-    None."""
-    columns = set(records.columns)
-    if {"src", "dst"} <= columns:
-        addressed = not records.height or records["src"].null_count() + records["dst"].null_count() < (
-            2 * records.height
-        )
-    else:
-        addressed = bool({"src", "dst"} & columns)  # one of them alone: named as missing by _prepare
-    if records.width and ("score" not in columns or addressed):
+    """For records that form no incident (no alerts, or alerts of flows without addresses: UNSW-NB15,
+    NSL-KDD), an empty table of the columns grouping needs; else None (src or dst alone: malformed)."""
+    columns, rows = set(records.columns), records.height
+    pair = {"src", "dst"} <= columns
+    blank = bool(rows) and pair and records["src"].null_count() == records["dst"].null_count() == rows
+    if records.width and ("score" not in columns or ({"src", "dst"} & columns and not blank)):
         return None
-    if records.height:
+    if rows:
         log.info("incidents: the alerts carry no addresses (src, dst), so they form no incidents")
     needed = {"src": pl.String, "dst": pl.String, "score": pl.Float64}
     return records.head(0).with_columns(
-        pl.lit(None, dtype=dtype).alias(name) for name, dtype in needed.items() if name not in records
+        pl.lit(None, dtype=t).alias(c) for c, t in needed.items() if c not in records
     )
 
 

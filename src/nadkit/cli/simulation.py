@@ -88,6 +88,14 @@ def mix_captures_command(
         str | None, typer.Option(help="Start of the window (ISO time, UTC; default 2021-01-04T09:00).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the captures' places in the window.")] = 0,
+    columns: Annotated[
+        str,
+        typer.Option(
+            "--columns",
+            help="Column names: nadkit (the canonical table) or cicflowmeter (CICFlowMeter's names and "
+            "units, as in the CIC-IDS2017 files, to compare with CIC data; read back as format cic).",
+        ),
+    ] = "nadkit",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -98,6 +106,10 @@ def mix_captures_command(
     from nadkit.sources.captures import DEFAULT_START, mix_captures
 
     out = output_path("mix-captures", out, old_out)
+    if columns not in ("nadkit", "cicflowmeter"):
+        raise NadkitError(f"--columns must be nadkit or cicflowmeter, not {columns!r}")
+    if columns == "cicflowmeter" and out.suffix.lower() != ".csv":
+        raise NadkitError(f"{out}: --columns cicflowmeter writes CSV, as CICFlowMeter does (name it .csv)")
     kind = out.suffix.lower()
     if kind not in (".parquet", ".csv"):
         raise NadkitError(f"{out}: write .parquet or .csv")
@@ -127,6 +139,10 @@ def mix_captures_command(
             on_file=steps,
         )
     frame = mixed.frame
+    if columns == "cicflowmeter":
+        from nadkit.sources.cicflowmeter import to_cicflowmeter
+
+        frame = to_cicflowmeter(frame)
     with atomic_path(out, overwrite=force) as temporary:
         if kind == ".parquet":
             frame.write_parquet(temporary)
@@ -137,6 +153,7 @@ def mix_captures_command(
             {
                 "out": str(out),
                 "flows": frame.height,
+                "columns": columns,
                 "span_s": mixed.span_s,
                 "start": mixed.start.isoformat(),
                 "captures": [

@@ -179,8 +179,13 @@ class ModelRegistry:
         )
 
     def list(self) -> list[ModelVersion]:
-        """Every registered version, oldest first."""
-        return [self.info(name) for name in self._names()]
+        """Every registered version, oldest first (a version directory a killed registration left
+        empty holds no bundle and is no version)."""
+        return [
+            self.info(name)
+            for name in self._names()
+            if (self.versions_dir / name / "manifest.json").is_file()
+        ]
 
     def find(self, bundle: str | Path) -> str | None:
         """The version holding the same bundle as the directory ``bundle``, if any."""
@@ -339,6 +344,13 @@ def _sweep_staging(folder: Path) -> None:
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
             log.info("%s: removed the copy of a registration that was killed", entry)
+    for entry in folder.iterdir():
+        # a version name claimed (made) by a registration killed before its bundle was moved in: rmdir
+        # removes only an empty directory, and a registration still at work moves its bundle in anyway
+        if VERSION_PATTERN.match(entry.name) and entry.is_dir() and not entry.is_symlink():
+            with contextlib.suppress(OSError):
+                entry.rmdir()
+                log.info("%s: removed the empty version of a registration that was killed", entry)
 
 
 def default_registry(db: str | Path) -> Path:

@@ -22,6 +22,7 @@ from nadkit.fileio import atomic_path
 from nadkit.pictures.alert import plot_alert
 from nadkit.pictures.groups import render_groups
 from nadkit.pictures.page import groups_html
+from nadkit.sources.parquet import check_file
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ def load_alert(path: str | Path, row: int) -> dict[str, Any]:
                     return record
         raise ConfigError(f"{path}: no alert for row {row} among its {seen:,} record(s)")
     if suffix in (".parquet", ".pq"):
+        check_file(path)  # corrupt pages refused before Polars, which may abort on them, reads them
         try:
             table = pl.scan_parquet(path).filter(pl.col("row") == row).collect()
         except (pl.exceptions.PolarsError, OSError) as error:

@@ -25,9 +25,10 @@ import polars as pl
 
 from nadkit.alerts.records import SCORE_COLUMNS
 from nadkit.detection import detect
-from nadkit.errors import NadkitError, SchemaError
+from nadkit.errors import FormatError, NadkitError, SchemaError
 from nadkit.schema import CANONICAL, canonical_order, validate
 from nadkit.sources.base import INVALID_PREFIX, check_invalid, convert, numeric
+from nadkit.sources.parquet import safe_arrow
 from nadkit.training.bundle import ModelBundle
 
 log = logging.getLogger(__name__)
@@ -149,15 +150,25 @@ def _read_csv(body: bytes) -> pl.DataFrame:
 
 
 def _read_arrow(body: bytes) -> pl.DataFrame:
+    """An Arrow IPC stream or file body as a table. PyArrow reads it and Polars is given checked arrays,
+    never the bytes (:func:`nadkit.sources.parquet.safe_arrow`): Polars' own IPC reader trusts buffer
+    offsets and views, and a corrupt body could end the process instead of raising."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
     if not body:
         return pl.DataFrame()
     errors = []
-    for reader in (pl.read_ipc_stream, pl.read_ipc):
+    for opener in (ipc.open_stream, ipc.open_file):
         try:
-            frame = reader(io.BytesIO(body))
-        except Exception as error:  # Arrow raises several kinds on bad bytes
+            table = opener(pa.BufferReader(body)).read_all()
+        except (pa.ArrowException, ValueError, TypeError, OSError, EOFError) as error:
             errors.append(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
             continue
+        try:
+            frame = safe_arrow(table, "body")
+        except FormatError as error:  # Arrow, but what it holds cannot be used
+            raise InputError(str(error), 422) from None
         _check_names(frame.columns)
         return frame
     raise InputError(f"body is not an Arrow IPC stream or file ({errors[0]})", 400)

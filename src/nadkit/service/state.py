@@ -98,7 +98,11 @@ class Service:
         self, body: bytes, content_type: str | None, *, store: bool = True, alerts_only: bool = False
     ) -> dict[str, Any]:
         """Score the flows of a request body as one table, store its alerts; the answer's body."""
-        flows = canonical_flows(read_body(body, content_type))
+        try:
+            flows = canonical_flows(read_body(body, content_type))
+        except pl.exceptions.PanicException as error:  # no Exception: it would end the server's loop
+            log.error("a request body made Polars panic: %s", str(error).strip().splitlines()[:1])
+            raise InputError("body cannot be read (a value beyond what can be converted)", 422) from None
         if flows.height > self.settings.max_flows:
             raise InputError(
                 f"too many flows in one request ({flows.height:,}; at most {self.settings.max_flows:,})", 413

@@ -23,6 +23,7 @@ from nadkit.sources import (
     argus,
     canonical,
     cic,
+    eve,
     generic,
     kdd,
     nad,
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 #: name -> module, in detection order (binary magic first, the loosest text formats last).
 SOURCES: dict[str, ModuleType] = {
     module.NAME: module
-    for module in (pcap, parquet, zeek, nad, cic, unsw, netflow, nfdump, argus, canonical, kdd, generic)
+    for module in (pcap, parquet, zeek, eve, nad, cic, unsw, netflow, nfdump, argus, canonical, kdd, generic)
 }
 
 _SKIP_NAMES = {"readme", "readme.md", "sha256sums", "license", "licence"}
@@ -133,19 +134,31 @@ def read_flows(
     if mapping:
         options["mapping"] = mapping
     frames = []
-    for file in files:
-        if file.stat().st_size == 0:
-            raise FormatError(f"{file}: file is empty")
-        check_gzip(file)  # corrupt gzip and gzip bombs refused before a reader decompresses them
-        if format is None and len(files) > 1 and file != files[0]:
-            other = detect_format(file)
-            if other != fmt:
-                raise FormatError(f"{file}: format {other} differs from {files[0]} ({fmt})")
+    if module is pcap and len(files) > 1:
+        # captures are metered in processes of their own: several at a time, each file checked first
+        for file in files:
+            _check_file(file, files[0], fmt, detect=format is None)
+        done = None if on_file is None else lambda count, file: on_file(count, len(files), file)
+        frames = pcap.map_captures(lambda file: module.read(file, **options), files, on_done=done)
+    for file in files if not frames else ():
+        _check_file(file, files[0], fmt, detect=format is None and len(files) > 1)
         frames.append(module.read(file, **options))
         if on_file is not None:
             on_file(len(frames), len(files), file)
     frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     return frame, fmt
+
+
+def _check_file(file: Path, first: Path, fmt: str, *, detect: bool) -> None:
+    """Refuse an empty file, corrupt gzip, a gzip bomb, and (with ``detect``) a file of another format
+    than the first of its input."""
+    if file.stat().st_size == 0:
+        raise FormatError(f"{file}: file is empty")
+    check_gzip(file)  # corrupt gzip and gzip bombs refused before a reader decompresses them
+    if detect and file != first:
+        other = detect_format(file)
+        if other != fmt:
+            raise FormatError(f"{file}: format {other} differs from {first} ({fmt})")
 
 
 def load_flows(

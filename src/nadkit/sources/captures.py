@@ -119,6 +119,8 @@ def mix_captures(
     """Mix benign and attack captures into one labelled, time-ordered flow table (see the module
     notes). ``attack_labels`` maps a capture's file name (or stem) to its label; other attack captures
     are labelled by their file stem."""
+    from nadkit.sources.pcap import map_captures
+
     if max_gap_s <= 0:
         raise ConfigError(f"the longest kept gap must be positive, got {max_gap_s}")
     if span_s is not None and span_s <= 0:
@@ -132,19 +134,20 @@ def mix_captures(
         raise ConfigError(f"{sorted(both)[0]}: given as both benign and attack")
     if not benign_files and not attack_files:
         raise ConfigError("no captures to mix")
-    parts: list[tuple[Path, str, pl.DataFrame]] = []
-    total = len(benign_files) + len(attack_files)
-    for path in benign_files:
-        parts.append((path, NORMAL, _read_capture(path, NORMAL, max_gap_s)))
-        if on_file is not None:
-            on_file(len(parts), total, path)
+    labelled = [(path, NORMAL) for path in benign_files]
     for path in attack_files:
         label = names.get(path.name, names.get(path.stem, path.stem))
         if not label.strip() or label.strip().lower() in NORMAL_LABELS:
             raise ConfigError(f"{path}: an attack capture needs an attack label, not {label!r}")
-        parts.append((path, label, _read_capture(path, label, max_gap_s)))
-        if on_file is not None:
-            on_file(len(parts), total, path)
+        labelled.append((path, label))
+    total = len(labelled)
+    # the captures are metered several at a time (each in meter processes of its own), in file order
+    frames = map_captures(
+        lambda item: _read_capture(item[0], item[1], max_gap_s),
+        labelled,
+        on_done=None if on_file is None else lambda done, item: on_file(done, total, item[0]),
+    )
+    parts = [(path, label, frame) for (path, label), frame in zip(labelled, frames, strict=True)]
     lengths = [float(frame["__offset"].max() or 0.0) if frame.height else 0.0 for _, _, frame in parts]
     window = max(lengths) if span_s is None else float(span_s)
     if window < max(lengths):

@@ -76,9 +76,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "out_bytes": ("total_length_of_fwd_packets", "tot_len_fwd_pkts", "total_length_of_fwd_packet"),
     "in_bytes": ("total_length_of_bwd_packets", "tot_len_bwd_pkts", "total_length_of_bwd_packet"),
     "label": ("label",),
+    "app": ("app",),
 }
 #: source text columns that are not statistics and are not kept
 DROPPED = ("flow_id",)
+#: text columns kept as text: those nadkit writes beside CICFlowMeter's own
+#: (:mod:`nadkit.sources.cicflowmeter`), so that it reads its CICFlowMeter-named tables back
+KEPT_TEXT = ("app_category", "capture", "application_name", "requested_server_name", "client_fingerprint")
 TIME_FORMATS = (
     "%d/%m/%Y %H:%M:%S",
     "%d/%m/%Y %H:%M",
@@ -130,7 +134,7 @@ def read(path: str | Path, **_: object) -> pl.LazyFrame:
     canonical: dict[str, pl.Expr | list[pl.Expr]] = {}
     if source["time"] is not None:
         canonical["time"] = text_to_time(source["time"], TIME_FORMATS)
-    for name in ("src", "dst"):
+    for name in ("src", "dst", "app"):
         if source[name] is not None:
             canonical[name] = text(source[name], name)
     for name in ("spt", "dpt"):
@@ -152,7 +156,8 @@ def read(path: str | Path, **_: object) -> pl.LazyFrame:
         canonical["label_original"] = raw
     consumed = {column for column in source.values() if column is not None}
     consumed |= {lookup[name] for name in DROPPED if name in lookup}
-    return build(frame, canonical, consumed=consumed)
+    kept = [lookup[name] for name in KEPT_TEXT if name in lookup]
+    return build(frame, canonical, consumed=consumed, keep_text=kept)
 
 
 def _duplicates_renamed(names: list[str]) -> dict[str, str]:

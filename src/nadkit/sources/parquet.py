@@ -12,13 +12,18 @@ names (an export of another tool) is not a canonical table: read it with a colum
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from nadkit.errors import FormatError
 from nadkit.schema import CANONICAL, canonical_order
 from nadkit.sources.base import INVALID_PREFIX, Head, convert, read_error
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,8 @@ PARQUET_MAGIC = b"PAR1"
 ARROW_MAGIC = b"ARROW1"
 #: a table needs at least this many canonical flow columns (labels not counted) to be canonical
 MIN_CANONICAL = 2
+#: rows per batch when :func:`check_file` decodes a file (its memory bound)
+CHECK_BATCH_ROWS = 65_536
 _FLOW_COLUMNS = tuple(name for name in CANONICAL if name not in ("label", "label_original"))
 
 
@@ -44,13 +51,140 @@ def detect(head: Head) -> bool:
     return True
 
 
-def scan_table(path: str | Path) -> pl.LazyFrame:
-    """Scan a Parquet or Arrow IPC file lazily (by its magic bytes); used by the generic reader too."""
-    head = Head.of(path, size=8)
+def check_file(path: str | Path) -> None:
+    """Decode every page of a Parquet file with PyArrow, which refuses corrupt pages with an error,
+    before Polars reads it: on some (a negative value count in a page header) Polars does not raise but
+    aborts the whole process on an allocation of exabytes. A :class:`FormatError` names the file and
+    what is corrupt.
+
+    The cost is one more decoding pass, in batches of :data:`CHECK_BATCH_ROWS` rows (one row group at
+    a time), so memory stays bounded whatever the file's size: 0.75 to 0.9 s for 1.6 million flows of
+    44 columns (89 MB, 20 row groups; 230 MB at most), where Polars reads the same file in 0.9 to 1 s."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    started = time.perf_counter()
     try:
-        if head.raw.startswith(ARROW_MAGIC):
-            frame = pl.scan_ipc(path)
-        elif head.raw.startswith(PARQUET_MAGIC):
+        with pq.ParquetFile(path) as parquet:
+            for _ in parquet.iter_batches(batch_size=CHECK_BATCH_ROWS):
+                pass  # decoding is the check: PyArrow refuses what Polars may abort on
+    except (pa.ArrowException, OSError, ValueError, TypeError, IndexError, MemoryError, EOFError) as error:
+        raise FormatError(f"{path}: corrupt Parquet file ({_first_line(error)})") from None
+    log.debug("%s: pages checked in %.3f s", path, time.perf_counter() - started)
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _has_view(kind: pa.DataType) -> bool:
+    """Whether ``kind`` is or holds a view type (string, binary or list views)."""
+    import pyarrow as pa
+
+    if pa.types.is_string_view(kind) or pa.types.is_binary_view(kind):
+        return True
+    if pa.types.is_list_view(kind) or pa.types.is_large_list_view(kind):
+        return True
+    return any(_has_view(kind.field(index).type) for index in range(kind.num_fields))
+
+
+#: seconds from the epoch to 0001-01-01 and to 9999-12-31 23:59:59: the times Python and Polars can hold
+_FIRST_S, _LAST_S = -62_135_596_800, 253_402_300_799
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _temporal_bounds(kind: pa.DataType) -> tuple[int, int] | None:
+    """The lowest and highest stored integer of a date, time or timestamp type that Polars converts
+    without a panic (years 1 to 9999; a time of day within one day); None for other types."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(kind):
+        per = _PER_SECOND[kind.unit]
+        return _FIRST_S * per, _LAST_S * per
+    if pa.types.is_date32(kind):
+        return _FIRST_S // 86_400, _LAST_S // 86_400
+    if pa.types.is_date64(kind):
+        return _FIRST_S * 1_000, _LAST_S * 1_000
+    if pa.types.is_time32(kind) or pa.types.is_time64(kind):
+        return 0, 86_400 * _PER_SECOND[kind.unit] - 1
+    return None
+
+
+def _check_times(table: pa.Table, name: str) -> None:
+    """:class:`FormatError` for a date, time or timestamp column with a value beyond what Polars can
+    convert (a changed unit made microseconds into seconds 48 million years away: Polars panicked)."""
+    import pyarrow.compute as pc
+
+    for field, column in zip(table.schema, table.columns, strict=True):
+        bounds = _temporal_bounds(field.type)
+        if bounds is None or column.null_count == len(column):
+            continue
+        extremes = pc.min_max(column)
+        if extremes["min"].value < bounds[0] or extremes["max"].value > bounds[1]:
+            raise FormatError(f"{name}: column {field.name!r} holds times beyond the years 1 to 9999")
+
+
+def safe_arrow(table: pa.Table, name: str) -> pl.DataFrame:
+    """An Arrow table from untrusted bytes as a Polars frame that Polars cannot crash on. PyArrow
+    validates every array in full, but not the views behind null slots of string and binary view
+    columns, which Polars reads (a corrupt one segfaulted it): those columns are rebuilt as plain
+    strings and binaries by PyArrow first, dictionaries decoded; and times beyond what Polars can
+    convert (it panics) are refused. :class:`FormatError` naming ``name``
+    for anything corrupt or a column that holds views inside another type."""
+    import pyarrow as pa
+
+    try:
+        table.validate(full=True)
+        fields = []
+        for field in table.schema:
+            kind = field.type
+            if pa.types.is_dictionary(kind):
+                kind = kind.value_type
+            if pa.types.is_string_view(kind):
+                kind = pa.large_string()
+            elif pa.types.is_binary_view(kind):
+                kind = pa.large_binary()
+            elif _has_view(kind):
+                raise FormatError(f"{name}: column {field.name!r} holds views inside {kind}; not read")
+            fields.append(pa.field(field.name, kind, field.nullable))
+        schema = pa.schema(fields)
+        if schema != table.schema:
+            table = table.cast(schema)
+            table.validate(full=True)
+        _check_times(table, name)
+        frame = pl.from_arrow(table, rechunk=False)
+    except (pa.ArrowException, ValueError, TypeError, IndexError, MemoryError, OverflowError) as error:
+        raise FormatError(f"{name}: corrupt Arrow data ({_first_line(error)})") from None
+    if not isinstance(frame, pl.DataFrame):
+        raise FormatError(f"{name}: Arrow data is not a table")
+    return frame
+
+
+def _read_arrow_file(path: Path) -> pl.LazyFrame:
+    """An Arrow IPC file read by PyArrow and handed to Polars as checked arrays (:func:`safe_arrow`)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    try:
+        with ipc.open_file(pa.memory_map(str(path))) as reader:
+            table = reader.read_all()
+    except (pa.ArrowException, OSError, ValueError, EOFError) as error:
+        raise FormatError(f"{path}: corrupt Arrow file ({_first_line(error)})") from None
+    return safe_arrow(table, str(path)).lazy()
+
+
+def scan_table(path: str | Path) -> pl.LazyFrame:
+    """Scan a Parquet file lazily once :func:`check_file` has decoded it safely, or read an Arrow IPC
+    file through PyArrow (:func:`safe_arrow`), by its magic bytes; used by the generic reader too."""
+    head = Head.of(path, size=8)
+    if head.raw.startswith(ARROW_MAGIC):
+        return _read_arrow_file(Path(path))
+    if head.raw.startswith(PARQUET_MAGIC):
+        check_file(path)
+    try:
+        if head.raw.startswith(PARQUET_MAGIC):
             frame = pl.scan_parquet(path)
         else:
             raise FormatError(f"{path}: not a Parquet or Arrow IPC file")

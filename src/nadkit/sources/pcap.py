@@ -32,28 +32,43 @@ nfstream is not lazy, so :func:`read` meters the whole capture and returns the t
 
 nfstream's metering processes are started from a fork server (:func:`streamer`) rather than forked
 from this process: a process that already runs threads (torch's, an HTTP server's, a Spark gateway's)
-can fork a child that deadlocks on a lock one of them held, and the meter would never answer.
+can fork a child that deadlocks on a lock one of them held, and the meter would never answer. The
+fork server imports nfstream alone (not nadkit, nor Polars), so that it starts sooner; its start is
+still the one cost nadkit adds, once a process (about 0.7 s on 2 busy cores).
+
+Speed: nadkit adds nothing measurable to nfstream's metering (``benchmarks/captures.py``). Each
+flow's fields are read at once and only those the canonical table keeps, and they become a table in
+chunks while the meter is still busy; nfstream's pinning of this process to its first CPUs is undone
+after metering; a capture of at least :data:`LARGE_CAPTURE_BYTES` gets several meters where there
+are CPUs for them (``n_meters``), and several captures given at once are metered in parallel
+(:func:`map_captures`).
 """
 
 from __future__ import annotations
 
+import copyreg
 import functools
 import logging
 import mmap
 import multiprocessing
 import multiprocessing.context
+import operator
+import os
 import struct
 import sys
 import tempfile
+import threading
 import types
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
 from nadkit.errors import ConfigError, FormatError, require
 from nadkit.schema import label_expr, proto_name_expr
-from nadkit.sources.base import Head, bounded_gunzip, build, epoch_to_time, numeric, text
+from nadkit.sources.base import INVALID_PREFIX, Head, bounded_gunzip, build, epoch_to_time, numeric, text
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +176,15 @@ _DROPPED = {
     "dst2src_first_seen_ms",
     "dst2src_last_seen_ms",
 }
+#: fields nfstream meters that the canonical table drops: they are never copied out of the flows
+_UNUSED = (_DROPPED - {"bidirectional_first_seen_ms"}) | {
+    name for name, dtype in NFSTREAM_FIELDS.items() if dtype == pl.String() and name not in _MAPPED
+}
 DEFAULT_DISSECTIONS = 20
 _ORDER = ["bidirectional_first_seen_ms", "src_ip", "src_port", "dst_ip", "dst_port", "protocol"]
+#: a capture at least this large is metered by several meters (nfstream's own count for the CPUs);
+#: a smaller one by one, as starting a meter (and nDPI in it) costs more than it saves there
+LARGE_CAPTURE_BYTES = 64 << 20
 
 
 def detect(head: Head) -> bool:
@@ -180,10 +202,14 @@ def read(
     idle_timeout: int | None = None,
     active_timeout: int | None = None,
     max_flows: int | None = None,
+    n_meters: int | None = None,
     **_: object,
 ) -> pl.LazyFrame:
-    """Meter a capture into flows (eagerly: nfstream is not lazy) and map them to the canonical table."""
-    settings = _settings(label, n_dissections, idle_timeout, active_timeout, max_flows)
+    """Meter a capture into flows (eagerly: nfstream is not lazy) and map them to the canonical table.
+
+    ``n_meters``: metering processes (at most the CPUs but one, as nfstream allows); by default one
+    for a capture under :data:`LARGE_CAPTURE_BYTES`, nfstream's own count for the CPUs above it."""
+    settings = _settings(label, n_dissections, idle_timeout, active_timeout, max_flows, n_meters)
     if not isinstance(statistical_analysis, bool):
         raise ConfigError(f"statistical_analysis must be true or false, not {statistical_analysis!r}")
     settings["statistical_analysis"] = statistical_analysis
@@ -208,7 +234,12 @@ def read(
 
 
 def _settings(
-    label: object, n_dissections: object, idle_timeout: object, active_timeout: object, max_flows: object
+    label: object,
+    n_dissections: object,
+    idle_timeout: object,
+    active_timeout: object,
+    max_flows: object,
+    n_meters: object = None,
 ) -> dict[str, Any]:
     """Validate the read options (clear errors before the capture is opened)."""
     if label is not None and (not isinstance(label, str) or not label.strip()):
@@ -220,6 +251,7 @@ def _settings(
         ("idle_timeout", idle_timeout),
         ("active_timeout", active_timeout),
         ("max_flows", max_flows),
+        ("n_meters", n_meters),
     ):
         if value is None:
             continue
@@ -313,6 +345,8 @@ def _walk_pcapng(data: mmap.mmap, size: int, name: str | Path) -> int:
     return packets
 
 
+_START_LOCK = threading.Lock()
+
 if "forkserver" in multiprocessing.get_all_start_methods():
 
     class MeterProcess(multiprocessing.context.ForkServerProcess):  # type: ignore[name-defined,misc]
@@ -321,12 +355,20 @@ if "forkserver" in multiprocessing.get_all_start_methods():
         (and pay for its imports)."""
 
         def start(self) -> None:
-            main = sys.modules["__main__"]
-            sys.modules["__main__"] = types.ModuleType("__main__")
-            try:
-                super().start()
-            finally:
-                sys.modules["__main__"] = main
+            # captures metered in parallel start meters from several threads: one swap at a time
+            with _START_LOCK:
+                main = sys.modules["__main__"]
+                sys.modules["__main__"] = types.ModuleType("__main__")
+                try:
+                    super().start()
+                finally:
+                    sys.modules["__main__"] = main
+
+        def __reduce_ex__(self, protocol: Any) -> Any:
+            # the meter receives a plain fork-server process: the fork server need not import this
+            # module (and with it nadkit's sources and Polars) to unpickle it
+            plain = multiprocessing.context.ForkServerProcess
+            return copyreg._reconstructor, (plain, object, None), dict(self.__dict__)
 
     class MeterContext(multiprocessing.context.ForkServerContext):  # type: ignore[name-defined,misc]
         """The fork-server context with :class:`MeterProcess` as its process."""
@@ -341,8 +383,8 @@ def _meter_context() -> Any:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return None
     context = MeterContext()
-    # the server imports nfstream and this module once; each meter is forked from it with them loaded
-    context.set_forkserver_preload(["nfstream", __name__])
+    # the server imports nfstream once; each meter is forked from it with it loaded
+    context.set_forkserver_preload(["nfstream"])
     return context
 
 
@@ -371,45 +413,195 @@ def _meter(path: Path, settings: dict[str, Any], *, shown_as: Path) -> pl.DataFr
         # nfstream stops cleanly after the flow whose 0-based id equals max_nflows (one flow more);
         # leaving its generator early instead would leave its metering processes running
         options["max_nflows"] = max_flows
-    keys: list[str] | None = None
-    rows: list[list[object]] = []
-    try:
-        for flow in streamer(str(path), **options):
-            if keys is None:
-                keys = list(flow.keys())
-            rows.append(flow.values())
-    except Exception as error:  # nfstream raises bare ValueErrors (and worse) on captures it rejects
-        raise FormatError(f"{shown_as}: nfstream could not read the capture ({error})") from error
-    rows = rows[:max_flows] if max_flows is not None else rows
-    if keys is None:
+    options["n_meters"] = _meters(path, options.get("n_meters"))
+    with _AffinityKept():
+        try:
+            flows = _collect(streamer(str(path), **options), shown_as)
+        except FormatError:
+            raise
+        except Exception as error:  # nfstream raises bare ValueErrors (and worse) on captures it rejects
+            raise FormatError(f"{shown_as}: nfstream could not read the capture ({error})") from error
+    if flows is None:
         log.warning("%s: %d packets but no IP flows", shown_as, packets)
         return pl.DataFrame(schema=NFSTREAM_FIELDS)
-    overrides = {key: NFSTREAM_FIELDS[key] for key in keys if key in NFSTREAM_FIELDS}
-    try:
-        flows = pl.DataFrame(
-            rows, schema=keys, schema_overrides=overrides, orient="row", infer_schema_length=None
-        )
-    except pl.exceptions.PolarsError as error:  # a corrupt capture metered into impossible values
-        first = str(error).splitlines()[0]
-        raise FormatError(f"{shown_as}: the capture gives flow values out of range ({first})") from None
+    flows = flows.head(max_flows) if max_flows is not None else flows
     # nfstream hands flows over as they expire, from several metering processes: sort for a stable order
     return flows.sort(_ORDER, maintain_order=True)
 
 
+#: flows turned into a table at a time while the meter runs (the work overlaps the metering)
+_CHUNK_FLOWS = 16_384
+
+
+def _collect(flows: Any, shown_as: Path) -> pl.DataFrame | None:
+    """The flows an ``NFStreamer`` yields as one table of the fields the canonical table uses (None
+    when it yields none). Each flow's fields are read at once (``attrgetter``), and the rows become a
+    table chunk by chunk as they come, while the meter is still busy with the next ones. A chunk that
+    cannot become a table stops the conversion but not the reading: the meters run to the end."""
+    keys: list[str] = []
+    getter: Callable[[Any], tuple[Any, ...]] | None = None
+    rows: list[tuple[Any, ...]] = []
+    frames: list[pl.DataFrame] = []
+    failed: FormatError | None = None
+    for flow in flows:
+        if getter is None:
+            names: list[str] = flow.keys()  # a method of nfstream's flows, not a mapping's
+            keys = [key for key in names if key not in _UNUSED]
+            getter = operator.attrgetter(*keys)
+        try:
+            rows.append(getter(flow))
+        except AttributeError:  # a flow without one of the first flow's fields
+            rows.append(tuple(getattr(flow, key, None) for key in keys))
+        if len(rows) >= _CHUNK_FLOWS and failed is None:
+            try:
+                frames.append(_frame(rows, keys, shown_as))
+            except FormatError as error:
+                failed = error
+            rows = []
+    if failed is not None:
+        raise failed
+    if rows:
+        frames.append(_frame(rows, keys, shown_as))
+    if not frames:
+        return None
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical_relaxed")
+
+
+def _frame(rows: list[tuple[Any, ...]], keys: list[str], shown_as: Path) -> pl.DataFrame:
+    overrides = {key: NFSTREAM_FIELDS[key] for key in keys if key in NFSTREAM_FIELDS}
+    try:
+        return pl.DataFrame(
+            rows, schema=keys, schema_overrides=overrides, orient="row", infer_schema_length=None
+        )
+    except (pl.exceptions.PolarsError, TypeError, OverflowError) as error:  # a corrupt capture
+        first = str(error).splitlines()[0]
+        raise FormatError(f"{shown_as}: the capture gives flow values out of range ({first})") from None
+
+
+def _meters(path: Path, wanted: int | None) -> int:
+    """Metering processes for ``path``: ``wanted`` (at most the CPUs but one, nfstream's bound, said
+    here rather than printed by nfstream), else one for a capture under :data:`LARGE_CAPTURE_BYTES`
+    and 0 (nfstream's count for the CPUs) for a larger one."""
+    cpus = _cpus()
+    if wanted is None:
+        return 0 if path.stat().st_size >= LARGE_CAPTURE_BYTES else 1
+    most = max(1, cpus - 1)
+    if wanted > most:
+        log.info("%s: %d meters asked for, %d used (%d CPUs)", path, wanted, most, cpus)
+    return min(wanted, most)
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+class _AffinityKept:
+    """Keeps this process's CPU affinity across metering: nfstream pins the process that reads the
+    flows to the first two CPUs (its meters to the next ones), which would leave every later thread
+    of this process (Polars', torch's) on two CPUs. The mask is saved when the first of the meterings
+    under way starts and put back when the last ends (captures are metered in parallel too)."""
+
+    _lock = threading.Lock()
+    _active = 0
+    _saved: set[int] | None = None
+
+    def __enter__(self) -> None:
+        if not hasattr(os, "sched_getaffinity"):
+            return
+        with _AffinityKept._lock:
+            if _AffinityKept._active == 0:
+                _AffinityKept._saved = os.sched_getaffinity(os.getpid())
+            _AffinityKept._active += 1
+
+    def __exit__(self, *_: object) -> None:
+        if not hasattr(os, "sched_getaffinity"):
+            return
+        with _AffinityKept._lock:
+            _AffinityKept._active -= 1
+            saved = _AffinityKept._saved
+            if _AffinityKept._active == 0 and saved and os.sched_getaffinity(os.getpid()) != saved:
+                try:
+                    os.sched_setaffinity(os.getpid(), saved)
+                except OSError as error:  # pragma: no cover - a mask this process had before
+                    log.debug("could not restore the CPU affinity: %s", error)
+
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def capture_workers(count: int) -> int:
+    """Captures metered at the same time when ``count`` are read: one per CPU (each meter is a
+    process of its own; this process only collects the flows)."""
+    return max(1, min(count, _cpus()))
+
+
+def map_captures(
+    function: Callable[[Item], Result],
+    items: Sequence[Item],
+    *,
+    workers: int | None = None,
+    on_done: Callable[[int, Item], None] | None = None,
+) -> list[Result]:
+    """``function`` over ``items`` (captures, or what names them), :func:`capture_workers` at a time,
+    in threads: the metering runs in the meters' processes, so the threads overlap it. The results
+    come in the order of ``items``; ``on_done(done, item)`` is called for each in that order once it
+    has finished. The first error (in that order) is raised once the calls under way have finished;
+    those not started are dropped."""
+    workers = capture_workers(len(items)) if workers is None else max(1, workers)
+    if workers == 1 or len(items) < 2:
+        results = []
+        for done, item in enumerate(items, start=1):
+            results.append(function(item))
+            if on_done is not None:
+                on_done(done, item)
+        return results
+    _meter_context()  # the fork server's settings made once, before the threads start meters
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nadkit-capture") as pool:
+        futures = [pool.submit(function, item) for item in items]
+        for done, (future, item) in enumerate(zip(futures, items, strict=True), start=1):
+            error = future.exception()  # waits for it
+            if error is not None:
+                for later in futures:
+                    later.cancel()
+                raise error  # leaving the pool waits for the calls under way
+            if on_done is not None:
+                on_done(done, item)
+        return [future.result() for future in futures]
+
+
+def _time_ms(source: str, dtype: pl.DataType | None) -> list[pl.Expr]:
+    """Epoch milliseconds to UTC time with its invalid-value marker; integers without text parsing."""
+    if dtype is None or not dtype.is_integer():
+        return epoch_to_time(source, unit="ms")
+    value = (pl.col(source).cast(pl.Int64) * 1000).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    invalid = value.is_null() & pl.col(source).is_not_null()
+    return [value.alias("time"), invalid.alias(INVALID_PREFIX + "time")]
+
+
 def _canonical(flows: pl.DataFrame, label: str | None) -> pl.LazyFrame:
-    milliseconds, invalid = numeric("bidirectional_duration_ms", pl.Float64(), "duration")
+    schema = flows.schema
+
+    def number(source: str, dtype: pl.DataType, name: str) -> list[pl.Expr]:
+        # nfstream's counters are numbers already: no text parsing (which cost more than the rest)
+        return numeric(source, dtype, name, source_dtype=schema.get(source))
+
+    milliseconds, invalid = number("bidirectional_duration_ms", pl.Float64(), "duration")
     canonical: dict[str, pl.Expr | list[pl.Expr]] = {
-        "time": epoch_to_time("bidirectional_first_seen_ms", unit="ms"),
+        "time": _time_ms("bidirectional_first_seen_ms", schema.get("bidirectional_first_seen_ms")),
         "src": text("src_ip", "src"),
         "dst": text("dst_ip", "dst"),
-        "spt": numeric("src_port", pl.Int64(), "spt"),
-        "dpt": numeric("dst_port", pl.Int64(), "dpt"),
+        "spt": number("src_port", pl.Int64(), "spt"),
+        "dpt": number("dst_port", pl.Int64(), "dpt"),
         "proto": proto_name_expr("protocol").alias("proto"),
         "duration": [(milliseconds / 1000.0).alias("duration"), invalid],
-        "out_bytes": numeric("src2dst_bytes", pl.Int64(), "out_bytes"),
-        "in_bytes": numeric("dst2src_bytes", pl.Int64(), "in_bytes"),
-        "out_pkts": numeric("src2dst_packets", pl.Int64(), "out_pkts"),
-        "in_pkts": numeric("dst2src_packets", pl.Int64(), "in_pkts"),
+        "out_bytes": number("src2dst_bytes", pl.Int64(), "out_bytes"),
+        "in_bytes": number("dst2src_bytes", pl.Int64(), "in_bytes"),
+        "out_pkts": number("src2dst_packets", pl.Int64(), "out_pkts"),
+        "in_pkts": number("dst2src_packets", pl.Int64(), "in_pkts"),
     }
     # nfstream leaves the application fields out when nDPI is off (n_dissections=0)
     for source, target in (("application_name", "app"), ("application_category_name", "app_category")):

@@ -5,7 +5,9 @@ JSON lines, the alert store, syslog or a webhook (`nadkit stream`).
 * :mod:`nadkit.stream.netflow`: NetFlow v5/v9 and IPFIX decoding;
 * :mod:`nadkit.stream.sources`: the sources and their producer threads;
 * :mod:`nadkit.stream.sinks`: where records go;
-* :mod:`nadkit.stream.runner`: the micro-batch loop, bounded memory, checkpoints.
+* :mod:`nadkit.stream.runner`: the micro-batch loop, bounded memory, checkpoints;
+* :mod:`nadkit.stream.continual`: drift windows and the adaptive threshold;
+* :mod:`nadkit.stream.retraining`: scheduled retraining with a safe promotion (``--retrain-every``).
 """
 
 from __future__ import annotations

@@ -60,14 +60,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
 from nadkit.alerts.values import BENIGN_VERDICTS
 from nadkit.detection.detect import score_flows
-from nadkit.errors import ConfigError, NadkitError
+from nadkit.errors import ConfigError
 from nadkit.evaluation.drift import DriftReference
 from nadkit.evaluation.thresholds import Threshold
 from nadkit.lifecycle.feedback import (
@@ -85,11 +85,13 @@ from nadkit.lifecycle.feedback import (
 from nadkit.lifecycle.registry import ModelRegistry
 from nadkit.sources import ROW
 from nadkit.stream.netflow import RECEIVED
+from nadkit.stream.sinks import model_version
 from nadkit.training.bundle import ModelBundle
 from nadkit.training.fit import calibrate, fit
 
-if TYPE_CHECKING:
-    from nadkit.stream.runner import StreamRunner
+#: the :class:`~nadkit.stream.runner.StreamRunner` that hands itself to the hooks (it imports this
+#: module, so it is not imported here)
+Runner = Any
 
 log = logging.getLogger(__name__)
 
@@ -471,7 +473,7 @@ class Retrainer:
         if self.probation is not None and records.height:
             self.probation["rows"] += records.height
 
-    def step(self, runner: StreamRunner) -> None:
+    def step(self, runner: Runner) -> None:
         """Between batches: apply a finished job, judge probation, start a job when a boundary passed."""
         if self._result is not None and (self._job is None or not self._job.is_alive()):
             self._apply(runner)
@@ -502,7 +504,7 @@ class Retrainer:
             self.pause_s += time.perf_counter() - started
             self._apply(runner)
 
-    def finish(self, runner: StreamRunner) -> None:
+    def finish(self, runner: Runner) -> None:
         """End of input: wait for a running job and apply it."""
         if self._job is not None:
             self._job.join()
@@ -535,8 +537,9 @@ class Retrainer:
                 figures=decision.figures,
                 by="stream",
             )
-        except (NadkitError, OSError, ValueError) as error:
+        except Exception as error:  # a failed retraining must not stop the stream: logged, counted
             log.error("retraining failed: %s", error)
+            log.debug("retraining failed", exc_info=True)
             decision = Decision("failed", str(error), None, self.version, {"sample_rows": sample.height})
             challenger = None
         self._result = (challenger, decision)
@@ -555,7 +558,7 @@ class Retrainer:
             if callable(close):
                 close()
 
-    def _apply(self, runner: StreamRunner) -> None:
+    def _apply(self, runner: Runner) -> None:
         result, self._result, self._job = self._result, None, None
         if result is None:
             return
@@ -577,18 +580,20 @@ class Retrainer:
         }
         self._switch(runner, decision.version)
 
-    def _switch(self, runner: StreamRunner, version: str) -> None:
+    def _switch(self, runner: Runner, version: str) -> None:
         self.registry.activate(version, by="stream")
         bundle = ModelBundle.load(self.registry.path(version), engine=self.settings.engine)  # type: ignore[arg-type]
         self.previous, self.version, self.champion = self.version, version, bundle
         swap(runner, bundle)
 
-    def _judge_probation(self, runner: StreamRunner) -> None:
+    def _judge_probation(self, runner: Runner) -> None:
         """After ``probation_rows`` flows scored by a promoted model, the model it replaced scores the
         same flows (kept in the sample); the promotion is rolled back when the new model's alert rate
         on them is higher with the intervals apart."""
         trial = self.probation
         if trial is None or trial["rows"] < self.settings.probation_rows or not trial.get("replaced"):
+            return
+        if self._job is not None:  # judged once the running job is applied (it compares to this model)
             return
         self.probation = None
         self.sample._settle()
@@ -648,11 +653,9 @@ class Retrainer:
         }
 
 
-def swap(runner: StreamRunner, bundle: ModelBundle) -> None:
+def swap(runner: Runner, bundle: ModelBundle) -> None:
     """Swap the runner's model between batches: what the old scorer holds is scored by it, then a new
     scorer, drift monitor and adaptive threshold start from ``bundle``; the sinks name the new model."""
-    from nadkit.stream.runner import model_version
-
     started = time.perf_counter()
     runner._emit(runner.scorer.flush().frame)
     runner.bundle = bundle

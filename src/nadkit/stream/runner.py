@@ -46,7 +46,7 @@ from nadkit.sources import ROW
 from nadkit.stream.continual import Continual, ContinualConfig
 from nadkit.stream.netflow import RECEIVED
 from nadkit.stream.retraining import Retrainer, RetrainSettings
-from nadkit.stream.sinks import JsonLinesSink, Sink
+from nadkit.stream.sinks import JsonLinesSink, Sink, model_version
 from nadkit.stream.sources import END, Handoff, StreamSource
 from nadkit.training.bundle import ModelBundle
 
@@ -357,14 +357,6 @@ def _as_time(micros: int | None) -> str | None:
 # ---------------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------------
-
-
-def model_version(bundle: ModelBundle) -> str:
-    """The bundle's model name and creation time, e.g. ``ae@2024-06-11T10:00:00+00:00``."""
-    manifest = bundle.manifest or {}
-    name = manifest.get("model") or bundle.detector.name
-    created = manifest.get("created") or manifest.get("data_fingerprint") or "unsaved"
-    return f"{name}@{created}"
 
 
 class StreamRunner:

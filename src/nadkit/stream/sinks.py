@@ -33,7 +33,7 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import polars as pl
 
@@ -42,7 +42,20 @@ from nadkit.alerts.records import ID_COLUMNS, json_lines
 from nadkit.errors import ConfigError
 from nadkit.stream.sources import parse_host_port
 
+if TYPE_CHECKING:
+    from nadkit.training.bundle import ModelBundle
+
 log = logging.getLogger(__name__)
+
+
+def model_version(bundle: ModelBundle) -> str:
+    """The bundle's model name and creation time, e.g. ``ae@2024-06-11T10:00:00+00:00`` (the
+    ``model_version`` the sinks write)."""
+    manifest = bundle.manifest or {}
+    name = manifest.get("model") or bundle.detector.name
+    created = manifest.get("created") or manifest.get("data_fingerprint") or "unsaved"
+    return f"{name}@{created}"
+
 
 #: the structured-data id of syslog messages (enterprise number 32473 is reserved for examples and
 #: private use, RFC 5612)

@@ -65,7 +65,7 @@ from nadkit.evaluation.overlap import TrainingRows
 from nadkit.evaluation.thresholds import Threshold
 from nadkit.features.buckets import BucketView
 from nadkit.features.pipeline import FeaturePipeline
-from nadkit.fileio import atomic_directory, atomic_path
+from nadkit.fileio import atomic_directory, atomic_path, recover_directory
 from nadkit.models.base import Detector, DetectorData
 from nadkit.models.registry import create
 from nadkit.training import bundle_schema as schema
@@ -511,6 +511,8 @@ class ModelBundle:
 
         engine = _check_engine(engine)
         path = Path(path)
+        # a writer killed between the two renames of an overwrite left the old bundle aside
+        recover_directory(path, complete=lambda folder: (folder / MANIFEST).is_file())
         manifest, raw = _load_manifest(path)
         checksums = manifest["files"]
         view_kind = manifest.get("view", "flows")
