@@ -160,7 +160,7 @@ def test_invalid_rows_stop_or_are_skipped(tmp_path: Path) -> None:
 
 def test_long_reads_report_progress_unless_quiet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Reading several files prints progress lines on stderr (no terminal here: lines, not a bar);
-    --quiet prints none; training says when it is reading and which epoch it is at. (Lines start
+    --quiet prints none; training says when it is reading, which stage and which epoch it is at. (Lines start
     after 2 s of work; NADKIT_PROGRESS_AFTER_S=0 shows them for these small files.)"""
     monkeypatch.setenv("NADKIT_PROGRESS_AFTER_S", "0")
     folder = tmp_path / "flows"
@@ -176,6 +176,14 @@ def test_long_reads_report_progress_unless_quiet(tmp_path: Path, monkeypatch: py
     assert trained.returncode == 0, trained.stderr
     assert "training ae: reading flows: 3/3 files" in trained.stderr
     assert "training ae: epoch 2/2" in trained.stderr
+    # each stage is named as it starts: the feature work before the first epoch, the threshold after
+    stages = [line for line in trained.stderr.splitlines() if line.startswith("training ae: ")]
+    named = [
+        s
+        for s in ("computing features", "training (", "choosing the threshold")
+        if any(s in x for x in stages)
+    ]
+    assert named == ["computing features", "training (", "choosing the threshold"], stages
 
 
 def _epochs(folder: Path, epochs: int) -> str:

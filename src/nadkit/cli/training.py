@@ -181,6 +181,10 @@ def train(
             bar.update(task, step=step)
             lines.say(f"training {model}: {step}", last=done == total)
 
+        def on_stage(name: str) -> None:
+            bar.update(task, step=name)
+            lines.say(f"training {model}: {name}", last=True)
+
         def on_epoch(report) -> None:  # type: ignore[no-untyped-def]
             losses = f"train {report.train_loss:.4g}"
             if report.validation_loss is not None:
@@ -212,6 +216,7 @@ def train(
             buckets=buckets,
             on_bad_rows=bad_rows(on_bad_rows),
             on_file=on_file,
+            on_stage=on_stage,
         )
     if as_json:
         print_json(_training_json(model, result))

@@ -256,6 +256,7 @@ def fit(
     threshold_method: str = "auto",
     threshold_params: Mapping[str, Any] | None = None,
     buckets: BucketConfig | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> TrainingResult:
     """Train ``model`` (a registered name with its ``config``, or a new detector) on a canonical flow
     table, in memory: split, fit the features and the detector, choose the threshold, measure; no
@@ -279,7 +280,8 @@ def fit(
     how the threshold is fitted; they are checked before anything is trained.
 
     ``buckets``: train an unsupervised model on the time-bucket view instead of single flows (see
-    :func:`fit_buckets`).
+    :func:`fit_buckets`). ``on_stage`` is called with the name of each stage as it starts
+    (``computing features``, ``training``, ``choosing the threshold``), for progress displays.
     """
     check_threshold_choice(threshold_method, threshold_params)
     threshold_choice = {"method": threshold_method, **(threshold_params or {})}
@@ -295,6 +297,7 @@ def fit(
             false_positive_rate=false_positive_rate,
             threshold_choice=threshold_choice,
             progress=progress,
+            on_stage=on_stage,
         )
     if detector.supervised:
         return _fit_supervised(
@@ -306,16 +309,21 @@ def fit(
             threshold_choice=threshold_choice,
             seed=seed,
             progress=progress,
+            on_stage=on_stage,
         )
+    stage = _stages(on_stage)
+    stage("computing features")
     split = unsupervised_split(frame, holdout_fraction=holdout_fraction, seed=seed)
     if split.train.height == 0:
         raise ConfigError("no normal rows left to train on")
     pipeline = FeaturePipeline().fit(split.train)
     train = detector_data(pipeline, split.train)
     holdout = detector_data(pipeline, split.holdout)
+    stage("training")
     started = time.perf_counter()
     detector.fit(train, progress=progress)
     fit_seconds = time.perf_counter() - started
+    stage("choosing the threshold")
     holdout_scores = detector.score(holdout)
     threshold, measured = holdout_threshold(
         holdout_scores, holdout.labels, false_positive_rate, **threshold_choice
@@ -341,6 +349,17 @@ def fit(
         fit_seconds=fit_seconds,
         class_counts={"train": _class_counts(train.labels), "holdout": _class_counts(holdout.labels)},
     )
+
+
+def _stages(on_stage: Callable[[str], None] | None) -> Callable[[str], None]:
+    """``on_stage``, logging each stage too (a no-op display where None)."""
+
+    def stage(name: str) -> None:
+        log.debug("training stage: %s", name)
+        if on_stage is not None:
+            on_stage(name)
+
+    return stage
 
 
 def fit_bundle(frame: pl.DataFrame, *, model: str | Detector, **settings: Any) -> ModelBundle:
@@ -407,14 +426,17 @@ def _fit_supervised(
     threshold_choice: Mapping[str, Any],
     seed: int,
     progress: Callable[[EpochReport], None] | None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> TrainingResult:
     """The supervised path of :func:`fit`."""
+    stage = _stages(on_stage)
     if "label" not in frame.columns:
         raise ConfigError(f"{detector.name} is supervised and the data has no labels")
     unlabelled = frame["label"].null_count()
     if unlabelled:
         log.warning("%d rows without a label are left out of supervised training", unlabelled)
         frame = frame.filter(pl.col("label").is_not_null())
+    stage("computing features")
     split = supervised_split(frame, validation_fraction=validation_fraction, seed=seed)
     pipeline = FeaturePipeline().fit(split.train)
     train = detector_data(pipeline, split.train)
@@ -429,9 +451,11 @@ def _fit_supervised(
             entity=unlabelled_target.entity,
             time=unlabelled_target.time,
         )
+    stage("training")
     started = time.perf_counter()
     detector.fit(train, validation=validation, target=target_data, progress=progress)
     fit_seconds = time.perf_counter() - started
+    stage("choosing the threshold")
     scores = detector.score(validation)
     threshold, measured = holdout_threshold(
         scores, validation.labels, false_positive_rate, **threshold_choice
@@ -502,6 +526,7 @@ def fit_buckets(
     false_positive_rate: float = 0.01,
     threshold_choice: Mapping[str, Any] | None = None,
     progress: Callable[[EpochReport], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> TrainingResult:
     """Train an unsupervised ``detector`` on the time-bucket view of ``frame``, in memory.
 
@@ -511,14 +536,18 @@ def fit_buckets(
     row detector one bucket. The hold-out is scored bucket by bucket, each flow takes its bucket's
     score, and the threshold is chosen on the flows' labels (a bucket is as anomalous as the attack
     flows in it make it)."""
+    stage = _stages(on_stage)
+    stage("computing bucket metrics")
     split = bucket_split(frame, config, holdout_fraction)
     view, train_series = BucketView.fit_series(split.train, config)
     train = view.data(train_series)
     holdout_series = view.series(split.holdout)
     holdout_buckets = view.data(holdout_series)
+    stage("training")
     started = time.perf_counter()
     detector.fit(train, progress=progress)
     fit_seconds = time.perf_counter() - started
+    stage("choosing the threshold")
     bucket_scores = detector.score(holdout_buckets)
     scores = holdout_series.to_flows(bucket_scores)
     labels = split.holdout["label"].fill_null(NORMAL).to_numpy() if "label" in split.holdout.columns else None
