@@ -34,3 +34,33 @@ def read_settings(path: str | Path, what: str = "settings") -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: {what} must be a mapping")
     return dict(data)
+
+
+def typed_settings(kind: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``data`` (settings for the dataclass ``kind``) with each value checked against the type of its
+    field's default: a whole number where the default is one (``2.0`` taken as ``2``), a number where
+    it is a float, ``true``/``false`` where it is a boolean. A :class:`ConfigError` names the setting,
+    so that a wrong type in a settings file or a bundle is one line, not a ``TypeError`` deep inside."""
+    import dataclasses
+
+    defaults = {
+        item.name: item.default
+        for item in dataclasses.fields(kind)
+        if item.default is not dataclasses.MISSING and item.default is not None
+    }
+    out = dict(data)
+    for key, value in data.items():
+        if key not in defaults:
+            continue
+        default = defaults[key]
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{what} {key!r} must be true or false, not {value!r:.40}")
+        elif isinstance(default, int):
+            if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+                out[key] = int(value)
+            elif isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{what} {key!r} must be a whole number, not {value!r:.40}")
+        elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ConfigError(f"{what} {key!r} must be a number, not {value!r:.40}")
+    return out

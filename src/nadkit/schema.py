@@ -179,6 +179,8 @@ def row_problems(frame: pl.DataFrame) -> list[tuple[str, str, pl.Series]]:
     for name in ("duration", "out_bytes", "in_bytes", "out_pkts", "in_pkts"):
         if name in columns:
             check(name, frame[name] < 0, "negative value")
+            if frame.schema[name].is_float():  # a NaN or infinite duration is no duration
+                check(name, frame[name].is_nan() | frame[name].is_infinite(), "not a finite number")
     for name in ("spt", "dpt"):
         if name in columns:
             check(name, (frame[name] < 0) | (frame[name] > 65535), "port outside 0-65535")

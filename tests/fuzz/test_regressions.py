@@ -207,3 +207,48 @@ def test_an_arrow_body_whose_time_unit_changed_is_refused_not_a_panic() -> None:
     with pytest.raises(InputError, match="column 'time' holds times beyond the years 1 to 9999") as caught:
         _read_arrow((CRASHES / "arrow-time-panic.arrows").read_bytes())
     assert caught.value.status == 422
+
+
+@pytest.mark.parametrize(("name", "path"), [("manifest.json", ("config", "score_batch_size"))])
+@pytest.mark.parametrize("value", [2.5, 1e300])
+def test_a_whole_number_setting_that_is_a_fraction_is_refused(
+    small_bundle: Path, tmp_path: Path, name: str, path: tuple[str, ...], value: float
+) -> None:
+    """``score_batch_size: 2.5`` in the manifest's model settings (found by the long run) raised
+    TypeError when scoring; ``connections: 2.5`` in the pipeline's counter settings AttributeError."""
+    from nadkit.errors import NadkitError
+    from nadkit.training.bundle import ModelBundle
+    from tests.fuzz.common import real_flows
+
+    for file, keys in ((name, path), ("pipeline.json", ("config", "counters", "connections"))):
+        copy = tmp_path / f"model-{file}"
+        shutil.copytree(small_bundle, copy)
+        data = json.loads((copy / file).read_text())
+        target = data
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+        if file == "manifest.json":
+            (copy / file).write_text(json.dumps(data))
+        else:
+            _consistent(copy, file, json.dumps(data).encode())
+        with pytest.raises(NadkitError, match=f"{keys[-1]}' must be a whole number"):
+            ModelBundle.load(copy, key="").score(real_flows(300).head(20))
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_a_duration_that_is_not_finite_is_refused(tmp_path: Path, value: float) -> None:
+    """The long run read ``duration`` inf (UNSW-NB15, Argus, canonical CSV) and NaN (Parquet) as
+    valid flows: garbage accepted."""
+    import polars as pl
+
+    from nadkit.sources import load_flows
+    from tests.fuzz.common import real_flows
+
+    path = tmp_path / "flows.parquet"
+    flows = real_flows(20)
+    flows.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(value).otherwise(pl.col("duration")).alias("duration")
+    ).write_parquet(path)
+    with pytest.raises(SchemaError, match="column 'duration': row 4: not a finite number"):
+        load_flows(path, format="parquet")

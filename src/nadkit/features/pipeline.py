@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from nadkit.config import typed_settings
 from nadkit.errors import BundleError, ConfigError, SchemaError
 from nadkit.features import counters as counters_module
 from nadkit.features import segments as segments_module
@@ -152,7 +153,7 @@ class FeatureConfig:
         if unknown:
             raise ConfigError(f"unknown feature setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
         values: dict[str, Any] = {}
-        for key, value in data.items():
+        for key, value in typed_settings(cls, data, "feature setting").items():
             if key == "counters":
                 values[key] = _nested(CounterConfig, value, key)
             elif key == "segments":
@@ -187,7 +188,8 @@ def _nested(kind: type, value: Any, key: str) -> Any:
         return value
     if not isinstance(value, Mapping):
         raise ConfigError(f"feature setting {key!r} must be a mapping")
-    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+    checked = typed_settings(kind, value, f"{key} setting")
+    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in checked.items()}
     try:
         return kind(**converted)
     except (TypeError, ValueError) as error:

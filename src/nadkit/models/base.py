@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
 
+from nadkit.config import typed_settings
 from nadkit.errors import ConfigError, NadkitError
 from nadkit.features.data import DetectorData, as_detector_data
 
@@ -76,7 +77,7 @@ class DetectorConfig:
                 f"unknown option {unknown[0]!r} for {cls.__name__} (known: {', '.join(sorted(fields))})"
             )
         values = {}
-        for key, value in data.items():
+        for key, value in typed_settings(cls, data, f"{cls.__name__} option").items():
             default = getattr(cls, key, None) if key in fields else None
             values[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
         return cls(**values)

@@ -140,11 +140,12 @@ def read_flows(
             _check_file(file, files[0], fmt, detect=format is None)
         done = None if on_file is None else lambda count, file: on_file(count, len(files), file)
         frames = pcap.map_captures(lambda file: module.read(file, **options), files, on_done=done)
-    for file in files if not frames else ():
-        _check_file(file, files[0], fmt, detect=format is None and len(files) > 1)
-        frames.append(module.read(file, **options))
-        if on_file is not None:
-            on_file(len(frames), len(files), file)
+    else:
+        for file in files:
+            _check_file(file, files[0], fmt, detect=format is None and len(files) > 1)
+            frames.append(module.read(file, **options))
+            if on_file is not None:
+                on_file(len(frames), len(files), file)
     frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     return frame, fmt
 
