@@ -433,7 +433,7 @@ def test_models_and_activation(client, kit: Kit, settings, tmp_path: Path) -> No
     shutil.copytree(kit.bundle, copy)
     bundle = ModelBundle.load(copy)
     assert bundle.threshold is not None
-    bundle.threshold = dataclasses.replace(bundle.threshold, value=bundle.threshold.value * 10)
+    bundle.threshold = dataclasses.replace(bundle.threshold, value=bundle.threshold.value * 2)
     bundle.save(copy, overwrite=True)
     registry = ModelRegistry(settings.registry_dir)
     assert registry.register(copy).version == "v2"
