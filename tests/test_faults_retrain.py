@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nadkit.lifecycle.registry import ModelRegistry
+from nadkit.lifecycle.registry import ModelRegistry, bundle_digest
 from nadkit.training.bundle import ModelBundle
 from tests.service.helpers import Kit, registry_with, session_kit
 
@@ -45,14 +45,14 @@ elif point == "overwrite":  # the old challenger moved aside, the new one not ye
         if os.path.basename(str(target)) == ".challenger.old":
             die()
     os.replace = replace
-elif point == "version":  # the version name claimed, the bundle not yet moved in
+elif point == "version":  # the version name claimed and its record written, the bundle not yet moved in
     from nadkit.lifecycle import registry
     def replace(source, target):
         if registry.VERSION_PATTERN.match(os.path.basename(str(target))):
             die()
         real_replace(source, target)
     os.replace = replace
-elif point == "record":  # the bundle moved in, its registration record not yet written
+elif point == "record":  # the version name claimed, its record not yet written
     from nadkit.lifecycle import registry
     def atomic_path(*args, **kwargs):
         die()
@@ -73,7 +73,7 @@ def _leftovers(*folders: Path) -> list[str]:
     found = []
     for folder in folders:
         for entry in folder.iterdir() if folder.is_dir() else ():
-            stale = entry.name.startswith(".") and entry.name != ".active"
+            stale = entry.name.startswith(".") and entry.name not in (".active", ".lock")
             empty = entry.is_dir() and not any(entry.iterdir())
             if stale or empty:
                 found.append(entry.name)
@@ -123,11 +123,12 @@ def test_retrain_killed_while_writing_and_registering_leaves_no_half_bundle(kit:
     killed_at("overwrite", 3)
     assert not out.exists() and (out.parent / ".challenger.old").is_dir()
     assert _consistent(out, models) == ["v1", "v2"] and out.is_dir()  # the last whole challenger, back
-    killed_at("version", 4)
-    assert (models / "versions" / "v3").is_dir()  # claimed, empty
-    assert _consistent(out, models) == ["v1", "v2"]  # and no version
-    killed_at("record", 5)
-    assert _consistent(out, models) == ["v1", "v2", "v3"]  # whole, only its note is missing
+    killed_at("record", 4)
+    assert (models / "versions" / "v3").is_dir() and not (models / "versions" / "v3.json").exists()
+    assert _consistent(out, models) == ["v1", "v2"]  # claimed, empty: no version
+    killed_at("version", 5)  # the next registration sweeps the empty name and claims it again
+    assert (models / "versions" / "v3.json").is_file() and not any((models / "versions" / "v3").iterdir())
+    assert _consistent(out, models) == ["v1", "v2"]  # a record without its bundle is no version
     rng = random.Random(17)
     kills = 0
     for seed in range(6, 12):
@@ -146,3 +147,7 @@ def test_retrain_killed_while_writing_and_registering_leaves_no_half_bundle(kit:
     versions = _consistent(out, models)
     assert versions[:3] == ["v1", "v2", "v3"] and len(versions) == len(set(versions))
     assert _leftovers(out.parent, models / "versions") == []
+    # every version has its own record, none a killed registration's
+    for version in versions:
+        record = ModelRegistry(models).info(version)
+        assert record.registered and record.digest == bundle_digest(models / "versions" / version)

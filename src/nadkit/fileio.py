@@ -69,6 +69,38 @@ def sweep_leftovers(path: Path) -> list[Path]:
     return removed
 
 
+def cut_partial_line(path: str | Path, *, block: int = 1 << 16) -> int:
+    """Remove a last line that does not end in a newline from the line file ``path`` (what a writer
+    killed in the middle of a line leaves), so that lines appended next start on a line of their own;
+    returns how many bytes were removed (0 when the file ends whole or does not exist)."""
+    path = Path(path)
+    try:
+        handle = path.open("r+b")
+    except FileNotFoundError:
+        return 0
+    with handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        end = size
+        while end > 0:  # back to the newline before the cut line, a block at a time
+            start = max(0, end - block)
+            handle.seek(start)
+            chunk = handle.read(end - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        handle.truncate(end)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return size - end
+
+
 def glob_escape(name: str) -> str:
     """``name`` with the glob wildcards ``*``, ``?`` and ``[`` taken literally."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)

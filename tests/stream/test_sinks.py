@@ -56,6 +56,48 @@ def test_json_lines_file_is_appended(tmp_path: Path) -> None:
     assert isinstance(sink, JsonLinesSink) and sink.stats()["written"] == 3
 
 
+@pytest.mark.parametrize("keep", [1, 37, -1])
+def test_a_line_cut_by_a_kill_is_removed_before_appending(
+    tmp_path: Path, keep: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run killed while writing leaves a last line without its newline (here the file cut a byte,
+    37 bytes, and all but one byte into the third record); the next run removes that fragment, warns,
+    and its lines follow the whole ones, each readable."""
+    path = tmp_path / "alerts.jsonl"
+    sink = open_sink(f"file:{path}")
+    sink.write(records())
+    sink.close()
+    whole = path.read_bytes()
+    third = whole.rindex(b"\n", 0, len(whole) - 1) + 1
+    cut = third + keep if keep > 0 else len(whole) - 2
+    path.write_bytes(whole[:cut])
+    with caplog.at_level("WARNING"):
+        sink = open_sink(f"file:{path}")
+    assert "cut short" in caplog.text and str(path) in caplog.text
+    sink.write(records(start=3))
+    sink.close()
+    rows = [json.loads(line)["row"] for line in path.read_text().splitlines()]
+    assert rows == [1, 2, 3, 4, 5]
+
+
+def test_cut_partial_line_edge_cases(tmp_path: Path) -> None:
+    from nadkit.fileio import cut_partial_line
+
+    assert cut_partial_line(tmp_path / "absent") == 0
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert cut_partial_line(empty) == 0 and empty.read_bytes() == b""
+    whole = tmp_path / "whole"
+    whole.write_bytes(b"a\nb\n")
+    assert cut_partial_line(whole) == 0 and whole.read_bytes() == b"a\nb\n"
+    one = tmp_path / "one"  # a single cut line: nothing whole before it
+    one.write_bytes(b"x" * 100)
+    assert cut_partial_line(one, block=7) == 100 and one.read_bytes() == b""
+    long = tmp_path / "long"  # the cut line longer than a block
+    long.write_bytes(b"first\n" + b"y" * 50)
+    assert cut_partial_line(long, block=8) == 50 and long.read_bytes() == b"first\n"
+
+
 def test_sqlite_store_ignores_a_replayed_alert(tmp_path: Path) -> None:
     pytest.importorskip("nadkit.alerts.store", reason="the alert store module is not in this checkout")
     path = tmp_path / "alerts.sqlite"

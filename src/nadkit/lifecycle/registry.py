@@ -27,10 +27,16 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+try:  # POSIX; elsewhere registrations are not locked against each other
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from nadkit.errors import BundleError, ConfigError, NadkitError
 from nadkit.evaluation.thresholds import Threshold
@@ -42,6 +48,7 @@ VERSIONS = "versions"
 ACTIVE = "active.json"
 HISTORY = "activations.jsonl"
 DECISIONS = "decisions.jsonl"
+LOCK = ".lock"  # in versions/: held while a registration names and moves in its version
 #: the kinds of decision :meth:`ModelRegistry.record` keeps
 DECISION_KINDS = ("promotion", "refusal", "rollback")
 VERSION_PATTERN = re.compile(r"^v([1-9][0-9]{0,8})$")
@@ -191,6 +198,8 @@ class ModelRegistry:
         """The version holding the same bundle as the directory ``bundle``, if any."""
         digest = bundle_digest(bundle)
         for name in self._names():
+            if not (self.versions_dir / name / "manifest.json").is_file():
+                continue  # a name a killed registration claimed: no version, whatever its record says
             sidecar = self.versions_dir / f"{name}.json"
             try:
                 known = json.loads(sidecar.read_text()).get("digest")
@@ -221,34 +230,36 @@ class ModelRegistry:
         try:
             copied = staging / "bundle"
             shutil.copytree(bundle, copied, ignore=shutil.ignore_patterns(".*"))
-            for _ in range(1000):
+            # the copy is made outside the lock; the name, the record and the move happen under it, so
+            # an empty name seen under the lock was left by a registration that was killed
+            with _registry_lock(self.versions_dir):
+                _sweep_empty_versions(self.versions_dir)
                 names = self._names()
-                number = int(names[-1][1:]) + 1 if names else 1
-                version = f"v{number}"
+                version = f"v{int(names[-1][1:]) + 1}" if names else "v1"
                 target = self.versions_dir / version
+                target.mkdir()
+                # the record first, then the bundle: a version that holds a bundle always has its
+                # record; a registration killed between the two leaves an empty name (swept by the
+                # next one) and a record that the next registration of that name replaces
+                record = {
+                    "version": version,
+                    "registered": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "digest": digest,
+                    "source": str(bundle.resolve()),
+                    "note": note,
+                }
+                sidecar = self.versions_dir / f"{version}.json"
                 try:
-                    target.mkdir()
-                except FileExistsError:
-                    continue  # another process took this name: try the next one
-                try:
+                    with atomic_path(sidecar, overwrite=True) as temporary:
+                        temporary.write_text(json.dumps(record, indent=2) + "\n")
                     os.replace(copied, target)
                 except OSError:
-                    target.rmdir()
+                    sidecar.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        target.rmdir()
                     raise
-                break
-            else:  # pragma: no cover - a thousand concurrent registrations
-                raise RegistryError(f"{self.root}: no free version name")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        record = {
-            "version": version,
-            "registered": datetime.now(UTC).isoformat(timespec="seconds"),
-            "digest": digest,
-            "source": str(bundle.resolve()),
-            "note": note,
-        }
-        with atomic_path(self.versions_dir / f"{version}.json") as temporary:
-            temporary.write_text(json.dumps(record, indent=2) + "\n")
         log.info("registered %s as %s in %s", bundle, version, self.root)
         return self.info(version)
 
@@ -344,13 +355,31 @@ def _sweep_staging(folder: Path) -> None:
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
             log.info("%s: removed the copy of a registration that was killed", entry)
+
+
+def _sweep_empty_versions(folder: Path) -> None:
+    """Remove the version names claimed (made) by registrations killed before their bundle was moved
+    in. Called under the registry lock, which every registration holds from claiming a name to
+    moving its bundle in, so no empty name belongs to a registration at work."""
     for entry in folder.iterdir():
-        # a version name claimed (made) by a registration killed before its bundle was moved in: rmdir
-        # removes only an empty directory, and a registration still at work moves its bundle in anyway
         if VERSION_PATTERN.match(entry.name) and entry.is_dir() and not entry.is_symlink():
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # rmdir removes only an empty directory
                 entry.rmdir()
                 log.info("%s: removed the empty version of a registration that was killed", entry)
+
+
+@contextlib.contextmanager
+def _registry_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on the registry's versions (``flock`` on ``.lock``), between processes and
+    between threads; the system releases it when its holder dies, so a kill leaves no stale lock."""
+    with open(folder / LOCK, "a+b") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def default_registry(db: str | Path) -> Path:

@@ -40,6 +40,7 @@ import polars as pl
 from nadkit.alerts.ecs import LAYOUTS, ecs_lines
 from nadkit.alerts.records import ID_COLUMNS, json_lines
 from nadkit.errors import ConfigError
+from nadkit.fileio import cut_partial_line
 from nadkit.stream.sources import parse_host_port
 
 if TYPE_CHECKING:
@@ -111,6 +112,11 @@ class JsonLinesSink(Sink):
         self.name = f"file:{path}" if path is not None else "-"
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            cut = cut_partial_line(self.path)
+            if cut:
+                # a run killed while writing: the cut record was never checkpointed, so it is written
+                # again whole; the fragment would make the next line unreadable
+                log.warning("%s: removed a last line cut short (%d bytes) by an earlier run", self.path, cut)
             self._handle: BinaryIO = self.path.open("ab")
             self._own = True
         else:
