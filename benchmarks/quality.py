@@ -37,6 +37,13 @@ Data sets (``--data``, ``$NADKIT_DATA_DIR`` or ``../shared/data``):
   by seed, benign captures 60 / 20 / 20 to train / validation / test and the attack captures 3 to
   validation, the other 5 to test; per-capture detection rates.
 * ``sim``: the simulator, train on the normal flows of days 1-2, validation day 3, test day 4.
+* ``sim_week``: the simulator over nine days from a Monday (10,000 flows a day on average), train on
+  the normal flows of the first week, validation day 8, test day 9: a training span that covers both
+  the daily and the weekly cycle, for the calendar features.
+
+Feature groups: each model is trained with the features ``nadkit train`` gives it (the calendar group
+for the window models); ``NAME+calendar`` adds the calendar group, ``NAME-calendar`` leaves it out,
+to measure what it brings.
 
 Few normal rows (``--train-rows 300``): the same data sets with only that many normal training rows
 and a third as many normal validation rows, as a user with a small benign sample has them; the
@@ -75,12 +82,12 @@ from benchmarks.common import RESULTS, cache_dir, console, data_dir, machine
 from nadkit.evaluation.metrics import binary_metrics, roc_auc
 from nadkit.evaluation.thresholds import quantile_threshold
 from nadkit.features.data import detector_data
-from nadkit.features.pipeline import FeaturePipeline
+from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.models import REGISTRY, create
 from nadkit.models.neural import NeuralConfig
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
-from nadkit.training.fit import holdout_threshold
+from nadkit.training.fit import default_features, holdout_threshold
 
 QUANTILE_FPR = 0.01
 HARD_DIFFICULTY = 21
@@ -254,6 +261,22 @@ def sim(seed: int, flows_per_day: int = 40_000) -> Protocol:
     )
 
 
+def sim_week(seed: int, flows_per_day: int = 10_000) -> Protocol:
+    from datetime import date
+
+    from nadkit.simulate import SimulationConfig, simulate
+
+    frame = simulate(
+        SimulationConfig(days=9, flows_per_day=flows_per_day, seed=7 + seed, start=date(2021, 1, 4))
+    )
+    days = sorted(frame["day"].unique().to_list())
+    train = frame.filter(pl.col("day").is_in(days[:7]) & (pl.col("label") == NORMAL))
+    validation, test = frame.filter(pl.col("day") == days[7]), frame.filter(pl.col("day") == days[8])
+    return Protocol(
+        "sim_week", train.drop("day"), validation.drop("day"), test.drop("day"), note="days 1-7 / 8 / 9"
+    )
+
+
 DATASETS: dict[str, Callable[[int], Protocol]] = {
     "kdd": kdd,
     "unsw": unsw,
@@ -262,6 +285,7 @@ DATASETS: dict[str, Callable[[int], Protocol]] = {
     "iot23_pcap": iot23_pcap,
     "pcaps": pcaps,
     "sim": sim,
+    "sim_week": sim_week,
 }
 
 
@@ -312,23 +336,49 @@ def per_class(test: pl.DataFrame, column: str, alerts: np.ndarray) -> dict[str, 
     return {value: float(alerts[attack & (values == value)].mean()) for value in sorted(set(values[attack]))}
 
 
+def split_name(name: str) -> tuple[str, bool | None]:
+    """``lstm-calendar`` -> (``lstm``, False), ``ae+calendar`` -> (``ae``, True), ``ae`` -> (``ae``, None)."""
+    for suffix, calendar in (("+calendar", True), ("-calendar", False)):
+        if name.endswith(suffix):
+            return name[: -len(suffix)], calendar
+    return name, None
+
+
+def feature_config(detector: Any, calendar: bool | None) -> FeatureConfig:
+    """What ``nadkit train`` gives ``detector`` (peers: the default groups), with or without the
+    calendar group when ``calendar`` says."""
+    config = default_features(detector) if hasattr(detector, "wants_calendar") else FeatureConfig()
+    if calendar is None:
+        return config
+    groups = tuple(g for g in config.groups if g != "calendar") + (("calendar",) if calendar else ())
+    return dataclasses.replace(config, groups=groups)
+
+
 def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: float) -> list[dict[str, Any]]:
-    pipeline = FeaturePipeline().fit(protocol.train)
-    parts = {
-        name: detector_data(pipeline, getattr(protocol, name)) for name in ("train", "validation", "test")
-    }
     test_attack = _attack(protocol.test)
     hard = None
     if "difficulty" in protocol.test.columns:
         hard = protocol.test["difficulty"].to_numpy() < HARD_DIFFICULTY
-    console.print(
-        f"[bold]{protocol.name}[/bold] seed {seed}: {len(parts['train']):,} training rows, "
-        f"{len(parts['validation']):,} validation ({int(_attack(protocol.validation).sum()):,} attacks), "
-        f"{len(parts['test']):,} test ({int(test_attack.sum()):,} attacks), {parts['train'].width} features"
-    )
+    featurized: dict[tuple[str, ...], dict[str, Any]] = {}
     rows = []
     for name in models:
-        detector = configure(name, seed, budget_s)
+        model, calendar = split_name(name)
+        detector = configure(model, seed, budget_s)
+        features = feature_config(detector, calendar)
+        if features.groups not in featurized:
+            pipeline = FeaturePipeline(features).fit(protocol.train)
+            featurized[features.groups] = {
+                part: detector_data(pipeline, getattr(protocol, part))
+                for part in ("train", "validation", "test")
+            }
+            parts = featurized[features.groups]
+            console.print(
+                f"[bold]{protocol.name}[/bold] seed {seed}: {len(parts['train']):,} training rows, "
+                f"{len(parts['validation']):,} validation ({int(_attack(protocol.validation).sum()):,} "
+                f"attacks), {len(parts['test']):,} test ({int(test_attack.sum()):,} attacks), "
+                f"{parts['train'].width} features ({', '.join(features.groups)})"
+            )
+        parts = featurized[features.groups]
         started = time.perf_counter()
         detector.fit(parts["train"])
         fit_s = time.perf_counter() - started
@@ -476,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
-    missing = [m for m in args.models if m not in REGISTRY and m not in PEERS]
+    missing = [m for m in args.models if split_name(m)[0] not in REGISTRY and split_name(m)[0] not in PEERS]
     if missing:
         parser.error(
             f"unknown model {missing[0]!r} (nadkit's: {', '.join(REGISTRY)}; peers: {', '.join(PEERS)})"

@@ -210,6 +210,40 @@ def test_spot_threshold_stays_close_to_pot_on_stationary_scores() -> None:
     assert spot.value_ == pytest.approx(-math.log(1e-3), rel=0.15)  # 6.91
 
 
+def test_truncated_spot_holds_a_high_risk_where_plain_spot_sinks() -> None:
+    """At a risk of a few percent, a good share of the normal scores lies over the line, and plain SPOT,
+    which never learns from them, sees a lighter tail at each step and sinks to its initial threshold.
+    Counting the peaks over the line as unseen (``truncated``) keeps it near the true quantile."""
+    rng = np.random.default_rng(25)
+    true = float(np.exp(2.054))  # the 98 % quantile of a standard log-normal
+    results = {}
+    for truncated in (False, True):
+        spot = Spot(risk=0.02, initial_quantile=0.9, truncated=truncated, refit_every=10)
+        spot.fit(rng.lognormal(size=5000))
+        alarms = [spot.update(rng.lognormal(size=1000)).mean() for _ in range(20)]
+        results[truncated] = (spot.value_, float(np.mean(alarms[10:])))
+    plain, truncated = results[False], results[True]
+    assert plain[0] < 0.8 * true and plain[1] > 0.035  # sunk: nearly twice the risk alarmed
+    assert truncated[0] == pytest.approx(true, rel=0.25)
+    assert 0.01 < truncated[1] < 0.03
+
+
+def test_truncated_spot_round_trips_its_limits() -> None:
+    rng = np.random.default_rng(26)
+    spot = Spot(risk=0.02, initial_quantile=0.9, truncated=True).fit(rng.lognormal(size=3000))
+    spot.update(rng.lognormal(size=2000), ceiling=float(np.exp(2.0)))
+    assert any(math.isfinite(c) for c in spot.limits_) and any(math.isinf(c) for c in spot.limits_)
+    assert max(c for c in spot.limits_ if math.isfinite(c)) <= np.exp(2.0) - spot.initial_threshold_ + 1e-9
+    resumed = Spot.from_dict(json.loads(json.dumps(spot.to_dict())))
+    assert resumed.truncated and resumed.limits_ == spot.limits_ and resumed.value_ == spot.value_
+    later = rng.lognormal(size=1000)
+    assert np.array_equal(resumed.update(later), spot.update(later))
+    state = spot.to_dict()
+    state["limits"] = state["limits"][:-1]
+    with pytest.raises(ConfigError, match="'limits'"):
+        Spot.from_dict(state)
+
+
 def test_spot_refitting_every_few_peaks_gives_a_similar_threshold() -> None:
     scores = np.random.default_rng(23).exponential(size=30_000)
     every = Spot(risk=1e-3).fit(scores[:10_000])

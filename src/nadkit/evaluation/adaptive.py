@@ -95,7 +95,13 @@ class StreamThreshold:
             residuals, target = scores, threshold
         below = float(np.mean(residuals < target))
         quantile = min(0.98, max(0.5, 1 - 2 * (1 - below)))
-        spot = Spot(risk=0.5 * (1 - quantile) / 2, initial_quantile=quantile, depth=depth, refit_every=1)
+        spot = Spot(
+            risk=0.5 * (1 - quantile) / 2,
+            initial_quantile=quantile,
+            depth=depth,
+            refit_every=1,
+            truncated=depth is None,
+        )
         spot.fit(scores)
         spot.refit_every = settings.refit_every
         excess = target - spot.initial_threshold_
@@ -143,10 +149,13 @@ class StreamThreshold:
         learned = scores[keep]
         if learned.size:
             if self.spot.window_ is None:
-                # only scores under SPOT's own line are learnt from (a score between it and a higher
-                # bundle start is an alarm to SPOT)
-                learned = learned[learned <= self.spot.value_]
-            self.spot.update(learned)
+                # the stream alerted on every score over its threshold now: SPOT learns only from
+                # scores under that line and under its own, and counts the peaks it could not see
+                ceiling = self.value
+                learned = learned[learned <= ceiling]
+                self.spot.update(learned, ceiling=ceiling)
+            else:
+                self.spot.update(learned)
             self.learned += int(learned.size)
             self._forget()
         self.updates += 1
@@ -159,6 +168,7 @@ class StreamThreshold:
             return
         share = len(spot.peaks_) / spot.rows_
         del spot.peaks_[:extra]
+        del spot.limits_[:extra]
         spot.rows_ = max(len(spot.peaks_) + 1, round(len(spot.peaks_) / share))
         spot.value_ = spot._value()
 

@@ -3,6 +3,7 @@ on a first batch as the ``pot`` threshold is and then learning the tail from the
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -13,10 +14,12 @@ from nadkit.errors import ConfigError
 from nadkit.evaluation.tails import (
     MIN_PEAKS,
     GeneralisedPareto,
+    _log_distribution,
     _tail,
     _tail_value,
     _track_generalised_pareto,
     fit_generalised_pareto,
+    fit_truncated_generalised_pareto,
 )
 from nadkit.evaluation.threshold_type import (
     Threshold,
@@ -59,12 +62,14 @@ class Spot:
         *,
         depth: int | None = None,
         refit_every: int = 1,
+        truncated: bool = False,
     ) -> None:
         self.risk = _probability("risk", risk)
         self.initial_quantile = _probability("initial_quantile", initial_quantile)
         _check_tail_levels(self.risk, self.initial_quantile)
         self.depth = None if depth is None else _count("depth", depth, minimum=1)
         self.refit_every = _count("refit_every", refit_every, minimum=1)
+        self.truncated = bool(truncated)
 
     # learned state: initial_threshold_, peaks_ (list of excesses), rows_, tail_, value_, window_,
     # since_refit_, last_thresholds_
@@ -84,9 +89,12 @@ class Spot:
         found = _tail(values, self.initial_quantile, self.risk)
         self.initial_threshold_ = found.initial_threshold
         self.peaks_: list[float] = found.excesses.tolist()
+        # each peak's limit: the largest excess it could have had to be learnt (inf: any)
+        self.limits_: list[float] = [math.inf] * len(self.peaks_)
         self.rows_ = found.rows
         self.tail_ = fit_generalised_pareto(found.excesses)
         self.since_refit_ = 0
+        self.ceiling_ = math.inf
         self.value_ = self._value()
         self.last_thresholds_ = np.empty(0)
         return self
@@ -94,21 +102,53 @@ class Spot:
     def _value(self) -> float:
         # never below the initial threshold: scores under it are the normal rows the tail is counted
         # against, never alarms
-        value = _tail_value(self.initial_threshold_, self.tail_, self.risk, self.rows_, len(self.peaks_))
-        return max(value, self.initial_threshold_)
+        if not self.truncated:
+            value = _tail_value(self.initial_threshold_, self.tail_, self.risk, self.rows_, len(self.peaks_))
+            return max(value, self.initial_threshold_)
+        return max(self.initial_threshold_ + self._truncated_excess(), self.initial_threshold_)
 
-    def _add_peak(self, excess: float) -> None:
+    def _truncated_excess(self) -> float:
+        """The excess at the risk, where each peak could only be learnt under its limit: a peak seen
+        under limit ``c`` stands for ``1 / F(c)`` peaks, ``1 / F(c) - 1`` of them over the limit and
+        never seen, which count as rows too (scores under the initial threshold were always seen)."""
+        limits = np.asarray(self.limits_, dtype=np.float64)
+        finite = np.isfinite(limits)
+        unseen = 0.0
+        if finite.any():
+            seen = np.exp(_log_distribution(limits[finite], self.tail_.shape, self.tail_.scale))
+            unseen = float(np.sum(1 / np.maximum(seen, 1e-12) - 1))
+        share = (len(self.peaks_) + unseen) / (self.rows_ + unseen)
+        exceedance = self.risk / share
+        return 0.0 if exceedance >= 1 else self.tail_.excess_quantile(exceedance)
+
+    def _add_peak(self, excess: float, limit: float = math.inf) -> None:
         self.peaks_.append(excess)
+        self.limits_.append(limit)
         self.rows_ += 1
         self.since_refit_ += 1
         if self.since_refit_ >= self.refit_every:
-            self.tail_ = _track_generalised_pareto(np.asarray(self.peaks_), self.tail_)
-            self.since_refit_ = 0
+            self._refit()
         self.value_ = self._value()
 
-    def update(self, scores: np.ndarray) -> np.ndarray:
+    def _refit(self) -> None:
+        peaks = np.asarray(self.peaks_)
+        if self.truncated:
+            self.tail_ = fit_truncated_generalised_pareto(peaks, np.asarray(self.limits_), self.tail_)
+        else:
+            self.tail_ = _track_generalised_pareto(peaks, self.tail_)
+        self.since_refit_ = 0
+
+    def _limit(self) -> float:
+        """The largest excess a peak can have to be learnt now (inf unless ``truncated``)."""
+        if not self.truncated:
+            return math.inf
+        return min(self.value_, self.ceiling_) - self.initial_threshold_
+
+    def update(self, scores: np.ndarray, *, ceiling: float = math.inf) -> np.ndarray:
         """Judge ``scores`` in stream order and learn from them; returns the alarms. The threshold
-        each score was judged against is left in ``last_thresholds_``."""
+        each score was judged against is left in ``last_thresholds_``. ``ceiling``: the caller gave no
+        score above it (a truncated SPOT counts that in the limits of its peaks)."""
+        self.ceiling_ = float(ceiling)
         if not hasattr(self, "tail_"):
             raise ConfigError("SPOT must be fitted on an initial batch before it is updated")
         values = np.asarray(scores, dtype=np.float64)
@@ -128,7 +168,7 @@ class Spot:
             if values[i] > self.value_:
                 alarms[i] = True
             else:
-                self._add_peak(float(values[i]) - self.initial_threshold_)
+                self._add_peak(float(values[i]) - self.initial_threshold_, self._limit())
         thresholds[start:] = self.value_
         self.rows_ += int(len(values) - start)
         self.value_ = self._value()
@@ -149,7 +189,7 @@ class Spot:
                 alarms[i] = True
                 continue
             if residual > self.initial_threshold_:
-                self._add_peak(residual - self.initial_threshold_)
+                self._add_peak(residual - self.initial_threshold_, self._limit())
             else:
                 self.rows_ += 1
             total += x - window[0]
@@ -185,8 +225,11 @@ class Spot:
             "initial_quantile": self.initial_quantile,
             "depth": self.depth,
             "refit_every": self.refit_every,
+            "truncated": self.truncated,
             "initial_threshold": self.initial_threshold_,
             "peaks": list(self.peaks_),
+            # JSON has no infinity: a peak learnt whatever its size has no limit (null)
+            "limits": [None if math.isinf(c) else c for c in self.limits_],
             "rows": int(self.rows_),
             "shape": self.tail_.shape,
             "scale": self.tail_.scale,
@@ -207,11 +250,19 @@ class Spot:
             data["initial_quantile"],
             depth=data.get("depth"),
             refit_every=data.get("refit_every", 1),
+            truncated=bool(data.get("truncated", False)),
         )
         peaks = data["peaks"]
         if not isinstance(peaks, list) or len(peaks) < MIN_PEAKS:
             raise ConfigError(f"threshold field 'peaks': must be a list of at least {MIN_PEAKS} excesses")
         spot.peaks_ = [_positive("peaks", p) for p in peaks]
+        limits = data.get("limits")
+        if limits is None:
+            spot.limits_ = [math.inf] * len(peaks)
+        elif isinstance(limits, list) and len(limits) == len(peaks):
+            spot.limits_ = [math.inf if c is None else _positive("limits", c) for c in limits]
+        else:
+            raise ConfigError("threshold field 'limits': must be a list with one limit (or null) per peak")
         spot.initial_threshold_ = _real("initial_threshold", data["initial_threshold"])
         spot.rows_ = _count("rows", data["rows"], minimum=len(peaks))
         spot.tail_ = GeneralisedPareto(_real("shape", data["shape"]), _positive("scale", data["scale"]))
@@ -224,6 +275,7 @@ class Spot:
             spot.window_ = deque((_real("window", v) for v in window), maxlen=spot.depth)
         elif window is not None:
             raise ConfigError("threshold field 'window': only a drift-aware SPOT (depth set) has one")
+        spot.ceiling_ = math.inf
         spot.value_ = spot._value()
         spot.last_thresholds_ = np.empty(0)
         return spot

@@ -166,6 +166,55 @@ def _track_generalised_pareto(excesses: np.ndarray, previous: GeneralisedPareto)
     return GeneralisedPareto(shape=x * scale, scale=scale * mean)
 
 
+def _log_distribution(c: np.ndarray, shape: float, scale: float) -> np.ndarray:
+    """``log F(c)``, the log-probability of an excess at most ``c`` (0 for an infinite ``c`` and beyond a
+    bounded tail's end)."""
+    c = np.asarray(c, dtype=np.float64)
+    finite = np.isfinite(c)
+    log_survival = np.full(c.shape, -np.inf)
+    if abs(shape) < 1e-12:
+        log_survival[finite] = -c[finite] / scale
+    else:
+        z = 1 + shape * c[finite] / scale
+        inside = z > 0
+        values = np.full(z.shape, -np.inf)
+        values[inside] = -np.log(z[inside]) / shape
+        log_survival[finite] = values
+    with np.errstate(divide="ignore"):
+        return np.log(-np.expm1(log_survival))
+
+
+def fit_truncated_generalised_pareto(
+    excesses: np.ndarray, limits: np.ndarray, start: GeneralisedPareto
+) -> GeneralisedPareto:
+    """The maximum-likelihood scale of the tail of ``excesses`` each of which could only be seen when at
+    most its ``limit`` (``inf``: seen whatever its size), what a stream that learns only from scores
+    under its own threshold sees: each excess counts ``log f(y) - log F(limit)``. The shape is kept
+    at ``start``'s: excesses cut at a limit near the quantile sought say little about how heavy the
+    tail is beyond it, and a free shape lets the threshold run away."""
+    y = np.asarray(excesses, dtype=np.float64)
+    c = np.asarray(limits, dtype=np.float64)
+    if not np.isfinite(c).any():
+        return _track_generalised_pareto(y, start)
+    from scipy.optimize import minimize_scalar  # imported when used: slow to import
+
+    shape = start.shape
+
+    def negative(log_scale: float) -> float:
+        scale = math.exp(log_scale)
+        value = _log_likelihood(y, shape, scale)
+        truncation = _log_distribution(c, shape, scale)
+        if not math.isfinite(value) or not np.isfinite(truncation).all():
+            return 1e300  # outside the support: finite, so that the bounded search can compare it
+        return -(value - float(truncation.sum()))
+
+    centre = math.log(start.scale)
+    found = minimize_scalar(negative, bounds=(centre - 3, centre + 3), method="bounded")
+    if not float(found.fun) < 1e300:
+        return start
+    return GeneralisedPareto(shape=shape, scale=math.exp(float(found.x)))
+
+
 @dataclass(frozen=True)
 class _Tail:
     initial_threshold: float

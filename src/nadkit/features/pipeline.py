@@ -39,6 +39,7 @@ from nadkit.features import counters as counters_module
 from nadkit.features import segments as segments_module
 from nadkit.features.address import AddressGroup
 from nadkit.features.base import FeatureGroup, output_name, root_columns
+from nadkit.features.calendar import CalendarGroup
 from nadkit.features.counters import COUNTER_COLUMNS, CounterConfig
 from nadkit.features.flow import (
     SEGMENT_PREFIX,
@@ -58,8 +59,12 @@ log = logging.getLogger(__name__)
 FORMAT = "nadkit.feature_pipeline"
 FORMAT_VERSION = 1
 
-#: Every group name, in the order the groups run and their features appear.
+#: The default groups, in the order the groups run and their features appear.
 GROUP_NAMES = ("categories", "zero_flags", "logs", "ratios", "raw", "address", "port", "segments")
+#: Groups a model or user asks for by name (:mod:`nadkit.features.calendar`); they run after the others.
+OPTIONAL_GROUPS = ("calendar",)
+#: Every group, in running order.
+ALL_GROUPS = GROUP_NAMES + OPTIONAL_GROUPS
 
 
 #: numeric columns that describe the dataset or the meter, not the flow: row ids, NSL-KDD's difficulty
@@ -88,8 +93,9 @@ COMPRESSIONS = ("log", "none")
 class FeatureConfig:
     """What the feature pipeline computes, and how it scales.
 
-    ``groups``: the feature groups to run (subset of :data:`GROUP_NAMES`; they always run in that
-    order). ``categorical``: text columns to one-hot encode. ``vocabulary_min_share`` /
+    ``groups``: the feature groups to run (subset of :data:`ALL_GROUPS`; they always run in that
+    order; the default is :data:`GROUP_NAMES`, without the optional ``calendar`` group).
+    ``categorical``: text columns to one-hot encode. ``vocabulary_min_share`` /
     ``vocabulary_min_count`` / ``vocabulary_max_values``: how frequent a value must be to get its own
     one-hot column (else ``others``). ``exclude``: numeric columns never to pass through as features
     (:data:`NOT_FEATURES`: they describe the dataset or the meter, not the flow). ``compute_counters``:
@@ -118,9 +124,9 @@ class FeatureConfig:
     scaling_sample_rows: int | None = 1_000_000
 
     def __post_init__(self) -> None:
-        unknown = [g for g in self.groups if g not in GROUP_NAMES]
+        unknown = [g for g in self.groups if g not in ALL_GROUPS]
         if unknown:
-            raise ConfigError(f"unknown feature group {unknown[0]!r} (known: {', '.join(GROUP_NAMES)})")
+            raise ConfigError(f"unknown feature group {unknown[0]!r} (known: {', '.join(ALL_GROUPS)})")
         low, high = self.clip_quantiles
         if not 0.0 <= low < 0.25 or not 0.75 < high <= 1.0:
             raise ConfigError(f"clip_quantiles must be within [0, 0.25) and (0.75, 1], got {low}, {high}")
@@ -212,8 +218,9 @@ def build_groups(config: FeatureConfig) -> list[FeatureGroup]:
         "address": AddressGroup,
         "port": PortGroup,
         "segments": SegmentGroup,
+        "calendar": CalendarGroup,
     }
-    return [factories[name]() for name in GROUP_NAMES if name in config.groups]
+    return [factories[name]() for name in ALL_GROUPS if name in config.groups]
 
 
 #: Largest ``|center| / scale`` for which a feature is scaled in Float32 arithmetic: up to it, Float32
@@ -677,9 +684,11 @@ class FeaturePipeline:
 
 
 __all__ = [
+    "ALL_GROUPS",
     "FORMAT",
     "GROUP_NAMES",
     "INDICATOR",
+    "OPTIONAL_GROUPS",
     "FeatureConfig",
     "FeaturePipeline",
     "Scaling",

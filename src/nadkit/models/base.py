@@ -92,6 +92,9 @@ class Detector(ABC):
     summary: ClassVar[str] = ""
     #: whether the detector scores single rows or windows of rows
     input: ClassVar[InputKind] = "rows"
+    #: whether the detector is trained, by default, with the calendar features (time of day and day
+    #: of week, :mod:`nadkit.features.calendar`) among its per-flow features
+    wants_calendar: ClassVar[bool] = False
     #: whether ``fit`` needs labels
     supervised: ClassVar[bool] = False
     #: whether ``fit`` learns from ``target`` rows (domain adaptation); others ignore them

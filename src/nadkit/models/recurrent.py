@@ -61,6 +61,7 @@ class SequenceDetector(NeuralDetector):
     the squared error over the real rows, the score the squared error of the last row."""
 
     input = "windows"
+    wants_calendar = True
 
     def loss(self, module: nn.Module, batch: Batch) -> torch.Tensor:
         """Mean squared error of the predictions of the real rows of each window."""

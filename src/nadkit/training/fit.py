@@ -29,7 +29,7 @@ from nadkit.evaluation.split import bucket_split, supervised_split, unsupervised
 from nadkit.evaluation.thresholds import Threshold, check_threshold_choice, choose_threshold
 from nadkit.features.buckets import BucketView
 from nadkit.features.data import detector_data
-from nadkit.features.pipeline import FeaturePipeline
+from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
 from nadkit.features.ranges import metric_ranges, typical_ranges
 from nadkit.features.series import BucketConfig
 from nadkit.models.base import Detector, DetectorData
@@ -242,6 +242,14 @@ def _detector(
     return detector
 
 
+def default_features(detector: Detector) -> FeatureConfig:
+    """The feature settings a detector is trained with when none are given: the default groups, and
+    the calendar group for detectors that read the time of day and day of week
+    (:attr:`~nadkit.models.base.Detector.wants_calendar`)."""
+    extra = ("calendar",) if detector.wants_calendar else ()
+    return FeatureConfig(groups=GROUP_NAMES + extra)
+
+
 def fit(
     frame: pl.DataFrame,
     *,
@@ -257,6 +265,7 @@ def fit(
     threshold_params: Mapping[str, Any] | None = None,
     buckets: BucketConfig | None = None,
     on_stage: Callable[[str], None] | None = None,
+    features: FeatureConfig | None = None,
 ) -> TrainingResult:
     """Train ``model`` (a registered name with its ``config``, or a new detector) on a canonical flow
     table, in memory: split, fit the features and the detector, choose the threshold, measure; no
@@ -287,6 +296,7 @@ def fit(
     threshold_choice = {"method": threshold_method, **(threshold_params or {})}
     false_positive_rate = threshold_choice.pop("false_positive_rate", false_positive_rate)
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
+    features = features if features is not None else default_features(detector)
     frame = use_label_column(frame, label_column)
     if buckets is not None:
         return fit_buckets(
@@ -310,13 +320,14 @@ def fit(
             seed=seed,
             progress=progress,
             on_stage=on_stage,
+            features=features,
         )
     stage = _stages(on_stage)
     stage("computing features")
     split = unsupervised_split(frame, holdout_fraction=holdout_fraction, seed=seed)
     if split.train.height == 0:
         raise ConfigError("no normal rows left to train on")
-    pipeline = FeaturePipeline().fit(split.train)
+    pipeline = FeaturePipeline(features).fit(split.train)
     train = detector_data(pipeline, split.train)
     holdout = detector_data(pipeline, split.holdout)
     stage("training")
@@ -427,6 +438,7 @@ def _fit_supervised(
     seed: int,
     progress: Callable[[EpochReport], None] | None,
     on_stage: Callable[[str], None] | None = None,
+    features: FeatureConfig | None = None,
 ) -> TrainingResult:
     """The supervised path of :func:`fit`."""
     stage = _stages(on_stage)
@@ -438,7 +450,7 @@ def _fit_supervised(
         frame = frame.filter(pl.col("label").is_not_null())
     stage("computing features")
     split = supervised_split(frame, validation_fraction=validation_fraction, seed=seed)
-    pipeline = FeaturePipeline().fit(split.train)
+    pipeline = FeaturePipeline(features).fit(split.train)
     train = detector_data(pipeline, split.train)
     validation = detector_data(pipeline, split.validation)
     target_data = None
