@@ -2,7 +2,8 @@
 on the same features and split, thresholds chosen on validation data only.
 
 Datasets: (a) the simulator: train on the normal flows of the first days, validate on the next day,
-test on the last day (new address plan and class mix); (b) UNSW-NB15 and (c) NSL-KDD
+test on the last day (new address plan and class mix); ``sim_week``: the same over nine days at a
+quarter of the flows a day, trained on a week (both calendar cycles learnt); (b) UNSW-NB15 and (c) NSL-KDD
 ``KDDTrain+_20Percent``: train on half of the normal rows, the rest (normal and attacks) split in
 half, stratified, into validation and test (fixed seed).
 
@@ -23,7 +24,7 @@ table (``detection-<dataset>-buckets``). ``--bucket-seconds 0`` skips it.
 Columns: ROC-AUC, PR-AUC, precision / recall / F1 at the F1-optimal validation threshold, fit
 seconds, scoring flows/s. Run: ``.venv/bin/python benchmarks/detection.py [--datasets sim unsw kdd]
 [--models ae iforest ...] [--budget 15] [--grid none|small|large] [--seeds 1] [--threads 1]
-[--bucket-seconds 60] [--bucket-by src]``;
+[--bucket-seconds 60] [--bucket-by src] [--bucket-calendar on|off|both]``;
 prints one table per dataset and writes ``benchmarks/results/detection.json``.
 """
 
@@ -126,16 +127,21 @@ LARGE_GRID: tuple[Candidate, ...] = (
 GRIDS: dict[str, tuple[Candidate, ...]] = {"none": (), "small": SMALL_GRID, "large": LARGE_GRID}
 
 
-def simulated(flows_per_day: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Train = normal flows of days 1-2, validation = day 3, test = day 4 (a weekday each)."""
+def simulated(flows_per_day: int, train_days: int = 2) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Train = normal flows of the first ``train_days`` days from a Monday, validation = the next
+    day, test = the day after (``sim``: days 1-2 / 3 / 4; ``sim_week``: a week / 8 / 9)."""
     from datetime import date
 
     from nadkit.simulate import SimulationConfig, simulate
 
-    frame = simulate(SimulationConfig(days=4, flows_per_day=flows_per_day, seed=7, start=date(2021, 1, 4)))
+    config = SimulationConfig(
+        days=train_days + 2, flows_per_day=flows_per_day, seed=7, start=date(2021, 1, 4)
+    )
+    frame = simulate(config)
     days = sorted(frame["day"].unique().to_list())
-    train = frame.filter(pl.col("day").is_in(days[:2]) & (pl.col("label") == NORMAL))
-    return train, frame.filter(pl.col("day") == days[2]), frame.filter(pl.col("day") == days[3])
+    train = frame.filter(pl.col("day").is_in(days[:train_days]) & (pl.col("label") == NORMAL))
+    validation = frame.filter(pl.col("day") == days[train_days])
+    return train, validation, frame.filter(pl.col("day") == days[train_days + 1])
 
 
 def tabular(path: Path, fmt: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None:
@@ -260,6 +266,8 @@ def bucket_rows(
         score_s = time.perf_counter() - started
         metrics = binary_metrics(scores, flows_attack["test"], threshold)
         view_name = f"buckets {config.bucket_s:g} s {over}"
+        if config.calendar:
+            view_name += f" calendar ({', '.join(view.cycles) or 'no cycle'})"
         rows.append(table_row(dataset, view_name, name, metrics, fit_s, test.height / score_s))
     return rows
 
@@ -370,6 +378,12 @@ def main() -> None:
     )
     parser.add_argument("--bucket-by", default=None, help="one bucket series per value of this column")
     parser.add_argument(
+        "--bucket-calendar",
+        choices=("on", "off", "both"),
+        default="on",
+        help="the bucket view with its calendar features, without them, or both side by side",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -388,6 +402,7 @@ def main() -> None:
     root = data_dir()
     sources = {
         "sim": lambda: simulated(args.flows_per_day),
+        "sim_week": lambda: simulated(args.flows_per_day // 4, train_days=7),
         "unsw": lambda: tabular(root / "unsw_nb15" / "UNSW_NB15_training-set.csv", "unsw"),
         "kdd": lambda: tabular(root / "nsl_kdd" / "KDDTrain+_20Percent.txt", "kdd"),
     }
@@ -408,14 +423,17 @@ def main() -> None:
             result,
         )
         if args.bucket_seconds > 0 and "time" in parts[0].columns:
-            config = BucketConfig(bucket_s=args.bucket_seconds, by=args.bucket_by)
-            buckets = bucket_rows(dataset, parts, models, args.budget, config)
+            calendars = {"on": (True,), "off": (False,), "both": (True, False)}[args.bucket_calendar]
+            buckets = []
+            for calendar in calendars:
+                config = BucketConfig(bucket_s=args.bucket_seconds, by=args.bucket_by, calendar=calendar)
+                buckets += bucket_rows(dataset, parts, models, args.budget, config)
             rows.extend(buckets)
             report(
                 f"detection-{dataset}-buckets",
                 f"Detection on {dataset}, time-bucket view, flows scored by their bucket "
                 "(threshold: F1-optimal on validation)",
-                columns,
+                ["view", *columns],
                 buckets,
             )
     settings = {

@@ -3,6 +3,7 @@ detection in chunks that gives the scores of one pass over the whole input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,7 +93,9 @@ def test_a_bundle_of_buckets_saves_its_view_and_scores_the_same_after_loading(
     assert VIEW in files and PIPELINE not in files
     manifest = json.loads((per_host.path / MANIFEST).read_text())
     assert manifest["view"] == "buckets"
-    assert manifest["features"] == [*per_host.view.metrics, *CALENDAR]
+    # the training days span less than a week: the time of day only
+    assert per_host.view.cycles == ("day",)
+    assert manifest["features"] == [*per_host.view.metrics, "time_of_day_sin", "time_of_day_cos"]
     loaded = ModelBundle.load(per_host.path, engine="torch")
     assert loaded.view is not None and loaded.view.to_dict() == per_host.view.to_dict()
     day = days.filter(pl.col("day") == days["day"].max())
@@ -321,8 +324,19 @@ def test_calendar_features_place_each_bucket_on_the_day_and_the_week(days: pl.Da
     np.testing.assert_allclose(values[1], [np.sin(day), np.cos(day), np.sin(week), np.cos(week)], atol=1e-6)
     assert calendar_text(thursday_evening) == "Thu 18:00 UTC"
     view = BucketView.fit(days, BucketConfig())
+    assert view.cycles == ("day",), "a few days teach the time of day, not the day of week"
     data = view.data(view.series(days))
-    assert data.feature_names == (*view.metrics, *CALENDAR) and data.width == len(view.metrics) + 4
+    assert data.feature_names == (*view.metrics, *CALENDAR[:2]) and data.width == len(view.metrics) + 2
+    np.testing.assert_allclose(data.features[:, -2:], calendar_features(data.time)[:, :2], atol=1e-6)
+    # a week of buckets teaches both cycles
+    week = dataclasses.replace(view, cycles=("day", "week"))
+    assert week.data(week.series(days)).feature_names == (*view.metrics, *CALENDAR)
+    # a view saved before the cycles were learnt reads both
+    older = week.to_dict()
+    del older["cycles"]
+    assert BucketView.from_dict(older).cycles == ("day", "week")
+    with pytest.raises(ConfigError, match="cycles"):
+        BucketView.from_dict({**older, "cycles": ["month"]})
     plain = BucketView.fit(days, BucketConfig(calendar=False))
     assert plain.data(plain.series(days)).feature_names == plain.metrics
     # a view saved before the calendar features existed reads as one without them

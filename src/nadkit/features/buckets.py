@@ -16,6 +16,7 @@ so each window reads what it would read in one pass over the whole input.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +25,13 @@ import numpy as np
 import polars as pl
 
 from nadkit.errors import ConfigError, SchemaError
+from nadkit.features.calendar import CYCLES, calendar_names, spanned_cycles
 from nadkit.features.counters import column_codes
 from nadkit.features.data import DetectorData
 from nadkit.features.series import DISTINCT_METRICS, BucketConfig, BucketSeries, bucket_metrics
 from nadkit.schema import CANONICAL
+
+log = logging.getLogger(__name__)
 
 #: the key column of the working frames: the ``by`` column's value, or 0 for the whole network
 KEY = "_key"
@@ -115,10 +119,14 @@ def bucket_detector_data(series: BucketSeries, scaling: BucketScaling) -> Detect
 
 @dataclass(frozen=True)
 class BucketView:
-    """Fitted time-bucket view: the settings (``apps`` fixed, ``span`` ``active``) and the scaling."""
+    """Fitted time-bucket view: the settings (``apps`` fixed, ``span`` ``active``), the scaling, and
+    the calendar cycles the training buckets span (:func:`~nadkit.features.calendar.spanned_cycles`:
+    the time of day from about a day of buckets, the day of week from about a week), which are the
+    calendar features a detector reads when ``config.calendar`` is on."""
 
     config: BucketConfig
     scaling: BucketScaling
+    cycles: tuple[str, ...] = ("day", "week")
 
     @classmethod
     def fit(cls, frame: pl.DataFrame, config: BucketConfig | None = None) -> BucketView:
@@ -140,7 +148,16 @@ class BucketView:
         if series.frame.height == 0:
             raise ConfigError("no flow has a time: the bucket view has nothing to learn from")
         fixed = dataclasses.replace(config, apps=series.apps)
-        return cls(config=fixed, scaling=BucketScaling.fit(series)), series
+        times = series.frame["bucket"].dt.epoch("us")
+        span_s = (float(times.max()) - float(times.min())) / 1e6 + config.bucket_s  # type: ignore[arg-type]
+        cycles = tuple(spanned_cycles(span_s))
+        if config.calendar and len(cycles) < len(CYCLES):
+            log.info(
+                "bucket view: the training buckets span %.1f h; calendar features for %s only",
+                span_s / 3600,
+                " and ".join(cycles) or "no cycle",
+            )
+        return cls(config=fixed, scaling=BucketScaling.fit(series), cycles=cycles), series
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -150,7 +167,7 @@ class BucketView:
     @property
     def features(self) -> tuple[str, ...]:
         """What a detector reads: the metrics, then the calendar features when the view has them."""
-        return (*self.metrics, *CALENDAR) if self.config.calendar else self.metrics
+        return (*self.metrics, *calendar_names(self.cycles)) if self.config.calendar else self.metrics
 
     @property
     def input_columns(self) -> tuple[str, ...]:
@@ -203,8 +220,9 @@ class BucketView:
         entity, _ = column_codes(rows[KEY])
         start = rows[NUMBER].to_numpy() * self.width_us
         features = self.scaling.transform_matrix(rows.select(self.metrics).to_numpy())
-        if self.config.calendar:
-            features = np.concatenate([features, calendar_features(start)], axis=1)
+        if self.config.calendar and self.cycles:
+            columns = [i for i, name in enumerate(CALENDAR) if name in calendar_names(self.cycles)]
+            features = np.concatenate([features, calendar_features(start)[:, columns]], axis=1)
         return DetectorData(
             features=np.ascontiguousarray(features),
             feature_names=self.features,
@@ -224,7 +242,12 @@ class BucketView:
         """JSON-ready dict (saved in a model bundle)."""
         config = dataclasses.asdict(self.config)
         config["apps"] = list(self.config.apps or ())
-        return {"kind": "buckets", "config": config, "scaling": self.scaling.to_dict()}
+        return {
+            "kind": "buckets",
+            "config": config,
+            "scaling": self.scaling.to_dict(),
+            "cycles": list(self.cycles),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BucketView:
@@ -238,7 +261,14 @@ class BucketView:
             raise ConfigError(f"unknown bucket setting {unknown[0]!r}")
         settings["apps"] = tuple(settings.get("apps") or ())
         settings.setdefault("calendar", False)  # views saved before the calendar features existed
-        return cls(config=BucketConfig(**settings), scaling=BucketScaling.from_dict(data["scaling"]))
+        cycles = data.get("cycles", list(CYCLES))  # views saved before the cycles were learnt: both
+        if not isinstance(cycles, list) or any(c not in CYCLES for c in cycles):
+            raise ConfigError(f"bucket view cycles must be a list of {', '.join(CYCLES)}")
+        return cls(
+            config=BucketConfig(**settings),
+            scaling=BucketScaling.from_dict(data["scaling"]),
+            cycles=tuple(c for c in CYCLES if c in cycles),
+        )
 
 
 def _source_column(metric: str) -> str:

@@ -34,6 +34,11 @@ MIN_COVERAGE = 0.95
 _EPOCH_WEEKDAY_S = 3 * _DAY_S  # 1970-01-01 was a Thursday: Monday 00:00 is angle 0 of the week
 
 
+def spanned_cycles(span_s: float) -> list[str]:
+    """The cycles a training span of ``span_s`` seconds covers (at least :data:`MIN_COVERAGE` of each)."""
+    return [name for name, (length, _) in CYCLES.items() if span_s >= MIN_COVERAGE * length]
+
+
 def calendar_names(cycles: list[str] | tuple[str, ...]) -> list[str]:
     """The feature names of ``cycles``, in order (``time_of_day_sin``, ``time_of_day_cos``, ...)."""
     return [f"{CYCLES[c][1]}_{part}" for c in cycles for part in ("sin", "cos")]
@@ -52,7 +57,7 @@ class CalendarGroup(FeatureGroup):
         if len(times):
             span = times.max() - times.min()  # type: ignore[operator]
             span_s = span.total_seconds() if hasattr(span, "total_seconds") else 0.0
-        cycles = [name for name, (length, _) in CYCLES.items() if span_s >= MIN_COVERAGE * length]
+        cycles = spanned_cycles(span_s)
         skipped = [name for name in CYCLES if name not in cycles]
         if skipped:
             log.info(
@@ -74,4 +79,4 @@ class CalendarGroup(FeatureGroup):
         return exprs
 
 
-__all__ = ["CYCLES", "MIN_COVERAGE", "CalendarGroup", "calendar_names"]
+__all__ = ["CYCLES", "MIN_COVERAGE", "CalendarGroup", "calendar_names", "spanned_cycles"]
