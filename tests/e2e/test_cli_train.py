@@ -221,3 +221,35 @@ def test_bucket_options_are_checked(tmp_path: Path) -> None:
         nadkit("train", data, out, "--view", "buckets", "--bucket-seconds", "0"), "bucket_s must be positive"
     )
     assert not out.exists()
+
+
+def test_a_window_model_reads_the_time_of_day_when_its_training_days_teach_it(tmp_path: Path) -> None:
+    """`nadkit train --model lstm` on two days: the time of day is among its features (the day of week
+    is not: two days do not teach it), detection of a later day runs on them, and `--no-calendar`
+    (or a row model, unless `--calendar`) leaves them out."""
+    data = tmp_path / "days"
+    assert nadkit("simulate", data, "--days", "3", "--flows-per-day", "2000", "--seed", "6").returncode == 0
+    days = sorted(data.iterdir())
+    train = tmp_path / "train"
+    train.mkdir()
+    for day in days[:2]:
+        (train / day.name).symlink_to(day)
+    settings = tmp_path / "lstm.yaml"
+    settings.write_text("epochs: 1\nwindow: 4\nhidden: 8\nbatch_size: 256\n")
+
+    def features(*options: str, model: str = "lstm") -> list[str]:
+        out = tmp_path / f"{model}{''.join(options)}"
+        config = ["--config", str(settings)] if model == "lstm" else []
+        result = nadkit("train", train, out, "--model", model, *config, *options)
+        assert result.returncode == 0, result.stderr
+        return json.loads((out / "manifest.json").read_text())["features"]
+
+    calendar = [name for name in features() if name.startswith(("time_of_day", "day_of_week"))]
+    assert calendar == ["time_of_day_sin", "time_of_day_cos"]
+    alerts = tmp_path / "alerts.jsonl"
+    detected = nadkit("detect", tmp_path / "lstm", days[2], "--out", alerts)
+    assert detected.returncode == 0, detected.stderr
+    assert alerts.read_text().strip(), "no alert on a day with attacks"
+    assert not [n for n in features("--no-calendar") if n.startswith("time_of_day")]
+    assert not [n for n in features(model="iforest") if n.startswith("time_of_day")]
+    assert "time_of_day_sin" in features("--calendar", model="iforest")

@@ -123,6 +123,15 @@ def train(
             "default: one series for the whole network.",
         ),
     ] = None,
+    calendar: Annotated[
+        bool | None,
+        typer.Option(
+            "--calendar/--no-calendar",
+            help="Add the time of day and day of week (UTC) to what the model reads, each learnt when "
+            "the training flows span its cycle. Default: on for the window models and the bucket view.",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     format: FormatOption = None,
     on_bad_rows: BadRowsOption = "error",
@@ -140,6 +149,7 @@ def train(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nadkit.config import read_settings
+    from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig
     from nadkit.features.series import BucketConfig
     from nadkit.models.multitask import SeedEpochReport
     from nadkit.training.fit import train_model
@@ -150,8 +160,16 @@ def train(
     if view == "flows" and (bucket_seconds is not None or bucket_by is not None):
         raise NadkitError("--bucket-seconds and --bucket-by apply to --view buckets")
     buckets = None
+    features = None
     if view == "buckets":
-        buckets = BucketConfig(bucket_s=60.0 if bucket_seconds is None else bucket_seconds, by=bucket_by)
+        buckets = BucketConfig(
+            bucket_s=60.0 if bucket_seconds is None else bucket_seconds,
+            by=bucket_by,
+            calendar=True if calendar is None else calendar,
+        )
+    elif calendar is not None:
+        extra = ("calendar",) if calendar else ()
+        features = FeatureConfig(groups=GROUP_NAMES + extra)
 
     given = {"--fpr": fpr, "--max-fpr": max_fpr, "--beta": beta, "--risk": risk}
     threshold_params: dict[str, float] = {}
@@ -214,6 +232,7 @@ def train(
             threshold_method=threshold_method,
             threshold_params=threshold_params,
             buckets=buckets,
+            features=features,
             on_bad_rows=bad_rows(on_bad_rows),
             on_file=on_file,
             on_stage=on_stage,
