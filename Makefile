@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 DEMO_DIR ?= out/demo
 
-.PHONY: install system-packages demo test test-fast lint bench clean
+.PHONY: install system-packages demo test test-slow test-all test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,13 +35,22 @@ demo: install
 	$(BIN)/nadkit demo --out $(DEMO_DIR)
 
 # the system packages are installed where this user may (root or sudo); otherwise the tests that need
-# them are skipped and the last line of the run lists them
+# them are skipped and the last line of the run lists them.
+# `make test`: the default run, every test not marked slow; `make test-slow`: the slow ones (long
+# end-to-end runs, kills, Spark, fuzzing); `make test-all`: both in one run. CI runs test and test-slow.
 test: install
+	@$(MAKE) --no-print-directory system-packages || echo "could not install the system packages; the tests that need them are skipped and listed at the end"
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: install
+	@$(MAKE) --no-print-directory system-packages || echo "could not install the system packages; the tests that need them are skipped and listed at the end"
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: install
 	@$(MAKE) --no-print-directory system-packages || echo "could not install the system packages; the tests that need them are skipped and listed at the end"
 	$(BIN)/python -m pytest -q
 
-test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow"
+test-fast: test
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -85,6 +85,7 @@ def test_view_round_trips_through_json(days: pl.DataFrame) -> None:
         BucketView.fit(days, BucketConfig(span="full"))
 
 
+@pytest.mark.slow
 def test_a_bundle_of_buckets_saves_its_view_and_scores_the_same_after_loading(
     per_host: ModelBundle, days: pl.DataFrame
 ) -> None:
@@ -208,6 +209,7 @@ def test_supervised_models_do_not_read_buckets(days_file: Path, tmp_path: Path) 
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_the_feedback_loop_retrains_a_model_of_buckets(
     per_host: ModelBundle, days_file: Path, tmp_path: Path
 ) -> None:

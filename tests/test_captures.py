@@ -127,6 +127,7 @@ def test_real_traffic_picture_shows_each_scan_as_a_band_of_its_colour(mixed) -> 
         assert span.max() - span.min() > width / 2, f"{name} does not spread across the picture"
 
 
+@pytest.mark.slow
 def test_cli_writes_the_mix_once_and_names_bad_labels(pcaps: Path, tmp_path: Path) -> None:
     out = tmp_path / "mix.parquet"
     command = [

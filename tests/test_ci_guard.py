@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 CASES = """
@@ -33,6 +35,7 @@ def _run(folder: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_missing_components_fail_in_ci_and_skip_elsewhere(tmp_path: Path) -> None:
     ci = _run(tmp_path, "true")
     assert ci.returncode == 1, ci.stdout

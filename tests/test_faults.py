@@ -38,6 +38,7 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return result.bundle.save(tmp_path_factory.mktemp("faults") / "model", key="")
 
 
+@pytest.mark.slow
 def test_a_bundle_writer_killed_at_random_points_never_leaves_a_half_written_bundle(
     seed: Path, tmp_path: Path
 ) -> None:

@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from nadkit.sources import load_flows
 from tests.conftest import shared_file
 from tests.e2e.test_cli_inputs import nadkit
 
 
+@pytest.mark.slow
 def test_captures_written_with_cicflowmeter_names_read_back(tmp_path: Path) -> None:
     captures = shared_file("pcaps")
     cic = shared_file("cicids2017/CICIDS2017_improved_rnd5000_timesorted.csv")

@@ -70,6 +70,7 @@ def _stream(model: Path, day: Path, folder: Path, *extra: str) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.mark.slow
 def test_stream_spot_threshold_and_drift_resume_from_the_checkpoint(
     trained: tuple[Path, list[Path]], tmp_path: Path
 ) -> None:

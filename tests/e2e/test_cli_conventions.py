@@ -98,6 +98,7 @@ def _json(*args: str | Path, given: Path | None = None) -> object:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_every_reporting_command_prints_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The commands run one after the other as a user would, each with --json; retrain's JSON is
     checked in tests/test_feedback.py, which has the analysts' feedback it needs."""
@@ -145,6 +146,7 @@ def test_every_reporting_command_prints_json(tmp_path: Path, monkeypatch: pytest
     assert ran >= set(LEAVES) - NOT_REPORTING - {"retrain", "mix-captures"}, "a reporting command is not run"
 
 
+@pytest.mark.slow
 def test_stream_json_leaves_standard_output_to_the_records(tmp_path: Path) -> None:
     sim = tmp_path / "sim"
     nadkit("simulate", "-o", sim, "--days", "1", "--flows-per-day", "300", "--seed", "2")
@@ -157,6 +159,7 @@ def test_stream_json_leaves_standard_output_to_the_records(tmp_path: Path) -> No
     assert '"flows_in"' in result.stderr
 
 
+@pytest.mark.slow
 def test_old_spellings_still_work(tmp_path: Path) -> None:
     """Scripts written for the earlier spellings keep working: output as a last argument,
     `stream --bundle/-b --source/-s`, `retrain --bundle --data OUT`."""

@@ -46,6 +46,7 @@ def test_detect_writes_explained_alerts_and_a_summary(trained: tuple[Path, Path]
     assert summary["alerts"] == len(records) == int(table["alert"].sum())
 
 
+@pytest.mark.slow
 def test_detect_refuses_to_overwrite_and_reports_bad_input(
     trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -69,6 +70,7 @@ def test_detect_refuses_to_overwrite_and_reports_bad_input(
     assert_one_line_error(nadkit("detect", not_a_bundle, day, "--out", tmp_path / "x.jsonl"), "bundle")
 
 
+@pytest.mark.slow
 def test_evaluate_prints_metrics_and_writes_the_report(trained: tuple[Path, Path], tmp_path: Path) -> None:
     model, day = trained
     report = tmp_path / "report"

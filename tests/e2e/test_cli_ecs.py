@@ -37,6 +37,7 @@ def read_lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_detect_writes_ecs_alerts_and_incidents(folder: Path, tmp_path: Path) -> None:
     out, incidents = tmp_path / "alerts.json", tmp_path / "incidents.json"
     result = nadkit(
@@ -93,6 +94,7 @@ def test_detect_writes_ecs_alerts_and_incidents(folder: Path, tmp_path: Path) ->
     )
 
 
+@pytest.mark.slow
 def test_stream_sinks_write_ecs(folder: Path, tmp_path: Path) -> None:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     data = (folder / "flows.csv").read_bytes()

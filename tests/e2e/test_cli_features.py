@@ -26,6 +26,7 @@ def test_simulate_refuses_to_overwrite(simulated: Path) -> None:
     assert {p.name: p.stat().st_mtime_ns for p in simulated.iterdir()} == before
 
 
+@pytest.mark.slow
 def test_featurize_and_reuse_pipeline(simulated: Path, tmp_path: Path) -> None:
     first = tmp_path / "f.parquet"
     result = nadkit("featurize", simulated, first)

@@ -142,6 +142,7 @@ def test_gzip_with_a_flipped_byte(tmp_path: Path, position: int) -> None:
     assert_one_line_error(nadkit("inspect", path), str(path))
 
 
+@pytest.mark.slow
 def test_invalid_rows_stop_or_are_skipped(tmp_path: Path) -> None:
     """An address that is no address stops `train` with the file, column and row named; with
     --on-bad-rows skip the row is dropped, counted, and training goes on."""
@@ -158,6 +159,7 @@ def test_invalid_rows_stop_or_are_skipped(tmp_path: Path) -> None:
     assert_one_line_error(wrong, "--on-bad-rows must be error or skip")
 
 
+@pytest.mark.slow
 def test_long_reads_report_progress_unless_quiet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Reading several files prints progress lines on stderr (no terminal here: lines, not a bar);
     --quiet prints none; training says when it is reading, which stage and which epoch it is at. (Lines start

@@ -85,6 +85,7 @@ def scored_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return test, model
 
 
+@pytest.mark.slow
 def test_plot_groups_png_with_predictions(scored_day: tuple[Path, Path], tmp_path: Path) -> None:
     day, model = scored_day
     out = tmp_path / "groups.png"

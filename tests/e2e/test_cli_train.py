@@ -85,6 +85,7 @@ def labelled_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     return train, later
 
 
+@pytest.mark.slow
 def test_train_multitask_with_target_then_detect_names_the_classes(
     labelled_days: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,6 +141,7 @@ def test_train_fits_the_chosen_threshold_and_saves_the_onnx_graph(
     assert "model.onnx" in json.loads((out / "manifest.json").read_text())["files"]
 
 
+@pytest.mark.slow
 def test_train_options_are_checked_before_training(labelled_days: tuple[Path, Path], tmp_path: Path) -> None:
     train, later = labelled_days
     out = tmp_path / "model"
@@ -156,6 +158,7 @@ def test_train_options_are_checked_before_training(labelled_days: tuple[Path, Pa
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_train_detect_and_evaluate_a_model_of_time_buckets(tmp_path: Path) -> None:
     """`--view buckets`: a GRU over per-host minute metrics, trained, then detecting and evaluating a
     later day from the saved bundle; every alert names its bucket and the bucket's metrics."""
@@ -204,6 +207,7 @@ def test_train_detect_and_evaluate_a_model_of_time_buckets(tmp_path: Path) -> No
         assert not refused.exists()
 
 
+@pytest.mark.slow
 def test_bucket_options_are_checked(tmp_path: Path) -> None:
     data = tmp_path / "days"
     assert nadkit("simulate", data, "--days", "1", "--flows-per-day", "1000").returncode == 0

@@ -78,6 +78,7 @@ def test_the_core_dependencies_leave_the_extras_out() -> None:
     }
 
 
+@pytest.mark.slow
 def test_train_detect_evaluate_with_the_core_only(tmp_path: Path) -> None:
     days = simulate_to_directory(SimulationConfig(days=2, flows_per_day=4000, seed=5), tmp_path / "flows")
     model = tmp_path / "model"

@@ -31,6 +31,7 @@ def _post_csv(url: str, path: Path) -> dict:
     return response.json()
 
 
+@pytest.mark.slow
 def test_serve_refuses_to_start_without_a_token(kit: Kit, tmp_path: Path) -> None:
     result = nadkit("serve", "--bundle", kit.bundle, "--db", tmp_path / "a.db", "--port", "0")
     assert_one_line_error(result, "no API token", "NADKIT_TOKEN")
@@ -44,6 +45,7 @@ def test_serve_refuses_to_start_without_a_token(kit: Kit, tmp_path: Path) -> Non
     assert_one_line_error(result, "unknown service setting 'tokn'")
 
 
+@pytest.mark.slow
 def test_serve_reports_bad_models_and_busy_ports(kit: Kit, tmp_path: Path) -> None:
     missing = nadkit(
         "serve", "--insecure-localhost", "--bundle", tmp_path / "none", "--db", tmp_path / "a.db"

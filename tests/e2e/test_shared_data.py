@@ -51,6 +51,7 @@ def test_shared_folder_present_or_skip() -> None:
     assert _shared_files(), f"{data_dir()} holds no data files"
 
 
+@pytest.mark.slow
 def test_cli_inspects_pcap_directory() -> None:
     folder = data_dir() / "pcaps" / "attack"
     if not folder.is_dir():

@@ -63,6 +63,7 @@ def test_unreadable_input_fails_and_names_the_source(folder: Path) -> None:
     assert "nadkit-stream-" not in text and "batch.log" not in text
 
 
+@pytest.mark.slow
 def test_a_model_of_time_buckets_streams_as_it_detects(folder: Path) -> None:
     """A per-host bucket model on piped flows: every flow scored with its bucket's score and start,
     the same records `nadkit detect` writes for the file."""

@@ -54,6 +54,7 @@ def test_random_piece_boundaries_give_the_whole_tables_features(
     _same(whole, augment_in_pieces(pipeline, flows, bounds, order_by=order_by))
 
 
+@pytest.mark.slow
 def test_one_flow_at_a_time_near_the_end(flows: pl.DataFrame, pipeline: FeaturePipeline) -> None:
     head = flows.head(400)
     whole = pipeline.augment(head)

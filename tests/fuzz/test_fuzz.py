@@ -25,6 +25,7 @@ def _check(result: FuzzResult) -> None:
     assert result.rejected > 0  # the mutations reach the checks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_readers_refuse_mutated_files_cleanly(fmt: str, shared_data: Path) -> None:
     from tests.fuzz.readers import fuzz_reader
@@ -40,6 +41,7 @@ def test_the_bundle_loader_refuses_mutated_bundles_cleanly(shared_data: Path) ->
     assert result.flows >= INPUTS // 8  # the unmutated copies load
 
 
+@pytest.mark.slow
 def test_the_service_answers_mutated_bodies_with_4xx(shared_data: Path) -> None:
     pytest.importorskip("fastapi")
     from tests.fuzz.service import fuzz_service

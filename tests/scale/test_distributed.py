@@ -58,6 +58,7 @@ def test_each_rank_takes_its_rows_of_every_batch_and_its_share_of_validation() -
     assert single.sum(1.5, 3) == (1.5, 3) and single.from_primary(2.0) == (2.0,)
 
 
+@pytest.mark.slow
 def test_two_process_training_matches_one_process(tmp_path: Path) -> None:
     data = tmp_path / "train.parquet"
     simulated_day(0, counters=True).write_parquet(data)

@@ -58,6 +58,7 @@ def _compare(local: pl.DataFrame, distributed: pl.DataFrame) -> None:
             assert [t["value"] for t in ours] == [t["value"] for t in theirs]
 
 
+@pytest.mark.slow
 def test_spark_detect_equals_local_detect(dataset: dict[str, Any], spark: Any, tmp_path: Path) -> None:
     bundle, data = dataset["counters_bundle"], dataset["counters"]
     local = detect_file(bundle, data, tmp_path / "local.parquet", alerts_only=False)

@@ -76,6 +76,7 @@ def _check(operation, mode: GenerationMode) -> list[str]:  # type: ignore[no-unt
     return failures
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_the_api_keeps_its_contract(api_schema, mode: GenerationMode) -> None:  # type: ignore[no-untyped-def]
     failures: list[str] = []

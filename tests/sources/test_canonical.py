@@ -58,6 +58,7 @@ def test_other_headers_are_not_taken_for_canonical(tmp_path: Path) -> None:
         detect_format(path)
 
 
+@pytest.mark.slow
 def test_the_cli_trains_and_detects_on_a_canonical_csv(flows: pl.DataFrame, tmp_path: Path) -> None:
     source = tmp_path / "flows.csv"
     flows.write_csv(source)
