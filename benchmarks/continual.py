@@ -18,7 +18,8 @@ flow written (``--all``) so its alert can be joined to its label. Four streams:
 * ``retrain 1d + spot``: both.
 
 No analyst feedback exists in a replay, so the unlabelled rule is the one measured; the traffic's
-labels are read only here, to count false positives and detections per day. ``bound`` is the
+labels are read only here, to count false positives and detections per day (flows alerted, and
+attacks found: an attack is one class on one day, found when any of its flows is alerted). ``bound`` is the
 false-positive rate the retraining streams are held to (``--bound``); a row's ``within bound`` says
 whether every replayed day from the second on (the first is scored by the day-0 model in every
 stream: the first retraining comes at its midnight) stayed at or under it.
@@ -111,6 +112,10 @@ def replay(
     return sink.frame().join(labels, on="row"), stats.to_dict()
 
 
+#: the figures of each replayed day in the table
+DAY_COLUMNS = ("date", "normal", "attacks", "fpr", "detection", "attacks found")
+
+
 def per_day(scored: pl.DataFrame) -> list[dict[str, Any]]:
     out = []
     for (day,), part in sorted(scored.partition_by("date", as_dict=True).items()):
@@ -124,9 +129,17 @@ def per_day(scored: pl.DataFrame) -> list[dict[str, Any]]:
                 "attacks": attacks.height,
                 "fpr": float(part.filter(normal)["alert"].mean() or 0.0),
                 "detection": float(attacks["alert"].mean()) if attacks.height else None,
+                # an attack: one class on one day; found when at least one of its flows is alerted
+                "attacks found": _found(attacks),
             }
         )
     return out
+
+
+def _found(attacks: pl.DataFrame) -> str:
+    """``found/all`` attacks (classes) among ``attacks`` flows."""
+    found = attacks.group_by("label").agg(pl.col("alert").any())
+    return f"{int(found['alert'].sum())}/{found.height}"
 
 
 def main() -> None:
@@ -179,7 +192,13 @@ def main() -> None:
             }
             for day in days_out:
                 rows.append(
-                    {"stream": name, **{k: day[k] for k in ("date", "normal", "attacks", "fpr", "detection")}}
+                    {
+                        "stream": name,
+                        **{
+                            k: day[k]
+                            for k in ("date", "normal", "attacks", "fpr", "detection", "attacks found")
+                        },
+                    }
                 )
             # the first replayed day is scored by the day-0 model in every stream: retraining acts from
             # the first midnight on, so the bound is judged from the second replayed day
@@ -192,6 +211,13 @@ def main() -> None:
                     "attacks": sum(d["attacks"] for d in days_out),
                     "fpr": float(scored.filter(pl.col("label") == NORMAL)["alert"].mean() or 0.0),
                     "detection": float(scored.filter(pl.col("label") != NORMAL)["alert"].mean() or 0.0),
+                    "attacks found": _found(
+                        scored.filter(pl.col("label") != NORMAL).with_columns(
+                            pl.concat_str(pl.col("date").cast(pl.String), "label", separator=" ").alias(
+                                "label"
+                            )
+                        )
+                    ),
                     "worst fpr from day 2": worst,
                     "within bound": worst <= args.bound,
                     "decisions": ", ".join(f"{d['kind']} {d['version']}" for d in decisions) or None,
@@ -209,6 +235,7 @@ def main() -> None:
             "attacks",
             "fpr",
             "detection",
+            "attacks found",
             "worst fpr from day 2",
             "within bound",
             "decisions",
