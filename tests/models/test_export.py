@@ -126,11 +126,32 @@ def test_graph_has_a_free_batch_axis_and_describes_the_model(exported: tuple[Det
     for item in [*model.graph.input, *model.graph.output]:
         first = item.type.tensor_type.shape.dim[0]
         assert first.dim_param and not first.HasField("dim_value")
+    # the score output is saved in the graph: loading it needs no graph edit
+    assert [item.name for item in model.graph.output] == ["contributions", "score"]
     scorer = OnnxScorer(path)
     assert scorer.description.model == detector.name
     assert scorer.description.input == detector.input
     assert scorer.feature_names == FEATURES
     assert scorer.threads >= 1
+
+
+def test_a_graph_saved_without_its_score_output_gets_it_at_load(
+    exported: tuple[Detector, Path], test_data: DetectorData, tmp_path: Path
+) -> None:
+    detector, path = exported
+    model = onnx.load(str(path))
+    reduce = [node for node in model.graph.node if "score" in node.output]
+    for node in reduce:
+        model.graph.node.remove(node)
+    for output in [item for item in model.graph.output if item.name == "score"]:
+        model.graph.output.remove(output)
+    for tensor in [item for item in model.graph.initializer if item.name == "nadkit_score_axes"]:
+        model.graph.initializer.remove(tensor)
+    older = tmp_path / "older.onnx"
+    onnx.save(model, str(older))
+    scorer = OnnxScorer(older, batch_size=BATCH, threads=1)
+    assert "score" in scorer.outputs
+    np.testing.assert_allclose(scorer.score(test_data), detector.score(test_data), rtol=RTOL, atol=ATOL)
 
 
 def test_export_is_atomic_and_refuses_to_overwrite(exported: tuple[Detector, Path], tmp_path: Path) -> None:

@@ -321,6 +321,7 @@ def export_onnx(
             candidate = EXPORTERS[how](module, trace, names)
             _describe(candidate, detector, length)
             _check(candidate.SerializeToString(), module, check, names)
+            candidate = _scored(onnx, candidate)
         except Exception as error:  # any exporter failure moves on to the next exporter
             text = str(error).strip()
             first = text.splitlines()[0] if text else type(error).__name__
@@ -336,6 +337,20 @@ def export_onnx(
         onnx.save_model(model, str(temporary))
     log.info("%s exported to %s", detector.name, path)
     return path
+
+
+def _scored(onnx: Any, model: Any) -> Any:
+    """``model`` with its ``score`` output written into the saved graph (so loading it needs no graph
+    edit), where ONNX Runtime loads the result; ``model`` itself otherwise."""
+    trial = onnx.ModelProto()
+    trial.CopyFrom(model)
+    try:
+        if _add_score_output(trial):
+            _session(trial.SerializeToString(), threads=1)
+            return trial
+    except Exception as error:  # the graph still scores through its contributions
+        log.debug("the exported graph keeps no score output (%s)", error)
+    return model
 
 
 def _describe(model: Any, detector: Detector, window: int | None) -> None:
@@ -405,7 +420,13 @@ class OnnxScorer:
         self.threads = threads or available_cores()
         self.batch_size = batch_size
         try:
-            self.session = _session(_with_score_output(model), threads=self.threads)
+            self.session = _session(model, threads=self.threads)
+            names = {item.name for item in self.session.get_outputs()}
+            if SCORE_NAME not in names and OUTPUT_NAME in names:
+                # a graph saved before the score output was written at export: added here
+                patched = _with_score_output(model)
+                if patched is not model:
+                    self.session = _session(patched, threads=self.threads)
         except NadkitError:
             raise
         except Exception as error:  # onnxruntime raises its own exception types
@@ -497,25 +518,38 @@ def _with_score_output(model: str | Path | bytes) -> str | Path | bytes:
     or the graph cannot take it."""
     try:
         import onnx
-        from onnx import TensorProto, helper
     except ImportError:  # pragma: no cover - onnx ships with onnxruntime in the onnx extra
         return model
     try:
         proto = (
             onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load_model(str(model))
         )
-        graph = proto.graph
-        outputs = [output.name for output in graph.output]
-        if SCORE_NAME in outputs or OUTPUT_NAME not in outputs:
+        outputs = [output.name for output in proto.graph.output]
+        if SCORE_NAME in outputs or not _add_score_output(proto):
             return model
-        axes = helper.make_tensor("nadkit_score_axes", TensorProto.INT64, [1], [1])
-        graph.initializer.append(axes)
-        graph.node.append(helper.make_node("ReduceSum", [OUTPUT_NAME, axes.name], [SCORE_NAME], keepdims=0))
-        graph.output.append(helper.make_tensor_value_info(SCORE_NAME, TensorProto.FLOAT, ["batch"]))
         return proto.SerializeToString()
     except Exception as error:  # a graph onnx cannot edit still scores through its contributions
         log.debug("no score output added to the graph (%s)", error)
         return model
+
+
+def _add_score_output(proto: Any) -> bool:
+    """Add to the ONNX ``proto``, in place, a ``score`` output: the sum of ``contributions`` over the
+    features, so that scoring copies one number a row out of the graph instead of a row of numbers;
+    whether the graph has it now."""
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    outputs = [output.name for output in graph.output]
+    if SCORE_NAME in outputs:
+        return True
+    if OUTPUT_NAME not in outputs:
+        return False
+    axes = helper.make_tensor("nadkit_score_axes", TensorProto.INT64, [1], [1])
+    graph.initializer.append(axes)
+    graph.node.append(helper.make_node("ReduceSum", [OUTPUT_NAME, axes.name], [SCORE_NAME], keepdims=0))
+    graph.output.append(helper.make_tensor_value_info(SCORE_NAME, TensorProto.FLOAT, ["batch"]))
+    return True
 
 
 __all__ = [
