@@ -51,7 +51,10 @@ def server(kit: Kit, tmp_path: Path):  # type: ignore[no-untyped-def]
     from nadkit.service.settings import Settings
 
     registry_with(kit, tmp_path / "models")
-    settings = Settings(db=tmp_path / "alerts.db", registry=tmp_path / "models", token=TOKEN)
+    # drift windows of 1,000 flows: the scored test day closes several
+    settings = Settings(
+        db=tmp_path / "alerts.db", registry=tmp_path / "models", token=TOKEN, drift_window=1000
+    )
     with live_server(settings) as url:
         answer = httpx.post(
             f"{url}/v1/score",
@@ -133,6 +136,18 @@ def test_triage_incidents_from_the_page(page, server: str, tmp_path: Path) -> No
     assert ranks == sorted(ranks, reverse=True)
     expect(rows.first.locator(".badge").first).to_have_text(listed["items"][0]["severity"])
     expect(page.get_by_test_id("counts")).to_contain_text(f"{total} incidents")
+
+    # the header shows the threshold and the drift the service measured, as /v1/drift gives them
+    drift = _api(server, "/v1/drift")
+    assert drift["threshold_method"] == "bundle" and drift["threshold"] == drift["bundle_threshold"]
+    windows, events = drift["drift"]["windows"], drift["drift"]["events"]
+    assert windows >= 1 and drift["drift"]["window_rows"] == 1000
+    strip = page.get_by_test_id("drift")
+    expect(strip).to_contain_text("threshold ")
+    expect(strip).to_contain_text(f"drift: {events} event")
+    expect(strip).to_contain_text(f"in {windows} window")
+    if events:
+        expect(strip).to_contain_text(drift["drift"]["most_moved"][0]["label"])
 
     # paging reaches past the first page and back
     page.get_by_test_id("incidents-next").click()

@@ -1,5 +1,6 @@
 """The service's drift gauges and adaptive threshold: scoring requests fill drift windows shown in
-``/metrics``, and with ``threshold: spot`` the threshold answers carry moves from the bundle's."""
+``/metrics`` and ``/v1/drift``, and with ``threshold: spot`` the threshold answers carry moves from
+the bundle's."""
 
 from __future__ import annotations
 
@@ -38,6 +39,17 @@ def test_drift_gauges_and_a_spot_threshold(kit: Kit, tmp_path: Path) -> None:
             thresholds.append(answer["threshold"])
             assert all(r["score"] < answer["threshold"] for r in answer["results"] if not r["alert"])
         metrics = client.get("/metrics", headers=AUTH).text
+        drift = client.get("/v1/drift", headers=AUTH)
+        assert client.get("/v1/drift").status_code == 401
+    assert drift.status_code == 200, drift.text
+    found = drift.json()
+    assert found["model_version"] == "v1" and found["threshold_method"] == "spot"
+    assert found["threshold"] > 0
+    assert found["bundle_threshold"] == thresholds[0]
+    summary = found["drift"]
+    assert summary["windows"] == 2400 // 300 and summary["window_rows"] == 300
+    assert summary["last"]["window"] == summary["windows"] - 1
+    assert all(item["label"] and item["psi"] >= 0 for item in summary["most_moved"])
     assert len(set(thresholds)) > 1  # the threshold learnt from the flows not alerted
     assert _gauge(metrics, "nadkit_alert_threshold") > 0
     assert _gauge(metrics, "nadkit_drift_windows_total") == 2400 // 300

@@ -71,6 +71,11 @@ class Learning:
                 log.warning("drift event in window %d: %s", window.index, describe(window))
             self.metrics.drift(window.score_psi, window.ks_statistic, window.moved, window.drift)
 
+    @property
+    def method(self) -> str:
+        """How the threshold is set: ``bundle`` (fixed), ``spot`` or ``dspot``."""
+        return self.adaptive.settings.method if self.adaptive is not None else "bundle"
+
     def summary(self) -> dict[str, Any] | None:
         """The drift summary (None without a reference)."""
         with self._lock:

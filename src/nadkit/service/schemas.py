@@ -229,6 +229,19 @@ class ModelsOut(BaseModel):
     models: list[ModelOut]
 
 
+class DriftOut(BaseModel):
+    """The active model's drift and alert threshold as the service has measured them."""
+
+    model_version: str
+    threshold: float | None = Field(description="the threshold the next request is scored with")
+    bundle_threshold: float | None = Field(description="the bundle's own threshold")
+    threshold_method: str = Field(description="bundle (fixed), spot or dspot (adapting)")
+    drift: dict[str, Any] | None = Field(
+        description="windows judged, drift events, the last window, the features that moved most; "
+        "null when the bundle keeps no reference or drift windows are off"
+    )
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"]
     version: str

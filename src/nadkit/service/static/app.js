@@ -52,6 +52,35 @@ async function loadSummary() {
   $("class-options").replaceChildren(...names.map((name) => Object.assign(element("option"), { value: name })));
 }
 
+// -- drift and threshold --------------------------------------------------------------------------
+
+function number(value) {
+  return value === null || value === undefined ? "-" : Number(value).toPrecision(3);
+}
+
+async function loadDrift() {
+  const found = await api("/v1/drift");
+  const strip = $("drift");
+  const threshold = found.threshold_method === "bundle"
+    ? "threshold " + number(found.threshold)
+    : "threshold " + number(found.threshold) + " (" + found.threshold_method + ", bundle "
+      + number(found.bundle_threshold) + ")";
+  const drift = found.drift;
+  let text;
+  if (!drift) {
+    text = "drift: not measured";
+  } else if (!drift.windows) {
+    text = "drift: no window yet (" + drift.rows + " of " + drift.window_rows + " flows)";
+  } else {
+    text = "drift: " + drift.events + " event" + (drift.events === 1 ? "" : "s") + " in "
+      + drift.windows + " window" + (drift.windows === 1 ? "" : "s");
+    const moved = drift.most_moved.slice(0, 3).map((item) => item.label + " (PSI " + number(item.psi) + ")");
+    if (drift.events && moved.length) text += "; moved most: " + moved.join(", ");
+  }
+  strip.textContent = threshold + " · " + text;
+  strip.classList.toggle("drifting", Boolean(drift && drift.events));
+}
+
 // -- tabs -----------------------------------------------------------------------------------------
 
 function showTab(tab) {
@@ -85,7 +114,7 @@ async function refresh() {
       askToken("");
       return;
     }
-    await Promise.all([loadSummary(), showTab(view.tab)]);
+    await Promise.all([loadSummary(), loadDrift(), showTab(view.tab)]);
     document.body.dataset.ready = "true";
   } catch (error) {
     reportError(error);
