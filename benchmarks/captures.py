@@ -42,6 +42,7 @@ Run: ``.venv/bin/python benchmarks/captures.py [--runs 3] [--inputs cold shared 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import secrets
@@ -148,9 +149,11 @@ def plain_nfstream(files: Sequence[Path], **settings: Any) -> int:
     from nfstream import NFStreamer
 
     flows = 0
-    for file in files:
-        frame = NFStreamer(source=str(file), **(SETTINGS | settings)).to_pandas()
-        flows += 0 if frame is None else len(frame)
+    # to_pandas writes a temporary CSV file in the working directory: keep it out of the checkout
+    with tempfile.TemporaryDirectory(prefix="nfstream-") as scratch, contextlib.chdir(scratch):
+        for file in files:
+            frame = NFStreamer(source=str(Path(file).resolve()), **(SETTINGS | settings)).to_pandas()
+            flows += 0 if frame is None else len(frame)
     return flows
 
 
@@ -233,8 +236,12 @@ _COLD = {
 def cold_read(path: str, file: Path) -> tuple[float, int]:
     """Seconds and flows of the first read of ``file`` in a new process (its imports not counted):
     what a command pays for the first capture it reads, the meters' start included."""
-    script = f"import time\nFILE = {str(file)!r}\n{_COLD[path]}print(time.perf_counter() - started, flows)\n"
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    where = str(file.resolve())
+    script = f"import time\nFILE = {where!r}\n{_COLD[path]}print(time.perf_counter() - started, flows)\n"
+    with tempfile.TemporaryDirectory(prefix="nfstream-") as scratch:  # where to_pandas writes its CSV
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=scratch
+        )
     seconds, flows = done.stdout.split()[-2:]
     return float(seconds), int(flows)
 
