@@ -117,7 +117,9 @@ class Spot:
         if finite.any():
             seen = np.exp(_log_distribution(limits[finite], self.tail_.shape, self.tail_.scale))
             unseen = float(np.sum(1 / np.maximum(seen, 1e-12) - 1))
-        share = (len(self.peaks_) + unseen) / (self.rows_ + unseen)
+        share = (len(self.peaks_) + unseen) / max(self.rows_ + unseen, 1.0)
+        if not share > 0:
+            return 0.0
         exceedance = self.risk / share
         return 0.0 if exceedance >= 1 else self.tail_.excess_quantile(exceedance)
 
