@@ -15,7 +15,8 @@ import pytest
 from nadkit.detection.detect import Scorer, detect_file, score_flows, score_table
 from nadkit.errors import ConfigError, NadkitError, SchemaError
 from nadkit.evaluation.split import bucket_split
-from nadkit.features.buckets import CALENDAR, BucketView, calendar_features, calendar_text
+from nadkit.features.buckets import CALENDAR, BucketView, calendar_text
+from nadkit.features.calendar import calendar_matrix
 from nadkit.features.series import BucketConfig, bucket_metrics
 from nadkit.lifecycle.registry import ModelRegistry
 from nadkit.schema import NORMAL
@@ -320,7 +321,7 @@ def test_calendar_features_place_each_bucket_on_the_day_and_the_week(days: pl.Da
     # Monday 2021-01-04 00:00 UTC is angle 0 of both circles; Thursday 18:00 is three quarters of a day
     monday = int(datetime(2021, 1, 4, tzinfo=UTC).timestamp() * 1e6)
     thursday_evening = monday + (3 * 24 + 18) * 3600 * 1_000_000
-    values = calendar_features(np.array([monday, thursday_evening]))
+    values = calendar_matrix(np.array([monday, thursday_evening]))
     np.testing.assert_allclose(values[0], [0.0, 1.0, 0.0, 1.0], atol=1e-6)
     day, week = 0.75 * 2 * np.pi, (3.75 / 7) * 2 * np.pi
     np.testing.assert_allclose(values[1], [np.sin(day), np.cos(day), np.sin(week), np.cos(week)], atol=1e-6)
@@ -329,7 +330,7 @@ def test_calendar_features_place_each_bucket_on_the_day_and_the_week(days: pl.Da
     assert view.cycles == ("day",), "a few days teach the time of day, not the day of week"
     data = view.data(view.series(days))
     assert data.feature_names == (*view.metrics, *CALENDAR[:2]) and data.width == len(view.metrics) + 2
-    np.testing.assert_allclose(data.features[:, -2:], calendar_features(data.time)[:, :2], atol=1e-6)
+    np.testing.assert_allclose(data.features[:, -2:], calendar_matrix(data.time)[:, :2], atol=1e-6)
     # a week of buckets teaches both cycles
     week = dataclasses.replace(view, cycles=("day", "week"))
     assert week.data(week.series(days)).feature_names == (*view.metrics, *CALENDAR)

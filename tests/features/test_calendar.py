@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nadkit.features.calendar import CalendarGroup, calendar_names
+from nadkit.features.calendar import CalendarGroup, calendar_matrix, calendar_names
 from nadkit.features.labels import feature_label
 from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
 from nadkit.models import create
@@ -46,6 +46,10 @@ def test_the_angles() -> None:
     assert out["day_of_week_sin"].to_list() == pytest.approx([0.0, math.sin(2 * math.pi / 28), 0.0], abs=1e-6)
     assert out["day_of_week_cos"][2] == pytest.approx(-1.0, abs=1e-6)
     assert out.dtypes == [pl.Float32] * 4
+    # the bucket view's NumPy form gives the same columns
+    start_us = frame["time"].dt.epoch("us").to_numpy()
+    np.testing.assert_allclose(calendar_matrix(start_us, ("day", "week")), out.to_numpy(), atol=1e-6)
+    assert calendar_matrix(start_us, ()).shape == (3, 0)
 
 
 def test_in_a_pipeline_the_calendar_reads_the_time_and_round_trips() -> None:

@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 
 from nadkit.errors import ConfigError, SchemaError
-from nadkit.features.calendar import CYCLES, calendar_names, spanned_cycles
+from nadkit.features.calendar import CYCLES, calendar_matrix, calendar_names, spanned_cycles
 from nadkit.features.counters import column_codes
 from nadkit.features.data import DetectorData
 from nadkit.features.series import DISTINCT_METRICS, BucketConfig, BucketSeries, bucket_metrics
@@ -38,19 +38,7 @@ KEY = "_key"
 #: the bucket number (start time in microseconds divided by the bucket width)
 NUMBER = "_number"
 #: the calendar features of a bucket (:attr:`BucketConfig.calendar`), from its start time (UTC)
-CALENDAR = ("time_of_day_sin", "time_of_day_cos", "day_of_week_sin", "day_of_week_cos")
-_DAY_US = 86_400 * 1_000_000
-_WEEK_US = 7 * _DAY_US
-_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday 0)
-
-
-def calendar_features(start_us: np.ndarray) -> np.ndarray:
-    """``(buckets, 4)`` float32: time of day and day of week of each bucket start as sine and cosine
-    (Monday 00:00 is angle 0 of the week)."""
-    start_us = np.asarray(start_us, dtype=np.int64)
-    day = (start_us % _DAY_US) / _DAY_US * 2 * np.pi
-    week = ((start_us + _EPOCH_WEEKDAY * _DAY_US) % _WEEK_US) / _WEEK_US * 2 * np.pi
-    return np.stack([np.sin(day), np.cos(day), np.sin(week), np.cos(week)], axis=1).astype(np.float32)
+CALENDAR = tuple(calendar_names(tuple(CYCLES)))
 
 
 def calendar_text(start_us: int) -> str:
@@ -221,8 +209,7 @@ class BucketView:
         start = rows[NUMBER].to_numpy() * self.width_us
         features = self.scaling.transform_matrix(rows.select(self.metrics).to_numpy())
         if self.config.calendar and self.cycles:
-            columns = [i for i, name in enumerate(CALENDAR) if name in calendar_names(self.cycles)]
-            features = np.concatenate([features, calendar_features(start)[:, columns]], axis=1)
+            features = np.concatenate([features, calendar_matrix(start, self.cycles)], axis=1)
         return DetectorData(
             features=np.ascontiguousarray(features),
             feature_names=self.features,
@@ -283,6 +270,5 @@ __all__ = [
     "BucketScaling",
     "BucketView",
     "bucket_detector_data",
-    "calendar_features",
     "calendar_text",
 ]

@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from nadkit.features.base import FeatureGroup, State
@@ -42,6 +43,25 @@ def spanned_cycles(span_s: float) -> list[str]:
 def calendar_names(cycles: list[str] | tuple[str, ...]) -> list[str]:
     """The feature names of ``cycles``, in order (``time_of_day_sin``, ``time_of_day_cos``, ...)."""
     return [f"{CYCLES[c][1]}_{part}" for c in cycles for part in ("sin", "cos")]
+
+
+def _offset(cycle: str) -> float:
+    return _EPOCH_WEEKDAY_S if cycle == "week" else 0.0
+
+
+def calendar_matrix(start_us: np.ndarray, cycles: list[str] | tuple[str, ...] = tuple(CYCLES)) -> np.ndarray:
+    """``(rows, 2 * len(cycles))`` float32: the sine and cosine of each time (microseconds since the
+    epoch, UTC) on each cycle, the columns of :func:`calendar_names` (what the group's expressions
+    compute, for the bucket view's NumPy rows)."""
+    seconds = np.asarray(start_us, dtype=np.int64) / 1e6
+    columns = []
+    for cycle in cycles:
+        length = CYCLES[cycle][0]
+        angle = ((seconds + _offset(cycle)) % length) * (2 * math.pi / length)
+        columns += [np.sin(angle), np.cos(angle)]
+    return (
+        np.stack(columns, axis=1).astype(np.float32) if columns else np.empty((len(seconds), 0), np.float32)
+    )
 
 
 class CalendarGroup(FeatureGroup):
@@ -72,11 +92,10 @@ class CalendarGroup(FeatureGroup):
         exprs: list[pl.Expr] = []
         for cycle in state.get("cycles", []):
             length, stem = CYCLES[cycle]
-            offset = _EPOCH_WEEKDAY_S if cycle == "week" else 0.0
-            angle = ((seconds + offset) % length) * (2 * math.pi / length)
+            angle = ((seconds + _offset(cycle)) % length) * (2 * math.pi / length)
             exprs += [angle.sin().cast(pl.Float32).alias(f"{stem}_sin")]
             exprs += [angle.cos().cast(pl.Float32).alias(f"{stem}_cos")]
         return exprs
 
 
-__all__ = ["CYCLES", "MIN_COVERAGE", "CalendarGroup", "calendar_names", "spanned_cycles"]
+__all__ = ["CYCLES", "MIN_COVERAGE", "CalendarGroup", "calendar_matrix", "calendar_names", "spanned_cycles"]
