@@ -94,7 +94,6 @@ class Spot:
         self.rows_ = found.rows
         self.tail_ = fit_generalised_pareto(found.excesses)
         self.since_refit_ = 0
-        self.ceiling_ = math.inf
         self.value_ = self._value()
         self.last_thresholds_ = np.empty(0)
         return self
@@ -140,24 +139,24 @@ class Spot:
             self.tail_ = _track_generalised_pareto(peaks, self.tail_)
         self.since_refit_ = 0
 
-    def _limit(self) -> float:
-        """The largest excess a peak can have to be learnt now (inf unless ``truncated``)."""
+    def _limit(self, ceiling: float) -> float:
+        """The largest excess a peak can have to be learnt now, under the caller's ``ceiling`` and the
+        current threshold (inf unless ``truncated``)."""
         if not self.truncated:
             return math.inf
-        return min(self.value_, self.ceiling_) - self.initial_threshold_
+        return min(self.value_, ceiling) - self.initial_threshold_
 
     def update(self, scores: np.ndarray, *, ceiling: float = math.inf) -> np.ndarray:
         """Judge ``scores`` in stream order and learn from them; returns the alarms. The threshold
         each score was judged against is left in ``last_thresholds_``. ``ceiling``: the caller gave no
         score above it (a truncated SPOT counts that in the limits of its peaks)."""
-        self.ceiling_ = float(ceiling)
         if not hasattr(self, "tail_"):
             raise ConfigError("SPOT must be fitted on an initial batch before it is updated")
         values = np.asarray(scores, dtype=np.float64)
         if values.ndim != 1 or not np.isfinite(values).all():
             raise ConfigError("SPOT updates need a 1-D array of finite scores")
         if self.window_ is not None:
-            return self._update_with_drift(values)
+            return self._update_with_drift(values, ceiling)
         alarms = np.zeros(len(values), dtype=bool)
         thresholds = np.empty(len(values))
         # the threshold only moves at a peak: the scores below the initial threshold in between are
@@ -170,14 +169,14 @@ class Spot:
             if values[i] > self.value_:
                 alarms[i] = True
             else:
-                self._add_peak(float(values[i]) - self.initial_threshold_, self._limit())
+                self._add_peak(float(values[i]) - self.initial_threshold_, self._limit(ceiling))
         thresholds[start:] = self.value_
         self.rows_ += int(len(values) - start)
         self.value_ = self._value()
         self.last_thresholds_ = thresholds
         return alarms
 
-    def _update_with_drift(self, values: np.ndarray) -> np.ndarray:
+    def _update_with_drift(self, values: np.ndarray, ceiling: float) -> np.ndarray:
         window = self.window_
         assert window is not None and self.depth is not None
         alarms = np.zeros(len(values), dtype=bool)
@@ -191,7 +190,7 @@ class Spot:
                 alarms[i] = True
                 continue
             if residual > self.initial_threshold_:
-                self._add_peak(residual - self.initial_threshold_, self._limit())
+                self._add_peak(residual - self.initial_threshold_, self._limit(ceiling))
             else:
                 self.rows_ += 1
             total += x - window[0]
@@ -277,7 +276,6 @@ class Spot:
             spot.window_ = deque((_real("window", v) for v in window), maxlen=spot.depth)
         elif window is not None:
             raise ConfigError("threshold field 'window': only a drift-aware SPOT (depth set) has one")
-        spot.ceiling_ = math.inf
         spot.value_ = spot._value()
         spot.last_thresholds_ = np.empty(0)
         return spot
