@@ -380,3 +380,28 @@ def test_one_verdict_per_incident_feeds_the_retraining(kit: Kit, tmp_path: Path)
     # every alert's verdict is feedback the retraining uses (none left out as unreviewed)
     assert sum(outcome.feedback.values()) == len(set(ids)), outcome.feedback
     store.close()
+
+
+def test_retraining_keeps_the_champions_feature_groups(kit: Kit, tmp_path: Path) -> None:
+    """A champion trained with other feature groups than its model's default (here the calendar
+    added, the port group left out) gives a challenger with the same groups."""
+    from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig
+    from nadkit.models import REGISTRY
+    from nadkit.training.fit import fit
+
+    groups = (*(g for g in GROUP_NAMES if g != "port"), "calendar")
+    flows = kit.test_flows()
+    config = REGISTRY["ae"].test_config().to_dict()
+    champion = fit(flows, model="ae", config=config, features=FeatureConfig(groups=groups)).bundle
+    champion.save(tmp_path / "champion")
+    champion = ModelBundle.load(tmp_path / "champion")
+    store = AlertStore(tmp_path / "alerts.db")
+    alerts = score_flows(champion, flows).filter(pl.col("alert"))
+    for identifier in store.add_alerts(alerts.head(4), model_version="v1"):
+        store.add_feedback(identifier, "false_positive", analyst="ana")
+    outcome = retrain(champion, store, kit.test_day, tmp_path / "challenger", champion_name="v1")
+    challenger = ModelBundle.load(outcome.path)
+    assert champion.pipeline is not None and challenger.pipeline is not None
+    assert challenger.pipeline.config.groups == champion.pipeline.config.groups == groups
+    assert not any(name.startswith(("spt_area", "dpt_area")) for name in challenger.detector.feature_names_)
+    store.close()

@@ -634,6 +634,8 @@ def retrain(
         seed=seed,
         progress=progress,
         buckets=buckets,
+        # the champion's feature settings (its groups, the calendar among them), not the defaults
+        features=champion.pipeline.config if champion.pipeline is not None else None,
     )
     challenger = training.bundle
     comparison = compare(

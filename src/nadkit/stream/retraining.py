@@ -304,7 +304,10 @@ def challenge(
         )
         table = loop.table.drop("__traffic_row__", strict=False)
     options = {k: v for k, v in (champion.manifest.get("config") or {}).items() if k not in _NOT_CARRIED}
-    challenger = fit(table, model=champion.detector.name, config=options, seed=settings.seed).bundle
+    features = champion.pipeline.config if champion.pipeline is not None else None  # the champion's groups
+    challenger = fit(
+        table, model=champion.detector.name, config=options, seed=settings.seed, features=features
+    ).bundle
     # the threshold, on scores taken in context (the whole sample in time order, as live scoring)
     matrices: list[np.ndarray] = []
     scored = score_flows(challenger, flows, on_scored=lambda matrix, _: matrices.append(np.asarray(matrix)))
