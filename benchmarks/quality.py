@@ -245,36 +245,32 @@ def pcaps(seed: int) -> Protocol:
     return Protocol("pcaps", train, validation, test, classes="capture", note=note)
 
 
-def sim(seed: int, flows_per_day: int = 40_000) -> Protocol:
+def simulated(name: str, seed: int, train_days: int, flows_per_day: int) -> Protocol:
+    """The simulator from a Monday: train on the normal flows of the first ``train_days`` days,
+    validate on the next day, test on the day after."""
     from datetime import date
 
     from nadkit.simulate import SimulationConfig, simulate
 
-    frame = simulate(
-        SimulationConfig(days=4, flows_per_day=flows_per_day, seed=7 + seed, start=date(2021, 1, 4))
+    config = SimulationConfig(
+        days=train_days + 2, flows_per_day=flows_per_day, seed=7 + seed, start=date(2021, 1, 4)
     )
+    frame = simulate(config)
     days = sorted(frame["day"].unique().to_list())
-    train = frame.filter(pl.col("day").is_in(days[:2]) & (pl.col("label") == NORMAL))
-    validation, test = frame.filter(pl.col("day") == days[2]), frame.filter(pl.col("day") == days[3])
-    return Protocol(
-        "sim", train.drop("day"), validation.drop("day"), test.drop("day"), note="days 1-2 / 3 / 4"
-    )
+    train = frame.filter(pl.col("day").is_in(days[:train_days]) & (pl.col("label") == NORMAL))
+    validation = frame.filter(pl.col("day") == days[train_days])
+    test = frame.filter(pl.col("day") == days[train_days + 1])
+    trained = f"days 1-{train_days}" if train_days > 1 else "day 1"
+    note = f"{trained} / {train_days + 1} / {train_days + 2}"
+    return Protocol(name, train.drop("day"), validation.drop("day"), test.drop("day"), note=note)
 
 
-def sim_week(seed: int, flows_per_day: int = 10_000) -> Protocol:
-    from datetime import date
+def sim(seed: int) -> Protocol:
+    return simulated("sim", seed, train_days=2, flows_per_day=40_000)
 
-    from nadkit.simulate import SimulationConfig, simulate
 
-    frame = simulate(
-        SimulationConfig(days=9, flows_per_day=flows_per_day, seed=7 + seed, start=date(2021, 1, 4))
-    )
-    days = sorted(frame["day"].unique().to_list())
-    train = frame.filter(pl.col("day").is_in(days[:7]) & (pl.col("label") == NORMAL))
-    validation, test = frame.filter(pl.col("day") == days[7]), frame.filter(pl.col("day") == days[8])
-    return Protocol(
-        "sim_week", train.drop("day"), validation.drop("day"), test.drop("day"), note="days 1-7 / 8 / 9"
-    )
+def sim_week(seed: int) -> Protocol:
+    return simulated("sim_week", seed, train_days=7, flows_per_day=10_000)
 
 
 DATASETS: dict[str, Callable[[int], Protocol]] = {
