@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from nadkit.errors import ConfigError
 from nadkit.features.calendar import CalendarGroup, calendar_matrix, calendar_names
 from nadkit.features.labels import feature_label
 from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
@@ -50,6 +51,8 @@ def test_the_angles() -> None:
     start_us = frame["time"].dt.epoch("us").to_numpy()
     np.testing.assert_allclose(calendar_matrix(start_us, ("day", "week")), out.to_numpy(), atol=1e-6)
     assert calendar_matrix(start_us, ()).shape == (3, 0)
+    with pytest.raises(ConfigError, match="cycles"):  # a tampered pipeline state
+        CalendarGroup().apply(frame, {"cycles": ["month"]})
 
 
 def test_in_a_pipeline_the_calendar_reads_the_time_and_round_trips() -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from nadkit.errors import ConfigError
 from nadkit.features.base import FeatureGroup, State
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,10 @@ class CalendarGroup(FeatureGroup):
     def expressions(self, state: Mapping[str, Any]) -> list[pl.Expr]:
         seconds = pl.col("time").dt.epoch("us").cast(pl.Float64) / 1e6
         exprs: list[pl.Expr] = []
-        for cycle in state.get("cycles", []):
+        cycles = state.get("cycles", [])
+        if not isinstance(cycles, list) or any(c not in CYCLES for c in cycles):
+            raise ConfigError(f"calendar group: cycles must be a list of {', '.join(CYCLES)}, got {cycles!r}")
+        for cycle in cycles:
             length, stem = CYCLES[cycle]
             angle = ((seconds + _offset(cycle)) % length) * (2 * math.pi / length)
             exprs += [angle.sin().cast(pl.Float32).alias(f"{stem}_sin")]
