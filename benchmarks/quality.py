@@ -47,7 +47,9 @@ to measure what it brings.
 
 Few normal rows (``--train-rows 300``): the same data sets with only that many normal training rows
 and a third as many normal validation rows, as a user with a small benign sample has them; the
-threshold is then the 1% quantile of those few validation scores.
+threshold is then the 1% quantile of those few validation scores. Where rows have times, each part
+is one stretch of consecutive flows (a short capture), not a sample scattered over days, whose
+cross-flow windows would be nearly empty.
 
 Peers: ``--models pyod_ae`` adds PyOD's AutoEncoder (20 epochs; its own defaults otherwise, its own
 input standardisation) on the same features, for training time and quality side by side.
@@ -489,16 +491,50 @@ def markdown(summary: list[dict[str, Any]], notes: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _timed(frame: pl.DataFrame) -> bool:
+    return "time" in frame.columns and frame["time"].null_count() < frame.height
+
+
+def _stretch(frame: pl.DataFrame, rows: int, rng: np.random.Generator) -> pl.DataFrame:
+    """``rows`` consecutive rows in time order from a random start, or a random sample of rows where
+    the table has no times."""
+    rows = min(rows, frame.height)
+    if not _timed(frame):
+        return frame.sample(n=rows, seed=int(rng.integers(2**31)))
+    ordered = frame.sort("time", maintain_order=True)
+    return ordered.slice(int(rng.integers(0, ordered.height - rows + 1)), rows)
+
+
 def few_rows(protocol: Protocol, rows: int, seed: int) -> Protocol:
     """The protocol with ``rows`` normal training rows and a third as many normal validation rows
-    (no attacks there, so the threshold is the false-positive quantile), drawn by ``seed``."""
+    (no attacks there, so the threshold is the false-positive quantile), drawn by ``seed``.
+
+    Where the rows have times they are one stretch of consecutive flows, as a user's small benign
+    sample is (a short capture or log): a random sample of a day's flows would thin out the windows
+    of the cross-flow features, which no real traffic does; records without times are sampled."""
+    rng = np.random.default_rng(seed)
     normal = protocol.validation.filter(~pl.Series(_attack(protocol.validation)))
     return dataclasses.replace(
         protocol,
-        train=protocol.train.sample(n=min(rows, protocol.train.height), seed=seed),
-        validation=normal.sample(n=min(max(1, rows // 3), normal.height), seed=seed),
-        note=f"{protocol.note} ({rows} training rows, {rows // 3} normal validation rows)",
+        train=_stretch(protocol.train, rows, rng),
+        validation=_stretch(normal, max(1, rows // 3), rng),
+        note=f"{protocol.note} ({rows} training rows, {rows // 3} normal validation rows"
+        + (", each one stretch in time)" if _timed(protocol.train) else ")"),
     )
+
+
+def merged(
+    path: Path, rows: list[dict[str, Any]], notes: dict[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """``rows`` and ``notes`` with those of the earlier result file ``path`` for the (data set,
+    model) pairs this run did not measure; nothing is kept where the file does not exist."""
+    if not path.exists():
+        return rows, notes
+    earlier = json.loads(path.read_text())
+    measured = {(r["dataset"], r["model"]) for r in rows}
+    kept = [r for r in earlier.get("rows", []) if (r["dataset"], r["model"]) not in measured]
+    kept_notes = {d: n for d, n in earlier.get("notes", {}).items() if d not in notes}
+    return kept + rows, {**kept_notes, **notes}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -515,6 +551,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="few normal rows: train on this many, set the threshold on a third as many normal "
         "validation rows (the 1%% quantile), test as usual",
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the data sets and models of the existing result file that this run did not measure",
     )
     args = parser.parse_args(argv)
     if args.threads:
@@ -546,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
             text = f"seed {seed}: {protocol.note}"
             notes[dataset] = text if seen is None or protocol.note in seen else f"{seen}; {text}"
             rows += evaluate(protocol, args.models, seed, args.budget)
+    if args.merge:
+        rows, notes = merged(RESULTS / f"{args.out}.json", rows, notes)
     summary = summarise(rows)
     text = markdown(summary, notes)
     console.print(text)
@@ -556,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - started,
         "settings": vars(args),
         "summary": summary,
+        "notes": notes,
         "rows": rows,
     }
     (RESULTS / f"{args.out}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")

@@ -38,6 +38,7 @@ from nadkit.models.multitask import (
     shake_shake,
 )
 from nadkit.models.multitask import _selu_derivative as selu_derivative
+from nadkit.models.multitask.bins import BinEncoding
 from nadkit.models.trainer import EpochReport
 from nadkit.simulate import SimulationConfig, simulate
 
@@ -215,6 +216,8 @@ def test_config_is_checked() -> None:
         {"cmd_weight": -1.0},
         {"input_transform": "rank"},
         {"quantile_knots": 1},
+        {"input_bins": -1},
+        {"input_bins": 257},
     ):
         with pytest.raises(ConfigError):
             MultitaskConfig(**options)
@@ -279,6 +282,64 @@ def test_state_saved_without_the_quantile_map_loads_as_standardised(toy_detector
     test = _toy(200, seed=10)
     np.testing.assert_array_equal(restored.predict_proba(test), plain.predict_proba(test))
     assert any(key.startswith("standardize.knot") for key in toy_detector.state())
+
+
+# -- the bin encoding of the inputs -------------------------------------------------------------------
+
+
+def test_bin_encoding_places_values_in_their_quantile_bins() -> None:
+    rng = np.random.default_rng(3)
+    z = np.stack([rng.normal(size=4000), (rng.random(4000) < 0.2).astype(float)], axis=1)
+    encoding = BinEncoding(2, bins=4)
+    encoding.fit(z)
+    edges = np.quantile(z[:, 0], np.linspace(0, 1, 5)).astype(np.float32)
+    assert encoding.width == 10
+    # the binary feature has one bin (two distinct edges), the other three are unused
+    assert int((encoding.inverse[1] > 0).sum()) == 1
+    middle = float((edges[1] + edges[2]) / 2)
+    out = encoding(torch.tensor([[middle, 1.0], [edges[0] - 1.0, 0.0], [edges[-1] + 1.0, 0.0]]))
+    ramps = out[:, 2:].reshape(3, 2, 4)
+    torch.testing.assert_close(
+        out[:, :2], torch.tensor([[middle, 1.0], [edges[0] - 1.0, 0.0], [edges[-1] + 1.0, 0.0]])
+    )
+    # halfway up the second bin: the first is full, the rest empty
+    torch.testing.assert_close(ramps[0, 0], torch.tensor([1.0, 0.0, -1.0, -1.0]), atol=1e-5, rtol=0)
+    assert bool((ramps[1, 0] == -1).all()) and bool((ramps[2, 0] == 1).all())  # below / above every bin
+    torch.testing.assert_close(ramps[:, 1, 1:], torch.full((3, 3), -1.0))  # unused bins are constant
+    assert float(ramps[0, 1, 0]) == 1.0 and float(ramps[1, 1, 0]) == -1.0
+
+
+def test_bin_encoding_gradient_matches_autograd() -> None:
+    rng = np.random.default_rng(4)
+    encoding = BinEncoding(3, bins=8)
+    encoding.fit(rng.normal(size=(3000, 3)))
+    z = torch.from_numpy(rng.normal(size=(300, 3)).astype(np.float32)).requires_grad_(True)
+    weights = torch.from_numpy(rng.normal(size=(encoding.width,)).astype(np.float32))
+    (expected,) = torch.autograd.grad((encoding(z) * weights).sum(), z)
+    found = encoding.backward_gradient(z.detach(), weights.expand(300, -1))
+    torch.testing.assert_close(found, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_bin_encoded_network_gradient_and_saving() -> None:
+    """With the bin encoding: the input gradient is autograd's, the state round-trips, and a state
+    saved without it loads as the standardised features alone."""
+    binned_config = MultitaskConfig(**{**QUICK.to_dict(), "input_bins": 8})
+    binned = MultitaskDetector(binned_config).fit(_toy(600, seed=9))
+    assert any(".bins." in key for key in binned.state())
+    classifier = binned.probability_module()
+    x = (torch.from_numpy(_toy(200, seed=5).features) * 3.0).requires_grad_(True)
+    (expected,) = torch.autograd.grad(classifier(x)[:, 1:].sum(), x)
+    _, gradient = classifier.score_gradient(x.detach())
+    torch.testing.assert_close(gradient, expected, rtol=1e-4, atol=1e-6)
+    test = _toy(200, seed=10)
+    again = MultitaskDetector(binned_config).load_state(binned.state(), NAMES)
+    np.testing.assert_array_equal(again.predict_proba(test), binned.predict_proba(test))
+
+    plain = MultitaskDetector(QUICK).fit(_toy(600, seed=9))
+    assert not any(".bins." in key for key in plain.state())
+    restored = MultitaskDetector(binned_config).load_state(plain.state(), NAMES)
+    assert restored.config.input_bins == 0
+    np.testing.assert_array_equal(restored.predict_proba(test), plain.predict_proba(test))
 
 
 # -- fitting on a toy problem ------------------------------------------------------------------------

@@ -19,7 +19,10 @@ class MultitaskConfig(NeuralConfig):
     are clipped to this); ``input_transform``: ``"quantile"`` sends each feature through its
     training quantiles (``quantile_knots`` of them) to normal scores before standardising, which
     tames heavy tails and spreads out discrete values; ``"standard"`` standardises the features as
-    they come.
+    they come; ``input_bins``: when above 0, each standardised feature is also given to the network
+    as its position in each of that many quantile bins of its training values (piecewise-linear
+    encoding), so the first layer can weigh parts of a feature's range separately, as a tree's
+    splits do; 0 gives the standardised features alone.
 
     Training: ``binary_weight`` of the binary heads' loss; ``cmd_weight`` and ``cmd_moments`` of the
     CMD term (used when ``fit`` is given ``target`` rows; 0 turns it off); ``cmd_source``: which
@@ -47,6 +50,7 @@ class MultitaskConfig(NeuralConfig):
     input_clip: float = 10.0
     input_transform: str = "quantile"
     quantile_knots: int = 32
+    input_bins: int = 0
     binary_weight: float = 1.0
     cmd_weight: float = 1.0
     cmd_moments: int = 5
@@ -80,6 +84,8 @@ class MultitaskConfig(NeuralConfig):
             raise ConfigError(
                 f"input_transform must be 'quantile' or 'standard', got {self.input_transform!r}"
             )
+        if not 0 <= self.input_bins <= 256:
+            raise ConfigError(f"input_bins must be between 0 and 256, got {self.input_bins}")
         if self.quantile_knots < 2:
             raise ConfigError(f"quantile_knots must be at least 2, got {self.quantile_knots}")
         if self.binary_weight < 0 or self.cmd_weight < 0:

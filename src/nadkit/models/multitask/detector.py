@@ -98,6 +98,7 @@ class MultitaskDetector(Detector):
             steps_per_epoch=25,
             seeds=1,
             attribution_steps=16,
+            input_bins=4,
             device="cpu",
         )
 
@@ -163,6 +164,9 @@ class MultitaskDetector(Detector):
                 return classifier.standardize(torch.from_numpy(x)).numpy()
 
         source = _Rows(standardised(train_x), train_codes.astype(np.int64))
+        for member in classifier.members:
+            if member.bins is not None:
+                member.bins.fit(_quantile_sample(source.x, rng))
         held_out = (
             _Rows(standardised(validation.features), validation_codes.astype(np.int64))
             if validation is not None and validation_codes is not None
@@ -371,6 +375,9 @@ class MultitaskDetector(Detector):
             raise ConfigError(f"saved state of {self.name} has no readable class names") from error
         if len(classes) < 2 or classes[0] != NORMAL or not all(isinstance(c, str) for c in classes):
             raise ConfigError(f"saved classes of {self.name} are not valid: {classes}")
+        if self.config.input_bins and "members.0.bins.start" not in arrays:
+            # saved before the bin encoding: the standardised features alone
+            self.config = dataclasses.replace(self.config, input_bins=0)
         if self.config.input_transform == "quantile" and "standardize.knot_start" not in arrays:
             # saved before inputs could be quantile-mapped: the plain standardisation
             self.config = dataclasses.replace(self.config, input_transform="standard")

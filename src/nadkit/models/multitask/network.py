@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
+from nadkit.models.multitask.bins import BinEncoding
 from nadkit.models.multitask.config import MultitaskConfig
 from nadkit.models.multitask.layers import (
     BinaryHeads,
@@ -22,11 +23,13 @@ from nadkit.models.multitask.quantile import Standardize
 
 class MultitaskNetwork(nn.Module):
     """Encoder to a latent in ``[0, 1]``, a binary head per class and a multi-class head. Reads
-    standardised features."""
+    standardised features, through a :class:`BinEncoding` first when ``config.input_bins``."""
 
     def __init__(self, features: int, classes: int, config: MultitaskConfig) -> None:
         super().__init__()
-        self.input_layer = _selu_layer(features, config.width, config.dropout)
+        self.bins = BinEncoding(features, config.input_bins) if config.input_bins else None
+        inputs = self.bins.width if self.bins is not None else features
+        self.input_layer = _selu_layer(inputs, config.width, config.dropout)
         self.blocks = nn.ModuleList(
             ShakeShakeBlock(config.width, config.dropout) for _ in range(config.encoder_layers - 1)
         )
@@ -41,7 +44,7 @@ class MultitaskNetwork(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The bounded latent of each row."""
-        hidden = self.input_layer(x)
+        hidden = self.input_layer(self.bins(x) if self.bins is not None else x)
         for block in self.blocks:
             hidden = block(hidden)
         return torch.sigmoid(self.to_latent(hidden))
@@ -61,7 +64,7 @@ class MultitaskNetwork(nn.Module):
         """Class probabilities ``(n, k)`` of standardised rows ``z`` in evaluation mode, and the
         gradient of ``1 - P(normal)`` with respect to ``z``, computed layer by layer backwards."""
         input_linear = self.input_layer[0]
-        input_pre = input_linear(z)
+        input_pre = input_linear(self.bins(z) if self.bins is not None else z)
         hidden = functional.selu(input_pre)
         input_slope = _selu_derivative(input_pre, hidden)
         # each block's SELU slopes of its two branches, for the backward pass
@@ -93,6 +96,8 @@ class MultitaskNetwork(nn.Module):
             through_second = (gradient * second_slope) @ block.second[0].weight
             gradient = gradient + 0.5 * (through_first + through_second)
         gradient = (gradient * input_slope) @ input_linear.weight
+        if self.bins is not None:
+            gradient = self.bins.backward_gradient(z, gradient)
         return probabilities, gradient
 
 
