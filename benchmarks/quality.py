@@ -41,6 +41,9 @@ Data sets (``--data``, ``$NADKIT_DATA_DIR`` or ``../shared/data``):
   the normal flows of the first week, validation day 8, test day 9: a training span that covers both
   the daily and the weekly cycle, for the calendar features.
 
+Settings: ``NAME:key=value;key=value`` trains ``NAME`` with those settings (values read as YAML),
+e.g. ``ae:weigh_errors=true`` or ``ae:hidden=[64,32];bottleneck=8``.
+
 Feature groups: each model is trained with the features ``nadkit train`` gives it (the calendar group
 for the window models); ``NAME+calendar`` adds the calendar group, ``NAME-calendar`` leaves it out,
 to measure what it brings.
@@ -334,12 +337,24 @@ def per_class(test: pl.DataFrame, column: str, alerts: np.ndarray) -> dict[str, 
     return {value: float(alerts[attack & (values == value)].mean()) for value in sorted(set(values[attack]))}
 
 
-def split_name(name: str) -> tuple[str, bool | None]:
-    """``lstm-calendar`` -> (``lstm``, False), ``ae+calendar`` -> (``ae``, True), ``ae`` -> (``ae``, None)."""
-    for suffix, calendar in (("+calendar", True), ("-calendar", False)):
+def split_name(name: str) -> tuple[str, bool | None, dict[str, Any]]:
+    """A ``--models`` entry as (model, calendar, settings): ``lstm-calendar`` -> (``lstm``, False,
+    {}), ``ae+calendar`` -> (``ae``, True, {}), ``ae:weigh_errors=true;hidden=[64,32]`` -> (``ae``,
+    None, {"weigh_errors": True, "hidden": (64, 32)}): settings after a colon, separated by
+    semicolons, each value read as YAML (lists become tuples)."""
+    import yaml
+
+    calendar: bool | None = None
+    for suffix, value in (("+calendar", True), ("-calendar", False)):
         if name.endswith(suffix):
-            return name[: -len(suffix)], calendar
-    return name, None
+            name, calendar = name[: -len(suffix)], value
+    model, _, text = name.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, text.split(";")):
+        key, _, value = item.partition("=")
+        parsed = yaml.safe_load(value)
+        options[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return model, calendar, options
 
 
 def feature_config(detector: Any, calendar: bool | None) -> FeatureConfig:
@@ -360,8 +375,8 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
     featurized: dict[tuple[str, ...], dict[str, Any]] = {}
     rows = []
     for name in models:
-        model, calendar = split_name(name)
-        detector = configure(model, seed, budget_s)
+        model, calendar, options = split_name(name)
+        detector = configure(model, seed, budget_s, options)
         features = feature_config(detector, calendar)
         if features.groups not in featurized:
             pipeline = FeaturePipeline(features).fit(protocol.train)

@@ -50,6 +50,10 @@ class NeuralConfig(DetectorConfig):
     device: str = "auto"
     window: int = 16
     score_batch_size: int = 8192
+    #: divide each feature's error by its typical error on normal held-out rows (floored at the
+    #: median feature's), so features the model reconstructs poorly even on normal traffic do not
+    #: drown out the others; see :func:`error_weights`
+    weigh_errors: bool = False
 
     def __post_init__(self) -> None:
         if self.min_batches < 1:
@@ -160,8 +164,21 @@ class NeuralDetector(Detector):
             progress=progress,
         )
         self.device_ = resolve_device(config.device)
+        self.error_weights_: np.ndarray | None = None
+        if config.weigh_errors:
+            held = validation_view if validation_view is not None else train_view
+            self.error_weights_ = error_weights(self._mean_errors(held))
         self._finish_fit(train)
         return self
+
+    def _mean_errors(self, view: _View) -> np.ndarray:
+        """Each feature's mean error over the rows of ``view``."""
+        module = self.module_.to(self.device_).eval()
+        total = torch.zeros(view.data.width, dtype=torch.float64)
+        with torch.no_grad():
+            for batch in view.batches(self.config.score_batch_size):
+                total += self.errors(module, batch.to(self.device_)).double().sum(dim=0).cpu()
+        return (total / max(1, len(view.rows))).numpy()
 
     def score(self, data: DetectorData) -> np.ndarray:
         """Sum of the per-feature errors of each row, float64."""
@@ -178,16 +195,32 @@ class NeuralDetector(Detector):
             for rows, batch in view.indexed_batches(self.config.score_batch_size):
                 errors = self.errors(module, batch.to(self.device_))
                 out[rows] = errors.double().cpu().numpy()
+        weights = getattr(self, "error_weights_", None)
+        if weights is not None:
+            out *= weights.astype(np.float32).astype(np.float64)
         return out
 
     def state(self) -> dict[str, np.ndarray]:
-        """The network's parameters and buffers, by their ``state_dict`` names."""
+        """The network's parameters and buffers, by their ``state_dict`` names, and the error
+        weights (``error_weights``) where the errors are weighed."""
         if not self.is_fitted:
             raise NotFittedError(f"{self.name} is not fitted yet (call fit first)")
-        return {k: v.detach().cpu().numpy().copy() for k, v in self.module_.state_dict().items()}
+        arrays = {k: v.detach().cpu().numpy().copy() for k, v in self.module_.state_dict().items()}
+        if getattr(self, "error_weights_", None) is not None:
+            arrays[ERROR_WEIGHTS_KEY] = np.asarray(self.error_weights_, dtype=np.float32).copy()
+        return arrays
 
     def load_state(self, arrays: Mapping[str, np.ndarray], feature_names: tuple[str, ...]) -> Self:
         """Rebuild the network for ``feature_names`` and load the saved parameters into it."""
+        arrays = dict(arrays)
+        weights = arrays.pop(ERROR_WEIGHTS_KEY, None)
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float32)
+            if weights.shape != (len(feature_names),) or not np.all(np.isfinite(weights) & (weights > 0)):
+                raise ConfigError(
+                    f"saved error weights of {self.name} are not {len(feature_names)} positive numbers"
+                )
+        self.error_weights_ = weights
         module = build_for_weights(lambda: self.build_module(len(feature_names)), arrays, self.name)
         tensors = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
         try:
@@ -212,6 +245,24 @@ class NeuralDetector(Detector):
         self.device_ = resolve_device(str(device))
         self.module_.to(self.device_)
         return self
+
+
+#: the state key of the per-feature error weights
+ERROR_WEIGHTS_KEY = "error_weights"
+
+
+def error_weights(mean_errors: np.ndarray) -> np.ndarray:
+    """Per-feature weights of the errors, from each feature's mean error on normal held-out rows:
+    ``median / max(mean, median)``, with the median over the features. A feature the model
+    reconstructs worse than the typical feature even on normal traffic counts for proportionally
+    less; none counts for more than 1, so a feature that was constant in training keeps its full
+    weight when it changes. float32, all in ``(0, 1]``."""
+    mean = np.asarray(mean_errors, dtype=np.float64)
+    floor = float(np.median(mean)) if len(mean) else 0.0
+    if not np.isfinite(floor) or floor <= 0:
+        positive = mean[np.isfinite(mean) & (mean > 0)]
+        floor = float(np.median(positive)) if len(positive) else 1.0
+    return (floor / np.maximum(np.where(np.isfinite(mean), mean, floor), floor)).astype(np.float32)
 
 
 def build_for_weights(
@@ -298,8 +349,16 @@ class ErrorsModule(nn.Module):
         super().__init__()
         self.network = copy.deepcopy(detector.module_).cpu().eval()
         self.errors = detector.errors
+        weights = getattr(detector, "error_weights_", None)
+        self.weights: torch.Tensor | None
+        if weights is None:
+            self.weights = None
+        else:
+            self.register_buffer("weights", torch.from_numpy(np.asarray(weights, dtype=np.float32).copy()))
         self.eval()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(b, d)`` float32 per-feature errors of rows ``x``, or of windows ``x`` with ``mask``."""
-        return self.errors(self.network, Batch(x=x, mask=mask)).to(torch.float32)
+        """``(b, d)`` float32 per-feature errors of rows ``x``, or of windows ``x`` with ``mask``
+        (weighed, where the detector weighs them)."""
+        errors = self.errors(self.network, Batch(x=x, mask=mask)).to(torch.float32)
+        return errors if self.weights is None else errors * self.weights
