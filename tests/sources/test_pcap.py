@@ -261,3 +261,31 @@ def test_an_unguarded_script_reads_a_capture_once(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["flows 2"]
+
+
+def _dns_query(name: str, ident: int) -> bytes:
+    """A DNS query (one question, type A, class IN) for ``name``."""
+    labels = b"".join(bytes([len(part)]) + part.encode() for part in name.split(".")) + b"\x00"
+    return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + labels + struct.pack("!HH", 1, 1)
+
+
+def test_dns_query_names_become_name_features(tmp_path: Path) -> None:
+    """nDPI's query name is the flow's ``server_name``; a tunnel-like name stands out in the name
+    features, a flow without a name has zeros."""
+    from nadkit.features.names import NameGroup
+
+    tunnel = "a9f3k2j1x7q0z8m4v6b5n2c1.t.example.net"
+    packets = [
+        (BASE_TIME_S + 0.1, _udp_frame("10.0.0.1", "10.0.0.53", 41000, 53, _dns_query("www.ntop.org", 1))),
+        (BASE_TIME_S + 0.2, _udp_frame("10.0.0.1", "10.0.0.53", 41001, 53, _dns_query(tunnel, 2))),
+        (BASE_TIME_S + 0.3, _udp_frame("10.0.0.1", "10.0.0.2", 40000, 5000, b"x" * 10)),
+    ]
+    frame, _ = load_flows(_write(tmp_path / "dns.pcap", _pcap(packets)))
+    assert frame["server_name"].to_list() == ["www.ntop.org", tunnel, None]
+    group = NameGroup()
+    features = group.apply(frame, group.fit(frame))
+    assert features["server_name_chars"].to_list() == [12.0, float(len(tunnel)), 0.0]
+    assert features["server_name_labels"].to_list() == [3.0, 4.0, 0.0]
+    assert features["server_name_longest"].to_list() == [4.0, 24.0, 0.0]
+    entropy = features["server_name_entropy"].to_list()
+    assert entropy[1] > entropy[0] > 0 and entropy[2] == 0.0

@@ -41,10 +41,9 @@ def test_flows_collected_in_chunks_make_one_table(tmp_path: Path, monkeypatch: p
 
 
 def test_unused_fields_are_never_copied() -> None:
-    assert {"id", "src_mac", "dst_oui", "user_agent", "client_fingerprint", "src2dst_last_seen_ms"} <= (
-        pcap._UNUSED
-    )
-    assert not {"bidirectional_first_seen_ms", "src_ip", "dst_ip", "application_name"} & pcap._UNUSED
+    assert {"id", "src_mac", "dst_oui", "client_fingerprint", "src2dst_last_seen_ms"} <= pcap._UNUSED
+    kept = {"bidirectional_first_seen_ms", "src_ip", "dst_ip", "application_name", "requested_server_name"}
+    assert not (kept | {"user_agent"}) & pcap._UNUSED
 
 
 def test_captures_read_in_parallel_match_one_by_one(tmp_path: Path) -> None:

@@ -67,6 +67,15 @@ BASE: Final = {
     "in_bytes": "bytes received",
     "out_pkts": "packets sent",
     "in_pkts": "packets received",
+    "server_name": "name asked for (DNS query, TLS server name or HTTP host)",
+    "user_agent": "HTTP user agent",
+    # the name features
+    "server_name_chars": "characters in the name asked for",
+    "server_name_labels": "labels (dot-separated parts) in the name asked for",
+    "server_name_longest": "characters in the longest label of the name asked for",
+    "server_name_digit_share": "share of digits in the name asked for",
+    "server_name_entropy": "randomness of the name asked for (bits per character)",
+    "user_agent_chars": "characters in the HTTP user agent",
     # derived per-flow features with a name of their own
     "in_bytes_share": "share of the bytes that were received",
     "in_pkts_share": "share of the packets that were received",

@@ -50,6 +50,7 @@ from nadkit.features.flow import (
     SegmentGroup,
     ZeroFlagGroup,
 )
+from nadkit.features.names import NameGroup
 from nadkit.features.port import PortGroup
 from nadkit.features.segments import SegmentConfig
 from nadkit.fileio import atomic_path
@@ -60,7 +61,7 @@ FORMAT = "nadkit.feature_pipeline"
 FORMAT_VERSION = 1
 
 #: The default groups, in the order the groups run and their features appear.
-GROUP_NAMES = ("categories", "zero_flags", "logs", "ratios", "raw", "address", "port", "segments")
+GROUP_NAMES = ("categories", "zero_flags", "logs", "ratios", "raw", "address", "port", "segments", "names")
 #: Groups a model or user asks for by name (:mod:`nadkit.features.calendar`); they run after the others.
 OPTIONAL_GROUPS = ("calendar",)
 #: Every group, in running order.
@@ -218,6 +219,7 @@ def build_groups(config: FeatureConfig) -> list[FeatureGroup]:
         "address": AddressGroup,
         "port": PortGroup,
         "segments": SegmentGroup,
+        "names": NameGroup,
         "calendar": CalendarGroup,
     }
     return [factories[name]() for name in ALL_GROUPS if name in config.groups]

@@ -14,10 +14,12 @@ that sent the first packet), ``dst_ip``/``dst_port`` -> ``dst``/``dpt``; ``proto
 ``proto`` name; ``application_name`` lower-cased -> ``app`` (nDPI names such as ``tls.google``);
 ``bidirectional_duration_ms`` / 1000 -> ``duration``; ``src2dst_bytes``/``src2dst_packets`` ->
 ``out_bytes``/``out_pkts``; ``dst2src_bytes``/``dst2src_packets`` -> ``in_bytes``/``in_pkts``;
-``application_category_name`` lower-cased -> ``app_category`` (text). The other numeric fields
+``application_category_name`` lower-cased -> ``app_category`` (text); ``requested_server_name`` ->
+``server_name`` (the DNS query, TLS server name or HTTP host nDPI found; null where none) and
+``user_agent`` (HTTP; null where none), for the name features. The other numeric fields
 (``ip_version``, ``vlan_id``, ``tunnel_id``, ``expiration_id``, ``bidirectional_packets``,
 ``application_confidence``, per-direction durations, ...) are kept; the flow id, absolute
-timestamps, MAC addresses, server names, fingerprints and user agents are dropped. With the read
+timestamps, MAC addresses and fingerprints are dropped. With the read
 option ``statistical_analysis`` (on by default) the payload-free statistics nfstream meters are kept
 too: packet sizes (``*_min_ps``, ``*_mean_ps``, ``*_stddev_ps``, ``*_max_ps``), packet inter-arrival
 times (``*_piat_ms``) and TCP flag counts (``*_syn_packets``, ``*_rst_packets``, ...), each for both
@@ -161,6 +163,8 @@ _MAPPED = {
     "protocol",
     "application_name",
     "application_category_name",
+    "requested_server_name",
+    "user_agent",
     "bidirectional_duration_ms",
     "src2dst_bytes",
     "dst2src_bytes",
@@ -607,6 +611,11 @@ def _canonical(flows: pl.DataFrame, label: str | None) -> pl.LazyFrame:
     for source, target in (("application_name", "app"), ("application_category_name", "app_category")):
         if source in flows.columns:
             canonical[target] = text(pl.col(source).str.to_lowercase(), target)
+    # the name asked for (DNS query, TLS server name, HTTP host) and the HTTP user agent, where nDPI
+    # dissected them (nfstream's empty text where there is none becomes null)
+    for source, target in (("requested_server_name", "server_name"), ("user_agent", "user_agent")):
+        if source in flows.columns:
+            canonical[target] = text(source, target)
     if label is not None:
         canonical["label"] = label_expr(pl.lit(label, pl.String)).alias("label")
         canonical["label_original"] = pl.lit(label, pl.String).alias("label_original")
