@@ -45,8 +45,8 @@ Settings: ``NAME:key=value;key=value`` trains ``NAME`` with those settings (valu
 e.g. ``ae:weigh_errors=true`` or ``ae:hidden=[64,32];bottleneck=8``.
 
 Feature groups: each model is trained with the features ``nadkit train`` gives it (the calendar group
-for the window models); ``NAME+calendar`` adds the calendar group, ``NAME-calendar`` leaves it out,
-to measure what it brings.
+for the window models); ``NAME+GROUP`` adds a feature group, ``NAME-GROUP`` leaves it out (e.g.
+``lstm-calendar``, ``ae-names``), to measure what it brings.
 
 Few normal rows (``--train-rows 300``): the same data sets with only that many normal training rows
 and a third as many normal validation rows, as a user with a small benign sample has them; the
@@ -87,7 +87,7 @@ from benchmarks.common import RESULTS, cache_dir, console, data_dir, machine
 from nadkit.evaluation.metrics import binary_metrics, roc_auc
 from nadkit.evaluation.thresholds import quantile_threshold
 from nadkit.features.data import detector_data
-from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
+from nadkit.features.pipeline import ALL_GROUPS, FeatureConfig, FeaturePipeline
 from nadkit.models import REGISTRY, create
 from nadkit.models.neural import NeuralConfig
 from nadkit.schema import NORMAL
@@ -337,34 +337,42 @@ def per_class(test: pl.DataFrame, column: str, alerts: np.ndarray) -> dict[str, 
     return {value: float(alerts[attack & (values == value)].mean()) for value in sorted(set(values[attack]))}
 
 
-def split_name(name: str) -> tuple[str, bool | None, dict[str, Any]]:
-    """A ``--models`` entry as (model, calendar, settings): ``lstm-calendar`` -> (``lstm``, False,
-    {}), ``ae+calendar`` -> (``ae``, True, {}), ``ae:weigh_errors=true;hidden=[64,32]`` -> (``ae``,
-    None, {"weigh_errors": True, "hidden": (64, 32)}): settings after a colon, separated by
-    semicolons, each value read as YAML (lists become tuples)."""
+def split_name(name: str) -> tuple[str, dict[str, bool], dict[str, Any]]:
+    """A ``--models`` entry as (model, feature groups to add (True) or leave out (False), settings):
+    ``lstm-calendar`` -> (``lstm``, {"calendar": False}, {}), ``ae+calendar-names`` -> (``ae``,
+    {"calendar": True, "names": False}, {}), ``ae:weigh_errors=true;hidden=[64,32]`` -> (``ae``, {},
+    {"weigh_errors": True, "hidden": (64, 32)}): settings after a colon, separated by semicolons,
+    each value read as YAML (lists become tuples); group changes at the end."""
     import yaml
 
-    calendar: bool | None = None
-    for suffix, value in (("+calendar", True), ("-calendar", False)):
-        if name.endswith(suffix):
-            name, calendar = name[: -len(suffix)], value
+    groups: dict[str, bool] = {}
+    while True:
+        found = next(
+            ((group, sign == "+") for group in ALL_GROUPS for sign in "+-" if name.endswith(sign + group)),
+            None,
+        )
+        if found is None:
+            break
+        group, added = found
+        groups[group] = added
+        name = name[: -len(group) - 1]
     model, _, text = name.partition(":")
     options: dict[str, Any] = {}
     for item in filter(None, text.split(";")):
         key, _, value = item.partition("=")
         parsed = yaml.safe_load(value)
         options[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
-    return model, calendar, options
+    return model, groups, options
 
 
-def feature_config(detector: Any, calendar: bool | None) -> FeatureConfig:
-    """What ``nadkit train`` gives ``detector`` (peers: the default groups), with or without the
-    calendar group when ``calendar`` says."""
+def feature_config(detector: Any, changes: dict[str, bool]) -> FeatureConfig:
+    """What ``nadkit train`` gives ``detector`` (peers: the default groups), with the feature groups
+    ``changes`` adds (True) or leaves out (False)."""
     config = default_features(detector) if hasattr(detector, "wants_calendar") else FeatureConfig()
-    if calendar is None:
+    if not changes:
         return config
-    groups = tuple(g for g in config.groups if g != "calendar") + (("calendar",) if calendar else ())
-    return dataclasses.replace(config, groups=groups)
+    wanted = {g for g in config.groups if changes.get(g, True)} | {g for g, on in changes.items() if on}
+    return dataclasses.replace(config, groups=tuple(g for g in ALL_GROUPS if g in wanted))
 
 
 def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: float) -> list[dict[str, Any]]:
@@ -375,9 +383,9 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
     featurized: dict[tuple[str, ...], dict[str, Any]] = {}
     rows = []
     for name in models:
-        model, calendar, options = split_name(name)
+        model, changes, options = split_name(name)
         detector = configure(model, seed, budget_s, options)
-        features = feature_config(detector, calendar)
+        features = feature_config(detector, changes)
         if features.groups not in featurized:
             pipeline = FeaturePipeline(features).fit(protocol.train)
             featurized[features.groups] = {
