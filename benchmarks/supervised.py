@@ -28,7 +28,8 @@ validation part is given and no row is subsampled), so one fit each.
 Columns: multi-class macro F1 on the test part, binary accuracy (attack = any class but normal), the
 ROC-AUC of ``1 - P(normal)`` for attack vs normal, fit seconds. Run: ``.venv/bin/python
 benchmarks/supervised.py [--datasets unsw cic kdd cicshift] [--seeds 3] [--epochs N] [--budget 0]
-[--threads 1]``; writes ``benchmarks/results/supervised.json``.
+[--threads 1] [--set input_bins=16 dropout=0.1] [--out NAME]``; writes
+``benchmarks/results/supervised.json`` (or ``NAME.json``).
 """
 
 from __future__ import annotations
@@ -184,12 +185,23 @@ def _spread_row(model: str, measured: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def run_multitask(
-    parts: Parts, seeds: int, epochs: int | None, budget_s: float | None, cmd: bool = False
+    parts: Parts,
+    seeds: int,
+    epochs: int | None,
+    budget_s: float | None,
+    cmd: bool = False,
+    settings: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One ``multitask_gbt`` fit of ``seeds`` networks (with CMD towards ``parts.target`` when
-    ``cmd``): the networks alone and with the trees, each network alone and their ensemble."""
+    ``cmd``; ``settings``: other network settings): the networks alone and with the trees, each
+    network alone and their ensemble."""
     config = MultitaskGBTConfig(
-        seeds=seeds, time_budget_s=budget_s, seed=SEED, cmd_weight=1.0 if cmd else 0.0, device="cpu"
+        **(settings or {}),
+        seeds=seeds,
+        time_budget_s=budget_s,
+        seed=SEED,
+        cmd_weight=1.0 if cmd else 0.0,
+        device="cpu",
     )
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
@@ -272,6 +284,20 @@ def run_trees(parts: Parts, class_weight: str | None) -> dict[str, Any]:
     }
 
 
+def settings_from(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` items as settings, each value read as YAML (lists become tuples)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, got {item!r}")
+        parsed = yaml.safe_load(value)
+        out[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -285,7 +311,16 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these sizes)"
     )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="network settings other than the defaults (values read as YAML), e.g. input_bins=16",
+    )
+    parser.add_argument("--out", default="supervised", help="name of the result file")
     args = parser.parse_args()
+    settings = settings_from(args.set)
     torch.set_num_threads(args.threads)
     rows: list[dict[str, Any]] = []
     columns = ["dataset", "model", "macro_f1", "binary_accuracy", "roc_auc", "fit_s"]
@@ -293,9 +328,11 @@ def main() -> None:
         parts = load(name)
         if parts is None:
             continue
-        found = run_multitask(parts, args.seeds, args.epochs, args.budget or None)
+        found = run_multitask(parts, args.seeds, args.epochs, args.budget or None, settings=settings)
         if parts.target is not None:
-            found += run_multitask(parts, args.seeds, args.epochs, args.budget or None, cmd=True)
+            found += run_multitask(
+                parts, args.seeds, args.epochs, args.budget or None, cmd=True, settings=settings
+            )
         found += [run_trees(parts, None), run_trees(parts, "balanced")]
         for row in found:
             row["dataset"] = name
@@ -305,7 +342,7 @@ def main() -> None:
             )
         rows.extend(found)
     report(
-        "supervised",
+        args.out,
         "multitask, multitask_gbt and gradient-boosted trees on real data (test parts)",
         columns,
         rows,

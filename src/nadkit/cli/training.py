@@ -132,6 +132,15 @@ def train(
             show_default=False,
         ),
     ] = None,
+    names: Annotated[
+        bool,
+        typer.Option(
+            "--names",
+            help="Add the shape of the name each flow asked for (DNS query, TLS server name or HTTP "
+            "host: length, labels, digits, entropy) and the user agent's length, where the flows carry "
+            "them (captures).",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     format: FormatOption = None,
     on_bad_rows: BadRowsOption = "error",
@@ -149,7 +158,7 @@ def train(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nadkit.config import read_settings
-    from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig
+    from nadkit.features.pipeline import ALL_GROUPS, GROUP_NAMES, FeatureConfig
     from nadkit.features.series import BucketConfig
     from nadkit.models.multitask import SeedEpochReport
     from nadkit.training.fit import train_model
@@ -167,9 +176,16 @@ def train(
             by=bucket_by,
             calendar=True if calendar is None else calendar,
         )
-    elif calendar is not None:
-        extra = ("calendar",) if calendar else ()
-        features = FeatureConfig(groups=GROUP_NAMES + extra)
+    elif calendar is not None or names:
+        from nadkit.models import REGISTRY
+
+        wants = REGISTRY[model].wants_calendar if model in REGISTRY else False
+        extra = ("calendar",) if (wants if calendar is None else calendar) else ()
+        features = FeatureConfig(
+            groups=tuple(g for g in ALL_GROUPS if g in {*GROUP_NAMES, *extra} or (names and g == "names"))
+        )
+    if names and view == "buckets":
+        raise NadkitError("--names applies to --view flows (a bucket reads its own traffic metrics)")
 
     given = {"--fpr": fpr, "--max-fpr": max_fpr, "--beta": beta, "--risk": risk}
     threshold_params: dict[str, float] = {}

@@ -61,9 +61,9 @@ FORMAT = "nadkit.feature_pipeline"
 FORMAT_VERSION = 1
 
 #: The default groups, in the order the groups run and their features appear.
-GROUP_NAMES = ("categories", "zero_flags", "logs", "ratios", "raw", "address", "port", "segments", "names")
+GROUP_NAMES = ("categories", "zero_flags", "logs", "ratios", "raw", "address", "port", "segments")
 #: Groups a model or user asks for by name (:mod:`nadkit.features.calendar`); they run after the others.
-OPTIONAL_GROUPS = ("calendar",)
+OPTIONAL_GROUPS = ("names", "calendar")
 #: Every group, in running order.
 ALL_GROUPS = GROUP_NAMES + OPTIONAL_GROUPS
 
