@@ -61,10 +61,15 @@ MODELS: dict[str, dict[str, object]] = {
 
 def bundle(train: Path, name: str = "ae") -> Path:
     """An autoencoder trained on the training days, with its ONNX graph (cached)."""
+    from nadkit.models.autoencoder import AutoencoderConfig
     from nadkit.training.bundle import ModelBundle
     from nadkit.training.fit import train_model
 
-    path = cache_dir() / ("scoring_ae_bundle" if name == "ae" else "scoring_ae_compact_bundle")
+    # the cache is per network size, so a change of the default size trains a new one
+    settings = {"hidden": list(AutoencoderConfig.hidden), "bottleneck": AutoencoderConfig.bottleneck}
+    settings.update(MODELS[name])
+    size = "-".join(str(n) for n in settings["hidden"]) + f"_{settings['bottleneck']}"  # type: ignore[attr-defined]
+    path = cache_dir() / f"scoring_ae_{size}_bundle"
     if not (path / "manifest.json").exists():
         config = {"time_budget_s": 60.0, **MODELS[name]}
         train_model(train, path, model="ae", config=config, overwrite=True)
