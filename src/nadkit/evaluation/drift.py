@@ -292,8 +292,11 @@ class DriftMonitor:
         return self._close()
 
     def _count(self, matrix: np.ndarray, scores: np.ndarray) -> None:
+        # one transposed copy: each feature's values then lie together, where a column of the
+        # row-major matrix would be gathered from every row once per feature
+        columns = np.ascontiguousarray(matrix.T, dtype=np.float64)
         for j, cut in enumerate(self.reference.edges):
-            self._counts[j] += np.bincount(_bin(matrix[:, j].astype(np.float64), cut), minlength=len(cut) + 1)
+            self._counts[j] += np.bincount(_bin(columns[j], cut), minlength=len(cut) + 1)
         self._score_counts += np.bincount(
             _bin(scores, self.reference.score_edges), minlength=len(self.reference.score_edges) + 1
         )
