@@ -257,3 +257,10 @@ def test_a_window_model_reads_the_time_of_day_when_its_training_days_teach_it(tm
     assert not [n for n in features("--no-calendar") if n.startswith("time_of_day")]
     assert not [n for n in features(model="iforest") if n.startswith("time_of_day")]
     assert "time_of_day_sin" in features("--calendar", model="iforest")
+    # --names keeps the window model's calendar; flows without names simply have no name features
+    with_names = features("--names")
+    assert "time_of_day_sin" in with_names and not [n for n in with_names if n.startswith("server_name")]
+    assert_one_line_error(
+        nadkit("train", train, tmp_path / "buckets-names", "--view", "buckets", "--names"),
+        "--names applies to --view flows",
+    )
