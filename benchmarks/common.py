@@ -76,6 +76,27 @@ def report(name: str, title: str, columns: Sequence[str], rows: list[dict[str, A
     return path
 
 
+def settings_from(items: Sequence[str], known: Sequence[str], what: str) -> dict[str, Any]:
+    """``KEY=VALUE`` items as settings of ``what`` (whose fields are ``known``), each value read as
+    YAML (lists become tuples); a malformed item or an unknown key ends the run with one line."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SystemExit(f"error: {what}: settings are KEY=VALUE, got {item!r}")
+        if key not in known:
+            raise SystemExit(f"error: {what} has no setting {key!r} (known: {', '.join(sorted(known))})")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as problem:
+            raise SystemExit(f"error: {what}: {key}={value!r} is not a value") from problem
+        out[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return out
+
+
 def _format(value: Any) -> str:
     if value is None:
         return "-"

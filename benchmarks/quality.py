@@ -83,7 +83,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, cache_dir, console, data_dir, machine
+from benchmarks.common import RESULTS, cache_dir, console, data_dir, machine, settings_from
 from nadkit.evaluation.metrics import binary_metrics, roc_auc
 from nadkit.evaluation.thresholds import quantile_threshold
 from nadkit.features.data import detector_data
@@ -343,8 +343,6 @@ def split_name(name: str) -> tuple[str, dict[str, bool], dict[str, Any]]:
     {"calendar": True, "names": False}, {}), ``ae:weigh_errors=true;hidden=[64,32]`` -> (``ae``, {},
     {"weigh_errors": True, "hidden": (64, 32)}): settings after a colon, separated by semicolons,
     each value read as YAML (lists become tuples); group changes at the end."""
-    import yaml
-
     groups: dict[str, bool] = {}
     while True:
         found = next(
@@ -357,12 +355,9 @@ def split_name(name: str) -> tuple[str, dict[str, bool], dict[str, Any]]:
         groups[group] = added
         name = name[: -len(group) - 1]
     model, _, text = name.partition(":")
-    options: dict[str, Any] = {}
-    for item in filter(None, text.split(";")):
-        key, _, value = item.partition("=")
-        parsed = yaml.safe_load(value)
-        options[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
-    return model, groups, options
+    cls = REGISTRY.get(model)
+    known = [f.name for f in dataclasses.fields(cls.config_class)] if cls is not None else []
+    return model, groups, settings_from([i for i in text.split(";") if i], known, model)
 
 
 def feature_config(detector: Any, changes: dict[str, bool]) -> FeatureConfig:

@@ -69,9 +69,8 @@ def bundle(train: Path, name: str = "ae") -> Path:
     from nadkit.training.fit import train_model
 
     # the cache is per network size, so a change of the default size trains a new one
-    settings = {"hidden": list(AutoencoderConfig.hidden), "bottleneck": AutoencoderConfig.bottleneck}
-    settings.update(MODELS[name])
-    size = "-".join(str(n) for n in settings["hidden"]) + f"_{settings['bottleneck']}"  # type: ignore[attr-defined]
+    config = AutoencoderConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in MODELS[name].items()})
+    size = "-".join(str(n) for n in config.hidden) + f"_{config.bottleneck}"
     path = cache_dir() / f"scoring_ae_{size}_bundle"
     if not (path / "manifest.json").exists():
         config = {"time_budget_s": 60.0, **MODELS[name]}

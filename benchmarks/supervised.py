@@ -50,7 +50,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import console, data_dir, report
+from benchmarks.common import console, data_dir, report, settings_from
 from nadkit.evaluation.metrics import macro_f_beta, roc_auc
 from nadkit.evaluation.split import stratified_holdout
 from nadkit.features.data import detector_data
@@ -284,20 +284,6 @@ def run_trees(parts: Parts, class_weight: str | None) -> dict[str, Any]:
     }
 
 
-def settings_from(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` items as settings, each value read as YAML (lists become tuples)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set takes KEY=VALUE, got {item!r}")
-        parsed = yaml.safe_load(value)
-        out[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -320,7 +306,8 @@ def main() -> None:
     )
     parser.add_argument("--out", default="supervised", help="name of the result file")
     args = parser.parse_args()
-    settings = settings_from(args.set)
+    known = [f.name for f in dataclasses.fields(MultitaskGBTConfig)]
+    settings = settings_from(args.set, known, "multitask_gbt")
     torch.set_num_threads(args.threads)
     rows: list[dict[str, Any]] = []
     columns = ["dataset", "model", "macro_f1", "binary_accuracy", "roc_auc", "fit_s"]

@@ -9,13 +9,12 @@ from __future__ import annotations
 import base64
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from tests.e2e.test_cli_inputs import nadkit
 from tests.sources.test_pcap import BASE_TIME_S, _dns_query, _pcap, _udp_frame
 
 pytestmark = pytest.mark.slow
@@ -36,22 +35,17 @@ def _tunnel_capture(path: Path, queries: int = 120) -> Path:
     return path
 
 
-def _nadkit(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "nadkit", *map(str, args)], capture_output=True, text=True, timeout=1200
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
 def test_a_dns_tunnel_is_explained_by_its_query_names(shared_data: Path, tmp_path: Path) -> None:
     tunnel = _tunnel_capture(tmp_path / "tunnel.pcap")
     model = tmp_path / "model"
-    _nadkit("train", shared_data / "pcaps" / "benign", "-o", model, "--model", "ae", "--names")
+    trained = nadkit("train", shared_data / "pcaps" / "benign", "-o", model, "--model", "ae", "--names")
+    assert trained.returncode == 0, trained.stderr
     pipeline = json.loads((model / "pipeline.json").read_text())
     assert "names" in pipeline["config"]["groups"]
     scored = tmp_path / "scored.jsonl"
-    summary = json.loads(_nadkit("detect", model, tunnel, "--out", scored, "--all", "--json").stdout)
+    detected = nadkit("detect", model, tunnel, "--out", scored, "--all", "--json")
+    assert detected.returncode == 0, detected.stderr
+    summary = json.loads(detected.stdout)
     assert summary["flows"] == summary["written"] == 120
     records = pl.read_ndjson(scored)
     percentiles = records["score_percentile"].to_numpy()

@@ -335,6 +335,15 @@ def test_bin_encoded_network_gradient_and_saving() -> None:
     again = MultitaskDetector(binned_config).load_state(binned.state(), NAMES)
     np.testing.assert_array_equal(again.predict_proba(test), binned.predict_proba(test))
 
+    # several networks share one set of bins
+    pair = MultitaskDetector(MultitaskConfig(**{**binned_config.to_dict(), "seeds": 2})).fit(
+        _toy(600, seed=9)
+    )
+    state = pair.state()
+    for name in ("start", "inverse"):
+        np.testing.assert_array_equal(state[f"members.0.bins.{name}"], state[f"members.1.bins.{name}"])
+    assert float(np.abs(state["members.0.bins.inverse"]).sum()) > 0
+
     plain = MultitaskDetector(QUICK).fit(_toy(600, seed=9))
     assert not any(".bins." in key for key in plain.state())
     restored = MultitaskDetector(binned_config).load_state(plain.state(), NAMES)

@@ -158,16 +158,18 @@ def train(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nadkit.config import read_settings
-    from nadkit.features.pipeline import ALL_GROUPS, GROUP_NAMES, FeatureConfig
     from nadkit.features.series import BucketConfig
+    from nadkit.models import REGISTRY
     from nadkit.models.multitask import SeedEpochReport
-    from nadkit.training.fit import train_model
+    from nadkit.training.fit import default_features, train_model
 
     bundle = output_path("train", out, old_out)
     if view not in ("flows", "buckets"):
         raise NadkitError(f"--view must be flows or buckets, got {view!r}")
     if view == "flows" and (bucket_seconds is not None or bucket_by is not None):
         raise NadkitError("--bucket-seconds and --bucket-by apply to --view buckets")
+    if names and view == "buckets":
+        raise NadkitError("--names applies to --view flows (a bucket reads its own traffic metrics)")
     buckets = None
     features = None
     if view == "buckets":
@@ -176,16 +178,9 @@ def train(
             by=bucket_by,
             calendar=True if calendar is None else calendar,
         )
-    elif calendar is not None or names:
-        from nadkit.models import REGISTRY
-
-        wants = REGISTRY[model].wants_calendar if model in REGISTRY else False
-        extra = ("calendar",) if (wants if calendar is None else calendar) else ()
-        features = FeatureConfig(
-            groups=tuple(g for g in ALL_GROUPS if g in {*GROUP_NAMES, *extra} or (names and g == "names"))
-        )
-    if names and view == "buckets":
-        raise NadkitError("--names applies to --view flows (a bucket reads its own traffic metrics)")
+    elif (calendar is not None or names) and model in REGISTRY:
+        # an unknown model is named by train_model's own error
+        features = default_features(REGISTRY[model], calendar=calendar, names=names)
 
     given = {"--fpr": fpr, "--max-fpr": max_fpr, "--beta": beta, "--risk": risk}
     threshold_params: dict[str, float] = {}

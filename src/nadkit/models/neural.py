@@ -95,6 +95,8 @@ class NeuralDetector(Detector):
     config_class = NeuralConfig
     prefers_onnx = True
     config: NeuralConfig
+    #: per-feature weights of the errors (``weigh_errors``), None where the errors are not weighed
+    error_weights_: np.ndarray | None = None
 
     # -- what a model supplies --------------------------------------------------------------------
 
@@ -164,7 +166,7 @@ class NeuralDetector(Detector):
             progress=progress,
         )
         self.device_ = resolve_device(config.device)
-        self.error_weights_: np.ndarray | None = None
+        self.error_weights_ = None
         if config.weigh_errors:
             held = validation_view if validation_view is not None else train_view
             self.error_weights_ = error_weights(self._mean_errors(held))
@@ -195,9 +197,8 @@ class NeuralDetector(Detector):
             for rows, batch in view.indexed_batches(self.config.score_batch_size):
                 errors = self.errors(module, batch.to(self.device_))
                 out[rows] = errors.double().cpu().numpy()
-        weights = getattr(self, "error_weights_", None)
-        if weights is not None:
-            out *= weights.astype(np.float32).astype(np.float64)
+        if self.error_weights_ is not None:
+            out *= self.error_weights_
         return out
 
     def state(self) -> dict[str, np.ndarray]:
@@ -206,7 +207,7 @@ class NeuralDetector(Detector):
         if not self.is_fitted:
             raise NotFittedError(f"{self.name} is not fitted yet (call fit first)")
         arrays = {k: v.detach().cpu().numpy().copy() for k, v in self.module_.state_dict().items()}
-        if getattr(self, "error_weights_", None) is not None:
+        if self.error_weights_ is not None:
             arrays[ERROR_WEIGHTS_KEY] = np.asarray(self.error_weights_, dtype=np.float32).copy()
         return arrays
 
@@ -349,7 +350,7 @@ class ErrorsModule(nn.Module):
         super().__init__()
         self.network = copy.deepcopy(detector.module_).cpu().eval()
         self.errors = detector.errors
-        weights = getattr(detector, "error_weights_", None)
+        weights = detector.error_weights_
         self.weights: torch.Tensor | None
         if weights is None:
             self.weights = None

@@ -29,7 +29,7 @@ from nadkit.evaluation.split import bucket_split, supervised_split, unsupervised
 from nadkit.evaluation.thresholds import Threshold, check_threshold_choice, choose_threshold
 from nadkit.features.buckets import BucketView
 from nadkit.features.data import detector_data
-from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
+from nadkit.features.pipeline import ALL_GROUPS, GROUP_NAMES, FeatureConfig, FeaturePipeline
 from nadkit.features.ranges import metric_ranges, typical_ranges
 from nadkit.features.series import BucketConfig
 from nadkit.models.base import Detector, DetectorData
@@ -242,12 +242,17 @@ def _detector(
     return detector
 
 
-def default_features(detector: Detector) -> FeatureConfig:
-    """The feature settings a detector is trained with when none are given: the default groups, and
-    the calendar group for detectors that read the time of day and day of week
-    (:attr:`~nadkit.models.base.Detector.wants_calendar`)."""
-    extra = ("calendar",) if detector.wants_calendar else ()
-    return FeatureConfig(groups=GROUP_NAMES + extra)
+def default_features(
+    detector: Detector | type[Detector], *, calendar: bool | None = None, names: bool = False
+) -> FeatureConfig:
+    """The feature settings a detector (or detector class) is trained with: the default groups; the
+    calendar group for detectors that read the time of day and day of week
+    (:attr:`~nadkit.models.base.Detector.wants_calendar`), or as ``calendar`` says when given; the
+    name group when ``names``."""
+    extra = {"calendar"} if (detector.wants_calendar if calendar is None else calendar) else set()
+    if names:
+        extra.add("names")
+    return FeatureConfig(groups=tuple(g for g in ALL_GROUPS if g in GROUP_NAMES or g in extra))
 
 
 def fit(

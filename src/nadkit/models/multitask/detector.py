@@ -164,9 +164,12 @@ class MultitaskDetector(Detector):
                 return classifier.standardize(torch.from_numpy(x)).numpy()
 
         source = _Rows(standardised(train_x), train_codes.astype(np.int64))
-        for member in classifier.members:
-            if member.bins is not None:
-                member.bins.fit(_quantile_sample(source.x, rng))
+        binned = [member.bins for member in classifier.members if member.bins is not None]
+        if binned:
+            # the members share one set of bins, from one sample of the standardised rows
+            binned[0].fit(_quantile_sample(source.x, rng))
+            for bins in binned[1:]:
+                bins.load_state_dict(binned[0].state_dict())
         held_out = (
             _Rows(standardised(validation.features), validation_codes.astype(np.int64))
             if validation is not None and validation_codes is not None
