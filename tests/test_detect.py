@@ -318,3 +318,56 @@ def test_reading_ahead_keeps_order_errors_and_stops_when_left() -> None:
             break
     assert len(produced) < 10, "the reader stops soon after the loop is left"
     assert not any(t.name == "nadkit-read-ahead" and t.is_alive() for t in threading.enumerate())
+
+
+def test_stages_on_threads_stop_together_when_left() -> None:
+    """A read-ahead stage that reads from another (features from read chunks, as
+    :func:`score_chunks` does) stops both when the consumer leaves: the outer stage closes the
+    inner one on its own thread."""
+    import threading
+    import time
+
+    from nadkit.detection.chunks import prefetched
+
+    produced: list[int] = []
+
+    def endless() -> Iterator[int]:
+        for value in range(10**9):
+            produced.append(value)
+            yield value
+
+    def doubled() -> Iterator[int]:
+        for value in prefetched(endless()):
+            yield 2 * value
+
+    for value in prefetched(doubled()):
+        if value == 6:
+            break
+    deadline = time.monotonic() + 5
+    while any(t.name == "nadkit-read-ahead" and t.is_alive() for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a stage outlived its consumer"
+        time.sleep(0.01)
+    assert len(produced) < 12
+
+
+def test_pipelined_chunks_report_held_flows_and_keep_order(
+    ae_bundle: ModelBundle, days: tuple[pl.DataFrame, Path]
+) -> None:
+    """Chunks scored while the next chunk's features are computed come out as a single-threaded
+    push/flush gives them, each with the flows held after it."""
+    from nadkit.detection.detect import score_chunks
+
+    _, path = days
+    piped = [(chunk.frame, chunk.held_rows) for chunk, _ in score_chunks(ae_bundle, path, chunk_rows=1500)]
+    table = pl.read_parquet(path)
+    stepwise = Scorer(ae_bundle)
+    expected = []
+    for start in range(0, table.height, 1500):
+        frame = stepwise.push(table.slice(start, 1500)).frame
+        expected.append((frame, stepwise.held_rows))
+    expected.append((stepwise.flush().frame, 0))
+    assert [held for _, held in piped] == [held for _, held in expected]
+    for (got, _), (want, _) in zip(piped, expected, strict=True):
+        assert got.height == want.height
+        if got.height:
+            np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-6)

@@ -25,6 +25,8 @@ class ScoredChunk:
     alerts, ``top_features``; ``row`` is the flow's 1-based row in the input."""
 
     frame: pl.DataFrame
+    #: flows held back after this chunk (features that need later flows)
+    held_rows: int = 0
 
     @property
     def alerts(self) -> int:
@@ -91,6 +93,12 @@ def prefetched(items: Iterable[T], depth: int = 1) -> Iterator[T]:
         except BaseException as error:  # handed to the consumer, raised there
             offer(_Failure(error))
             return
+        finally:
+            # a generator left early (the consumer stopped) closes here, on its own thread, so
+            # that a stage it reads from stops too
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
         offer(_DONE)
 
     reader = threading.Thread(target=read, name="nadkit-read-ahead", daemon=True)

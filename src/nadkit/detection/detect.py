@@ -18,6 +18,7 @@ the score and normal ranges, and an explanation in words (:mod:`nadkit.detection
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -60,6 +61,15 @@ ScoredHook = Callable[[np.ndarray, np.ndarray], None]
 # ---------------------------------------------------------------------------------------------------
 # scoring a stream of chunks
 # ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A chunk's features, ready to score (:meth:`Scorer.prepare`; None when no flow is final yet),
+    and how many flows are held back after it."""
+
+    batch: ViewBatch | None
+    held_rows: int
 
 
 class Scorer:
@@ -125,13 +135,26 @@ class Scorer:
 
     def push(self, flows: pl.DataFrame) -> ScoredChunk:
         """Score the flows of this chunk whose features are final (the rest come later)."""
-        with _numbers_expected():
-            return self._score(self.view.push(flows))
+        return self.score_prepared(self.prepare(flows))
 
     def flush(self) -> ScoredChunk:
         """Score every flow still held (end of input)."""
+        return self.score_prepared(self.prepare(None))
+
+    def prepare(self, flows: pl.DataFrame | None) -> PreparedBatch:
+        """The first half of :meth:`push` (``flows``) or :meth:`flush` (None): the features of the
+        flows that are final now, and how many flows stay held. Calls must come in input order,
+        but the scoring of one batch (:meth:`score_prepared`) may overlap the preparation of the
+        next, as :func:`score_chunks` does on two threads."""
         with _numbers_expected():
-            return self._score(self.view.flush())
+            batch = self.view.flush() if flows is None else self.view.push(flows)
+        return PreparedBatch(batch, self.view.held_rows)
+
+    def score_prepared(self, prepared: PreparedBatch) -> ScoredChunk:
+        """The second half of :meth:`push`: scores, alerts and explanations of a prepared batch."""
+        with _numbers_expected():
+            chunk = self._score(prepared.batch)
+        return dataclasses.replace(chunk, held_rows=prepared.held_rows)
 
     def score_all(self, flows: pl.DataFrame) -> ScoredChunk:
         """Score a whole table at once: :meth:`push` then :meth:`flush` as one model call (a fresh
@@ -312,11 +335,18 @@ def score_chunks(
             time_order=time_order,
             on_bad_rows=on_bad_rows,
         )
-        for piece in prefetched(pieces):
-            if on_read is not None:
+
+        def prepared() -> Iterator[tuple[pl.DataFrame | None, PreparedBatch]]:
+            for piece in prefetched(pieces):
+                yield piece, scorer.prepare(piece)
+            yield None, scorer.prepare(None)
+
+        # three stages on three threads: reading the next chunks, the features of the next, and
+        # scoring and explaining this one (the work in each releases the GIL for the most part)
+        for piece, batch in prefetched(prepared()):
+            if piece is not None and on_read is not None:
                 on_read(piece)
-            yield scorer.push(piece), scorer
-        yield scorer.flush(), scorer
+            yield scorer.score_prepared(batch), scorer
     except SchemaError as error:
         if error.path is not None:
             raise
@@ -381,24 +411,19 @@ def detect_file(
                 on_scored=on_scored,
             ):
                 value = scorer.threshold
-                held = max(held, scorer.held_rows)
+                held = max(held, chunk.held_rows)
                 frame = chunk.frame
                 if frame.height == 0:
                     continue
                 flows += frame.height
                 alerts += chunk.alerts
-                chosen = frame.filter(pl.col("alert")) if alerts_only else frame
-                if chosen.height and "class" in chosen.columns:
-                    for name, count in (
-                        chosen.filter(pl.col("alert"))["class"]
-                        .fill_null("anomaly")
-                        .value_counts()
-                        .iter_rows()
-                    ):
+                alerted = frame.filter(pl.col("alert")) if chunk.alerts else frame.clear()
+                if alerted.height and "class" in alerted.columns:
+                    for name, count in alerted["class"].fill_null("anomaly").value_counts().iter_rows():
                         by_class[name] = by_class.get(name, 0) + count
-                writer.write(chosen)
-                if chunk.alerts:
-                    raised.append(frame.filter(pl.col("alert")))
+                writer.write(alerted if alerts_only else frame)
+                if alerted.height:
+                    raised.append(alerted)
                 if progress is not None:
                     progress(flows, alerts)
         finally:

@@ -120,7 +120,9 @@ class Explainer:
             {
                 "feature": pl.Series(np.asarray(self.names, dtype=object)[features], dtype=pl.String),
                 "contribution": pl.Series(contributions, dtype=pl.Float64),
-                "value": pl.Series(values, dtype=pl.String),
+                "value": values.cast(pl.String)
+                if isinstance(values, pl.Series)
+                else pl.Series(values, dtype=pl.String),
                 "label": pl.Series(self.labels[features], dtype=pl.String),
                 "share": pl.Series(share, dtype=pl.Float64).fill_nan(None),
                 "normal": pl.Series(self.normal[features], dtype=pl.String),
@@ -129,13 +131,18 @@ class Explainer:
             }
         )
         kind, value, normal, share_col = pl.col("_kind"), pl.col("value"), pl.col("normal"), pl.col("share")
+        # one number formatting for both kinds that show a number (a branch of when/then is
+        # computed for every row, so two would format every row twice)
+        as_number = number_text_expr(
+            pl.when(kind == _RAW).then(value.cast(pl.Float64, strict=False)).otherwise(pl.col("_number"))
+        )
         shown = (
             pl.when(kind == _SHARE)
             .then(pl.when(pl.col("_number") >= 0.5).then(pl.lit("yes")).otherwise(pl.lit("no")))
             .when(kind == _RAW)
-            .then(number_text_expr(value.cast(pl.Float64, strict=False)).fill_null(value))
+            .then(as_number.fill_null(value))
             .when(kind == _OWN)
-            .then(number_text_expr(pl.col("_number")))
+            .then(as_number)
             .otherwise(value)
             .fill_null(pl.lit("unknown"))
         )

@@ -90,7 +90,7 @@ class ScoringView(Protocol):
 
     def complete(self, flows: pl.DataFrame) -> ViewBatch | None: ...
 
-    def values(self, batch: ViewBatch, units: np.ndarray, features: np.ndarray) -> np.ndarray: ...
+    def values(self, batch: ViewBatch, units: np.ndarray, features: np.ndarray) -> np.ndarray | pl.Series: ...
 
 
 def scoring_view(
@@ -239,24 +239,30 @@ class FlowScoring:
             time=times,
         )
 
-    def values(self, batch: ViewBatch, units: np.ndarray, features: np.ndarray) -> np.ndarray:
+    def values(self, batch: ViewBatch, units: np.ndarray, features: np.ndarray) -> pl.Series:
         """The raw value(s) behind feature ``features[i]`` of flow ``units[i]`` as text: ``296``, or
         ``a=1, b=2`` for several columns; one query per distinct feature."""
-        texts = np.full(len(features), None, dtype=object)
+        if len(features) == 0:
+            return pl.Series("v", [], dtype=pl.String)
         by_feature = np.argsort(features, kind="stable")
         distinct, starts = np.unique(features[by_feature], return_index=True)
         ends = np.append(starts[1:], len(features))
         columns = batch.flows.columns
+        parts: list[pl.Series] = []
         for j, start, stop in zip(distinct, starts, ends, strict=True):
-            where = by_feature[start:stop]
-            expression = self._value_text(self.names[j], columns).alias("v")
-            texts[where] = batch.flows[units[where]].select(expression)["v"].to_numpy()
-        return texts
+            rows = pl.Series(units[by_feature[start:stop]])
+            raw = [c for c in self._raw[self.names[j]] if c in columns]
+            if not raw:
+                parts.append(pl.repeat(None, stop - start, dtype=pl.String, eager=True).alias("v"))
+                continue
+            # gather only the columns behind this feature, then format them
+            picked = batch.flows.select(pl.col(raw).gather(rows))
+            parts.append(picked.select(self._value_text(raw).alias("v"))["v"])
+        # back from feature order to the entries' order
+        return pl.concat(parts).gather(pl.Series(np.argsort(by_feature, kind="stable")))
 
-    def _value_text(self, name: str, columns: Sequence[str]) -> pl.Expr:
-        raw = [c for c in self._raw[name] if c in columns]
-        if not raw:
-            return pl.lit(None, dtype=pl.String)
+    @staticmethod
+    def _value_text(raw: Sequence[str]) -> pl.Expr:
         if len(raw) == 1:
             return pl.col(raw[0]).cast(pl.String)
         parts: list[pl.Expr] = []
