@@ -371,3 +371,18 @@ def test_pipelined_chunks_report_held_flows_and_keep_order(
         assert got.height == want.height
         if got.height:
             np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-6)
+
+
+def test_top_zero_scores_and_alerts_without_explaining(
+    ae_bundle: ModelBundle, days: tuple[pl.DataFrame, Path], tmp_path: Path
+) -> None:
+    """``top=0`` (``nadkit detect --top 0``) gives the same scores and alerts, with no explanations."""
+    _, path = days
+    explained = detect_file(ae_bundle, path, tmp_path / "explained.jsonl")
+    bare = detect_file(ae_bundle, path, tmp_path / "bare.jsonl", top=0)
+    assert bare.alerts == explained.alerts > 0
+    with_text = [json.loads(line) for line in (tmp_path / "explained.jsonl").read_text().splitlines()]
+    without = [json.loads(line) for line in (tmp_path / "bare.jsonl").read_text().splitlines()]
+    assert [r["score"] for r in without] == [r["score"] for r in with_text]
+    assert all(r["top_features"] is None and r["explanation"] is None for r in without)
+    assert all(r["top_features"] for r in with_text)

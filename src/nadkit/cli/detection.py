@@ -101,7 +101,12 @@ def detect(
     threshold: Annotated[
         float | None, typer.Option(help="Alert threshold (default: the bundle's, chosen on validation).")
     ] = None,
-    top: Annotated[int, typer.Option(min=1, max=50, help="Contributing features listed per alert.")] = 5,
+    top: Annotated[
+        int,
+        typer.Option(
+            min=0, max=50, help="Contributing features listed per alert (0: alerts unexplained, faster)."
+        ),
+    ] = 5,
     chunk_rows: Annotated[
         int, typer.Option("--chunk-rows", min=1000, help="Flows read and scored per chunk (bounds memory).")
     ] = 200_000,
@@ -403,7 +408,12 @@ def stream(
         Path | None,
         typer.Option("--drift-out", help="Append every drift window as a JSON line to this file."),
     ] = None,
-    top: Annotated[int, typer.Option(min=1, max=50, help="Contributing features listed per alert.")] = 5,
+    top: Annotated[
+        int,
+        typer.Option(
+            min=0, max=50, help="Contributing features listed per alert (0: alerts unexplained, faster)."
+        ),
+    ] = 5,
     all_flows: Annotated[
         bool, typer.Option("--all", help="Write every scored flow, not only alerts.")
     ] = False,

@@ -99,7 +99,8 @@ class Scorer:
         self.view: ScoringView = scoring_view(bundle, entity=entity, lateness_s=lateness_s, late=late)
         self.detector = bundle.detector
         self.threshold = bundle_threshold(bundle, threshold)
-        self.top = max(1, int(top))
+        #: features listed per alert; 0: alerts are not explained (scores and alerts only)
+        self.top = max(0, int(top))
         self._classes: tuple[str, ...] = self.detector.classes_
         # a row detector scores every unit and explains only the alerted ones (a window detector's
         # units need the rows before them, so it computes every unit's contributions at once)
@@ -183,8 +184,10 @@ class Scorer:
         scores = unit_scores if of_flow is None else np.asarray(unit_scores, dtype=np.float64)[of_flow]
         alerts = scores >= self.threshold
         units = np.flatnonzero(alerts) if of_flow is None else np.unique(of_flow[alerts])
-        if contributions is None:
-            explained = self.bundle.contributions(batch.data.take(units)) if len(units) else None
+        if self.top == 0 or not len(units):
+            explained = None
+        elif contributions is None:
+            explained = self.bundle.contributions(batch.data.take(units))
         else:
             explained = contributions[units]
         top_features, explanation = self._top_features(batch, units, explained, alerts)
@@ -520,6 +523,7 @@ def score_table(
         mapping=mapping,
         chunk_rows=chunk_rows,
         threshold=threshold,
+        top=0,  # the table keeps no explanations: none are computed
         on_read=on_read,
         on_bad_rows=on_bad_rows,
     ):

@@ -9,28 +9,21 @@ control flow in ``forward`` (exportable to ONNX).
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
-from typing import Literal
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Literal
 
 from nadkit.errors import ConfigError
 from nadkit.models.base import Detector
 from nadkit.models.neural import NeuralConfig, NeuralDetector
 from nadkit.models.trainer import Batch
 
-#: activation name -> module class, for the ``activation`` option
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "selu": nn.SELU,
-    "tanh": nn.Tanh,
-}
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+#: the activations the ``activation`` option names
+ACTIVATION_NAMES: tuple[str, ...] = ("relu", "leaky_relu", "elu", "gelu", "selu", "tanh")
 
 
 def _check_layers(hidden: tuple[int, ...], bottleneck: int, activation: str, dropout: float) -> None:
@@ -38,21 +31,10 @@ def _check_layers(hidden: tuple[int, ...], bottleneck: int, activation: str, dro
         raise ConfigError(f"hidden layer sizes must be at least 1, got {hidden}")
     if bottleneck < 1:
         raise ConfigError(f"the bottleneck size must be at least 1, got {bottleneck}")
-    if activation not in ACTIVATIONS:
-        raise ConfigError(f"unknown activation {activation!r} (known: {', '.join(sorted(ACTIVATIONS))})")
+    if activation not in ACTIVATION_NAMES:
+        raise ConfigError(f"unknown activation {activation!r} (known: {', '.join(sorted(ACTIVATION_NAMES))})")
     if not 0 <= dropout < 1:
         raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
-
-
-def dense_stack(sizes: tuple[int, ...], activation: str, dropout: float) -> nn.Sequential:
-    """Linear layers through ``sizes`` (input first), each followed by the activation and dropout."""
-    layers: list[nn.Module] = []
-    for fan_in, fan_out in itertools.pairwise(sizes):
-        layers.append(nn.Linear(fan_in, fan_out))
-        layers.append(ACTIVATIONS[activation]())
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -81,26 +63,6 @@ class AutoencoderConfig(NeuralConfig):
         _check_layers(self.hidden, self.bottleneck, self.activation, self.dropout)
 
 
-class DenseAutoencoder(nn.Module):
-    """Encoder -> linear bottleneck -> decoder -> linear output of the input's width."""
-
-    def __init__(self, features: int, config: AutoencoderConfig) -> None:
-        super().__init__()
-        self.encoder = nn.Sequential(
-            dense_stack((features, *config.hidden), config.activation, config.dropout),
-            nn.Linear(config.hidden[-1] if config.hidden else features, config.bottleneck),
-        )
-        mirrored = tuple(reversed(config.hidden))
-        self.decoder = nn.Sequential(
-            dense_stack((config.bottleneck, *mirrored), config.activation, config.dropout),
-            nn.Linear(mirrored[-1] if mirrored else config.bottleneck, features),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The reconstruction of ``x`` (rows x features)."""
-        return self.decoder(self.encoder(x))
-
-
 class Autoencoder(NeuralDetector):
     """Dense autoencoder trained on normal rows with mean squared error; a row's score is its summed
     squared reconstruction error, each feature's square its contribution."""
@@ -125,11 +87,15 @@ class Autoencoder(NeuralDetector):
         )
 
     def build_module(self, features: int) -> nn.Module:
-        """The :class:`DenseAutoencoder` for ``features`` inputs."""
+        """The :class:`~nadkit.models.autoencoder_networks.DenseAutoencoder` for ``features`` inputs."""
+        from nadkit.models.autoencoder_networks import DenseAutoencoder
+
         return DenseAutoencoder(features, self.config)
 
     def loss(self, module: nn.Module, batch: Batch) -> torch.Tensor:
         """Mean squared reconstruction error."""
+        import torch
+
         return torch.mean((module(batch.x) - batch.x) ** 2)
 
     def errors(self, module: nn.Module, batch: Batch) -> torch.Tensor:
@@ -144,10 +110,6 @@ class Autoencoder(NeuralDetector):
 #: how a VAE scores a row: negative ELBO, or negative reconstruction probability
 VaeScore = Literal["elbo", "reconstruction_probability"]
 VAE_SCORES: tuple[str, ...] = ("elbo", "reconstruction_probability")
-
-#: bounds of the learned log-variance of the decoder's Gaussian output (keeps the likelihood finite
-#: on features that are constant in training)
-LOG_VARIANCE_BOUNDS = (-6.0, 6.0)
 
 
 @dataclass(frozen=True)
@@ -181,59 +143,6 @@ class VariationalAutoencoderConfig(NeuralConfig):
             raise ConfigError(f"score must be one of {', '.join(VAE_SCORES)}; got {self.score!r}")
         if self.samples < 1:
             raise ConfigError(f"samples must be at least 1, got {self.samples}")
-
-
-class GaussianAutoencoder(nn.Module):
-    """Gaussian encoder (``mu``, ``log_variance`` of the latent) and a decoder giving the mean of a
-    Gaussian output whose per-feature log-variance is ``output_log_variance`` (learned or fixed).
-
-    ``forward`` is deterministic: it decodes the latent mean. For the reconstruction-probability
-    score it holds ``score_noise``, fixed standard-normal draws ``(samples, latent)`` made once from
-    the seed and saved with the weights, so a row's score does not depend on its batch.
-    """
-
-    def __init__(self, features: int, config: VariationalAutoencoderConfig) -> None:
-        super().__init__()
-        width = config.hidden[-1] if config.hidden else features
-        self.encoder = dense_stack((features, *config.hidden), config.activation, config.dropout)
-        self.latent_mean = nn.Linear(width, config.latent)
-        self.latent_log_variance = nn.Linear(width, config.latent)
-        mirrored = tuple(reversed(config.hidden))
-        self.decoder = nn.Sequential(
-            dense_stack((config.latent, *mirrored), config.activation, config.dropout),
-            nn.Linear(mirrored[-1] if mirrored else config.latent, features),
-        )
-        if config.output_variance is None:
-            self.log_variance = nn.Parameter(torch.zeros(features))
-        else:
-            self.register_buffer("log_variance", torch.full((features,), math.log(config.output_variance)))
-        if config.score == "reconstruction_probability":
-            generator = torch.Generator().manual_seed(config.seed)
-            noise = torch.randn(config.samples, config.latent, generator=generator)
-            self.register_buffer("score_noise", noise)
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and log-variance of the latent Gaussian of each row."""
-        hidden = self.encoder(x)
-        return self.latent_mean(hidden), self.latent_log_variance(hidden)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Mean of the output Gaussian for latent ``z``."""
-        return self.decoder(z)
-
-    def output_log_variance(self) -> torch.Tensor:
-        """Per-feature log-variance of the output Gaussian, within :data:`LOG_VARIANCE_BOUNDS`."""
-        return torch.clamp(self.log_variance, *LOG_VARIANCE_BOUNDS)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Reconstruction mean (from the latent mean), latent mean and latent log-variance."""
-        mean, log_variance = self.encode(x)
-        return self.decode(mean), mean, log_variance
-
-
-def _kl_divergence(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
-    """KL(q(z|x) || N(0, I)) of each row."""
-    return 0.5 * torch.sum(mean**2 + torch.exp(log_variance) - 1.0 - log_variance, dim=1)
 
 
 class VariationalAutoencoder(NeuralDetector):
@@ -273,12 +182,19 @@ class VariationalAutoencoder(NeuralDetector):
         )
 
     def build_module(self, features: int) -> nn.Module:
-        """The :class:`GaussianAutoencoder` for ``features`` inputs."""
+        """The :class:`~nadkit.models.autoencoder_networks.GaussianAutoencoder` for ``features``
+        inputs."""
+        from nadkit.models.autoencoder_networks import GaussianAutoencoder
+
         return GaussianAutoencoder(features, self.config)
 
     def loss(self, module: nn.Module, batch: Batch) -> torch.Tensor:
         """Mean negative ELBO; the latent is sampled (reparameterisation) in training mode only, so
         validation losses are deterministic."""
+        import torch
+
+        from nadkit.models.autoencoder_networks import kl_divergence
+
         mean, log_variance = module.encode(batch.x)
         z = mean
         if module.training:
@@ -288,12 +204,16 @@ class VariationalAutoencoder(NeuralDetector):
         nll = 0.5 * torch.sum(
             math.log(2 * math.pi) + output_log_variance + squared * torch.exp(-output_log_variance), dim=1
         )
-        return torch.mean(nll + self.config.beta * _kl_divergence(mean, log_variance))
+        return torch.mean(nll + self.config.beta * kl_divergence(mean, log_variance))
 
     def errors(self, module: nn.Module, batch: Batch) -> torch.Tensor:
         """Per-feature scaled squared error plus the row's KL term spread evenly over the features
         (``"elbo"``), or the per-feature negative log-likelihood averaged over the fixed latent draws
         (``"reconstruction_probability"``)."""
+        import torch
+
+        from nadkit.models.autoencoder_networks import kl_divergence
+
         if self.config.score == "reconstruction_probability":
             mean, log_variance = module.encode(batch.x)
             spread = torch.exp(0.5 * log_variance).unsqueeze(0)
@@ -302,9 +222,21 @@ class VariationalAutoencoder(NeuralDetector):
             return 0.5 * torch.mean(squared, dim=0) * torch.exp(-module.output_log_variance())
         reconstruction, mean, log_variance = module(batch.x)
         squared = 0.5 * (batch.x - reconstruction) ** 2 * torch.exp(-module.output_log_variance())
-        kl = self.config.beta * torch.clamp(_kl_divergence(mean, log_variance), min=0.0)
+        kl = self.config.beta * torch.clamp(kl_divergence(mean, log_variance), min=0.0)
         return squared + (kl / batch.x.shape[1]).unsqueeze(1)
 
 
 #: the detectors this module defines, in registry order
 DETECTORS: tuple[type[Detector], ...] = (Autoencoder, VariationalAutoencoder)
+
+
+def __getattr__(name: str) -> object:
+    """The networks, importable from here as before, without importing torch with this module."""
+    if name in _NETWORKS:
+        from nadkit.models import autoencoder_networks
+
+        return getattr(autoencoder_networks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_NETWORKS = ("ACTIVATIONS", "LOG_VARIANCE_BOUNDS", "DenseAutoencoder", "GaussianAutoencoder", "dense_stack")

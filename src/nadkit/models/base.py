@@ -190,6 +190,11 @@ class Detector(ABC):
         """Restore a fitted detector from :meth:`state`'s arrays and the features it was fitted on."""
         raise NotImplementedError(f"{self.name} cannot be loaded yet")
 
+    def finish_loading(self) -> None:
+        """Build now whatever :meth:`load_state` left for first use (a neural network, where torch
+        was not imported yet), so that saved parameters that do not fit show now; nothing here."""
+        return None
+
     # -- export (see :mod:`nadkit.models.export`) ----------------------------------------------------
 
     def export_module(self) -> nn.Module:
@@ -233,16 +238,26 @@ class Detector(ABC):
 def top_contributions(contributions: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``top`` largest contributions of each row, largest first, and their feature indices:
     ``(indices, values)``, both ``(rows, min(top, features))``. The one ranking behind every
-    explanation (a detector's :meth:`Detector.explain`, the scorers' ``top_features``); work grows
-    with rows x features, not with a full sort of each row."""
-    import torch
-
+    explanation (a detector's :meth:`Detector.explain`, the scorers' ``top_features``): equal
+    contributions rank by feature index, a NaN ranks first. ``top`` passes of a row-wise argmax, so
+    work grows with rows x features x ``top``, not with a full sort of each row."""
     contributions = np.asarray(contributions, dtype=np.float64)
     if contributions.ndim != 2:
         raise ConfigError("contributions must be a 2-D array (rows x features)")
     top = max(1, min(int(top), contributions.shape[1]))
-    found = torch.topk(torch.from_numpy(contributions), top, dim=1, largest=True, sorted=True)
-    return found.indices.numpy().astype(np.int64), found.values.numpy()
+    rows = np.arange(len(contributions))
+    remaining = contributions.copy()
+    indices = np.empty((len(contributions), top), dtype=np.int64)
+    for rank in range(top):
+        picked = np.argmax(remaining, axis=1) if len(remaining) else np.empty(0, dtype=np.int64)
+        indices[:, rank] = picked
+        remaining[rows, picked] = -np.inf
+    # once only -inf is left in a row, argmax could pick a feature twice: rank such rows in full
+    odd = np.flatnonzero(np.isneginf(contributions).any(axis=1))
+    if len(odd):
+        key = np.where(np.isnan(contributions[odd]), np.inf, contributions[odd])
+        indices[odd] = np.argsort(-key, axis=1, kind="stable")[:, :top]
+    return indices, np.take_along_axis(contributions, indices, axis=1)
 
 
 #: the methods whose data arguments :meth:`Detector.__init_subclass__` converts

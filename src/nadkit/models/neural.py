@@ -10,21 +10,31 @@ implements :meth:`NeuralDetector.build_module`, :meth:`NeuralDetector.loss` and
 
 from __future__ import annotations
 
-import copy
 import logging
+import sys
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import numpy as np
-import torch
-from torch import nn
 
 from nadkit.errors import ConfigError
 from nadkit.features.series import SlidingWindows, gather, sliding_windows
 from nadkit.models.base import Detector, DetectorConfig, DetectorData, NotFittedError
-from nadkit.models.trainer import Batch, EpochReport, Trainer, TrainerConfig, TrainingHistory, resolve_device
+from nadkit.models.trainer import (
+    Batch,
+    EpochReport,
+    Trainer,
+    TrainerConfig,
+    TrainingHistory,
+    probable_device_type,
+    resolve_device,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +107,10 @@ class NeuralDetector(Detector):
     config: NeuralConfig
     #: per-feature weights of the errors (``weigh_errors``), None where the errors are not weighed
     error_weights_: np.ndarray | None = None
+    #: the network, its saved parameters before it is rebuilt, and the resolved device
+    _module: nn.Module | None = None
+    _saved: dict[str, np.ndarray] | None = None
+    _device: torch.device | None = None
 
     # -- what a model supplies --------------------------------------------------------------------
 
@@ -124,6 +138,8 @@ class NeuralDetector(Detector):
     ) -> Self:
         """Train on ``train`` (normal traffic); ``validation`` (normal rows too) drives early stopping,
         else a random ``validation_fraction`` of ``train`` is held out for it."""
+        import torch
+
         self._start_fit(train)
         config = self.config
         if self.input == "windows" and train.entity is None and train.time is None:
@@ -175,6 +191,8 @@ class NeuralDetector(Detector):
 
     def _mean_errors(self, view: _View) -> np.ndarray:
         """Each feature's mean error over the rows of ``view``."""
+        import torch
+
         module = self.module_.to(self.device_).eval()
         total = torch.zeros(view.data.width, dtype=torch.float64)
         with torch.no_grad():
@@ -188,6 +206,8 @@ class NeuralDetector(Detector):
 
     def contributions(self, data: DetectorData) -> np.ndarray:
         """Per-feature errors of each row, float64 ``(rows, features)``."""
+        import torch
+
         self._check_fitted(data)
         out = np.zeros((len(data), data.width), dtype=np.float64)
         view = _View.of(self, data, None)
@@ -212,7 +232,10 @@ class NeuralDetector(Detector):
         return arrays
 
     def load_state(self, arrays: Mapping[str, np.ndarray], feature_names: tuple[str, ...]) -> Self:
-        """Rebuild the network for ``feature_names`` and load the saved parameters into it."""
+        """Take the saved parameters for ``feature_names``. The network is rebuilt from them where
+        torch is loaded already (training, tests) and otherwise on first use (:attr:`module_`), so
+        that a bundle scored on ONNX Runtime never imports torch; either way, parameters that do not
+        fit the network's settings are a ConfigError."""
         arrays = dict(arrays)
         weights = arrays.pop(ERROR_WEIGHTS_KEY, None)
         if weights is not None:
@@ -222,7 +245,21 @@ class NeuralDetector(Detector):
                     f"saved error weights of {self.name} are not {len(feature_names)} positive numbers"
                 )
         self.error_weights_ = weights
-        module = build_for_weights(lambda: self.build_module(len(feature_names)), arrays, self.name)
+        self._module = None
+        self._saved = arrays
+        self._device = None
+        self.feature_names_ = tuple(feature_names)
+        if "torch" in sys.modules:
+            self._restore()
+        return self
+
+    def _restore(self) -> nn.Module:
+        """The network rebuilt from the parameters :meth:`load_state` took, on :attr:`device_`."""
+        import torch
+
+        assert self._saved is not None and self.feature_names_ is not None
+        arrays, features = self._saved, len(self.feature_names_)
+        module = build_for_weights(lambda: self.build_module(features), arrays, self.name)
         tensors = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
         try:
             module.load_state_dict(tensors, strict=True)
@@ -230,15 +267,53 @@ class NeuralDetector(Detector):
             first = str(error).strip().splitlines()[0]
             raise ConfigError(f"saved weights do not fit {self.name}'s network: {first}") from error
         module.eval()
-        self.device_ = resolve_device(self.config.device)
-        self.module_ = module.to(self.device_)
-        self.feature_names_ = tuple(feature_names)
-        return self
+        self._module = module.to(self.device_)
+        self._saved = None
+        return self._module
+
+    def finish_loading(self) -> None:
+        """Rebuild the network from the saved parameters now, if :meth:`load_state` deferred it."""
+        if self._module is None and self._saved is not None:
+            self._restore()
+
+    @property
+    def module_(self) -> nn.Module:
+        """The fitted network (rebuilt from saved parameters on first use)."""
+        if self._module is None:
+            if self._saved is None:
+                raise AttributeError(f"{self.name} has no network yet (call fit first)")
+            return self._restore()
+        return self._module
+
+    @module_.setter
+    def module_(self, module: nn.Module) -> None:
+        self._module, self._saved = module, None
+
+    @property
+    def device_(self) -> torch.device:
+        """The device the network scores on (the ``device`` setting, resolved on first use)."""
+        if self._device is None:
+            self._device = resolve_device(self.config.device)
+        return self._device
+
+    @device_.setter
+    def device_(self, device: torch.device) -> None:
+        self._device = device
+
+    @property
+    def device_type(self) -> str:
+        """The type of :attr:`device_` (``cpu``, ``cuda``), known without importing torch where the
+        network can only be on the CPU."""
+        if self._device is None:
+            return probable_device_type(self.config.device)
+        return self._device.type
 
     def export_module(self) -> nn.Module:
         """The per-feature errors of :meth:`errors` around a CPU copy of the fitted network."""
         if not self.is_fitted:
             raise NotFittedError(f"{self.name} is not fitted yet (call fit first)")
+        from nadkit.models.neural_modules import ErrorsModule
+
         return ErrorsModule(self)
 
     def to(self, device: str | torch.device) -> Self:
@@ -272,6 +347,8 @@ def build_for_weights(
     """``make()``, once its shapes are known to match the saved ``arrays``: the network is first laid
     out on torch's meta device (no memory), so settings that describe a network far larger than
     its weights (an altered bundle) are refused before anything is allocated."""
+    import torch
+
     with torch.device("meta"):
         layout = make()
     needed = sum(t.numel() for t in layout.state_dict().values())
@@ -320,6 +397,8 @@ class _View:
         return cls(data=data, rows=chosen, windows=windows)
 
     def _batch(self, rows: np.ndarray) -> Batch:
+        import torch
+
         if self.windows is None:
             return Batch(x=torch.from_numpy(self.data.features[rows]))
         index = self.windows.index(rows)
@@ -340,26 +419,3 @@ class _View:
     def batches(self, size: int, *, shuffle: bool = False, seed: int = 0) -> Iterator[Batch]:
         for _, batch in self.indexed_batches(size, shuffle=shuffle, seed=seed):
             yield batch
-
-
-class ErrorsModule(nn.Module):
-    """A neural detector's :meth:`~nadkit.models.neural.NeuralDetector.errors` around a CPU copy of
-    its fitted network, in eval mode."""
-
-    def __init__(self, detector: NeuralDetector) -> None:
-        super().__init__()
-        self.network = copy.deepcopy(detector.module_).cpu().eval()
-        self.errors = detector.errors
-        weights = detector.error_weights_
-        self.weights: torch.Tensor | None
-        if weights is None:
-            self.weights = None
-        else:
-            self.register_buffer("weights", torch.from_numpy(np.asarray(weights, dtype=np.float32).copy()))
-        self.eval()
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``(b, d)`` float32 per-feature errors of rows ``x``, or of windows ``x`` with ``mask``
-        (weighed, where the detector weighs them)."""
-        errors = self.errors(self.network, Batch(x=x, mask=mask)).to(torch.float32)
-        return errors if self.weights is None else errors * self.weights

@@ -10,24 +10,30 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
-from torch import nn
 
 from nadkit.errors import ConfigError
 from nadkit.models.distributed import data_parallel, device_for
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto``: CUDA when present, else CPU; otherwise the named device (``cpu``, ``cuda:0``)."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -39,8 +45,23 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
+def probable_device_type(device: str = "auto") -> str:
+    """The type (``cpu``, ``cuda``) of the device ``device`` resolves to, found without importing torch
+    where it can only be the CPU: ``cpu`` asked for, or ``auto`` on a Linux machine with no GPU
+    driver loaded (neither NVIDIA's nor ROCm's device files) and torch not imported yet."""
+    if device == "cpu":
+        return "cpu"
+    if device == "auto" and "torch" not in sys.modules and sys.platform.startswith("linux"):
+        drivers = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")
+        if not any(os.path.exists(path) for path in drivers):
+            return "cpu"
+    return resolve_device(device).type
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so a training run repeats exactly."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -138,7 +159,7 @@ class TrainingHistory:
         return asdict(self)
 
 
-LossFunction = Callable[[nn.Module, Batch], torch.Tensor]
+LossFunction = Callable[["nn.Module", Batch], "torch.Tensor"]
 BatchFactory = Callable[[int], Iterable[Batch]]
 
 
@@ -192,6 +213,8 @@ class Trainer:
         of every batch, gradients are averaged over all of them, and all take the same early-stopping
         decisions (:mod:`nadkit.models.distributed`); a single process trains as described above.
         """
+        import torch
+
         config = self.config
         device = device_for(resolve_device(config.device))
         threads = training_threads(module, device, config.threads)
@@ -226,6 +249,9 @@ class Trainer:
         progress: Callable[[EpochReport], None] | None,
         parameters: Iterable[nn.Parameter] | None,
     ) -> TrainingHistory:
+        import torch
+        from torch import nn
+
         config = self.config
         parallel = data_parallel(device)
         seed_everything(config.seed)
@@ -349,6 +375,8 @@ class Trainer:
         module: nn.Module, loss: LossFunction, batches: Iterable[Batch], device: torch.device
     ) -> tuple[float, int]:
         """The loss summed over the rows of ``batches`` without gradients, and the number of rows."""
+        import torch
+
         module.eval()
         total, count = 0.0, 0
         with torch.no_grad():

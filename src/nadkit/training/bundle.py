@@ -32,7 +32,7 @@ produces the features the detector was fitted on; any problem is a one-line
 manifest one at a time, each atomically.
 
 Scoring runs on an *engine*: ``"torch"`` (the detector itself, on its device), ``"onnx"`` (the graph
-on ONNX Runtime's CPU provider, see :class:`~nadkit.models.export.OnnxScorer`) or ``"auto"``: ONNX
+on ONNX Runtime's CPU provider, see :class:`~nadkit.models.onnx_runtime.OnnxScorer`) or ``"auto"``: ONNX
 Runtime when the bundle holds ``model.onnx``, ONNX Runtime imports and the detector is a neural network
 not running on CUDA, else torch (the tree and order-statistic baselines score faster in NumPy).
 Both give the same scores up to float32 rounding. A detector whose contributions cost far more than
@@ -73,7 +73,8 @@ from nadkit.training.signing import bundle_key, drop_signature, verify_signature
 from nadkit.version import __version__
 
 if TYPE_CHECKING:
-    from nadkit.models.export import Exporter, OnnxScorer
+    from nadkit.models.export import Exporter
+    from nadkit.models.onnx_runtime import OnnxScorer
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +344,10 @@ class ModelBundle:
         if not self.detector.prefers_onnx:
             return "torch"
         # a detector on a GPU is faster there than ONNX Runtime on the CPU
-        return "torch" if getattr(getattr(self.detector, "device_", None), "type", None) == "cuda" else "onnx"
+        device_type = getattr(self.detector, "device_type", None)  # known without importing torch
+        if device_type is None:
+            device_type = getattr(getattr(self.detector, "device_", None), "type", None)
+        return "torch" if device_type == "cuda" else "onnx"
 
     def use_engine(self, engine: Engine, *, threads: int | None = None) -> ModelBundle:
         """Score on ``engine`` from now on (``threads``: ONNX Runtime's; None keeps the current
@@ -361,7 +365,7 @@ class ModelBundle:
         if self.active_engine == "torch":
             return None
         if self._scorer is None:
-            from nadkit.models.export import DEFAULT_BATCH_SIZE, OnnxScorer
+            from nadkit.models.onnx_runtime import DEFAULT_BATCH_SIZE, OnnxScorer
 
             assert self.path is not None  # has_onnx says so
             if content is None:
@@ -608,5 +612,12 @@ class ModelBundle:
             calibration=calibration,
             reference=reference,
         )
+        if bundle.active_engine == "torch":
+            # the network scores: its parameters are checked against its settings now, not at the
+            # first score (on ONNX Runtime the graph scores, checked by its checksum)
+            try:
+                detector.finish_loading()
+            except (NadkitError, RuntimeError, ValueError) as error:
+                raise BundleError(f"{path}: cannot be loaded ({str(error).splitlines()[0]})") from error
         bundle._onnx_scorer(graph)
         return bundle

@@ -1,0 +1,133 @@
+"""The networks of the autoencoder family (:mod:`nadkit.models.autoencoder`), apart from the detectors
+so that loading a saved autoencoder to score it on ONNX Runtime does not import torch: plain
+``nn.Module`` networks with no data-dependent control flow in ``forward`` (exportable to ONNX)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Protocol
+
+import torch
+from torch import nn
+
+#: activation name -> module class, for the ``activation`` option
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "selu": nn.SELU,
+    "tanh": nn.Tanh,
+}
+
+
+class DenseSettings(Protocol):
+    """The settings a :class:`DenseAutoencoder` reads (an ``AutoencoderConfig``)."""
+
+    hidden: tuple[int, ...]
+    bottleneck: int
+    activation: str
+    dropout: float
+
+
+class GaussianSettings(Protocol):
+    """The settings a :class:`GaussianAutoencoder` reads (a ``VariationalAutoencoderConfig``)."""
+
+    hidden: tuple[int, ...]
+    latent: int
+    activation: str
+    dropout: float
+    output_variance: float | None
+    score: str
+    samples: int
+    seed: int
+
+
+def dense_stack(sizes: tuple[int, ...], activation: str, dropout: float) -> nn.Sequential:
+    """Linear layers through ``sizes`` (input first), each followed by the activation and dropout."""
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in itertools.pairwise(sizes):
+        layers.append(nn.Linear(fan_in, fan_out))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class DenseAutoencoder(nn.Module):
+    """Encoder -> linear bottleneck -> decoder -> linear output of the input's width."""
+
+    def __init__(self, features: int, config: DenseSettings) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            dense_stack((features, *config.hidden), config.activation, config.dropout),
+            nn.Linear(config.hidden[-1] if config.hidden else features, config.bottleneck),
+        )
+        mirrored = tuple(reversed(config.hidden))
+        self.decoder = nn.Sequential(
+            dense_stack((config.bottleneck, *mirrored), config.activation, config.dropout),
+            nn.Linear(mirrored[-1] if mirrored else config.bottleneck, features),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction of ``x`` (rows x features)."""
+        return self.decoder(self.encoder(x))
+
+
+#: bounds of the learned log-variance of the decoder's Gaussian output (keeps the likelihood finite
+#: on features that are constant in training)
+LOG_VARIANCE_BOUNDS = (-6.0, 6.0)
+
+
+class GaussianAutoencoder(nn.Module):
+    """Gaussian encoder (``mu``, ``log_variance`` of the latent) and a decoder giving the mean of a
+    Gaussian output whose per-feature log-variance is ``output_log_variance`` (learned or fixed).
+
+    ``forward`` is deterministic: it decodes the latent mean. For the reconstruction-probability
+    score it holds ``score_noise``, fixed standard-normal draws ``(samples, latent)`` made once from
+    the seed and saved with the weights, so a row's score does not depend on its batch.
+    """
+
+    def __init__(self, features: int, config: GaussianSettings) -> None:
+        super().__init__()
+        width = config.hidden[-1] if config.hidden else features
+        self.encoder = dense_stack((features, *config.hidden), config.activation, config.dropout)
+        self.latent_mean = nn.Linear(width, config.latent)
+        self.latent_log_variance = nn.Linear(width, config.latent)
+        mirrored = tuple(reversed(config.hidden))
+        self.decoder = nn.Sequential(
+            dense_stack((config.latent, *mirrored), config.activation, config.dropout),
+            nn.Linear(mirrored[-1] if mirrored else config.latent, features),
+        )
+        if config.output_variance is None:
+            self.log_variance = nn.Parameter(torch.zeros(features))
+        else:
+            self.register_buffer("log_variance", torch.full((features,), math.log(config.output_variance)))
+        if config.score == "reconstruction_probability":
+            generator = torch.Generator().manual_seed(config.seed)
+            noise = torch.randn(config.samples, config.latent, generator=generator)
+            self.register_buffer("score_noise", noise)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of the latent Gaussian of each row."""
+        hidden = self.encoder(x)
+        return self.latent_mean(hidden), self.latent_log_variance(hidden)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean of the output Gaussian for latent ``z``."""
+        return self.decoder(z)
+
+    def output_log_variance(self) -> torch.Tensor:
+        """Per-feature log-variance of the output Gaussian, within :data:`LOG_VARIANCE_BOUNDS`."""
+        return torch.clamp(self.log_variance, *LOG_VARIANCE_BOUNDS)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruction mean (from the latent mean), latent mean and latent log-variance."""
+        mean, log_variance = self.encode(x)
+        return self.decode(mean), mean, log_variance
+
+
+def kl_divergence(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) of each row."""
+    return 0.5 * torch.sum(mean**2 + torch.exp(log_variance) - 1.0 - log_variance, dim=1)
