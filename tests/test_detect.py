@@ -386,3 +386,28 @@ def test_top_zero_scores_and_alerts_without_explaining(
     assert [r["score"] for r in without] == [r["score"] for r in with_text]
     assert all(r["top_features"] is None and r["explanation"] is None for r in without)
     assert all(r["top_features"] for r in with_text)
+
+
+def test_a_failed_write_stops_detection_and_leaves_no_output(
+    ae_bundle: ModelBundle, days: tuple[pl.DataFrame, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks are written on their own thread: a write that fails (a full disk) still ends
+    detection with that error, and no output file is left."""
+    from nadkit.alerts import records
+
+    _, path = days
+    written: list[int] = []
+    original = records.RecordWriter.write
+
+    def failing(self: records.RecordWriter, frame: pl.DataFrame) -> None:
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(frame.height)
+        original(self, frame)
+
+    monkeypatch.setattr(records.RecordWriter, "write", failing)
+    target = tmp_path / "alerts.jsonl"
+    with pytest.raises(OSError, match="No space left"):
+        detect_file(ae_bundle, path, target, chunk_rows=1000)
+    assert written and not target.exists()
+    assert not list(tmp_path.glob(".alerts*"))

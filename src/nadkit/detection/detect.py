@@ -24,6 +24,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -397,8 +398,14 @@ def detect_file(
         if Path(incidents).exists() and not overwrite:
             raise ConfigError(f"{incidents}: already exists (use --force to replace it)")
     raised: list[pl.DataFrame] = []
-    with atomic_path(out, overwrite=overwrite) as temporary:
+    with (
+        atomic_path(out, overwrite=overwrite) as temporary,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="nadkit-write") as writing,
+    ):
         writer = EcsWriter(temporary) if kind == "ecs" else RecordWriter(temporary, kind)
+        # a chunk is written on its own thread while the next is scored, one write at a time and in
+        # order; a failed write stops detection at the next chunk
+        pending: Future[None] | None = None
         try:
             value = threshold
             for chunk, scorer in score_chunks(
@@ -424,12 +431,18 @@ def detect_file(
                 if alerted.height and "class" in alerted.columns:
                     for name, count in alerted["class"].fill_null("anomaly").value_counts().iter_rows():
                         by_class[name] = by_class.get(name, 0) + count
-                writer.write(alerted if alerts_only else frame)
+                if pending is not None:
+                    pending.result()
+                pending = writing.submit(writer.write, alerted if alerts_only else frame)
                 if alerted.height:
                     raised.append(alerted)
                 if progress is not None:
                     progress(flows, alerts)
+            if pending is not None:
+                pending.result()
         finally:
+            if pending is not None:
+                wait([pending])
             writer.close()
     found = group_alerts(
         pl.concat(raised, how="diagonal_relaxed") if raised else pl.DataFrame(), incident_config
