@@ -188,7 +188,9 @@ class Scorer:
         if self.top == 0 or not len(units):
             explained = None
         elif contributions is None:
-            explained = self.bundle.contributions(batch.data.take(units))
+            # ranked, summed and shown as float64, but from the graph's float32 numbers, which a
+            # float64 copy of every alert's contributions would only have converted
+            explained = self.bundle.contributions(batch.data.take(units), native=True)
         else:
             explained = contributions[units]
         top_features, explanation = self._top_features(batch, units, explained, alerts)
@@ -234,7 +236,7 @@ class Scorer:
         best, picked = indices.ravel(), values.ravel()
         unit_of_entry = np.repeat(units, top)
         texts = self.view.values(batch, unit_of_entry, best)
-        totals = np.abs(explained).sum(axis=1)[np.repeat(np.arange(len(units)), top)]
+        totals = np.abs(explained).sum(axis=1, dtype=np.float64)[np.repeat(np.arange(len(units)), top)]
         scaled = None if batch.matrix is None else batch.matrix[unit_of_entry, best]
         entries = self.explainer.entries(best, picked, texts, totals, scaled)
         structs, explanation = self.explainer.lists(entries, len(units), top)

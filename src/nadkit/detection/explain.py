@@ -68,6 +68,17 @@ class Explainer:
         )
         if not scaling:  # without a pipeline there is no scaled value to recover a feature's own value from
             self.kinds[self.kinds == _OWN] = _NONE
+        # per feature, as Polars columns to gather from: an entry takes its feature's row
+        self._features = pl.DataFrame(
+            {
+                "feature": pl.Series(self.names, dtype=pl.String),
+                "label": pl.Series(self.labels.tolist(), dtype=pl.String),
+                "normal": pl.Series(self.normal.tolist(), dtype=pl.String),
+            }
+        ).with_columns(
+            (pl.col("label") + pl.lit(": ")).alias("_lead"),
+            pl.format(" (normal: {})", pl.col("normal")).fill_null(pl.lit("")).alias("_range"),
+        )
 
     # -- the score scale -----------------------------------------------------------------------------
 
@@ -116,21 +127,17 @@ class Explainer:
         number = np.where(kinds == _OWN, self.own_values(scaled, features), scaled)
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(totals > 0, 100.0 * contributions / totals, np.nan)
-        frame = pl.DataFrame(
-            {
-                "feature": pl.Series(np.asarray(self.names, dtype=object)[features], dtype=pl.String),
-                "contribution": pl.Series(contributions, dtype=pl.Float64),
-                "value": values.cast(pl.String)
-                if isinstance(values, pl.Series)
-                else pl.Series(values, dtype=pl.String),
-                "label": pl.Series(self.labels[features], dtype=pl.String),
-                "share": pl.Series(share, dtype=pl.Float64).fill_nan(None),
-                "normal": pl.Series(self.normal[features], dtype=pl.String),
-                "_kind": pl.Series(kinds, dtype=pl.Int8),
-                "_number": pl.Series(number, dtype=pl.Float64),
-            }
+        per_feature = self._features[pl.Series(features, dtype=pl.UInt32)]
+        frame = per_feature.with_columns(
+            pl.Series("contribution", contributions, dtype=pl.Float64),
+            values.cast(pl.String).alias("value")
+            if isinstance(values, pl.Series)
+            else pl.Series("value", values, dtype=pl.String),
+            pl.Series("share", share, dtype=pl.Float64).fill_nan(None),
+            pl.Series("_kind", kinds, dtype=pl.Int8),
+            pl.Series("_number", number, dtype=pl.Float64),
         )
-        kind, value, normal, share_col = pl.col("_kind"), pl.col("value"), pl.col("normal"), pl.col("share")
+        kind, value, share_col = pl.col("_kind"), pl.col("value"), pl.col("share")
         # one number formatting for both kinds that show a number (a branch of when/then is
         # computed for every row, so two would format every row twice)
         as_number = number_text_expr(
@@ -153,10 +160,9 @@ class Explainer:
         )
         text = pl.concat_str(
             [
-                pl.col("label"),
-                pl.lit(": "),
+                pl.col("_lead"),
                 shown,
-                pl.when(normal.is_not_null()).then(pl.format(" (normal: {})", normal)).otherwise(pl.lit("")),
+                pl.col("_range"),
                 pl.when(share_col.is_not_null())
                 .then(pl.format(", {}% of the score", percent))
                 .otherwise(pl.lit("")),

@@ -241,23 +241,39 @@ def top_contributions(contributions: np.ndarray, top: int) -> tuple[np.ndarray, 
     explanation (a detector's :meth:`Detector.explain`, the scorers' ``top_features``): equal
     contributions rank by feature index, a NaN ranks first. ``top`` passes of a row-wise argmax, so
     work grows with rows x features x ``top``, not with a full sort of each row."""
-    contributions = np.asarray(contributions, dtype=np.float64)
+    contributions = np.asarray(contributions)
+    if contributions.dtype not in (np.float32, np.float64):
+        contributions = contributions.astype(np.float64)
     if contributions.ndim != 2:
         raise ConfigError("contributions must be a 2-D array (rows x features)")
     top = max(1, min(int(top), contributions.shape[1]))
-    rows = np.arange(len(contributions))
-    remaining = contributions.copy()
     indices = np.empty((len(contributions), top), dtype=np.int64)
+    # in blocks of rows, so the working copy stays small and in cache
+    for start in range(0, len(contributions), _TOP_BLOCK_ROWS):
+        block = contributions[start : start + _TOP_BLOCK_ROWS]
+        indices[start : start + len(block)] = _top_of_block(block, top)
+    values = np.take_along_axis(contributions, indices, axis=1).astype(np.float64, copy=False)
+    return indices, values
+
+
+#: rows ranked at a time by :func:`top_contributions`
+_TOP_BLOCK_ROWS = 8192
+
+
+def _top_of_block(block: np.ndarray, top: int) -> np.ndarray:
+    rows = np.arange(len(block))
+    remaining = block.copy()
+    indices = np.empty((len(block), top), dtype=np.int64)
     for rank in range(top):
-        picked = np.argmax(remaining, axis=1) if len(remaining) else np.empty(0, dtype=np.int64)
+        picked = np.argmax(remaining, axis=1)
         indices[:, rank] = picked
         remaining[rows, picked] = -np.inf
     # once only -inf is left in a row, argmax could pick a feature twice: rank such rows in full
-    odd = np.flatnonzero(np.isneginf(contributions).any(axis=1))
+    odd = np.flatnonzero(np.isneginf(block).any(axis=1))
     if len(odd):
-        key = np.where(np.isnan(contributions[odd]), np.inf, contributions[odd])
+        key = np.where(np.isnan(block[odd]), np.inf, block[odd])
         indices[odd] = np.argsort(-key, axis=1, kind="stable")[:, :top]
-    return indices, np.take_along_axis(contributions, indices, axis=1)
+    return indices
 
 
 #: the methods whose data arguments :meth:`Detector.__init_subclass__` converts

@@ -315,11 +315,14 @@ class ModelBundle:
         scorer = self._onnx_scorer()
         return self.detector.score(data) if scorer is None else scorer.score(data)
 
-    def contributions(self, data: DetectorData) -> np.ndarray:
+    def contributions(self, data: DetectorData, *, native: bool = False) -> np.ndarray:
         """``(rows, features)`` float64 contributions of each feature to each row's score, on the
-        bundle's engine."""
+        bundle's engine; ``native``: on ONNX Runtime, the graph's own float32 numbers unconverted
+        (the torch engine gives float64 either way)."""
         scorer = self._onnx_scorer()
-        return self.detector.contributions(data) if scorer is None else scorer.contributions(data)
+        if scorer is None:
+            return self.detector.contributions(data)
+        return scorer.contributions(data, native=native)
 
     @property
     def has_onnx(self) -> bool:
