@@ -276,9 +276,9 @@ def test_multitask_detection_explains_the_alerts_by_the_planted_feature(
     explained: list[int] = []
     contributions = ModelBundle.contributions
 
-    def counting(self: ModelBundle, data: DetectorData) -> np.ndarray:
+    def counting(self: ModelBundle, data: DetectorData, **options: bool) -> np.ndarray:
         explained.append(len(data))
-        return contributions(self, data)
+        return contributions(self, data, **options)
 
     monkeypatch.setattr(ModelBundle, "contributions", counting)
     detected = detect_file(bundle, target_path, tmp_path / "all.parquet", alerts_only=False, top=3)

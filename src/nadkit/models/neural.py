@@ -250,7 +250,11 @@ class NeuralDetector(Detector):
         self._device = None
         self.feature_names_ = tuple(feature_names)
         if "torch" in sys.modules:
-            self._restore()
+            try:
+                self._restore()
+            except ConfigError:
+                self.feature_names_, self._saved = None, None  # left unfitted, not half loaded
+                raise
         return self
 
     def _restore(self) -> nn.Module:
