@@ -152,3 +152,15 @@ def test_the_activation_names_match_the_networks() -> None:
     from nadkit.models.autoencoder_networks import ACTIVATIONS
 
     assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
+
+
+def test_parameters_that_do_not_fit_leave_the_detector_unfitted() -> None:
+    """With torch loaded the network is rebuilt at once; parameters that do not fit are refused
+    there and leave nothing half loaded."""
+    from nadkit.errors import ConfigError
+    from nadkit.models import create
+
+    detector = create("ae", {"hidden": [8], "bottleneck": 2})
+    with pytest.raises(ConfigError, match="saved weights do not fit"):
+        detector.load_state({"encoder.0.0.weight": np.zeros((8, 3), np.float32)}, ("a", "b", "c"))
+    assert not detector.is_fitted
