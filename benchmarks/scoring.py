@@ -121,7 +121,7 @@ def bare_onnx(model: Path, scored: Path) -> dict[str, float]:
     """A bare ONNX Runtime forward pass of the bundle's graph over the same rows' features (computed
     beforehand, not timed): seconds for the graph as exported (``contributions`` out) and with the
     row sums (``score`` out), the same session settings and batch size as detection uses."""
-    from nadkit.models.export import OUTPUT_NAME, SCORE_NAME, OnnxScorer
+    from nadkit.models.onnx_runtime import OUTPUT_NAME, SCORE_NAME, OnnxScorer
     from nadkit.sources import load_flows
     from nadkit.training.bundle import ONNX, ModelBundle
 

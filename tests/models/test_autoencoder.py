@@ -184,7 +184,8 @@ def test_vae_score_options_are_validated() -> None:
 
 
 def test_vae_reconstruction_probability_exports_to_onnx(tmp_path: Path) -> None:
-    from nadkit.models.export import OnnxScorer, export_onnx
+    from nadkit.models.export import export_onnx
+    from nadkit.models.onnx_runtime import OnnxScorer
 
     data = _low_rank(rows=400)
     detector = _reconstruction_probability_vae(data, epochs=3)

@@ -11,8 +11,9 @@ import pytest
 from nadkit.errors import ConfigError
 from nadkit.models.autoencoder import Autoencoder, AutoencoderConfig
 from nadkit.models.base import DetectorData
-from nadkit.models.export import OnnxScorer, export_onnx
+from nadkit.models.export import export_onnx
 from nadkit.models.neural import ERROR_WEIGHTS_KEY, error_weights
+from nadkit.models.onnx_runtime import OnnxScorer
 
 NAMES = tuple(f"f{j}" for j in range(8))
 

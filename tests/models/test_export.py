@@ -17,7 +17,8 @@ import pytest
 import nadkit.models
 from nadkit.errors import ConfigError, NadkitError
 from nadkit.models.base import Detector, DetectorData, NotFittedError
-from nadkit.models.export import EXPORTERS, OPSET, OnnxScorer, export_onnx
+from nadkit.models.export import EXPORTERS, OPSET, export_onnx
+from nadkit.models.onnx_runtime import OnnxScorer
 
 from .sequences import sine_sequences
 

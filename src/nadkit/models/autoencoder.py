@@ -2,9 +2,10 @@
 variational autoencoder scored by its negative evidence lower bound (ELBO) or by its negative
 reconstruction probability (the mean log-likelihood of the row under latent samples).
 
-Both read single rows, train on normal traffic only through the one
-:class:`~nadkit.models.trainer.Trainer` and are plain ``nn.Module`` networks with no data-dependent
-control flow in ``forward`` (exportable to ONNX).
+Both read single rows and train on normal traffic only through the one
+:class:`~nadkit.models.trainer.Trainer`; their networks (:mod:`nadkit.models.autoencoder_networks`,
+imported when a network is built, so this module does not import torch) are plain ``nn.Module``
+networks with no data-dependent control flow in ``forward`` (exportable to ONNX).
 """
 
 from __future__ import annotations
@@ -228,15 +229,3 @@ class VariationalAutoencoder(NeuralDetector):
 
 #: the detectors this module defines, in registry order
 DETECTORS: tuple[type[Detector], ...] = (Autoencoder, VariationalAutoencoder)
-
-
-def __getattr__(name: str) -> object:
-    """The networks, importable from here as before, without importing torch with this module."""
-    if name in _NETWORKS:
-        from nadkit.models import autoencoder_networks
-
-        return getattr(autoencoder_networks, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-_NETWORKS = ("ACTIVATIONS", "LOG_VARIANCE_BOUNDS", "DenseAutoencoder", "GaussianAutoencoder", "dense_stack")

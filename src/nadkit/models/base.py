@@ -190,6 +190,12 @@ class Detector(ABC):
         """Restore a fitted detector from :meth:`state`'s arrays and the features it was fitted on."""
         raise NotImplementedError(f"{self.name} cannot be loaded yet")
 
+    @property
+    def device_type(self) -> str:
+        """The type of device the detector scores on: ``cpu`` unless its network sits on a GPU
+        (``cuda``); what the ``auto`` scoring engine asks."""
+        return str(getattr(getattr(self, "device_", None), "type", "cpu"))
+
     def finish_loading(self) -> None:
         """Build now whatever :meth:`load_state` left for first use (a neural network, where torch
         was not imported yet), so that saved parameters that do not fit show now; nothing here."""

@@ -18,8 +18,8 @@ one (ten seconds or more per model on a small machine); both were checked on eve
 TorchScript exporter's time grows with the size of the model's constants: ECOD with its default
 100,000 reference quantiles per feature takes about a minute on two cores.
 
-:class:`~nadkit.models.onnx_runtime.OnnxScorer` (kept apart, in a module that does not import torch,
-and importable from here too) reads a graph and scores a :class:`~nadkit.models.base.DetectorData`
+:class:`~nadkit.models.onnx_runtime.OnnxScorer` (kept apart, in a module that does not import torch)
+reads a graph and scores a :class:`~nadkit.models.base.DetectorData`
 with the batching of torch scoring (the same windows, from entity and time), so both give the same
 numbers up to float32 rounding.
 """
@@ -42,18 +42,7 @@ from torch import nn
 from nadkit.errors import ConfigError, NadkitError, require
 from nadkit.fileio import atomic_path
 from nadkit.models.base import Detector, NotFittedError
-from nadkit.models.onnx_runtime import (
-    DEFAULT_BATCH_SIZE,
-    INPUT_NAMES,
-    METADATA_KEY,
-    OUTPUT_NAME,
-    SCORE_NAME,
-    GraphDescription,
-    OnnxScorer,
-    _add_score_output,
-    _session,
-    available_cores,
-)
+from nadkit.models.onnx_runtime import INPUT_NAMES, METADATA_KEY, OUTPUT_NAME, add_score_output, ort_session
 from nadkit.version import __version__
 
 log = logging.getLogger(__name__)
@@ -263,7 +252,7 @@ def _torchscript_export(module: nn.Module, example: tuple[torch.Tensor, ...], na
 
 def _check(model: bytes, module: nn.Module, example: tuple[torch.Tensor, ...], names: list[str]) -> None:
     """Raise NadkitError unless the graph gives the module's output on ``example``."""
-    session = _session(model, threads=1)
+    session = ort_session(model, threads=1)
     feeds = {name: tensor.numpy() for name, tensor in zip(names, example, strict=True)}
     (got,) = session.run([OUTPUT_NAME], feeds)
     with torch.no_grad():
@@ -346,8 +335,8 @@ def _scored(onnx: Any, model: Any) -> Any:
     trial = onnx.ModelProto()
     trial.CopyFrom(model)
     try:
-        if _add_score_output(trial):
-            _session(trial.SerializeToString(), threads=1)
+        if add_score_output(trial):
+            ort_session(trial.SerializeToString(), threads=1)
             return trial
     except Exception as error:  # the graph still scores through its contributions
         log.debug("the exported graph keeps no score output (%s)", error)
@@ -371,19 +360,11 @@ def _describe(model: Any, detector: Detector, window: int | None) -> None:
 
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
     "EXPORTERS",
-    "INPUT_NAMES",
-    "METADATA_KEY",
     "OPSET",
-    "OUTPUT_NAME",
-    "SCORE_NAME",
     "Exporter",
     "ForestModule",
-    "GraphDescription",
-    "OnnxScorer",
     "TailModule",
-    "available_cores",
     "export_onnx",
     "tree_depth",
 ]

@@ -40,7 +40,9 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _session(model: str | Path | bytes, *, threads: int) -> Any:
+def ort_session(model: str | Path | bytes, *, threads: int) -> Any:
+    """An ONNX Runtime session of ``model`` (a path or the graph's bytes) on the CPU provider:
+    ``threads`` intra-op threads, one graph run at a time, every graph optimisation."""
     ort = require("onnxruntime", "scoring exported models", "onnx")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -78,13 +80,13 @@ class OnnxScorer:
         self.threads = threads or available_cores()
         self.batch_size = batch_size
         try:
-            self.session = _session(model, threads=self.threads)
+            self.session = ort_session(model, threads=self.threads)
             names = {item.name for item in self.session.get_outputs()}
             if SCORE_NAME not in names and OUTPUT_NAME in names:
                 # a graph saved before the score output was written at export: added here
                 patched = _with_score_output(model)
                 if patched is not model:
-                    self.session = _session(patched, threads=self.threads)
+                    self.session = ort_session(patched, threads=self.threads)
         except NadkitError:
             raise
         except Exception as error:  # onnxruntime raises its own exception types
@@ -186,7 +188,7 @@ def _with_score_output(model: str | Path | bytes) -> str | Path | bytes:
             onnx.load_model_from_string(model) if isinstance(model, bytes) else onnx.load_model(str(model))
         )
         outputs = [output.name for output in proto.graph.output]
-        if SCORE_NAME in outputs or not _add_score_output(proto):
+        if SCORE_NAME in outputs or not add_score_output(proto):
             return model
         return proto.SerializeToString()
     except Exception as error:  # a graph onnx cannot edit still scores through its contributions
@@ -194,7 +196,7 @@ def _with_score_output(model: str | Path | bytes) -> str | Path | bytes:
         return model
 
 
-def _add_score_output(proto: Any) -> bool:
+def add_score_output(proto: Any) -> bool:
     """Add to the ONNX ``proto``, in place, a ``score`` output: the sum of ``contributions`` over the
     features, so that scoring copies one number a row out of the graph instead of a row of numbers;
     whether the graph has it now."""

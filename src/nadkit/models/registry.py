@@ -43,7 +43,7 @@ class Registry(Mapping[str, type[Detector]]):
         if known is not None and known is not cls:
             raise ConfigError(f"two detectors are named {cls.name!r}")
         family = _FAMILY_OF.get(cls.name)
-        if family is not None and family != cls.__module__ and family not in self._imported:
+        if family is not None and family not in self._imported:
             self._import(family)  # the family's own class comes first
             return self.register(cls)
         self._classes[cls.name] = cls

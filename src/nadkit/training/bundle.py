@@ -347,10 +347,7 @@ class ModelBundle:
         if not self.detector.prefers_onnx:
             return "torch"
         # a detector on a GPU is faster there than ONNX Runtime on the CPU
-        device_type = getattr(self.detector, "device_type", None)  # known without importing torch
-        if device_type is None:
-            device_type = getattr(getattr(self.detector, "device_", None), "type", None)
-        return "torch" if device_type == "cuda" else "onnx"
+        return "torch" if self.detector.device_type == "cuda" else "onnx"
 
     def use_engine(self, engine: Engine, *, threads: int | None = None) -> ModelBundle:
         """Score on ``engine`` from now on (``threads``: ONNX Runtime's; None keeps the current
