@@ -39,8 +39,9 @@ def read_settings(path: str | Path, what: str = "settings") -> dict[str, Any]:
 def typed_settings(kind: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
     """``data`` (settings for the dataclass ``kind``) with each value checked against the type of its
     field's default: a whole number where the default is one (``2.0`` taken as ``2``), a number where
-    it is a float, ``true``/``false`` where it is a boolean. A :class:`ConfigError` names the setting,
-    so that a wrong type in a settings file or a bundle is one line, not a ``TypeError`` deep inside."""
+    it is a float, ``true``/``false`` where it is a boolean, null too where the field's type allows
+    None. A :class:`ConfigError` names the setting, so that a wrong type in a settings file or a
+    bundle is one line, not a ``TypeError`` deep inside."""
     import dataclasses
 
     defaults = {
@@ -48,9 +49,11 @@ def typed_settings(kind: type, data: Mapping[str, Any], what: str) -> dict[str, 
         for item in dataclasses.fields(kind)
         if item.default is not dataclasses.MISSING and item.default is not None
     }
+    # fields typed ``X | None`` take null as well
+    nullable = {item.name for item in dataclasses.fields(kind) if "None" in str(item.type)}
     out = dict(data)
     for key, value in data.items():
-        if key not in defaults:
+        if key not in defaults or (value is None and key in nullable):
             continue
         default = defaults[key]
         if isinstance(default, bool):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -135,3 +135,31 @@ def test_pieces_never_reorder_an_entitys_flows(flows: pl.DataFrame, pipeline: Fe
         assert seq > seen.get(src, -1)
         seen[src] = seq
     assert len(seen) > 10
+
+
+def test_a_host_that_never_pauses_is_released_at_each_span_window() -> None:
+    # three hours of one device reporting every 2 s: its segment never sees a 60 s pause, yet its flows
+    # are released within a span window of the watermark, with the whole table's features
+    start = datetime(2024, 5, 6, tzinfo=UTC)
+    count = 5400
+    chatty = pl.DataFrame(
+        {
+            "time": [start + timedelta(seconds=2 * i) for i in range(count)],
+            "src": ["10.0.0.9"] * count,
+            "dst": ["192.168.7.1"] * count,
+            "spt": [40000 + i % 1000 for i in range(count)],
+            "dpt": [8883] * count,
+            "proto": ["tcp"] * count,
+        }
+    )
+    fitted = FeaturePipeline(FeatureConfig(groups=("segments",), compute_counters=False)).fit(chatty)
+    state = IncrementalFeatures(fitted)
+    most = 0
+    pieces = []
+    for first in range(0, count, 100):
+        pieces.append(state.push(chatty.slice(first, 100)))
+        most = max(most, state.held_rows)
+    pieces.append(state.flush())
+    # at most one 300 s window (150 flows) and the piece that crossed into the next one
+    assert most <= 150 + 100
+    _same(fitted.augment(chatty), pl.concat(pieces).sort(SEQ))

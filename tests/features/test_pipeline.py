@@ -427,6 +427,33 @@ def test_segment_features_are_added(train: pl.DataFrame) -> None:
     assert FeaturePipeline.from_dict(pipeline.to_dict()).transform(train).equals(out)
 
 
+def test_older_pipelines_keep_unlimited_segments_and_settings_take_null(tmp_path: Path) -> None:
+    # a pipeline saved before segments had a longest span loads with none, as it was fitted
+    flows = make_flows(400).with_columns(
+        (
+            pl.lit(dt.datetime(2024, 5, 6, tzinfo=dt.UTC)) + pl.duration(seconds=pl.int_range(0, 400) * 5)
+        ).alias("time"),
+        pl.lit("10.0.0.1").alias("src"),
+        pl.lit("10.0.9.9").alias("dst"),
+    )
+    fitted = FeaturePipeline(FeatureConfig(groups=("segments",))).fit(flows)
+    assert fitted.config.segments.max_span_s == 300.0
+    saved = fitted.to_dict()
+    assert saved["config"]["segments"]["max_span_s"] == 300.0
+    assert FeaturePipeline.from_dict(saved).config.segments.max_span_s == 300.0
+    del saved["config"]["segments"]["max_span_s"]
+    old = FeaturePipeline.from_dict(saved)
+    assert old.config.segments.max_span_s is None
+    # 2,000 s of flows every 5 s, never a pause: one segment unlimited, 300 s windows otherwise
+    assert old.augment(flows)["seg_flows"].unique().to_list() == [400]
+    assert fitted.augment(flows)["seg_flows"].max() == 60
+    settings = tmp_path / "features.yaml"
+    settings.write_text("segments:\n  max_span_s: null\n  gap_s: 30\n")
+    assert FeatureConfig.from_file(settings).segments == segments.SegmentConfig(gap_s=30.0, max_span_s=None)
+    with pytest.raises(ConfigError, match="max_span_s"):
+        FeatureConfig.from_dict({"segments": {"max_span_s": "long"}})
+
+
 def test_simulated_nad_data_gives_at_least_100_features() -> None:
     flows = simulate(SimulationConfig(days=2, flows_per_day=20_000, seed=1))
     assert set(COUNTER_COLUMNS) <= set(flows.columns)

@@ -231,8 +231,16 @@ def test_null_keys_and_times() -> None:
     assert out["seg_unique_dst"].to_list() == [2, 2, 1, 1]
 
 
-def brute_force_segments(frame: pl.DataFrame, gap_s: float) -> list[tuple[int, float, int, int]]:
-    """(flows, span, distinct dst, distinct dpt) of each row's segment, one group at a time."""
+def brute_force_segments(
+    frame: pl.DataFrame, gap_s: float, max_span_s: float | None
+) -> list[tuple[int, float, int, int]]:
+    """(flows, span, distinct dst, distinct dpt) of each row's segment, one group at a time: a flow
+    joins the segment before it when the gap is at most ``gap_s`` and both lie in one
+    ``max_span_s`` window of the epoch."""
+
+    def window(row: dict) -> float:
+        return 0.0 if max_span_s is None else row["time"].timestamp() // max_span_s
+
     rows = frame.with_row_index("row").to_dicts()
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
@@ -242,7 +250,11 @@ def brute_force_segments(frame: pl.DataFrame, gap_s: float) -> list[tuple[int, f
         members.sort(key=lambda r: (r["time"], r["row"]))
         segment = [members[0]]
         for previous, row in zip(members, [*members[1:], None], strict=True):
-            if row is not None and (row["time"] - previous["time"]).total_seconds() <= gap_s:
+            if (
+                row is not None
+                and (row["time"] - previous["time"]).total_seconds() <= gap_s
+                and window(row) == window(previous)
+            ):
                 segment.append(row)
                 continue
             span = (segment[-1]["time"] - segment[0]["time"]).total_seconds()
@@ -254,7 +266,8 @@ def brute_force_segments(frame: pl.DataFrame, gap_s: float) -> list[tuple[int, f
     return [result[i] for i in range(len(rows))]
 
 
-def test_matches_brute_force_on_random_flows() -> None:
+@pytest.mark.parametrize("max_span_s", [None, 300.0, 45.0])
+def test_matches_brute_force_on_random_flows(max_span_s: float | None) -> None:
     rng = np.random.default_rng(11)
     n = 1500
     frame = pl.DataFrame(
@@ -267,8 +280,9 @@ def test_matches_brute_force_on_random_flows() -> None:
             "dpt": rng.choice([22, 80, 443, 8080], n),
         }
     )
-    out = segment_features(frame, SegmentConfig(gap_s=15.0))
-    expected = brute_force_segments(frame, 15.0)
+    config = SegmentConfig(gap_s=15.0, max_span_s=max_span_s)
+    out = segment_features(frame, config)
+    expected = brute_force_segments(frame, 15.0, max_span_s)
     got = list(
         zip(
             *(out[c].to_list() for c in ("seg_flows", "seg_span_s", "seg_unique_dst", "seg_unique_dpt")),
@@ -276,4 +290,54 @@ def test_matches_brute_force_on_random_flows() -> None:
         )
     )
     assert got == expected
-    assert len(set(segment_ids(frame, SegmentConfig(gap_s=15.0)).to_list())) > 50
+    assert len(set(segment_ids(frame, config).to_list())) > 50
+    if max_span_s is not None:
+        assert max(span for _, span, _, _ in got) <= max_span_s
+
+
+def chatty_frame(seconds: int, every_s: float = 5.0, start: datetime = T0) -> pl.DataFrame:
+    """One device reporting to one server every ``every_s`` seconds for ``seconds``: never a pause."""
+    count = int(seconds / every_s)
+    return pl.DataFrame(
+        {
+            "time": [start + timedelta(seconds=i * every_s) for i in range(count)],
+            "src": ["10.0.0.9"] * count,
+            "dst": ["192.168.7.1"] * count,
+        }
+    )
+
+
+def test_a_host_that_never_pauses_is_cut_at_the_span_windows() -> None:
+    # an hour of reports every 5 s: one segment without the limit, twelve 5-minute ones with it
+    frame = chatty_frame(3600)
+    unlimited = segment_features(frame, SegmentConfig(max_span_s=None))
+    assert unlimited["seg_flows"].unique().to_list() == [720]
+    assert unlimited["seg_span_s"].max() == 3595.0
+    limited = segment_features(frame, SegmentConfig())
+    assert SegmentConfig().max_span_s == 300.0
+    assert limited["seg_flows"].unique().to_list() == [60]
+    assert limited["seg_span_s"].unique().to_list() == [295.0]
+    assert segment_ids(frame, SegmentConfig()).n_unique() == 12
+
+
+def test_the_segment_features_do_not_grow_with_the_length_of_the_data() -> None:
+    # ten minutes and a day of the same steady traffic give the same distribution of segment facts
+    short = segment_features(chatty_frame(600), SegmentConfig())
+    long = segment_features(chatty_frame(86_400), SegmentConfig())
+    assert long["seg_flows"].max() == short["seg_flows"].max() == 60
+    assert long["seg_span_s"].max() == short["seg_span_s"].max() == 295.0
+
+
+def test_span_windows_are_aligned_to_the_epoch() -> None:
+    # flows at 08:04:50, 08:04:55 and 08:05:00: the window of 08:05:00 starts a new segment, wherever
+    # the data begins
+    frame = chatty_frame(15, start=T0 + timedelta(seconds=290))
+    assert segment_ids(frame, SegmentConfig()).to_list() == [0, 0, 1]
+    assert segment_ids(frame, SegmentConfig(max_span_s=None)).to_list() == [0, 0, 0]
+    assert segment_ids(frame, SegmentConfig(max_span_s=3600)).to_list() == [0, 0, 0]
+
+
+def test_span_settings_are_checked() -> None:
+    for bad in (0, -5.0):
+        with pytest.raises(ConfigError, match="max_span_s"):
+            SegmentConfig(max_span_s=bad)

@@ -154,7 +154,8 @@ def session_groups(
                 f"group split key needs column {source!r} (have: {', '.join(frame.columns)})", column=source
             )
     if gap_s is not None:
-        return segment_ids(frame, SegmentConfig(key=key, gap_s=gap_s)).to_numpy()
+        # a session is kept whole, however long: no span limit
+        return segment_ids(frame, SegmentConfig(key=key, gap_s=gap_s, max_span_s=None)).to_numpy()
     code, _ = combined_codes(key_codes(frame, key))
     return _canonical_groups(code)
 

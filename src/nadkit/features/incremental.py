@@ -8,7 +8,8 @@ carried from one piece to the next:
   seconds and the last ``connections`` flows before it. They are computed as soon as a flow is
   released, on the flow plus a *context* of recent flows kept from earlier pieces.
 - **segment features** describe a flow's whole segment, later flows included: a flow is *held* until
-  its segment is closed, i.e. no flow of its key came for longer than ``gap_s``.
+  its segment is closed, i.e. no flow of its key came for longer than ``gap_s``, or the clock has
+  passed the end of the segment's ``max_span_s`` window.
 
 Both assume flows arrive in time order. A reorder buffer of ``lateness_s`` seconds absorbs small
 disorder (flow exporters emit a flow when it ends, not when it starts); a flow older than what was
@@ -228,6 +229,10 @@ class IncrementalFeatures:
             np.maximum.at(last, ids, times)
             assert self._watermark is not None
             closed = (self._watermark - last[ids]) > self._gap_us
+            windows = config.window_of(last[ids])
+            if windows is not None:
+                # a later flow is at the watermark or after it: in a later window, a new segment
+                closed |= config.window_of(np.asarray(self._watermark)) > windows
         mask = pl.Series(closed)
         self._held = held.filter(~mask)
         stale = [c for c in features.columns if c in held.columns]

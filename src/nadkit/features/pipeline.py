@@ -633,6 +633,9 @@ class FeaturePipeline:
         try:
             settings = dict(data["config"])
             settings.setdefault("compress", "none")  # pipelines saved before compression existed
+            if isinstance(settings.get("segments"), Mapping):
+                # pipelines saved before segments had a longest span: unlimited, as they were fitted
+                settings["segments"] = {"max_span_s": None, **settings["segments"]}
             pipeline = cls(FeatureConfig.from_dict(settings))
             pipeline.counters_computed_ = bool(data["counters_computed"])
             pipeline.segments_computed_ = bool(data["segments_computed"])

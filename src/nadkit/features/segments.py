@@ -18,6 +18,15 @@ the gap to the previous flow exceeds ``gap_s``. Every flow then carries facts ab
 Flows at times 1, 2, 3, 7, 8, 9, 10 and 15 of one group form the segments [1, 2, 3], [7, 8, 9, 10]
 and [15] for any gap from 1 s up to (not including) 4 s: a cut needs a gap *longer* than ``gap_s``.
 
+A segment also ends where the clock passes a multiple of ``max_span_s`` (300 s by default; windows
+aligned to the epoch, as time buckets are): a host that never pauses for ``gap_s`` (a device
+reporting every few seconds, a busy server's clients) would otherwise form one segment as long as the
+data, so that its ``seg_flows`` and ``seg_span_s`` grew with the length of the file scored and a
+model trained on a short capture would see every later flow of it as out of range. With the limit,
+the segment features mean the same in a five-minute capture and a month of logs, and a streaming
+caller holds a segment's flows for at most ``max_span_s`` plus the lateness it allows. ``None``
+removes the limit (pipelines saved before it existed keep their unlimited segments).
+
 A segment depends on all of its flows, later ones included, so a flow's values can change when later
 flows arrive; a streaming caller must keep a segment open until ``gap_s`` has passed without a flow.
 Null key values form a key of their own (null counts as a value in the distinct counts too); flows
@@ -60,15 +69,19 @@ UNIQUE_OF = {
 SUBNET_OF = {"dst_subnet": "dst", "src_subnet": "src"}
 
 _IPV4 = r"^\s*\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\s*$"
+#: the default longest span of a segment, in seconds (see the module docstring)
+DEFAULT_MAX_SPAN_S = 300.0
 
 
 @dataclass(frozen=True)
 class SegmentConfig:
     """How flows are grouped (``key``: column names; ``dst_subnet`` / ``src_subnet`` are derived
-    from the addresses) and the longest pause, in seconds, inside one segment."""
+    from the addresses), the longest pause, in seconds, inside one segment, and the epoch-aligned
+    windows (``max_span_s`` seconds long; None: no limit) no segment crosses."""
 
     key: tuple[str, ...] = ("src", "dst_subnet")
     gap_s: float = 60.0
+    max_span_s: float | None = DEFAULT_MAX_SPAN_S
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", (self.key,) if isinstance(self.key, str) else tuple(self.key))
@@ -76,6 +89,20 @@ class SegmentConfig:
             raise ConfigError("segment key needs at least one column")
         if not self.gap_s >= 0:
             raise ConfigError(f"segment gap_s must be a non-negative number of seconds, got {self.gap_s}")
+        if self.max_span_s is not None and not self.max_span_s >= 1e-6:
+            raise ConfigError(
+                f"segment max_span_s must be a positive number of seconds (or null), got {self.max_span_s}"
+            )
+
+    @property
+    def span_us(self) -> int | None:
+        """``max_span_s`` in microseconds (None: no limit)."""
+        return None if self.max_span_s is None else round(self.max_span_s * 1e6)
+
+    def window_of(self, times_us: np.ndarray) -> np.ndarray | None:
+        """The span window of each time (microseconds since the epoch); None without a limit."""
+        span = self.span_us
+        return None if span is None else times_us // span
 
     def needs(self) -> tuple[str, ...]:
         """The frame columns this configuration reads: ``time`` and the key's source columns."""
@@ -207,6 +234,9 @@ def _segments(frame: pl.DataFrame, config: SegmentConfig, codes: _Codes) -> _Seg
     element_times = times[rows]
     gap_us = round(config.gap_s * 1e6)
     new[1:] |= (element_times[1:] - element_times[:-1]) > gap_us
+    windows = config.window_of(element_times)
+    if windows is not None:
+        new[1:] |= windows[1:] != windows[:-1]
     segment = np.cumsum(new) - 1
     return _Segments(
         rows=rows, times_us=element_times, starts=np.flatnonzero(new), segment_of_element=segment
