@@ -13,7 +13,7 @@ from benchmarks.continual import per_day, replay, simulated_days
 
 from nadkit.detection.detect import score_flows
 from nadkit.errors import ConfigError
-from nadkit.lifecycle.feedback import split_feedback
+from nadkit.lifecycle.feedback import Feedback, split_feedback
 from nadkit.lifecycle.registry import ModelRegistry, RegistryError
 from nadkit.models import REGISTRY
 from nadkit.schema import NORMAL
@@ -26,6 +26,7 @@ from nadkit.stream.retraining import (
     THRESHOLD,
     FlowSample,
     RetrainSettings,
+    _decide,
     challenge,
     parse_duration,
 )
@@ -240,6 +241,31 @@ def test_labelled_feedback_decides_and_never_means_never(bundle: ModelBundle) ->
     never = RetrainSettings(every_s=86_400, registry=Path("unused"), promote="never")
     _, decision = challenge(bundle, sample, never, feedback=feedback)
     assert decision.kind == "refusal" and "--promote never" in decision.reason
+
+
+def test_the_strong_alerts_rule_weighs_the_evidence_of_a_loss(bundle: ModelBundle) -> None:
+    """Unlabelled promotion: a challenger is refused for dropping the champion's strong alerts only
+    when the interval of the share it keeps lies below ``keep_strong`` (a handful of strong alerts
+    is weak evidence either way)."""
+    settings = RetrainSettings(every_s=86_400, registry=Path("unused"), promote="auto-unlabelled")
+    empty = Feedback(pl.DataFrame(), pl.DataFrame())
+
+    def decided(kept: int, champion: int) -> tuple[str, str]:
+        figures = {
+            # the challenger's alert rate clearly lower: only the strong alerts can refuse it
+            "recent_traffic": {
+                "champion": {"rate": 0.2, "interval": [0.18, 0.22]},
+                "challenger": {"rate": 0.05, "interval": [0.04, 0.06]},
+            },
+            "strong_alerts": {"champion": champion, "kept": kept},
+        }
+        return _decide(bundle, bundle, pl.DataFrame(), empty, figures, settings)
+
+    for kept, champion in ((4, 5), (19, 23), (90, 100), (0, 0)):
+        assert decided(kept, champion)[0] == "promotion", (kept, champion)
+    for kept, champion in ((3, 5), (70, 100), (0, 4)):
+        kind, reason = decided(kept, champion)
+        assert kind == "refusal" and f"keeps {kept} of the champion's {champion} strong alerts" in reason
 
 
 def test_a_background_retraining_lets_the_batches_go_on(bundle: ModelBundle, tmp_path: Path) -> None:

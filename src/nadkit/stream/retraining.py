@@ -32,8 +32,10 @@ instead was thrown far up by activity that falls in one block of the day, which 
   ``auto-unlabelled`` promotes it when (a) its alert rate on the comparison blocks (every flow, as
   it came) is lower than the champion's live alert rate there with the intervals apart, (b) it
   still alerts on ``keep_strong`` of the champion's strong alerts there (score at least ``strong``
-  times the threshold: what the champion was surest of), and (c) it alerts on every confirmed attack
-  of the store that the champion alerts on.
+  times the threshold: what the champion was surest of) within the interval of that share, i.e. it
+  is refused when even the upper end of the interval lies below ``keep_strong`` (a day may bring a
+  handful of strong alerts, often false positives, and 4 of 5 is no evidence of a loss), and (c) it
+  alerts on every confirmed attack of the store that the champion alerts on.
 
 Every challenger is registered in the model registry (not active unless promoted) and every
 promotion, refusal and rollback is recorded there with its figures
@@ -402,10 +404,11 @@ def _decide(
             f"alert rate on held-out recent traffic {recent['challenger']['rate']:.4f} against the "
             f"champion's {recent['champion']['rate']:.4f}: not lower with the intervals apart"
         )
-    if strong["champion"] and strong["kept"] < settings.keep_strong * strong["champion"]:
+    kept = wilson_interval(strong["kept"], strong["champion"], settings.evidence.confidence)
+    if kept is not None and kept[1] < settings.keep_strong:
         return "refusal", (
             f"the challenger keeps {strong['kept']} of the champion's {strong['champion']} strong alerts "
-            f"(at least {settings.keep_strong:.0%} needed)"
+            f"(at least {settings.keep_strong:.0%} needed, within the interval)"
         )
     if loses_attacks:
         return "refusal", "the challenger alerts on fewer confirmed attacks than the champion"
