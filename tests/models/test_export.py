@@ -117,6 +117,24 @@ def test_scorer_follows_row_order_and_takes_no_rows(
         scorer.score(renamed)
 
 
+def test_scores_and_the_contributions_over_a_threshold_in_one_pass(
+    exported: tuple[Detector, Path], test_data: DetectorData
+) -> None:
+    """What detection asks for its alerts: every row's score and the contributions of the rows at
+    or over the threshold, taken in the same pass, equal to asking for each separately (in
+    batches that do not divide the rows; window models' batches list their rows)."""
+    _, path = exported
+    scorer = OnnxScorer(path, batch_size=BATCH, threads=1)
+    scores = scorer.score(test_data)
+    for threshold in (float(np.quantile(scores, 0.9)), float(scores.min()), float(scores.max()) + 1.0):
+        got, rows, contributions = scorer.score_and_explain(test_data, threshold)
+        np.testing.assert_array_equal(got, scores)
+        np.testing.assert_array_equal(rows, np.flatnonzero(scores >= threshold))
+        assert contributions.dtype == np.float32 and contributions.shape == (len(rows), len(FEATURES))
+        expected = scorer.contributions(test_data, native=True)[rows]
+        np.testing.assert_allclose(contributions, expected, rtol=1e-6, atol=1e-7)
+
+
 def test_graph_has_a_free_batch_axis_and_describes_the_model(exported: tuple[Detector, Path]) -> None:
     detector, path = exported
     model = onnx.load(str(path))

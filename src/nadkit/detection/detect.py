@@ -170,9 +170,13 @@ class Scorer:
         if batch is None or batch.flows.height == 0:
             return ScoredChunk(pl.DataFrame())
         predicted = None
+        explained: np.ndarray | None = None
         if self._explain_alerts_only:
             if self._classes or self.detector.costly_contributions:
                 unit_scores, predicted = self.detector.score_and_predict(batch.data)
+            elif self.top and batch.unit_of_flow is None:
+                # one pass: the alerts' contributions come out of the graph with the scores
+                unit_scores, _, explained = self.bundle.score_and_explain(batch.data, self.threshold)
             else:
                 unit_scores = self.bundle.score_data(batch.data)
             contributions = None
@@ -187,6 +191,8 @@ class Scorer:
         units = np.flatnonzero(alerts) if of_flow is None else np.unique(of_flow[alerts])
         if self.top == 0 or not len(units):
             explained = None
+        elif explained is not None:
+            pass  # taken with the scores: the rows over the threshold are the alerted units
         elif contributions is None:
             # ranked, summed and shown as float64, but from the graph's float32 numbers, which a
             # float64 copy of every alert's contributions would only have converted

@@ -139,6 +139,33 @@ class OnnxScorer:
             _place(out, rows, values)
         return out
 
+    def score_and_explain(
+        self, data: DetectorData, threshold: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scores (float64, as :meth:`score`), the rows scoring at least ``threshold`` and their
+        float32 contributions, in one pass: each batch's contributions come out with its scores and
+        only the rows over the threshold are kept, where asking :meth:`contributions` for those
+        rows afterwards would run the network over them a second time."""
+        self._check_features(data)
+        if SCORE_NAME not in self.outputs:
+            contributions = self.contributions(data, native=True)
+            scores = contributions.sum(axis=1, dtype=np.float64)
+            rows = np.flatnonzero(scores >= threshold)
+            return scores, rows, contributions[rows]
+        scores = np.empty(len(data), dtype=np.float64)
+        kept_rows: list[np.ndarray] = []
+        kept: list[np.ndarray] = []
+        for rows, feeds in self._batches(data):
+            values, contributions = self.session.run([SCORE_NAME, OUTPUT_NAME], feeds)
+            _place(scores, rows, values)
+            over = np.flatnonzero(scores[rows] >= threshold)
+            if len(over):
+                kept_rows.append(over + rows.start if isinstance(rows, slice) else np.asarray(rows)[over])
+                kept.append(contributions[over])
+        if not kept:
+            return scores, np.zeros(0, dtype=np.int64), np.zeros((0, data.width), dtype=np.float32)
+        return scores, np.concatenate(kept_rows), np.concatenate(kept)
+
     def _check_features(self, data: DetectorData) -> None:
         if tuple(data.feature_names) != self.feature_names:
             raise ConfigError(

@@ -324,6 +324,19 @@ class ModelBundle:
             return self.detector.contributions(data)
         return scorer.contributions(data, native=native)
 
+    def score_and_explain(
+        self, data: DetectorData, threshold: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scores of every row (as :meth:`score_data`), the rows scoring at least ``threshold`` and
+        their contributions (the graph's float32 on ONNX Runtime, taken in the same pass as the
+        scores; float64 from the detector on torch)."""
+        scorer = None if self.detector.costly_contributions else self._onnx_scorer()
+        if scorer is not None:
+            return scorer.score_and_explain(data, threshold)
+        scores = self.score_data(data)
+        rows = np.flatnonzero(scores >= threshold)
+        return scores, rows, self.detector.contributions(data.take(rows))
+
     @property
     def has_onnx(self) -> bool:
         """Whether the saved bundle holds a ``model.onnx`` its manifest lists."""
