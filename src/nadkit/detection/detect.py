@@ -191,14 +191,14 @@ class Scorer:
         units = np.flatnonzero(alerts) if of_flow is None else np.unique(of_flow[alerts])
         if self.top == 0 or not len(units):
             explained = None
-        elif explained is not None:
-            pass  # taken with the scores: the rows over the threshold are the alerted units
-        elif contributions is None:
+        elif explained is None:  # not taken with the scores
             # ranked, summed and shown as float64, but from the graph's float32 numbers, which a
             # float64 copy of every alert's contributions would only have converted
-            explained = self.bundle.contributions(batch.data.take(units), native=True)
-        else:
-            explained = contributions[units]
+            explained = (
+                self.bundle.contributions(batch.data.take(units), native=True)
+                if contributions is None
+                else contributions[units]
+            )
         top_features, explanation = self._top_features(batch, units, explained, alerts)
         out = identity(batch.flows).with_columns(
             *batch.columns,

@@ -28,7 +28,8 @@ caller holds a segment's flows for at most ``max_span_s`` plus the lateness it a
 removes the limit (pipelines saved before it existed keep their unlimited segments).
 
 A segment depends on all of its flows, later ones included, so a flow's values can change when later
-flows arrive; a streaming caller must keep a segment open until ``gap_s`` has passed without a flow.
+flows arrive; a streaming caller must keep a segment open until ``gap_s`` has passed without a flow
+or the clock has passed the end of its ``max_span_s`` window.
 Null key values form a key of their own (null counts as a value in the distinct counts too); flows
 without a time are segmented as if they happened at the epoch.
 """
