@@ -73,6 +73,8 @@ Order = Literal["time_desc", "time_asc", "score_desc", "score_asc", "id_desc", "
 UNKEYED: Final = frozenset({"label", "label_original"})
 #: flow fields copied into their own columns, for filtering and display
 INDEXED_FIELDS: Final = ID_COLUMNS
+#: flow keys per ``IN (...)`` lookup of stored ids (well under SQLite's limit on bound values)
+_LOOKUP_CHUNK: Final = 500
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -93,9 +95,36 @@ def _plain(value: Any) -> Any:
 
 def flow_key(flow: Mapping[str, Any]) -> str:
     """The digest identifying a flow: its fields (labels excluded) in name order."""
-    fields = {k: _plain(v) for k, v in flow.items() if k not in UNKEYED}
+    return _plain_flow_key({k: _plain(v) for k, v in flow.items()})
+
+
+def _plain_flow_key(flow: Mapping[str, Any]) -> str:
+    """:func:`flow_key` of a flow whose values are already as :func:`_plain` gives them."""
+    fields = {k: v for k, v in flow.items() if k not in UNKEYED}
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _lookup(keys: int) -> str:
+    """The query of the ids stored for a model version and ``keys`` flow keys."""
+    marks = ", ".join("?" * keys)
+    return f"SELECT flow_key, id FROM alerts WHERE model_version = ? AND flow_key IN ({marks})"
+
+
+def _plain_columns(frame: pl.DataFrame, names: Sequence[str]) -> dict[str, list[Any]]:
+    """The ``names`` columns of ``frame`` as lists of the values :func:`_plain` gives: non-finite
+    floats made null in Polars, times and dates turned to store text one by one, every other column
+    as Polars gives it."""
+    floats = [n for n in names if frame.schema[n].is_float()]
+    if floats:
+        frame = frame.with_columns(
+            pl.when(pl.col(n).is_finite()).then(pl.col(n)).otherwise(None).alias(n) for n in floats
+        )
+    columns = frame.select(names).to_dict(as_series=False)
+    for name in names:
+        if isinstance(frame.schema[name], pl.Datetime | pl.Date):
+            columns[name] = [_plain(value) for value in columns[name]]
+    return columns
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -277,33 +306,49 @@ class AlertStore:
             return Added([], 0)
         flow_columns = [c for c in frame.columns if c not in SCORE_COLUMNS and not c.startswith("__")]
         created = now_text()
+        flows = _plain_columns(frame, flow_columns)
+        extras = {
+            name: frame[name].to_list() if name in frame.columns else [None] * frame.height
+            for name in (
+                "row",
+                "score",
+                "threshold",
+                "class",
+                "top_features",
+                "severity",
+                "score_percentile",
+                "threshold_multiple",
+                "explanation",
+            )
+        }
         records = []
-        for row in frame.iter_rows(named=True):
-            flow = {name: _plain(row[name]) for name in flow_columns}
-            score = row["score"]
-            threshold = row["threshold"]
+        keys: list[str] = []
+        for index in range(frame.height):
+            flow = {name: flows[name][index] for name in flow_columns}
+            score = extras["score"][index]
+            threshold = extras["threshold"][index]
             if score is None or not math.isfinite(score) or threshold is None or not math.isfinite(threshold):
-                raise StoreError(f"alert at row {row.get('row')}: score and threshold must be finite")
+                raise StoreError(f"alert at row {extras['row'][index]}: score and threshold must be finite")
+            key = _plain_flow_key(flow)
+            keys.append(key)
             records.append(
                 (
                     created,
                     version,
-                    flow_key(flow),
+                    key,
                     *(flow.get(name) for name in INDEXED_FIELDS),
-                    row.get("row"),
+                    extras["row"][index],
                     float(score),
                     float(threshold),
-                    row.get("class"),
-                    json.dumps(top_features_json(row.get("top_features")), allow_nan=False),
+                    extras["class"][index],
+                    json.dumps(top_features_json(extras["top_features"][index]), allow_nan=False),
                     json.dumps(flow, allow_nan=False, default=str),
-                    row.get("severity"),
-                    _finite(row.get("score_percentile")),
-                    _finite(row.get("threshold_multiple")),
-                    row.get("explanation"),
+                    extras["severity"][index],
+                    _finite(extras["score_percentile"][index]),
+                    _finite(extras["threshold_multiple"][index]),
+                    extras["explanation"][index],
                 )
             )
-        ids: list[int] = []
-        new = 0
         insert = (
             "INSERT OR IGNORE INTO alerts (created, model_version, flow_key, time, src, dst, spt, dpt, "
             "proto, app, label, row, score, threshold, class, top_features, flow, severity, "
@@ -312,17 +357,19 @@ class AlertStore:
         )
         try:
             with self._write() as connection:
-                for record in records:
-                    cursor = connection.execute(insert, record)
-                    if cursor.rowcount == 1 and cursor.lastrowid is not None:
-                        ids.append(int(cursor.lastrowid))
-                        new += 1
-                    else:
-                        existing = connection.execute(
-                            "SELECT id FROM alerts WHERE model_version = ? AND flow_key = ?",
-                            (record[1], record[2]),
-                        ).fetchone()
-                        ids.append(int(existing[0]))
+                (last,) = connection.execute("SELECT coalesce(max(id), 0) FROM alerts").fetchone()
+                connection.executemany(insert, records)
+                # every flow's id, new or stored before (also a flow twice in this frame)
+                stored: dict[str, int] = {}
+                unique = list(dict.fromkeys(keys))
+                for start in range(0, len(unique), _LOOKUP_CHUNK):
+                    part = unique[start : start + _LOOKUP_CHUNK]
+                    stored.update(connection.execute(_lookup(len(part)), (version, *part)).fetchall())
+                missing = next((i for i, key in enumerate(keys) if key not in stored), None)
+                if missing is not None:
+                    raise StoreError(f"alert at row {extras['row'][missing]}: not stored")
+                ids = [int(stored[key]) for key in keys]
+                new = sum(1 for i in stored.values() if i > last)
         except (sqlite3.DatabaseError, UnicodeEncodeError, OverflowError) as error:
             raise StoreError(f"{self.path}: alerts not stored ({error})") from None
         if new < len(records):
