@@ -10,7 +10,8 @@ Protocol (the same for every detector; the test part is scored once, after every
   rows (known attacks, often floods, would otherwise pull it far above the normal scores, and a
   validation part that is mostly attacks far below them), else the 1% score;
 * on the test part: ROC-AUC, PR-AUC, precision / recall / F1 and the false-positive rate at that
-  threshold, training seconds, and the detection rate of each attack class (or attack capture) with
+  threshold, training seconds (and, for the models that train in epochs, the epochs run and the
+  seconds per epoch), and the detection rate of each attack class (or attack capture) with
   its macro mean, so that a few large floods cannot hide the attacks that matter most;
 * the macro detection rate once more at one false-positive rate for every detector
   (``macro_detection_1pct``: the threshold exceeded by 1% of the validation part's normal rows, with
@@ -298,6 +299,7 @@ class PyodAutoencoder:
         from pyod.models.auto_encoder import AutoEncoder
 
         self.model = AutoEncoder(epoch_num=epochs, random_state=seed, verbose=0, contamination=0.01)
+        self.epochs = epochs
 
     def fit(self, data: Any) -> PyodAutoencoder:
         self.model.fit(data.features)
@@ -424,6 +426,7 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
             if (~test_attack).any()
             else float("nan"),
             "fit_s": fit_s,
+            **_epochs(detector, fit_s),
             "threshold": how,
             "per_class": rates,
             "per_class_1pct": rates_fixed,
@@ -441,6 +444,16 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
     return rows
 
 
+def _epochs(detector: Any, fit_s: float) -> dict[str, float]:
+    """Epochs trained and seconds per epoch, for the detectors that train in epochs (none for the
+    baselines)."""
+    history = getattr(detector, "history_", None)
+    epochs = history.epochs_run if history is not None else getattr(detector, "epochs", None)
+    if not epochs:
+        return {}
+    return {"epochs": float(epochs), "epoch_s": fit_s / epochs}
+
+
 SUMMARY = (
     "roc_auc",
     "pr_auc",
@@ -452,6 +465,8 @@ SUMMARY = (
     "hard_roc_auc",
     "validation_roc_auc",
     "fit_s",
+    "epochs",
+    "epoch_s",
 )
 
 
@@ -489,8 +504,10 @@ def markdown(summary: list[dict[str, Any]], notes: dict[str, str]) -> str:
             for metric in columns:
                 if metric not in s:
                     cells.append("-")
-                elif metric == "fit_s":
+                elif metric in ("fit_s", "epochs"):
                     cells.append(f"{s[metric]:.1f}")
+                elif metric == "epoch_s":
+                    cells.append(f"{s[metric]:.3f}")
                 else:
                     cells.append(f"{s[metric]:.4f} ± {s[metric + '_sd']:.4f}")
             lines.append(f"| {s['model']} | " + " | ".join(cells) + " |")
