@@ -129,6 +129,40 @@ def test_alerts_are_stored_once_per_flow_and_model_version(store: AlertStore) ->
         store.add_alerts(frame.drop("score"), model_version="v1")
 
 
+def test_ids_of_a_frame_with_repeats_stored_flows_and_more_flows_than_one_lookup(store: AlertStore) -> None:
+    first = store.save_alerts(scored(4), model_version="v1")
+    # a flow twice in one frame, two flows stored before, and enough new ones for several id lookups
+    frame = pl.concat(
+        [scored(1, offset=900), scored(2, offset=2), scored(1200, offset=1000), scored(1, offset=900)]
+    )
+    added = store.save_alerts(frame, model_version="v1")
+    assert added.new == 1201
+    assert added.ids[0] == added.ids[-1], "a flow twice in a frame is one alert"
+    assert added.ids[1:3] == first.ids[2:4], "flows stored before keep their ids"
+    assert len(set(added.ids)) == 1203 and min(added.ids[3:-1]) > max(first.ids)
+    assert added.ids[3:-1] == sorted(added.ids[3:-1]), "new alerts are numbered in frame order"
+    assert store.count_alerts() == 1205
+    for identifier, spt in ((added.ids[0], 40900), (added.ids[3], 41000), (added.ids[-2], 42199)):
+        alert = store.get_alert(identifier)
+        assert alert is not None and alert["spt"] == spt
+
+
+def test_non_finite_flow_values_are_stored_as_null(store: AlertStore) -> None:
+    frame = scored(3).with_columns(pl.Series("duration", [float("nan"), float("inf"), 2.5]))
+    ids = store.add_alerts(frame, model_version="v1")
+    durations = [store.get_alert(i)["flow"]["duration"] for i in ids]  # type: ignore[index]
+    assert durations == [None, None, 2.5]
+    expected = flow_key(
+        {**frame.drop("score", "threshold", "alert", "class", "top_features", "row").row(0, named=True)}
+    )
+    assert expected == flow_key(store.get_alert(ids[0])["flow"])  # type: ignore[index]
+    with pytest.raises(StoreError, match="row 2: score and threshold must be finite"):
+        store.add_alerts(
+            scored(3).with_columns(pl.Series("score", [1.0, float("nan"), 2.0])), model_version="v2"
+        )
+    assert store.count_alerts(model_version="v2") == 0
+
+
 def test_an_alert_keeps_its_whole_flow(store: AlertStore) -> None:
     (identifier,) = store.add_alerts(scored(1, offset=3), model_version="v1")
     alert = store.get_alert(identifier)
