@@ -446,9 +446,9 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
 
 def _epochs(detector: Any, fit_s: float) -> dict[str, float]:
     """Epochs trained and seconds per epoch, for the detectors that train in epochs (none for the
-    baselines)."""
-    history = getattr(detector, "history_", None)
-    epochs = history.epochs_run if history is not None else getattr(detector, "epochs", None)
+    baselines); a detector that trains several networks counts the epochs of all of them."""
+    histories = getattr(detector, "histories_", None) or [getattr(detector, "history_", None)]
+    epochs = sum(h.epochs_run for h in histories if h is not None) or getattr(detector, "epochs", None)
     if not epochs:
         return {}
     return {"epochs": float(epochs), "epoch_s": fit_s / epochs}

@@ -153,7 +153,7 @@ def test_non_finite_flow_values_are_stored_as_null(store: AlertStore) -> None:
     durations = [store.get_alert(i)["flow"]["duration"] for i in ids]  # type: ignore[index]
     assert durations == [None, None, 2.5]
     expected = flow_key(
-        {**frame.drop("score", "threshold", "alert", "class", "top_features", "row").row(0, named=True)}
+        frame.drop("score", "threshold", "alert", "class", "top_features", "row").row(0, named=True)
     )
     assert expected == flow_key(store.get_alert(ids[0])["flow"])  # type: ignore[index]
     with pytest.raises(StoreError, match="row 2: score and threshold must be finite"):
