@@ -613,3 +613,45 @@ def test_alerts_without_addresses_form_no_incidents() -> None:
     empty = attack_mix().with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in ("src", "dst"))
     assert IncidentTracker().update(empty).summary.height == 0
     assert group_alerts(pl.DataFrame()).summary.height == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_running_maximum_per_key_matches_one_per_key(seed: int) -> None:
+    """The single running maximum that episodes use gives each key's own running maximum, whatever
+    the ends (repeated, spanning other items, large)."""
+    import random
+
+    from nadkit.alerts.incidents import _key_cum_max
+
+    rng = random.Random(seed)
+    rows = [
+        (f"k{rng.randrange(40)}", start, start + rng.choice([0, 0, 0, rng.randrange(10**9)]))
+        for start in (1_700_000_000_000_000 + rng.randrange(10**8) for _ in range(3_000))
+    ]
+    timed = pl.DataFrame(rows, schema=["_k", "_start", "_end"], orient="row").sort("_k", "_start")
+    want = timed.select(pl.col("_end").cum_max().over("_k")).to_series()
+    assert _key_cum_max(timed).to_list() == want.to_list()
+
+
+def test_value_counts_are_ranked_by_count_then_value() -> None:
+    from nadkit.alerts.incidents import _ranked
+
+    counts = pl.Series(
+        "ports_counts",
+        [
+            [{"value": 22, "count": 1}],
+            [],
+            [{"value": 80, "count": 2}, {"value": 443, "count": 5}, {"value": 53, "count": 2}],
+            [{"value": 9, "count": 1}, {"value": 8, "count": 1}],
+        ],
+    )
+    ranked = _ranked(counts, 2)
+    assert ranked.name == "ports_counts"
+    assert ranked.to_list() == [
+        [{"value": 22, "count": 1}],
+        [],
+        [{"value": 443, "count": 5}, {"value": 53, "count": 2}],
+        [{"value": 8, "count": 1}, {"value": 9, "count": 1}],
+    ]
+    single = counts.gather([0, 1])
+    assert _ranked(single, 3).to_list() == single.to_list()

@@ -207,8 +207,13 @@ def incident_id(kind: str, key: str, first_seen: datetime | int | None) -> str:
 
 
 def _digest(text: str) -> str:
-    kind = text.partition("|")[0]
-    return f"{kind}-{hashlib.blake2b(text.encode(), digest_size=8).hexdigest()}"
+    return _digests(text.partition("|")[0], [text])[0]
+
+
+def _digests(kind: str, texts: list[str]) -> list[str]:
+    """The ids of ``kind`` for the texts ``kind|key|start`` (one loop: a batch can open 100,000s)."""
+    blake2b = hashlib.blake2b
+    return [f"{kind}-{blake2b(text.encode(), digest_size=8).hexdigest()}" for text in texts]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -323,8 +328,7 @@ def _episodes(rows: pl.DataFrame, anchors: pl.DataFrame, gap_us: int) -> pl.Data
     )
     timed = items.filter(pl.col("_start").is_not_null()).sort("_k", "_start")
     # the latest end among the earlier items of the same key (sorted: a key's items are contiguous)
-    timed = timed.with_columns(pl.col("_k").rle_id().alias("_g"))
-    timed = timed.with_columns(pl.col("_end").cum_max().over("_g").alias("_reach"))
+    timed = timed.with_columns(pl.col("_k").rle_id().alias("_g"), _key_cum_max(timed).alias("_reach"))
     reach = pl.when(pl.col("_g") == pl.col("_g").shift(1)).then(pl.col("_reach").shift(1))
     timed = timed.select(
         pl.exclude("_g", "_reach"),
@@ -333,6 +337,23 @@ def _episodes(rows: pl.DataFrame, anchors: pl.DataFrame, gap_us: int) -> pl.Data
     untimed = items.filter(pl.col("_start").is_null())
     untimed = untimed.with_columns((-pl.col("_k").rank("dense").cast(pl.Int64)).alias("_ep"))
     return pl.concat([timed, untimed])
+
+
+def _key_cum_max(timed: pl.DataFrame) -> pl.Series:
+    """The running maximum of ``_end`` within each key of ``timed`` (sorted by ``_k``; ends not null).
+
+    One running maximum over the whole column instead of one per key (``over``, several times
+    slower): each end is replaced by its dense rank among all ends and offset by its key's number
+    times one more than the number of rows, so a later key's values are above every earlier key's;
+    the maximum's rank is then read back as the end it stands for."""
+    ends = timed["_end"]
+    span = timed.height + 1
+    ranked = timed.select(
+        (pl.col("_k").rle_id().cast(pl.Int64) * span + pl.col("_end").rank("dense").cast(pl.Int64))
+        .cum_max()
+        .alias("_m")
+    ).to_series()
+    return ends.drop_nulls().unique().sort().gather(ranked % span - 1)
 
 
 def _assign(facts: pl.DataFrame, anchors: dict[str, pl.DataFrame], config: IncidentConfig) -> pl.DataFrame:
@@ -364,7 +385,7 @@ def _assign(facts: pl.DataFrame, anchors: dict[str, pl.DataFrame], config: Incid
         texts = fresh.select(
             pl.format("{}|{}|{}", pl.lit(view.kind), "_k", pl.col("_first").cast(pl.String).fill_null("-"))
         ).to_series()
-        ids = pl.Series("_new_id", [_digest(t) for t in texts], dtype=pl.String)
+        ids = pl.Series("_new_id", _digests(view.kind, texts.to_list()), dtype=pl.String)
         episodes = pl.concat(
             [
                 fresh.select("_ep", "_k").with_columns(ids.alias("_aid")),
@@ -451,17 +472,33 @@ def _partials(assigned: pl.DataFrame) -> pl.DataFrame:
     return base.select(list(_partial_schema(assigned.schema["ref"])))
 
 
+def _ranked(counts: pl.Series, top: int) -> pl.Series:
+    """Each list of value counts, most frequent first (ties: the smaller value first), cut to ``top``.
+
+    Most incidents count one value per dimension, and sorting a list costs the same whatever its
+    length, so only the lists of two or more values are sorted."""
+    several = counts.list.len() > 1
+    head = counts.list.head(top)
+    if not several.any():
+        return head
+    element = pl.element()
+    order = [element.struct.field("count"), element.struct.field("value")]
+    ranked = counts.filter(several).list.eval(element.sort_by(order, descending=[True, False]).head(top))
+    table = pl.DataFrame({"head": head}).with_row_index("_r")
+    sorted_rows = pl.DataFrame({"_r": several.arg_true(), "ranked": ranked})
+    joined = table.join(sorted_rows, on="_r", how="left", maintain_order="left")
+    return joined.select(pl.coalesce("ranked", "head")).to_series().alias(counts.name)
+
+
 def _render(partials: pl.DataFrame, config: IncidentConfig) -> pl.DataFrame:
     """What an analyst reads, one row per incident, earliest first."""
     low, high, critical = config.severity_cuts
+    partials = partials.with_columns(
+        _ranked(partials[f"{name}_counts"], config.top).alias(f"_top_{name}") for name, _, _ in COUNTED
+    )
 
     def top(name: str) -> pl.Expr:
-        element = pl.element()
-        return pl.col(f"{name}_counts").list.eval(
-            element.sort_by(
-                [element.struct.field("count"), element.struct.field("value")], descending=[True, False]
-            ).head(config.top)
-        )
+        return pl.col(f"_top_{name}")
 
     ratio = pl.col("peak_ratio")
     heading = top("features").list.first()
