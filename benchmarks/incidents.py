@@ -5,7 +5,7 @@ alerts, every one from a new source), scanners of 1000 ports each (20%), brute f
 (20%) and one-off alerts (20%, each source twice, half an hour apart, so every one is an incident of
 its own: the most incidents per alert). ``one batch`` is :func:`~nadkit.alerts.incidents.group_alerts`
 on the whole table; ``tracker xN`` feeds the same alerts in time order as N batches to an
-:class:`~nadkit.alerts.incidents.IncidentTracker` (time per alert over all batches, and the slowest
+:class:`~nadkit.alerts.incident_tracker.IncidentTracker` (time per alert over all batches, and the slowest
 batch). Times are the best of ``--runs``.
 
 Goal: a million alerts in a few seconds on 2 cores.
@@ -81,7 +81,7 @@ def alerts(n: int) -> pl.DataFrame:
 
 def tracked(records: pl.DataFrame, batches: int) -> tuple[int, float]:
     """Feed ``records`` to a tracker in ``batches`` time-ordered batches: incidents, slowest batch (s)."""
-    from nadkit.alerts.incidents import IncidentTracker
+    from nadkit.alerts.incident_tracker import IncidentTracker
 
     tracker = IncidentTracker()
     incidents: set[str] = set()

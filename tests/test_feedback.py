@@ -355,7 +355,7 @@ def test_one_verdict_per_incident_feeds_the_retraining(kit: Kit, tmp_path: Path)
     """Alerts grouped into incidents, one verdict given per incident (the majority truth of its
     alerts, as an analyst reading it would): every alert is cleared, none is left out of the
     retraining, and the feedback counts are the alerts'."""
-    from nadkit.alerts.incidents import IncidentTracker
+    from nadkit.alerts.incident_tracker import IncidentTracker
 
     champion = ModelBundle.load(kit.bundle)
     alerts = score_flows(champion, kit.test_flows()).filter(pl.col("alert"))

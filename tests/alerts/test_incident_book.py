@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from nadkit.alerts.incident_book import IncidentNotFoundError
-from nadkit.alerts.incidents import IncidentTracker
+from nadkit.alerts.incident_tracker import IncidentTracker
 from nadkit.alerts.store import AlertStore
 from nadkit.alerts.values import StoreError
 

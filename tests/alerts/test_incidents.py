@@ -15,10 +15,10 @@ from typing import Any
 import polars as pl
 import pytest
 
+from nadkit.alerts.incident_tracker import IncidentTracker
 from nadkit.alerts.incidents import (
     IncidentConfig,
     Incidents,
-    IncidentTracker,
     group_alerts,
     incident_id,
 )

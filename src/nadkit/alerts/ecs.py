@@ -32,7 +32,7 @@ beside Zeek's and Suricata's in Elastic, Splunk or any SIEM that reads ECS.
   for records grouped into incidents: what nadkit knows beyond ECS.
 
 **Incident documents** (:func:`incident_documents`), one per row of an incidents summary
-(:func:`nadkit.alerts.incidents.group_alerts`, :class:`~nadkit.alerts.incidents.IncidentTracker`):
+(:func:`nadkit.alerts.incidents.group_alerts`, :class:`~nadkit.alerts.incident_tracker.IncidentTracker`):
 ``event.kind`` ``alert``, ``event.type`` ``["info"]``, ``event.dataset`` ``nadkit.incidents``,
 ``event.id`` the incident id, ``event.start``/``event.end`` first and last seen, ``event.severity``
 from the incident's severity, ``source.ip``/``destination.ip`` from its key, ``related.ip`` its top

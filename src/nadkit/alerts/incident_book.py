@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import polars as pl
 
-from nadkit.alerts.incidents import SEVERITIES, IncidentConfig, Incidents, IncidentTracker
+from nadkit.alerts.incident_tracker import IncidentTracker
+from nadkit.alerts.incidents import SEVERITIES, IncidentConfig, Incidents
 from nadkit.alerts.records import format_time
 from nadkit.alerts.values import MAX_NOTE, VERDICTS, StoreError, _check_text, now_text, time_text
 

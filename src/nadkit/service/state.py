@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from nadkit.alerts.incidents import IncidentTracker
+from nadkit.alerts.incident_tracker import IncidentTracker
 from nadkit.alerts.store import AlertStore, top_features_json
 from nadkit.errors import ConfigError
 from nadkit.lifecycle.registry import ModelRegistry

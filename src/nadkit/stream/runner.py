@@ -37,7 +37,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from nadkit.alerts.incidents import IncidentConfig, IncidentTracker
+from nadkit.alerts.incident_tracker import IncidentTracker
+from nadkit.alerts.incidents import IncidentConfig
 from nadkit.detection.detect import Scorer
 from nadkit.errors import ConfigError, NadkitError
 from nadkit.fileio import write_atomically
