@@ -483,3 +483,28 @@ def test_real_datasets_featurize(relative: str, fmt: str, minimum: int) -> None:
     out = pipeline.transform(flows)
     assert out.shape == (flows.height, len(pipeline.feature_names_))
     assert np.isfinite(out.to_numpy()).all()
+
+
+def test_both_polars_engines_give_the_same_features(
+    train: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large tables run on the streaming engine, small ones in memory: the same values either way,
+    non-finite and beyond-range inputs included."""
+    from nadkit.features import pipeline as module
+
+    fitted = FeaturePipeline().fit(train)
+    table = make_flows(3_000, seed=5).with_columns(
+        pl.when(pl.int_range(pl.len()) % 97 == 0)
+        .then(pl.lit(float("nan")))
+        .when(pl.int_range(pl.len()) % 89 == 0)
+        .then(pl.lit(float("inf")))
+        .otherwise(pl.col("duration") * 1e6)
+        .alias("duration")
+    )
+    monkeypatch.setattr(module, "STREAMING_ROWS", 10**12)
+    in_memory = fitted.transform(table)
+    monkeypatch.setattr(module, "STREAMING_ROWS", 0)
+    streamed = fitted.transform(table)
+    batches = pl.concat(fitted.transform_batches(table, batch_rows=700))
+    assert_frame_equal(in_memory, streamed, check_exact=True)
+    assert_frame_equal(in_memory, batches, check_exact=True)
