@@ -329,7 +329,8 @@ def _episodes(rows: pl.DataFrame, anchors: pl.DataFrame, gap_us: int) -> pl.Data
     )
     timed = items.filter(pl.col("_start").is_not_null()).sort("_k", "_start")
     # the latest end among the earlier items of the same key (sorted: a key's items are contiguous)
-    timed = timed.with_columns(pl.col("_k").rle_id().alias("_g"), _key_cum_max(timed).alias("_reach"))
+    timed = timed.with_columns(pl.col("_k").rle_id().alias("_g"))
+    timed = timed.with_columns(_key_cum_max(timed.height).alias("_reach"))
     reach = pl.when(pl.col("_g") == pl.col("_g").shift(1)).then(pl.col("_reach").shift(1))
     timed = timed.select(
         pl.exclude("_g", "_reach"),
@@ -340,21 +341,17 @@ def _episodes(rows: pl.DataFrame, anchors: pl.DataFrame, gap_us: int) -> pl.Data
     return pl.concat([timed, untimed])
 
 
-def _key_cum_max(timed: pl.DataFrame) -> pl.Series:
-    """The running maximum of ``_end`` within each key of ``timed`` (sorted by ``_k``; ends not null).
+def _key_cum_max(rows: int) -> pl.Expr:
+    """The running maximum of ``_end`` within each key ``_g`` (increasing) of a table of ``rows``
+    rows whose ends are not null.
 
     One running maximum over the whole column instead of one per key (``over``, several times
     slower): each end is replaced by its dense rank among all ends and offset by its key's number
     times one more than the number of rows, so a later key's values are above every earlier key's;
     the maximum's rank is then read back as the end it stands for."""
-    ends = timed["_end"]
-    span = timed.height + 1
-    ranked = timed.select(
-        (pl.col("_k").rle_id().cast(pl.Int64) * span + pl.col("_end").rank("dense").cast(pl.Int64))
-        .cum_max()
-        .alias("_m")
-    ).to_series()
-    return ends.drop_nulls().unique().sort().gather(ranked % span - 1)
+    span = rows + 1
+    ranked = (pl.col("_g").cast(pl.Int64) * span + pl.col("_end").rank("dense").cast(pl.Int64)).cum_max()
+    return pl.col("_end").drop_nulls().unique().sort().gather(ranked % span - 1)
 
 
 def _assign(facts: pl.DataFrame, anchors: dict[str, pl.DataFrame], config: IncidentConfig) -> pl.DataFrame:
