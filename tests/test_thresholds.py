@@ -53,6 +53,40 @@ def test_quantile_fits_on_the_normal_rows_only_when_labels_are_given() -> None:
     assert threshold.rows == 1000
 
 
+def test_a_quantile_of_few_rows_is_read_off_an_exponential_tail_of_the_largest_ten() -> None:
+    scores = np.random.default_rng(5).lognormal(size=100)
+    threshold = fit_threshold("quantile", scores, false_positive_rate=0.01)
+    top = np.sort(scores)[-11:]  # one row in 100 is too few: the ten largest and the one below them
+    expected = top[0] + (top[1:] - top[0]).mean() * math.log(10 / (100 * 0.01))
+    assert threshold.value == pytest.approx(expected)
+    assert threshold.params["peaks"] == 10 and threshold.params["initial_threshold"] == top[0]
+    assert threshold.params["scale"] == pytest.approx((top[1:] - top[0]).mean())
+    assert Threshold.from_dict(json.loads(json.dumps(threshold.to_dict()))) == threshold
+    # from 1,000 rows on (ten above the 1% quantile) the empirical quantile, with no tail kept
+    many = np.random.default_rng(5).lognormal(size=1000)
+    assert fit_threshold("quantile", many).value == quantile_threshold(many, 0.01)
+    assert fit_threshold("quantile", many).params == {"false_positive_rate": 0.01}
+    # ten rows or fewer, or no spread among the largest: the empirical quantile
+    assert fit_threshold("quantile", scores[:10]).value == scores[:10].max()
+    assert fit_threshold("quantile", np.r_[np.zeros(80), np.ones(20)]).value == 1.0
+
+
+def test_the_tail_quantile_of_few_rows_varies_less_than_their_empirical_quantile() -> None:
+    """On 2,000 samples of 200 exponential scores (the 1% quantile is ln 100): how many new normal
+    rows exceed the threshold. The empirical quantile rests on two scores and its rate spreads over
+    more than a factor of ten; the tail's rate stays near 1% far more often."""
+    rng = np.random.default_rng(11)
+    empirical, tail = [], []
+    for _ in range(2000):
+        sample = rng.exponential(size=200)
+        empirical.append(math.exp(-quantile_threshold(sample, 0.01)))
+        tail.append(math.exp(-fit_threshold("quantile", sample, false_positive_rate=0.01).value))
+    empirical_rate, tail_rate = np.array(empirical), np.array(tail)
+    assert np.std(np.log(tail_rate)) < 0.8 * np.std(np.log(empirical_rate))
+    assert np.mean(tail_rate < 0.004) < 0.5 * np.mean(empirical_rate < 0.004)
+    assert np.median(tail_rate) == pytest.approx(0.01, rel=0.25)
+
+
 def test_f1_optimal_threshold_on_a_known_ranking() -> None:
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
     attack = np.array([1, 1, 0, 1, 0, 0], dtype=bool)
@@ -360,6 +394,17 @@ def test_holdout_thresholds_of_training_load_as_thresholds() -> None:
         ({"method": "f_beta", "beta": 1.0, "value": 1.0, "rows": 2.5}, "rows"),
         ({"method": "f_beta", "beta": 1.0, "value": 1.0, "colour": "red"}, "colour"),
         ({"method": "pot", "value": 1.0, "risk": 1e-4, "initial_quantile": 0.98}, "initial_threshold"),
+        ({"method": "quantile", "false_positive_rate": 0.01, "value": 1.0, "peaks": 10}, "initial_threshold"),
+        (
+            {
+                "method": "quantile",
+                "false_positive_rate": 0.01,
+                "value": 1.0,
+                "peaks": 10,
+                "initial_threshold": 0.5,
+            },
+            "scale",
+        ),
     ],
 )
 def test_bad_saved_thresholds_name_the_field(saved: dict[str, object], field: str) -> None:

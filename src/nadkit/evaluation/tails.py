@@ -239,6 +239,43 @@ def _tail(values: np.ndarray, initial_quantile: float, risk: float) -> _Tail:
     return _Tail(initial_threshold=initial, excesses=excesses, rows=len(values))
 
 
+@dataclass(frozen=True)
+class ExponentialTail:
+    """A quantile read off an exponential tail: ``value`` is exceeded with the asked probability when
+    the ``peaks`` largest scores' excesses over ``initial_threshold`` (the next score below them) are
+    exponential with mean ``scale``."""
+
+    value: float
+    initial_threshold: float
+    scale: float
+    peaks: int
+
+
+def exponential_tail_quantile(
+    values: np.ndarray, exceedance: float, peaks: int = MIN_PEAKS
+) -> ExponentialTail | None:
+    """The score exceeded with probability ``exceedance``, from an exponential tail fitted to the
+    ``peaks`` largest of ``values``: ``u + scale·ln(peaks / (n·exceedance))``, ``u`` the largest score
+    below those peaks and ``scale`` their mean excess over it (the maximum-likelihood fit, a generalised
+    Pareto tail of shape 0).
+
+    For a small sample where ``n·exceedance`` is about one, the empirical quantile is the largest or
+    second largest score alone, whose exceedance on new data varies tenfold from one sample to the
+    next; the tail fit spreads that over ``peaks`` scores. None where it does not apply: fewer than
+    ``peaks + 1`` scores, or no spread among the largest."""
+    y = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(y)
+    if n <= peaks or not 0 < exceedance < 1:
+        return None
+    initial = float(y[n - peaks - 1])
+    excesses = y[n - peaks :] - initial
+    scale = float(excesses.mean())
+    if not (math.isfinite(scale) and scale > 0):
+        return None
+    value = initial + scale * math.log(peaks / (n * exceedance))
+    return ExponentialTail(value=value, initial_threshold=initial, scale=scale, peaks=peaks)
+
+
 def _tail_value(
     initial_threshold: float, tail: GeneralisedPareto, risk: float, rows: int, peaks: int
 ) -> float:

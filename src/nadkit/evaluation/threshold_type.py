@@ -86,6 +86,12 @@ _PARAMS: dict[str, dict[str, Any]] = {
     "spot": _TAIL_PARAMS,
 }
 
+#: saved parameters a method has only sometimes, all or none of them: a ``quantile`` threshold read
+#: off an exponential tail (too few normal rows for the empirical quantile) keeps its tail
+_OPTIONAL: dict[str, dict[str, Any]] = {
+    "quantile": {"initial_threshold": _real, "scale": _positive, "peaks": _peaks},
+}
+
 #: the methods :func:`fit_threshold` knows, and their tunable parameters with defaults
 THRESHOLD_METHODS: dict[str, dict[str, float]] = {
     "quantile": {"false_positive_rate": 0.01},
@@ -139,10 +145,17 @@ class Threshold:
             object.__setattr__(self, "attacks", _count("attacks", self.attacks))
         if not isinstance(self.params, Mapping):
             raise ConfigError(f"threshold field 'params': must be a mapping, got {self.params!r}")
-        checks = _PARAMS[method]
+        checks = dict(_PARAMS[method])
+        optional = _OPTIONAL.get(method, {})
         for name in self.params:
-            if name not in checks:
+            if name not in checks and name not in optional:
                 raise ConfigError(f"threshold field {name!r}: not a parameter of the {method!r} method")
+        given = [name for name in optional if name in self.params]
+        absent = [name for name in optional if name not in self.params]
+        if given and absent:
+            raise ConfigError(f"threshold field {absent[0]!r}: missing (saved together with {given[0]!r})")
+        if given:
+            checks.update(optional)
         params: dict[str, Any] = {}
         for name, check in checks.items():
             if name not in self.params:

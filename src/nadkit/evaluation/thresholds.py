@@ -7,7 +7,10 @@ only, never on the data it is evaluated on, and is saved beside the model as a J
 Methods (:func:`fit_threshold`):
 
 - ``quantile``: the score exceeded by a target share of the normal validation rows (the target
-  false-positive rate).
+  false-positive rate). Where fewer than :data:`MIN_PEAKS` normal rows would lie above it (a few
+  hundred rows at 1%), the empirical quantile is one or two scores, and how many new normal rows
+  exceed it varies tenfold between samples; the score is then read off an exponential tail fitted to
+  the :data:`MIN_PEAKS` largest scores (:func:`~nadkit.evaluation.tails.exponential_tail_quantile`).
 - ``f_beta``: the score maximising F-beta of the alerts on labelled validation rows.
 - ``pot``: peaks over threshold. A generalised Pareto distribution is fitted by maximum likelihood to
   the excesses over a high initial quantile; the threshold is the score it exceeds with probability
@@ -35,7 +38,14 @@ import numpy as np
 from nadkit.errors import ConfigError
 from nadkit.evaluation.labels import NAD_CLASSES, NAD_COST, attack_mask
 from nadkit.evaluation.spot import Spot
-from nadkit.evaluation.tails import MIN_PEAKS, GeneralisedPareto, _tail, _tail_value, fit_generalised_pareto
+from nadkit.evaluation.tails import (
+    MIN_PEAKS,
+    GeneralisedPareto,
+    _tail,
+    _tail_value,
+    exponential_tail_quantile,
+    fit_generalised_pareto,
+)
 from nadkit.evaluation.threshold_type import (
     _PARAMS,
     THRESHOLD_METHODS,
@@ -169,7 +179,21 @@ def fit_threshold(
         if len(values) == 0:
             raise ConfigError(f"the {method} threshold needs normal validation rows, the labels have none")
     if method == "quantile":
-        value = quantile_threshold(values, checked["false_positive_rate"])
+        rate = checked["false_positive_rate"]
+        tail = exponential_tail_quantile(values, rate) if len(values) * rate < MIN_PEAKS else None
+        if tail is not None:
+            log.info(
+                "%d normal rows are too few for their %g quantile (fewer than %d above it): read off an "
+                "exponential tail fitted to the %d largest scores -> threshold %.6g",
+                len(values),
+                1 - rate,
+                MIN_PEAKS,
+                tail.peaks,
+                tail.value,
+            )
+            fitted = {"initial_threshold": tail.initial_threshold, "scale": tail.scale, "peaks": tail.peaks}
+            return Threshold(method, tail.value, {**checked, **fitted}, rows=len(values))
+        value = quantile_threshold(values, rate)
         return Threshold(method, value, checked, rows=len(values))
     if method == "pot":
         return _pot(values, checked["risk"], checked["initial_quantile"], "pot")

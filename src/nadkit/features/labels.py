@@ -94,6 +94,16 @@ BASE: Final = {
     "src_invalid": "source is not a valid address",
     "dst_invalid": "destination is not a valid address",
     "port_match": "source port equals destination port",
+    # TCP flags (the OR over the flow's packets)
+    "tcp_flags": "TCP flags seen",
+    "tcp_fin": "TCP FIN flag seen",
+    "tcp_syn": "TCP SYN flag seen",
+    "tcp_rst": "TCP RST flag seen",
+    "tcp_psh": "TCP PSH flag seen",
+    "tcp_ack": "TCP ACK flag seen",
+    "tcp_urg": "TCP URG flag seen",
+    "tcp_ece": "TCP ECE flag seen",
+    "tcp_cwr": "TCP CWR flag seen",
     # segments
     "seg_flows": "flows in this burst from the source to the subnet",
     "seg_span_s": "length of this burst from the source to the subnet (s)",

@@ -53,6 +53,8 @@ from nadkit.features.flow import (
 from nadkit.features.names import NameGroup
 from nadkit.features.port import PortGroup
 from nadkit.features.segments import SegmentConfig
+from nadkit.features.tcp import COLUMN as TCP_COLUMN
+from nadkit.features.tcp import TcpFlagGroup
 from nadkit.fileio import atomic_path
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ FORMAT = "nadkit.feature_pipeline"
 FORMAT_VERSION = 1
 
 #: The default groups, in the order the groups run and their features appear.
-GROUP_NAMES = ("categories", "zero_flags", "logs", "ratios", "raw", "address", "port", "segments")
+GROUP_NAMES = ("categories", "zero_flags", "logs", "ratios", "raw", "address", "port", "tcp", "segments")
 #: Groups a model or user asks for by name (:mod:`nadkit.features.calendar`); they run after the others.
 OPTIONAL_GROUPS = ("names", "calendar")
 #: Every group, in running order.
@@ -215,9 +217,13 @@ def build_groups(config: FeatureConfig) -> list[FeatureGroup]:
         "zero_flags": ZeroFlagGroup,
         "logs": LogGroup,
         "ratios": RatioGroup,
-        "raw": lambda: RawNumericGroup(exclude=config.exclude, categorical=config.categorical),
+        "raw": lambda: RawNumericGroup(
+            exclude=(*config.exclude, *((TCP_COLUMN,) if "tcp" in config.groups else ())),
+            categorical=config.categorical,
+        ),
         "address": AddressGroup,
         "port": PortGroup,
+        "tcp": TcpFlagGroup,
         "segments": SegmentGroup,
         "names": NameGroup,
         "calendar": CalendarGroup,

@@ -1,0 +1,75 @@
+"""TCP flag features: the eight flags from NetFlow's number and from nfdump's text."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
+from nadkit.features.tcp import FLAGS, TcpFlagGroup
+
+NAMES = [f"tcp_{name}" for name in FLAGS]
+
+
+def _seen(row: dict[str, bool]) -> set[str]:
+    return {name.removeprefix("tcp_") for name, value in row.items() if value}
+
+
+@pytest.mark.parametrize(
+    ("number", "text", "expected"),
+    [
+        (2, "......S.", {"syn"}),
+        (18, "...A..S.", {"syn", "ack"}),
+        (27, "...AP.SF", {"fin", "syn", "psh", "ack"}),
+        (4, ".....R..", {"rst"}),
+        (255, "CEUAPRSF", set(FLAGS)),
+        (0, "........", set()),
+        (None, None, set()),
+    ],
+)
+def test_the_number_and_the_text_give_the_same_flags(
+    number: int | None, text: str | None, expected: set[str]
+) -> None:
+    group = TcpFlagGroup()
+    as_number = pl.DataFrame({"tcp_flags": [number]}, schema={"tcp_flags": pl.Int64})
+    as_text = pl.DataFrame({"tcp_flags": [text]}, schema={"tcp_flags": pl.String})
+    from_number = group.apply(as_number, group.fit(as_number))
+    from_text = group.apply(as_text, group.fit(as_text))
+    assert from_number.columns == NAMES == from_text.columns
+    assert _seen(from_number.row(0, named=True)) == expected == _seen(from_text.row(0, named=True))
+    assert all(dtype == pl.Boolean for dtype in from_number.dtypes)
+
+
+def test_nfdump_text_of_six_letters_reads_the_same() -> None:
+    group = TcpFlagGroup()
+    frame = pl.DataFrame({"tcp_flags": ["UAPRSF", ".A..S.", "......"]})
+    out = group.apply(frame, group.fit(frame))
+    assert [_seen(row) for row in out.iter_rows(named=True)] == [
+        {"urg", "ack", "psh", "rst", "syn", "fin"},
+        {"ack", "syn"},
+        set(),
+    ]
+
+
+def test_the_pipeline_turns_the_field_into_flags_instead_of_passing_the_number() -> None:
+    frame = pl.DataFrame(
+        {
+            "proto": ["tcp", "tcp", "udp", "tcp"] * 5,
+            "out_bytes": [60, 400, 80, 40] * 5,
+            "tcp_flags": [2, 27, None, 20] * 5,
+        }
+    )
+    fitted = FeaturePipeline(FeatureConfig(vocabulary_min_count=1)).fit(frame)
+    assert "tcp_flags" not in fitted.feature_names_
+    assert [n for n in fitted.feature_names_ if n.startswith("tcp_")] == NAMES
+    features = fitted.transform(frame.head(4))
+    assert features["tcp_syn"].to_list() == [1.0, 1.0, 0.0, 0.0]
+    assert features["tcp_rst"].to_list() == [0.0, 0.0, 0.0, 1.0]
+    # without the group the number passes through as before, as one raw feature
+    without = FeaturePipeline(FeatureConfig(groups=("logs", "raw"))).fit(frame)
+    assert "tcp_flags" in without.feature_names_ and "tcp_syn" not in without.feature_names_
+
+
+def test_the_group_needs_the_field() -> None:
+    assert TcpFlagGroup().missing(["proto"]) == ["tcp_flags"]
+    assert TcpFlagGroup().missing(["tcp_flags"]) == []
