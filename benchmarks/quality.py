@@ -29,6 +29,10 @@ Data sets (``--data``, ``$NADKIT_DATA_DIR`` or ``../shared/data``):
 * ``cic``: the time-sorted CIC-IDS2017 file with addresses and times. Train: the normal flows of
   Monday and Tuesday; validation: Wednesday (DoS); test: Thursday and Friday (web attacks,
   infiltration, botnet, port scans, DDoS), attacks none of which was seen before.
+* ``cic_netflow``: the same flows and split with only what a NetFlow exporter sends, as the NF- data
+  sets carry it: written as a NetFlow field-name CSV (addresses, ports, protocol number, bytes and
+  packets each way, the OR of the TCP flags, duration in ms; no time, none of CICFlowMeter's
+  statistics) and read back by the ``netflow`` reader.
 * ``iot23``: the labelled Zeek conn.log of IoT-23 capture 42-1 (6 malicious flows of 4,426, all in
   its first minutes). In time order, test: the first 40% of the flows; validation (normal only, so
   the 1% quantile threshold): the next 15%; train: the normal rest. ``iot23_pcap``: the same on the
