@@ -58,6 +58,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import polars as pl
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import cache_dir, console, data_dir, peak_rss_mb, report
@@ -175,51 +177,54 @@ _EXPORTED = re.compile(r"Flows exported: \d+ \((\d+) records\)")
 
 def softflowd_flows(files: Sequence[Path]) -> int:
     """Flows of ``files`` as softflowd meters them and nadkit's collector decodes its IPFIX export."""
+    return sum(softflowd_table(file).height for file in files)
+
+
+def softflowd_table(file: Path) -> pl.DataFrame:
+    """The flows of ``file`` as softflowd meters them (nfstream's timeouts) and nadkit's collector
+    decodes its IPFIX export: the canonical table of live NetFlow detection."""
     from nadkit.stream.netflow import FlowDecoder
 
     binary = shutil.which("softflowd")
     if binary is None:
         raise RuntimeError("softflowd is not installed")
-    flows = 0
-    for file in files:
-        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:  # a deep socket buffer, so the burst of an offline export is not dropped
-            receiver.setsockopt(socket.SOL_SOCKET, 33, 256 << 20)  # SO_RCVBUFFORCE (needs root)
-        except OSError:
-            receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 20)
-        receiver.bind(("127.0.0.1", 0))
-        receiver.settimeout(0.2)
-        decoder = FlowDecoder(max_flow_age_s=10**9, max_clock_skew_s=10**9)
-        # softflowd 1.1.0 waits forever on a control socket path longer than 12 characters
-        control = f"/tmp/{secrets.token_hex(3)}"
-        timeouts = ["-t", "tcp=120", "-t", "udp=120", "-t", "icmp=120", "-t", "general=120"]
-        command = [binary, "-r", str(file), "-n", f"127.0.0.1:{receiver.getsockname()[1]}", "-v", "10"]
-        command += ["-b", "-a", "-d", "-m", "2000000", *timeouts, "-t", "maxlife=1800"]
-        command += ["-p", f"{control}.pid", "-c", control]
-        with receiver, tempfile.TemporaryFile() as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-            try:
-                while True:
-                    try:
-                        data, exporter = receiver.recvfrom(65535)
-                    except TimeoutError:
-                        if process.poll() is not None:
-                            break
-                        continue
-                    decoder.feed(data, exporter, time.time())
-            finally:
-                process.wait(timeout=600)
-                Path(control).unlink(missing_ok=True)
-                Path(f"{control}.pid").unlink(missing_ok=True)
-            log.seek(0)
-            text = log.read().decode(errors="replace")
-        table = decoder.take()
-        found = _EXPORTED.search(text)
-        if found and int(found.group(1)) != table.height:
-            sent = int(found.group(1))
-            console.print(f"[yellow]{file.name}: softflowd sent {sent:,} records, {table.height:,} decoded")
-        flows += table.height
-    return flows
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:  # a deep socket buffer, so the burst of an offline export is not dropped
+        receiver.setsockopt(socket.SOL_SOCKET, 33, 256 << 20)  # SO_RCVBUFFORCE (needs root)
+    except OSError:
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 20)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(0.2)
+    decoder = FlowDecoder(max_flow_age_s=10**9, max_clock_skew_s=10**9)
+    # softflowd 1.1.0 waits forever on a control socket path longer than 12 characters
+    control = f"/tmp/{secrets.token_hex(3)}"
+    timeouts = ["-t", "tcp=120", "-t", "udp=120", "-t", "icmp=120", "-t", "general=120"]
+    command = [binary, "-r", str(file), "-n", f"127.0.0.1:{receiver.getsockname()[1]}", "-v", "10"]
+    command += ["-b", "-a", "-d", "-m", "2000000", *timeouts, "-t", "maxlife=1800"]
+    command += ["-p", f"{control}.pid", "-c", control]
+    with receiver, tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                try:
+                    data, exporter = receiver.recvfrom(65535)
+                except TimeoutError:
+                    if process.poll() is not None:
+                        break
+                    continue
+                decoder.feed(data, exporter, time.time())
+        finally:
+            process.wait(timeout=600)
+            Path(control).unlink(missing_ok=True)
+            Path(f"{control}.pid").unlink(missing_ok=True)
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    table = decoder.take()
+    found = _EXPORTED.search(text)
+    if found and int(found.group(1)) != table.height:
+        sent = int(found.group(1))
+        console.print(f"[yellow]{file.name}: softflowd sent {sent:,} records, {table.height:,} decoded")
+    return table
 
 
 _COLD = {

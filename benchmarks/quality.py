@@ -41,6 +41,9 @@ Data sets (``--data``, ``$NADKIT_DATA_DIR`` or ``../shared/data``):
 * ``pcaps``: the shared benign and attack captures, read through nfstream, whole captures held out:
   by seed, benign captures 60 / 20 / 20 to train / validation / test and the attack captures 3 to
   validation, the other 5 to test; per-capture detection rates.
+* ``pcaps_netflow``: the same captures and split, metered by softflowd (``softflowd -r``, nfstream's
+  timeouts) and decoded by nadkit's NetFlow collector: what live NetFlow detection sees of them
+  (needs softflowd; no nDPI, no packet statistics, the TCP flags as nfdump's text).
 * ``sim``: the simulator, train on the normal flows of days 1-2, validation day 3, test day 4.
 * ``sim_week``: the simulator over nine days from a Monday (10,000 flows a day on average), train on
   the normal flows of the first week, validation day 8, test day 9: a training span that covers both
@@ -279,8 +282,41 @@ def _captures(kind: str) -> dict[str, pl.DataFrame]:
     return out
 
 
+def _netflow_captures(kind: str) -> dict[str, pl.DataFrame]:
+    """Each shared capture of ``kind`` as softflowd meters it and nadkit's NetFlow collector decodes
+    its export (cached as Parquet), labelled by its file."""
+    from benchmarks.captures import softflowd_table
+
+    folder = _shared(f"pcaps/{kind}")
+    cache = cache_dir() / f"quality-pcaps-softflowd-{kind}"
+    cache.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for path in sorted(folder.glob("*.pcap*")):
+        cached = cache / f"{path.name}.parquet"
+        if cached.exists() and cached.stat().st_mtime >= path.stat().st_mtime:
+            flows = pl.read_parquet(cached)
+        else:
+            flows = softflowd_table(path)
+            flows.write_parquet(cached)
+        label = NORMAL if kind == "benign" else path.stem
+        out[path.stem] = flows.with_columns(pl.lit(label).alias("label"), pl.lit(path.stem).alias("capture"))
+    return out
+
+
 def pcaps(seed: int) -> Protocol:
-    benign, attack = _captures("benign"), _captures("attack")
+    return _held_out_captures("pcaps", _captures("benign"), _captures("attack"), seed)
+
+
+def pcaps_netflow(seed: int) -> Protocol:
+    """``pcaps`` through softflowd and the NetFlow collector instead of nfstream: what live NetFlow
+    detection sees of the same captures (bytes, packets, duration, the TCP flags as text; no nDPI)."""
+    benign, attack = _netflow_captures("benign"), _netflow_captures("attack")
+    return _held_out_captures("pcaps_netflow", benign, attack, seed)
+
+
+def _held_out_captures(
+    name: str, benign: dict[str, pl.DataFrame], attack: dict[str, pl.DataFrame], seed: int
+) -> Protocol:
     rng = np.random.default_rng(seed)
     names = rng.permutation(sorted(benign)).tolist()
     cut1, cut2 = round(len(names) * 0.6), round(len(names) * 0.8)
@@ -293,7 +329,7 @@ def pcaps(seed: int) -> Protocol:
     validation = join([benign[n] for n in names[cut1:cut2]] + [attack[n] for n in attacks[:3]])
     test = join([benign[n] for n in names[cut2:]] + [attack[n] for n in attacks[3:]])
     note = "test captures: " + ", ".join(names[cut2:] + attacks[3:])
-    return Protocol("pcaps", train, validation, test, classes="capture", note=note)
+    return Protocol(name, train, validation, test, classes="capture", note=note)
 
 
 def simulated(name: str, seed: int, train_days: int, flows_per_day: int) -> Protocol:
@@ -332,6 +368,7 @@ DATASETS: dict[str, Callable[[int], Protocol]] = {
     "iot23": iot23,
     "iot23_pcap": iot23_pcap,
     "pcaps": pcaps,
+    "pcaps_netflow": pcaps_netflow,
     "sim": sim,
     "sim_week": sim_week,
 }
