@@ -312,7 +312,8 @@ def test_groups_are_skipped_with_a_note_when_columns_are_missing(caplog: pytest.
     assert "feature group address skipped: the data has no src, dst" in caplog.text
     assert "feature group port skipped: the data has no spt, dpt" in caplog.text
     assert "traffic counters not computed: the data has no time, src, dst" in caplog.text
-    assert pipeline.skipped_groups_ == {"address": ["src", "dst"], "port": ["spt", "dpt"], "tcp": ["tcp_flags"]}
+    skipped = {"address": ["src", "dst"], "port": ["spt", "dpt"], "tcp": ["tcp_flags"]}
+    assert pipeline.skipped_groups_ == skipped
     assert not pipeline.counters_computed_ and not pipeline.segments_computed_
     names = pipeline.feature_names_
     assert not any(n.startswith(("src_", "dst_", "ip_", "spt_", "dpt_", "cnt_", "seg_")) for n in names)
