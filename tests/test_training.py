@@ -55,6 +55,82 @@ def test_unsupervised_split_trains_on_normal_rows_only(days: pl.DataFrame) -> No
     assert abs((split.holdout.height - attacks) / normal - 0.3) < 0.03
 
 
+def _stretches(held: np.ndarray) -> int:
+    """How many runs of True ``held`` has."""
+    return int(np.sum(np.diff(np.r_[0, held.astype(np.int8), 0]) == 1))
+
+
+def test_flows_with_times_are_held_out_as_three_stretches_of_consecutive_normal_flows(
+    days: pl.DataFrame,
+) -> None:
+    shuffled = days.with_row_index("row").sample(fraction=1.0, shuffle=True, seed=4)
+    split = unsupervised_split(shuffled, holdout_fraction=0.3, seed=1, stretches=True)
+    assert split.method == "normal-only, time-blocks"
+    normal = shuffled.filter(pl.col("label") == NORMAL).sort("time", maintain_order=True)
+    held = normal["row"].is_in(split.holdout["row"].to_list()).to_numpy()
+    parts = [bool(part.all()) for part in np.array_split(held, 10) if part.all() or not part.any()]
+    assert len(parts) == 10 and sum(parts) == 3, "three of ten stretches of the normal flows in time order"
+    assert 1 <= _stretches(held) <= 3
+    # every attack is held out, and rows keep their order on both sides
+    assert int((split.holdout["label"] != NORMAL).sum()) == int((days["label"] != NORMAL).sum())
+    order = shuffled["row"].to_list()
+    for side in (split.train, split.holdout):
+        rows = side["row"].to_list()
+        assert rows == sorted(rows, key=order.index)
+    # other seeds draw other stretches; other shares cut the time range finer or coarser
+    other = unsupervised_split(shuffled, holdout_fraction=0.3, seed=2, stretches=True)
+    assert set(other.holdout["row"].to_list()) != set(split.holdout["row"].to_list())
+    small = unsupervised_split(shuffled, holdout_fraction=0.06, seed=1, stretches=True)
+    held = normal["row"].is_in(small.holdout["row"].to_list()).to_numpy()
+    assert 1 <= _stretches(held) <= 3 and held.mean() == pytest.approx(0.06, abs=0.01)
+
+
+def test_rows_without_times_or_on_request_are_held_out_one_by_one(days: pl.DataFrame) -> None:
+    for frame, stretches in ((days.drop("time"), True), (days, False)):
+        split = unsupervised_split(
+            frame.with_row_index("row"), holdout_fraction=0.3, seed=1, stretches=stretches
+        )
+        assert split.method == "normal-only, random"
+        normal = frame.with_row_index("row").filter(pl.col("label") == NORMAL)
+        held = normal["row"].is_in(split.holdout["row"].to_list()).to_numpy()
+        assert _stretches(held) > 100
+        assert held.mean() == pytest.approx(0.3, abs=0.03)
+    unlabelled = unsupervised_split(days.drop("label"), holdout_fraction=0.3, seed=1, stretches=True)
+    assert unlabelled.method == "time-blocks"
+    assert unsupervised_split(days, holdout_fraction=0.3, seed=1).method == "normal-only, random", (
+        "the default"
+    )
+
+
+@pytest.mark.parametrize("stretches", [False, True])
+def test_rows_marked_train_only_are_never_held_out(days: pl.DataFrame, stretches: bool) -> None:
+    keep = np.zeros(days.height, dtype=bool)
+    keep[::7] = True
+    split = unsupervised_split(
+        days.with_row_index("row"), holdout_fraction=0.3, seed=1, train_only=keep, stretches=stretches
+    )
+    kept_rows = set(np.flatnonzero(keep & (days["label"] == NORMAL).to_numpy()).tolist())
+    assert kept_rows <= set(split.train["row"].to_list())
+    attacks = set(np.flatnonzero(keep & (days["label"] != NORMAL).to_numpy()).tolist())
+    assert attacks <= set(split.holdout["row"].to_list()), "an attack is never trained on"
+    with pytest.raises(ConfigError, match="train_only"):
+        unsupervised_split(days, train_only=keep[:10])
+
+
+def test_training_holds_out_stretches_in_time_on_request(days: pl.DataFrame) -> None:
+    first = days.filter(pl.col("day") == days["day"].min())
+    small = {"epochs": 2, "hidden": (16,), "bottleneck": 4}
+    by_time = fit(first, model="ae", config=small, seed=0, holdout_by="time")
+    by_rows = fit(first, model="ae", config=small, seed=0)
+    normal = int((first["label"] == NORMAL).sum())
+    for result in (by_time, by_rows):
+        assert result.train_rows + result.holdout_rows == first.height
+        assert result.holdout_rows - result.holdout_attacks == pytest.approx(0.3 * normal, rel=0.05)
+    assert by_time.bundle.threshold.value != by_rows.bundle.threshold.value
+    with pytest.raises(ConfigError, match="hold-out 'days'"):
+        fit(first, model="ae", config=small, holdout_by="days")
+
+
 @pytest.mark.parametrize("name", [n for n, c in sorted(REGISTRY.items()) if c.input == "windows"])
 def test_windowed_detector_on_the_bucket_view(days: pl.DataFrame, name: str) -> None:
     """Train on one day's per-minute network metrics, score the next day's buckets with planted

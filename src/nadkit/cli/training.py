@@ -72,6 +72,15 @@ def train(
             "out too); of all labelled rows for supervised models (their validation part).",
         ),
     ] = 0.3,
+    holdout_by: Annotated[
+        str,
+        typer.Option(
+            "--holdout-by",
+            help="How an unsupervised model's normal hold-out is drawn: rows (single rows at random) or "
+            "time (three stretches of consecutive flows: a threshold closer to its false-positive rate "
+            "on traffic of other networks, where the training span covers its daily cycle more than once).",
+        ),
+    ] = "rows",
     threshold_method: Annotated[
         str,
         typer.Option(
@@ -235,6 +244,7 @@ def train(
             format=format,
             mapping=mapping,
             holdout_fraction=holdout,
+            holdout_by=holdout_by,
             seed=seed,
             overwrite=force,
             progress=on_epoch,

@@ -525,9 +525,10 @@ def stratified_holdout(codes: np.ndarray, fraction: float, seed: int = 0) -> np.
 @dataclass(frozen=True)
 class FrameSplit:
     """A flow table cut for training: ``train`` to fit on, ``holdout`` to validate on (choose the
-    threshold, stop early, select a model). ``method`` says how it was cut: ``normal-only`` (normal
-    rows to train on, a share of them and every attack held out), ``random`` (unlabelled rows),
-    ``group`` (whole sessions to one side), ``stratified`` (random rows, class by class) or ``time``
+    threshold, stop early, select a model). ``method`` says how it was cut: ``normal-only, ...`` (normal
+    rows to train on, a share of them and every attack held out) or, for unlabelled rows, the share
+    alone: ``time-blocks`` (stretches of consecutive flows) or ``random`` (single rows), ``group``
+    (whole sessions to one side), ``stratified`` (random rows, class by class) or ``time``
     (the last part of the time range held out, from ``edge``, the first hold-out bucket's start);
     ``report`` what each side holds where the method describes it."""
 
@@ -543,33 +544,86 @@ class FrameSplit:
         return self.holdout
 
 
-def unsupervised_split(frame: pl.DataFrame, *, holdout_fraction: float = 0.3, seed: int = 0) -> FrameSplit:
+#: Consecutive stretches of flows a time-ordered hold-out is made of (see :func:`unsupervised_split`).
+HOLDOUT_BLOCKS = 3
+
+
+def unsupervised_split(
+    frame: pl.DataFrame,
+    *,
+    holdout_fraction: float = 0.3,
+    seed: int = 0,
+    train_only: np.ndarray | None = None,
+    stretches: bool = False,
+) -> FrameSplit:
     """Split labelled flows for unsupervised training: ``holdout_fraction`` of the normal rows and all
     attack rows form the labelled hold-out; the remaining normal rows are the training set.
 
-    Unlabelled data is taken as mostly normal: a random ``holdout_fraction`` is held out (unlabelled)
-    for early stopping. Rows keep their original order on both sides.
+    The normal rows are held out one by one at random, or with ``stretches`` (where the flows have
+    times) as :data:`HOLDOUT_BLOCKS` stretches of consecutive normal flows at random places in time
+    (the normal rows in time order cut into ``HOLDOUT_BLOCKS / holdout_fraction`` equal stretches,
+    that many drawn). Flows close in time are parts of the same bursts and sessions, so a hold-out of
+    single rows drawn among the training rows holds near-copies of them and scores lower than traffic
+    from other networks or devices: stretches give a threshold closer to its false-positive rate
+    there, but they leave whole parts of a short training span (a day's hours) out of training, and
+    then a threshold above what that span's traffic needs (``benchmarks/holdout.py``). Unlabelled
+    data is taken as mostly normal and held out the same way (for early stopping and the quantile
+    threshold). ``train_only`` marks normal rows that always go to training. Rows keep their original
+    order on both sides.
     """
     if not 0 < holdout_fraction < 1:
         raise ConfigError(f"holdout_fraction must be between 0 and 1, got {holdout_fraction}")
     rng = np.random.default_rng(seed)
-    if "label" not in frame.columns:
-        held = rng.random(frame.height) < holdout_fraction
-        mask = pl.Series(held)
-        return FrameSplit(train=frame.filter(~mask), holdout=frame.filter(mask), method="random")
-    normal = (frame["label"].fill_null(NORMAL) == NORMAL).to_numpy()
-    if not normal.any():
+    labelled = "label" in frame.columns
+    normal = (
+        (frame["label"].fill_null(NORMAL) == NORMAL).to_numpy()
+        if labelled
+        else np.ones(frame.height, dtype=bool)
+    )
+    if labelled and not normal.any():
         raise ConfigError("the labelled data has no normal rows to train an unsupervised model on")
-    held = ~normal | (rng.random(frame.height) < holdout_fraction)
+    blocks = _time_blocks(frame, normal, holdout_fraction, rng) if stretches else None
+    if blocks is not None:
+        held, method = blocks, "time-blocks"
+    else:
+        held, method = rng.random(frame.height) < holdout_fraction, "random"
+    if train_only is not None:
+        keep = np.asarray(train_only, dtype=bool)
+        if keep.shape != (frame.height,):
+            raise ConfigError(f"train_only has {keep.size} values for {frame.height} rows")
+        held = held & ~keep
+    if labelled:
+        held = held | ~normal
+        method = f"normal-only, {method}"
     mask = pl.Series(held)
-    split = FrameSplit(train=frame.filter(~mask), holdout=frame.filter(mask), method="normal-only")
+    split = FrameSplit(train=frame.filter(~mask), holdout=frame.filter(mask), method=method)
     log.info(
-        "unsupervised split: %d normal training rows, %d hold-out rows (%d attacks)",
+        "unsupervised split (%s): %d training rows, %d hold-out rows (%d attacks)",
+        method,
         split.train.height,
         split.holdout.height,
         int((~normal).sum()),
     )
     return split
+
+
+def _time_blocks(
+    frame: pl.DataFrame, normal: np.ndarray, fraction: float, rng: np.random.Generator
+) -> np.ndarray | None:
+    """The hold-out mask of :data:`HOLDOUT_BLOCKS` stretches of consecutive normal rows, or None where
+    the rows have no times (or too few normal rows for the stretches)."""
+    if "time" not in frame.columns or frame["time"].null_count() > 0:
+        return None
+    stretches = max(HOLDOUT_BLOCKS + 1, round(HOLDOUT_BLOCKS / fraction))
+    rows = np.flatnonzero(normal)
+    if len(rows) < 2 * stretches:
+        return None
+    order = rows[np.argsort(frame["time"].to_numpy()[rows], kind="stable")]
+    held = np.zeros(frame.height, dtype=bool)
+    parts = np.array_split(order, stretches)
+    for index in rng.choice(stretches, HOLDOUT_BLOCKS, replace=False):
+        held[parts[index]] = True
+    return held
 
 
 def supervised_split(frame: pl.DataFrame, *, validation_fraction: float = 0.25, seed: int = 0) -> FrameSplit:

@@ -621,6 +621,8 @@ def retrain(
     loop = loop_data(
         traffic, store.alert_flows(), feedback, supervised=supervised, benign_weight=benign_weight
     )
+    # the reviewed flows added from the store (no traffic row) are trained on, never held out
+    reviewed = loop.table[TRAFFIC_ROW].is_null().to_numpy()
     table = loop.table.drop(TRAFFIC_ROW)
     if table.height == 0:
         raise ConfigError(f"{data}: no flows to retrain on")
@@ -636,6 +638,7 @@ def retrain(
         buckets=buckets,
         # the champion's feature settings (its groups, the calendar among them), not the defaults
         features=champion.pipeline.config if champion.pipeline is not None else None,
+        train_only=reviewed,
     )
     challenger = training.bundle
     comparison = compare(

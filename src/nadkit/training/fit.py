@@ -255,6 +255,10 @@ def default_features(
     return FeatureConfig(groups=tuple(g for g in ALL_GROUPS if g in GROUP_NAMES or g in extra))
 
 
+#: how :func:`fit` may draw an unsupervised model's normal hold-out
+HOLDOUT_BY = ("rows", "time")
+
+
 def fit(
     frame: pl.DataFrame,
     *,
@@ -271,6 +275,8 @@ def fit(
     buckets: BucketConfig | None = None,
     on_stage: Callable[[str], None] | None = None,
     features: FeatureConfig | None = None,
+    train_only: np.ndarray | None = None,
+    holdout_by: str = "rows",
 ) -> TrainingResult:
     """Train ``model`` (a registered name with its ``config``, or a new detector) on a canonical flow
     table, in memory: split, fit the features and the detector, choose the threshold, measure; no
@@ -294,10 +300,18 @@ def fit(
     how the threshold is fitted; they are checked before anything is trained.
 
     ``buckets``: train an unsupervised model on the time-bucket view instead of single flows (see
-    :func:`fit_buckets`). ``on_stage`` is called with the name of each stage as it starts
-    (``computing features``, ``training``, ``choosing the threshold``), for progress displays.
+    :func:`fit_buckets`). ``train_only``: a mask of normal rows an unsupervised model must train on,
+    never hold out (the reviewed benign flows of a retraining, repeated by their weight: held out,
+    they would not be learnt, and the champion's false positives would set the threshold).
+    ``holdout_by``: how an unsupervised model's normal hold-out is drawn, ``rows`` (single rows at
+    random) or ``time`` (three stretches of consecutive flows, where the flows have times; see
+    :func:`~nadkit.evaluation.split.unsupervised_split`). ``on_stage`` is called with the name of
+    each stage as it starts (``computing features``, ``training``, ``choosing the threshold``), for
+    progress displays.
     """
     check_threshold_choice(threshold_method, threshold_params)
+    if holdout_by not in HOLDOUT_BY:
+        raise ConfigError(f"unknown hold-out {holdout_by!r} (use {' or '.join(HOLDOUT_BY)})")
     threshold_choice = {"method": threshold_method, **(threshold_params or {})}
     false_positive_rate = threshold_choice.pop("false_positive_rate", false_positive_rate)
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
@@ -329,7 +343,13 @@ def fit(
         )
     stage = _stages(on_stage)
     stage("computing features")
-    split = unsupervised_split(frame, holdout_fraction=holdout_fraction, seed=seed)
+    split = unsupervised_split(
+        frame,
+        holdout_fraction=holdout_fraction,
+        seed=seed,
+        train_only=train_only,
+        stretches=holdout_by == "time",
+    )
     if split.train.height == 0:
         raise ConfigError("no normal rows left to train on")
     pipeline = FeaturePipeline(features).fit(split.train)
