@@ -5,6 +5,7 @@ end."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -85,11 +86,16 @@ def test_flows_with_times_are_held_out_as_three_stretches_of_consecutive_normal_
     assert 1 <= _stretches(held) <= 3 and held.mean() == pytest.approx(0.06, abs=0.01)
 
 
-def test_rows_without_times_or_on_request_are_held_out_one_by_one(days: pl.DataFrame) -> None:
+def test_rows_without_times_or_on_request_are_held_out_one_by_one(
+    days: pl.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
     for frame, stretches in ((days.drop("time"), True), (days, False)):
-        split = unsupervised_split(
-            frame.with_row_index("row"), holdout_fraction=0.3, seed=1, stretches=stretches
-        )
+        with caplog.at_level(logging.WARNING, logger="nadkit.evaluation.split"):
+            caplog.clear()
+            split = unsupervised_split(
+                frame.with_row_index("row"), holdout_fraction=0.3, seed=1, stretches=stretches
+            )
+        assert ("single rows are held out instead" in caplog.text) == stretches
         assert split.method == "normal-only, random"
         normal = frame.with_row_index("row").filter(pl.col("label") == NORMAL)
         held = normal["row"].is_in(split.holdout["row"].to_list()).to_numpy()

@@ -583,6 +583,12 @@ def unsupervised_split(
     if labelled and not normal.any():
         raise ConfigError("the labelled data has no normal rows to train an unsupervised model on")
     blocks = _time_blocks(frame, normal, holdout_fraction, rng) if stretches else None
+    if stretches and blocks is None:
+        log.warning(
+            "hold-out by time: the flows have no times (or too few normal rows for %d stretches); "
+            "single rows are held out instead",
+            HOLDOUT_BLOCKS,
+        )
     if blocks is not None:
         held, method = blocks, "time-blocks"
     else:
