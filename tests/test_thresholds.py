@@ -69,6 +69,9 @@ def test_a_quantile_of_few_rows_is_read_off_an_exponential_tail_of_the_largest_t
     # ten rows or fewer, or no spread among the largest: the empirical quantile
     assert fit_threshold("quantile", scores[:10]).value == scores[:10].max()
     assert fit_threshold("quantile", np.r_[np.zeros(80), np.ones(20)]).value == 1.0
+    # a quantile far past the top of a few dozen rows stays within the top plus its excess
+    steps = np.r_[np.zeros(30), np.ones(10)]
+    assert fit_threshold("quantile", steps, false_positive_rate=0.01).value == pytest.approx(2.0)
 
 
 def test_the_tail_quantile_of_few_rows_varies_less_than_their_empirical_quantile() -> None:

@@ -123,6 +123,17 @@ def test_rows_marked_train_only_are_never_held_out(days: pl.DataFrame, stretches
         unsupervised_split(days, train_only=keep[:10])
 
 
+def test_a_bundle_trained_on_a_few_dozen_normal_rows_keeps_its_tail_threshold(
+    days: pl.DataFrame, tmp_path: Path
+) -> None:
+    few = days.filter(pl.col("label") == NORMAL).head(150)
+    result = fit(few, model="iforest", seed=0)
+    threshold = result.bundle.threshold
+    assert threshold.method == "quantile" and threshold.params["peaks"] == 10, threshold
+    result.save(tmp_path / "few", onnx=False)
+    assert ModelBundle.load(tmp_path / "few").threshold == threshold
+
+
 def test_training_holds_out_stretches_in_time_on_request(days: pl.DataFrame) -> None:
     first = days.filter(pl.col("day") == days["day"].min())
     small = {"epochs": 2, "hidden": (16,), "bottleneck": 4}

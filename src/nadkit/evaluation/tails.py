@@ -261,8 +261,9 @@ def exponential_tail_quantile(
 
     For a small sample where ``n·exceedance`` is about one, the empirical quantile is the largest or
     second largest score alone, whose exceedance on new data varies tenfold from one sample to the
-    next; the tail fit spreads that over ``peaks`` scores. None where it does not apply: fewer than
-    ``peaks + 1`` scores, or no spread among the largest."""
+    next; the tail fit spreads that over ``peaks`` scores. The value is kept within the largest
+    score plus its excess over ``u``. None where it does not apply: fewer than ``peaks + 1`` scores,
+    or no spread among the largest."""
     y = np.sort(np.asarray(values, dtype=np.float64))
     n = len(y)
     if n <= peaks or not 0 < exceedance < 1:
@@ -273,6 +274,9 @@ def exponential_tail_quantile(
     if not (math.isfinite(scale) and scale > 0):
         return None
     value = initial + scale * math.log(peaks / (n * exceedance))
+    # never further beyond the largest score than the largest score lies beyond the initial one: a
+    # hold-out of a few dozen rows asks for a quantile far past its top, where the fit says nothing
+    value = min(value, 2.0 * float(y[-1]) - initial)
     return ExponentialTail(value=value, initial_threshold=initial, scale=scale, peaks=peaks)
 
 
