@@ -70,6 +70,27 @@ def test_the_pipeline_turns_the_field_into_flags_instead_of_passing_the_number()
     assert "tcp_flags" in without.feature_names_ and "tcp_syn" not in without.feature_names_
 
 
+@pytest.mark.parametrize("fitted_on", [pl.String, pl.Int64])
+@pytest.mark.parametrize("scored", [pl.String, pl.Int64, pl.Float64, pl.Null])
+def test_any_type_of_the_field_at_scoring_time_gives_flags(
+    fitted_on: pl.DataType, scored: pl.DataType
+) -> None:
+    """A stream's batch whose flows all lack the field (nulls of another type), or a file that writes
+    the number as a float, scores as it should."""
+    group = TcpFlagGroup()
+    fit_frame = pl.DataFrame({"tcp_flags": ["...A..S." if fitted_on == pl.String else 18]})
+    state = group.fit(fit_frame)
+    values = {
+        pl.String: ["...A..S.", None],
+        pl.Int64: [18, None],
+        pl.Float64: [18.0, None],
+        pl.Null: [None, None],
+    }
+    out = group.apply(pl.DataFrame({"tcp_flags": values[scored]}, schema={"tcp_flags": scored}), state)
+    rows = [_seen(row) for row in out.iter_rows(named=True)]
+    assert rows == [set() if scored == pl.Null else {"syn", "ack"}, set()]
+
+
 def test_the_group_needs_the_field() -> None:
     assert TcpFlagGroup().missing(["proto"]) == ["tcp_flags"]
     assert TcpFlagGroup().missing(["tcp_flags"]) == []

@@ -46,19 +46,20 @@ class TcpFlagGroup(FeatureGroup):
     requires = (COLUMN,)
 
     def fit(self, frame: pl.DataFrame) -> State:
-        """Record whether the field is text (nfdump) or a number (NetFlow CSV)."""
+        """Record whether the field was text (nfdump) or a number (NetFlow CSV) at fit."""
         return {"text": frame.schema[COLUMN] == pl.String}
 
     def expressions(self, state: Mapping[str, Any]) -> list[pl.Expr]:
-        """``tcp_fin`` ... ``tcp_cwr`` as Booleans."""
+        """``tcp_fin`` ... ``tcp_cwr`` as Booleans. Each reads the field both ways, as a number and as
+        text, whatever it was at fit: a batch of a stream whose flows all lack the field arrives with
+        a column of another type (nulls), and a text flag has no digit, a number no flag letter."""
         column = pl.col(COLUMN)
-        if state["text"]:
-            return [
-                flag(column.str.contains(letter, literal=True)).alias(f"tcp_{name}")
-                for name, (_, letter) in FLAGS.items()
-            ]
         number = column.cast(pl.Int64, strict=False)
-        return [flag((number & bit) != 0).alias(f"tcp_{name}") for name, (bit, _) in FLAGS.items()]
+        text = column.cast(pl.String)
+        return [
+            flag(((number & bit) != 0) | text.str.contains(letter, literal=True)).alias(f"tcp_{name}")
+            for name, (bit, letter) in FLAGS.items()
+        ]
 
 
 __all__ = ["COLUMN", "FLAGS", "TcpFlagGroup"]
