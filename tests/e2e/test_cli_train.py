@@ -55,6 +55,20 @@ def test_train_rejects_unknown_model_and_option(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
+def test_train_holds_out_stretches_of_flows_on_request(tmp_path: Path) -> None:
+    data = tmp_path / "days"
+    assert nadkit("simulate", data, "--days", "1", "--flows-per-day", "1500", "--seed", "3").returncode == 0
+    out = tmp_path / "m"
+    result = nadkit("train", data, out, "--model", "iforest", "--holdout-by", "time", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "threshold.json").read_text())["method"] in ("f_beta", "quantile")
+    assert_one_line_error(
+        nadkit("train", data, tmp_path / "m2", "--model", "iforest", "--holdout-by", "days"),
+        "unknown hold-out",
+    )
+    assert not (tmp_path / "m2").exists()
+
+
 #: a multitask configuration that trains in seconds (two networks, to show both in the summary)
 QUICK_MULTITASK = """\
 width: 32

@@ -78,7 +78,7 @@ def train(
             "--holdout-by",
             help="How an unsupervised model's normal hold-out is drawn: rows (single rows at random) or "
             "time (three stretches of consecutive flows: a threshold closer to its false-positive rate "
-            "on traffic of other networks, where the training span covers its daily cycle more than once).",
+            "on traffic of other networks; for training spans of many days).",
         ),
     ] = "rows",
     threshold_method: Annotated[
