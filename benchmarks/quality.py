@@ -221,12 +221,7 @@ def iot23_pcap(seed: int) -> Protocol:
     of its 5-tuple that started within 2 s of it (either direction)."""
     folder = _shared("iot23/CTU-IoT-Malware-Capture-42-1")
     capture = next(folder.glob("*.pcap"))
-    cached = cache_dir() / f"quality-iot23-{capture.name}.parquet"
-    if cached.exists() and cached.stat().st_mtime >= capture.stat().st_mtime:
-        flows = pl.read_parquet(cached)
-    else:
-        flows, _ = load_flows(capture, format="pcap")
-        flows.write_parquet(cached)
+    flows = _metered(capture, cache_dir() / f"quality-iot23-{capture.name}.parquet", _nfstream)
     log = load_flows(folder / "conn.log.labeled", format="zeek")[0]
     keys = ["src", "spt", "dst", "dpt", "proto"]
     labels = log.select(*keys, "time", "label").sort("time")
@@ -264,40 +259,33 @@ def _time_ordered(name: str, frame: pl.DataFrame) -> Protocol:
     return Protocol(name, part(train), part(validation), part(test), note=_TIME_NOTE)
 
 
-def _captures(kind: str) -> dict[str, pl.DataFrame]:
-    """Each shared capture of ``kind`` as flows (cached as Parquet), labelled by its file."""
-    folder = _shared(f"pcaps/{kind}")
-    cache = cache_dir() / f"quality-pcaps-stats-{kind}"
-    cache.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for path in sorted(folder.glob("*.pcap*")):
-        cached = cache / f"{path.name}.parquet"
-        if cached.exists() and cached.stat().st_mtime >= path.stat().st_mtime:
-            flows = pl.read_parquet(cached)
-        else:
-            flows, _ = load_flows(path, format="pcap")
-            flows.write_parquet(cached)
-        label = NORMAL if kind == "benign" else path.stem
-        out[path.stem] = flows.with_columns(pl.lit(label).alias("label"), pl.lit(path.stem).alias("capture"))
-    return out
+def _metered(path: Path, cached: Path, meter: Callable[[Path], pl.DataFrame]) -> pl.DataFrame:
+    """The flows ``meter`` makes of the capture ``path``, kept in ``cached`` (Parquet) until the capture
+    changes."""
+    if cached.exists() and cached.stat().st_mtime >= path.stat().st_mtime:
+        return pl.read_parquet(cached)
+    flows = meter(path)
+    flows.write_parquet(cached)
+    return flows
 
 
-def _netflow_captures(kind: str) -> dict[str, pl.DataFrame]:
-    """Each shared capture of ``kind`` as softflowd meters it and nadkit's NetFlow collector decodes
-    its export (cached as Parquet), labelled by its file."""
+def _nfstream(path: Path) -> pl.DataFrame:
+    return load_flows(path, format="pcap")[0]
+
+
+def _captures(kind: str, meter: str = "nfstream") -> dict[str, pl.DataFrame]:
+    """Each shared capture of ``kind`` as flows (cached as Parquet), labelled by its file: metered by
+    nfstream, or (``meter="softflowd"``) by softflowd and decoded by nadkit's NetFlow collector."""
     from benchmarks.captures import softflowd_table
 
+    meters = {"nfstream": ("stats", _nfstream), "softflowd": ("softflowd", softflowd_table)}
+    name, read = meters[meter]
     folder = _shared(f"pcaps/{kind}")
-    cache = cache_dir() / f"quality-pcaps-softflowd-{kind}"
+    cache = cache_dir() / f"quality-pcaps-{name}-{kind}"
     cache.mkdir(parents=True, exist_ok=True)
     out = {}
     for path in sorted(folder.glob("*.pcap*")):
-        cached = cache / f"{path.name}.parquet"
-        if cached.exists() and cached.stat().st_mtime >= path.stat().st_mtime:
-            flows = pl.read_parquet(cached)
-        else:
-            flows = softflowd_table(path)
-            flows.write_parquet(cached)
+        flows = _metered(path, cache / f"{path.name}.parquet", read)
         label = NORMAL if kind == "benign" else path.stem
         out[path.stem] = flows.with_columns(pl.lit(label).alias("label"), pl.lit(path.stem).alias("capture"))
     return out
@@ -310,7 +298,7 @@ def pcaps(seed: int) -> Protocol:
 def pcaps_netflow(seed: int) -> Protocol:
     """``pcaps`` through softflowd and the NetFlow collector instead of nfstream: what live NetFlow
     detection sees of the same captures (bytes, packets, duration, the TCP flags as text; no nDPI)."""
-    benign, attack = _netflow_captures("benign"), _netflow_captures("attack")
+    benign, attack = _captures("benign", "softflowd"), _captures("attack", "softflowd")
     return _held_out_captures("pcaps_netflow", benign, attack, seed)
 
 

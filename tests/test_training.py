@@ -148,6 +148,15 @@ def test_training_holds_out_stretches_in_time_on_request(days: pl.DataFrame) -> 
         fit(first, model="ae", config=small, holdout_by="days")
 
 
+def test_a_hold_out_by_time_asked_of_a_bucket_model_says_it_does_not_apply(
+    days: pl.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = days.filter(pl.col("day") == days["day"].min())
+    with caplog.at_level(logging.WARNING, logger="nadkit.training.fit"):
+        fit(first, model="iforest", buckets=BucketConfig(bucket_s=300), holdout_by="time")
+    assert "only an unsupervised model of single flows" in caplog.text
+
+
 @pytest.mark.parametrize("name", [n for n, c in sorted(REGISTRY.items()) if c.input == "windows"])
 def test_windowed_detector_on_the_bucket_view(days: pl.DataFrame, name: str) -> None:
     """Train on one day's per-minute network metrics, score the next day's buckets with planted

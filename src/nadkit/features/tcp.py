@@ -46,12 +46,12 @@ class TcpFlagGroup(FeatureGroup):
     requires = (COLUMN,)
 
     def fit(self, frame: pl.DataFrame) -> State:
-        """Record whether the field was text (nfdump) or a number (NetFlow CSV) at fit."""
-        return {"text": frame.schema[COLUMN] == pl.String}
+        """Stateless: the flags are read from the field whatever its type."""
+        return {}
 
     def expressions(self, state: Mapping[str, Any]) -> list[pl.Expr]:
         """``tcp_fin`` ... ``tcp_cwr`` as Booleans. Each reads the field both ways, as a number and as
-        text, whatever it was at fit: a batch of a stream whose flows all lack the field arrives with
+        text, whatever its type at fit: a batch of a stream whose flows all lack the field arrives with
         a column of another type (nulls), and a text flag has no digit, a number no flag letter."""
         column = pl.col(COLUMN)
         number = column.cast(pl.Int64, strict=False)

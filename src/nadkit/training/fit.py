@@ -317,6 +317,12 @@ def fit(
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
     features = features if features is not None else default_features(detector)
     frame = use_label_column(frame, label_column)
+    if holdout_by != "rows" and (buckets is not None or detector.supervised):
+        log.warning(
+            "--holdout-by %s: only an unsupervised model of single flows draws its hold-out that way "
+            "(time buckets are held out by time, supervised models by session)",
+            holdout_by,
+        )
     if buckets is not None:
         return fit_buckets(
             detector,
