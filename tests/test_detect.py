@@ -411,3 +411,68 @@ def test_a_failed_write_stops_detection_and_leaves_no_output(
         detect_file(ae_bundle, path, target, chunk_rows=1000)
     assert written and not target.exists()
     assert not list(tmp_path.glob(".alerts*"))
+
+
+def test_background_calls_run_in_order_and_raise_at_the_next_call() -> None:
+    """:class:`Background` runs one call at a time on its own thread, in order; a failed call is
+    raised at the next call or at ``finish``, and leaving the block after a failure raises nothing."""
+    import threading
+
+    from nadkit.detection.chunks import Background
+
+    seen: list[tuple[int, str]] = []
+    with Background(lambda i: seen.append((i, threading.current_thread().name)), "nadkit-test") as run:
+        for i in range(20):
+            run(i)
+        run.finish()
+    assert [i for i, _ in seen] == list(range(20))
+    assert all(name.startswith("nadkit-test") for _, name in seen)
+
+    def failing(i: int) -> None:
+        if i == 1:
+            raise ValueError("broken call")
+
+    with Background(failing, "nadkit-test") as run:
+        run(0)
+        run(1)
+        with pytest.raises(ValueError, match="broken call"):
+            run(2)
+    with Background(failing, "nadkit-test") as run:
+        run(1)
+        with pytest.raises(ValueError, match="broken call"):
+            run.finish()
+    with Background(failing, "nadkit-test") as run:
+        run(1)  # never finished: the block's end waits, raising nothing
+
+
+def test_the_scored_rows_hook_sees_every_row_in_order_off_the_scoring_thread(
+    ae_bundle: ModelBundle, days: tuple[pl.DataFrame, Path], tmp_path: Path
+) -> None:
+    """The scored-rows hook (drift counting) runs beside scoring, yet sees every scored row once, in
+    the order of the scores written, and has seen them all when detection returns; a hook that fails
+    stops detection with its error and leaves no output."""
+    import threading
+
+    _, path = days
+    seen: list[np.ndarray] = []
+    threads: set[str] = set()
+
+    def hook(features: np.ndarray, scores: np.ndarray) -> None:
+        assert features.shape == (len(scores), len(ae_bundle.pipeline.feature_names_))
+        threads.add(threading.current_thread().name)
+        seen.append(np.array(scores))
+
+    target = tmp_path / "all.parquet"
+    result = detect_file(ae_bundle, path, target, alerts_only=False, chunk_rows=700, on_scored=hook)
+    written = pl.read_parquet(target).sort("row")["score"].to_numpy()
+    assert result.flows == len(written) == sum(len(s) for s in seen)
+    np.testing.assert_allclose(np.sort(np.concatenate(seen)), np.sort(written))
+    assert threads and all(name.startswith("nadkit-scored") for name in threads)
+
+    def failing(features: np.ndarray, scores: np.ndarray) -> None:
+        raise RuntimeError("hook failed")
+
+    broken = tmp_path / "broken.jsonl"
+    with pytest.raises(RuntimeError, match="hook failed"):
+        detect_file(ae_bundle, path, broken, chunk_rows=700, on_scored=failing)
+    assert not broken.exists()

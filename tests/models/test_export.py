@@ -152,6 +152,9 @@ def test_graph_has_a_free_batch_axis_and_describes_the_model(exported: tuple[Det
     assert scorer.description.input == detector.input
     assert scorer.feature_names == FEATURES
     assert scorer.threads >= 1
+    # its threads sleep between runs instead of spinning on cores that reading and features need
+    options = scorer.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_a_graph_saved_without_its_score_output_gets_it_at_load(

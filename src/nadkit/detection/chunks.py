@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TypeVar
+from types import TracebackType
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -121,4 +123,40 @@ class _Failure:
     error: BaseException
 
 
-__all__ = ["ScoredChunk", "bundle_threshold", "identity", "over_alerts", "prefetched"]
+class Background:
+    """Calls of ``work`` on a thread of their own (named ``name``), one at a time and in order, while
+    the caller goes on: a call first waits for the one before it (so at most one is ahead of the
+    caller, and a failure is raised at the next call or at :meth:`finish`). A context manager; leaving
+    it waits for the last call without raising (call :meth:`finish` for its error)."""
+
+    def __init__(self, work: Callable[..., Any], name: str) -> None:
+        self._work = work
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._pending: Future[Any] | None = None
+
+    def __call__(self, *args: Any) -> None:
+        self.finish()
+        self._pending = self._pool.submit(self._work, *args)
+
+    def finish(self) -> None:
+        """Wait for the last call; its error, if any, is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def settle(self) -> None:
+        """Wait for the last call, raising nothing (after a failure elsewhere)."""
+        if self._pending is not None:
+            wait([self._pending])
+
+    def __enter__(self) -> Background:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.settle()
+        self._pool.shutdown(wait=True)
+
+
+__all__ = ["Background", "ScoredChunk", "bundle_threshold", "identity", "over_alerts", "prefetched"]

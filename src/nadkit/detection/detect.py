@@ -24,7 +24,6 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +38,14 @@ from nadkit.alerts.records import (
     output_kind,
     times_as_text,
 )
-from nadkit.detection.chunks import ScoredChunk, bundle_threshold, identity, over_alerts, prefetched
+from nadkit.detection.chunks import (
+    Background,
+    ScoredChunk,
+    bundle_threshold,
+    identity,
+    over_alerts,
+    prefetched,
+)
 from nadkit.detection.explain import Explainer, no_explanations, severity_counts, top_alerts
 from nadkit.detection.views import ScoringView, ViewBatch, scoring_view
 from nadkit.errors import ConfigError, SchemaError
@@ -408,12 +414,13 @@ def detect_file(
     raised: list[pl.DataFrame] = []
     with (
         atomic_path(out, overwrite=overwrite) as temporary,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="nadkit-write") as writing,
+        # a chunk is written on its own thread while the next is scored, one write at a time and in
+        # order, and so is the scored-rows hook (drift counting); a failure stops detection at the
+        # next chunk
+        Background(on_scored or (lambda features, scores: None), "nadkit-scored") as observe,
+        Background(lambda frame: writer.write(frame), "nadkit-write") as write,
     ):
         writer = EcsWriter(temporary) if kind == "ecs" else RecordWriter(temporary, kind)
-        # a chunk is written on its own thread while the next is scored, one write at a time and in
-        # order; a failed write stops detection at the next chunk
-        pending: Future[None] | None = None
         try:
             value = threshold
             for chunk, scorer in score_chunks(
@@ -426,7 +433,7 @@ def detect_file(
                 top=top,
                 on_bad_rows=on_bad_rows,
                 severity=severity,
-                on_scored=on_scored,
+                on_scored=None if on_scored is None else observe,
             ):
                 value = scorer.threshold
                 held = max(held, chunk.held_rows)
@@ -439,18 +446,15 @@ def detect_file(
                 if alerted.height and "class" in alerted.columns:
                     for name, count in alerted["class"].fill_null("anomaly").value_counts().iter_rows():
                         by_class[name] = by_class.get(name, 0) + count
-                if pending is not None:
-                    pending.result()
-                pending = writing.submit(writer.write, alerted if alerts_only else frame)
+                write(alerted if alerts_only else frame)
                 if alerted.height:
                     raised.append(alerted)
                 if progress is not None:
                     progress(flows, alerts)
-            if pending is not None:
-                pending.result()
+            write.finish()
+            observe.finish()
         finally:
-            if pending is not None:
-                wait([pending])
+            write.settle()
             writer.close()
     found = group_alerts(
         pl.concat(raised, how="diagonal_relaxed") if raised else pl.DataFrame(), incident_config
