@@ -132,6 +132,8 @@ def _detect_and_report(out: Path, model_path: Path, test_day: Path, *, console: 
     report_dir = out / "report"
     with console.status("evaluating and writing the report"):
         outcome = evaluate_bundle(bundle, test_day, bundle_path=model_path, report=report_dir, overwrite=True)
+    for warning in outcome.warnings():
+        console.print(warning, style="yellow", markup=False)
     console.print(outcome.table())
     return alerts_path, report_dir
 

@@ -87,5 +87,37 @@ def test_evaluate_prints_metrics_and_writes_the_report(trained: tuple[Path, Path
     metrics = json.loads(as_json.stdout)
     assert 0.5 < metrics["binary"]["roc_auc"] <= 1.0
     assert set(metrics["per_class"]) >= {"normal"}
+    # a later day of the same network: its normal flows pass the threshold as the hold-out's did
+    transfer = metrics["threshold_transfer"]
+    assert transfer["normal_rows"] == metrics["per_class"]["normal"]["rows"]
+    assert transfer["differs"] is False and transfer["warning"] is None
+    assert "unlike the training traffic" not in result.stdout + as_json.stderr
 
     assert_one_line_error(nadkit("evaluate", model, day, "--report", report), "already exists")
+
+
+def test_evaluate_says_first_when_the_traffic_is_another_networks(tmp_path: Path) -> None:
+    """Trained on a Philips Hue bridge's benign conn.log and evaluated on another IoT network's
+    (IoT-23 capture 42-1), nearly every normal flow is over the threshold: the command says so
+    before its figures, in the JSON and at the top of the report."""
+    from tests.conftest import shared_file
+
+    benign = shared_file("iot23/CTU-Honeypot-Capture-4-1/conn.log.labeled")
+    other = shared_file("iot23/CTU-IoT-Malware-Capture-42-1/conn.log.labeled")
+    model = tmp_path / "model"
+    result = nadkit("train", benign, model, "--model", "iforest")
+    assert result.returncode == 0, result.stderr
+    report = tmp_path / "report"
+    result = nadkit("evaluate", model, other, "--report", report)
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.index("Normal traffic unlike the training traffic")
+    assert first < result.stdout.index("ROC-AUC")
+    assert "(traffic unlike the training traffic)" in result.stdout
+    assert "Normal traffic unlike the training traffic" in (report / "report.html").read_text()
+
+    as_json = nadkit("evaluate", model, other, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    transfer = json.loads(as_json.stdout)["threshold_transfer"]
+    assert transfer["differs"] is True and transfer["normal_rate"] > 0.2
+    assert transfer["normal_rows"] == 4_420 and transfer["holdout_rate"] < 0.05
+    assert "unlike the training traffic" in as_json.stderr

@@ -616,7 +616,8 @@ def evaluate(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing report directory.")] = False,
 ) -> None:
     """Measure a model on labelled flows: metrics table, and an HTML report with figures. Says so
-    first when the flows are (mostly) the model's training data."""
+    first when the flows are (mostly) the model's training data, or when their normal flows exceed
+    the threshold far more often than the normal hold-out's did (traffic unlike the training's)."""
     from nadkit.detection.evaluation import evaluate_bundle
     from nadkit.training.bundle import ModelBundle
 
@@ -638,8 +639,7 @@ def evaluate(
             on_bad_rows=bad_rows(on_bad_rows),
             progress=lambda flows, alerts: bar.update(task, flows=flows, alerts=alerts),
         )
-    warning = outcome.overlap.warning() if outcome.overlap is not None else None
-    if warning is not None:
+    for warning in outcome.warnings():
         # first: on standard error beside the JSON, above the table otherwise
         (errors if as_json else console).print(f"[yellow]{escape(warning)}[/yellow]")
     if as_json:

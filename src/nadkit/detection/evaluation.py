@@ -28,6 +28,7 @@ from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, ScoredTable, score_table
 from nadkit.errors import ConfigError
 from nadkit.evaluation.overlap import OverlapCounter, TrainingOverlap
 from nadkit.evaluation.thresholds import Threshold
+from nadkit.evaluation.transfer import ThresholdTransfer, threshold_transfer
 from nadkit.sources import BadRows
 from nadkit.training.bundle import ModelBundle, fingerprint
 
@@ -51,11 +52,22 @@ class EvaluationOutcome:
     scored: ScoredTable
     report: Path | None
     overlap: TrainingOverlap | None = None
+    #: the normal flows over the threshold against the normal hold-out's (None where unknown)
+    transfer: ThresholdTransfer | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """What ``nadkit evaluate --json`` prints: the training-data overlap first, then the metrics."""
+        """What ``nadkit evaluate --json`` prints: the training-data overlap and whether the threshold
+        carries over to this traffic first, then the metrics."""
         overlap = None if self.overlap is None else self.overlap.to_dict()
-        return {"training_overlap": overlap, **self.metrics}
+        transfer = None if self.transfer is None else self.transfer.to_dict()
+        return {"training_overlap": overlap, "threshold_transfer": transfer, **self.metrics}
+
+    def warnings(self) -> list[str]:
+        """What to read before the figures: measured on training data, normal traffic unlike the
+        training traffic."""
+        found = [self.overlap.warning() if self.overlap else None]
+        found.append(self.transfer.warning() if self.transfer else None)
+        return [w for w in found if w]
 
     def table(self) -> Table:
         """The metrics as a rich table for the terminal."""
@@ -74,6 +86,12 @@ class EvaluationOutcome:
             " / ".join(figure(binary.get(k)) for k in ("precision", "recall", "f1")),
         )
         table.add_row("false-positive rate", figure(binary.get("false_positive_rate"), 5))
+        if self.transfer is not None:
+            table.add_row(
+                "normal flows over the threshold: here / hold-out",
+                f"{self.transfer.rate:.1%} / {self.transfer.holdout_rate:.1%}"
+                + (" (traffic unlike the training traffic)" if self.transfer.differs else ""),
+            )
         if self.metrics.get("nad_score") is not None:
             table.add_row("NAD 2021 score", figure(self.metrics["nad_score"]))
         if self.metrics.get("macro_f_beta") is not None:
@@ -179,6 +197,10 @@ def evaluate_bundle(
     figures, _ = incident_evaluation(scored.frame, incident_config)
     metrics["incidents"] = figures
     overlap = training_overlap(bundle, counter, source, format=format, mapping=mapping)
+    normal = bundle.calibration.normal if bundle.calibration is not None else None
+    transfer = threshold_transfer(scored.scores, scored.labels, scored.threshold, normal)
+    if transfer is not None:  # its warning is the outcome's to show (the command line prints it first)
+        log.info("%s: threshold on this traffic: %s", source, transfer.describe())
     written = None
     if report is not None:
         from nadkit.pictures.report import ReportData, write_report
@@ -198,12 +220,15 @@ def evaluate_bundle(
             extra={
                 "training data fingerprint": bundle.manifest.get("data_fingerprint", ""),
                 "training data overlap": overlap.describe(),
+                "normal flows over the threshold": "not known" if transfer is None else transfer.describe(),
                 "model created": bundle.manifest.get("created", ""),
             },
             flows=scored.frame,
-            warnings=tuple(w for w in (overlap.warning(),) if w),
+            warnings=tuple(w for w in (overlap.warning(), transfer and transfer.warning()) if w),
             training_overlap=overlap.to_dict(),
         )
         written = write_report(report, data, overwrite=overwrite)
         log.info("report written to %s", written)
-    return EvaluationOutcome(metrics=metrics, scored=scored, report=written, overlap=overlap)
+    return EvaluationOutcome(
+        metrics=metrics, scored=scored, report=written, overlap=overlap, transfer=transfer
+    )
