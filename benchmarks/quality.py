@@ -153,7 +153,8 @@ def _by_type(frame: pl.DataFrame, seed: int, unseen_share: float = 1 / 3) -> Pro
 
 
 def kdd(seed: int) -> Protocol:
-    frame, _ = load_flows(_shared("nsl_kdd/KDDTrain+_20Percent.txt"), format="kdd")
+    # the difficulty level is kept for the test part's hard subset (never a feature: NOT_FEATURES)
+    frame, _ = load_flows(_shared("nsl_kdd/KDDTrain+_20Percent.txt"), format="kdd", difficulty=True)
     return dataclasses.replace(_by_type(frame, seed), name="kdd")
 
 
