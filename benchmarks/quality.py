@@ -17,7 +17,10 @@ Protocol (the same for every detector; the test part is scored once, after every
   (``macro_detection_1pct``: the threshold exceeded by 1% of the validation part's normal rows, with
   the test part's false-positive rate there, ``fpr_1pct``): an F1-optimal threshold on a validation
   part full of floods can land very low for one detector and high for another, and detection rates
-  at very different false-positive rates do not compare.
+  at very different false-positive rates do not compare;
+* ``fpr_at_997_recall``: the test part's false-positive rate where 99.7% of its attacks are flagged,
+  a point of the ROC curve read off the test scores (a ranking figure, as ROC-AUC is, not a
+  threshold anyone could have chosen).
 
 Data sets (``--data``, ``$NADKIT_DATA_DIR`` or ``../shared/data``):
 
@@ -92,7 +95,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, cache_dir, console, data_dir, machine, settings_from
-from nadkit.evaluation.metrics import binary_metrics, roc_auc
+from nadkit.evaluation.metrics import binary_metrics, fpr_at_recall, roc_auc
 from nadkit.evaluation.thresholds import quantile_threshold
 from nadkit.features.data import detector_data
 from nadkit.features.pipeline import ALL_GROUPS, FeatureConfig, FeaturePipeline
@@ -490,6 +493,7 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
             "recall": metrics.recall,
             "f1": metrics.f1,
             "fpr": metrics.false_positive_rate,
+            "fpr_at_997_recall": fpr_at_recall(scores, test_attack, 0.997),
             "macro_detection": float(np.mean(list(rates.values()))) if rates else float("nan"),
             "macro_detection_1pct": float(np.mean(list(rates_fixed.values())))
             if rates_fixed
@@ -534,6 +538,7 @@ SUMMARY = (
     "fpr",
     "macro_detection_1pct",
     "fpr_1pct",
+    "fpr_at_997_recall",
     "hard_roc_auc",
     "validation_roc_auc",
     "fit_s",

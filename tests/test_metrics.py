@@ -285,3 +285,21 @@ def test_evaluation_errors() -> None:
         evaluate(np.array([1.0, np.nan]), np.array(["normal"] * 2), 0.5)
     with pytest.raises(ConfigError, match="method"):
         evaluate(np.ones(2), np.array(["normal"] * 2), {"value": 0.5})
+
+
+def test_false_positive_rate_at_a_recall() -> None:
+    """The ROC point where a share of the attacks is flagged: the normal rows at or above the score
+    that many attacks reach."""
+    from nadkit.evaluation.metrics import fpr_at_recall
+
+    attacks = np.arange(1.0, 1001.0)  # scores 1..1000
+    normal = np.linspace(0.0, 10.0, 101)  # 0, 0.1, ..., 10
+    scores = np.concatenate([attacks, normal])
+    truth = np.concatenate([np.ones(1000, bool), np.zeros(101, bool)])
+    # 99.7% of 1000 attacks: the 997 highest, down to score 4; normal rows at or above 4: 4.0..10.0
+    assert fpr_at_recall(scores, truth, 0.997) == pytest.approx(61 / 101)
+    assert fpr_at_recall(scores, truth, 1.0) == pytest.approx(91 / 101)  # down to score 1
+    assert fpr_at_recall(scores, truth, 0.5) == 0.0
+    assert np.isnan(fpr_at_recall(scores[:1000], truth[:1000], 0.9))
+    with pytest.raises(ConfigError):
+        fpr_at_recall(scores, truth, 0.0)

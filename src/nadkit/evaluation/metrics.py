@@ -145,6 +145,24 @@ def roc_auc(scores: np.ndarray, is_attack: np.ndarray) -> float:
     return float(roc_auc_score(truth, values))
 
 
+def fpr_at_recall(scores: np.ndarray, is_attack: np.ndarray, recall: float) -> float:
+    """The false-positive rate of the highest threshold that flags at least a share ``recall`` of the
+    attacks: the normal rows scoring at or above the attack score that many attacks reach (a point
+    of the ROC curve, read off the test scores: a ranking figure, not a threshold to deploy). NaN
+    with a single class."""
+    values, truth = _scores(scores), np.asarray(is_attack, dtype=bool)
+    if truth.shape != values.shape:
+        raise ConfigError("scores and labels must be 1-D arrays of the same length")
+    if not 0.0 < recall <= 1.0:
+        raise ConfigError(f"recall must be in (0, 1], got {recall}")
+    if truth.all() or not truth.any():
+        return math.nan
+    attacks = np.sort(values[truth])[::-1]
+    needed = min(len(attacks), math.ceil(recall * len(attacks) - 1e-9))
+    cut = attacks[needed - 1]
+    return float(np.mean(values[~truth] >= cut))
+
+
 def pr_auc(scores: np.ndarray, is_attack: np.ndarray) -> float:
     """Average precision of ``scores`` (area under the precision-recall curve, without interpolation);
     NaN with a single class."""
