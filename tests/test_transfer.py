@@ -81,3 +81,18 @@ def test_no_verdict_without_what_it_needs(holdout: tuple[NormalScores, float]) -
     scores[:10] = np.nan
     transfer = threshold_transfer(scores, labels, threshold, normal)
     assert transfer is not None and transfer.normal_rows == 490
+
+
+def test_an_alert_rate_far_above_the_holdouts_gets_a_note(holdout: tuple[NormalScores, float]) -> None:
+    """Without labels the same rule reads the alert rate, and the note names both causes."""
+    from nadkit.evaluation.transfer import alert_rate_note, holdout_rate
+
+    normal, threshold = holdout
+    assert holdout_rate(threshold, normal) == pytest.approx(0.01, abs=0.002)
+    assert holdout_rate(threshold, None) is None
+    assert alert_rate_note(10_000, 150, threshold, normal) is None  # 1.5%: the hold-out's level
+    note = alert_rate_note(10_000, 4_000, threshold, normal)
+    assert note is not None and note.startswith("40.0% of the flows are alerts, where 1.0%")
+    assert "attack traffic" in note and "unlike the traffic the model was trained on" in note
+    assert alert_rate_note(MIN_NORMAL_ROWS - 1, MIN_NORMAL_ROWS - 1, threshold, normal) is None
+    assert alert_rate_note(10_000, 4_000, threshold, None) is None

@@ -121,3 +121,11 @@ def test_evaluate_says_first_when_the_traffic_is_another_networks(tmp_path: Path
     assert transfer["differs"] is True and transfer["normal_rate"] > 0.2
     assert transfer["normal_rows"] == 4_420 and transfer["holdout_rate"] < 0.05
     assert "unlike the training traffic" in as_json.stderr
+
+    # detection has no labels: the alert rate against the hold-out's gets a note naming both causes
+    result = nadkit("detect", model, other, "--out", tmp_path / "alerts.jsonl")
+    assert result.returncode == 0, result.stderr
+    assert "of the flows are alerts, where" in result.stdout
+    as_json = nadkit("detect", model, other, "--out", tmp_path / "alerts.jsonl", "--force", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert "attack traffic" in json.loads(as_json.stdout)["alert_rate_note"]

@@ -236,8 +236,15 @@ def detect(
         if monitor is not None:
             monitor.close()
             drift = monitor.summary()
+    note = None
+    if engine != "spark":
+        from nadkit.evaluation.transfer import alert_rate_note
+
+        normal = loaded.calibration.normal if loaded.calibration is not None else None
+        note = alert_rate_note(result.flows, result.alerts, result.threshold, normal)
     if as_json:
-        print_json({**result.to_dict(), **({"drift": drift} if engine != "spark" else {})})
+        extra = {"drift": drift, "alert_rate_note": note} if engine != "spark" else {}
+        print_json({**result.to_dict(), **extra})
         return
     if drift is not None:
         _print_drift(drift)
@@ -260,6 +267,8 @@ def detect(
     if found is not None and found.height:
         console.print(incident_table(found))
     console.print(f"{summary_line(result)}; wrote {result.written:,} records to {out}")  # type: ignore[arg-type]
+    if note is not None:
+        console.print(note, style="yellow", markup=False)
     if found is not None and incidents is not None:
         console.print(f"{found.height:,} incidents -> {incidents}")
 

@@ -92,28 +92,62 @@ class ThresholdTransfer:
         }
 
 
+def holdout_rate(threshold: float, normal: NormalScores | None) -> float | None:
+    """The share of the normal hold-out's scores at or above ``threshold`` (None without them)."""
+    if normal is None or not np.isfinite(threshold):
+        return None
+    return max(0.0, 1.0 - float(normal.percentile(np.array([threshold]))[0]) / 100.0)
+
+
+def alert_rate_note(flows: int, alerts: int, threshold: float, normal: NormalScores | None) -> str | None:
+    """Without labels, the same comparison on all scored flows: a sentence when far more of them are
+    alerts than the normal hold-out's share over the threshold (the rule of :attr:`ThresholdTransfer.
+    differs`), else None. It cannot tell an attack on most of the traffic from normal traffic unlike
+    the training traffic, so it names both."""
+    expected = holdout_rate(threshold, normal)
+    if expected is None or flows < MIN_NORMAL_ROWS:
+        return None
+    rate = alerts / flows
+    if rate < FACTOR * expected or rate - expected < MARGIN:
+        return None
+    return (
+        f"{rate:.1%} of the flows are alerts, where {expected:.1%} of the normal hold-out flows scored "
+        "over the threshold: either much of this traffic is attack traffic, or its normal traffic is "
+        "unlike the traffic the model was trained on (another network or period); a model trained on "
+        "this network's normal traffic tells the two apart."
+    )
+
+
 def threshold_transfer(
     scores: np.ndarray, labels: np.ndarray, threshold: float, normal: NormalScores | None
 ) -> ThresholdTransfer | None:
     """The comparison of the module docstring for ``scores`` with their ``labels`` at ``threshold``;
     None without the hold-out's normal scores (``normal``), without a finite threshold or without
     a normal flow with a finite score."""
-    if normal is None or not np.isfinite(threshold):
+    expected = holdout_rate(threshold, normal)
+    if normal is None or expected is None:
         return None
     scores = np.asarray(scores, dtype=np.float64)
     is_normal = (np.asarray(labels).astype(str) == NORMAL) & np.isfinite(scores)
     if not is_normal.any():
         return None
     normal_scores = scores[is_normal]
-    percentile = float(normal.percentile(np.array([threshold]))[0])
     return ThresholdTransfer(
         threshold=float(threshold),
         normal_rows=int(is_normal.sum()),
         normal_alerts=int(np.count_nonzero(normal_scores >= threshold)),
-        holdout_rate=max(0.0, 1.0 - percentile / 100.0),
+        holdout_rate=expected,
         holdout_rows=normal.rows,
         median_percentile=float(np.median(normal.percentile(normal_scores))),
     )
 
 
-__all__ = ["FACTOR", "MARGIN", "MIN_NORMAL_ROWS", "ThresholdTransfer", "threshold_transfer"]
+__all__ = [
+    "FACTOR",
+    "MARGIN",
+    "MIN_NORMAL_ROWS",
+    "ThresholdTransfer",
+    "alert_rate_note",
+    "holdout_rate",
+    "threshold_transfer",
+]
