@@ -74,8 +74,9 @@ class ThresholdTransfer:
             return None
         return (
             f"Normal traffic unlike the training traffic: {self.describe()}. The model describes "
-            "another network or period; its alerts here are mostly false until it is trained on "
-            "normal traffic of this one (`nadkit train`, or `nadkit retrain` with reviewed alerts)."
+            "another network or period, and the figures at its threshold show that difference as much "
+            "as the attacks; train it on normal traffic of this one (`nadkit train`, or `nadkit "
+            "retrain` with reviewed alerts)."
         )
 
     def to_dict(self) -> dict[str, Any]:
