@@ -163,3 +163,21 @@ def test_a_host_that_never_pauses_is_released_at_each_span_window() -> None:
     # at most one 300 s window (150 flows) and the piece that crossed into the next one
     assert most <= 150 + 100
     _same(fitted.augment(chatty), pl.concat(pieces).sort(SEQ))
+
+
+def test_pieces_give_the_names_per_domain_of_the_whole_table(flows: pl.DataFrame) -> None:
+    """Flows that carry the name they asked for (captures): ``seg_domain_names`` computed piece by
+    piece equals the whole table's."""
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    names = [
+        None if rng.random() < 0.5 else f"q{rng.integers(0, 40)}.d{rng.integers(0, 3)}.net"
+        for _ in range(flows.height)
+    ]
+    named = flows.with_columns(pl.Series("server_name", names, dtype=pl.String))
+    fitted = FeaturePipeline(FeatureConfig(segments=SegmentConfig(gap_s=20.0))).fit(named)
+    whole = fitted.augment(named)
+    assert "seg_domain_names" in whole.columns and "seg_domain_names" in fitted.feature_names_
+    assert whole["seg_domain_names"].max() > 1
+    _same(whole, augment_in_pieces(fitted, named, [500, 1700, 1701, 4000]))

@@ -22,6 +22,8 @@ from nadkit.features.segments import (
 )
 
 T0 = datetime(2020, 12, 3, 8, 0, tzinfo=UTC)
+#: the segment columns of flows without the names they asked for
+WITHOUT_NAMES = [c for c in SEGMENT_COLUMNS if c != "seg_domain_names"]
 
 
 def at(seconds: list[float]) -> list[datetime]:
@@ -102,7 +104,7 @@ def scan_frame() -> pl.DataFrame:
 def test_known_values_with_rows_in_any_order() -> None:
     frame = scan_frame()
     out = segment_features(frame)  # default: key (src, dst_subnet), gap 60 s
-    assert out.columns == list(SEGMENT_COLUMNS)
+    assert out.columns == WITHOUT_NAMES
     by_time = frame.hstack(out).sort("time")
     assert by_time["seg_flows"].to_list() == [4, 1, 2, 2, 4, 4, 4, 1]
     assert by_time["seg_span_s"].to_list() == [20.0, 0.0, 1.0, 1.0, 20.0, 20.0, 20.0, 0.0]
@@ -201,7 +203,7 @@ def test_missing_columns() -> None:
 def test_empty_frame_and_config_checks() -> None:
     empty = scan_frame().head(0)
     out = segment_features(empty)
-    assert out.height == 0 and out.columns == list(SEGMENT_COLUMNS)
+    assert out.height == 0 and out.columns == WITHOUT_NAMES
     assert out.schema["seg_span_s"] == pl.Float64
     assert segment_ids(empty).len() == 0
     with pytest.raises(ConfigError):
@@ -213,7 +215,7 @@ def test_empty_frame_and_config_checks() -> None:
 def test_add_replaces_existing_columns() -> None:
     frame = scan_frame().with_columns(pl.lit(0).alias("seg_flows"))
     out = add_segment_features(frame)
-    assert out.columns == [*frame.columns[:-1], *SEGMENT_COLUMNS]
+    assert out.columns == [*frame.columns[:-1], *WITHOUT_NAMES]
     assert out.sort("time")["seg_flows"].to_list() == [4, 1, 2, 2, 4, 4, 4, 1]
 
 
@@ -341,3 +343,69 @@ def test_span_settings_are_checked() -> None:
     for bad in (0, -5.0):
         with pytest.raises(ConfigError, match="max_span_s"):
             SegmentConfig(max_span_s=bad)
+
+
+def test_distinct_names_under_each_flows_domain() -> None:
+    """``seg_domain_names``: the names of the flow's segment under its own domain (last two labels,
+    case and a trailing dot ignored); 0 for a flow without a name."""
+    from nadkit.features.segments import domain_of
+
+    names = [
+        "a1.t.tunnel.net",
+        "b2.t.tunnel.net",
+        "C3.T.Tunnel.net.",
+        "a1.t.tunnel.net",  # asked again: not a new name
+        "www.example.org",
+        None,
+        "",
+        "a1.t.tunnel.net",  # another source
+    ]
+    frame = pl.DataFrame(
+        {
+            "time": at([0, 1, 2, 3, 4, 5, 6, 7]),
+            "src": ["10.0.0.1"] * 7 + ["10.0.0.2"],
+            "dst": ["10.0.0.53"] * 8,
+            "server_name": names,
+        }
+    )
+    out = segment_features(frame)
+    assert out["seg_domain_names"].to_list() == [3, 3, 3, 3, 1, 0, 0, 1]
+    assert domain_of(pl.Series(["R3.sn-4g5e.googlevideo.com.", "localhost", None])).to_list() == [
+        "googlevideo.com",
+        "localhost",
+        None,
+    ]
+    # without names there is no such column; a later segment starts counting afresh
+    assert "seg_domain_names" not in segment_features(frame.drop("server_name")).columns
+    later = frame.with_columns(pl.Series("time", at([0, 1, 2, 500, 501, 502, 503, 504])))
+    assert segment_features(later)["seg_domain_names"].to_list()[:4] == [3, 3, 3, 1]
+
+
+def test_names_per_domain_match_brute_force_on_random_flows() -> None:
+    rng = np.random.default_rng(5)
+    n = 2000
+    domains = ["a.net", "b.org", "c.com"]
+    names = [
+        None if rng.random() < 0.2 else f"h{rng.integers(0, 12)}.{domains[rng.integers(0, 3)]}"
+        for _ in range(n)
+    ]
+    frame = pl.DataFrame(
+        {
+            "time": at(rng.integers(0, 2000, n).tolist()),
+            "src": rng.choice(["10.0.0.1", "10.0.0.2"], n),
+            "dst": rng.choice(["192.168.0.1", "192.168.1.1"], n),
+            "server_name": names,
+        }
+    )
+    config = SegmentConfig(gap_s=20.0)
+    got = segment_features(frame, config)["seg_domain_names"].to_list()
+    ids = segment_ids(frame, config).to_list()
+    expected = []
+    for i in range(n):
+        if names[i] is None:
+            expected.append(0)
+            continue
+        domain = names[i].split(".", 1)[1]
+        same = {names[j] for j in range(n) if ids[j] == ids[i] and names[j] and names[j].endswith(domain)}
+        expected.append(len(same))
+    assert got == expected

@@ -111,6 +111,7 @@ BASE: Final = {
     "seg_unique_spt": "distinct source ports in this burst from the source to the subnet",
     "seg_unique_dpt": "distinct destination ports in this burst from the source to the subnet",
     "seg_unique_app": "distinct applications in this burst from the source to the subnet",
+    "seg_domain_names": "distinct names asked under this domain in this burst",
     # the pcap reader's (nfstream's) other fields
     "ip_version": "IP version",
     "expiration_id": "why the meter ended the flow",

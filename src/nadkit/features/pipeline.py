@@ -494,7 +494,7 @@ class FeaturePipeline:
             needs = list(self.config.segments.needs())
             for name in self.raw_columns_:
                 if name.startswith(SEGMENT_PREFIX):
-                    own = segments_module.UNIQUE_OF.get(name)
+                    own = segments_module.NEEDS.get(name)
                     derived[name] = needs + ([own] if own and own not in needs else [])
         used = {c for cols in self.raw_columns_.values() for c in cols}
         self.derived_columns_ = {k: v for k, v in derived.items() if k in used}

@@ -13,7 +13,15 @@ the gap to the previous flow exceeds ``gap_s``. Every flow then carries facts ab
 ``seg_unique_spt``    distinct source ports (needs ``spt``)
 ``seg_unique_dpt``    distinct destination ports (needs ``dpt``)
 ``seg_unique_app``    distinct application names (needs ``app``)
+``seg_domain_names``  distinct names asked in the segment under the flow's own domain
+                      (needs ``server_name``; 0 for a flow without one, null or empty)
 ====================  ==============================================================
+
+``seg_domain_names`` is what gives a DNS tunnel or exfiltration away where each query is an
+ordinary-sized flow: one host asking its resolver for many different names under one domain (each
+carrying data), where ordinary lookups ask for a few names per domain. The domain is the last two
+labels of the name (``r3.sn-4g5e.googlevideo.com`` -> ``googlevideo.com``; no public-suffix list,
+so ``a.example.co.uk`` -> ``co.uk``), case and a trailing dot ignored.
 
 Flows at times 1, 2, 3, 7, 8, 9, 10 and 15 of one group form the segments [1, 2, 3], [7, 8, 9, 10]
 and [15] for any gap from 1 s up to (not including) 4 s: a cut needs a gap *longer* than ``gap_s``.
@@ -58,6 +66,7 @@ SEGMENT_COLUMNS = (
     "seg_unique_spt",
     "seg_unique_dpt",
     "seg_unique_app",
+    "seg_domain_names",
 )
 #: distinct-count column -> the column it counts
 UNIQUE_OF = {
@@ -66,6 +75,8 @@ UNIQUE_OF = {
     "seg_unique_dpt": "dpt",
     "seg_unique_app": "app",
 }
+#: segment column -> the column it needs besides the key and time
+NEEDS = {**UNIQUE_OF, "seg_domain_names": "server_name"}
 #: derived key columns -> the address column they come from
 SUBNET_OF = {"dst_subnet": "dst", "src_subnet": "src"}
 
@@ -260,6 +271,27 @@ def _distinct_per_segment(segments: _Segments, column_codes: tuple[np.ndarray, i
     return np.bincount(packed[first] >> (bound - 1).bit_length(), minlength=segments.count)
 
 
+def domain_of(names: pl.Series) -> pl.Series:
+    """The domain of each name (module docstring): its last two labels, lower case, without a
+    trailing dot; null stays null."""
+    text = names.cast(pl.String).str.to_lowercase().str.strip_chars().str.strip_chars_end(".")
+    return text.str.split(".").list.slice(-2).list.join(".").alias("domain")
+
+
+def _names_per_domain(segments: _Segments, names: pl.Series) -> np.ndarray:
+    """For each row: the distinct names of its segment under its own domain (0 without a name)."""
+    name_codes, name_bound = column_codes(names.cast(pl.String))
+    domain_codes, domain_bound = column_codes(domain_of(names))
+    # one group per (segment, domain), numbered densely
+    of_rows = segments.of_rows()
+    group, groups = dense_codes(of_rows * domain_bound + domain_codes)
+    packed = np.unique((group << (name_bound - 1).bit_length()) | name_codes)
+    counts = np.bincount(packed >> (name_bound - 1).bit_length(), minlength=groups)
+    out = counts[group]
+    out[(names.cast(pl.String).str.strip_chars().fill_null("") == "").to_numpy()] = 0
+    return out
+
+
 def segment_ids(frame: pl.DataFrame, config: SegmentConfig | None = None) -> pl.Series:
     """The segment of each row (same row order as ``frame``), numbered 0, 1, ... in the order of each
     segment's first row in ``frame``, so the numbers depend only on the frame.
@@ -285,7 +317,7 @@ def segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -
     Raises :class:`SchemaError` when ``time`` or a key column (for ``dst_subnet``: ``dst``) is missing.
     """
     config = config or SegmentConfig()
-    available = [name for name in SEGMENT_COLUMNS if UNIQUE_OF.get(name, "time") in frame.columns]
+    available = [name for name in SEGMENT_COLUMNS if NEEDS.get(name, "time") in frame.columns]
     skipped = [name for name in SEGMENT_COLUMNS if name not in available]
     if skipped:
         log.info("segment features %s skipped: their columns are missing", ", ".join(skipped))
@@ -309,11 +341,16 @@ def segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -
         segments = _segments(frame, config, codes)
         counted = pool.map(lambda name: _distinct_per_segment(segments, codes[UNIQUE_OF[name]]), distinct)
         per_segment = dict(zip(distinct, counted, strict=True))
+    if "seg_domain_names" in available:
+        per_row_names = _names_per_domain(segments, frame["server_name"])
     ends = np.append(segments.starts[1:], len(segments.rows)) - 1
     per_segment["seg_flows"] = np.diff(np.append(segments.starts, len(segments.rows)))
     per_segment["seg_span_s"] = (segments.times_us[ends] - segments.times_us[segments.starts]) / 1e6
     of_rows = segments.of_rows()
-    return pl.DataFrame({name: per_segment[name][of_rows] for name in available})
+    columns = {name: per_segment[name][of_rows] for name in available if name in per_segment}
+    if "seg_domain_names" in available:
+        columns["seg_domain_names"] = per_row_names
+    return pl.DataFrame({name: columns[name] for name in available})
 
 
 def add_segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -> pl.DataFrame:
@@ -323,10 +360,12 @@ def add_segment_features(frame: pl.DataFrame, config: SegmentConfig | None = Non
 
 
 __all__ = [
+    "NEEDS",
     "REQUIRED",
     "SEGMENT_COLUMNS",
     "SegmentConfig",
     "add_segment_features",
+    "domain_of",
     "key_codes",
     "segment_features",
     "segment_ids",
