@@ -96,25 +96,33 @@ def tunnel_flows(queries: int) -> pl.DataFrame:
     return pl.read_parquet(cached).with_columns(labels)
 
 
-def measure(model_name: str, seed: int, tunnel: pl.DataFrame) -> dict[str, Any]:
+def measure(models: list[str], seed: int, tunnel: pl.DataFrame) -> dict[str, dict[str, float]]:
+    """Each model on one seed's split (the split read and each feature set computed once)."""
     protocol = quality.pcaps(seed)
     test = pl.concat([protocol.test, tunnel], how="diagonal_relaxed")
-    model, changes, options = quality.split_name(model_name)
-    detector = quality.configure(model, seed, 60.0, options)
-    pipeline = FeaturePipeline(quality.feature_config(detector, changes)).fit(protocol.train)
-    parts = (protocol.train, protocol.validation, test)
-    train, validation, scored = (detector_data(pipeline, part) for part in parts)
-    detector.fit(train)
-    value, _ = quality.threshold(detector.score(validation), quality._attack(protocol.validation))
-    scores = detector.score(scored)
     attack = quality._attack(test)
     tunnel_rows = test["capture"].to_numpy().astype(str) == TUNNEL
-    normal = np.sort(scores[~attack])
-    return {
-        "detected": float(np.mean(scores[tunnel_rows] >= value)),
-        "fpr": float(np.mean(normal >= value)),
-        "median_rank": float(np.searchsorted(normal, np.median(scores[tunnel_rows])) / len(normal)),
-    }
+    featurized: dict[tuple[str, ...], tuple[Any, Any, Any]] = {}
+    out = {}
+    for name in models:
+        model, changes, options = quality.split_name(name)
+        detector = quality.configure(model, seed, 60.0, options)
+        features = quality.feature_config(detector, changes)
+        if features.groups not in featurized:
+            pipeline = FeaturePipeline(features).fit(protocol.train)
+            parts = (protocol.train, protocol.validation, test)
+            featurized[features.groups] = tuple(detector_data(pipeline, part) for part in parts)
+        train, validation, scored = featurized[features.groups]
+        detector.fit(train)
+        value, _ = quality.threshold(detector.score(validation), quality._attack(protocol.validation))
+        scores = detector.score(scored)
+        normal = np.sort(scores[~attack])
+        out[name] = {
+            "detected": float(np.mean(scores[tunnel_rows] >= value)),
+            "fpr": float(np.mean(normal >= value)),
+            "median_rank": float(np.searchsorted(normal, np.median(scores[tunnel_rows])) / len(normal)),
+        }
+    return out
 
 
 def main() -> None:
@@ -124,10 +132,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     args = parser.parse_args()
     tunnel = tunnel_flows(args.queries)
+    by_seed = []
+    for seed in range(args.seeds):
+        with console.status(f"seed {seed}: {', '.join(args.models)} on the benign captures"):
+            by_seed.append(measure(args.models, seed, tunnel))
     rows = []
     for name in args.models:
-        with console.status(f"{name} on the benign captures, {args.seeds} seeds"):
-            runs = [measure(name, seed, tunnel) for seed in range(args.seeds)]
+        runs = [measured[name] for measured in by_seed]
         rows.append(
             {
                 "model": name,

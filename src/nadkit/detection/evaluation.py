@@ -42,6 +42,13 @@ def describe_threshold(threshold: Threshold | None, override: float | None = Non
     return threshold.describe() if threshold is not None else "unknown"
 
 
+def warnings_of(overlap: TrainingOverlap | None, transfer: ThresholdTransfer | None) -> list[str]:
+    """What to read before an evaluation's figures: measured on training data, normal traffic unlike
+    the training traffic (those that apply, in that order)."""
+    found = [overlap.warning() if overlap else None, transfer.warning() if transfer else None]
+    return [w for w in found if w]
+
+
 @dataclass(frozen=True)
 class EvaluationOutcome:
     """The metrics (as :func:`nadkit.evaluation.metrics.evaluate` gives them), the scores, the report path,
@@ -63,11 +70,8 @@ class EvaluationOutcome:
         return {"training_overlap": overlap, "threshold_transfer": transfer, **self.metrics}
 
     def warnings(self) -> list[str]:
-        """What to read before the figures: measured on training data, normal traffic unlike the
-        training traffic."""
-        found = [self.overlap.warning() if self.overlap else None]
-        found.append(self.transfer.warning() if self.transfer else None)
-        return [w for w in found if w]
+        """What to read before the figures (:func:`warnings_of`)."""
+        return warnings_of(self.overlap, self.transfer)
 
     def table(self) -> Table:
         """The metrics as a rich table for the terminal."""
@@ -224,7 +228,7 @@ def evaluate_bundle(
                 "model created": bundle.manifest.get("created", ""),
             },
             flows=scored.frame,
-            warnings=tuple(w for w in (overlap.warning(), transfer and transfer.warning()) if w),
+            warnings=tuple(warnings_of(overlap, transfer)),
             training_overlap=overlap.to_dict(),
         )
         written = write_report(report, data, overwrite=overwrite)

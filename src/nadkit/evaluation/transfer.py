@@ -31,6 +31,12 @@ MARGIN: Final = 0.02
 MIN_NORMAL_ROWS: Final = 100
 
 
+def far_above(rate: float, expected: float, rows: int) -> bool:
+    """The module docstring's rule: a share ``rate`` over the threshold, measured on ``rows`` flows,
+    far above the hold-out's ``expected`` share."""
+    return rows >= MIN_NORMAL_ROWS and rate >= FACTOR * expected and rate - expected >= MARGIN
+
+
 @dataclass(frozen=True)
 class ThresholdTransfer:
     """The labelled normal flows of an evaluation against the bundle's normal hold-out, at the
@@ -53,9 +59,7 @@ class ThresholdTransfer:
     @property
     def differs(self) -> bool:
         """Whether the normal traffic differs from the training traffic (module docstring)."""
-        if self.normal_rows < MIN_NORMAL_ROWS:
-            return False
-        return self.rate >= FACTOR * self.holdout_rate and self.rate - self.holdout_rate >= MARGIN
+        return far_above(self.rate, self.holdout_rate, self.normal_rows)
 
     def describe(self) -> str:
         """The two shares in a few words."""
@@ -75,8 +79,8 @@ class ThresholdTransfer:
         return (
             f"Normal traffic unlike the training traffic: {self.describe()}. The model describes "
             "another network or period, and the figures at its threshold show that difference as much "
-            "as the attacks; train it on normal traffic of this one (`nadkit train`, or `nadkit "
-            "retrain` with reviewed alerts)."
+            "as the attacks; train it on normal traffic of this one (nadkit train, or nadkit retrain "
+            "with reviewed alerts)."
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,10 +110,8 @@ def alert_rate_note(flows: int, alerts: int, threshold: float, normal: NormalSco
     differs`), else None. It cannot tell an attack on most of the traffic from normal traffic unlike
     the training traffic, so it names both."""
     expected = holdout_rate(threshold, normal)
-    if expected is None or flows < MIN_NORMAL_ROWS:
-        return None
-    rate = alerts / flows
-    if rate < FACTOR * expected or rate - expected < MARGIN:
+    rate = alerts / flows if flows else 0.0
+    if expected is None or not far_above(rate, expected, flows):
         return None
     return (
         f"{rate:.1%} of the flows are alerts, where {expected:.1%} of the normal hold-out flows scored "
@@ -149,6 +151,7 @@ __all__ = [
     "MIN_NORMAL_ROWS",
     "ThresholdTransfer",
     "alert_rate_note",
+    "far_above",
     "holdout_rate",
     "threshold_transfer",
 ]

@@ -255,20 +255,25 @@ def _segments(frame: pl.DataFrame, config: SegmentConfig, codes: _Codes) -> _Seg
     )
 
 
-def _distinct_per_segment(segments: _Segments, column_codes: tuple[np.ndarray, int]) -> np.ndarray:
-    """Number of distinct values of a coded column in each segment."""
+def _distinct_per_group(groups: np.ndarray, count: int, column_codes: tuple[np.ndarray, int]) -> np.ndarray:
+    """Number of distinct values of a coded column in each of ``count`` groups (``groups``: the
+    group, 0 to ``count - 1``, of each element; ``column_codes``: the elements' codes)."""
     codes, bound = column_codes
-    codes = codes[segments.rows]
-    segment_bits = max(segments.count, 1).bit_length()
-    if (bound - 1).bit_length() + segment_bits > 62:
+    if (bound - 1).bit_length() + max(count, 1).bit_length() > 62:
         codes, bound = dense_codes(codes)
-    packed = segments.segment_of_element << (bound - 1).bit_length()
-    packed |= codes
+    shift = (bound - 1).bit_length()
+    packed = (groups << shift) | codes  # a new array: sorted in place
     packed.sort()
     first = np.empty(len(packed), dtype=bool)
     first[:1] = True
     np.not_equal(packed[1:], packed[:-1], out=first[1:])
-    return np.bincount(packed[first] >> (bound - 1).bit_length(), minlength=segments.count)
+    return np.bincount(packed[first] >> shift, minlength=count)
+
+
+def _distinct_per_segment(segments: _Segments, column_codes: tuple[np.ndarray, int]) -> np.ndarray:
+    """Number of distinct values of a coded column in each segment."""
+    codes, bound = column_codes
+    return _distinct_per_group(segments.segment_of_element, segments.count, (codes[segments.rows], bound))
 
 
 def domain_of(names: pl.Series) -> pl.Series:
@@ -278,17 +283,15 @@ def domain_of(names: pl.Series) -> pl.Series:
     return text.str.split(".").list.slice(-2).list.join(".").alias("domain")
 
 
-def _names_per_domain(segments: _Segments, names: pl.Series) -> np.ndarray:
-    """For each row: the distinct names of its segment under its own domain (0 without a name)."""
-    name_codes, name_bound = column_codes(names.cast(pl.String))
+def _names_per_domain(of_rows: np.ndarray, names: pl.Series) -> np.ndarray:
+    """For each row (``of_rows``: its segment): the distinct names of its segment under its own
+    domain (0 without a name)."""
+    names = names.cast(pl.String)
     domain_codes, domain_bound = column_codes(domain_of(names))
     # one group per (segment, domain), numbered densely
-    of_rows = segments.of_rows()
     group, groups = dense_codes(of_rows * domain_bound + domain_codes)
-    packed = np.unique((group << (name_bound - 1).bit_length()) | name_codes)
-    counts = np.bincount(packed >> (name_bound - 1).bit_length(), minlength=groups)
-    out = counts[group]
-    out[(names.cast(pl.String).str.strip_chars().fill_null("") == "").to_numpy()] = 0
+    out = _distinct_per_group(group, groups, column_codes(names))[group]
+    out[(names.str.strip_chars().fill_null("") == "").to_numpy()] = 0
     return out
 
 
@@ -341,16 +344,15 @@ def segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -
         segments = _segments(frame, config, codes)
         counted = pool.map(lambda name: _distinct_per_segment(segments, codes[UNIQUE_OF[name]]), distinct)
         per_segment = dict(zip(distinct, counted, strict=True))
-    if "seg_domain_names" in available:
-        per_row_names = _names_per_domain(segments, frame["server_name"])
     ends = np.append(segments.starts[1:], len(segments.rows)) - 1
     per_segment["seg_flows"] = np.diff(np.append(segments.starts, len(segments.rows)))
     per_segment["seg_span_s"] = (segments.times_us[ends] - segments.times_us[segments.starts]) / 1e6
     of_rows = segments.of_rows()
-    columns = {name: per_segment[name][of_rows] for name in available if name in per_segment}
+    # every column per segment, spread over its rows; the names per domain are per row already
+    per_row = {name: values[of_rows] for name, values in per_segment.items()}
     if "seg_domain_names" in available:
-        columns["seg_domain_names"] = per_row_names
-    return pl.DataFrame({name: columns[name] for name in available})
+        per_row["seg_domain_names"] = _names_per_domain(of_rows, frame["server_name"])
+    return pl.DataFrame({name: per_row[name] for name in available})
 
 
 def add_segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -> pl.DataFrame:
