@@ -17,6 +17,7 @@ from nadkit.evaluation.metrics import (
     f_beta,
     false_positive_rate,
     macro_f_beta,
+    macro_f_difference,
     nad_score,
     nad_score_from_confusion,
     per_class_detection,
@@ -125,6 +126,36 @@ def test_macro_f_beta_by_hand_and_against_scikit_learn() -> None:
         assert macro_f_beta(true, predicted, beta=beta) == pytest.approx(expected)
     # a listed class with neither rows nor predictions has no F-beta and is left out
     assert macro_f_beta(true, predicted, labels=["a", "b", "c", "d"]) == pytest.approx(5 / 9)
+
+
+def test_macro_f_difference_and_its_paired_bootstrap_interval() -> None:
+    rng = np.random.default_rng(3)
+    true = rng.choice(["normal", "dos", "probe", "rare"], size=4000, p=[0.6, 0.25, 0.14, 0.01])
+    better, worse = true.copy(), true.copy()
+    better[rng.random(4000) < 0.05] = "normal"
+    worse[rng.random(4000) < 0.30] = "normal"
+    found = macro_f_difference(true, better, worse, resamples=300)
+    # the value is the plain difference of the two macro F1
+    assert found.value == pytest.approx(macro_f_beta(true, better, 1.0) - macro_f_beta(true, worse, 1.0))
+    # a clear gap: the interval holds the value and stays above 0
+    assert 0 < found.low < found.value < found.high
+    assert found.text().startswith(f"{found.value:+.3f} (")
+    # the same predictions: no difference at all
+    same = macro_f_difference(true, better, better, resamples=50)
+    assert (same.value, same.low, same.high) == (0.0, 0.0, 0.0)
+    # predictions that differ on 3 rows of a rare class: a gap of about 0.01 that draws without
+    # those rows do not see, so the interval reaches down to 0 (and never below: ``nearly`` is
+    # nowhere better)
+    nearly = better.copy()
+    nearly[np.flatnonzero(true == "rare")[:3]] = "normal"
+    close = macro_f_difference(true, better, nearly, resamples=300)
+    assert close.low == 0.0 < 0.005 < close.value < close.high
+    # the interval is reproducible from its seed
+    assert macro_f_difference(true, better, worse, resamples=300) == found
+    with pytest.raises(ConfigError):
+        macro_f_difference(true, better[:-1], worse)
+    with pytest.raises(ConfigError):
+        macro_f_difference(true, better, worse, level=1.0)
 
 
 def test_per_class_detection_rates() -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "f_beta",
     "false_positive_rate",
     "macro_f_beta",
+    "macro_f_difference",
     "nad_score",
     "nad_score_from_confusion",
     "per_class_detection",
@@ -330,6 +331,63 @@ def macro_f_beta(
     """Unweighted mean over the classes of one-vs-rest F-beta, for any label set (classes with
     neither rows nor predictions are left out, their F-beta being undefined)."""
     return confusion_matrix(true, predicted, labels).macro_f_beta(beta)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A difference of two figures on the same rows and its ``level`` percentile interval over
+    paired bootstrap resamples of the rows (``resamples`` of them)."""
+
+    value: float
+    low: float
+    high: float
+    level: float
+    resamples: int
+
+    def text(self, digits: int = 3) -> str:
+        """``+0.012 (-0.004 to +0.027)``."""
+        return f"{self.value:+.{digits}f} ({self.low:+.{digits}f} to {self.high:+.{digits}f})"
+
+
+def macro_f_difference(
+    true: Sequence[Any] | np.ndarray,
+    first: Sequence[Any] | np.ndarray,
+    second: Sequence[Any] | np.ndarray,
+    *,
+    beta: float = 1.0,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Difference:
+    """Macro F-beta of the predictions ``first`` minus that of ``second`` (both of the rows whose
+    classes are ``true``), with a paired bootstrap interval: the rows are drawn with replacement
+    ``resamples`` times, both predictions scored on each draw, and the interval is the central
+    ``level`` of the differences. A class absent from a draw (neither true nor predicted there) is
+    left out of that draw's macro mean, as :func:`macro_f_beta` leaves it out."""
+    if not 0 < level < 1:
+        raise ConfigError(f"level must be in (0, 1), got {level}")
+    if resamples < 1:
+        raise ConfigError(f"resamples must be at least 1, got {resamples}")
+    columns = [np.asarray(values).astype(str) for values in (true, first, second)]
+    if len({len(c) for c in columns}) != 1 or len(columns[0]) == 0:
+        raise ConfigError("macro_f_difference needs the same, non-zero number of true and predicted labels")
+    labels, codes = np.unique(np.concatenate(columns), return_inverse=True)
+    k = len(labels)
+    truth, one, two = codes.reshape(3, -1)
+    pairs = (truth * k + one, truth * k + two)
+
+    def difference(weights: np.ndarray) -> float:
+        matrices = [np.bincount(p, weights=weights, minlength=k * k).reshape(k, k) for p in pairs]
+        return _macro_f_beta(matrices[0], beta) - _macro_f_beta(matrices[1], beta)
+
+    rows = len(truth)
+    rng = np.random.default_rng(seed)
+    # a draw of rows with replacement is a multinomial count per row
+    draws = np.array([difference(rng.multinomial(rows, np.full(rows, 1.0 / rows))) for _ in range(resamples)])
+    draws = draws[np.isfinite(draws)]
+    tail = (1.0 - level) / 2.0
+    low, high = (float(q) for q in np.quantile(draws, [tail, 1.0 - tail])) if len(draws) else (math.nan,) * 2
+    return Difference(difference(np.ones(rows)), low, high, level, resamples)
 
 
 # --------------------------------------------------------------------------------------------------
