@@ -62,11 +62,44 @@ def test_autoencoder_errors_are_squared_reconstruction_errors() -> None:
         {"hidden": (16, 0)},
         {"dropout": 1.0},
         {"batch_size": 0},
+        {"input_noise": -0.1},
+        {"input_noise": float("nan")},
+        {"input_mask": 1.0},
+        {"input_mask": -0.1},
     ],
 )
 def test_autoencoder_config_is_validated(options: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         AutoencoderConfig(**options)
+
+
+def test_a_denoising_autoencoder_corrupts_only_its_training_rows() -> None:
+    data = _low_rank(rows=400)
+    x = torch.from_numpy(data.features)
+    batch = Batch(x=x)
+    plain = Autoencoder(AutoencoderConfig(hidden=(8,), bottleneck=2, epochs=2, device="cpu")).fit(data)
+    noisy = Autoencoder(dataclasses.replace(plain.config, input_noise=0.5, input_mask=0.3))
+    module = plain.module_
+    # in evaluation mode (validation loss, scoring) the rows are as they are: the same loss as plain
+    module.eval()
+    with torch.no_grad():
+        assert float(noisy.loss(module, batch)) == pytest.approx(float(plain.loss(module, batch)))
+        # in training mode the network reads corrupted rows but is measured against the clean ones
+        module.train()
+        torch.manual_seed(0)
+        corrupted = noisy._corrupted(x)
+        torch.manual_seed(0)
+        loss = float(noisy.loss(module, batch))
+        assert loss == pytest.approx(float(torch.mean((module(corrupted) - x) ** 2)))
+        assert loss > float(plain.loss(module, batch))
+    masked = corrupted == 0
+    assert 0.2 < float(masked.float().mean()) < 0.4  # about input_mask of the values
+    spread = (corrupted - x)[~masked]
+    assert 0.4 < float(spread.std()) < 0.6  # the added noise, where not masked
+    # a denoising fit trains and scores as any autoencoder (its config saved with it)
+    fitted = Autoencoder(dataclasses.replace(plain.config, input_noise=0.1, input_mask=0.1)).fit(data)
+    assert np.isfinite(fitted.score(data)).all()
+    assert AutoencoderConfig.from_dict(fitted.config.to_dict()).input_mask == 0.1
 
 
 def test_configs_load_from_dicts() -> None:

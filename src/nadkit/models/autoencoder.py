@@ -47,10 +47,14 @@ def _check_layers(hidden: tuple[int, ...], bottleneck: int, activation: str, dro
 class AutoencoderConfig(NeuralConfig):
     """A dense autoencoder: ``hidden`` layer sizes of the encoder (the decoder mirrors them), the
     ``bottleneck`` (code) size, the ``activation`` name and the ``dropout`` after each hidden layer.
-    Trains for up to 60 epochs at a learning rate of 3e-3 (early stopping on held-out normal rows
-    usually ends it after 20 to 40). The default size, features -> 128 -> 64 -> 16, is the smallest
-    on the quality benchmark's frontier within the seeds' spread of the larger 256 -> 128 -> 16 on
-    every data set, at about a third of its arithmetic per flow (``benchmarks/quality.py``)."""
+    ``input_noise`` and ``input_mask`` make it a denoising autoencoder: each training row reaches the
+    network with Gaussian noise of that standard deviation added (in scaled feature units) and that
+    share of its features set to 0 (the training median), and is reconstructed to its clean self;
+    validation and scoring see the rows as they are. Trains for up to 60 epochs at a learning rate
+    of 3e-3 (early stopping on held-out normal rows usually ends it after 20 to 40). The default size,
+    features -> 128 -> 64 -> 16, is the smallest on the quality benchmark's frontier within the
+    seeds' spread of the larger 256 -> 128 -> 16 on every data set, at about a third of its
+    arithmetic per flow (``benchmarks/quality.py``)."""
 
     epochs: int = 60
     learning_rate: float = 3e-3
@@ -58,10 +62,16 @@ class AutoencoderConfig(NeuralConfig):
     bottleneck: int = 16
     activation: str = "relu"
     dropout: float = 0.0
+    input_noise: float = 0.0
+    input_mask: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_layers(self.hidden, self.bottleneck, self.activation, self.dropout)
+        if not (math.isfinite(self.input_noise) and self.input_noise >= 0):
+            raise ConfigError(f"input_noise must be 0 or more, got {self.input_noise}")
+        if not 0 <= self.input_mask < 1:
+            raise ConfigError(f"input_mask must be in [0, 1), got {self.input_mask}")
 
 
 class Autoencoder(NeuralDetector):
@@ -94,10 +104,21 @@ class Autoencoder(NeuralDetector):
         return DenseAutoencoder(features, self.config)
 
     def loss(self, module: nn.Module, batch: Batch) -> torch.Tensor:
-        """Mean squared reconstruction error."""
+        """Mean squared reconstruction error (of the corrupted rows while training a denoising one)."""
         import torch
 
-        return torch.mean((module(batch.x) - batch.x) ** 2)
+        return torch.mean((module(self._corrupted(batch.x) if module.training else batch.x) - batch.x) ** 2)
+
+    def _corrupted(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with the configured noise added and share of features masked (``x`` itself without)."""
+        import torch
+
+        noise, mask = self.config.input_noise, self.config.input_mask
+        if noise > 0:
+            x = x + noise * torch.randn_like(x)
+        if mask > 0:
+            x = x * (torch.rand_like(x) >= mask).to(x.dtype)
+        return x
 
     def errors(self, module: nn.Module, batch: Batch) -> torch.Tensor:
         """Squared reconstruction error per feature."""
