@@ -290,25 +290,35 @@ def run_trees(parts: Parts, class_weight: str | None) -> dict[str, Any]:
     predicted = model.predict(parts.test.features)
     measured = _measure(parts.test, predicted, attack_score)
     return {
-        "model": f"HistGradientBoosting, class_weight={class_weight} (deterministic)",
+        "model": trees_name(class_weight),
         **{k: f"{v:.4f}" for k, v in measured.items()},
         "fit_s": round(fit_s, 1),
         PREDICTED: predicted,
     }
 
 
+def trees_name(class_weight: str | None) -> str:
+    """The row name of the trees with ``class_weight``."""
+    return f"HistGradientBoosting, class_weight={class_weight} (deterministic)"
+
+
+def _leading_number(figure: Any) -> float:
+    """The number a reported figure starts with (``"0.5478 ± 0.0067"`` -> 0.5478)."""
+    return float(str(figure).split()[0])
+
+
 def over_splits(name: str, by_split: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per model of every split: its macro F1 over the splits (mean ± std, and each), and the
     mean of its difference from the balanced trees with the splits on which it was ahead."""
-    reference = "HistGradientBoosting, class_weight=balanced (deterministic)"
+    reference = trees_name("balanced")
     out = []
     for model in [row["model"] for row in by_split[0]]:
         scores, gaps = [], []
         for found in by_split:
             row = next(r for r in found if r["model"] == model)
             trees = next(r for r in found if r["model"] == reference)
-            scores.append(float(str(row["macro_f1"]).split()[0]))
-            gaps.append(scores[-1] - float(str(trees["macro_f1"]).split()[0]))
+            scores.append(_leading_number(row["macro_f1"]))
+            gaps.append(scores[-1] - _leading_number(trees["macro_f1"]))
         spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
         summary: dict[str, Any] = {
             "dataset": name,
@@ -332,7 +342,7 @@ def compare_with_trees(test: DetectorData, rows: list[dict[str, Any]]) -> None:
     assert test.labels is not None
     truth = np.asarray(test.labels).astype(str)
     classes = sorted(set(truth.tolist()))
-    reference_model = "HistGradientBoosting, class_weight=balanced (deterministic)"
+    reference_model = trees_name("balanced")
     reference = next(np.asarray(r[PREDICTED]).astype(str) for r in rows if r["model"] == reference_model)
     for row in rows:
         predicted = row.pop(PREDICTED, None)
@@ -374,12 +384,22 @@ def main() -> None:
     )
     parser.add_argument("--out", default="supervised", help="name of the result file")
     args = parser.parse_args()
+    if args.splits < 1:
+        parser.error(f"--splits must be at least 1, got {args.splits}")
     known = [f.name for f in dataclasses.fields(MultitaskGBTConfig)]
     settings = settings_from(args.set, known, "multitask_gbt")
     torch.set_num_threads(args.threads)
     rows: list[dict[str, Any]] = []
-    columns = ["dataset", "split", "model", "macro_f1", "vs balanced trees", "binary_accuracy", "roc_auc"]
-    columns.append("fit_s")
+    columns = [
+        "dataset",
+        "split",
+        "model",
+        "macro_f1",
+        "vs balanced trees",
+        "binary_accuracy",
+        "roc_auc",
+        "fit_s",
+    ]
     for name in args.datasets:
         by_split: list[list[dict[str, Any]]] = []
         for split in range(args.splits):
