@@ -21,7 +21,10 @@ traffic-counter groups: the rows are a per-class sample, so counts of neighbouri
 reflect the sampling, not the traffic. ``multitask`` is trained without and with CMD towards the
 (unlabelled) Friday rows, the rows it is then tested on.
 
-Models: ``multitask_gbt`` with ``--seeds`` networks, fitted once, reported three ways: its networks
+Models: ``multitask_gbt`` with ``--seeds`` networks, fitted once, reported three ways (on ``cicshift``,
+whose rows have times, it chooses the network's share on the latest quarter of Monday to Thursday
+with a probe pair, its ``weight_from: auto``; ``--set weight_from=validation`` chooses it on the
+validation part instead): its networks
 alone (``multitask``: each network alone, mean ± std over the seeds, and their ensemble, which
 averages the class probabilities; the same networks ``multitask`` itself trains), each network with
 the trees, mean ± std, and the whole hybrid. scikit-learn's HistGradientBoostingClassifier

@@ -139,6 +139,31 @@ def test_train_multitask_with_target_then_detect_names_the_classes(
     assert attacks and sum(r["class"] == r["label"] for r in attacks) / len(attacks) > 0.5
 
 
+@pytest.mark.slow
+def test_train_hybrid_chooses_the_network_share_on_the_latest_flows(
+    labelled_days: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    train, later = labelled_days
+    settings = tmp_path / "hybrid.yaml"
+    settings.write_text(QUICK_MULTITASK + "tree_iterations: 30\n")
+    model = tmp_path / "model"
+    result = nadkit(
+        "train", train, model, "--model", "multitask_gbt", "--config", settings, "--label-column", "attack"
+    )
+    assert result.returncode == 0, result.stderr
+    choice = json.loads((model / "metrics.json").read_text())["network_weight"]
+    assert choice["chosen_on"] == "later rows"
+    assert choice["network_weight"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert set(choice["scores"]) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
+    assert re.search(
+        r"network's share of the average +│ [0-9.]+ \(chosen on the latest rows by time", result.stdout
+    )
+    detected = nadkit("detect", model, later, "--out", tmp_path / "alerts.jsonl", "--json")
+    assert detected.returncode == 0, detected.stderr
+    assert json.loads(detected.stdout)["alerts"] > 0
+
+
 def test_train_fits_the_chosen_threshold_and_saves_the_onnx_graph(
     labelled_days: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -108,6 +108,67 @@ def test_state_restores_the_hybrid(hybrid: MultitaskGBTDetector) -> None:
 
 
 def test_config_is_checked() -> None:
-    for options in ({"tree_iterations": 0}, {"tree_class_weight": "auto"}, {"network_weight": 1.5}):
+    for options in (
+        {"tree_iterations": 0},
+        {"tree_class_weight": "auto"},
+        {"network_weight": 1.5},
+        {"weight_from": "test"},
+    ):
         with pytest.raises(ConfigError):
             MultitaskGBTConfig(**options)
+
+
+def _spy_on_weight_choice(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, DetectorData, float]]:
+    """Record every choice of the network's share: where it was made, on which rows, what it chose."""
+    calls: list[tuple[str, DetectorData, float]] = []
+    original = MultitaskGBTDetector._best_weight
+
+    def spy(self, probabilities, trees, rows, classes, where):  # type: ignore[no-untyped-def]
+        weight = original(self, probabilities, trees, rows, classes, where)
+        calls.append((where, rows, weight))
+        return weight
+
+    monkeypatch.setattr(MultitaskGBTDetector, "_best_weight", spy)
+    return calls
+
+
+def test_with_times_the_share_is_chosen_on_the_latest_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _spy_on_weight_choice(monkeypatch)
+    rows = 1600
+    times = np.random.default_rng(9).permutation(rows).astype(np.int64) * 1_000_000
+    train = dataclasses.replace(_toy(rows, seed=8), time=times)
+    detector = MultitaskGBTDetector(MultitaskGBTDetector.test_config()).fit(train)
+    assert [where for where, _, _ in calls] == ["later rows"]
+    _, judged, chosen = calls[0]
+    latest = rows - round(rows * (1.0 - detector.config.validation_fraction))
+    assert judged.time is not None and len(judged) == latest
+    # the latest quarter by time, whatever the order the rows came in
+    np.testing.assert_array_equal(np.sort(judged.time), np.sort(times)[-latest:])
+    assert detector.network_weight_ == chosen
+    assert detector.trees_["gbt.network_weight"][0] == chosen
+    assert detector.weight_choice_["chosen_on"] == "later rows"
+    assert detector.weight_choice_["network_weight"] == chosen
+
+
+@pytest.mark.parametrize("weight_from, timed", [("validation", True), ("auto", False), ("later", False)])
+def test_otherwise_the_share_is_chosen_on_the_validation_part(
+    monkeypatch: pytest.MonkeyPatch, weight_from: str, timed: bool
+) -> None:
+    calls = _spy_on_weight_choice(monkeypatch)
+    train = _toy(1200, seed=10)
+    if timed:
+        train = dataclasses.replace(train, time=np.arange(len(train), dtype=np.int64))
+    config = dataclasses.replace(MultitaskGBTDetector.test_config(), weight_from=weight_from)
+    detector = MultitaskGBTDetector(config).fit(train)
+    assert [where for where, _, _ in calls] == ["validation part"]
+    assert detector.network_weight_ == calls[0][2]
+
+
+def test_a_fixed_share_trains_no_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _spy_on_weight_choice(monkeypatch)
+    train = dataclasses.replace(_toy(1200, seed=11), time=np.arange(1200, dtype=np.int64))
+    config = dataclasses.replace(MultitaskGBTDetector.test_config(), network_weight=0.75)
+    detector = MultitaskGBTDetector(config).fit(train)
+    assert detector.network_weight_ == 0.75
+    assert detector.weight_choice_ == {"chosen_on": "fixed", "network_weight": 0.75}
+    assert calls == []

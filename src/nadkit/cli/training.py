@@ -319,6 +319,9 @@ def _training_summary(model: str, result: TrainingResult, target: Path | None) -
             f"{result.holdout_rows:,} ({result.holdout_attacks:,}); {method} split",
         )
         summary.add_row("classes", ", ".join(result.classes))
+        share = metrics.get("network_weight")
+        if share:
+            summary.add_row("network's share of the average", _share_text(share))
         if target is not None:
             summary.add_row("CMD target rows", f"{result.target_rows:,} unlabelled, from {target}")
         else:
@@ -372,3 +375,15 @@ def _class_table(result: TrainingResult) -> Table:
     for name in [*result.classes, *sorted(set(held) - set(result.classes))]:
         table.add_row(name, f"{train.get(name, 0):,}", f"{held.get(name, 0):,}")
     return table
+
+
+def _share_text(choice: dict[str, object]) -> str:
+    """A hybrid's share of the network and where it came from, for the training summary."""
+    weight = choice.get("network_weight")
+    where = {
+        "fixed": "fixed in the config",
+        "default": "the default: no labelled rows to choose it on",
+        "later rows": "chosen on the latest rows by time, with a probe trained on the earlier ones",
+        "validation part": "chosen on the validation part",
+    }.get(str(choice.get("chosen_on")), str(choice.get("chosen_on")))
+    return f"{weight} ({where})"

@@ -4,9 +4,13 @@ rows, their class probabilities averaged.
 
 Both learn from the training part and stop early on the validation part (the network on its
 selection score, the trees on their validation loss); the network's share of the average,
-``network_weight``, is then chosen on the validation part (the macro F1, or the NAD score for NAD's
-classes) unless the config fixes it. Scores: ``1 - P(normal)`` of the average. Predictions: its most
-probable class.
+``network_weight``, is then chosen (the macro F1, or the NAD score for NAD's classes) unless the
+config fixes it: on the validation part, or, where the rows have times (``weight_from``), on later
+traffic: a probe pair is trained on the earlier rows of the training and validation parts together
+and judged on the latest of them, so that the share reflects how each part carries over to traffic
+it has not seen (trees fit the exact values of their training days; on later days with new attack
+families the network holds up far better), and the final pair is trained as before with the share
+the probe chose. Scores: ``1 - P(normal)`` of the average. Predictions: its most probable class.
 
 The trees are kept as flat arrays (children, split feature and threshold, leaf values, roots, the
 class each tree votes for and the starting raw scores), so the bundle needs no pickle and scoring no
@@ -60,6 +64,8 @@ TREE_ARRAYS = (
 )
 #: the network's shares of the average tried on the validation part
 NETWORK_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: where :class:`MultitaskGBTConfig` may choose the network's share
+WEIGHT_FROM = ("auto", "validation", "later")
 #: tree-node visits per chunk of the NumPy walk (rows x trees), which bounds its memory
 _WALK_CELLS = 1 << 22
 
@@ -70,8 +76,12 @@ class MultitaskGBTConfig(MultitaskConfig):
     at most ``tree_iterations`` boosting rounds (stopped early on the validation loss after
     ``tree_patience`` rounds without improvement), ``tree_learning_rate``, ``tree_leaves`` per tree,
     ``tree_class_weight`` (``"balanced"`` or ``"none"``). ``network_weight``: the network's share of
-    the averaged probabilities (None: chosen on the validation part among 0, 0.25, 0.5, 0.75, 1;
-    0.5 without a labelled validation part)."""
+    the averaged probabilities (None: chosen among 0, 0.25, 0.5, 0.75, 1; 0.5 without labelled rows
+    to choose it on). ``weight_from``: where a share left to choose is chosen: ``"validation"`` (the
+    validation part), ``"later"`` (the latest ``validation_fraction`` by time of the training and
+    validation rows together, judged with a probe pair trained on the earlier rest: about twice the
+    training time; rows without times fall back to the validation part), ``"auto"`` (``later``
+    where the rows have times, else ``validation``)."""
 
     tree_iterations: int = 500
     tree_learning_rate: float = 0.1
@@ -79,6 +89,7 @@ class MultitaskGBTConfig(MultitaskConfig):
     tree_patience: int = 10
     tree_class_weight: str = "balanced"
     network_weight: float | None = None
+    weight_from: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -92,6 +103,10 @@ class MultitaskGBTConfig(MultitaskConfig):
             )
         if self.network_weight is not None and not 0 <= self.network_weight <= 1:
             raise ConfigError(f"network_weight must be in [0, 1], got {self.network_weight}")
+        if self.weight_from not in WEIGHT_FROM:
+            raise ConfigError(
+                f"weight_from must be one of {', '.join(WEIGHT_FROM)}, got {self.weight_from!r}"
+            )
 
     def network_config(self) -> MultitaskConfig:
         """The network's part of the config."""
@@ -325,34 +340,27 @@ class MultitaskGBTDetector(MultitaskDetector):
             held = stratified_holdout(codes, config.validation_fraction, config.seed)
             validation = train.take(np.flatnonzero(held))
             train = train.take(np.flatnonzero(~held))
+        weight = config.network_weight
+        #: how the network's share was set: "fixed" (the config), "later rows", "validation part" or
+        #: "default" (0.5, nothing labelled to choose on), with the selection score of each share tried
+        self.weight_choice_: dict[str, object] = {"chosen_on": "fixed"}
+        if weight is None and config.weight_from != "validation":
+            weight = self._weight_on_later_rows(train, validation)
         network = MultitaskDetector(config.network_config())
         network.fit(train, validation=validation, target=target, progress=progress)
         classes = network.classes_
         trees = _fit_trees(train, validation, classes, config)
-        probabilities = network.predict_proba(validation) if validation is not None else None
-        weight = config.network_weight
         if weight is None:
             weight = 0.5  # without a labelled validation part
-            if validation is not None and probabilities is not None and validation.labels is not None:
-                tree_part = raw_to_probabilities(
-                    tree_raw_scores(validation.features, trees), trees["gbt.class_of_column"], len(classes)
-                )
-                truth = np.asarray(validation.labels).astype(str)
-                names = np.asarray(classes)
-                found = {
-                    w: selection_score(truth, names[(w * probabilities + (1 - w) * tree_part).argmax(axis=1)])
-                    for w in NETWORK_WEIGHTS
-                }
-                weight = max(found, key=lambda w: (found[w], -abs(w - 0.5)))
-                log.info(
-                    "%s: validation score by network weight %s; chose %.2f",
-                    self.name,
-                    {w: round(v, 4) for w, v in found.items()},
-                    weight,
+            self.weight_choice_ = {"chosen_on": "default"}
+            if validation is not None and validation.labels is not None:
+                weight = self._best_weight(
+                    network.predict_proba(validation), trees, validation, classes, "validation part"
                 )
         self.network_ = network
         self.trees_ = {**trees, "gbt.network_weight": np.array([weight], dtype=np.float64)}
         self.network_weight_ = float(weight)
+        self.weight_choice_["network_weight"] = float(weight)
         self.module_ = network.module_
         self.device_ = network.device_
         self.classes_ = classes
@@ -360,6 +368,87 @@ class MultitaskGBTDetector(MultitaskDetector):
         self.history_ = network.history_
         self._finish_fit(train)
         return self
+
+    def _best_weight(
+        self,
+        network_probabilities: np.ndarray,
+        trees: Mapping[str, np.ndarray],
+        rows: DetectorData,
+        classes: tuple[str, ...],
+        where: str,
+    ) -> float:
+        """The network's share with the best selection score on the labelled ``rows`` (the one
+        nearest 0.5 among equals), given the network's probabilities of those rows and the trees."""
+        assert rows.labels is not None
+        tree_part = raw_to_probabilities(
+            tree_raw_scores(rows.features, trees), trees["gbt.class_of_column"], len(classes)
+        )
+        truth = np.asarray(rows.labels).astype(str)
+        names = np.asarray(classes)
+        found = {
+            w: selection_score(truth, names[(w * network_probabilities + (1 - w) * tree_part).argmax(axis=1)])
+            for w in NETWORK_WEIGHTS
+        }
+        weight = max(found, key=lambda w: (found[w], -abs(w - 0.5)))
+        self.weight_choice_ = {"chosen_on": where, "scores": {str(w): v for w, v in found.items()}}
+        log.info(
+            "%s: score on the %s by network weight %s; chose %.2f",
+            self.name,
+            where,
+            {w: round(v, 4) for w, v in found.items()},
+            weight,
+        )
+        return weight
+
+    def _weight_on_later_rows(self, train: DetectorData, validation: DetectorData | None) -> float | None:
+        """The network's share judged on later traffic (see the module docstring): a probe pair
+        trained on the earlier rows of ``train`` and ``validation`` together, scored on the latest
+        ``validation_fraction`` of them. None where that cannot be done (rows without times, or an
+        earlier or later part without two classes): the share is then chosen on the validation part."""
+        config = self.config
+        parts = [train] if validation is None else [train, validation]
+        if any(part.time is None or part.labels is None for part in parts):
+            if config.weight_from == "later":
+                log.warning(
+                    "%s: the rows have no times; the network's share is chosen on the validation part",
+                    self.name,
+                )
+            return None
+        time = np.concatenate([np.asarray(part.time) for part in parts])
+        labels = np.concatenate([np.asarray(part.labels).astype(str) for part in parts])
+        if np.unique(time).size < 2:
+            return None
+        order = np.argsort(time, kind="stable")
+        cut = round(len(order) * (1.0 - config.validation_fraction))
+        earlier, later = order[:cut], order[cut:]
+        if (
+            NORMAL not in labels[earlier]
+            or np.unique(labels[earlier]).size < 2
+            or np.unique(labels[later]).size < 2
+        ):
+            log.info(
+                "%s: too few classes before or after the cut in time; the share is chosen on validation rows",
+                self.name,
+            )
+            return None
+        features = np.concatenate([part.features for part in parts])
+        rows = lambda chosen: DetectorData(  # noqa: E731
+            features[chosen], train.feature_names, time=time[chosen], labels=labels[chosen]
+        )
+        log.info(
+            "%s: choosing the network's share on the latest %d rows, a probe trained on the %d before",
+            self.name,
+            len(later),
+            len(earlier),
+        )
+        probe = MultitaskGBTDetector(
+            dataclasses.replace(config, network_weight=0.5, weight_from="validation")
+        )
+        probe.fit(rows(earlier))
+        latest = rows(later)
+        return self._best_weight(
+            probe.network_.predict_proba(latest), probe.trees_, latest, probe.classes_, "later rows"
+        )
 
     # -- the contract ------------------------------------------------------------------------------
 

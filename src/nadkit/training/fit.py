@@ -517,6 +517,9 @@ def _fit_supervised(
     histories = getattr(detector, "histories_", None)
     if histories:
         metrics["histories"] = [h.to_dict() for h in histories]
+    weight_choice = getattr(detector, "weight_choice_", None)
+    if weight_choice:  # a hybrid's share of the network, and where it was chosen
+        metrics["network_weight"] = weight_choice
     note = "on the validation part, which also selected the epoch and the threshold (optimistic)"
     if measured is not None:
         metrics["holdout"] = {**measured.to_dict(), "note": note}
