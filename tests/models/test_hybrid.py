@@ -172,3 +172,20 @@ def test_a_fixed_share_trains_no_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     assert detector.network_weight_ == 0.75
     assert detector.weight_choice_ == {"chosen_on": "fixed", "network_weight": 0.75}
     assert calls == []
+
+
+def test_a_failed_probe_falls_back_to_the_validation_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nadkit.models import hybrid as module
+
+    original, failed = module._fit_trees, []
+
+    def fit_trees(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not failed:  # the probe's trees come first
+            failed.append(True)
+            raise ValueError("a class with too few rows")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "_fit_trees", fit_trees)
+    train = dataclasses.replace(_toy(1200, seed=12), time=np.arange(1200, dtype=np.int64))
+    detector = MultitaskGBTDetector(MultitaskGBTDetector.test_config()).fit(train)
+    assert failed and detector.weight_choice_["chosen_on"] == "validation part"

@@ -444,7 +444,15 @@ class MultitaskGBTDetector(MultitaskDetector):
         probe = MultitaskGBTDetector(
             dataclasses.replace(config, network_weight=0.5, weight_from="validation")
         )
-        probe.fit(rows(earlier))
+        try:
+            probe.fit(rows(earlier))
+        except (ConfigError, ValueError) as error:  # e.g. a class too small in the earlier rows
+            log.warning(
+                "%s: the probe on the earlier rows failed (%s); the share is chosen on validation rows",
+                self.name,
+                error,
+            )
+            return None
         latest = rows(later)
         return self._best_weight(
             probe.network_.predict_proba(latest), probe.trees_, latest, probe.classes_, "later rows"
