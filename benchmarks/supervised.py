@@ -21,19 +21,25 @@ traffic-counter groups: the rows are a per-class sample, so counts of neighbouri
 reflect the sampling, not the traffic. ``multitask`` is trained without and with CMD towards the
 (unlabelled) Friday rows, the rows it is then tested on.
 
-Models: ``multitask_gbt`` with ``--seeds`` networks, fitted once, reported three ways (on ``cicshift``,
-whose rows have times, it chooses the network's share on the latest quarter of Monday to Thursday
-with a probe pair, its ``weight_from: auto``; ``--set weight_from=validation`` chooses it on the
-validation part instead): its networks
-alone (``multitask``: each network alone, mean ± std over the seeds, and their ensemble, which
-averages the class probabilities; the same networks ``multitask`` itself trains), each network with
-the trees, mean ± std, and the whole hybrid. scikit-learn's HistGradientBoostingClassifier
+``sim`` (only when named, ``--datasets sim``: simulated, not real traffic): the simulator's labelled
+days from a Monday, 20,000 flows a day, normal traffic and four attack classes (DDoS smurf, IP
+sweep, port sweep, nmap); days 1-4 are training and a stratified 20 % validation part, day 5 the
+test part; ``--splits`` simulates other weeks. Its flows have times, so it shows how the hybrid's
+share chosen on the latest flows does on the next day.
+
+Models: ``multitask_gbt`` with ``--seeds`` networks, fitted once, reported three ways (on
+``cicshift`` and ``sim``, whose rows have times, it chooses the network's share on the latest quarter
+of the training and validation rows with a probe pair, its ``weight_from: auto``; ``--set
+weight_from=validation`` chooses it on the validation part instead): its networks alone
+(``multitask``: each network alone, mean ± std over the seeds, and their ensemble, which averages
+the class probabilities; the same networks ``multitask`` itself trains), each network with the
+trees, mean ± std, and the whole hybrid. scikit-learn's HistGradientBoostingClassifier
 early-stopped on the validation part, unweighted and with balanced class weights: deterministic (the
 validation part is given and no row is subsampled), so one fit each.
 
 Columns: multi-class macro F1 on the test part, binary accuracy (attack = any class but normal), the
 ROC-AUC of ``1 - P(normal)`` for attack vs normal, fit seconds. Run: ``.venv/bin/python
-benchmarks/supervised.py [--datasets unsw cic kdd cicshift] [--seeds 3] [--epochs N] [--budget 0]
+benchmarks/supervised.py [--datasets unsw cic kdd cicshift (sim)] [--seeds 3] [--epochs N] [--budget 0]
 [--threads 1] [--set input_bins=16 dropout=0.1] [--splits 1] [--out NAME]``; writes
 ``benchmarks/results/supervised.json`` (or ``NAME.json``).
 """
@@ -75,6 +81,11 @@ DATASETS: dict[str, tuple[str, str, str]] = {
     "kdd": ("nsl_kdd/KDDTrain+_20Percent.txt", "kdd", "attack_family"),
     "cicshift": ("cicids2017/CICIDS2017_improved_rnd5000_timesorted.csv", "cic", "label"),
 }
+#: data sets run only when named: ``sim``, the simulator's labelled days (not real traffic), a check of
+#: how ``multitask_gbt`` chooses the network's share on flows with times
+OPT_IN = ("sim",)
+#: the simulated data set: days (the last is the test part) and flows a day
+SIM_DAYS, SIM_FLOWS_PER_DAY = 5, 20_000
 #: the time-shifted split: rows from this instant on (Friday 2017-07-07, UTC) are the test part
 SHIFT_TEST_FROM = datetime(2017, 7, 7, tzinfo=UTC)
 #: the label of every attack row in the binary time-shifted task
@@ -122,6 +133,8 @@ def load(name: str, split: int = 0) -> Parts | None:
     """Read a dataset and split it (see the module docstring); None when the file is missing.
     ``split``: which of the random splits (0 is the one the figures quote; the time-shifted split
     keeps its days and draws only its validation part anew)."""
+    if name == "sim":
+        return _load_simulated(split)
     frame = _read(name)
     if frame is None:
         return None
@@ -170,6 +183,34 @@ def _load_shifted(frame: pl.DataFrame, split: int = 0) -> Parts:
         target=DetectorData(test.features, test.feature_names),
     )
     _describe("cicshift", parts, frame, [train_mask, validation_mask, test_mask])
+    return parts
+
+
+def _load_simulated(split: int = 0) -> Parts:
+    """The simulator from a Monday, ``SIM_DAYS`` days of ``SIM_FLOWS_PER_DAY`` flows with their attack
+    classes: the last day is the test part, the days before it training and a stratified 20 %
+    validation part; split ``k`` simulates with seed ``7 + k``."""
+    from datetime import date
+
+    from nadkit.simulate import SimulationConfig, simulate
+
+    config = SimulationConfig(
+        days=SIM_DAYS, flows_per_day=SIM_FLOWS_PER_DAY, seed=7 + split, start=date(2021, 1, 4)
+    )
+    frame = simulate(config)
+    test_mask = (frame["day"] == frame["day"].max()).to_numpy()
+    _, codes = np.unique(frame["label"].to_numpy().astype(str), return_inverse=True)
+    validation_mask = _validation_mask(codes, np.flatnonzero(~test_mask), 0.2, SEED + 1)
+    train_mask = ~test_mask & ~validation_mask
+    frame = frame.drop("day")
+    train = frame.filter(pl.Series(train_mask))
+    pipeline = FeaturePipeline().fit(train)
+    parts = Parts(
+        train=detector_data(pipeline, train),
+        validation=detector_data(pipeline, frame.filter(pl.Series(validation_mask))),
+        test=detector_data(pipeline, frame.filter(pl.Series(test_mask))),
+    )
+    _describe("sim", parts, frame, [train_mask, validation_mask, test_mask])
     return parts
 
 
@@ -266,6 +307,7 @@ def run_multitask(
         },
         "fit_s": round(fit_s, 1),
         "network_weight": weight,
+        "weight_chosen_on": detector.weight_choice_.get("chosen_on"),
         PREDICTED: hybrid_predicted,
     }
     return [single, ensemble, hybrid_single, hybrid]
@@ -361,7 +403,7 @@ def compare_with_trees(test: DetectorData, rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=[*DATASETS, *OPT_IN])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
         "--epochs", type=int, default=None, help="most epochs per network (default: the config's)"
