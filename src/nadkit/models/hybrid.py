@@ -308,7 +308,7 @@ class MultitaskGBTDetector(MultitaskDetector):
     the module docstring). ``network_`` is the fitted network alone (a :class:`MultitaskDetector`)."""
 
     name = "multitask_gbt"
-    summary = "multitask network and balanced gradient-boosted trees, probabilities averaged"
+    summary = "multitask network and balanced boosted trees, probabilities averaged (weighed on later flows)"
     config_class = MultitaskGBTConfig
     config: MultitaskGBTConfig
 
