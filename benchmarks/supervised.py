@@ -129,6 +129,21 @@ def _describe(name: str, parts: Parts, frame: pl.DataFrame, masks: list[np.ndarr
     )
 
 
+def _featurized(
+    frame: pl.DataFrame, masks: tuple[np.ndarray, np.ndarray, np.ndarray], config: FeatureConfig | None = None
+) -> Parts:
+    """The train, validation and test parts (``masks``, in that order) of ``frame``, featurized by a
+    pipeline fitted on the training part."""
+    train_mask, validation_mask, test_mask = masks
+    train = frame.filter(pl.Series(train_mask))
+    pipeline = FeaturePipeline(config).fit(train)
+    return Parts(
+        train=detector_data(pipeline, train),
+        validation=detector_data(pipeline, frame.filter(pl.Series(validation_mask))),
+        test=detector_data(pipeline, frame.filter(pl.Series(test_mask))),
+    )
+
+
 def load(name: str, split: int = 0) -> Parts | None:
     """Read a dataset and split it (see the module docstring); None when the file is missing.
     ``split``: which of the random splits (0 is the one the figures quote; the time-shifted split
@@ -145,13 +160,7 @@ def load(name: str, split: int = 0) -> Parts | None:
     test_mask = stratified_holdout(codes, 0.2, SEED + 2 * split)
     validation_mask = _validation_mask(codes, np.flatnonzero(~test_mask), 0.25, SEED + 2 * split + 1)
     train_mask = ~test_mask & ~validation_mask
-    train = frame.filter(pl.Series(train_mask))
-    pipeline = FeaturePipeline().fit(train)
-    parts = Parts(
-        train=detector_data(pipeline, train),
-        validation=detector_data(pipeline, frame.filter(pl.Series(validation_mask))),
-        test=detector_data(pipeline, frame.filter(pl.Series(test_mask))),
-    )
+    parts = _featurized(frame, (train_mask, validation_mask, test_mask))
     classes = dict(sorted(frame["label"].value_counts().iter_rows()))
     console.print(
         f"[bold]{name}[/bold]: {len(parts.train):,} / {len(parts.validation):,} / {len(parts.test):,} rows "
@@ -173,15 +182,8 @@ def _load_shifted(frame: pl.DataFrame, split: int = 0) -> Parts:
     config = FeatureConfig(
         groups=tuple(g for g in GROUP_NAMES if g not in ("address", "segments")), compute_counters=False
     )
-    train = binary.filter(pl.Series(train_mask))
-    pipeline = FeaturePipeline(config).fit(train)
-    test = detector_data(pipeline, binary.filter(pl.Series(test_mask)))
-    parts = Parts(
-        train=detector_data(pipeline, train),
-        validation=detector_data(pipeline, binary.filter(pl.Series(validation_mask))),
-        test=test,
-        target=DetectorData(test.features, test.feature_names),
-    )
+    parts = _featurized(binary, (train_mask, validation_mask, test_mask), config)
+    parts = dataclasses.replace(parts, target=DetectorData(parts.test.features, parts.test.feature_names))
     _describe("cicshift", parts, frame, [train_mask, validation_mask, test_mask])
     return parts
 
@@ -203,13 +205,7 @@ def _load_simulated(split: int = 0) -> Parts:
     validation_mask = _validation_mask(codes, np.flatnonzero(~test_mask), 0.2, SEED + 1)
     train_mask = ~test_mask & ~validation_mask
     frame = frame.drop("day")
-    train = frame.filter(pl.Series(train_mask))
-    pipeline = FeaturePipeline().fit(train)
-    parts = Parts(
-        train=detector_data(pipeline, train),
-        validation=detector_data(pipeline, frame.filter(pl.Series(validation_mask))),
-        test=detector_data(pipeline, frame.filter(pl.Series(test_mask))),
-    )
+    parts = _featurized(frame, (train_mask, validation_mask, test_mask))
     _describe("sim", parts, frame, [train_mask, validation_mask, test_mask])
     return parts
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -99,6 +100,18 @@ def labelled_days(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     return train, later
 
 
+def _train_labelled(
+    train: Path, tmp_path: Path, model_name: str, settings: str, *options: str | Path
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`nadkit train` of ``model_name`` with the YAML ``settings`` on the labelled days' ``attack``
+    column; the bundle's path and the finished command."""
+    config = tmp_path / f"{model_name}.yaml"
+    config.write_text(settings)
+    model = tmp_path / "model"
+    command = ("train", train, model, "--model", model_name, "--config", config, "--label-column", "attack")
+    return model, nadkit(*command, *options)
+
+
 @pytest.mark.slow
 def test_train_multitask_with_target_then_detect_names_the_classes(
     labelled_days: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -106,11 +119,7 @@ def test_train_multitask_with_target_then_detect_names_the_classes(
     # networks this small train several times faster on one thread when the cores are shared
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     train, later = labelled_days
-    settings = tmp_path / "multitask.yaml"
-    settings.write_text(QUICK_MULTITASK)
-    model = tmp_path / "model"
-    command = ("train", train, model, "--model", "multitask", "--config", settings)
-    result = nadkit(*command, "--target", later, "--label-column", "attack")
+    model, result = _train_labelled(train, tmp_path, "multitask", QUICK_MULTITASK, "--target", later)
     assert result.returncode == 0, result.stderr
     summary = result.stdout
     metrics = json.loads((model / "metrics.json").read_text())
@@ -145,12 +154,8 @@ def test_train_hybrid_chooses_the_network_share_on_the_latest_flows(
 ) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     train, later = labelled_days
-    settings = tmp_path / "hybrid.yaml"
-    settings.write_text(QUICK_MULTITASK + "tree_iterations: 30\n")
-    model = tmp_path / "model"
-    result = nadkit(
-        "train", train, model, "--model", "multitask_gbt", "--config", settings, "--label-column", "attack"
-    )
+    settings = QUICK_MULTITASK + "tree_iterations: 30\n"
+    model, result = _train_labelled(train, tmp_path, "multitask_gbt", settings)
     assert result.returncode == 0, result.stderr
     choice = json.loads((model / "metrics.json").read_text())["network_weight"]
     assert choice["chosen_on"] == "later rows"

@@ -407,17 +407,16 @@ class MultitaskGBTDetector(MultitaskDetector):
         earlier or later part without two classes): the share is then chosen on the validation part."""
         config = self.config
         parts = [train] if validation is None else [train, validation]
-        if any(part.time is None or part.labels is None for part in parts):
+        timed = all(part.time is not None and part.labels is not None for part in parts)
+        time = np.concatenate([np.asarray(part.time) for part in parts]) if timed else np.zeros(0)
+        if np.unique(time).size < 2:
             if config.weight_from == "later":
                 log.warning(
                     "%s: the rows have no times; the network's share is chosen on the validation part",
                     self.name,
                 )
             return None
-        time = np.concatenate([np.asarray(part.time) for part in parts])
         labels = np.concatenate([np.asarray(part.labels).astype(str) for part in parts])
-        if np.unique(time).size < 2:
-            return None
         order = np.argsort(time, kind="stable")
         cut = round(len(order) * (1.0 - config.validation_fraction))
         earlier, later = order[:cut], order[cut:]
