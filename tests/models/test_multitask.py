@@ -21,6 +21,7 @@ from nadkit.evaluation.split import supervised_split
 from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.models.base import DetectorData
+from nadkit.models.export import export_onnx
 from nadkit.models.multitask import (
     SELU_ALPHA,
     SELU_SCALE,
@@ -39,6 +40,8 @@ from nadkit.models.multitask import (
 )
 from nadkit.models.multitask import _selu_derivative as selu_derivative
 from nadkit.models.multitask.bins import BinEncoding
+from nadkit.models.multitask.periodic import PeriodicEncoding
+from nadkit.models.onnx_runtime import OnnxScorer
 from nadkit.models.trainer import EpochReport
 from nadkit.simulate import SimulationConfig, simulate
 
@@ -349,6 +352,90 @@ def test_bin_encoded_network_gradient_and_saving() -> None:
     restored = MultitaskDetector(binned_config).load_state(plain.state(), NAMES)
     assert restored.config.input_bins == 0
     np.testing.assert_array_equal(restored.predict_proba(test), plain.predict_proba(test))
+
+
+# -- the periodic encoding of the inputs --------------------------------------------------------------
+
+
+def test_periodic_encoding_keeps_the_features_and_adds_rectified_waves() -> None:
+    torch.manual_seed(0)
+    encoding = PeriodicEncoding(3, frequencies=4, width=5, scale=1.0)
+    assert encoding.width == 3 * 6
+    z = torch.tensor([[0.0, 1.0, -2.0], [0.5, 0.5, 0.5]])
+    out = encoding(z)
+    torch.testing.assert_close(out[:, :3], z)
+    waves = out[:, 3:].reshape(2, 3, 5)
+    assert bool((waves >= 0).all())
+    # feature 0 at 0: every sine is 0 and every cosine 1, so its units are relu(sum of cosine weights + bias)
+    expected = torch.relu(encoding.weight[0, 4:].sum(dim=0) + encoding.bias[0])
+    torch.testing.assert_close(waves[0, 0], expected)
+    # a fresh draw under the same seed is the same encoding
+    torch.manual_seed(0)
+    again = PeriodicEncoding(3, frequencies=4, width=5, scale=1.0)
+    torch.testing.assert_close(again(z), out)
+
+
+def test_periodic_encoding_gradient_matches_autograd() -> None:
+    rng = np.random.default_rng(4)
+    torch.manual_seed(4)
+    encoding = PeriodicEncoding(3, frequencies=8, width=6, scale=1.0)
+    z = torch.from_numpy(rng.normal(size=(300, 3)).astype(np.float32)).requires_grad_(True)
+    weights = torch.from_numpy(rng.normal(size=(encoding.width,)).astype(np.float32))
+    (expected,) = torch.autograd.grad((encoding(z) * weights).sum(), z)
+    found = encoding.backward_gradient(z.detach(), weights.expand(300, -1))
+    torch.testing.assert_close(found, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_periodic_network_gradient_saving_and_older_states() -> None:
+    """With the periodic encoding: the input gradient is autograd's, the state round-trips, each of
+    several networks draws its own frequencies, and a state saved without it loads as the
+    standardised features alone; ``input_bins`` replaces it."""
+    config = MultitaskConfig(**{**QUICK.to_dict(), "input_bins": 0, "input_periodic": 4, "seeds": 2})
+    fitted = MultitaskDetector(config).fit(_toy(600, seed=9))
+    state = fitted.state()
+    assert "members.0.periodic.frequencies" in state
+    assert not np.array_equal(
+        state["members.0.periodic.frequencies"], state["members.1.periodic.frequencies"]
+    )
+    classifier = fitted.probability_module()
+    x = (torch.from_numpy(_toy(200, seed=5).features) * 3.0).requires_grad_(True)
+    (expected,) = torch.autograd.grad(classifier(x)[:, 1:].sum(), x)
+    _, gradient = classifier.score_gradient(x.detach())
+    torch.testing.assert_close(gradient, expected, rtol=1e-4, atol=1e-5)
+    test = _toy(200, seed=10)
+    again = MultitaskDetector(config).load_state(state, NAMES)
+    np.testing.assert_array_equal(again.predict_proba(test), fitted.predict_proba(test))
+
+    plain_config = MultitaskConfig(**{**QUICK.to_dict(), "input_bins": 0, "input_periodic": 0})
+    plain = MultitaskDetector(plain_config).fit(_toy(600, seed=9))
+    assert not any(".periodic." in key for key in plain.state())
+    one = MultitaskConfig(**{**config.to_dict(), "seeds": 1})
+    restored = MultitaskDetector(one).load_state(plain.state(), NAMES)
+    assert restored.config.input_periodic == 0
+    np.testing.assert_array_equal(restored.predict_proba(test), plain.predict_proba(test))
+
+    binned = MultitaskDetector(MultitaskConfig(**{**one.to_dict(), "input_bins": 4}))
+    assert not any(".periodic." in key for key in binned.fit(_toy(600, seed=9)).state())
+
+
+def test_periodic_network_exports_to_onnx(tmp_path: Path) -> None:
+    """ONNX Runtime gives torch's scores and contributions for a periodic-encoded network."""
+    config = MultitaskConfig(**{**QUICK.to_dict(), "input_bins": 0, "input_periodic": 4})
+    fitted = MultitaskDetector(config).fit(_toy(600, seed=9))
+    path = export_onnx(fitted, tmp_path / "periodic.onnx")
+    test = _toy(150, seed=11)
+    scorer = OnnxScorer(path, batch_size=64, threads=1)
+    np.testing.assert_allclose(scorer.score(test), fitted.score(test), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scorer.contributions(test), fitted.contributions(test), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("input_periodic", -1), ("input_periodic", 65), ("periodic_width", 0), ("periodic_scale", 0.0)],
+)
+def test_periodic_settings_are_checked(field: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=field):
+        MultitaskConfig(**{field: value})
 
 
 # -- fitting on a toy problem ------------------------------------------------------------------------

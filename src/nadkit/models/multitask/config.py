@@ -22,7 +22,11 @@ class MultitaskConfig(NeuralConfig):
     they come; ``input_bins``: when above 0, each standardised feature is also given to the network
     as its position in each of that many quantile bins of its training values (piecewise-linear
     encoding), so the first layer can weigh parts of a feature's range separately, as a tree's
-    splits do; 0 gives the standardised features alone.
+    splits do; 0 gives the standardised features alone. ``input_periodic``: when above 0, each
+    standardised feature is also given through sines and cosines of that many trained frequencies
+    (drawn at first from a normal of standard deviation ``periodic_scale``), mixed per feature by a
+    trained layer of ``periodic_width`` rectified units, so the first layer can pick out narrow
+    bands and single values of a feature; ``input_bins`` above 0 replaces it.
 
     Training: ``binary_weight`` of the binary heads' loss; ``cmd_weight`` and ``cmd_moments`` of the
     CMD term (used when ``fit`` is given ``target`` rows; 0 turns it off); ``cmd_source``: which
@@ -51,6 +55,9 @@ class MultitaskConfig(NeuralConfig):
     input_transform: str = "quantile"
     quantile_knots: int = 32
     input_bins: int = 0
+    input_periodic: int = 0
+    periodic_width: int = 16
+    periodic_scale: float = 1.0
     binary_weight: float = 1.0
     cmd_weight: float = 1.0
     cmd_moments: int = 5
@@ -86,6 +93,12 @@ class MultitaskConfig(NeuralConfig):
             )
         if not 0 <= self.input_bins <= 256:
             raise ConfigError(f"input_bins must be between 0 and 256, got {self.input_bins}")
+        if not 0 <= self.input_periodic <= 64:
+            raise ConfigError(f"input_periodic must be between 0 and 64, got {self.input_periodic}")
+        if self.periodic_width < 1:
+            raise ConfigError(f"periodic_width must be at least 1, got {self.periodic_width}")
+        if not self.periodic_scale > 0:
+            raise ConfigError(f"periodic_scale must be positive, got {self.periodic_scale}")
         if self.quantile_knots < 2:
             raise ConfigError(f"quantile_knots must be at least 2, got {self.quantile_knots}")
         if self.binary_weight < 0 or self.cmd_weight < 0:

@@ -26,6 +26,7 @@ from nadkit.models.base import Detector, DetectorData, NotFittedError
 from nadkit.models.multitask.config import MultitaskConfig
 from nadkit.models.multitask.layers import BinaryHeads, central_moment_discrepancy, lecun_normal_
 from nadkit.models.multitask.network import IntegratedGradients, MultitaskClassifier
+from nadkit.models.multitask.periodic import PeriodicEncoding
 from nadkit.models.multitask.quantile import Standardize
 from nadkit.models.neural import build_for_weights
 from nadkit.models.trainer import Batch, EpochReport, Trainer, TrainingHistory, resolve_device
@@ -381,6 +382,13 @@ class MultitaskDetector(Detector):
         if self.config.input_bins and "members.0.bins.start" not in arrays:
             # saved before the bin encoding: the standardised features alone
             self.config = dataclasses.replace(self.config, input_bins=0)
+        if (
+            self.config.input_periodic
+            and not self.config.input_bins
+            and "members.0.periodic.frequencies" not in arrays
+        ):
+            # saved before the periodic encoding: the standardised features alone
+            self.config = dataclasses.replace(self.config, input_periodic=0)
         if self.config.input_transform == "quantile" and "standardize.knot_start" not in arrays:
             # saved before inputs could be quantile-mapped: the plain standardisation
             self.config = dataclasses.replace(self.config, input_transform="standard")
@@ -422,6 +430,8 @@ def _initialise(network: nn.Module) -> None:
         elif isinstance(module, BinaryHeads) and module.hidden is not None:
             nn.init.normal_(module.output_weight, std=1.0 / math.sqrt(module.width))
             nn.init.zeros_(module.output_bias)
+        elif isinstance(module, PeriodicEncoding):
+            module.reset_parameters()
 
 
 #: training rows the quantile map is estimated from, at most

@@ -18,17 +18,25 @@ from nadkit.models.multitask.layers import (
     _selu_layer,
     lecun_normal_,
 )
+from nadkit.models.multitask.periodic import PeriodicEncoding
 from nadkit.models.multitask.quantile import Standardize
 
 
 class MultitaskNetwork(nn.Module):
     """Encoder to a latent in ``[0, 1]``, a binary head per class and a multi-class head. Reads
-    standardised features, through a :class:`BinEncoding` first when ``config.input_bins``."""
+    standardised features, through a :class:`BinEncoding` first when ``config.input_bins``, else
+    through a :class:`PeriodicEncoding` when ``config.input_periodic``."""
 
     def __init__(self, features: int, classes: int, config: MultitaskConfig) -> None:
         super().__init__()
         self.bins = BinEncoding(features, config.input_bins) if config.input_bins else None
-        inputs = self.bins.width if self.bins is not None else features
+        self.periodic = (
+            PeriodicEncoding(features, config.input_periodic, config.periodic_width, config.periodic_scale)
+            if config.input_periodic and not config.input_bins
+            else None
+        )
+        encoding = self.encoding
+        inputs = encoding.width if encoding is not None else features
         self.input_layer = _selu_layer(inputs, config.width, config.dropout)
         self.blocks = nn.ModuleList(
             ShakeShakeBlock(config.width, config.dropout) for _ in range(config.encoder_layers - 1)
@@ -42,9 +50,18 @@ class MultitaskNetwork(nn.Module):
             self.class_hidden = lecun_normal_(nn.Linear(config.latent, config.head_width))
             self.class_output = lecun_normal_(nn.Linear(config.head_width, classes))
 
+    @property
+    def encoding(self) -> BinEncoding | PeriodicEncoding | None:
+        """The input encoding, if any."""
+        return self.bins if self.bins is not None else self.periodic
+
+    def _encoded(self, z: torch.Tensor) -> torch.Tensor:
+        encoding = self.encoding
+        return encoding(z) if encoding is not None else z
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The bounded latent of each row."""
-        hidden = self.input_layer(self.bins(x) if self.bins is not None else x)
+        hidden = self.input_layer(self._encoded(x))
         for block in self.blocks:
             hidden = block(hidden)
         return torch.sigmoid(self.to_latent(hidden))
@@ -64,7 +81,7 @@ class MultitaskNetwork(nn.Module):
         """Class probabilities ``(n, k)`` of standardised rows ``z`` in evaluation mode, and the
         gradient of ``1 - P(normal)`` with respect to ``z``, computed layer by layer backwards."""
         input_linear = self.input_layer[0]
-        input_pre = input_linear(self.bins(z) if self.bins is not None else z)
+        input_pre = input_linear(self._encoded(z))
         hidden = functional.selu(input_pre)
         input_slope = _selu_derivative(input_pre, hidden)
         # each block's SELU slopes of its two branches, for the backward pass
@@ -96,8 +113,9 @@ class MultitaskNetwork(nn.Module):
             through_second = (gradient * second_slope) @ block.second[0].weight
             gradient = gradient + 0.5 * (through_first + through_second)
         gradient = (gradient * input_slope) @ input_linear.weight
-        if self.bins is not None:
-            gradient = self.bins.backward_gradient(z, gradient)
+        encoding = self.encoding
+        if encoding is not None:
+            gradient = encoding.backward_gradient(z, gradient)
         return probabilities, gradient
 
 
