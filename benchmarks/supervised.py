@@ -21,6 +21,12 @@ traffic-counter groups: the rows are a per-class sample, so counts of neighbouri
 reflect the sampling, not the traffic. ``multitask`` is trained without and with CMD towards the
 (unlabelled) Friday rows, the rows it is then tested on.
 
+``kddunseen`` (only when named): NSL-KDD 20 % with a third of its attack types (drawn per split) in
+the test part only, the other types and normal traffic split 60 / 20 / 20 by type, the attack
+families as classes: how a model trained on some attacks of a family does on that family's others,
+as on KDDTest+'s new attacks; ``unseen_detection`` is the share of the unseen types' test rows called
+an attack of any class.
+
 ``sim`` (only when named, ``--datasets sim``: simulated, not real traffic): the simulator's labelled
 days from a Monday, 20,000 flows a day, normal traffic and four attack classes (DDoS smurf, IP
 sweep, port sweep, nmap); days 1-4 are training and a stratified 20 % validation part, day 5 the
@@ -39,8 +45,8 @@ validation part is given and no row is subsampled), so one fit each.
 
 Columns: multi-class macro F1 on the test part, binary accuracy (attack = any class but normal), the
 ROC-AUC of ``1 - P(normal)`` for attack vs normal, fit seconds. Run: ``.venv/bin/python
-benchmarks/supervised.py [--datasets unsw cic kdd cicshift (sim)] [--seeds 3] [--epochs N] [--budget 0]
-[--threads 1] [--set input_bins=16 dropout=0.1] [--splits 1] [--out NAME]``; writes
+benchmarks/supervised.py [--datasets unsw cic kdd cicshift (sim kddunseen)] [--seeds 3] [--epochs N]
+[--budget 0] [--threads 1] [--set input_bins=16 dropout=0.1] [--splits 1] [--out NAME]``; writes
 ``benchmarks/results/supervised.json`` (or ``NAME.json``).
 """
 
@@ -83,7 +89,9 @@ DATASETS: dict[str, tuple[str, str, str]] = {
 }
 #: data sets run only when named: ``sim``, the simulator's labelled days (not real traffic), a check of
 #: how ``multitask_gbt`` chooses the network's share on flows with times
-OPT_IN = ("sim",)
+OPT_IN = ("sim", "kddunseen")
+#: ``kddunseen``: the share of NSL-KDD's attack types held out of training and validation
+UNSEEN_SHARE = 1 / 3
 #: the simulated data set: days (the last is the test part) and flows a day
 SIM_DAYS, SIM_FLOWS_PER_DAY = 5, 20_000
 #: the time-shifted split: rows from this instant on (Friday 2017-07-07, UTC) are the test part
@@ -97,12 +105,14 @@ PREDICTED = "_predicted"
 @dataclass(frozen=True)
 class Parts:
     """Train, validation and test parts of one dataset, featurized by a pipeline fitted on train;
-    ``target``: unlabelled rows CMD may align to (None: no CMD run)."""
+    ``target``: unlabelled rows CMD may align to (None: no CMD run); ``unseen``: which test rows are
+    of attack types never seen in training (None: no such rows)."""
 
     train: DetectorData
     validation: DetectorData
     test: DetectorData
     target: DetectorData | None = None
+    unseen: np.ndarray | None = None
 
 
 def _validation_mask(codes: np.ndarray, rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -150,6 +160,8 @@ def load(name: str, split: int = 0) -> Parts | None:
     keeps its days and draws only its validation part anew)."""
     if name == "sim":
         return _load_simulated(split)
+    if name == "kddunseen":
+        return _load_unseen(split)
     frame = _read(name)
     if frame is None:
         return None
@@ -188,6 +200,36 @@ def _load_shifted(frame: pl.DataFrame, split: int = 0) -> Parts:
     return parts
 
 
+def _load_unseen(split: int = 0) -> Parts | None:
+    """NSL-KDD 20 % with ``UNSEEN_SHARE`` of its attack types (drawn with seed ``split``) in the test
+    part only, the other types and normal traffic 60 / 20 / 20 by type; the classes are the attack
+    families, so an unseen type is still a family's member, as KDDTest+'s new attacks are."""
+    path = data_dir() / DATASETS["kdd"][0]
+    if not path.exists():
+        console.print(f"[yellow]skipping kddunseen: {path} not found (set NADKIT_DATA_DIR)")
+        return None
+    frame, _ = load_flows(path, format="kdd")
+    types = frame["label"].fill_null(NORMAL).to_numpy().astype(str)
+    rng = np.random.default_rng(SEED + split)
+    attacks = sorted(set(types.tolist()) - {NORMAL})
+    unseen = set(rng.choice(attacks, max(1, round(len(attacks) * UNSEEN_SHARE)), replace=False).tolist())
+    side = np.empty(len(types), dtype=np.int8)  # 0 train, 1 validation, 2 test
+    for kind in [NORMAL, *attacks]:
+        rows = rng.permutation(np.flatnonzero(types == kind))
+        if kind in unseen:
+            side[rows] = 2
+            continue
+        first, second = int(len(rows) * 0.6), int(len(rows) * 0.8)
+        side[rows[:first]], side[rows[first:second]], side[rows[second:]] = 0, 1, 2
+    frame = use_label_column(frame, "attack_family")
+    masks = [side == 0, side == 1, side == 2]
+    parts = _featurized(frame, (masks[0], masks[1], masks[2]))
+    parts = dataclasses.replace(parts, unseen=np.isin(types[side == 2], sorted(unseen)))
+    _describe("kddunseen", parts, frame, masks)
+    console.print(f"  unseen attack types: {', '.join(sorted(unseen))}")
+    return parts
+
+
 def _load_simulated(split: int = 0) -> Parts:
     """The simulator from a Monday, ``SIM_DAYS`` days of ``SIM_FLOWS_PER_DAY`` flows with their attack
     classes: the last day is the test part, the days before it training and a stratified 20 %
@@ -210,14 +252,21 @@ def _load_simulated(split: int = 0) -> Parts:
     return parts
 
 
-def _measure(test: DetectorData, predicted: np.ndarray, attack_score: np.ndarray) -> dict[str, float]:
+def _measure(
+    test: DetectorData, predicted: np.ndarray, attack_score: np.ndarray, unseen: np.ndarray | None = None
+) -> dict[str, float]:
+    """Macro F1, binary accuracy and ROC-AUC on the test part; with ``unseen``, also the share of
+    those rows (attacks of types never trained on) called an attack of any class."""
     assert test.labels is not None
     truth_attack = test.labels != NORMAL
-    return {
+    measured = {
         "macro_f1": macro_f_beta(test.labels, predicted, beta=1.0),
         "binary_accuracy": float(np.mean((predicted != NORMAL) == truth_attack)),
         "roc_auc": roc_auc(attack_score, truth_attack),
     }
+    if unseen is not None and unseen.any():
+        measured["unseen_detection"] = float(np.mean(predicted[unseen] != NORMAL))
+    return measured
 
 
 def _spread_row(model: str, measured: list[dict[str, float]]) -> dict[str, Any]:
@@ -269,7 +318,7 @@ def run_multitask(
     with_trees = [weight * p + (1.0 - weight) * trees for p in alone]
 
     def measure(p: np.ndarray) -> dict[str, float]:
-        return _measure(parts.test, classes[p.argmax(axis=1)], p[:, 1:].sum(axis=1))
+        return _measure(parts.test, classes[p.argmax(axis=1)], p[:, 1:].sum(axis=1), parts.unseen)
 
     suffix = ", CMD to the test days" if cmd else (", no CMD" if parts.target is not None else "")
     network_s = sum(h.seconds for h in detector.histories_)
@@ -284,7 +333,9 @@ def run_multitask(
         "model": f"multitask, ensemble of {seeds}{suffix}",
         **{
             k: f"{v:.4f}"
-            for k, v in _measure(parts.test, network_predicted, network.score(parts.test)).items()
+            for k, v in _measure(
+                parts.test, network_predicted, network.score(parts.test), parts.unseen
+            ).items()
         },
         "fit_s": round(network_s, 1),
         PREDICTED: network_predicted,
@@ -299,7 +350,9 @@ def run_multitask(
         "model": f"multitask_gbt, ensemble of {seeds} + trees{suffix}",
         **{
             k: f"{v:.4f}"
-            for k, v in _measure(parts.test, hybrid_predicted, detector.score(parts.test)).items()
+            for k, v in _measure(
+                parts.test, hybrid_predicted, detector.score(parts.test), parts.unseen
+            ).items()
         },
         "fit_s": round(fit_s, 1),
         "network_weight": weight,
@@ -329,7 +382,7 @@ def run_trees(parts: Parts, class_weight: str | None) -> dict[str, Any]:
     normal = list(model.classes_).index(NORMAL)
     attack_score = 1.0 - model.predict_proba(parts.test.features)[:, normal]
     predicted = model.predict(parts.test.features)
-    measured = _measure(parts.test, predicted, attack_score)
+    measured = _measure(parts.test, predicted, attack_score, parts.unseen)
     return {
         "model": trees_name(class_weight),
         **{k: f"{v:.4f}" for k, v in measured.items()},
@@ -349,8 +402,9 @@ def _leading_number(figure: Any) -> float:
 
 
 def over_splits(name: str, by_split: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One row per model of every split: its macro F1 over the splits (mean ± std, and each), and the
-    mean of its difference from the balanced trees with the splits on which it was ahead."""
+    """One row per model of every split: its macro F1 over the splits (mean ± std, and each), the
+    mean of its difference from the balanced trees with the splits on which it was ahead, and the
+    mean of its binary accuracy (and unseen types' detection, where measured)."""
     reference = trees_name("balanced")
     out = []
     for model in [row["model"] for row in by_split[0]]:
@@ -368,6 +422,10 @@ def over_splits(name: str, by_split: list[list[dict[str, Any]]]) -> list[dict[st
             "macro_f1": f"{statistics.fmean(scores):.4f} ± {spread:.4f}",
             "macro_f1_per_split": [round(v, 4) for v in scores],
         }
+        rows = [next(r for r in found if r["model"] == model) for found in by_split]
+        for key in ("binary_accuracy", "unseen_detection"):
+            if all(key in row for row in rows):
+                summary[key] = f"{statistics.fmean(_leading_number(row[key]) for row in rows):.4f}"
         if model != reference:
             ahead = sum(gap > 0 for gap in gaps)
             summary["vs balanced trees"] = f"{statistics.fmean(gaps):+.3f} (ahead on {ahead} of {len(gaps)})"
@@ -441,6 +499,8 @@ def main() -> None:
         "roc_auc",
         "fit_s",
     ]
+    if "kddunseen" in args.datasets:
+        columns.insert(-1, "unseen_detection")
     for name in args.datasets:
         by_split: list[list[dict[str, Any]]] = []
         for split in range(args.splits):
