@@ -103,3 +103,13 @@ def test_recover_directory_puts_back_the_old_one_only_when_the_new_one_is_missin
     assert not recover_directory(target) and not target.exists()
     live.rmdir()
     assert recover_directory(target) and (target / "manifest.json").read_text() == "old"
+
+
+def test_atomic_directory_never_replaces_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "flows.csv"
+    target.write_text("precious")
+    for overwrite in (False, True):
+        with pytest.raises(NadkitError, match="is a file"), atomic_directory(target, overwrite=overwrite):
+            pass
+    assert target.read_text() == "precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["flows.csv"]

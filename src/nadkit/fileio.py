@@ -202,12 +202,25 @@ def recover_directory(path: str | Path, complete: Callable[[Path], bool] | None 
     return True
 
 
+def refuse_file(path: str | Path) -> None:
+    """Stop where a directory is to be written at ``path`` but a file is there: it is never replaced,
+    even with ``--force`` (a second input file taken for the output would otherwise be lost)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NadkitError(
+            f"{path}: is a file, and a directory is never written over a file, even with --force "
+            "(to read several files, give their directory or a glob)"
+        )
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; on success it replaces ``path`` as a whole (an
-    overwrite that a killed writer left half done is repaired first: :func:`recover_directory`)."""
+    overwrite that a killed writer left half done is repaired first: :func:`recover_directory`).
+    A file at ``path`` is never replaced (:func:`refuse_file`)."""
     path = Path(path)
     recover_directory(path)
+    refuse_file(path)
     if path.exists() and not overwrite:
         raise NadkitError(f"{path}: already exists (use --force to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)

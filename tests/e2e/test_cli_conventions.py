@@ -21,7 +21,7 @@ from nadkit.cli import app
 from nadkit.cli.application import arguments
 from nadkit.errors import NadkitError
 from tests.conftest import data_dir
-from tests.e2e.test_cli_inputs import nadkit
+from tests.e2e.test_cli_inputs import assert_one_line_error, nadkit
 
 #: commands that report nothing a script would read: a server and a guided walk-through
 NOT_REPORTING = {"serve", "demo"}
@@ -173,6 +173,18 @@ def test_old_spellings_still_work(tmp_path: Path) -> None:
     assert len(old.stdout.splitlines()) == len(new.stdout.splitlines()) == len(mixed.stdout.splitlines()) > 0
     both = nadkit("train", day, tmp_path / "m2", "--out", tmp_path / "m3")
     assert both.returncode == 2 and "give the output once" in both.stderr
+
+
+def test_a_second_input_file_taken_for_the_output_is_never_replaced(tmp_path: Path) -> None:
+    """`nadkit train first.csv second.csv --force` reads the second file as the old-style output:
+    it stops with one line before training, and the file is left as it was."""
+    assert nadkit("simulate", tmp_path / "sim", "--days", "2", "--flows-per-day", "300").returncode == 0
+    first, second = sorted((tmp_path / "sim").iterdir())
+    before = second.read_bytes()
+    result = nadkit("train", first, second, "--model", "iforest", "--force")
+    assert_one_line_error(result, str(second), "is a file", "directory or a glob")
+    assert second.is_file() and second.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "sim").iterdir()) == [first.name, second.name]
 
 
 def test_arguments_fill_the_slots_the_old_options_left() -> None:

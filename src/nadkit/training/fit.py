@@ -32,6 +32,7 @@ from nadkit.features.data import detector_data
 from nadkit.features.pipeline import ALL_GROUPS, GROUP_NAMES, FeatureConfig, FeaturePipeline
 from nadkit.features.ranges import metric_ranges, typical_ranges
 from nadkit.features.series import BucketConfig
+from nadkit.fileio import refuse_file
 from nadkit.models.base import Detector, DetectorData
 from nadkit.models.registry import create
 from nadkit.models.trainer import EpochReport
@@ -101,6 +102,7 @@ class TrainingResult:
         from nadkit.models.distributed import is_primary
 
         out = Path(out)
+        refuse_file(out)
         if out.exists() and not overwrite:
             raise ConfigError(f"{out}: already exists (use --force to replace it)")
         if not is_primary():
@@ -433,6 +435,7 @@ def train_model(
     :meth:`TrainingResult.save`). ``out`` and the threshold choice are checked before anything is
     read or trained."""
     out = Path(out)
+    refuse_file(out)
     if out.exists() and not overwrite:
         raise ConfigError(f"{out}: already exists (use --force to replace it)")
     check_threshold_choice(threshold_method, threshold_params)
