@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -312,15 +313,38 @@ def test_bin_encoding_places_values_in_their_quantile_bins() -> None:
     assert float(ramps[0, 1, 0]) == 1.0 and float(ramps[1, 1, 0]) == -1.0
 
 
-def test_bin_encoding_gradient_matches_autograd() -> None:
-    rng = np.random.default_rng(4)
+def _bins(rng: np.random.Generator) -> BinEncoding:
     encoding = BinEncoding(3, bins=8)
     encoding.fit(rng.normal(size=(3000, 3)))
+    return encoding
+
+
+def _periodic(rng: np.random.Generator) -> PeriodicEncoding:
+    torch.manual_seed(int(rng.integers(2**31)))
+    return PeriodicEncoding(3, frequencies=8, width=6, scale=1.0)
+
+
+@pytest.mark.parametrize(("make", "atol"), [(_bins, 1e-5), (_periodic, 1e-4)], ids=["bins", "periodic"])
+def test_input_encoding_gradient_matches_autograd(
+    make: Callable[[np.random.Generator], BinEncoding | PeriodicEncoding], atol: float
+) -> None:
+    rng = np.random.default_rng(4)
+    encoding = make(rng)
     z = torch.from_numpy(rng.normal(size=(300, 3)).astype(np.float32)).requires_grad_(True)
     weights = torch.from_numpy(rng.normal(size=(encoding.width,)).astype(np.float32))
     (expected,) = torch.autograd.grad((encoding(z) * weights).sum(), z)
     found = encoding.backward_gradient(z.detach(), weights.expand(300, -1))
-    torch.testing.assert_close(found, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(found, expected, rtol=1e-4, atol=atol)
+
+
+def _assert_input_gradient_is_autograds(detector: MultitaskDetector, atol: float) -> None:
+    """The classifier's written-out input gradient equals autograd's, on rows beyond the training
+    range too."""
+    classifier = detector.probability_module()
+    x = (torch.from_numpy(_toy(200, seed=5).features) * 3.0).requires_grad_(True)
+    (expected,) = torch.autograd.grad(classifier(x)[:, 1:].sum(), x)
+    _, gradient = classifier.score_gradient(x.detach())
+    torch.testing.assert_close(gradient, expected, rtol=1e-4, atol=atol)
 
 
 def test_bin_encoded_network_gradient_and_saving() -> None:
@@ -329,11 +353,7 @@ def test_bin_encoded_network_gradient_and_saving() -> None:
     binned_config = MultitaskConfig(**{**QUICK.to_dict(), "input_bins": 8})
     binned = MultitaskDetector(binned_config).fit(_toy(600, seed=9))
     assert any(".bins." in key for key in binned.state())
-    classifier = binned.probability_module()
-    x = (torch.from_numpy(_toy(200, seed=5).features) * 3.0).requires_grad_(True)
-    (expected,) = torch.autograd.grad(classifier(x)[:, 1:].sum(), x)
-    _, gradient = classifier.score_gradient(x.detach())
-    torch.testing.assert_close(gradient, expected, rtol=1e-4, atol=1e-6)
+    _assert_input_gradient_is_autograds(binned, atol=1e-6)
     test = _toy(200, seed=10)
     again = MultitaskDetector(binned_config).load_state(binned.state(), NAMES)
     np.testing.assert_array_equal(again.predict_proba(test), binned.predict_proba(test))
@@ -375,17 +395,6 @@ def test_periodic_encoding_keeps_the_features_and_adds_rectified_waves() -> None
     torch.testing.assert_close(again(z), out)
 
 
-def test_periodic_encoding_gradient_matches_autograd() -> None:
-    rng = np.random.default_rng(4)
-    torch.manual_seed(4)
-    encoding = PeriodicEncoding(3, frequencies=8, width=6, scale=1.0)
-    z = torch.from_numpy(rng.normal(size=(300, 3)).astype(np.float32)).requires_grad_(True)
-    weights = torch.from_numpy(rng.normal(size=(encoding.width,)).astype(np.float32))
-    (expected,) = torch.autograd.grad((encoding(z) * weights).sum(), z)
-    found = encoding.backward_gradient(z.detach(), weights.expand(300, -1))
-    torch.testing.assert_close(found, expected, rtol=1e-4, atol=1e-4)
-
-
 def test_periodic_network_gradient_saving_and_older_states() -> None:
     """With the periodic encoding: the input gradient is autograd's, the state round-trips, each of
     several networks draws its own frequencies, and a state saved without it loads as the
@@ -397,11 +406,7 @@ def test_periodic_network_gradient_saving_and_older_states() -> None:
     assert not np.array_equal(
         state["members.0.periodic.frequencies"], state["members.1.periodic.frequencies"]
     )
-    classifier = fitted.probability_module()
-    x = (torch.from_numpy(_toy(200, seed=5).features) * 3.0).requires_grad_(True)
-    (expected,) = torch.autograd.grad(classifier(x)[:, 1:].sum(), x)
-    _, gradient = classifier.score_gradient(x.detach())
-    torch.testing.assert_close(gradient, expected, rtol=1e-4, atol=1e-5)
+    _assert_input_gradient_is_autograds(fitted, atol=1e-5)
     test = _toy(200, seed=10)
     again = MultitaskDetector(config).load_state(state, NAMES)
     np.testing.assert_array_equal(again.predict_proba(test), fitted.predict_proba(test))
