@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from nadkit.sources import load_flows
 from tests.e2e.test_cli_inputs import assert_one_line_error, nadkit
 
 
@@ -68,6 +69,21 @@ def test_detect_refuses_to_overwrite_and_reports_bad_input(
     not_a_bundle = tmp_path / "nothing"
     not_a_bundle.mkdir()
     assert_one_line_error(nadkit("detect", not_a_bundle, day, "--out", tmp_path / "x.jsonl"), "bundle")
+
+
+def test_flows_without_what_the_counters_read_are_refused_in_one_line(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A model trained on flows with times counts traffic per host over time; flows without a time
+    column (another format, another export) end in one line naming it, for detect and evaluate, and
+    nothing is written."""
+    model, day = trained
+    timeless = tmp_path / "timeless.parquet"
+    load_flows(day)[0].drop("time").write_parquet(timeless)
+    alerts, report = tmp_path / "alerts.jsonl", tmp_path / "report"
+    assert_one_line_error(nadkit("detect", model, timeless, "--out", alerts), "timeless.parquet", "'time'")
+    assert_one_line_error(nadkit("evaluate", model, timeless, "--out", report), "timeless.parquet", "'time'")
+    assert not alerts.exists() and not report.exists()
 
 
 @pytest.mark.slow

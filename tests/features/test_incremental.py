@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nadkit.errors import SchemaError
 from nadkit.features.incremental import SEQ, IncrementalFeatures, OutOfOrderError, augment_in_pieces
 from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.features.segments import SegmentConfig
@@ -181,3 +182,19 @@ def test_pieces_give_the_names_per_domain_of_the_whole_table(flows: pl.DataFrame
     assert "seg_domain_names" in whole.columns and "seg_domain_names" in fitted.feature_names_
     assert whole["seg_domain_names"].max() > 1
     _same(whole, augment_in_pieces(fitted, named, [500, 1700, 1701, 4000]))
+
+
+@pytest.mark.parametrize("column", ["time", "dst"])
+def test_pieces_without_what_the_counters_read_are_refused(
+    flows: pl.DataFrame, pipeline: FeaturePipeline, column: str
+) -> None:
+    """Counters and segments read times and addresses; a piece without one is refused by name, as
+    the whole table is, before anything is held."""
+    lacking = flows.head(50).drop(column)
+    features = IncrementalFeatures(pipeline)
+    with pytest.raises(SchemaError, match=f"column '{column}'") as caught:
+        features.push(lacking)
+    assert "computed from it" in str(caught.value) or "needs it" in str(caught.value)
+    assert features.held_rows == 0
+    with pytest.raises(SchemaError, match=f"column '{column}'"):
+        pipeline.augment(lacking)

@@ -448,7 +448,7 @@ class FeaturePipeline:
         columns ``raw_columns_`` names (an explanation shows raw values from it)."""
         self._check_fitted()
         frame = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-        self._check_columns(frame.columns)
+        self.check_columns(frame.columns)
         return self._augment(frame)
 
     def _expressions(self) -> tuple[list[list[pl.Expr]], list[pl.Expr]]:
@@ -518,7 +518,10 @@ class FeaturePipeline:
         if not hasattr(self, "feature_names_"):
             raise ConfigError("the feature pipeline is not fitted yet (call fit or load first)")
 
-    def _check_columns(self, columns: Iterable[str]) -> None:
+    def check_columns(self, columns: Iterable[str]) -> None:
+        """Raise :class:`SchemaError` naming the first column a table lacks that the fitted pipeline
+        reads: a feature's input, or what its traffic counters and segments are computed from (a
+        model trained on flows with times and addresses cannot score flows without them)."""
         have = set(columns)
         for column in self.input_columns_:
             if column not in have:
@@ -528,6 +531,18 @@ class FeaturePipeline:
                 raise SchemaError(
                     f"column is missing; the fitted feature pipeline needs it{example}", column=column
                 )
+        context = [
+            (counters_module.REQUIRED if self.counters_computed_ else (), "traffic counters"),
+            (self.config.segments.needs() if self.segments_computed_ else (), "segment features"),
+        ]
+        for needed, what in context:
+            for column in needed:
+                if column not in have:
+                    raise SchemaError(
+                        f"column is missing; the model's {what} are computed from it (it was trained "
+                        "on flows that have it: score flows of the same kind, or train a model on these)",
+                        column=column,
+                    )
 
     def expressions(self) -> list[pl.Expr]:
         """The scaled feature expressions, in ``feature_names_`` order (they read the helper columns,
@@ -559,7 +574,7 @@ class FeaturePipeline:
         be computed, which need the collected table."""
         self._check_fitted()
         lazy = frame.lazy() if isinstance(frame, pl.DataFrame) else frame
-        self._check_columns(lazy.collect_schema().names())
+        self.check_columns(lazy.collect_schema().names())
         if self.counters_computed_ or self.segments_computed_:
             # counters and segments need the collected table: only the columns the features use
             lazy = self._augment(lazy.select(self.input_columns_).collect()).lazy()
@@ -578,7 +593,7 @@ class FeaturePipeline:
         if batch_rows < 1:
             raise ConfigError("batch_rows must be at least 1")
         frame = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
-        self._check_columns(frame.columns)
+        self.check_columns(frame.columns)
         augmented = frame.select(self.input_columns_)
         if self.counters_computed_ or self.segments_computed_:
             augmented = self._augment(augmented)
@@ -599,14 +614,14 @@ class FeaturePipeline:
         """The scaled features of a table that already carries the counter and segment columns
         (what :meth:`augment` or :class:`~nadkit.features.incremental.IncrementalFeatures` give)."""
         self._check_fitted()
-        self._check_columns(augmented.columns)
+        self.check_columns(augmented.columns)
         return _collect(self._run(augmented.lazy(), *self._query()), augmented.height)
 
     def unscaled_features(self, augmented: pl.DataFrame) -> pl.DataFrame:
         """The features of a table that already carries the counter and segment columns, before
         scaling (what explanations and typical ranges read)."""
         self._check_fitted()
-        self._check_columns(augmented.columns)
+        self.check_columns(augmented.columns)
         stages, features = self._expressions()
         return _collect(self._run(augmented.lazy(), stages, features), augmented.height)
 
