@@ -66,6 +66,8 @@ def test_autoencoder_errors_are_squared_reconstruction_errors() -> None:
         {"input_noise": float("nan")},
         {"input_mask": 1.0},
         {"input_mask": -0.1},
+        {"members": 0},
+        {"members": 17},
     ],
 )
 def test_autoencoder_config_is_validated(options: dict[str, object]) -> None:
@@ -223,6 +225,38 @@ def test_vae_reconstruction_probability_exports_to_onnx(tmp_path: Path) -> None:
     data = _low_rank(rows=400)
     detector = _reconstruction_probability_vae(data, epochs=3)
     path = tmp_path / "vae.onnx"
+    export_onnx(detector, path)
+    got = OnnxScorer(path, batch_size=128, threads=1).contributions(data)
+    np.testing.assert_allclose(got, detector.contributions(data), rtol=1e-4, atol=1e-4)
+
+
+def test_an_autoencoder_ensemble_scores_by_its_members_mean_error(tmp_path: Path) -> None:
+    """``members: 3`` trains three networks from their own initial weights; a row's per-feature
+    errors are the mean of theirs, and the ensemble saves, loads and exports as one network does."""
+    from nadkit.models.export import export_onnx
+    from nadkit.models.onnx_runtime import OnnxScorer
+
+    data = _low_rank(rows=400)
+    config = AutoencoderConfig(hidden=(8,), bottleneck=2, epochs=3, members=3, device="cpu")
+    detector = Autoencoder(config).fit(data)
+    members = detector.module_.members
+    assert len(members) == 3
+    first = [m.encoder[0][0].weight for m in members]
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+    x = torch.from_numpy(data.features)
+    with torch.no_grad():
+        expected = torch.stack([(m(x) - x) ** 2 for m in members]).mean(dim=0).double().numpy()
+    np.testing.assert_allclose(detector.contributions(data), expected, rtol=1e-6)
+    np.testing.assert_allclose(detector.score(data), expected.sum(axis=1), rtol=1e-6)
+
+    loaded = Autoencoder(AutoencoderConfig.from_dict(detector.config.to_dict()))
+    loaded.load_state(detector.state(), detector.feature_names_)
+    np.testing.assert_array_equal(loaded.score(data), detector.score(data))
+    single = Autoencoder(dataclasses.replace(config, members=1))
+    with pytest.raises(ConfigError, match="do not fit"):
+        single.load_state(detector.state(), detector.feature_names_)
+
+    path = tmp_path / "members.onnx"
     export_onnx(detector, path)
     got = OnnxScorer(path, batch_size=128, threads=1).contributions(data)
     np.testing.assert_allclose(got, detector.contributions(data), rtol=1e-4, atol=1e-4)

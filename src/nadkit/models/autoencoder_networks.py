@@ -75,6 +75,19 @@ class DenseAutoencoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+class DenseAutoencoders(nn.Module):
+    """``members`` dense autoencoders of the same size side by side, each from its own initial
+    weights; ``forward`` stacks their reconstructions ``(members, rows, features)``."""
+
+    def __init__(self, features: int, config: DenseSettings, members: int) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(DenseAutoencoder(features, config) for _ in range(members))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's reconstruction of ``x``, stacked on a new first axis."""
+        return torch.stack([member(x) for member in self.members])
+
+
 #: bounds of the learned log-variance of the decoder's Gaussian output (keeps the likelihood finite
 #: on features that are constant in training)
 LOG_VARIANCE_BOUNDS = (-6.0, 6.0)
