@@ -127,7 +127,7 @@ class IncrementalFeatures:
 
     def push(self, piece: pl.DataFrame) -> pl.DataFrame:
         """Take the next piece of flows; return the flows whose features are now final."""
-        self.pipeline.check_columns(piece.columns)
+        self.pipeline.check_context_columns(piece.columns)
         piece = piece.with_columns(
             pl.int_range(self._next_seq, self._next_seq + piece.height, dtype=pl.Int64).alias(SEQ)
         )

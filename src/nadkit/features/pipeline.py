@@ -531,6 +531,12 @@ class FeaturePipeline:
                 raise SchemaError(
                     f"column is missing; the fitted feature pipeline needs it{example}", column=column
                 )
+        self.check_context_columns(have)
+
+    def check_context_columns(self, columns: Iterable[str]) -> None:
+        """Raise :class:`SchemaError` naming the first column the traffic counters and segments this
+        pipeline computes read (times, addresses, ports) that a table lacks."""
+        have = set(columns)
         context = [
             (counters_module.REQUIRED if self.counters_computed_ else (), "traffic counters"),
             (self.config.segments.needs() if self.segments_computed_ else (), "segment features"),
