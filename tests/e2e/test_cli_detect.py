@@ -86,6 +86,26 @@ def test_flows_without_what_the_counters_read_are_refused_in_one_line(
     assert not alerts.exists() and not report.exists()
 
 
+def test_flows_of_another_format_are_told_which_the_model_was_trained_on(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A model trained on Zeek conn.log records reads Zeek's own columns; flows metered from a
+    capture have none of them: detect names the first, counts the others and the format the model
+    was trained on, in one line, and writes nothing."""
+    iot23 = shared_data / "iot23"
+    settings = tmp_path / "ae.yaml"
+    settings.write_text("epochs: 3\nhidden: [16]\nbottleneck: 4\n")
+    model = tmp_path / "model"
+    conn_log = iot23 / "CTU-Honeypot-Capture-4-1" / "conn.log.labeled"
+    result = nadkit("train", conn_log, "-o", model, "--model", "ae", "--config", settings)
+    assert result.returncode == 0, result.stderr
+    capture = next((iot23 / "CTU-IoT-Malware-Capture-42-1").glob("*.pcap"))
+    alerts = tmp_path / "alerts.jsonl"
+    result = nadkit("detect", model, capture, "--out", alerts)
+    assert_one_line_error(result, capture.name, "more of its columns are missing", "fitted on 'zeek' flows")
+    assert not alerts.exists()
+
+
 @pytest.mark.slow
 def test_evaluate_prints_metrics_and_writes_the_report(trained: tuple[Path, Path], tmp_path: Path) -> None:
     model, day = trained

@@ -202,6 +202,45 @@ def test_missing_column_is_an_error_naming_it(train: pl.DataFrame, pipeline: Fea
         pipeline.transform(train.drop("app"))
 
 
+def test_the_missing_columns_are_counted_and_the_fitted_format_named(train: pl.DataFrame) -> None:
+    """A pipeline knows the format of the flows it was fitted on where the reader said it, keeps it
+    through saving, and a table lacking its columns is told that format and how many columns lack."""
+    pipeline = FeaturePipeline(NO_SEGMENTS).fit(train)
+    with pytest.raises(SchemaError) as caught:
+        pipeline.transform(train.drop("app", "duration", "in_pkts"))
+    message = str(caught.value)
+    assert caught.value.column == "app" and "2 more of its columns are missing too" in message
+    assert "in_pkts" in message and "fitted on" not in message  # no format told: none named
+    pipeline.source_format = "zeek"
+    loaded = FeaturePipeline.from_dict(json.loads(json.dumps(pipeline.to_dict())))
+    assert loaded.source_format == "zeek"
+    with pytest.raises(SchemaError, match="fitted on 'zeek' flows: score flows of that format"):
+        loaded.transform(train.drop("duration"))
+    with pytest.raises(SchemaError, match=r"'src'.*fitted on 'zeek' flows"):
+        loaded.check_context_columns([c for c in train.columns if c != "src"])
+    assert FeaturePipeline(NO_SEGMENTS).fit(train).source_format is None  # a new fit forgets it
+    for hostile in ("../../etc", "Zeek flows; rm -rf", 7, "x" * 40):
+        state = {**pipeline.to_dict(), "source_format": hostile}
+        with pytest.raises(BundleError, match="corrupt"):
+            FeaturePipeline.from_dict(state)
+
+
+def test_a_retrained_bundle_keeps_the_format_its_parent_was_fitted_on(train: pl.DataFrame) -> None:
+    from types import SimpleNamespace
+
+    from nadkit.training.bundle import carry_source_format
+
+    parent = FeaturePipeline(NO_SEGMENTS).fit(train)
+    parent.source_format = "netflow"
+    child = FeaturePipeline(NO_SEGMENTS).fit(train)
+    carry_source_format(SimpleNamespace(pipeline=parent), SimpleNamespace(pipeline=child))  # type: ignore[arg-type]
+    assert child.source_format == "netflow"
+    other = FeaturePipeline(NO_SEGMENTS).fit(train)
+    other.source_format = "zeek"  # what the retraining read itself says wins
+    carry_source_format(SimpleNamespace(pipeline=parent), SimpleNamespace(pipeline=other))  # type: ignore[arg-type]
+    assert other.source_format == "zeek"
+
+
 def test_save_and_load_give_identical_output(
     tmp_path: Path, train: pl.DataFrame, pipeline: FeaturePipeline
 ) -> None:

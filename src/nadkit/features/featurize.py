@@ -79,8 +79,11 @@ def featurize_file(
         if target is not None and target.exists() and not overwrite:
             raise ConfigError(f"{target}: already exists (use --force to replace it)")
     loaded = FeaturePipeline.load(pipeline_path) if pipeline_path is not None else None
-    frame, _ = load_flows(source, format=format, mapping=mapping)
-    pipeline = loaded if loaded is not None else FeaturePipeline(config).fit(frame)
+    frame, source_format = load_flows(source, format=format, mapping=mapping)
+    pipeline = loaded
+    if pipeline is None:
+        pipeline = FeaturePipeline(config).fit(frame)
+        pipeline.source_format = source_format
     kept = _kept_columns(frame, pipeline, keep)
     rows = 0
     with atomic_path(output, overwrite=overwrite) as temporary:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -346,6 +347,19 @@ def fit_scaling(
     )
 
 
+#: what a saved pipeline's ``source_format`` may be: a reader's name
+_FORMAT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _source_format(value: Any) -> str | None:
+    """A saved pipeline's ``source_format``, checked: a reader's name, or None where it is absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _FORMAT_NAME.fullmatch(value):
+        raise ValueError("source_format must be a format name")
+    return value
+
+
 class FeaturePipeline:
     """Fit on a training table, then turn any table of the same source into the same features.
 
@@ -354,7 +368,14 @@ class FeaturePipeline:
     from), ``derived_columns_`` (computed counter/segment column -> input columns),
     ``input_columns_`` (columns a table must have), ``group_states_``, ``skipped_groups_`` (group ->
     missing columns), ``scaling_``, ``counters_computed_``, ``segments_computed_``.
+
+    ``source_format``: the format of the flows it was fitted on (``zeek``, ``pcap``, ...), set by
+    whoever read them (``nadkit train``, ``nadkit featurize``) and saved with the pipeline, so that a
+    table lacking its columns is told which kind of flows it expects; None where unknown.
     """
+
+    #: the format name of the flows the pipeline was fitted on, where the reader told it
+    source_format: str | None = None
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = config if config is not None else FeatureConfig()
@@ -367,6 +388,7 @@ class FeaturePipeline:
         if frame.height == 0:
             raise SchemaError("cannot fit features on an empty table")
         self._query_cache = None
+        self.source_format = None  # the reader that gave the flows says it (see the class docstring)
         columns = frame.columns
         self.counters_computed_ = self._plan_counters(columns)
         self.segments_computed_ = self._plan_segments(columns)
@@ -523,15 +545,31 @@ class FeaturePipeline:
         reads: a feature's input, or what its traffic counters and segments are computed from (a
         model trained on flows with times and addresses cannot score flows without them)."""
         have = set(columns)
-        for column in self.input_columns_:
-            if column not in have:
-                users = [n for n, cols in self.raw_columns_.items() if column in cols]
-                users += [n for n, cols in self.derived_columns_.items() if column in cols]
-                example = f" (needed for {users[0]})" if users else ""
-                raise SchemaError(
-                    f"column is missing; the fitted feature pipeline needs it{example}", column=column
-                )
+        missing = [column for column in self.input_columns_ if column not in have]
+        if missing:
+            column = missing[0]
+            users = [n for n, cols in self.raw_columns_.items() if column in cols]
+            users += [n for n, cols in self.derived_columns_.items() if column in cols]
+            example = f" (needed for {users[0]})" if users else ""
+            others = ""
+            if len(missing) > 1:
+                shown = ", ".join(missing[1:4]) + (", ..." if len(missing) > 4 else "")
+                others = f"; {len(missing) - 1} more of its columns are missing too ({shown})"
+            raise SchemaError(
+                f"column is missing; the fitted feature pipeline needs it{example}{others}"
+                f"{self._trained_on()}",
+                column=column,
+            )
         self.check_context_columns(have)
+
+    def _trained_on(self) -> str:
+        """The advice a missing-column error ends with: which flows the pipeline was fitted on."""
+        if self.source_format is None:
+            return ""
+        return (
+            f"; it was fitted on {self.source_format!r} flows: score flows of that format, or train a "
+            "model on these"
+        )
 
     def check_context_columns(self, columns: Iterable[str]) -> None:
         """Raise :class:`SchemaError` naming the first column the traffic counters and segments this
@@ -544,10 +582,12 @@ class FeaturePipeline:
         for needed, what in context:
             for column in needed:
                 if column not in have:
+                    advice = self._trained_on() or (
+                        " (it was trained on flows that have it: score flows of the same kind, or train "
+                        "a model on these)"
+                    )
                     raise SchemaError(
-                        f"column is missing; the model's {what} are computed from it (it was trained "
-                        "on flows that have it: score flows of the same kind, or train a model on these)",
-                        column=column,
+                        f"column is missing; the model's {what} are computed from it{advice}", column=column
                     )
 
     def expressions(self) -> list[pl.Expr]:
@@ -670,6 +710,7 @@ class FeaturePipeline:
             ],
             "derived_columns": self.derived_columns_,
             "input_columns": self.input_columns_,
+            **({"source_format": self.source_format} if self.source_format is not None else {}),
         }
 
     @classmethod
@@ -689,6 +730,7 @@ class FeaturePipeline:
             pipeline = cls(FeatureConfig.from_dict(settings))
             pipeline.counters_computed_ = bool(data["counters_computed"])
             pipeline.segments_computed_ = bool(data["segments_computed"])
+            pipeline.source_format = _source_format(data.get("source_format"))
             pipeline.group_states_ = {k: dict(v) for k, v in data["groups"].items()}
             pipeline.skipped_groups_ = {k: list(v) for k, v in data["skipped_groups"].items()}
             features = data["features"]

@@ -54,7 +54,7 @@ from nadkit.errors import ConfigError
 from nadkit.models.trainer import EpochReport
 from nadkit.schema import FLOW_KEY, NORMAL
 from nadkit.sources import load_flows
-from nadkit.training.bundle import ModelBundle
+from nadkit.training.bundle import ModelBundle, carry_source_format
 from nadkit.training.fit import TrainingResult, fit
 
 log = logging.getLogger(__name__)
@@ -641,6 +641,7 @@ def retrain(
         train_only=reviewed,
     )
     challenger = training.bundle
+    carry_source_format(champion, challenger)
     comparison = compare(
         champion,
         challenger,

@@ -88,7 +88,7 @@ from nadkit.lifecycle.registry import ModelRegistry
 from nadkit.sources import ROW
 from nadkit.stream.netflow import RECEIVED
 from nadkit.stream.sinks import model_version
-from nadkit.training.bundle import ModelBundle
+from nadkit.training.bundle import ModelBundle, carry_source_format
 from nadkit.training.fit import calibrate, fit
 
 #: the :class:`~nadkit.stream.runner.StreamRunner` that hands itself to the hooks (it imports this
@@ -310,6 +310,7 @@ def challenge(
     challenger = fit(
         table, model=champion.detector.name, config=options, seed=settings.seed, features=features
     ).bundle
+    carry_source_format(champion, challenger)
     # the threshold, on scores taken in context (the whole sample in time order, as live scoring)
     matrices: list[np.ndarray] = []
     scored = score_flows(challenger, flows, on_scored=lambda matrix, _: matrices.append(np.asarray(matrix)))

@@ -634,3 +634,10 @@ class ModelBundle:
                 raise BundleError(f"{path}: cannot be loaded ({str(error).splitlines()[0]})") from error
         bundle._onnx_scorer(graph)
         return bundle
+
+
+def carry_source_format(parent: ModelBundle, child: ModelBundle) -> None:
+    """A bundle retrained from ``parent`` scores the same flows: its pipeline names the format
+    ``parent``'s was fitted on (see :attr:`FeaturePipeline.source_format`)."""
+    if parent.pipeline is not None and child.pipeline is not None and child.pipeline.source_format is None:
+        child.pipeline.source_format = parent.pipeline.source_format

@@ -440,7 +440,9 @@ def train_model(
         raise ConfigError(f"{out}: already exists (use --force to replace it)")
     check_threshold_choice(threshold_method, threshold_params)
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
-    frame, _ = load_flows(source, format=format, mapping=mapping, on_bad_rows=on_bad_rows, on_file=on_file)
+    frame, source_format = load_flows(
+        source, format=format, mapping=mapping, on_bad_rows=on_bad_rows, on_file=on_file
+    )
     target_frame = None
     if target is not None:
         target_frame, _ = load_flows(target, format=format, mapping=mapping, on_bad_rows=on_bad_rows)
@@ -458,6 +460,8 @@ def train_model(
         )
     except ConfigError as error:  # what the flows lack: name them
         raise ConfigError(f"{source}: {error}") from None
+    if result.bundle.pipeline is not None:  # so that flows of another kind are told what it expects
+        result.bundle.pipeline.source_format = source_format
     return result.save(out, overwrite=overwrite, onnx=onnx)
 
 
