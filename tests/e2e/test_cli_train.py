@@ -30,7 +30,7 @@ def test_train_writes_a_bundle_with_a_threshold(tmp_path: Path) -> None:
     out = tmp_path / "model"
     result = nadkit("train", data, out, "--model", "ae", "--config", settings)
     assert result.returncode == 0, result.stderr
-    assert "ae trained" in result.stdout
+    assert "ae trained" in result.stdout and "few normal rows" not in result.stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"] == "ae"
     assert manifest["config"]["hidden"] == [32]
@@ -44,6 +44,23 @@ def test_train_writes_a_bundle_with_a_threshold(tmp_path: Path) -> None:
 
     again = nadkit("train", data, out, "--model", "ae", "--config", settings)
     assert_one_line_error(again, "already exists")
+
+
+def test_train_on_a_few_hundred_normal_flows_says_how_rough_its_threshold_is(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """IoT-23's honeypot conn.log holds 452 flows: the model is trained on about 340 of them and its
+    threshold read off the tail of the largest hold-out scores; train says so, in its table and in
+    its JSON, with what to check before trusting it."""
+    conn_log = shared_data / "iot23" / "CTU-Honeypot-Capture-4-1" / "conn.log.labeled"
+    result = nadkit("train", conn_log, "-o", tmp_path / "m", "--model", "iforest")
+    assert result.returncode == 0, result.stderr
+    assert "few normal rows" in result.stdout
+    result = nadkit("train", conn_log, "-o", tmp_path / "m2", "--model", "iforest", "--json")
+    assert result.returncode == 0, result.stderr
+    caution = json.loads(result.stdout)["few_rows"]
+    assert re.search(r"^3\d\d normal training rows; the threshold was read off the tail of the 10", caution)
+    assert "alert rate" in caution and "--threshold spot" in caution
 
 
 def test_train_rejects_unknown_model_and_option(tmp_path: Path) -> None:

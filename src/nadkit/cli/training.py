@@ -294,7 +294,36 @@ def _training_json(model: str, result: TrainingResult) -> dict[str, object]:
         else {"value": threshold.value, "method": threshold.method, "description": threshold.describe()},
         "holdout": metrics.get("holdout"),
         "classification": metrics.get("classification"),
+        "few_rows": few_rows_caution(result),
     }
+
+
+#: fewer normal training rows than this describe a short stretch of traffic (the README's few-rows
+#: figures: 300 rows)
+FEW_ROWS = 1000
+
+
+def few_rows_caution(result: TrainingResult) -> str | None:
+    """What `nadkit train` says of an unsupervised model trained on few normal rows, or whose threshold
+    was read off the tail of a few hold-out scores (fewer than ten above the asked quantile); None
+    otherwise."""
+    threshold = result.bundle.threshold
+    if result.supervised or result.buckets or threshold is None:
+        return None
+    tail = threshold.method == "quantile" and "peaks" in threshold.params
+    if result.train_rows >= FEW_ROWS and not tail:
+        return None
+    said = f"{result.train_rows:,} normal training rows"
+    if tail:
+        said += (
+            f"; the threshold was read off the tail of the {threshold.params['peaks']} largest of "
+            f"{threshold.rows or result.holdout_rows:,} hold-out scores"
+        )
+    return (
+        f"{said}: a model of a short stretch of traffic. Check its alert rate on a day of the traffic "
+        "it will score (nadkit detect prints it) before trusting the threshold, or let nadkit stream "
+        "--threshold spot adapt it; train on more normal traffic where there is some"
+    )
 
 
 def _training_summary(model: str, result: TrainingResult, target: Path | None) -> Table:
@@ -352,6 +381,9 @@ def _training_summary(model: str, result: TrainingResult, target: Path | None) -
     threshold = result.bundle.threshold
     if threshold is not None:
         summary.add_row("threshold", f"{threshold.value:.6g} ({threshold.describe()})")
+    caution = few_rows_caution(result)
+    if caution:
+        summary.add_row("[yellow]few normal rows[/yellow]", caution)
     where = "validation" if result.supervised else "hold-out"
     measured = metrics.get("holdout")
     if measured:
