@@ -17,7 +17,8 @@ from nadkit.errors import BundleError, ConfigError, NadkitError, SchemaError
 from nadkit.features import FeatureConfig, FeaturePipeline, segments
 from nadkit.features.counters import COUNTER_COLUMNS, CounterConfig
 from nadkit.features.counters import REQUIRED as COUNTER_INPUTS
-from nadkit.features.pipeline import FLOAT32_MAX_OFFSET, GROUP_NAMES, Scaling, compress_log, fit_scaling
+from nadkit.features.pipeline import GROUP_NAMES
+from nadkit.features.scaling import FLOAT32_MAX_OFFSET, Scaling, compress_log, fit_scaling
 from nadkit.schema import TIME_DTYPE
 from nadkit.simulate import COLUMNS, SimulationConfig, simulate
 from nadkit.sources import load_flows

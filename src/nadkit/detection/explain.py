@@ -26,8 +26,8 @@ import polars as pl
 from nadkit.alerts.records import TOP_FEATURE
 from nadkit.evaluation.calibration import Calibration, SeverityRules, threshold_multiple
 from nadkit.features.labels import feature_label
-from nadkit.features.pipeline import Scaling
 from nadkit.features.ranges import number_text_expr
+from nadkit.features.scaling import Scaling
 
 #: how an entry's shown value is found: no range known, indicator, raw column, own value
 _NONE, _SHARE, _RAW, _OWN = 0, 1, 2, 3
