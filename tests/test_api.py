@@ -75,6 +75,7 @@ def test_detect_and_train_refuse_what_they_cannot_read(folder: Path) -> None:
     with pytest.raises(ConfigError, match="Polars frame or a file path"):
         nadkit.train(np.zeros((3, 3)))  # type: ignore[arg-type]
     model = nadkit.train(folder / "flows" / "2020-12-03.csv", model="iforest")
+    assert model.bundle.pipeline is not None and model.bundle.pipeline.source_format == "nad"
     unlabelled = nadkit.read_flows(folder / "flows" / "2020-12-04.csv").drop("label")
     with pytest.raises(ConfigError, match="labelled flows"):
         model.evaluate(unlabelled)

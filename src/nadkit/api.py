@@ -111,7 +111,14 @@ def train(
     ``config``: the detector's settings (``nadkit models show NAME`` lists them); ``settings``: those
     of :func:`nadkit.training.fit.fit` (``seed``, ``holdout_fraction``, ``false_positive_rate``,
     ``threshold_method``...)."""
-    result = fit(_frame(flows), model=model, config=config, **settings)
+    source_format = None
+    if isinstance(flows, str | Path):
+        frame, source_format = load_flows(flows)
+    else:
+        frame = _frame(flows)
+    result = fit(frame, model=model, config=config, **settings)
+    if result.bundle.pipeline is not None:  # flows of another kind are then told what it expects
+        result.bundle.pipeline.source_format = source_format
     return Model(bundle=result.bundle, training=result)
 
 
