@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nadkit.errors import SchemaError
+from nadkit.errors import NadkitError, SchemaError
 from nadkit.sources import detect_format, load_flows, read_flows
 
 HEADER = (
@@ -77,6 +77,18 @@ def test_directory_of_days(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("notes")
     frame, fmt = load_flows(tmp_path)
     assert (frame.height, fmt) == (4, "nad")
+
+
+def test_a_folder_of_two_formats_is_refused_with_the_way_to_read_one(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    day = _write(tmp_path / "a" / "day.csv", ROWS[:2])
+    load_flows(day)[0].write_parquet(tmp_path / "b" / "flows.parquet")
+    with pytest.raises(NadkitError, match="differs from") as caught:
+        load_flows(tmp_path)
+    assert "name those of one with a glob" in str(caught.value)
+    frame, fmt = load_flows(tmp_path / "*" / "*.csv")
+    assert (frame.height, fmt) == (2, "nad")
 
 
 def test_bad_value_names_column_and_row(tmp_path: Path) -> None:

@@ -159,7 +159,10 @@ def _check_file(file: Path, first: Path, fmt: str, *, detect: bool) -> None:
     if detect and file != first:
         other = detect_format(file)
         if other != fmt:
-            raise FormatError(f"{file}: format {other} differs from {first} ({fmt})")
+            raise FormatError(
+                f"{file}: format {other} differs from {first} ({fmt}); the files of one read are one "
+                "format: name those of one with a glob (e.g. 'folder/*/conn.log*')"
+            )
 
 
 def load_flows(
