@@ -455,7 +455,7 @@ def threshold(scores: np.ndarray, attack: np.ndarray) -> tuple[float, str]:
     return chosen.value, chosen.method
 
 
-def test_metrics(scores: np.ndarray, attack: np.ndarray, value: float) -> dict[str, float]:
+def scored_metrics(scores: np.ndarray, attack: np.ndarray, value: float) -> dict[str, float]:
     """ROC-AUC, PR-AUC, precision / recall / F1 and the false-positive rate at threshold ``value``,
     and the false-positive rate at 99.7% recall; a test part of normal rows alone (another network's
     normal traffic) has the false-positive rate only."""
@@ -562,7 +562,7 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
             "dataset": protocol.name,
             "seed": seed,
             "model": name,
-            **test_metrics(scores, test_attack, value),
+            **scored_metrics(scores, test_attack, value),
             "macro_detection_test_1pct": float(np.mean(list(rates_test.values())))
             if rates_test
             else float("nan"),
