@@ -86,6 +86,29 @@ def test_flows_without_what_the_counters_read_are_refused_in_one_line(
     assert not alerts.exists() and not report.exists()
 
 
+def test_evaluate_compares_models_on_the_same_flows(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """`--compare` scores the flows with each other bundle too: a table, and in the JSON one entry per
+    model (the evaluated one first) at its own threshold and at 1% of the normal flows."""
+    model, day = trained
+    other = tmp_path / "iforest"
+    first_day = sorted(day.parent.glob("*.csv"))[0]  # what the autoencoder was trained on
+    result = nadkit("train", first_day, other, "--model", "iforest")
+    assert result.returncode == 0, result.stderr
+    result = nadkit("evaluate", model, day, "--compare", other)
+    assert result.returncode == 0, result.stderr
+    assert "models compared on the labelled input" in result.stdout
+    as_json = nadkit("evaluate", model, day, "--compare", other, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    rows = json.loads(as_json.stdout)["comparison"]
+    assert [row["model"] for row in rows] == ["ae", "iforest"]
+    assert rows[1]["name"] == str(other)
+    for row in rows:
+        assert 0.5 < row["roc_auc"] <= 1.0 and 0 <= row["recall_same_fpr"] <= 1
+        assert row["same_fpr"] <= 0.02
+    missing = nadkit("evaluate", model, day, "--compare", tmp_path / "nothing")
+    assert missing.returncode == 2 and "nothing" in missing.stderr and "Traceback" not in missing.stderr
+
+
 def test_flows_of_another_format_are_told_which_the_model_was_trained_on(
     shared_data: Path, tmp_path: Path
 ) -> None:

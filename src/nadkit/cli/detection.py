@@ -623,16 +623,28 @@ def evaluate(
     mapping: MapOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON only.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing report directory.")] = False,
+    compare: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--compare",
+            metavar="BUNDLE",
+            help="Also score the flows with this model bundle (repeatable) and compare them: ROC-AUC, "
+            "PR-AUC, each at its own threshold, and all at 1% of these normal flows.",
+        ),
+    ] = None,
 ) -> None:
     """Measure a model on labelled flows: metrics table, and an HTML report with figures. Says so
     first when the flows are (mostly) the model's training data, or when their normal flows exceed
-    the threshold far more often than the normal hold-out's did (traffic unlike the training's)."""
+    the threshold far more often than the normal hold-out's did (traffic unlike the training's).
+    With --compare, other models score the same flows and a table sets them side by side."""
+    from nadkit.detection.comparison import comparison_table
     from nadkit.detection.evaluation import evaluate_bundle
     from nadkit.training.bundle import ModelBundle
 
     if report is not None and report.exists() and any(report.iterdir()) and not force:
         raise NadkitError(f"{report}: already exists (use --force to replace it)")
     loaded = ModelBundle.load(bundle, engine=engine)
+    others = [(str(path), ModelBundle.load(path, engine=engine)) for path in compare or ()]
     with _flow_progress("scoring") as bar:
         task = bar.add_task(f"scoring with {loaded.detector.name}", total=None, flows=0, alerts=0)
         outcome = evaluate_bundle(
@@ -647,6 +659,7 @@ def evaluate(
             overwrite=force,
             on_bad_rows=bad_rows(on_bad_rows),
             progress=lambda flows, alerts: bar.update(task, flows=flows, alerts=alerts),
+            compare=others,
         )
     for warning in outcome.warnings():
         # first: on standard error beside the JSON, above the table otherwise
@@ -655,5 +668,7 @@ def evaluate(
         sys.stdout.write(json.dumps(outcome.to_dict(), indent=2) + "\n")
         return
     console.print(outcome.table())
+    if outcome.comparison:
+        console.print(comparison_table(outcome.comparison))
     if outcome.report is not None:
         console.print(f"report: {outcome.report}")

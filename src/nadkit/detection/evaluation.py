@@ -15,7 +15,7 @@ the JSON output say so first. A bundle saved without row hashes is evaluated wit
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from rich.table import Table
 
 from nadkit.alerts.episodes import incident_evaluation
 from nadkit.alerts.incidents import IncidentConfig
+from nadkit.detection.comparison import Compared, compared
 from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, ScoredTable, score_table
 from nadkit.errors import ConfigError
 from nadkit.evaluation.overlap import OverlapCounter, TrainingOverlap
@@ -61,6 +62,8 @@ class EvaluationOutcome:
     overlap: TrainingOverlap | None = None
     #: the normal flows over the threshold against the normal hold-out's (None where unknown)
     transfer: ThresholdTransfer | None = None
+    #: this model and the others it was compared with, in that order (``compare``), else empty
+    comparison: tuple[Compared, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """What ``nadkit evaluate --json`` prints: the training-data overlap and whether the threshold
@@ -177,10 +180,13 @@ def evaluate_bundle(
     progress: Callable[[int, int], None] | None = None,
     on_bad_rows: BadRows = "error",
     incident_config: IncidentConfig | None = None,
+    compare: Sequence[tuple[str, ModelBundle]] = (),
 ) -> EvaluationOutcome:
     """Score the labelled flows of ``source``, compute the metrics (flow-level, and incident-level:
     see :mod:`nadkit.alerts.episodes`), compare the flows with the model's training data and (with
-    ``report``) write the HTML report with its figures and top incidents."""
+    ``report``) write the HTML report with its figures and top incidents. ``compare``: other bundles
+    (a name each) that score the same flows, measured beside this one (:mod:`nadkit.detection.comparison`;
+    the metrics' ``comparison``)."""
     from nadkit.evaluation.metrics import evaluate
 
     counter = OverlapCounter(bundle.training_rows)
@@ -200,6 +206,24 @@ def evaluate_bundle(
     metrics = evaluate(scored.scores, scored.labels, scored.threshold, predicted=scored.predicted).to_dict()
     figures, _ = incident_evaluation(scored.frame, incident_config)
     metrics["incidents"] = figures
+    comparison: tuple[Compared, ...] = ()
+    if compare:
+        name = str(bundle_path) if bundle_path is not None else "this model"
+        rows = [compared(name, bundle.detector.name, scored.scores, scored.labels, scored.threshold)]
+        for other_name, other in compare:
+            theirs = score_table(
+                other, source, format=format, mapping=mapping, chunk_rows=chunk_rows, on_bad_rows=on_bad_rows
+            )
+            if len(theirs.scores) != len(scored.scores):
+                raise ConfigError(
+                    f"{other_name}: scored {len(theirs.scores):,} flows of {source}, "
+                    f"not {len(scored.scores):,}"
+                )
+            rows.append(
+                compared(other_name, other.detector.name, theirs.scores, scored.labels, theirs.threshold)
+            )
+        comparison = tuple(rows)
+        metrics["comparison"] = [row.to_dict() for row in comparison]
     overlap = training_overlap(bundle, counter, source, format=format, mapping=mapping)
     normal = bundle.calibration.normal if bundle.calibration is not None else None
     transfer = threshold_transfer(scored.scores, scored.labels, scored.threshold, normal)
@@ -234,5 +258,10 @@ def evaluate_bundle(
         written = write_report(report, data, overwrite=overwrite)
         log.info("report written to %s", written)
     return EvaluationOutcome(
-        metrics=metrics, scored=scored, report=written, overlap=overlap, transfer=transfer
+        metrics=metrics,
+        scored=scored,
+        report=written,
+        overlap=overlap,
+        transfer=transfer,
+        comparison=comparison,
     )
