@@ -94,9 +94,13 @@ def test_evaluate_compares_models_on_the_same_flows(trained: tuple[Path, Path], 
     first_day = sorted(day.parent.glob("*.csv"))[0]  # what the autoencoder was trained on
     result = nadkit("train", first_day, other, "--model", "iforest")
     assert result.returncode == 0, result.stderr
-    result = nadkit("evaluate", model, day, "--compare", other)
+    report = tmp_path / "report"
+    result = nadkit("evaluate", model, day, "--compare", other, "--report", report)
     assert result.returncode == 0, result.stderr
     assert "models compared on the labelled input" in result.stdout
+    html = (report / "report.html").read_text()
+    assert "Models compared" in html and "<td>iforest</td>" in html and "At 1% FPR" in html
+    assert len(json.loads((report / "metrics.json").read_text())["metrics"]["comparison"]) == 2
     as_json = nadkit("evaluate", model, day, "--compare", other, "--json")
     assert as_json.returncode == 0, as_json.stderr
     rows = json.loads(as_json.stdout)["comparison"]

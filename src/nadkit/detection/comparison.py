@@ -44,7 +44,10 @@ class Compared:
     macro_detection: float | None
     recall_same_fpr: float
     macro_detection_same_fpr: float | None
+    #: the false-positive rate these flows give at that score (``target_fpr``, or a little more on ties)
     same_fpr: float
+    #: the share of the normal flows whose exceeded score all models are measured at (:data:`SAME_FPR`)
+    target_fpr: float = SAME_FPR
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (an undefined figure, NaN, as None)."""

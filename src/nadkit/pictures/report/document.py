@@ -251,6 +251,7 @@ def render_html(p: Prepared, sections: list[Section], created: datetime) -> str:
         ],
         "classes": _class_rows(p),
         "incidents": _incidents(data.metrics.get("incidents")),
+        "comparison": _comparison(data.metrics.get("comparison")),
         "sections": sections,
         "version": __version__,
         "created": when,
@@ -274,6 +275,36 @@ def _incidents(figures: dict[str, Any] | None) -> dict[str, Any] | None:
         "false": figures.get("false_incidents"),
         "false_per_hour": f"{per_hour:.2g}" if per_hour is not None else None,
         "top": figures.get("top") or [],
+    }
+
+
+def _comparison(rows: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The models compared on the flows (``nadkit evaluate --compare``), as the report shows them."""
+    if not rows:
+        return None
+
+    def figure(value: float | None, digits: int = 4) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    return {
+        "same": percent(rows[0].get("target_fpr", 0.01), 0),
+        "rows": [
+            {
+                "name": row["name"],
+                "model": row["model"],
+                "roc_auc": figure(row.get("roc_auc")),
+                "pr_auc": figure(row.get("pr_auc")),
+                "prf": " / ".join(figure(row.get(k), 3) for k in ("precision", "recall", "f1")),
+                "fpr": percent(row["false_positive_rate"])
+                if row.get("false_positive_rate") is not None
+                else "–",
+                "macro": figure(row.get("macro_detection"), 3),
+                "same": " / ".join(
+                    figure(row.get(k), 3) for k in ("recall_same_fpr", "macro_detection_same_fpr")
+                ),
+            }
+            for row in rows
+        ],
     }
 
 
