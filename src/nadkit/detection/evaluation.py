@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.table import Table
 
 from nadkit.alerts.episodes import incident_evaluation
@@ -166,6 +167,38 @@ def training_overlap(
     return overlap
 
 
+def _compared(
+    bundle: ModelBundle,
+    bundle_path: str | Path | None,
+    scored: ScoredTable,
+    compare: Sequence[tuple[str, ModelBundle]],
+    source: str | Path,
+    format: str | None,
+    mapping: str | None,
+    chunk_rows: int,
+    on_bad_rows: BadRows,
+) -> tuple[Compared, ...]:
+    """``bundle`` (its flows ``scored``) and each bundle of ``compare`` on the same flows of
+    ``source`` (:mod:`nadkit.detection.comparison`); empty without ``compare``."""
+    if not compare:
+        return ()
+    assert scored.labels is not None  # evaluation has checked it
+    name = str(bundle_path) if bundle_path is not None else "this model"
+    try:
+        rows = [compared(name, bundle.detector.name, scored.scores, scored.labels, scored.threshold)]
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    for other_name, other in compare:
+        theirs = score_table(
+            other, source, format=format, mapping=mapping, chunk_rows=chunk_rows, on_bad_rows=on_bad_rows
+        )
+        same_rows = len(theirs.scores) == len(scored.scores)
+        if not same_rows or (theirs.labels is not None and not np.array_equal(theirs.labels, scored.labels)):
+            raise ConfigError(f"{other_name}: did not score the flows of {source} in the same order")
+        rows.append(compared(other_name, other.detector.name, theirs.scores, scored.labels, theirs.threshold))
+    return tuple(rows)
+
+
 def evaluate_bundle(
     bundle: ModelBundle,
     source: str | Path,
@@ -206,23 +239,10 @@ def evaluate_bundle(
     metrics = evaluate(scored.scores, scored.labels, scored.threshold, predicted=scored.predicted).to_dict()
     figures, _ = incident_evaluation(scored.frame, incident_config)
     metrics["incidents"] = figures
-    comparison: tuple[Compared, ...] = ()
-    if compare:
-        name = str(bundle_path) if bundle_path is not None else "this model"
-        rows = [compared(name, bundle.detector.name, scored.scores, scored.labels, scored.threshold)]
-        for other_name, other in compare:
-            theirs = score_table(
-                other, source, format=format, mapping=mapping, chunk_rows=chunk_rows, on_bad_rows=on_bad_rows
-            )
-            if len(theirs.scores) != len(scored.scores):
-                raise ConfigError(
-                    f"{other_name}: scored {len(theirs.scores):,} flows of {source}, "
-                    f"not {len(scored.scores):,}"
-                )
-            rows.append(
-                compared(other_name, other.detector.name, theirs.scores, scored.labels, theirs.threshold)
-            )
-        comparison = tuple(rows)
+    comparison = _compared(
+        bundle, bundle_path, scored, compare, source, format, mapping, chunk_rows, on_bad_rows
+    )
+    if comparison:
         metrics["comparison"] = [row.to_dict() for row in comparison]
     overlap = training_overlap(bundle, counter, source, format=format, mapping=mapping)
     normal = bundle.calibration.normal if bundle.calibration is not None else None
