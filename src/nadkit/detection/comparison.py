@@ -20,7 +20,7 @@ import numpy as np
 from rich.table import Table
 
 from nadkit.errors import ConfigError
-from nadkit.evaluation.metrics import binary_metrics
+from nadkit.evaluation.metrics import binary_metrics, per_class_detection
 from nadkit.evaluation.thresholds import quantile_threshold
 from nadkit.schema import NORMAL
 
@@ -56,10 +56,8 @@ class Compared:
 
 def _macro_detection(labels: np.ndarray, alerts: np.ndarray) -> float | None:
     """The mean over the attack classes of the share of their flows alerted (None without attacks)."""
-    classes = sorted(set(labels[labels != NORMAL].tolist()))
-    if not classes:
-        return None
-    return float(np.mean([alerts[labels == name].mean() for name in classes]))
+    rates = [entry.rate for name, entry in per_class_detection(labels, alerts).items() if name != NORMAL]
+    return float(np.mean(rates)) if rates else None
 
 
 def compared(name: str, model: str, scores: np.ndarray, labels: np.ndarray, threshold: float) -> Compared:

@@ -282,25 +282,19 @@ def _comparison(rows: list[dict[str, Any]] | None) -> dict[str, Any] | None:
     """The models compared on the flows (``nadkit evaluate --compare``), as the report shows them."""
     if not rows:
         return None
-
-    def figure(value: float | None, digits: int = 4) -> str:
-        return "–" if value is None else f"{value:.{digits}f}"
-
     return {
         "same": percent(rows[0].get("target_fpr", 0.01), 0),
         "rows": [
             {
                 "name": row["name"],
                 "model": row["model"],
-                "roc_auc": figure(row.get("roc_auc")),
-                "pr_auc": figure(row.get("pr_auc")),
-                "prf": " / ".join(figure(row.get(k), 3) for k in ("precision", "recall", "f1")),
-                "fpr": percent(row["false_positive_rate"])
-                if row.get("false_positive_rate") is not None
-                else "–",
-                "macro": figure(row.get("macro_detection"), 3),
+                "roc_auc": fixed(row.get("roc_auc")),
+                "pr_auc": fixed(row.get("pr_auc")),
+                "prf": " / ".join(fixed(row.get(k), 3) for k in ("precision", "recall", "f1")),
+                "fpr": percent(row.get("false_positive_rate")),
+                "macro": fixed(row.get("macro_detection"), 3),
                 "same": " / ".join(
-                    figure(row.get(k), 3) for k in ("recall_same_fpr", "macro_detection_same_fpr")
+                    fixed(row.get(k), 3) for k in ("recall_same_fpr", "macro_detection_same_fpr")
                 ),
             }
             for row in rows
