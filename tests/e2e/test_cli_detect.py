@@ -114,7 +114,7 @@ def test_evaluate_compares_models_on_the_same_flows(trained: tuple[Path, Path], 
 
 
 def test_flows_of_another_format_are_told_which_the_model_was_trained_on(
-    shared_data: Path, tmp_path: Path
+    shared_data: Path, trained: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """A model trained on Zeek conn.log records reads Zeek's own columns; flows metered from a
     capture have none of them: detect names the first, counts the others and the format the model
@@ -131,6 +131,15 @@ def test_flows_of_another_format_are_told_which_the_model_was_trained_on(
     result = nadkit("detect", model, capture, "--out", alerts)
     assert_one_line_error(result, capture.name, "more of its columns are missing", "fitted on 'zeek' flows")
     assert not alerts.exists()
+    # a compared model of another format: the error says which model cannot read the flows
+    labelled = tmp_path / "conn.parquet"  # in time order, so that reading it warns of nothing
+    load_flows(iot23 / "CTU-IoT-Malware-Capture-42-1" / "conn.log.labeled")[0].sort("time").write_parquet(
+        labelled
+    )
+    report = tmp_path / "report"
+    result = nadkit("evaluate", model, labelled, "--compare", trained[0], "--report", report)
+    assert_one_line_error(result, f"(compared model {trained[0]})", "fitted on 'nad' flows")
+    assert not report.exists()
 
 
 @pytest.mark.slow

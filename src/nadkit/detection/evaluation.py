@@ -27,7 +27,7 @@ from nadkit.alerts.episodes import incident_evaluation
 from nadkit.alerts.incidents import IncidentConfig
 from nadkit.detection.comparison import Compared, compared
 from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, ScoredTable, score_table
-from nadkit.errors import ConfigError
+from nadkit.errors import ConfigError, SchemaError
 from nadkit.evaluation.overlap import OverlapCounter, TrainingOverlap
 from nadkit.evaluation.thresholds import Threshold
 from nadkit.evaluation.transfer import ThresholdTransfer, threshold_transfer
@@ -189,9 +189,13 @@ def _compared(
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
     for other_name, other in compare:
-        theirs = score_table(
-            other, source, format=format, mapping=mapping, chunk_rows=chunk_rows, on_bad_rows=on_bad_rows
-        )
+        try:
+            theirs = score_table(
+                other, source, format=format, mapping=mapping, chunk_rows=chunk_rows, on_bad_rows=on_bad_rows
+            )
+        except SchemaError as error:  # say which of the models cannot read the flows
+            where = f"{error.path or source} (compared model {other_name})"
+            raise SchemaError(error.message, path=where, column=error.column, row=error.row) from None
         same_rows = len(theirs.scores) == len(scored.scores)
         if not same_rows or (theirs.labels is not None and not np.array_equal(theirs.labels, scored.labels)):
             raise ConfigError(f"{other_name}: did not score the flows of {source} in the same order")
