@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 # Debian packages the end-to-end tests use: chromium (triage page), softflowd and nfdump (NetFlow export
 # and collection), and a Java 17 runtime for Spark (`nadkit detect --engine spark`). Installed only when
 # missing; needs root or sudo.
-SYSTEM_PACKAGES ?= chromium softflowd nfdump openjdk-17-jre-headless
+SYSTEM_PACKAGES ?= chromium softflowd nfdump argus-server argus-client openjdk-17-jre-headless
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -27,6 +27,11 @@ machine's load falls on both):
   no idle timeout (its expiry runs on the wall clock), so a capture longer than the timeouts comes
   out as one flow per 5-tuple, ended by ``maxlife`` at the end of the file. It is the same flows
   only for captures shorter than the idle timeout (the SYN flood), not for the large capture.
+* ``argus -> ra -> nadkit``: Argus (Debian's ``argus-server``; ``argus -r f``, a status record an
+  hour) writing its records to a file, ``ra`` (``argus-client``) printing them in CTU-13's binetflow
+  columns (``-Z b``: a TCP flow's state as the flags each side sent), read by nadkit's ``argus``
+  reader: the path of a user who keeps Argus flows. Argus makes its own flows (its idle timeouts,
+  ARP and its status records), so its ``flows`` differ from nfstream's too.
 
 Per row: packets, flows, the minimum and median wall time, packets/s and flows/s at the minimum,
 ``cpu_s`` (the least CPU time this process itself used in a run: what the reading adds beside the
@@ -36,7 +41,7 @@ ratio to plain nfstream on the same input (minimum to minimum and median to medi
 the benchmark waits up to ``--max-wait-s`` for the 1-minute load to fall below ``--quiet-load``.
 
 Run: ``.venv/bin/python benchmarks/captures.py [--runs 3] [--inputs cold shared synflood large]
-[--variants] [--no-softflowd]``. Prints a table and writes ``benchmarks/results/captures.json``.
+[--variants] [--no-softflowd] [--no-argus]``. Prints a table and writes ``benchmarks/results/captures.json``.
 """
 
 from __future__ import annotations
@@ -227,6 +232,39 @@ def softflowd_table(file: Path) -> pl.DataFrame:
     return table
 
 
+#: CTU-13's binetflow columns, in its order (``ra -s``); SrcPkts is not among them
+ARGUS_FIELDS = ("stime", "dur", "proto", "saddr", "sport", "dir", "daddr", "dport", "state", "stos", "dtos")
+ARGUS_FIELDS += ("pkts", "bytes", "sbytes")
+#: a status record an hour, as the Stratosphere captures' Argus flows are made
+ARGUS_STATUS_S = 3600
+
+
+def argus_flows(files: Sequence[Path]) -> int:
+    """Flows of ``files`` as Argus meters them and ``ra`` prints them, read by nadkit's argus reader."""
+    return sum(argus_table(file).height for file in files)
+
+
+def argus_table(file: Path) -> pl.DataFrame:
+    """The flows of ``file`` as Argus (``argus -r``, one status record an hour) meters them, printed by
+    ``ra`` in CTU-13's binetflow columns (``StartTime`` as ``2011/08/10 09:46:53.047277``, UTC; a TCP
+    flow's ``State`` as the flags each side sent, ``SPA_FSPA``, as ``ra -Z b`` prints it) and
+    read back by nadkit's ``argus`` reader: the canonical table a user with Argus flows has."""
+    argus, ra = shutil.which("argus"), shutil.which("ra")
+    if argus is None or ra is None:
+        raise RuntimeError("argus is not installed (Debian packages argus-server and argus-client)")
+    with tempfile.TemporaryDirectory(prefix="nadkit-argus-") as folder:
+        records, rarc, table = (Path(folder) / name for name in ("flows.argus", "rarc", "flows.binetflow"))
+        subprocess.run([argus, "-S", str(ARGUS_STATUS_S), "-r", str(file), "-w", str(records)], check=True)
+        rarc.write_text('RA_TIME_FORMAT="%Y/%m/%d %T.%f"\n')
+        # -Z b: a TCP flow's state as the flags each side sent ("SPA_FSPA"), as CTU-13 prints it
+        command = [ra, "-F", str(rarc), "-Z", "b", "-n", "-r", str(records), "-c", ",", "-s", *ARGUS_FIELDS]
+        with table.open("w") as out:  # "- not man": flows only, not Argus's own status records
+            subprocess.run(
+                [*command, "-", "not", "man"], check=True, stdout=out, env={**os.environ, "TZ": "UTC"}
+            )
+        return load_flows(table, format="argus")[0]
+
+
 _COLD = {
     "nfstream": "from nfstream import NFStreamer\n"
     "started = time.perf_counter()\n"
@@ -343,6 +381,7 @@ def main() -> None:
     parser.add_argument("--large-packets", type=int, default=1_000_000)
     parser.add_argument("--variants", action="store_true", help="nadkit without statistics / nDPI too")
     parser.add_argument("--no-softflowd", action="store_true")
+    parser.add_argument("--no-argus", action="store_true")
     parser.add_argument("--quiet-load", type=float, default=2.5)
     parser.add_argument("--max-wait-s", type=float, default=60.0)
     parser.add_argument("--name", default="captures")
@@ -374,6 +413,8 @@ def main() -> None:
             paths["nadkit, no nDPI"] = lambda f: nadkit_each(f, n_dissections=0)
         if not args.no_softflowd and shutil.which("softflowd") and name != "shared":
             paths["softflowd -> collector"] = softflowd_flows
+        if not args.no_argus and shutil.which("argus") and shutil.which("ra") and name != "shared":
+            paths["argus -> ra -> nadkit"] = argus_flows
         load = wait_quiet(args.quiet_load, args.max_wait_s)
         console.print(f"{name}: {len(files)} file(s), load {load}")
         rows.extend(measure(name, files, paths, args.runs))

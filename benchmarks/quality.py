@@ -57,6 +57,12 @@ Data sets (``--data``, ``$NADKIT_DATA_DIR`` or ``../shared/data``):
 * ``pcaps_netflow``: the same captures and split, metered by softflowd (``softflowd -r``, nfstream's
   timeouts) and decoded by nadkit's NetFlow collector: what live NetFlow detection sees of them
   (needs softflowd; no nDPI, no packet statistics, the TCP flags as nfdump's text).
+* ``pcaps_argus`` and ``iot23_argus``: the shared captures (split as ``pcaps``) and the IoT-23
+  capture (split and labelled as ``iot23_pcap``) metered by Argus (``argus -r``, a status record an
+  hour) and printed by ``ra`` in CTU-13's binetflow columns (StartTime, Dur, Proto, SrcAddr, Sport,
+  Dir, DstAddr, Dport, State, sTos, dTos, TotPkts, TotBytes, SrcBytes), read by the ``argus`` reader:
+  Argus flows as the Stratosphere captures publish them (needs Debian's argus-server and
+  argus-client).
 * ``sim``: the simulator, train on the normal flows of days 1-2, validation day 3, test day 4.
 * ``sim_week``: the simulator over nine days from a Monday (10,000 flows a day on average), train on
   the normal flows of the first week, validation day 8, test day 9: a training span that covers both
@@ -233,9 +239,21 @@ def iot23(seed: int) -> Protocol:
 def iot23_pcap(seed: int) -> Protocol:
     """The capture behind the conn.log, metered by nfstream, each flow labelled by the conn.log record
     of its 5-tuple that started within 2 s of it (either direction)."""
+    return _iot23_metered("iot23_pcap", "nfstream")
+
+
+def iot23_argus(seed: int) -> Protocol:
+    """The same capture metered by Argus and printed by ``ra`` in CTU-13's binetflow columns (no
+    packets by direction, no TCP flags but Argus's state), labelled the same way."""
+    return _iot23_metered("iot23_argus", "argus")
+
+
+def _iot23_metered(name: str, meter: str) -> Protocol:
     folder = _shared("iot23/CTU-IoT-Malware-Capture-42-1")
     capture = next(folder.glob("*.pcap"))
-    flows = _metered(capture, cache_dir() / f"quality-iot23-{capture.name}.parquet", _nfstream)
+    cache_name, read = _meter(meter)
+    prefix = "quality-iot23" if meter == "nfstream" else f"quality-iot23-{cache_name}"
+    flows = _metered(capture, cache_dir() / f"{prefix}-{capture.name}.parquet", read)
     log = load_flows(folder / "conn.log.labeled", format="zeek")[0]
     keys = ["src", "spt", "dst", "dpt", "proto"]
     labels = log.select(*keys, "time", "label").sort("time")
@@ -255,9 +273,7 @@ def iot23_pcap(seed: int) -> Protocol:
         pl.lit(NORMAL),
     )
     flows = flows.join(joined.select("row", label.alias("label")), on="row").drop("row").sort("time")
-    return dataclasses.replace(
-        _time_ordered("iot23_pcap", flows), note="capture 42-1 through nfstream; " + _TIME_NOTE
-    )
+    return dataclasses.replace(_time_ordered(name, flows), note=f"capture 42-1 through {meter}; {_TIME_NOTE}")
 
 
 def _conn_log(capture: str) -> pl.DataFrame:
@@ -323,13 +339,20 @@ def _nfstream(path: Path) -> pl.DataFrame:
     return load_flows(path, format="pcap")[0]
 
 
+def _meter(meter: str) -> tuple[str, Callable[[Path], pl.DataFrame]]:
+    """The cache name and the function that meters a capture: nfstream (nadkit's pcap reader),
+    softflowd decoded by the NetFlow collector, or Argus printed by ``ra`` and read as Argus flows."""
+    from benchmarks.captures import argus_table, softflowd_table
+
+    meters = {"nfstream": ("stats", _nfstream), "softflowd": ("softflowd", softflowd_table)}
+    meters["argus"] = ("argus", argus_table)
+    return meters[meter]
+
+
 def _captures(kind: str, meter: str = "nfstream") -> dict[str, pl.DataFrame]:
     """Each shared capture of ``kind`` as flows (cached as Parquet), labelled by its file: metered by
     nfstream, or (``meter="softflowd"``) by softflowd and decoded by nadkit's NetFlow collector."""
-    from benchmarks.captures import softflowd_table
-
-    meters = {"nfstream": ("stats", _nfstream), "softflowd": ("softflowd", softflowd_table)}
-    name, read = meters[meter]
+    name, read = _meter(meter)
     folder = _shared(f"pcaps/{kind}")
     cache = cache_dir() / f"quality-pcaps-{name}-{kind}"
     cache.mkdir(parents=True, exist_ok=True)
@@ -350,6 +373,13 @@ def pcaps_netflow(seed: int) -> Protocol:
     detection sees of the same captures (bytes, packets, duration, the TCP flags as text; no nDPI)."""
     benign, attack = _captures("benign", "softflowd"), _captures("attack", "softflowd")
     return _held_out_captures("pcaps_netflow", benign, attack, seed)
+
+
+def pcaps_argus(seed: int) -> Protocol:
+    """``pcaps`` metered by Argus and printed by ``ra`` in CTU-13's binetflow columns: what a detector
+    has of the same captures as Argus flows."""
+    benign, attack = _captures("benign", "argus"), _captures("attack", "argus")
+    return _held_out_captures("pcaps_argus", benign, attack, seed)
 
 
 def _held_out_captures(
@@ -405,10 +435,12 @@ DATASETS: dict[str, Callable[[int], Protocol]] = {
     "cic_netflow": cic_netflow,
     "iot23": iot23,
     "iot23_pcap": iot23_pcap,
+    "iot23_argus": iot23_argus,
     "iot23_other": iot23_other,
     "iot23_other_normal": iot23_other_normal,
     "pcaps": pcaps,
     "pcaps_netflow": pcaps_netflow,
+    "pcaps_argus": pcaps_argus,
     "sim": sim,
     "sim_week": sim_week,
 }

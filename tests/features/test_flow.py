@@ -84,6 +84,17 @@ class TestCategories:
         state = group.fit(pl.DataFrame({"proto": ["tcp"] * 10}))
         assert list(state["vocabularies"]) == ["proto"]
 
+    def test_connection_states_are_encoded_unless_features_cover_them(self) -> None:
+        zeek = pl.DataFrame({"proto": ["tcp"] * 10, "conn_state": ["SF"] * 5 + ["S0"] * 5})
+        assert CategoryGroup().fit(zeek)["vocabularies"]["conn_state"] == ["S0", "SF"]
+        argus = pl.DataFrame({"state": ["CON"] * 5 + ["S_"] * 5, "dir": ["<->"] * 5 + ["->"] * 5})
+        assert CategoryGroup().fit(argus)["vocabularies"] == {"state": ["CON", "S_"], "dir": ["->", "<->"]}
+        # NSL-KDD's error rates and UNSW-NB15's ct_state_ttl are computed from the state already
+        kdd = pl.DataFrame({"flag": ["SF"] * 10, "serror_rate": [0.0] * 10})
+        assert "flag" not in CategoryGroup().fit(kdd)["vocabularies"]
+        unsw = pl.DataFrame({"state": ["FIN"] * 10, "ct_state_ttl": [0] * 10})
+        assert "state" not in CategoryGroup().fit(unsw)["vocabularies"]
+
     def test_invalid_settings_are_rejected(self) -> None:
         with pytest.raises(ValueError, match="min_share"):
             CategoryGroup(min_share=1.5)
@@ -193,14 +204,14 @@ def test_raw_numeric_passes_source_columns_through(caplog: pytest.LogCaptureFixt
             "seg_flows": [1, 2],
             "id": [1, 2],
             "_hidden": [0, 0],
-            "state": ["FIN", "CON"],
+            "history": ["ShADadFf", "Dd"],
         }
     )
     group = RawNumericGroup(exclude=("id",))
     with caplog.at_level(logging.INFO, logger="nadkit.features.flow"):
         state = group.fit(frame)
     assert state["columns"] == ["sttl", "flow_iat_mean", "is_ftp_login", "cnt_src"]
-    assert "state" in caplog.text  # the unused text column is named
+    assert "history" in caplog.text  # the unused text column is named
     out = group.apply(frame, state)
     assert out.columns == ["sttl", "flow_iat_mean", "is_ftp_login", "cnt_src"]
     assert out.dtypes == [pl.Float64] * 4

@@ -68,6 +68,14 @@ def test_every_feature_of_a_capture_has_a_label() -> None:
         ("unique_dpt", "distinct destination ports in the time bucket"),
         ("proto_share=udp", "share of udp flows in the time bucket"),
         ("time_of_day_sin", "time of day"),
+        ("conn_state=S0", "connection state is S0 (attempt, no reply)"),
+        ("conn_state=RSTR", "connection state is RSTR (established, the responder reset)"),
+        ("state=INT", "connection state is INT (initial, one side only)"),
+        ("state=SPA_FSRPA", "connection state is SPA_FSRPA (TCP flags sent SPA, answered FSRPA)"),
+        ("state=S_", "connection state is S_ (TCP flags sent S, answered none)"),
+        ("state=others", "connection state is another (rare or unseen) one"),
+        ("dir=<->", "direction is <-> (both ways)"),
+        ("flow_state=closed", "flow state is closed"),
     ],
 )
 def test_known_families(name: str, label: str) -> None:

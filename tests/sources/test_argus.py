@@ -57,6 +57,8 @@ def test_golden_ctu13_rows(tmp_path: Path) -> None:
     assert frame["tot_pkts"].to_list() == [12, 7, 1, 2]
     assert frame["dir"].to_list() == ["<->", "->", "->", "who"]
     assert frame["state"].to_list() == ["CON", "SRPA_SPA", "ECO", "INT"]
+    # a TCP state of flags by side (ra -Z b) gives the OR of the flags, spelled as nfdump does
+    assert frame["tcp_flags"].to_list() == [None, "...APRS.", None, None]
     assert frame["s_tos"].to_list() == [0, 0, 0, None]
     assert frame["d_tos"].to_list() == [0, 0, None, None]
     assert frame["label"].to_list() == ["normal", "botnet", "botnet", "normal"]

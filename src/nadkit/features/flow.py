@@ -22,6 +22,16 @@ log = logging.getLogger(__name__)
 
 #: Name of the one-hot bucket for rare values, values unseen at fit, and missing values.
 OTHERS = "others"
+#: the text columns one-hot encoded by default: protocol and application, and the connection state
+#: where the source has one (NSL-KDD's ``flag``, Zeek's ``conn_state``, Argus's ``state`` and ``dir``,
+#: Suricata's ``flow_state``): what a half-open scan, a rejected or reset connection and a completed
+#: exchange look like when a record carries no TCP flags
+CATEGORICAL = ("proto", "app", "flag", "conn_state", "state", "dir", "flow_state")
+#: a connection-state column is left out where the table already carries features computed from the
+#: states: NSL-KDD's error rates (the share of recent connections in SYN-error and REJ states) and
+#: UNSW-NB15's ``ct_state_ttl`` (state and TTLs combined); encoding the state again there lowered
+#: detection (see the README's "Which detector to use")
+STATE_COVERED_BY = {"flag": ("serror_rate", "rerror_rate"), "state": ("ct_state_ttl",)}
 #: Vocabularies of at least this many values are matched through an Enum code rather than value by value.
 ENUM_MIN_VALUES = 9
 #: Raw columns replaced by their transforms (log, zero flag, ratios) rather than passed through.
@@ -96,7 +106,7 @@ def float_helpers(
 
 
 class CategoryGroup(FeatureGroup):
-    """One-hot encoding of categorical columns (``proto``, ``app``) with a learned vocabulary.
+    """One-hot encoding of categorical columns (:data:`CATEGORICAL`) with a learned vocabulary.
 
     A value gets its own column (``proto=tcp``) when it covers at least ``min_share`` of the training
     rows and at least ``min_count`` rows (the ``max_values`` most frequent at most); everything else,
@@ -107,7 +117,7 @@ class CategoryGroup(FeatureGroup):
 
     def __init__(
         self,
-        columns: Sequence[str] = ("proto", "app"),
+        columns: Sequence[str] = CATEGORICAL,
         *,
         min_share: float = 0.0005,
         min_count: int = 5,
@@ -126,6 +136,12 @@ class CategoryGroup(FeatureGroup):
         """Learn one vocabulary per categorical column present (values sorted by name)."""
         vocabularies: dict[str, list[str]] = {}
         for column in present(frame.columns, self.optional):
+            covering = [name for name in STATE_COVERED_BY.get(column, ()) if name in frame.columns]
+            if covering:
+                log.info(
+                    "%s not encoded: the table carries features computed from it (%s)", column, covering[0]
+                )
+                continue
             vocabularies[column] = self.vocabulary(frame[column])
             log.debug("vocabulary of %s: %s", column, vocabularies[column])
         return {"vocabularies": vocabularies}
@@ -355,7 +371,7 @@ class RawNumericGroup(FeatureGroup):
 
     name = "raw"
 
-    def __init__(self, exclude: Iterable[str] = (), categorical: Iterable[str] = ("proto", "app")) -> None:
+    def __init__(self, exclude: Iterable[str] = (), categorical: Iterable[str] = CATEGORICAL) -> None:
         self.exclude = tuple(exclude)
         self.categorical = tuple(categorical)
 

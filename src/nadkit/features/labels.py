@@ -144,6 +144,11 @@ CATEGORY_TEXTS: Final = {
     "ip_flow_type": "flow direction is {}",
     "spt_area": "source port is {}",
     "dpt_area": "destination port is {}",
+    "flag": "connection state is {}",
+    "conn_state": "connection state is {}",
+    "state": "connection state is {}",
+    "dir": "direction is {}",
+    "flow_state": "flow state is {}",
     "proto_share": "share of {} flows in the time bucket",
     "app_share": "share of {} flows in the time bucket",
 }
@@ -161,6 +166,52 @@ CATEGORY_VALUES: Final = {
     "egress": "egress (internal to public)",
 }
 _SHARE_VALUES: Final = {"others": "other", "other": "other"}
+#: connection states spelled out: Zeek's ``conn_state`` (NSL-KDD's ``flag`` uses the same codes)
+_ZEEK_STATES: Final = {
+    "S0": "S0 (attempt, no reply)",
+    "S1": "S1 (established, not closed)",
+    "SF": "SF (established and closed)",
+    "REJ": "REJ (attempt rejected)",
+    "S2": "S2 (established, only the originator closed)",
+    "S3": "S3 (established, only the responder closed)",
+    "RSTO": "RSTO (established, the originator reset)",
+    "RSTR": "RSTR (established, the responder reset)",
+    "RSTOS0": "RSTOS0 (the originator sent SYN then reset)",
+    "RSTRH": "RSTRH (the responder sent SYN-ACK then reset)",
+    "SH": "SH (the originator sent SYN then FIN, no reply)",
+    "SHR": "SHR (the responder sent SYN-ACK then FIN)",
+    "OTH": "OTH (no SYN seen, midstream)",
+}
+#: an Argus TCP state as ``ra -Z b`` prints it: the flags each side sent
+_FLAG_STATE: Final = re.compile(r"^[FSRPAUEC]*_[FSRPAUEC]*$")
+#: Argus's states (as in UNSW-NB15 and CTU-13)
+_ARGUS_STATES: Final = {
+    "CON": "CON (connected, both sides)",
+    "INT": "INT (initial, one side only)",
+    "REQ": "REQ (requested, no reply)",
+    "ACC": "ACC (accepted)",
+    "FIN": "FIN (closed by FIN)",
+    "CLO": "CLO (closed)",
+    "RST": "RST (reset)",
+    "ECO": "ECO (ICMP echo)",
+    "ECR": "ECR (ICMP echo reply)",
+    "URP": "URP (ICMP port unreachable)",
+    "URH": "URH (ICMP host unreachable)",
+    "URN": "URN (ICMP net unreachable)",
+    "TXD": "TXD (ICMP time exceeded)",
+}
+_STATE_VALUES: Final = {
+    "flag": _ZEEK_STATES,
+    "conn_state": _ZEEK_STATES,
+    "state": _ARGUS_STATES,
+    "dir": {
+        "->": "-> (source to destination)",
+        "<-": "<- (destination to source)",
+        "<->": "<-> (both ways)",
+        "<?>": "<?> (both ways, first sender unknown)",
+        "who": "who (ARP request)",
+    },
+}
 
 #: nfstream's statistics: ``<side>_<stat>``
 _SIDES: Final = {"bidirectional": "both directions", "src2dst": "sent", "dst2src": "received"}
@@ -268,7 +319,11 @@ def _category(prefix: str, value: str) -> str | None:
         return None
     if prefix.endswith("_share"):
         return template.format(_SHARE_VALUES.get(value, value))
-    return template.format(CATEGORY_VALUES.get(value, value))
+    spelled = _STATE_VALUES.get(prefix, {}).get(value)
+    if prefix == "state" and spelled is None and _FLAG_STATE.match(value):
+        sent, answered = value.split("_")
+        spelled = f"{value} (TCP flags sent {sent or 'none'}, answered {answered or 'none'})"
+    return template.format(spelled or CATEGORY_VALUES.get(value, value))
 
 
 def _nfstream(name: str) -> str | None:

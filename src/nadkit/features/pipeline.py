@@ -43,6 +43,7 @@ from nadkit.features.base import FeatureGroup, output_name, root_columns
 from nadkit.features.calendar import CalendarGroup
 from nadkit.features.counters import COUNTER_COLUMNS, CounterConfig
 from nadkit.features.flow import (
+    CATEGORICAL,
     SEGMENT_PREFIX,
     CategoryGroup,
     LogGroup,
@@ -115,7 +116,7 @@ class FeatureConfig:
     """
 
     groups: tuple[str, ...] = GROUP_NAMES
-    categorical: tuple[str, ...] = ("proto", "app")
+    categorical: tuple[str, ...] = CATEGORICAL
     vocabulary_min_share: float = 0.0005
     vocabulary_min_count: int = 5
     vocabulary_max_values: int = 64

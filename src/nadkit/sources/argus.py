@@ -15,9 +15,11 @@ Mapping: ``SrcAddr``/``Sport`` -> ``src``/``spt`` (the side Argus saw first), ``
 ``out_pkts`` = ``SrcPkts`` and ``in_pkts`` = ``TotPkts - SrcPkts`` (or ``DstPkts``) when the file has
 ``SrcPkts``; without it the packet direction is unknown, so ``out_pkts``/``in_pkts`` are left out and
 ``TotPkts`` is kept as ``tot_pkts``. ``Dir`` and ``State`` are kept as text (``dir``, ``state``),
-``sTos``/``dTos`` and other numeric columns as numbers. ``label`` is ``botnet`` for every label naming a
-botnet and ``normal`` for everything else (CTU-13's background traffic included, as the dataset's
-authors treat it for evaluation); the original text is kept in ``label_original``.
+``sTos``/``dTos`` and other numeric columns as numbers. Where ``State`` lists the TCP flags each side
+sent (``SPA_FSPA``: ``ra -Z b``, as in CTU-13), ``tcp_flags`` holds the letters of both sides, the OR
+of the flags a NetFlow record carries, spelled as nfdump does (``...AP.SF``). ``label`` is ``botnet``
+for every label naming a botnet and ``normal`` for everything else (CTU-13's background traffic
+included, as the dataset's authors treat it for evaluation); the original text is kept in ``label_original``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ TIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f",
 )
 BOTNET = "botnet"
+#: a TCP state as ``ra -Z b`` prints it: the flags the source sent, ``_``, the flags the destination sent
+FLAG_STATE = r"^[FSRPAUEC]*_[FSRPAUEC]*$"
 _TEXT = ("StartTime", "SrcAddr", "DstAddr", "Sport", "Dport", "Proto", "Dir", "State", "Label")
 
 
@@ -138,6 +142,8 @@ def read(path: str | Path, *, timezone: str | None = None, **_: object) -> pl.La
         if column is not None:
             canonical[source] = text(column, source)
             consumed.add(column)
+            if source == "state":
+                canonical["tcp_flags"] = _flags(column)
     log.debug("%s: Argus CSV, packets by direction: %s", path, source_packets is not None)
     return build(frame, canonical, consumed=consumed)
 
@@ -145,6 +151,27 @@ def read(path: str | Path, *, timezone: str | None = None, **_: object) -> pl.La
 def _number(column: str, dtype: pl.DataType, target: str) -> list[pl.Expr]:
     """``column`` parsed as ``dtype`` into ``target``; a bad value is reported under the file's name."""
     return named_after(numeric(column, dtype, target), column)
+
+
+def _flags(column: str) -> pl.Expr:
+    """The TCP flags of a flow whose ``State`` lists the flags each side sent (``SPA_FSPA``, as
+    ``ra -Z b`` prints a TCP flow's state, CTU-13 among others): the letters of both sides, the OR of
+    the flags as a NetFlow record carries it, spelled as nfdump does (``...AP.SF``); null for a state
+    that is a word (``CON``, ``INT``, ``RST``)."""
+    value = pl.col(column).cast(pl.String).str.strip_chars()
+    # nfdump's layout: a letter where either side sent the flag, a dot where neither did
+    spelled = pl.concat_str(
+        [
+            pl.when(value.str.contains(letter, literal=True)).then(pl.lit(letter)).otherwise(pl.lit("."))
+            for letter in "CEUAPRSF"
+        ]
+    )
+    return (
+        pl.when(value.str.contains(FLAG_STATE) & (value != "_"))
+        .then(spelled)
+        .otherwise(None)
+        .alias("tcp_flags")
+    )
 
 
 def _label(column: str) -> pl.Expr:

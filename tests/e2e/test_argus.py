@@ -1,0 +1,111 @@
+"""Argus flows for real: Argus (Debian's argus-server) meters the IoT-23 capture, ``ra`` (argus-client)
+prints the flows in CTU-13's binetflow columns, and nadkit reads, featurizes and scores them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from nadkit.features import FeatureConfig, FeaturePipeline
+from nadkit.sources import detect_format, load_flows
+from tests.conftest import shared_file
+from tests.e2e.test_cli_inputs import nadkit
+
+CAPTURE = "iot23/CTU-IoT-Malware-Capture-42-1/2019-01-10-14-34-38-192.168.1.197.pcap"
+#: CTU-13's columns (no SrcPkts): what the Stratosphere captures publish
+FIELDS = ["stime", "dur", "proto", "saddr", "sport", "dir", "daddr", "dport", "state", "stos", "dtos"]
+FIELDS += ["pkts", "bytes", "sbytes"]
+
+needs_argus = pytest.mark.skipif(
+    shutil.which("argus") is None or shutil.which("ra") is None,
+    reason="argus is not installed (Debian packages argus-server and argus-client; `make system-packages`)",
+)
+
+
+def binetflow(capture: Path, folder: Path) -> Path:
+    """``capture`` metered by Argus (a status record an hour) and printed by ``ra -Z b`` as CSV."""
+    records, rarc, out = folder / "flows.argus", folder / "rarc", folder / "capture.binetflow"
+    subprocess.run(["argus", "-S", "3600", "-r", str(capture), "-w", str(records)], check=True, timeout=120)
+    rarc.write_text('RA_TIME_FORMAT="%Y/%m/%d %T.%f"\n')
+    command = ["ra", "-F", str(rarc), "-Z", "b", "-n", "-r", str(records), "-c", ",", "-s", *FIELDS]
+    with out.open("w") as handle:
+        subprocess.run(
+            [*command, "-", "not", "man"],
+            check=True,
+            stdout=handle,
+            env={**os.environ, "TZ": "UTC"},
+            timeout=120,
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def argus_flows(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    capture = shared_file(CAPTURE)
+    return binetflow(capture, tmp_path_factory.mktemp("argus"))
+
+
+@needs_argus
+def test_real_argus_flows_read_as_the_capture(argus_flows: Path) -> None:
+    assert argus_flows.read_text().splitlines()[0].startswith("StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr")
+    assert detect_format(argus_flows) == "argus"
+    frame, _ = load_flows(argus_flows)
+    assert frame.height > 1000
+    # the capture's span (2019-01-10, 13:34 to 21:55 UTC), read as UTC
+    assert frame["time"].min().strftime("%Y-%m-%d %H:%M") == "2019-01-10 13:34"
+    assert frame["time"].max().strftime("%Y-%m-%d %H") == "2019-01-10 21"
+    # the trojan's six downloads over HTTP (the conn.log's malicious flows) are there, each direction right
+    downloads = frame.filter(pl.col("dst").is_in(["104.24.96.120", "104.24.97.120"]) & (pl.col("dpt") == 80))
+    assert downloads.height == 6
+    assert set(downloads["src"]) == {"192.168.1.197"}
+    assert (downloads["in_bytes"] > downloads["out_bytes"]).all()  # files came back
+    # ra -Z b prints a TCP flow's state as the flags each side sent; they become the OR of the flags
+    tcp = frame.filter(pl.col("proto") == "tcp")
+    assert tcp["state"].str.contains("_").all()
+    assert tcp["tcp_flags"].null_count() == 0
+    assert (tcp.filter(pl.col("state") == "S_")["tcp_flags"] == "......S.").all()
+    udp = frame.filter(pl.col("proto") == "udp")
+    assert udp["tcp_flags"].null_count() == udp.height
+    assert set(udp["state"]) <= {"CON", "INT", "REQ", "RST", "ACC", "CLO", "URP"}
+
+
+@needs_argus
+def test_argus_state_and_direction_become_explained_features(argus_flows: Path) -> None:
+    frame, _ = load_flows(argus_flows)
+    pipeline = FeaturePipeline(FeatureConfig()).fit(frame)
+    names = set(pipeline.feature_names_)
+    assert {"state=CON", "state=S_", "dir=<->", "dir=->", "tcp_syn", "tcp_rst"} <= names
+    out = pipeline.transform(frame)
+    syn_only = frame["state"] == "S_"
+    assert (out.filter(syn_only)["state=S_"] == 1).all()
+    assert (out.filter(syn_only)["tcp_ack"] == 0).all()
+    assert (out.filter(~syn_only)["state=S_"] == 0).all()
+
+
+@needs_argus
+def test_cli_trains_and_detects_on_argus_flows(argus_flows: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    trained = nadkit("train", argus_flows, model, "--model", "ae")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((model / "pipeline.json").read_text())["source_format"] == "argus"
+    alerts = tmp_path / "alerts.jsonl"
+    # every flow explained (threshold 0), so that the states' words can be looked for
+    detected = nadkit("detect", model, argus_flows, "--out", alerts, "--threshold", "0", "--top", "10")
+    assert detected.returncode == 0, detected.stderr
+    records = [json.loads(line) for line in alerts.read_text().splitlines()]
+    assert len(records) == load_flows(argus_flows)[0].height
+    named = {
+        item["feature"]: item["label"]
+        for record in records
+        for item in record["top_features"]
+        if item["feature"].startswith(("state=", "dir="))
+    }
+    assert named, "no connection state or direction among the flows' contributions"
+    for feature, label in named.items():
+        assert label.startswith(("connection state is", "direction is")), (feature, label)
