@@ -28,6 +28,7 @@ from nadkit.evaluation.metrics import BinaryMetrics, binary_metrics
 from nadkit.evaluation.thresholds import Threshold
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
+from nadkit.sources.argus_meter import source_format as metered_format
 from nadkit.training.bundle import ModelBundle
 from nadkit.training.fit import TrainingResult, fit
 
@@ -114,6 +115,7 @@ def train(
     source_format = None
     if isinstance(flows, str | Path):
         frame, source_format = load_flows(flows)
+        source_format = metered_format(source_format)
     else:
         frame = _frame(flows)
     result = fit(frame, model=model, config=config, **settings)

@@ -3,10 +3,12 @@ prints the flows in CTU-13's binetflow columns, and nadkit reads, featurizes and
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -15,8 +17,9 @@ import pytest
 from nadkit.features import FeatureConfig, FeaturePipeline
 from nadkit.sources import detect_format, load_flows
 from tests.conftest import shared_file
-from tests.e2e.test_cli_inputs import nadkit
+from tests.e2e.test_cli_inputs import assert_one_line_error, nadkit
 
+SYN_SCAN = "pcaps/attack/synscan.pcap"
 CAPTURE = "iot23/CTU-IoT-Malware-Capture-42-1/2019-01-10-14-34-38-192.168.1.197.pcap"
 #: CTU-13's columns (no SrcPkts): what the Stratosphere captures publish
 FIELDS = ["stime", "dur", "proto", "saddr", "sport", "dir", "daddr", "dport", "state", "stos", "dtos"]
@@ -109,3 +112,61 @@ def test_cli_trains_and_detects_on_argus_flows(argus_flows: Path, tmp_path: Path
     assert named, "no connection state or direction among the flows' contributions"
     for feature, label in named.items():
         assert label.startswith(("connection state is", "direction is")), (feature, label)
+
+
+@needs_argus
+def test_argus_meter_reads_a_capture_into_the_same_flows_as_nfstream(tmp_path: Path) -> None:
+    capture = shared_file("pcaps/attack/synscan.pcap")
+    by_argus, fmt = load_flows(capture, meter="argus", label="synscan")
+    by_nfstream, _ = load_flows(capture)
+    assert fmt == "pcap"
+    assert by_argus.height == by_nfstream.height
+    keys = ["src", "dst", "dpt", "proto"]
+    assert by_argus.select(keys).sort(keys).equals(by_nfstream.select(keys).sort(keys))
+    assert set(by_argus["label"]) == {"synscan"}
+    # a SYN scan's probes: the SYN, then the answer's flags, by side
+    assert by_argus["tcp_flags"].str.contains("S").all()
+    # a compressed capture reads the same
+    packed = tmp_path / "synscan.pcap.gz"
+    packed.write_bytes(gzip.compress(capture.read_bytes()))
+    assert load_flows(packed, meter="argus")[0].height == by_argus.height
+
+
+@needs_argus
+def test_meter_is_chosen_on_the_command_line_and_remembered_by_the_bundle(tmp_path: Path) -> None:
+    benign, attack = shared_file("pcaps/benign/instagram.pcap"), shared_file("pcaps/attack/synscan.pcap")
+    model = tmp_path / "model"
+    trained = nadkit("--meter", "argus", "train", benign, model, "--model", "iforest")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads((model / "pipeline.json").read_text())["source_format"] == "pcap_argus"
+    alerts = tmp_path / "alerts.jsonl"
+    assert nadkit("--meter", "argus", "detect", model, attack, "--out", alerts).returncode == 0
+    assert alerts.exists()
+    # the same capture through nfstream lacks what the model was fitted on: one line says which meter
+    wrong = nadkit("detect", model, attack, "--out", tmp_path / "other.jsonl")
+    assert_one_line_error(wrong, "metered by Argus", "--meter argus")
+    assert not (tmp_path / "other.jsonl").exists()
+    assert_one_line_error(nadkit("--meter", "tcpdump", "formats"), "meter must be one of nfstream, argus")
+
+
+def test_argus_meter_without_argus_says_what_to_install(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nadkit",
+            "--meter",
+            "argus",
+            "inspect",
+            shared_file("pcaps/attack/synscan.pcap"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": str(empty)},
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "argus-server and argus-client" in result.stderr
+    assert "Traceback" not in result.stderr

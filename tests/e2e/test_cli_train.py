@@ -46,6 +46,13 @@ def test_train_writes_a_bundle_with_a_threshold(tmp_path: Path) -> None:
     assert_one_line_error(again, "already exists")
 
 
+def test_train_on_two_flows_says_they_are_too_few(shared_data: Path, tmp_path: Path) -> None:
+    capture = shared_data / "pcaps" / "benign" / "ssh.pcap"  # one SSH session: two flows
+    result = nadkit("train", capture, tmp_path / "m", "--model", "iforest")
+    assert_one_line_error(result, "ssh.pcap", "2 flows are too few", "at least 10 normal flows")
+    assert not (tmp_path / "m").exists()
+
+
 def test_train_on_a_few_hundred_normal_flows_says_how_rough_its_threshold_is(
     shared_data: Path, tmp_path: Path
 ) -> None:

@@ -162,8 +162,21 @@ def _main(
             help="Refuse gzip input decompressing to more MiB (default 4096; NADKIT_MAX_DECOMPRESSED_MB).",
         ),
     ] = None,
+    meter: Annotated[
+        str | None,
+        typer.Option(
+            "--meter",
+            help="What meters packet captures into flows: nfstream (the default: applications, packet "
+            "statistics) or argus (Debian's argus-server and argus-client: several times faster, less "
+            "in each flow); a model scores flows of the meter it was trained on (NADKIT_METER).",
+        ),
+    ] = None,
 ) -> None:
     """nadkit: network anomaly detection with deep learning."""
+    if meter is not None:
+        from nadkit.sources.argus_meter import METER_ENV, chosen_meter
+
+        os.environ[METER_ENV] = chosen_meter(meter)
     if max_decompressed_mb is not None:
         from nadkit.sources.base import MAX_DECOMPRESSED_ENV
 

@@ -248,6 +248,12 @@ def _collect(lazy: pl.LazyFrame, rows: int) -> pl.DataFrame:
     return lazy.collect(engine="streaming" if rows >= STREAMING_ROWS else "auto")
 
 
+#: captures by meter: what a pipeline fitted on them needs
+_METERED = {
+    "pcap": "captures metered by nfstream: read captures without --meter argus",
+    "pcap_argus": "captures metered by Argus: read captures with nadkit --meter argus",
+}
+
 #: what a saved pipeline's ``source_format`` may be: a reader's name
 _FORMAT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
@@ -467,6 +473,8 @@ class FeaturePipeline:
         """The advice a missing-column error ends with: which flows the pipeline was fitted on."""
         if self.source_format is None:
             return ""
+        if self.source_format in _METERED:
+            return f"; it was fitted on {_METERED[self.source_format]}, or train a model on these"
         return (
             f"; it was fitted on {self.source_format!r} flows: score flows of that format, or train a "
             "model on these"

@@ -38,6 +38,7 @@ from nadkit.models.registry import create
 from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL, label_expr
 from nadkit.sources import BadRows, FileProgress, load_flows
+from nadkit.sources.argus_meter import source_format as metered_format
 from nadkit.training.bundle import ModelBundle, fingerprint
 
 log = logging.getLogger(__name__)
@@ -261,6 +262,10 @@ def default_features(
 HOLDOUT_BY = ("rows", "time")
 
 
+#: the fewest normal training rows an unsupervised model is fitted on
+MIN_TRAIN_ROWS = 10
+
+
 def fit(
     frame: pl.DataFrame,
     *,
@@ -360,6 +365,12 @@ def fit(
     )
     if split.train.height == 0:
         raise ConfigError("no normal rows left to train on")
+    if split.train.height < MIN_TRAIN_ROWS or split.holdout.height == 0:
+        raise ConfigError(
+            f"{frame.height:,} flows are too few: {split.train.height:,} to train on and "
+            f"{split.holdout.height:,} to choose the threshold on; give it at least {MIN_TRAIN_ROWS} "
+            "normal flows to train on and some to hold out"
+        )
     pipeline = FeaturePipeline(features).fit(split.train)
     train = detector_data(pipeline, split.train)
     holdout = detector_data(pipeline, split.holdout)
@@ -461,7 +472,7 @@ def train_model(
     except ConfigError as error:  # what the flows lack: name them
         raise ConfigError(f"{source}: {error}") from None
     if result.bundle.pipeline is not None:  # so that flows of another kind are told what it expects
-        result.bundle.pipeline.source_format = source_format
+        result.bundle.pipeline.source_format = metered_format(source_format)
     return result.save(out, overwrite=overwrite, onnx=onnx)
 
 
