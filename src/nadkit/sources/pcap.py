@@ -77,7 +77,7 @@ from nadkit.sources.base import INVALID_PREFIX, Head, bounded_gunzip, build, epo
 log = logging.getLogger(__name__)
 
 NAME = "pcap"
-DESCRIPTION = "packet capture (pcap / pcapng), metered into bidirectional flows by nfstream"
+DESCRIPTION = "packet capture (pcap / pcapng), metered into flows by nfstream (or Argus: --meter argus)"
 SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp")
 
 #: magic number -> (format, struct byte order) for classic pcap
