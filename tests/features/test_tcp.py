@@ -94,3 +94,35 @@ def test_any_type_of_the_field_at_scoring_time_gives_flags(
 def test_the_group_needs_the_field() -> None:
     assert TcpFlagGroup().missing(["proto"]) == ["tcp_flags"]
     assert TcpFlagGroup().missing(["tcp_flags"]) == []
+
+
+def test_nprobe_v2_fields_become_flags_by_side_and_codes_not_magnitudes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An NF- v2 record: the flags of each side become indicators, the codes (application, ICMP type,
+    DNS query type, FTP reply) one-hot columns, and the DNS transaction id no feature at all."""
+    from nadkit.sources import load_flows
+
+    header = (
+        "IPV4_SRC_ADDR,L4_SRC_PORT,IPV4_DST_ADDR,L4_DST_PORT,PROTOCOL,L7_PROTO,IN_BYTES,IN_PKTS,OUT_BYTES,"
+        "OUT_PKTS,TCP_FLAGS,CLIENT_TCP_FLAGS,SERVER_TCP_FLAGS,FLOW_DURATION_MILLISECONDS,ICMP_TYPE,"
+        "DNS_QUERY_ID,DNS_QUERY_TYPE,FTP_COMMAND_RET_CODE,Label,Attack"
+    )
+    rows = [
+        "10.0.0.1,40000,10.0.0.2,80,6,7.0,500,5,900,4,27,26,27,30,0,0,0,0,0,Benign",  # SYN..FIN both ways
+        "10.0.0.1,40001,10.0.0.2,22,6,92.0,60,1,54,1,22,2,20,1,0,0,0,0,0,Benign",  # SYN, answered RST-ACK
+        "10.0.0.1,53000,10.0.0.3,53,17,5.0,70,1,120,1,0,0,0,2,0,4242,1,0,0,Benign",
+        "10.0.0.1,0,10.0.0.4,0,1,81.0,84,1,84,1,0,0,0,1,2048,0,0,0,0,Benign",
+    ] * 5
+    path = tmp_path / "NF-v2.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    frame, _ = load_flows(path)
+    pipeline = FeaturePipeline(FeatureConfig()).fit(frame)
+    names = pipeline.feature_names_
+    assert {"tcp_client_syn", "tcp_server_rst", "tcp_server_syn", "app=5.0", "app=7.0"} <= set(names)
+    assert {"icmp_type=2048", "dns_query_type=1", "ftp_command_ret_code=0"} <= set(names)
+    for passed_as_number in ("client_tcp_flags", "server_tcp_flags", "dns_query_id", "icmp_type", "app"):
+        assert passed_as_number not in names
+    out = pipeline.transform(frame).head(4)
+    assert out["tcp_server_rst"].to_list() == [0, 1, 0, 0]
+    assert out["tcp_server_syn"].to_list() == [1, 0, 0, 0]
+    assert out["tcp_client_fin"].to_list() == [0, 0, 0, 0]  # 26: SYN, PSH, ACK from the client
+    assert out["dns_query_type=1"].to_list() == [0, 0, 1, 0]

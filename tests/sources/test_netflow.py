@@ -34,12 +34,13 @@ def test_golden_rows(tmp_path: Path) -> None:
     frame, fmt = load_flows(path)
     assert fmt == "netflow"
     assert frame.height == 4
-    assert frame.columns[:12] == [
+    assert frame.columns[:13] == [
         "src",
         "dst",
         "spt",
         "dpt",
         "proto",
+        "app",
         "duration",
         "out_bytes",
         "in_bytes",
@@ -53,7 +54,7 @@ def test_golden_rows(tmp_path: Path) -> None:
         "spt": pl.Int64,
         "duration": pl.Float64,
         "out_bytes": pl.Int64,
-        "l7_proto": pl.Float64,
+        "app": pl.String,
         "tcp_flags": pl.Int64,
         "min_ttl": pl.Int64,
         "dns_query_id": pl.Int64,
@@ -70,7 +71,8 @@ def test_golden_rows(tmp_path: Path) -> None:
     assert (second["out_bytes"], second["in_bytes"]) == (1000, 20000)
     assert (second["out_pkts"], second["in_pkts"]) == (5, 6)
     assert second["duration"] == 1.5
-    assert second["l7_proto"] == 7.178
+    assert second["app"] == "7.178"  # nDPI's master.application id: a code, kept as text
+    assert frame["app"].to_list() == ["0.0", "7.178", "5.0", "81.0"]
     assert (second["tcp_flags"], second["min_ttl"]) == (27, 254)
     assert frame["proto"].to_list() == ["tcp", "tcp", "udp", "icmp"]
     assert frame["label"].to_list() == ["normal", "Exploits", "normal", "Reconnaissance"]
@@ -121,7 +123,7 @@ def test_ipv6_addresses(tmp_path: Path) -> None:
     assert "label" not in frame.columns
 
 
-def test_nprobe_pipe_dump_drops_text_columns(tmp_path: Path) -> None:
+def test_nprobe_pipe_dump_keeps_the_application_and_drops_other_text_columns(tmp_path: Path) -> None:
     header = (
         "IPV4_SRC_ADDR|L4_SRC_PORT|IPV4_DST_ADDR|L4_DST_PORT|PROTOCOL|L7_PROTO_NAME|"
         "IN_BYTES|OUT_BYTES|IN_PKTS"
@@ -133,6 +135,7 @@ def test_nprobe_pipe_dump_drops_text_columns(tmp_path: Path) -> None:
     frame, fmt = load_flows(_write(tmp_path / "nprobe.txt", rows, header))
     assert fmt == "netflow"
     assert "l7_proto_name" not in frame.columns
+    assert frame["app"].to_list() == ["dns.google", "tls"]  # the application's name, where a dump has it
     assert frame["out_bytes"].to_list() == [70, 900]
     assert frame["in_bytes"].to_list() == [120, 4000]
     assert frame["out_pkts"].to_list() == [1, 7]

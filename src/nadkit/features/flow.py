@@ -22,11 +22,14 @@ log = logging.getLogger(__name__)
 
 #: Name of the one-hot bucket for rare values, values unseen at fit, and missing values.
 OTHERS = "others"
+#: numeric fields that are codes, not magnitudes (nProbe's, as the NF- data sets' second versions carry
+#: them): one-hot encoded like text
+CODES = ("icmp_type", "icmp_ipv4_type", "dns_query_type", "ftp_command_ret_code")
 #: the text columns one-hot encoded by default: protocol and application, and the connection state
 #: where the source has one (NSL-KDD's ``flag``, Zeek's ``conn_state``, Argus's ``state`` and ``dir``,
 #: Suricata's ``flow_state``): what a half-open scan, a rejected or reset connection and a completed
-#: exchange look like when a record carries no TCP flags
-CATEGORICAL = ("proto", "app", "flag", "conn_state", "state", "dir", "flow_state")
+#: exchange look like when a record carries no TCP flags; and the numeric :data:`CODES`
+CATEGORICAL = ("proto", "app", "flag", "conn_state", "state", "dir", "flow_state", *CODES)
 #: a connection-state column is left out where the table already carries features computed from the
 #: states: NSL-KDD's error rates (the share of recent connections in SYN-error and REJ states) and
 #: UNSW-NB15's ``ct_state_ttl`` (state and TTLs combined); encoding the state again there lowered

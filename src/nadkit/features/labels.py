@@ -104,6 +104,11 @@ BASE: Final = {
     "tcp_urg": "TCP URG flag seen",
     "tcp_ece": "TCP ECE flag seen",
     "tcp_cwr": "TCP CWR flag seen",
+    **{
+        f"tcp_{side}_{flag}": f"TCP {flag.upper()} flag sent by the {side}"
+        for side in ("client", "server")
+        for flag in ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr")
+    },
     # segments
     "seg_flows": "flows in this burst from the source to the subnet",
     "seg_span_s": "length of this burst from the source to the subnet (s)",
@@ -149,6 +154,10 @@ CATEGORY_TEXTS: Final = {
     "state": "connection state is {}",
     "dir": "direction is {}",
     "flow_state": "flow state is {}",
+    "icmp_type": "ICMP type and code is {}",
+    "icmp_ipv4_type": "ICMP type is {}",
+    "dns_query_type": "DNS query type is {}",
+    "ftp_command_ret_code": "FTP reply code is {}",
     "proto_share": "share of {} flows in the time bucket",
     "app_share": "share of {} flows in the time bucket",
 }

@@ -56,6 +56,7 @@ from nadkit.features.names import NameGroup
 from nadkit.features.port import PortGroup
 from nadkit.features.scaling import INDICATOR, Scaling, fit_scaling
 from nadkit.features.segments import SegmentConfig
+from nadkit.features.tcp import BY_SIDE as TCP_SIDES
 from nadkit.features.tcp import COLUMN as TCP_COLUMN
 from nadkit.features.tcp import TcpFlagGroup
 from nadkit.fileio import atomic_path
@@ -88,6 +89,8 @@ NOT_FEATURES: tuple[str, ...] = (
     "bidirectional_packets",
     "bidirectional_bytes",
     "ip_version",
+    # a DNS transaction's random identifier (nProbe's DNS_QUERY_ID)
+    "dns_query_id",
 )
 
 
@@ -221,7 +224,7 @@ def build_groups(config: FeatureConfig) -> list[FeatureGroup]:
         "logs": LogGroup,
         "ratios": RatioGroup,
         "raw": lambda: RawNumericGroup(
-            exclude=(*config.exclude, *((TCP_COLUMN,) if "tcp" in config.groups else ())),
+            exclude=(*config.exclude, *((TCP_COLUMN, *TCP_SIDES) if "tcp" in config.groups else ())),
             categorical=config.categorical,
         ),
         "address": AddressGroup,

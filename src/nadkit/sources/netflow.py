@@ -12,8 +12,11 @@ separate fields with ``|`` instead of ``,``; both are read.
 Mapping to the canonical table: the client is ``src``, so ``IN_*`` become ``out_*`` (what ``src``
 sent) and ``OUT_*`` become ``in_*``; ``FLOW_START_MILLISECONDS`` -> ``time``;
 ``FLOW_DURATION_MILLISECONDS`` / 1000 -> ``duration`` (s); ``PROTOCOL`` -> ``proto`` name.
-``L7_PROTO`` is kept as the numeric column ``l7_proto`` and every other numeric column under its
-``snake_case`` name (``tcp_flags``, ``min_ttl``, ...). ``label`` is ``normal`` where ``Label`` is 0,
+``L7_PROTO`` (nDPI's ``master.application`` id, an enumeration) becomes the text ``app`` (``7.178``),
+or ``L7_PROTO_NAME`` lower-cased where a dump has it, and every other numeric column is kept under its
+``snake_case`` name (``tcp_flags``, ``min_ttl``, ...); the feature pipeline reads the flags and the
+codes among them (ICMP type, DNS query type, FTP reply code) as such, not as magnitudes, and leaves the
+DNS transaction id out. ``label`` is ``normal`` where ``Label`` is 0,
 otherwise the ``Attack`` class (``attack`` when the file has no ``Attack`` column); the source's class
 text is kept in ``label_original``.
 """
@@ -134,9 +137,14 @@ def read(path: str | Path, **_: object) -> pl.LazyFrame:
         if source in lookup:
             canonical[target] = _number(lookup[source], pl.Int64(), target)
             consumed.add(lookup[source])
-    l7 = pick(lookup, "l7_proto")
+    l7, l7_name = pick(lookup, "l7_proto"), pick(lookup, "l7_proto_name")
+    if l7_name is not None:  # nProbe's dumps: the application's name
+        canonical["app"] = text(pl.col(l7_name).cast(pl.String).str.to_lowercase(), "app")
+        consumed.add(l7_name)
+    elif l7 is not None:  # the NF- data sets: nDPI's "master.application" id, a code, not a magnitude
+        number, invalid = _number(l7, pl.Float64(), "app")
+        canonical["app"] = [number.cast(pl.String).alias("app"), invalid]
     if l7 is not None:
-        canonical["l7_proto"] = _number(l7, pl.Float64(), "l7_proto")
         consumed.add(l7)
 
     binary, attack = pick(lookup, "label"), pick(lookup, "attack")
