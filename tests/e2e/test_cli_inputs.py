@@ -167,8 +167,8 @@ def test_long_reads_report_progress_unless_quiet(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("NADKIT_PROGRESS_AFTER_S", "0")
     folder = tmp_path / "flows"
     folder.mkdir()
-    for index in range(3):
-        (folder / f"day{index}.csv").write_text("\n".join([HEADER, *ROWS]) + "\n")
+    for index in range(3):  # enough normal flows to train on
+        (folder / f"day{index}.csv").write_text("\n".join([HEADER, *ROWS * 5]) + "\n")
     shown = nadkit("inspect", folder)
     assert shown.returncode == 0, shown.stderr
     assert "reading: 3/3 files (day2.csv)" in shown.stderr

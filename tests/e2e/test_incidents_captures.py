@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from nadkit.alerts.incidents import group_alerts
+from nadkit.alerts.incidents import IncidentConfig, group_alerts
 
 pytestmark = pytest.mark.slow
 
@@ -50,14 +50,20 @@ def test_each_attack_capture_is_a_few_incidents_of_its_shape(shared_data: Path, 
     records = pl.read_ndjson(alerts).with_columns(pl.col("time").str.to_datetime(time_zone="UTC"))
     grouped = group_alerts(records).alerts
     per_capture = grouped.group_by("label").agg(
-        pl.col("incident_id").n_unique().alias("incidents"), pl.col("incident_kind").unique().alias("kinds")
+        pl.col("incident_id").n_unique().alias("incidents"),
+        pl.col("incident_kind").unique().alias("kinds"),
+        pl.struct("dst", "dpt").n_unique().alias("targets"),
     )
     attacks = per_capture.filter(pl.col("label") != "normal")
     assert attacks.height >= 6, per_capture  # most attack captures raise alerts
-    for label, count, kinds in attacks.iter_rows():
+    least = IncidentConfig().min_scan_targets
+    for label, count, kinds, targets in attacks.iter_rows():
         assert count <= 3, (label, count, kinds)
         shape = next((s for name, s in SHAPES.items() if name in label), None)
-        if shape is not None:
+        if shape == "scan" and targets < least:
+            # a scan of which the model flags fewer targets than a scan needs is one host's alerts
+            assert kinds == ["host"], (label, kinds, targets)
+        elif shape is not None:
             assert kinds == [shape], (label, kinds)
     # far fewer incidents than alerts, and the floods are one incident each
     assert summary["incidents"] * 100 < summary["alerts"]
