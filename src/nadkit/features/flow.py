@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 OTHERS = "others"
 #: numeric fields that are codes, not magnitudes (nProbe's, as the NF- data sets' second versions carry
 #: them): one-hot encoded like text
-CODES = ("icmp_type", "icmp_ipv4_type", "dns_query_type", "ftp_command_ret_code")
+CODES = ("icmp_type", "icmp_code", "icmp_ipv4_type", "dns_query_type", "ftp_command_ret_code")
 #: the text columns one-hot encoded by default: protocol and application, and the connection state
 #: where the source has one (NSL-KDD's ``flag``, Zeek's ``conn_state``, Argus's ``state`` and ``dir``,
 #: Suricata's ``flow_state``): what a half-open scan, a rejected or reset connection and a completed
