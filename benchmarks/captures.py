@@ -27,10 +27,10 @@ machine's load falls on both):
   no idle timeout (its expiry runs on the wall clock), so a capture longer than the timeouts comes
   out as one flow per 5-tuple, ended by ``maxlife`` at the end of the file. It is the same flows
   only for captures shorter than the idle timeout (the SYN flood), not for the large capture.
-* ``argus -> ra -> nadkit``: Argus (Debian's ``argus-server``; ``argus -r f``, a status record an
-  hour) writing its records to a file, ``ra`` (``argus-client``) printing them in CTU-13's binetflow
-  columns (``-Z b``: a TCP flow's state as the flags each side sent), read by nadkit's ``argus``
-  reader: the path of a user who keeps Argus flows. Argus makes its own flows (its idle timeouts,
+* ``argus -> ra -> nadkit``: what ``nadkit --meter argus`` runs: Argus (Debian's ``argus-server``;
+  ``argus -r f``, a status record every 30 minutes, nfstream's active timeout) writing its records to
+  a file, ``ra`` (``argus-client``) printing them as CSV (``-Z b``: a TCP flow's state as the flags
+  each side sent), read by nadkit's ``argus`` reader. Argus makes its own flows (its idle timeouts,
   ARP and its status records), so its ``flows`` differ from nfstream's too.
 
 Per row: packets, flows, the minimum and median wall time, packets/s and flows/s at the minimum,
@@ -69,6 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import cache_dir, console, data_dir, peak_rss_mb, report
 from nadkit.sources import load_flows
+from nadkit.sources.argus_meter import CTU13_FIELDS, binetflow
 from nadkit.sources.pcap import DEFAULT_DISSECTIONS, check_capture
 
 SYN_FLOOD = "pcaps/attack/pkt.TCP.synflood.spoofed.pcap"
@@ -232,36 +233,24 @@ def softflowd_table(file: Path) -> pl.DataFrame:
     return table
 
 
-#: CTU-13's binetflow columns, in its order (``ra -s``); SrcPkts is not among them
-ARGUS_FIELDS = ("stime", "dur", "proto", "saddr", "sport", "dir", "daddr", "dport", "state", "stos", "dtos")
-ARGUS_FIELDS += ("pkts", "bytes", "sbytes")
 #: a status record an hour, as the Stratosphere captures' Argus flows are made
 ARGUS_STATUS_S = 3600
 
 
 def argus_flows(files: Sequence[Path]) -> int:
-    """Flows of ``files`` as Argus meters them and ``ra`` prints them, read by nadkit's argus reader."""
-    return sum(argus_table(file).height for file in files)
+    """Flows of ``files`` as ``nadkit --meter argus`` reads them: Argus, ``ra``, the argus reader."""
+    return sum(load_flows(file, format="pcap", meter="argus")[0].height for file in files)
 
 
 def argus_table(file: Path) -> pl.DataFrame:
-    """The flows of ``file`` as Argus (``argus -r``, one status record an hour) meters them, printed by
-    ``ra`` in CTU-13's binetflow columns (``StartTime`` as ``2011/08/10 09:46:53.047277``, UTC; a TCP
-    flow's ``State`` as the flags each side sent, ``SPA_FSPA``, as ``ra -Z b`` prints it) and
-    read back by nadkit's ``argus`` reader: the canonical table a user with Argus flows has."""
-    argus, ra = shutil.which("argus"), shutil.which("ra")
-    if argus is None or ra is None:
-        raise RuntimeError("argus is not installed (Debian packages argus-server and argus-client)")
+    """The flows of ``file`` as Argus meters them with one status record an hour, printed by ``ra`` in
+    CTU-13's binetflow columns (``StartTime`` as ``2011/08/10 09:46:53.047277``, UTC; a TCP flow's
+    ``State`` as the flags each side sent, ``SPA_FSPA``, as ``ra -Z b`` prints it; no packets by
+    direction) and read back by nadkit's ``argus`` reader: the canonical table a user with the
+    Stratosphere captures' Argus flows has."""
     with tempfile.TemporaryDirectory(prefix="nadkit-argus-") as folder:
-        records, rarc, table = (Path(folder) / name for name in ("flows.argus", "rarc", "flows.binetflow"))
-        subprocess.run([argus, "-S", str(ARGUS_STATUS_S), "-r", str(file), "-w", str(records)], check=True)
-        rarc.write_text('RA_TIME_FORMAT="%Y/%m/%d %T.%f"\n')
-        # -Z b: a TCP flow's state as the flags each side sent ("SPA_FSPA"), as CTU-13 prints it
-        command = [ra, "-F", str(rarc), "-Z", "b", "-n", "-r", str(records), "-c", ",", "-s", *ARGUS_FIELDS]
-        with table.open("w") as out:  # "- not man": flows only, not Argus's own status records
-            subprocess.run(
-                [*command, "-", "not", "man"], check=True, stdout=out, env={**os.environ, "TZ": "UTC"}
-            )
+        table = Path(folder) / "flows.binetflow"
+        binetflow(file, table, status_s=ARGUS_STATUS_S, fields=CTU13_FIELDS)
         return load_flows(table, format="argus")[0]
 
 

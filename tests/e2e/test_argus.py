@@ -15,16 +15,12 @@ import polars as pl
 import pytest
 
 from nadkit.features import FeatureConfig, FeaturePipeline
-from nadkit.sources import detect_format, load_flows
+from nadkit.sources import argus_meter, detect_format, load_flows
 from tests.conftest import shared_file
 from tests.e2e.test_cli_inputs import assert_one_line_error, nadkit
 
 SYN_SCAN = "pcaps/attack/synscan.pcap"
 CAPTURE = "iot23/CTU-IoT-Malware-Capture-42-1/2019-01-10-14-34-38-192.168.1.197.pcap"
-#: CTU-13's columns (no SrcPkts): what the Stratosphere captures publish
-FIELDS = ["stime", "dur", "proto", "saddr", "sport", "dir", "daddr", "dport", "state", "stos", "dtos"]
-FIELDS += ["pkts", "bytes", "sbytes"]
-
 needs_argus = pytest.mark.skipif(
     shutil.which("argus") is None or shutil.which("ra") is None,
     reason="argus is not installed (Debian packages argus-server and argus-client; `make system-packages`)",
@@ -32,19 +28,10 @@ needs_argus = pytest.mark.skipif(
 
 
 def binetflow(capture: Path, folder: Path) -> Path:
-    """``capture`` metered by Argus (a status record an hour) and printed by ``ra -Z b`` as CSV."""
-    records, rarc, out = folder / "flows.argus", folder / "rarc", folder / "capture.binetflow"
-    subprocess.run(["argus", "-S", "3600", "-r", str(capture), "-w", str(records)], check=True, timeout=120)
-    rarc.write_text('RA_TIME_FORMAT="%Y/%m/%d %T.%f"\n')
-    command = ["ra", "-F", str(rarc), "-Z", "b", "-n", "-r", str(records), "-c", ",", "-s", *FIELDS]
-    with out.open("w") as handle:
-        subprocess.run(
-            [*command, "-", "not", "man"],
-            check=True,
-            stdout=handle,
-            env={**os.environ, "TZ": "UTC"},
-            timeout=120,
-        )
+    """``capture`` metered by Argus (a status record an hour) and printed by ``ra -Z b`` in CTU-13's
+    columns."""
+    out = folder / "capture.binetflow"
+    argus_meter.binetflow(capture, out, status_s=3600, fields=argus_meter.CTU13_FIELDS)
     return out
 
 

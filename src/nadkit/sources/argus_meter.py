@@ -38,9 +38,35 @@ METER_ENV = "NADKIT_METER"
 METERS = ("nfstream", "argus")
 #: seconds between Argus's status records of a long flow (nfstream's active timeout)
 STATUS_S = 1800
-#: the fields ``ra`` prints: CTU-13's binetflow columns and the source's packets
-FIELDS = ("stime", "dur", "proto", "saddr", "sport", "dir", "daddr", "dport", "state", "stos", "dtos")
-FIELDS += ("pkts", "bytes", "sbytes", "spkts")
+#: CTU-13's binetflow columns, as ``ra -s`` names them (no packets by direction)
+CTU13_FIELDS = ("stime", "dur", "proto", "saddr", "sport", "dir", "daddr", "dport", "state", "stos", "dtos")
+CTU13_FIELDS += ("pkts", "bytes", "sbytes")
+#: the fields the meter has ``ra`` print: CTU-13's and the source's packets
+FIELDS = (*CTU13_FIELDS, "spkts")
+#: the column ``ra`` heads each field with
+_HEADER = dict(
+    zip(
+        FIELDS,
+        (
+            "StartTime",
+            "Dur",
+            "Proto",
+            "SrcAddr",
+            "Sport",
+            "Dir",
+            "DstAddr",
+            "Dport",
+            "State",
+            "sTos",
+            "dTos",
+            "TotPkts",
+            "TotBytes",
+            "SrcBytes",
+            "SrcPkts",
+        ),
+        strict=True,
+    )
+)
 #: the source format a pipeline fitted on Argus-metered captures records
 SOURCE_FORMAT = "pcap_argus"
 
@@ -61,23 +87,9 @@ def source_format(fmt: str) -> str:
 
 def meter(path: Path, *, shown_as: Path, label: str | None) -> pl.LazyFrame:
     """The flows of the checked capture ``path`` as Argus meters them, in the canonical table."""
-    binaries = {name: shutil.which(name) for name in ("argus", "ra")}
-    if None in binaries.values():
-        raise ConfigError(
-            "the argus meter needs Argus: install Debian's argus-server and argus-client "
-            "(or read captures with nfstream: --meter nfstream)"
-        )
     with tempfile.TemporaryDirectory(prefix="nadkit-argus-") as folder:
-        records, rarc, table = (Path(folder) / name for name in ("flows.argus", "rarc", "flows.csv"))
-        _run([binaries["argus"], "-S", str(STATUS_S), "-r", str(path), "-w", str(records)], shown_as)
-        if not records.exists():  # a capture without IP or ARP packets leaves no record file
-            log.warning("%s: Argus metered no flows", shown_as)
-            return argus.read(_empty(table)).collect().lazy()
-        rarc.write_text('RA_TIME_FORMAT="%Y/%m/%d %T.%f"\n')
-        command = [binaries["ra"], "-F", str(rarc), "-Z", "b", "-n", "-r", str(records), "-c", ","]
-        command += ["-s", *FIELDS, "-", "not", "man"]  # flows only, not Argus's own status records
-        with table.open("w") as out:
-            _run(command, shown_as, stdout=out)
+        table = Path(folder) / "flows.csv"
+        binetflow(path, table, shown_as=shown_as)
         flows = argus.read(table).collect()
     log.info("%s: %d flows metered by Argus", shown_as, flows.height)
     if label is not None:
@@ -86,6 +98,38 @@ def meter(path: Path, *, shown_as: Path, label: str | None) -> pl.LazyFrame:
             pl.lit(label, pl.String).alias("label_original"),
         )
     return flows.lazy()
+
+
+def binetflow(
+    path: Path,
+    out: Path,
+    *,
+    shown_as: Path | None = None,
+    status_s: int = STATUS_S,
+    fields: tuple[str, ...] = FIELDS,
+) -> None:
+    """Write the flows of the capture ``path`` as Argus meters them (a status record every
+    ``status_s`` seconds) and ``ra -Z b`` prints them, ``fields`` as columns, into the CSV ``out``
+    (the header alone where Argus metered no flows)."""
+    shown_as = shown_as or path
+    binaries = {name: shutil.which(name) for name in ("argus", "ra")}
+    if None in binaries.values():
+        raise ConfigError(
+            "the argus meter needs Argus: install Debian's argus-server and argus-client "
+            "(or read captures with nfstream: --meter nfstream)"
+        )
+    with tempfile.TemporaryDirectory(prefix="nadkit-argus-") as folder:
+        records, rarc = Path(folder) / "flows.argus", Path(folder) / "rarc"
+        _run([binaries["argus"], "-S", str(status_s), "-r", str(path), "-w", str(records)], shown_as)
+        if not records.exists():  # a capture without IP or ARP packets leaves no record file
+            log.warning("%s: Argus metered no flows", shown_as)
+            out.write_text(",".join(_HEADER[field] for field in fields) + "\n")
+            return
+        rarc.write_text('RA_TIME_FORMAT="%Y/%m/%d %T.%f"\n')
+        command = [binaries["ra"], "-F", str(rarc), "-Z", "b", "-n", "-r", str(records), "-c", ","]
+        command += ["-s", *fields, "-", "not", "man"]  # flows only, not Argus's own status records
+        with out.open("w") as handle:
+            _run(command, shown_as, stdout=handle)
 
 
 def _run(command: list[str], shown_as: Path, *, stdout: object = subprocess.DEVNULL) -> None:
@@ -99,12 +143,14 @@ def _run(command: list[str], shown_as: Path, *, stdout: object = subprocess.DEVN
         raise FormatError(f"{shown_as}: {Path(command[0]).name} could not read the capture ({reason})")
 
 
-def _empty(table: Path) -> Path:
-    """A flow CSV with the header alone (what ``ra`` prints for no records)."""
-    names = ("StartTime", "Dur", "Proto", "SrcAddr", "Sport", "Dir", "DstAddr", "Dport", "State", "sTos")
-    names += ("dTos", "TotPkts", "TotBytes", "SrcBytes", "SrcPkts")
-    table.write_text(",".join(names) + "\n")
-    return table
-
-
-__all__ = ["METERS", "METER_ENV", "SOURCE_FORMAT", "chosen_meter", "meter", "source_format"]
+__all__ = [
+    "CTU13_FIELDS",
+    "FIELDS",
+    "METERS",
+    "METER_ENV",
+    "SOURCE_FORMAT",
+    "binetflow",
+    "chosen_meter",
+    "meter",
+    "source_format",
+]

@@ -71,7 +71,6 @@ import polars as pl
 from nadkit.errors import ConfigError, FormatError, require
 from nadkit.schema import label_expr, proto_name_expr
 from nadkit.sources import argus_meter
-from nadkit.sources.argus_meter import chosen_meter
 from nadkit.sources.base import INVALID_PREFIX, Head, bounded_gunzip, build, epoch_to_time, numeric, text
 
 log = logging.getLogger(__name__)
@@ -219,7 +218,7 @@ def read(
     ``meter``: ``nfstream`` (the default) or ``argus`` (:mod:`nadkit.sources.argus_meter`: faster,
     less in each flow; the nfstream options do not apply); by default ``NADKIT_METER``'s."""
     settings = _settings(label, n_dissections, idle_timeout, active_timeout, max_flows, n_meters)
-    metered_by = chosen_meter(meter)
+    metered_by = argus_meter.chosen_meter(meter)
     if not isinstance(statistical_analysis, bool):
         raise ConfigError(f"statistical_analysis must be true or false, not {statistical_analysis!r}")
     settings["statistical_analysis"] = statistical_analysis
