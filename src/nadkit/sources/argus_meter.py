@@ -4,9 +4,9 @@ Argus (Debian's ``argus-server``) reads the capture (``argus -r``, a status reco
 :data:`STATUS_S` seconds, nfstream's active timeout) into its own record file, ``ra`` (``argus-client``)
 prints the records as CSV (``-Z b``: a TCP flow's state as the flags each side sent), and the ``argus``
 reader maps them to the canonical table. On 2 cores it meters a capture about seven times faster than
-nfstream into nearly the same flows (``benchmarks/captures.py``: 1,056,204 packets in 2.9 s against
-22.3 s, 232,542 flows against nfstream's 234,486; a SYN flood's 37,669 flows, the same count, in 1.5 s
-against 3.8 s), but with less in each flow: bytes and packets by direction, duration, the TCP flags
+nfstream into nearly the same flows (``benchmarks/captures.py``: 1,056,204 packets in 3.3 s against
+25.7 s, 234,252 flows against nfstream's 234,486; a SYN flood's 37,669 flows, the same count, in 1.4 s
+against 2.7 s), but with less in each flow: bytes and packets by direction, duration, the TCP flags
 and Argus's state and direction, the TOS bytes; no application (no nDPI), no packet-size or
 inter-arrival statistics, no names asked. Argus also meters ARP exchanges, which nfstream leaves out.
 A model is trained and scored on flows of one meter: the bundle remembers it (``pcap_argus``).
