@@ -4,6 +4,7 @@ traffic gets no warning, and a bundle saved without training row hashes still ev
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import shutil
@@ -13,6 +14,7 @@ import pytest
 
 from nadkit.detection.evaluation import evaluate_bundle
 from nadkit.evaluation.split import unsupervised_split
+from nadkit.features.labels import feature_label
 from nadkit.models import REGISTRY
 from nadkit.simulate import SimulationConfig, simulate_to_directory
 from nadkit.sources import load_flows
@@ -111,3 +113,20 @@ def test_an_old_bundle_without_row_hashes_still_evaluates(
     matched = evaluate_bundle(bundle, fitted).overlap
     assert matched is not None and matched.fingerprint_match and matched.optimistic
     assert any(r.levelno == logging.WARNING and WARNING in r.getMessage() for r in caplog.records)
+
+
+def test_the_report_says_in_words_what_explains_each_incident(
+    trained: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    model, _, later = trained
+    outcome = evaluate_bundle(ModelBundle.load(model), later, report=tmp_path / "report")
+    top = outcome.metrics["incidents"]["top"]
+    assert top, "the later day's attacks make incidents"
+    for item in top:
+        assert item["top_feature"], item
+        assert item["top_feature_label"] == feature_label(item["top_feature"]) != item["top_feature"]
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    table = page[page.index('<table class="incidents">') :]
+    table = table[: table.index("</table>")]
+    assert top[0]["top_feature_label"] in html.unescape(table)
+    assert f'title="{top[0]["top_feature"]}"' in table

@@ -116,6 +116,7 @@ def incident_evaluation(
             "first_seen": item["first_seen"].isoformat() if item["first_seen"] is not None else None,
             "last_seen": item["last_seen"].isoformat() if item["last_seen"] is not None else None,
             "top_feature": item["top_feature"],
+            "top_feature_label": item["top_feature_label"],
             "attack_classes": list(item["attack_classes"] or []),
         }
         for item in ordered[:top]

@@ -317,6 +317,7 @@ class IncidentBook:
                     f"{entry['value']} ({entry['count']})" for entry in summary.get(f"top_{part}") or []
                 )
             row["top_feature"] = summary.get("top_feature")
+            row["top_feature_label"] = summary.get("top_feature_label")
             flat.append(row)
         return pl.DataFrame(flat, infer_schema_length=None) if flat else pl.DataFrame(schema=list(COLUMNS))
 

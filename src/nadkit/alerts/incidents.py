@@ -27,7 +27,8 @@ severity of its alerts where the scorer graded them, else from the peak multiple
 ``top_...`` (the most frequent values with their counts); ``bytes`` (out and in bytes, where the
 records have them), ``peak_score``, ``mean_score``, ``peak_ratio``, ``classes`` (the distinct non-null
 classes), ``top_feature`` (the feature heading most of the alerts' explanations) with
-``top_feature_count``, and ``refs`` (the alerts' ``alert_id``, else their ``row``).
+``top_feature_count`` and ``top_feature_label`` (that feature as the explanations word it), and
+``refs`` (the alerts' ``alert_id``, else their ``row``).
 
 **Identity.** An incident's id is a short hash of its kind, its key and the time its episode began
 (:func:`incident_id`), so grouping the same alerts twice gives the same ids.
@@ -59,6 +60,7 @@ import polars as pl
 
 from nadkit.alerts.records import PARSE_FORMAT
 from nadkit.errors import ConfigError, SchemaError
+from nadkit.features.labels import feature_label
 from nadkit.schema import TIME_DTYPE
 
 log = logging.getLogger(__name__)
@@ -530,11 +532,22 @@ def _render(partials: pl.DataFrame, config: IncidentConfig) -> pl.DataFrame:
         heading.struct.field("count").alias("top_feature_count"),
         pl.col("refs"),
     ]
-    return (
+    summary = (
         partials.select(columns)
         .sort(["first_seen", "incident_id"], nulls_last=True, maintain_order=True)
         .cast({"first_seen": TIME_DTYPE, "last_seen": TIME_DTYPE})
     )
+    # the heading feature in words, as the alerts' explanations read (the code stays beside it)
+    return summary.with_columns(
+        pl.col("top_feature")
+        .replace_strict(_labels(summary["top_feature"]), default=None, return_dtype=pl.String)
+        .alias("top_feature_label")
+    ).select(*summary.columns[:-1], "top_feature_label", "refs")
+
+
+def _labels(features: pl.Series) -> dict[str, str]:
+    """The explanation label of each distinct feature name of ``features``."""
+    return {name: feature_label(name) for name in features.drop_nulls().unique().to_list()}
 
 
 def _labelled(alerts: pl.DataFrame, assigned: pl.DataFrame) -> pl.DataFrame:

@@ -535,8 +535,10 @@ def score_table(
     progress: Callable[[int, int], None] | None = None,
     on_read: Callable[[pl.DataFrame], None] | None = None,
     on_bad_rows: BadRows = "error",
+    top: int = 0,
 ) -> ScoredTable:
-    """Scores of every flow of ``source`` in input order (identifying columns kept, explanations not);
+    """Scores of every flow of ``source`` in input order, identifying columns kept; with ``top`` the
+    alerts' ``top_features`` (that many each) and ``explanation`` as well, else none are computed.
     ``on_read``: see :func:`score_chunks`."""
     parts: list[pl.DataFrame] = []
     flows = alerts = 0
@@ -548,13 +550,13 @@ def score_table(
         mapping=mapping,
         chunk_rows=chunk_rows,
         threshold=threshold,
-        top=0,  # the table keeps no explanations: none are computed
+        top=top,
         on_read=on_read,
         on_bad_rows=on_bad_rows,
     ):
         value = scorer.threshold
         if chunk.frame.height:
-            parts.append(chunk.frame.drop("top_features"))
+            parts.append(chunk.frame if top else chunk.frame.drop("top_features"))
             flows += chunk.frame.height
             alerts += chunk.alerts
             if progress is not None:

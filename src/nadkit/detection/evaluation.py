@@ -36,6 +36,10 @@ from nadkit.training.bundle import ModelBundle, fingerprint
 
 log = logging.getLogger(__name__)
 
+#: top features explained per alert when evaluating: the incidents name the feature heading most
+#: of their alerts' explanations
+EXPLAINED = 3
+
 
 def describe_threshold(threshold: Threshold | None, override: float | None = None) -> str:
     """How the threshold was chosen, in a few words."""
@@ -237,6 +241,7 @@ def evaluate_bundle(
         progress=progress,
         on_read=counter.add,
         on_bad_rows=on_bad_rows,
+        top=EXPLAINED,  # the incidents' "explained mostly by" reads the alerts' explanations
     )
     if scored.labels is None:
         raise ConfigError(f"{source}: has no label column; evaluation needs labelled flows")

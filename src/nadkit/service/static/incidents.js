@@ -21,7 +21,7 @@ const COUNTED = [
 const SHOWN = new Set([
   "incident_id", "kind", "key", "severity", "first_seen", "last_seen", "alerts", "classes", "bytes",
   "peak_score", "mean_score", "peak_ratio", "top_feature", "top_feature_count",
-  ...COUNTED.flatMap(([name]) => [name, "top_" + name]),
+  "top_feature_label", ...COUNTED.flatMap(([name]) => [name, "top_" + name]),
 ]);
 
 const state = { offset: 0, total: 0, incident: null, alertOffset: 0, alertTotal: 0 };
@@ -93,7 +93,7 @@ function incidentRow(incident) {
   status.append(badge(incident.status));
   const key = element("td", incident.key, "key");
   key.title = incident.key;
-  const feature = element("td", summary.top_feature || "-", "feature-name");
+  const feature = element("td", summary.top_feature_label || summary.top_feature || "-", "feature-name");
   feature.title = summary.top_feature || "";
   row.append(
     severity,
@@ -197,7 +197,7 @@ function renderSummary(incident) {
   summaryRow(
     body,
     "top feature",
-    (summary.top_feature || "-") +
+    (summary.top_feature_label ? summary.top_feature_label + " (" + summary.top_feature + ")" : summary.top_feature || "-") +
       (Number.isFinite(summary.top_feature_count) ? " (heads " + summary.top_feature_count + " explanations)" : ""),
   );
   for (const [name, value] of Object.entries(summary)) {
