@@ -11,6 +11,7 @@ import pytest
 
 from nadkit.errors import ConfigError, SchemaError
 from nadkit.features.segments import (
+    NEEDS,
     REQUIRED,
     SEGMENT_COLUMNS,
     SegmentConfig,
@@ -22,8 +23,8 @@ from nadkit.features.segments import (
 )
 
 T0 = datetime(2020, 12, 3, 8, 0, tzinfo=UTC)
-#: the segment columns of flows without the names they asked for
-WITHOUT_NAMES = [c for c in SEGMENT_COLUMNS if c != "seg_domain_names"]
+#: the segment columns of flows without the names they asked for, their packets and their bytes
+WITHOUT_NAMES = [c for c in SEGMENT_COLUMNS if NEEDS.get(c) not in ("server_name", "in_pkts", "out_bytes")]
 
 
 def at(seconds: list[float]) -> list[datetime]:
@@ -409,3 +410,59 @@ def test_names_per_domain_match_brute_force_on_random_flows() -> None:
         same = {names[j] for j in range(n) if ids[j] == ids[i] and names[j] and names[j].endswith(domain)}
         expected.append(len(same))
     assert got == expected
+
+
+def test_how_each_burst_went_unanswered_flows_and_the_spread_of_sizes() -> None:
+    frame = scan_frame().with_columns(
+        # by input row (the order of scan_frame's rows): packets back and bytes each way
+        pl.Series("in_pkts", [3, 0, 5, None, 0, 0, 2, 1]),
+        pl.Series("out_bytes", [100, 60, 500, 60, 60, 60, 1500, 60]),
+        pl.Series("in_bytes", [200, 0, 4000, 0, 0, 0, 9000, 40]),
+    )
+    out = frame.hstack(segment_features(frame)).sort("time")
+    # by time: 10.0.0.5 -> 192.168.1.0/24 at 0, 5, 10, 20 s (one segment), the flow at 200 s alone,
+    # 10.0.0.5 -> 192.168.2.1 alone, and 10.0.0.6's two flows
+    rows = {(r["src"], r["dst"], r["time"]): r for r in out.iter_rows(named=True)}
+    first = rows[("10.0.0.5", "192.168.1.1", T0)]
+    # its four flows: 0 packets back (5 s), none (a null: 10 s), 0 (20 s), 0 (0 s)
+    members = out.filter((pl.col("src") == "10.0.0.5") & (pl.col("seg_flows") == 4))
+    back = members["in_pkts"].fill_null(0).to_numpy()
+    assert first["seg_unanswered"] == pytest.approx(float(np.mean(back <= 0)))
+    sizes = (members["out_bytes"] + members["in_bytes"]).to_numpy().astype(float)
+    assert first["seg_size_spread"] == pytest.approx(float(np.std(sizes) / np.mean(sizes)))
+    assert set(members["seg_unanswered"].to_list()) == {first["seg_unanswered"]}
+    # a segment of one flow: no spread; answered or not as that flow was
+    alone = out.filter(pl.col("seg_flows") == 1)
+    assert alone["seg_size_spread"].to_list() == [0.0] * alone.height
+    assert alone["seg_unanswered"].to_list() == [float(v <= 0) for v in alone["in_pkts"].fill_null(0)]
+    # the same exchange repeated has no spread; without in_bytes the sizes are the bytes sent
+    repeated = frame.with_columns(pl.lit(60).alias("out_bytes")).drop("in_bytes")
+    assert set(segment_features(repeated)["seg_size_spread"].to_list()) == {0.0}
+    assert "seg_unanswered" not in segment_features(frame.drop("in_pkts")).columns
+
+
+def test_unanswered_and_spread_match_a_group_by_on_random_flows() -> None:
+    rng = np.random.default_rng(5)
+    n = 2000
+    frame = pl.DataFrame(
+        {
+            "time": at(rng.integers(0, 4000, n).tolist()),
+            "src": rng.choice(["10.0.0.1", "10.0.0.2", "10.0.0.3"], n),
+            "dst": [
+                f"192.168.{a}.{b}" for a, b in zip(rng.integers(0, 4, n), rng.integers(0, 9, n), strict=True)
+            ],
+            "in_pkts": rng.choice([0, 0, 1, 4, 30], n),
+            "out_bytes": rng.integers(40, 5000, n),
+            "in_bytes": rng.integers(0, 90000, n),
+        }
+    )
+    config = SegmentConfig(gap_s=20.0)
+    got = segment_features(frame, config)
+    size = pl.col("out_bytes").cast(pl.Float64) + pl.col("in_bytes")
+    expected = frame.with_columns(segment_ids(frame, config)).with_columns(
+        (pl.col("in_pkts") <= 0).cast(pl.Float64).mean().over("segment").alias("unanswered"),
+        (size.std(ddof=0) / size.mean()).over("segment").alias("spread"),
+    )
+    assert got["seg_unanswered"].to_list() == pytest.approx(expected["unanswered"].to_list())
+    assert got["seg_size_spread"].to_list() == pytest.approx(expected["spread"].to_list(), abs=1e-9)
+    assert got["seg_flows"].max() > 5

@@ -117,6 +117,8 @@ BASE: Final = {
     "seg_unique_dpt": "distinct destination ports in this burst from the source to the subnet",
     "seg_unique_app": "distinct applications in this burst from the source to the subnet",
     "seg_domain_names": "distinct names asked under this domain in this burst",
+    "seg_unanswered": "share of the flows of this burst from the source to the subnet that got no reply",
+    "seg_size_spread": "spread of flow sizes in this burst from the source to the subnet (std / mean)",
     # the pcap reader's (nfstream's) other fields
     "ip_version": "IP version",
     "expiration_id": "why the meter ended the flow",

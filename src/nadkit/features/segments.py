@@ -15,7 +15,17 @@ the gap to the previous flow exceeds ``gap_s``. Every flow then carries facts ab
 ``seg_unique_app``    distinct application names (needs ``app``)
 ``seg_domain_names``  distinct names asked in the segment under the flow's own domain
                       (needs ``server_name``; 0 for a flow without one, null or empty)
+``seg_unanswered``    share of the segment's flows that got no packet back (needs
+                      ``in_pkts``; a null count is no packet)
+``seg_size_spread``   spread of the segment's flow sizes (bytes both ways): their standard
+                      deviation over their mean, 0 for a segment of one flow (needs
+                      ``out_bytes``; ``in_bytes`` added where present)
 ====================  ==============================================================
+
+The last two say how a burst went rather than how large it was. A scan's probes mostly go
+unanswered, where the flows of a normal burst are answered; a password-guessing run, a scan and
+a beacon repeat one exchange, so their sizes hardly vary, where a user's burst mixes small and
+large transfers (KDD'99's error rates of recent connections are the same idea, per host).
 
 ``seg_domain_names`` is what gives a DNS tunnel or exfiltration away where each query is an
 ordinary-sized flow: one host asking its resolver for many different names under one domain (each
@@ -67,6 +77,8 @@ SEGMENT_COLUMNS = (
     "seg_unique_dpt",
     "seg_unique_app",
     "seg_domain_names",
+    "seg_unanswered",
+    "seg_size_spread",
 )
 #: distinct-count column -> the column it counts
 UNIQUE_OF = {
@@ -76,7 +88,12 @@ UNIQUE_OF = {
     "seg_unique_app": "app",
 }
 #: segment column -> the column it needs besides the key and time
-NEEDS = {**UNIQUE_OF, "seg_domain_names": "server_name"}
+NEEDS = {
+    **UNIQUE_OF,
+    "seg_domain_names": "server_name",
+    "seg_unanswered": "in_pkts",
+    "seg_size_spread": "out_bytes",
+}
 #: derived key columns -> the address column they come from
 SUBNET_OF = {"dst_subnet": "dst", "src_subnet": "src"}
 
@@ -276,6 +293,30 @@ def _distinct_per_segment(segments: _Segments, column_codes: tuple[np.ndarray, i
     return _distinct_per_group(segments.segment_of_element, segments.count, (codes[segments.rows], bound))
 
 
+def _exchanges(
+    frame: pl.DataFrame, segments: _Segments, flows: np.ndarray, available: list[str]
+) -> dict[str, np.ndarray]:
+    """``seg_unanswered`` and ``seg_size_spread`` per segment, those of ``available``."""
+    out: dict[str, np.ndarray] = {}
+    group = segments.segment_of_element
+
+    def per_segment(values: np.ndarray) -> np.ndarray:
+        return np.bincount(group, weights=values[segments.rows], minlength=segments.count)
+
+    if "seg_unanswered" in available:
+        unanswered = (frame["in_pkts"].fill_null(0).to_numpy() <= 0).astype(np.float64)
+        out["seg_unanswered"] = per_segment(unanswered) / flows
+    if "seg_size_spread" in available:
+        size = frame["out_bytes"].cast(pl.Float64).fill_null(0.0).to_numpy()
+        if "in_bytes" in frame.columns:
+            size = size + frame["in_bytes"].cast(pl.Float64).fill_null(0.0).to_numpy()
+        size = np.maximum(size, 0.0)
+        mean = per_segment(size) / flows
+        variance = np.maximum(per_segment(size * size) / flows - mean * mean, 0.0)
+        out["seg_size_spread"] = np.divide(np.sqrt(variance), mean, out=np.zeros_like(mean), where=mean > 0)
+    return out
+
+
 def domain_of(names: pl.Series) -> pl.Series:
     """The domain of each name (module docstring): its last two labels, lower case, without a
     trailing dot; null stays null."""
@@ -326,7 +367,7 @@ def segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -
         log.info("segment features %s skipped: their columns are missing", ", ".join(skipped))
     if frame.height == 0:
         _check(frame, config)
-        dtypes = {"seg_span_s": pl.Float64}
+        dtypes = dict.fromkeys(("seg_span_s", "seg_unanswered", "seg_size_spread"), pl.Float64)
         return pl.DataFrame(
             {name: pl.Series(name, [], dtype=dtypes.get(name, pl.Int64)) for name in available}
         )
@@ -347,6 +388,7 @@ def segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -
     ends = np.append(segments.starts[1:], len(segments.rows)) - 1
     per_segment["seg_flows"] = np.diff(np.append(segments.starts, len(segments.rows)))
     per_segment["seg_span_s"] = (segments.times_us[ends] - segments.times_us[segments.starts]) / 1e6
+    per_segment.update(_exchanges(frame, segments, per_segment["seg_flows"], available))
     of_rows = segments.of_rows()
     # every column per segment, spread over its rows; the names per domain are per row already
     per_row = {name: values[of_rows] for name, values in per_segment.items()}
