@@ -16,6 +16,7 @@ import polars as pl
 
 from nadkit.features.base import FeatureGroup, State, flag, present
 from nadkit.features.counters import COUNTER_COLUMNS
+from nadkit.features.segments import EXCHANGE_COLUMNS
 from nadkit.schema import IDENTIFYING
 
 log = logging.getLogger(__name__)
@@ -404,17 +405,32 @@ class RawNumericGroup(FeatureGroup):
 
 class SegmentGroup(FeatureGroup):
     """The segment columns (``seg_flows``, ``seg_unique_dpt``, ...) computed before the groups run,
-    passed through under their own names."""
+    passed through under their own names; how each burst went is :class:`ExchangeGroup`'s."""
 
     name = "segments"
 
     def fit(self, frame: pl.DataFrame) -> State:
         """Record the segment columns present."""
-        return {"columns": [c for c in frame.columns if c.startswith(SEGMENT_PREFIX)]}
+        return {
+            "columns": [
+                c for c in frame.columns if c.startswith(SEGMENT_PREFIX) and c not in EXCHANGE_COLUMNS
+            ]
+        }
 
     def expressions(self, state: Mapping[str, Any]) -> list[pl.Expr]:
         """Each segment column as a float feature."""
         return [pl.col(c).cast(pl.Float64).alias(c) for c in state["columns"]]
+
+
+class ExchangeGroup(SegmentGroup):
+    """How each burst went (:data:`~nadkit.features.segments.EXCHANGE_COLUMNS`: the share of its
+    flows unanswered, the spread of their sizes), computed with the segments and passed through."""
+
+    name = "exchanges"
+
+    def fit(self, frame: pl.DataFrame) -> State:
+        """Record the exchange columns present."""
+        return {"columns": [c for c in EXCHANGE_COLUMNS if c in frame.columns]}
 
 
 __all__ = [
@@ -427,6 +443,7 @@ __all__ = [
     "SEGMENT_PREFIX",
     "ZERO_FLAG_COLUMNS",
     "CategoryGroup",
+    "ExchangeGroup",
     "LogGroup",
     "RatioGroup",
     "RawNumericGroup",

@@ -46,6 +46,7 @@ from nadkit.features.flow import (
     CATEGORICAL,
     SEGMENT_PREFIX,
     CategoryGroup,
+    ExchangeGroup,
     LogGroup,
     RatioGroup,
     RawNumericGroup,
@@ -67,7 +68,18 @@ FORMAT = "nadkit.feature_pipeline"
 FORMAT_VERSION = 1
 
 #: The default groups, in the order the groups run and their features appear.
-GROUP_NAMES = ("categories", "zero_flags", "logs", "ratios", "raw", "address", "port", "tcp", "segments")
+GROUP_NAMES = (
+    "categories",
+    "zero_flags",
+    "logs",
+    "ratios",
+    "raw",
+    "address",
+    "port",
+    "tcp",
+    "segments",
+    "exchanges",
+)
 #: Groups a model or user asks for by name (:mod:`nadkit.features.calendar`); they run after the others.
 OPTIONAL_GROUPS = ("names", "calendar")
 #: Every group, in running order.
@@ -231,6 +243,7 @@ def build_groups(config: FeatureConfig) -> list[FeatureGroup]:
         "port": PortGroup,
         "tcp": TcpFlagGroup,
         "segments": SegmentGroup,
+        "exchanges": ExchangeGroup,
         "names": NameGroup,
         "calendar": CalendarGroup,
     }
@@ -358,7 +371,7 @@ class FeaturePipeline:
         return True
 
     def _plan_segments(self, columns: list[str]) -> bool:
-        if "segments" not in self.config.groups:
+        if "segments" not in self.config.groups and "exchanges" not in self.config.groups:
             return False
         missing = [c for c in self.config.segments.needs() if c not in columns]
         if missing:

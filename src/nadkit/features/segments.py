@@ -80,6 +80,8 @@ SEGMENT_COLUMNS = (
     "seg_unanswered",
     "seg_size_spread",
 )
+#: the segment facts of how a burst went (the ``exchanges`` feature group; the others are ``segments``)
+EXCHANGE_COLUMNS = ("seg_unanswered", "seg_size_spread")
 #: distinct-count column -> the column it counts
 UNIQUE_OF = {
     "seg_unique_dst": "dst",
@@ -404,6 +406,7 @@ def add_segment_features(frame: pl.DataFrame, config: SegmentConfig | None = Non
 
 
 __all__ = [
+    "EXCHANGE_COLUMNS",
     "NEEDS",
     "REQUIRED",
     "SEGMENT_COLUMNS",
