@@ -46,11 +46,11 @@ def worker(rows: int, mode: str) -> dict[str, object]:
     import polars as pl
 
     from nadkit.features.counters import COUNTER_COLUMNS
-    from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
+    from nadkit.features.pipeline import GROUP_NAMES, SEGMENT_GROUPS, FeatureConfig, FeaturePipeline
 
     frame = pl.read_parquet(sorted(dataset(rows).glob("*.parquet"))).drop("day", strict=False)
     if mode == "per-flow":
-        config = FeatureConfig(groups=tuple(g for g in GROUP_NAMES if g != "segments"))
+        config = FeatureConfig(groups=tuple(g for g in GROUP_NAMES if g not in SEGMENT_GROUPS))
     else:
         frame = frame.drop(list(COUNTER_COLUMNS))
         config = FeatureConfig()

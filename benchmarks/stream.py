@@ -193,7 +193,7 @@ def bundle_without_segments(console: Any, budget_s: float) -> Path:
     from benchmarks.common import cache_dir
     from nadkit.evaluation.split import unsupervised_split
     from nadkit.features.data import detector_data
-    from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
+    from nadkit.features.pipeline import GROUP_NAMES, SEGMENT_GROUPS, FeatureConfig, FeaturePipeline
     from nadkit.models import create
     from nadkit.training.bundle import ModelBundle, fingerprint
     from nadkit.training.fit import holdout_threshold
@@ -202,7 +202,7 @@ def bundle_without_segments(console: Any, budget_s: float) -> Path:
     if not (path / "manifest.json").exists():
         flows = exported_day().head(200_000).drop("label")
         split = unsupervised_split(flows, seed=0)
-        groups = tuple(g for g in GROUP_NAMES if g != "segments")
+        groups = tuple(g for g in GROUP_NAMES if g not in SEGMENT_GROUPS)
         pipeline = FeaturePipeline(FeatureConfig(groups=groups)).fit(split.train)
         detector = create("ae", {"time_budget_s": budget_s, "seed": 0})
         train = detector_data(pipeline, split.train)

@@ -72,7 +72,7 @@ from benchmarks.common import console, data_dir, report, settings_from
 from nadkit.evaluation.metrics import confusion_matrix, macro_f_beta, macro_f_difference, roc_auc
 from nadkit.evaluation.split import stratified_holdout
 from nadkit.features.data import detector_data
-from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
+from nadkit.features.pipeline import GROUP_NAMES, SEGMENT_GROUPS, FeatureConfig, FeaturePipeline
 from nadkit.models.base import DetectorData
 from nadkit.models.hybrid import MultitaskGBTConfig, MultitaskGBTDetector
 from nadkit.schema import NORMAL
@@ -192,7 +192,8 @@ def _load_shifted(frame: pl.DataFrame, split: int = 0) -> Parts:
         pl.when(pl.col("label") == NORMAL).then(pl.lit(NORMAL)).otherwise(pl.lit(ATTACK)).alias("label")
     )
     config = FeatureConfig(
-        groups=tuple(g for g in GROUP_NAMES if g not in ("address", "segments")), compute_counters=False
+        groups=tuple(g for g in GROUP_NAMES if g != "address" and g not in SEGMENT_GROUPS),
+        compute_counters=False,
     )
     parts = _featurized(binary, (train_mask, validation_mask, test_mask), config)
     parts = dataclasses.replace(parts, target=DetectorData(parts.test.features, parts.test.feature_names))

@@ -17,7 +17,7 @@ from nadkit.errors import BundleError, ConfigError, NadkitError, SchemaError
 from nadkit.features import FeatureConfig, FeaturePipeline, segments
 from nadkit.features.counters import COUNTER_COLUMNS, CounterConfig
 from nadkit.features.counters import REQUIRED as COUNTER_INPUTS
-from nadkit.features.pipeline import GROUP_NAMES
+from nadkit.features.pipeline import GROUP_NAMES, SEGMENT_GROUPS
 from nadkit.features.scaling import FLOAT32_MAX_OFFSET, Scaling, compress_log, fit_scaling
 from nadkit.schema import TIME_DTYPE
 from nadkit.simulate import COLUMNS, SimulationConfig, simulate
@@ -25,7 +25,9 @@ from nadkit.sources import load_flows
 from tests.conftest import shared_file
 
 #: Settings without segment features, for faster fits (one test below covers them).
-NO_SEGMENTS = FeatureConfig(groups=tuple(g for g in GROUP_NAMES if g != "segments"), vocabulary_min_count=2)
+NO_SEGMENTS = FeatureConfig(
+    groups=tuple(g for g in GROUP_NAMES if g not in SEGMENT_GROUPS), vocabulary_min_count=2
+)
 
 
 def make_flows(rows: int = 400, seed: int = 0) -> pl.DataFrame:

@@ -21,7 +21,7 @@ from nadkit.detection import spark as spark_engine
 from nadkit.detection.detect import detect_file
 from nadkit.detection.spark import detect_spark, parse_conf, partition_plan, record_lines
 from nadkit.errors import FormatError, MissingDependencyError, NadkitError
-from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
+from nadkit.features.pipeline import GROUP_NAMES, SEGMENT_GROUPS, FeatureConfig, FeaturePipeline
 from nadkit.training.bundle import ModelBundle
 from tests.scale.conftest import simulated_day
 
@@ -173,9 +173,9 @@ def test_partition_plans_keep_shared_state_together() -> None:
     assert partition_plan(segments, windowed=True, columns=columns).key == ("src",)
     assert partition_plan(segments, windowed=True, columns=columns, entity=("dst",)).key == ("dst_subnet",)
     assert partition_plan(segments, windowed=True, columns=columns, entity=("proto",)).single
-    per_flow = FeaturePipeline(FeatureConfig(groups=tuple(g for g in GROUP_NAMES if g != "segments"))).fit(
-        frame
-    )
+    per_flow = FeaturePipeline(
+        FeatureConfig(groups=tuple(g for g in GROUP_NAMES if g not in SEGMENT_GROUPS))
+    ).fit(frame)
     assert partition_plan(per_flow, windowed=False, columns=columns) == spark_engine.PartitionPlan()
     assert partition_plan(per_flow, windowed=True, columns=columns).key == ("src",)
     computed = FeaturePipeline(FeatureConfig()).fit(simulated_day(1, counters=False))

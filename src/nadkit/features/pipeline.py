@@ -80,6 +80,8 @@ GROUP_NAMES = (
     "segments",
     "exchanges",
 )
+#: The groups computed from segments of flows: without both, no segment is computed.
+SEGMENT_GROUPS = ("segments", "exchanges")
 #: Groups a model or user asks for by name (:mod:`nadkit.features.calendar`); they run after the others.
 OPTIONAL_GROUPS = ("names", "calendar")
 #: Every group, in running order.
@@ -371,7 +373,7 @@ class FeaturePipeline:
         return True
 
     def _plan_segments(self, columns: list[str]) -> bool:
-        if "segments" not in self.config.groups and "exchanges" not in self.config.groups:
+        if not set(SEGMENT_GROUPS) & set(self.config.groups):
             return False
         missing = [c for c in self.config.segments.needs() if c not in columns]
         if missing:
@@ -711,6 +713,7 @@ __all__ = [
     "GROUP_NAMES",
     "INDICATOR",
     "OPTIONAL_GROUPS",
+    "SEGMENT_GROUPS",
     "FeatureConfig",
     "FeaturePipeline",
     "Scaling",
