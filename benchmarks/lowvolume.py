@@ -14,8 +14,11 @@ Each attack is a capture of its own (written once with dpkt, cached), metered by
 * ``http-beacon``: an infected host asks its command server for work over HTTP every 60 s (plus or
   minus 10%): a short session each (the handshake, a ``GET`` with an id, a small reply, the close),
   ``--beacons`` of them.
-* ``dns-tunnel``: :mod:`benchmarks.tunnel`'s capture (TXT queries carrying base32 data under one
-  domain), ``--queries`` of them.
+* ``dns-tunnel``: one client sends ``--queries`` TXT queries to its resolver over about ten minutes
+  (exponential gaps, 2 s on average), each name carrying 35 random bytes in base32 (56 characters
+  in two labels) under one domain (``t.example-cdn.net``), and the resolver answers each with a TXT
+  record of 120 random bytes in base64: what iodine or dnscat2 send, in shape. Each query and its
+  answer are one flow (a new source port per query). :mod:`benchmarks.tunnel` measures it alone.
 
 Protocol: the quality benchmark's ``pcaps`` split by seed (benign captures 60 / 20 / 20, the shared
 attack captures on the validation side for the threshold by ``nadkit train``'s rule), the written
@@ -32,6 +35,7 @@ Run: ``.venv/bin/python benchmarks/lowvolume.py [--models ae iforest ecod] [--se
 from __future__ import annotations
 
 import argparse
+import base64
 import random
 import socket
 import sys
@@ -47,11 +51,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import quality
 from benchmarks.common import cache_dir, console, report
-from benchmarks.tunnel import TUNNEL, write_tunnel
 from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.sources import load_flows
 
+CLIENT, RESOLVER = "192.168.1.50", "192.168.1.1"
+DOMAIN = "t.example-cdn.net"
+TUNNEL = "dns-tunnel"
 START = 1_600_000_000.0
 SYN, RST, PSH, ACK, FIN = 0x02, 0x04, 0x08, 0x10, 0x01
 
@@ -112,6 +118,44 @@ class Writer:
         self.tcp(moment + rtt / 2, *s, *c, FIN | ACK)
         self.tcp(moment + rtt, *c, *s, ACK)
         return moment + rtt
+
+
+def _packet(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    import dpkt
+
+    udp = dpkt.udp.UDP(sport=sport, dport=dport, data=payload)
+    udp.ulen = len(udp)
+    ip = dpkt.ip.IP(src=socket.inet_aton(src), dst=socket.inet_aton(dst), p=dpkt.ip.IP_PROTO_UDP, data=udp)
+    ip.len = len(ip)
+    mac = b"\x02\x00\x00\x00\x00"
+    return bytes(dpkt.ethernet.Ethernet(src=mac + b"\x01", dst=mac + b"\x02", data=ip))
+
+
+def write_tunnel(path: Path, queries: int, seed: int = 1) -> Path:
+    """The capture of the module docstring, written to ``path``."""
+    import dpkt
+
+    rng = random.Random(seed)
+    with path.open("wb") as handle:
+        writer = dpkt.pcap.Writer(handle)
+        moment = START
+        for _ in range(queries):
+            moment += rng.expovariate(0.5)
+            data = base64.b32encode(rng.randbytes(35)).decode().rstrip("=").lower()
+            name = f"{data[:28]}.{data[28:]}.{DOMAIN}"
+            question = dpkt.dns.DNS.Q(name=name, type=dpkt.dns.DNS_TXT)
+            query = dpkt.dns.DNS(id=rng.randrange(65536), qd=[question])
+            query.op = dpkt.dns.DNS_RD
+            port = rng.randrange(20_000, 60_000)
+            writer.writepkt(_packet(CLIENT, RESOLVER, port, 53, bytes(query)), ts=moment)
+            text = base64.b64encode(rng.randbytes(120))
+            record = dpkt.dns.DNS.RR(name=name, type=dpkt.dns.DNS_TXT, cls=dpkt.dns.DNS_IN, ttl=0)
+            record.text, record.rdata = [text], bytes([len(text)]) + text
+            answer = dpkt.dns.DNS(id=query.id, qd=[question], an=[record])
+            answer.op = dpkt.dns.DNS_RA | dpkt.dns.DNS_QR | dpkt.dns.DNS_RD
+            answered = moment + rng.uniform(0.01, 0.05)
+            writer.writepkt(_packet(RESOLVER, CLIENT, 53, port, bytes(answer)), ts=answered)
+    return path
 
 
 def write_ssh_bruteforce(path: Path, sessions: int, seed: int = 2) -> Path:

@@ -542,7 +542,7 @@ def _render(partials: pl.DataFrame, config: IncidentConfig) -> pl.DataFrame:
         pl.col("top_feature")
         .replace_strict(_labels(summary["top_feature"]), default=None, return_dtype=pl.String)
         .alias("top_feature_label")
-    ).select(*summary.columns[:-1], "top_feature_label", "refs")
+    ).select(*(c for c in summary.columns if c != "refs"), "top_feature_label", "refs")
 
 
 def _labels(features: pl.Series) -> dict[str, str]:

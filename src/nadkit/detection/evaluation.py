@@ -37,8 +37,8 @@ from nadkit.training.bundle import ModelBundle, fingerprint
 log = logging.getLogger(__name__)
 
 #: top features explained per alert when evaluating: the incidents name the feature heading most
-#: of their alerts' explanations
-EXPLAINED = 3
+#: of their alerts' explanations, and nothing else reads them
+EXPLAINED = 1
 
 
 def describe_threshold(threshold: Threshold | None, override: float | None = None) -> str:
