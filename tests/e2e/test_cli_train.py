@@ -332,3 +332,17 @@ def test_a_window_model_reads_the_time_of_day_when_its_training_days_teach_it(tm
         nadkit("train", train, tmp_path / "buckets-names", "--view", "buckets", "--names"),
         "--names applies to --view flows",
     )
+    # --cadence adds how often and how regularly each source came back to its destination and service;
+    # detection in chunks gives the whole day's scores (the look-back carried from chunk to chunk)
+    assert {"pair_repeats", "pair_gap_s", "pair_gap_cv"} <= set(features("--cadence", model="iforest"))
+    whole, chunked = tmp_path / "whole.jsonl", tmp_path / "chunked.jsonl"
+    bundle = tmp_path / "iforest--cadence"
+    for out, chunk in ((whole, "1000000"), (chunked, "1000")):
+        result = nadkit("detect", bundle, days[2], "--out", out, "--all", "--chunk-rows", chunk)
+        assert result.returncode == 0, result.stderr
+    scores = [[json.loads(line)["score"] for line in p.read_text().splitlines()] for p in (whole, chunked)]
+    assert len(scores[0]) > 1000 and scores[0] == pytest.approx(scores[1], rel=1e-6)
+    assert_one_line_error(
+        nadkit("train", train, tmp_path / "buckets-cadence", "--view", "buckets", "--cadence"),
+        "--cadence applies to --view flows",
+    )

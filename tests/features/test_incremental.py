@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from nadkit.errors import SchemaError
 from nadkit.features.incremental import SEQ, IncrementalFeatures, OutOfOrderError, augment_in_pieces
-from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
+from nadkit.features.cadence import CadenceConfig
+from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
 from nadkit.features.segments import SegmentConfig
 from nadkit.simulate import SimulationConfig, simulate_day
 
@@ -28,10 +29,15 @@ def flows() -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def pipeline(flows: pl.DataFrame) -> FeaturePipeline:
-    # a short segment gap makes many segments close inside the table, so holding and releasing is exercised
-    config = FeatureConfig(segments=SegmentConfig(gap_s=20.0))
+    # a short segment gap makes many segments close inside the table, so holding and releasing is exercised;
+    # a short cadence horizon makes pairs leave the look-back inside it
+    config = FeatureConfig(
+        groups=(*GROUP_NAMES, "cadence"),
+        segments=SegmentConfig(gap_s=20.0),
+        cadence=CadenceConfig(horizon_s=600.0, gaps=4),
+    )
     fitted = FeaturePipeline(config).fit(flows)
-    assert fitted.counters_computed_ and fitted.segments_computed_
+    assert fitted.counters_computed_ and fitted.segments_computed_ and fitted.cadence_computed_
     return fitted
 
 

@@ -178,6 +178,14 @@ def test_partition_plans_keep_shared_state_together() -> None:
     ).fit(frame)
     assert partition_plan(per_flow, windowed=False, columns=columns) == spark_engine.PartitionPlan()
     assert partition_plan(per_flow, windowed=True, columns=columns).key == ("src",)
+    # cadence features look back along one pair of hosts and service: a pair's flows stay together
+    pairs = FeaturePipeline(
+        FeatureConfig(groups=(*(g for g in GROUP_NAMES if g not in SEGMENT_GROUPS), "cadence"))
+    ).fit(frame)
+    plan = partition_plan(pairs, windowed=False, columns=columns)
+    assert (plan.key, plan.ordered) == (("src", "dst", "proto", "dpt"), True)
+    assert partition_plan(pairs, windowed=True, columns=columns).key == ("src",)
+    assert partition_plan(pairs, windowed=True, columns=columns, entity=("app",)).single
     computed = FeaturePipeline(FeatureConfig()).fit(simulated_day(1, counters=False))
     assert partition_plan(computed, windowed=False, columns=columns).counters
 

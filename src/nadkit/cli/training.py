@@ -150,6 +150,15 @@ def train(
             "them (captures).",
         ),
     ] = False,
+    cadence: Annotated[
+        bool,
+        typer.Option(
+            "--cadence",
+            help="Add how often and how regularly each flow's source came back to its destination and "
+            "service over the last hour (a timer's calls home, an automated tool's repeated requests), "
+            "where the flows have times, addresses, protocol and destination port.",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     format: FormatOption = None,
     on_bad_rows: BadRowsOption = "error",
@@ -177,8 +186,9 @@ def train(
         raise NadkitError(f"--view must be flows or buckets, got {view!r}")
     if view == "flows" and (bucket_seconds is not None or bucket_by is not None):
         raise NadkitError("--bucket-seconds and --bucket-by apply to --view buckets")
-    if names and view == "buckets":
-        raise NadkitError("--names applies to --view flows (a bucket reads its own traffic metrics)")
+    for given, option in ((names, "--names"), (cadence, "--cadence")):
+        if given and view == "buckets":
+            raise NadkitError(f"{option} applies to --view flows (a bucket reads its own traffic metrics)")
     buckets = None
     features = None
     if view == "buckets":
@@ -187,9 +197,9 @@ def train(
             by=bucket_by,
             calendar=True if calendar is None else calendar,
         )
-    elif (calendar is not None or names) and model in REGISTRY:
+    elif (calendar is not None or names or cadence) and model in REGISTRY:
         # an unknown model is named by train_model's own error
-        features = default_features(REGISTRY[model], calendar=calendar, names=names)
+        features = default_features(REGISTRY[model], calendar=calendar, names=names, cadence=cadence)
 
     given = {"--fpr": fpr, "--max-fpr": max_fpr, "--beta": beta, "--risk": risk}
     threshold_params: dict[str, float] = {}

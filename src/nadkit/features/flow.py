@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from nadkit.features.base import FeatureGroup, State, flag, present
+from nadkit.features.cadence import CADENCE_COLUMNS
 from nadkit.features.counters import COUNTER_COLUMNS
 from nadkit.features.segments import EXCHANGE_COLUMNS
 from nadkit.schema import IDENTIFYING
@@ -369,8 +370,8 @@ class RawNumericGroup(FeatureGroup):
     NAD's ``cnt_*`` counters).
 
     Left out: identifiers (time, addresses, ports), the columns other groups transform (duration,
-    bytes, packets), labels, segment columns (their own group), the ``categorical`` columns (one-hot
-    encoded instead), names starting with ``_`` and the names in ``exclude``.
+    bytes, packets), labels, segment and cadence columns (their own groups), the ``categorical``
+    columns (one-hot encoded instead), names starting with ``_`` and the names in ``exclude``.
     """
 
     name = "raw"
@@ -381,7 +382,7 @@ class RawNumericGroup(FeatureGroup):
 
     def fit(self, frame: pl.DataFrame) -> State:
         """Record the numeric (or boolean) columns to pass through."""
-        skip = {*IDENTIFYING, *REPLACED, *LABELS, *self.exclude, *self.categorical}
+        skip = {*IDENTIFYING, *REPLACED, *LABELS, *CADENCE_COLUMNS, *self.exclude, *self.categorical}
         columns = [
             name
             for name, dtype in frame.schema.items()
@@ -433,6 +434,17 @@ class ExchangeGroup(SegmentGroup):
         return {"columns": [c for c in EXCHANGE_COLUMNS if c in frame.columns]}
 
 
+class CadenceGroup(SegmentGroup):
+    """How often and how regularly the flow's source came back to its destination and service
+    (:data:`~nadkit.features.cadence.CADENCE_COLUMNS`, computed before the groups run), passed through."""
+
+    name = "cadence"
+
+    def fit(self, frame: pl.DataFrame) -> State:
+        """Record the cadence columns present."""
+        return {"columns": [c for c in CADENCE_COLUMNS if c in frame.columns]}
+
+
 __all__ = [
     "DERIVED",
     "ENUM_MIN_VALUES",
@@ -442,6 +454,7 @@ __all__ = [
     "REPLACED",
     "SEGMENT_PREFIX",
     "ZERO_FLAG_COLUMNS",
+    "CadenceGroup",
     "CategoryGroup",
     "ExchangeGroup",
     "LogGroup",

@@ -1,12 +1,14 @@
 """Features of flows that arrive in pieces (file chunks, live micro-batches), equal to the features the
 fitted pipeline computes on the whole table at once.
 
-Per-flow features need nothing but the flow. Two feature families look across flows and need state
+Per-flow features need nothing but the flow. Three feature families look across flows and need state
 carried from one piece to the next:
 
 - **traffic counters** look back: a flow's counts need the flows of the last ``slow_window_s``
   seconds and the last ``connections`` flows before it. They are computed as soon as a flow is
   released, on the flow plus a *context* of recent flows kept from earlier pieces.
+- **cadence features** look back too, per pair of hosts and service: the context holds each pair's
+  last ``gaps`` flows of the last ``horizon_s`` seconds.
 - **segment features** describe a flow's whole segment, later flows included: a flow is *held* until
   its segment is closed, i.e. no flow of its key came for longer than ``gap_s``, or the clock has
   passed the end of the segment's ``max_span_s`` window.
@@ -19,9 +21,10 @@ With ``order_by`` (the entity key of a windowed detector, e.g. ``src``) flows ar
 entity in order: a flow waits until every earlier flow of its entity is final, so a window of an
 entity's flows is complete when it is scored.
 
-Memory holds the context (the counters' longest window), the flows of open segments, and flows waiting
-for their entity; :attr:`IncrementalFeatures.held_rows` reports it. Flows come out in time order of
-becoming final, each with the ``__seq`` column (its arrival number) to restore input order.
+Memory holds the contexts (the counters' longest window, the pairs' last flows), the flows of open
+segments, and flows waiting for their entity; :attr:`IncrementalFeatures.held_rows` reports it.
+Flows come out in time order of becoming final, each with the ``__seq`` column (its arrival number)
+to restore input order.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from nadkit.errors import ConfigError, NadkitError
+from nadkit.features import cadence as cadence_module
 from nadkit.features import counters as counters_module
 from nadkit.features import segments as segments_module
 from nadkit.features.pipeline import FeaturePipeline
@@ -95,6 +99,7 @@ class IncrementalFeatures:
         self.pipeline = pipeline
         self.counters = bool(pipeline.counters_computed_)
         self.segments = bool(pipeline.segments_computed_)
+        self.cadence = bool(pipeline.cadence_computed_)
         self.order_by = tuple(order_by or ())
         self.lateness_us = round(lateness_s * 1e6)
         self.late = late
@@ -102,6 +107,7 @@ class IncrementalFeatures:
         self._next_seq = 0
         self._reorder: pl.DataFrame | None = None  # received, not yet released (lateness buffer)
         self._context: pl.DataFrame | None = None  # released flows the counters still look back on
+        self._pairs: pl.DataFrame | None = None  # released flows the cadence features still look back on
         self._held: pl.DataFrame | None = None  # flows of open segments (counters done)
         self._waiting: pl.DataFrame | None = None  # final flows waiting for earlier flows of their entity
         self._max_seen: int | None = None
@@ -112,16 +118,20 @@ class IncrementalFeatures:
         self._gap_us = round(pipeline.config.segments.gap_s * 1e6)
 
     @property
+    def _computes(self) -> bool:
+        """Whether columns are computed across flows (counters, segments or cadence)."""
+        return self.counters or self.segments or self.cadence
+
+    @property
     def stateful(self) -> bool:
-        """Whether anything is carried between pieces (counters, segments or entity order)."""
-        return self.counters or self.segments or bool(self.order_by)
+        """Whether anything is carried between pieces (counters, segments, cadence or entity order)."""
+        return self._computes or bool(self.order_by)
 
     @property
     def held_rows(self) -> int:
-        """Flows kept in memory now (lateness buffer, open segments, entity order, counter context)."""
-        return sum(
-            f.height for f in (self._reorder, self._held, self._waiting, self._context) if f is not None
-        )
+        """Flows kept in memory now (lateness buffer, open segments, entity order, look-back contexts)."""
+        kept = (self._reorder, self._held, self._waiting, self._context, self._pairs)
+        return sum(f.height for f in kept if f is not None)
 
     # -- the interface ------------------------------------------------------------------------------
 
@@ -133,10 +143,10 @@ class IncrementalFeatures:
         )
         self._next_seq += piece.height
         self.stats.received += piece.height
-        if not self.counters and not self.segments and not self.order_by:
+        if not self._computes and not self.order_by:
             self.stats.emitted += piece.height
             return piece
-        if not self.counters and not self.segments:
+        if not self._computes:
             return self._emit(self._order(piece, final=False))
         piece = piece.with_columns(pl.col("time").dt.epoch("us").fill_null(0).alias(_TIME))
         piece = self._drop_late(piece)
@@ -153,7 +163,7 @@ class IncrementalFeatures:
     def flush(self) -> pl.DataFrame:
         """Release everything still held (the end of the input): the remaining flows, features final.
         Pieces pushed afterwards start from scratch for the counters (no context is kept)."""
-        if not self.counters and not self.segments:
+        if not self._computes:
             if not self.order_by or self._waiting is None:
                 return pl.DataFrame()
             return self._emit(self._order(None, final=True))
@@ -166,7 +176,7 @@ class IncrementalFeatures:
             assert template is not None
             release = _empty_like(template)
         out = self._emit(self._process(release.sort(_TIME, SEQ), final=True))
-        self._context = None  # the end of the input: nothing left to look back from
+        self._context = self._pairs = None  # the end of the input: nothing left to look back from
         return out
 
     # -- steps ----------------------------------------------------------------------------------------
@@ -194,6 +204,8 @@ class IncrementalFeatures:
             self._watermark = int(release[_TIME].max())  # type: ignore[arg-type]
         if self.counters and release.height:
             release = self._count(release)
+        if self.cadence and release.height:
+            release = self._cadence(release)
         finished = self._close_segments(release, final=final) if self.segments else release
         return self._order(finished, final=final)
 
@@ -211,6 +223,16 @@ class IncrementalFeatures:
         recent = buffer[_TIME] > newest - self._context_us
         recent = recent | (pl.int_range(0, buffer.height, eager=True) >= buffer.height - self._context_rows)
         self._context = buffer.filter(recent)
+        return release
+
+    def _cadence(self, release: pl.DataFrame) -> pl.DataFrame:
+        """The cadence columns of ``release`` computed with each pair's last flows from earlier pieces."""
+        own = release.select([*cadence_module.REQUIRED, _TIME, SEQ])
+        buffer = _concat(self._pairs, own)
+        config = self.pipeline.config.cadence
+        values = cadence_module.cadence_features(buffer, config).slice(buffer.height - release.height)
+        release = release.drop([c for c in values.columns if c in release.columns]).hstack(values)
+        self._pairs = cadence_module.context(buffer, config, int(buffer[_TIME].max()))  # type: ignore[arg-type]
         return release
 
     def _close_segments(self, release: pl.DataFrame, *, final: bool) -> pl.DataFrame:

@@ -119,6 +119,11 @@ BASE: Final = {
     "seg_domain_names": "distinct names asked under this domain in this burst",
     "seg_unanswered": "share of the flows of this burst from the source to the subnet that got no reply",
     "seg_size_spread": "spread of flow sizes in this burst from the source to the subnet (std / mean)",
+    # cadence
+    "pair_repeats": "recent earlier flows from the source to this destination and service",
+    "pair_gap_s": "seconds since the source last reached this destination and service",
+    "pair_gap_cv": "irregularity of the intervals between the source's flows to this destination and "
+    "service (std / mean; near 0 for a timer)",
     # the pcap reader's (nfstream's) other fields
     "ip_version": "IP version",
     "expiration_id": "why the meter ended the flow",

@@ -3,8 +3,9 @@
 Steps, in order:
 
 1. traffic counters (:mod:`nadkit.features.counters`) when the source has no ``cnt_*`` columns but has
-   what they need, and segment features (:mod:`nadkit.features.segments`) when it has time and
-   addresses;
+   what they need, segment features (:mod:`nadkit.features.segments`) when it has time and
+   addresses, and cadence features (:mod:`nadkit.features.cadence`) when it has time, addresses,
+   protocol and destination port;
 2. the per-flow feature groups, in a fixed order (:func:`build_groups`); a group whose columns the
    source lacks is skipped with a logged note;
 3. robust scaling learned at fit: each feature is centred on its training median, divided by its
@@ -36,15 +37,18 @@ import polars as pl
 
 from nadkit.config import typed_settings
 from nadkit.errors import BundleError, ConfigError, SchemaError
+from nadkit.features import cadence as cadence_module
 from nadkit.features import counters as counters_module
 from nadkit.features import segments as segments_module
 from nadkit.features.address import AddressGroup
 from nadkit.features.base import FeatureGroup, output_name, root_columns
+from nadkit.features.cadence import CADENCE_COLUMNS, CadenceConfig
 from nadkit.features.calendar import CalendarGroup
 from nadkit.features.counters import COUNTER_COLUMNS, CounterConfig
 from nadkit.features.flow import (
     CATEGORICAL,
     SEGMENT_PREFIX,
+    CadenceGroup,
     CategoryGroup,
     ExchangeGroup,
     LogGroup,
@@ -83,7 +87,7 @@ GROUP_NAMES = (
 #: The groups computed from segments of flows: without both, no segment is computed.
 SEGMENT_GROUPS = ("segments", "exchanges")
 #: Groups a model or user asks for by name (:mod:`nadkit.features.calendar`); they run after the others.
-OPTIONAL_GROUPS = ("names", "calendar")
+OPTIONAL_GROUPS = ("cadence", "names", "calendar")
 #: Every group, in running order.
 ALL_GROUPS = GROUP_NAMES + OPTIONAL_GROUPS
 
@@ -141,6 +145,7 @@ class FeatureConfig:
     compute_counters: bool = True
     counters: CounterConfig = field(default_factory=CounterConfig)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
+    cadence: CadenceConfig = field(default_factory=CadenceConfig)
     clip_quantiles: tuple[float, float] = (0.001, 0.999)
     max_scaled: float = 100.0
     compress: str = "log"
@@ -187,6 +192,8 @@ class FeatureConfig:
                 values[key] = _nested(CounterConfig, value, key)
             elif key == "segments":
                 values[key] = _nested(SegmentConfig, value, key)
+            elif key == "cadence":
+                values[key] = _nested(CadenceConfig, value, key)
             elif isinstance(value, list):
                 values[key] = tuple(value)
             else:
@@ -246,6 +253,7 @@ def build_groups(config: FeatureConfig) -> list[FeatureGroup]:
         "tcp": TcpFlagGroup,
         "segments": SegmentGroup,
         "exchanges": ExchangeGroup,
+        "cadence": CadenceGroup,
         "names": NameGroup,
         "calendar": CalendarGroup,
     }
@@ -292,7 +300,8 @@ class FeaturePipeline:
     column order), ``raw_columns_`` (feature -> columns of :meth:`augment`'s output it is computed
     from), ``derived_columns_`` (computed counter/segment column -> input columns),
     ``input_columns_`` (columns a table must have), ``group_states_``, ``skipped_groups_`` (group ->
-    missing columns), ``scaling_``, ``counters_computed_``, ``segments_computed_``.
+    missing columns), ``scaling_``, ``counters_computed_``, ``segments_computed_``,
+    ``cadence_computed_``.
 
     ``source_format``: the format of the flows it was fitted on (``zeek``, ``pcap``, ...), set by
     whoever read them (``nadkit train``, ``nadkit featurize``) and saved with the pipeline, so that a
@@ -317,6 +326,7 @@ class FeaturePipeline:
         columns = frame.columns
         self.counters_computed_ = self._plan_counters(columns)
         self.segments_computed_ = self._plan_segments(columns)
+        self.cadence_computed_ = self._plan_cadence(columns)
         augmented = self._augment(frame)
         self.group_states_: dict[str, dict[str, Any]] = {}
         self.skipped_groups_: dict[str, list[str]] = {}
@@ -381,9 +391,25 @@ class FeaturePipeline:
             return False
         return True
 
+    def _plan_cadence(self, columns: list[str]) -> bool:
+        if "cadence" not in self.config.groups or any(c in columns for c in CADENCE_COLUMNS):
+            return False
+        missing = [c for c in cadence_module.REQUIRED if c not in columns]
+        if missing:
+            log.info("cadence features not computed: the data has no %s", ", ".join(missing))
+            return False
+        return True
+
+    @property
+    def _computes(self) -> bool:
+        """Whether columns are computed across flows before the feature groups run."""
+        return bool(self.counters_computed_ or self.segments_computed_ or self.cadence_computed_)
+
     def _augment(self, frame: pl.DataFrame) -> pl.DataFrame:
         if self.counters_computed_:
             frame = counters_module.add_traffic_counters(frame, self.config.counters)
+        if self.cadence_computed_:
+            frame = cadence_module.add_cadence(frame, self.config.cadence)
         if self.segments_computed_:
             segment_columns = segments_module.segment_features(frame, self.config.segments)
             stale = [c for c in frame.columns if c.startswith(SEGMENT_PREFIX)]
@@ -437,6 +463,8 @@ class FeaturePipeline:
         derived: dict[str, list[str]] = {}
         if self.counters_computed_:
             derived.update({c: list(counters_module.REQUIRED) for c in COUNTER_COLUMNS})
+        if self.cadence_computed_:
+            derived.update({c: list(cadence_module.REQUIRED) for c in CADENCE_COLUMNS})
         if self.segments_computed_:
             needs = list(self.config.segments.needs())
             for name in self.raw_columns_:
@@ -505,6 +533,7 @@ class FeaturePipeline:
         context = [
             (counters_module.REQUIRED if self.counters_computed_ else (), "traffic counters"),
             (self.config.segments.needs() if self.segments_computed_ else (), "segment features"),
+            (cadence_module.REQUIRED if self.cadence_computed_ else (), "cadence features"),
         ]
         for needed, what in context:
             for column in needed:
@@ -548,7 +577,7 @@ class FeaturePipeline:
         self._check_fitted()
         lazy = frame.lazy() if isinstance(frame, pl.DataFrame) else frame
         self.check_columns(lazy.collect_schema().names())
-        if self.counters_computed_ or self.segments_computed_:
+        if self._computes:
             # counters and segments need the collected table: only the columns the features use
             lazy = self._augment(lazy.select(self.input_columns_).collect()).lazy()
         return self._run(lazy, *self._query())
@@ -568,7 +597,7 @@ class FeaturePipeline:
         frame = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
         self.check_columns(frame.columns)
         augmented = frame.select(self.input_columns_)
-        if self.counters_computed_ or self.segments_computed_:
+        if self._computes:
             augmented = self._augment(augmented)
         stages, expressions = self._query()
         for start in range(0, augmented.height, batch_rows):
@@ -577,11 +606,11 @@ class FeaturePipeline:
 
     @property
     def stateful(self) -> bool:
-        """True when features look across rows (computed counters or segments), so a flow's features
-        depend on other flows and pieces of a table need carried-over state
+        """True when features look across rows (computed counters, segments or cadence), so a flow's
+        features depend on other flows and pieces of a table need carried-over state
         (:class:`~nadkit.features.incremental.IncrementalFeatures`)."""
         self._check_fitted()
-        return bool(self.counters_computed_ or self.segments_computed_)
+        return self._computes
 
     def transform_augmented(self, augmented: pl.DataFrame) -> pl.DataFrame:
         """The scaled features of a table that already carries the counter and segment columns
@@ -625,6 +654,7 @@ class FeaturePipeline:
             "config": self.config.to_dict(),
             "counters_computed": self.counters_computed_,
             "segments_computed": self.segments_computed_,
+            "cadence_computed": self.cadence_computed_,
             "groups": self.group_states_,
             "skipped_groups": self.skipped_groups_,
             "features": [
@@ -657,6 +687,8 @@ class FeaturePipeline:
             pipeline = cls(FeatureConfig.from_dict(settings))
             pipeline.counters_computed_ = bool(data["counters_computed"])
             pipeline.segments_computed_ = bool(data["segments_computed"])
+            # pipelines saved before cadence features existed compute none
+            pipeline.cadence_computed_ = bool(data.get("cadence_computed", False))
             pipeline.source_format = _source_format(data.get("source_format"))
             pipeline.group_states_ = {k: dict(v) for k, v in data["groups"].items()}
             pipeline.skipped_groups_ = {k: list(v) for k, v in data["skipped_groups"].items()}

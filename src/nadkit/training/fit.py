@@ -246,17 +246,24 @@ def _detector(
 
 
 def default_features(
-    detector: Detector | type[Detector], *, calendar: bool | None = None, names: bool = False
+    detector: Detector | type[Detector],
+    *,
+    calendar: bool | None = None,
+    names: bool = False,
+    cadence: bool = False,
 ) -> FeatureConfig:
     """The feature settings a detector (or detector class) is trained with: the default groups; the
     calendar group for detectors that read the time of day and day of week
     (:attr:`~nadkit.models.base.Detector.wants_calendar`), or as ``calendar`` says when given; the
-    name group when ``names``. Supervised detectors leave out how each burst went (``exchanges``):
-    a classifier learns the training attacks' bursts by them, which another day's traffic does not
-    repeat (on the simulator's later day `multitask`'s macro F1 fell from 0.60 to 0.48, 6 seeds)."""
+    name group when ``names``; the cadence group when ``cadence``. Supervised detectors leave out how
+    each burst went (``exchanges``): a classifier learns the training attacks' bursts by them, which
+    another day's traffic does not repeat (on the simulator's later day `multitask`'s macro F1 fell
+    from 0.60 to 0.48, 6 seeds)."""
     extra = {"calendar"} if (detector.wants_calendar if calendar is None else calendar) else set()
     if names:
         extra.add("names")
+    if cadence:
+        extra.add("cadence")
     left_out = {"exchanges"} if detector.supervised else set()
     return FeatureConfig(
         groups=tuple(g for g in ALL_GROUPS if (g in GROUP_NAMES or g in extra) and g not in left_out)

@@ -364,7 +364,7 @@ def _run(
         ranged = ranged.repartition(len(cuts) + 1, _PART).sortWithinPartitions(_PART, _TIME, ROW)
         counter_fields = [StructField(c, LongType()) for c in COUNTER_COLUMNS]
         counted_schema = StructType([*read_schema.fields, *counter_fields])
-        counters_only = _pipeline_variant(pipeline, segments_computed=False)
+        counters_only = _pipeline_variant(pipeline, segments_computed=False, cadence_computed=False)
         counting = _replace(base, counter_pipeline=counters_only.to_dict())
         flows = ranged.mapInArrow(_task(_count_ranges, counting, counted_schema), counted_schema)
         counters_done = True

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nadkit.features.buckets import BucketView
+from nadkit.features.cadence import PAIR_KEY
 from nadkit.features.pipeline import FeaturePipeline
 from nadkit.features.segments import SUBNET_OF
 
@@ -44,9 +45,10 @@ def partition_plan(
 ) -> PartitionPlan:
     """The :class:`PartitionPlan` of a fitted pipeline and detector input over a table with ``columns``.
 
-    Segment features group flows by the segment key, a windowed detector by its entity: the partition
-    key is the part of the segment key that both determine (the whole segment key for row
-    detectors). Computed counters look at all traffic and get their own time-range stage.
+    Segment features group flows by the segment key, a windowed detector by its entity, cadence
+    features by pair (source, destination, protocol, destination port): the partition key is the
+    part of the segment key that all of them determine (the whole segment key for row detectors).
+    Computed counters look at all traffic and get their own time-range stage.
     """
     if entity is None:
         from nadkit.features.data import DEFAULT_ENTITY
@@ -54,11 +56,19 @@ def partition_plan(
         entity = DEFAULT_ENTITY
     counters = bool(pipeline.counters_computed_)
     segments = bool(pipeline.segments_computed_)
+    cadence = bool(pipeline.cadence_computed_)
     present = tuple(entity) if entity and all(c in columns for c in entity) else ()
-    if segments:
-        key = tuple(pipeline.config.segments.key)
+
+    def within(key: tuple[str, ...], columns: tuple[str, ...]) -> tuple[str, ...]:
+        # the columns of `key` that `columns` determine (a subnet by its address)
+        return tuple(c for c in key if c in columns or SUBNET_OF.get(c) in columns)
+
+    if segments or cadence:
+        key = tuple(pipeline.config.segments.key) if segments else PAIR_KEY
         if windowed:
-            key = tuple(c for c in key if c in present or SUBNET_OF.get(c) in present)
+            key = within(key, present)
+        if cadence:
+            key = within(key, PAIR_KEY)
         return PartitionPlan(key=key, single=not key, ordered=True, counters=counters)
     if windowed:
         return PartitionPlan(key=present, single=not present, ordered=True, counters=counters)
