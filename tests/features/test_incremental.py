@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nadkit.errors import SchemaError
-from nadkit.features.incremental import SEQ, IncrementalFeatures, OutOfOrderError, augment_in_pieces
 from nadkit.features.cadence import CadenceConfig
+from nadkit.features.incremental import SEQ, IncrementalFeatures, OutOfOrderError, augment_in_pieces
 from nadkit.features.pipeline import GROUP_NAMES, FeatureConfig, FeaturePipeline
 from nadkit.features.segments import SegmentConfig
 from nadkit.simulate import SimulationConfig, simulate_day

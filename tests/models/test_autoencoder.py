@@ -68,6 +68,10 @@ def test_autoencoder_errors_are_squared_reconstruction_errors() -> None:
         {"input_mask": -0.1},
         {"members": 0},
         {"members": 17},
+        {"latent_neighbours": -1},
+        {"latent_neighbours": 65},
+        {"latent_neighbours": 5, "latent_references": 4},
+        {"latent_neighbours": 5, "members": 2},
     ],
 )
 def test_autoencoder_config_is_validated(options: dict[str, object]) -> None:
@@ -260,3 +264,54 @@ def test_an_autoencoder_ensemble_scores_by_its_members_mean_error(tmp_path: Path
     export_onnx(detector, path)
     got = OnnxScorer(path, batch_size=128, threads=1).contributions(data)
     np.testing.assert_allclose(got, detector.contributions(data), rtol=1e-4, atol=1e-4)
+
+
+def test_latent_neighbours_add_the_distance_to_the_nearest_training_codes(tmp_path: Path) -> None:
+    """``latent_neighbours: 3``: a row's error gains its weighed mean distance to the 3 nearest training
+    codes, spread over the features by how it differs from its nearest training row; a row near
+    a lone training row that the network reconstructs well still scores above the crowd's rows."""
+    from nadkit.models.export import export_onnx
+    from nadkit.models.onnx_runtime import OnnxScorer
+
+    rng = np.random.default_rng(3)
+    crowd = rng.normal(size=(300, len(NAMES)))
+    lone = np.full((1, len(NAMES)), 4.0)
+    train = DetectorData(np.vstack([crowd, lone]).astype(np.float32), NAMES)
+    config = AutoencoderConfig(
+        hidden=(32,), bottleneck=8, epochs=30, batch_size=32, device="cpu", latent_neighbours=3
+    )
+    held = DetectorData(rng.normal(size=(60, len(NAMES))).astype(np.float32), NAMES)
+    detector = Autoencoder(config).fit(train, validation=held)
+    module = detector.module_
+    assert module.references.shape == (1024, 8)
+    used = module.references[:, 0] < 1e3
+    assert int(used.sum()) == 301  # every training row, the other slots empty
+    x = torch.from_numpy(train.features)
+    with torch.no_grad():
+        code = module.encoder(x)
+        reconstruction = ((module.decoder(code) - x) ** 2).double().numpy()
+        distance = torch.cdist(code, module.references[used]).topk(3, largest=False).values.mean(dim=1)
+    extra = detector.contributions(train) - reconstruction
+    assert np.all(extra >= -1e-6)
+    weight = float(module.neighbour_weight)
+    assert weight > 0
+    np.testing.assert_allclose(extra.sum(axis=1), weight * distance.double().numpy(), rtol=1e-3, atol=1e-4)
+
+    near_lone = DetectorData((lone + 0.1).astype(np.float32), NAMES)
+    typical = DetectorData(rng.normal(size=(200, len(NAMES))).astype(np.float32), NAMES)
+    assert detector.score(near_lone)[0] > np.quantile(detector.score(typical), 0.9)
+
+    loaded = Autoencoder(AutoencoderConfig.from_dict(detector.config.to_dict()))
+    loaded.load_state(detector.state(), detector.feature_names_)
+    np.testing.assert_array_equal(loaded.score(typical), detector.score(typical))
+    path = tmp_path / "neighbours.onnx"
+    export_onnx(detector, path)
+    got = OnnxScorer(path, batch_size=64, threads=1).contributions(typical)
+    np.testing.assert_allclose(got, detector.contributions(typical), rtol=1e-3, atol=1e-3)
+
+
+def test_latent_neighbours_need_as_many_training_rows() -> None:
+    data = DetectorData(np.random.default_rng(0).normal(size=(12, len(NAMES))).astype(np.float32), NAMES)
+    config = AutoencoderConfig(hidden=(8,), bottleneck=2, epochs=1, device="cpu", latent_neighbours=20)
+    with pytest.raises(ConfigError, match="at least as many training rows"):
+        Autoencoder(config).fit(data)

@@ -29,6 +29,8 @@ class DenseSettings(Protocol):
     bottleneck: int
     activation: str
     dropout: float
+    latent_neighbours: int
+    latent_references: int
 
 
 class GaussianSettings(Protocol):
@@ -55,11 +57,29 @@ def dense_stack(sizes: tuple[int, ...], activation: str, dropout: float) -> nn.S
     return nn.Sequential(*layers)
 
 
+#: the code of an empty reference slot: so far from any row's code that it is never among the nearest
+FAR_CODE = 1e4
+
+
 class DenseAutoencoder(nn.Module):
-    """Encoder -> linear bottleneck -> decoder -> linear output of the input's width."""
+    """Encoder -> linear bottleneck -> decoder -> linear output of the input's width.
+
+    With ``latent_neighbours`` k above 0 it also holds up to ``latent_references`` codes of normal
+    training rows (``references``, unused slots at :data:`FAR_CODE`), those rows themselves
+    (``reference_rows``) and the weight of the distance term (``neighbour_weight``), all set after
+    training and saved with the weights: :meth:`neighbour_errors` is a row's mean distance to its k
+    nearest reference codes, spread over the features by how the row differs from those reference
+    rows.
+    """
 
     def __init__(self, features: int, config: DenseSettings) -> None:
         super().__init__()
+        self.neighbours = int(getattr(config, "latent_neighbours", 0))
+        if self.neighbours:
+            slots = int(config.latent_references)
+            self.register_buffer("references", torch.full((slots, config.bottleneck), FAR_CODE))
+            self.register_buffer("reference_rows", torch.zeros(slots, features))
+            self.register_buffer("neighbour_weight", torch.ones(()))
         self.encoder = nn.Sequential(
             dense_stack((features, *config.hidden), config.activation, config.dropout),
             nn.Linear(config.hidden[-1] if config.hidden else features, config.bottleneck),
@@ -73,6 +93,26 @@ class DenseAutoencoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The reconstruction of ``x`` (rows x features)."""
         return self.decoder(self.encoder(x))
+
+    def neighbour_distance(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's mean Euclidean distance from its ``code`` to its k nearest reference codes
+        ``(b,)``, and the indices of those references ``(b, k)``."""
+        references = self.references
+        squared = (
+            (code * code).sum(dim=1, keepdim=True)
+            - 2.0 * code @ references.T
+            + (references * references).sum(dim=1).unsqueeze(0)
+        )
+        nearest, index = torch.topk(torch.clamp(squared, min=0.0), self.neighbours, dim=1, largest=False)
+        return torch.sqrt(nearest).mean(dim=1), index
+
+    def neighbour_errors(self, code: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``(b, d)``: the weighed neighbour distance of each row, spread over its features in
+        proportion to their mean squared differences from the k nearest reference rows."""
+        distance, nearest = self.neighbour_distance(code)
+        difference = ((x.unsqueeze(1) - self.reference_rows[nearest]) ** 2).mean(dim=1)
+        share = difference / torch.clamp(difference.sum(dim=1, keepdim=True), min=1e-12)
+        return (self.neighbour_weight * distance).unsqueeze(1) * share
 
 
 class DenseAutoencoders(nn.Module):

@@ -183,11 +183,16 @@ class NeuralDetector(Detector):
         )
         self.device_ = resolve_device(config.device)
         self.error_weights_ = None
+        self._after_training(train_view, validation_view if validation_view is not None else train_view)
         if config.weigh_errors:
             held = validation_view if validation_view is not None else train_view
             self.error_weights_ = error_weights(self._mean_errors(held))
         self._finish_fit(train)
         return self
+
+    def _after_training(self, train: _View, held: _View) -> None:
+        """What a model sets on its network once trained, before it is scored (nothing here):
+        ``train`` the rows it trained on, ``held`` its held-out normal rows (or ``train`` without)."""
 
     def _mean_errors(self, view: _View) -> np.ndarray:
         """Each feature's mean error over the rows of ``view``."""
