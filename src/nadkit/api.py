@@ -28,7 +28,6 @@ from nadkit.evaluation.metrics import BinaryMetrics, binary_metrics
 from nadkit.evaluation.thresholds import Threshold
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
-from nadkit.sources.argus_meter import source_format as metered_format
 from nadkit.training.bundle import ModelBundle
 from nadkit.training.fit import TrainingResult, fit
 
@@ -115,12 +114,11 @@ def train(
     source_format = None
     if isinstance(flows, str | Path):
         frame, source_format = load_flows(flows)
-        source_format = metered_format(source_format)
     else:
         frame = _frame(flows)
     result = fit(frame, model=model, config=config, **settings)
     if result.bundle.pipeline is not None:  # flows of another kind are then told what it expects
-        result.bundle.pipeline.source_format = source_format
+        result.bundle.pipeline.read_from(source_format)
     return Model(bundle=result.bundle, training=result)
 
 

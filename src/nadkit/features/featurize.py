@@ -15,7 +15,6 @@ from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.fileio import atomic_path
 from nadkit.schema import RECORD_FLOW_COLUMNS
 from nadkit.sources import load_flows
-from nadkit.sources.argus_meter import source_format as metered_format
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +83,7 @@ def featurize_file(
     pipeline = loaded
     if pipeline is None:
         pipeline = FeaturePipeline(config).fit(frame)
-        pipeline.source_format = metered_format(source_format)
+        pipeline.read_from(source_format)
     kept = _kept_columns(frame, pipeline, keep)
     rows = 0
     with atomic_path(output, overwrite=overwrite) as temporary:

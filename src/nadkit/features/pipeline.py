@@ -65,6 +65,7 @@ from nadkit.features.tcp import BY_SIDE as TCP_SIDES
 from nadkit.features.tcp import COLUMN as TCP_COLUMN
 from nadkit.features.tcp import TcpFlagGroup
 from nadkit.fileio import atomic_path
+from nadkit.sources.argus_meter import source_format as metered_format
 
 log = logging.getLogger(__name__)
 
@@ -369,6 +370,12 @@ class FeaturePipeline:
         }
         log.info("feature pipeline fitted: %d features from %d rows", len(names), frame.height)
         return self
+
+    def read_from(self, fmt: str | None) -> None:
+        """Record the reader that gave the flows it was fitted on (``fmt``, None where unknown), as
+        :attr:`source_format`: captures metered by Argus as ``pcap_argus``, so that a bundle never
+        meets flows of the other meter unnamed."""
+        self.source_format = None if fmt is None else metered_format(fmt)
 
     def _plan_counters(self, columns: list[str]) -> bool:
         if not self.config.compute_counters or any(c in columns for c in COUNTER_COLUMNS):

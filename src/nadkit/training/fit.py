@@ -38,7 +38,6 @@ from nadkit.models.registry import create
 from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL, label_expr
 from nadkit.sources import BadRows, FileProgress, load_flows
-from nadkit.sources.argus_meter import source_format as metered_format
 from nadkit.training.bundle import ModelBundle, fingerprint
 
 log = logging.getLogger(__name__)
@@ -484,7 +483,7 @@ def train_model(
     except ConfigError as error:  # what the flows lack: name them
         raise ConfigError(f"{source}: {error}") from None
     if result.bundle.pipeline is not None:  # so that flows of another kind are told what it expects
-        result.bundle.pipeline.source_format = metered_format(source_format)
+        result.bundle.pipeline.read_from(source_format)
     return result.save(out, overwrite=overwrite, onnx=onnx)
 
 
