@@ -22,6 +22,30 @@ def test_models_lists_the_registry() -> None:
         assert name in result.stdout
 
 
+def test_models_show_names_a_detectors_settings_and_defaults(tmp_path: Path) -> None:
+    """`nadkit models show ae` lists every setting `--config` may set with its default (what the
+    Python API's and the README's advice points to), as a table or as JSON; an unknown name is a
+    one-line error naming the known ones."""
+    shown = nadkit("models", "show", "ae")
+    assert shown.returncode == 0, shown.stderr
+    for setting in ("hidden", "bottleneck", "members", "latent_neighbours", "weigh_errors"):
+        assert setting in shown.stdout
+    assert "tuple[int, ...]" in shown.stdout  # types shown as written, not read as markup
+    described = json.loads(nadkit("models", "show", "multitask", "--json").stdout)
+    assert described["kind"] == "supervised"
+    defaults = {s["setting"]: s["default"] for s in described["settings"]}
+    assert defaults["seed"] == 0 and "cmd_weight" in defaults
+    # a default as shown is accepted back by --config
+    settings = tmp_path / "ae.yaml"
+    ae = json.loads(nadkit("models", "show", "ae", "--json").stdout)
+    settings.write_text(json.dumps({s["setting"]: s["default"] for s in ae["settings"]}))
+    data = tmp_path / "day"
+    assert nadkit("simulate", data, "--days", "1", "--flows-per-day", "1500", "--seed", "2").returncode == 0
+    trained = nadkit("train", data, tmp_path / "model", "--config", settings)
+    assert trained.returncode == 0, trained.stderr
+    assert_one_line_error(nadkit("models", "show", "nope"), "unknown model 'nope' (known: ae,")
+
+
 def test_train_writes_a_bundle_with_a_threshold(tmp_path: Path) -> None:
     data = tmp_path / "days"
     assert nadkit("simulate", data, "--days", "1", "--flows-per-day", "3000", "--seed", "8").returncode == 0

@@ -1,4 +1,5 @@
-"""The `models` command group: `models available` (the detectors nadkit can train), `models list`,
+"""The `models` command group: `models available` (the detectors nadkit can train), `models show`
+(one detector's settings and their defaults), `models list`,
 `models register` and `models activate` (the versions of a model registry), `models sign` (a bundle's
 signature); and the registry and alert store options that `serve` and `retrain` share."""
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nadkit.cli.application import JsonOption, Typer, app, console, print_json
@@ -37,17 +39,23 @@ def open_registry(models: Path | None, db: Path | None):  # type: ignore[no-unty
     return ModelRegistry(models if models is not None else default_registry(db))  # type: ignore[arg-type]
 
 
+def _plain(text: str) -> str:
+    """Docstring text for users: one line, without reStructuredText markup or references to the
+    source."""
+    text = " ".join(text.split())
+    text = re.sub(r"\s*\((?:see|cf\.)[^)]*\)", "", text)
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "").replace("`", "")
+
+
 def detector_summary(cls: type) -> str:
     """A detector's one line for users: its ``summary``, else its docstring's first sentence without
     reStructuredText markup or references to the source."""
     summary = str(getattr(cls, "summary", "") or "")
     if summary:
         return summary
-    paragraph = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())
-    text = paragraph.split(". ")[0].rstrip(".")
-    text = re.sub(r"\s*\((?:see|cf\.)[^)]*\)", "", text)
-    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
-    return text.replace("``", "").replace("`", "")
+    paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
+    return _plain(" ".join(paragraph.split()).split(". ")[0].rstrip("."))
 
 
 @models_app.command("available")
@@ -75,6 +83,61 @@ def models_available(as_json: JsonOption = False) -> None:
     for row in rows:
         table.add_row(row["name"], row["input"], row["kind"], row["description"])
     console.print(table)
+
+
+@models_app.command("show")
+def models_show(
+    name: Annotated[str, typer.Argument(help="The detector, as `nadkit models available` names it.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one detector's settings and their defaults: what `nadkit train --config FILE` may set."""
+    import dataclasses
+
+    from nadkit.models import REGISTRY
+
+    cls = REGISTRY.get(name)
+    if cls is None:
+        raise NadkitError(f"unknown model {name!r} (known: {', '.join(sorted(REGISTRY))})")
+    config = cls.config_class()
+    settings = [
+        {"setting": item.name, "default": _shown(getattr(config, item.name)), "type": str(item.type)}
+        for item in dataclasses.fields(config)
+    ]
+    about = _plain(cls.config_class.__doc__ or "")
+    if as_json:
+        print_json(
+            {
+                "name": name,
+                "input": cls.input,
+                "kind": "supervised" if cls.supervised else "unsupervised",
+                "description": detector_summary(cls),
+                "settings": settings,
+                "about": about,
+            }
+        )
+        return
+    kind = "supervised" if cls.supervised else "unsupervised"
+    console.print(f"[bold]{escape(name)}[/bold]: {escape(detector_summary(cls))} ({cls.input}, {kind})")
+    if about:
+        console.print(escape(about))
+    table = Table(title=f"Settings of {name} (YAML, TOML or JSON in nadkit train --config)")
+    table.add_column("setting", style="bold", no_wrap=True)
+    table.add_column("default")
+    table.add_column("type")
+    for row in settings:
+        table.add_row(row["setting"], escape(json.dumps(row["default"])), escape(row["type"]))
+    console.print(table)
+
+
+def _shown(value: object) -> object:
+    """A setting's default as JSON shows it (tuples as lists, nested settings as mappings)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _shown(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, tuple | list):
+        return [_shown(v) for v in value]
+    return value
 
 
 @models_app.command("list")
