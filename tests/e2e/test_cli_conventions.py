@@ -110,6 +110,7 @@ def test_every_reporting_command_prints_json(tmp_path: Path, monkeypatch: pytest
 
     assert {"pcap", "nad", "cic"} <= {row["name"] for row in run("formats")}  # type: ignore[union-attr]
     run("models available")
+    assert run("models show", "ae")["name"] == "ae"  # type: ignore[index]
     sim = tmp_path / "sim"
     made = run("simulate", "--out", sim, "--days", "2", "--flows-per-day", "1500", "--seed", "3")
     first, last = (Path(f) for f in made["files"])  # type: ignore[index]

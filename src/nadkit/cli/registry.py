@@ -90,7 +90,10 @@ def models_show(
     name: Annotated[str, typer.Argument(help="The detector, as `nadkit models available` names it.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Show one detector's settings and their defaults: what `nadkit train --config FILE` may set."""
+    """Show a detector's settings and their defaults.
+
+    What `nadkit train --config FILE` may set, with the prose that explains them.
+    """
     import dataclasses
 
     from nadkit.models import REGISTRY
