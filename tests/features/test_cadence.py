@@ -106,6 +106,12 @@ def test_random_flows_match_the_definitions(seed: int) -> None:
     np.testing.assert_allclose(out["pair_gap_cv"].to_numpy(), expected["pair_gap_cv"].to_numpy(), atol=1e-12)
 
 
+def test_an_empty_table_has_empty_columns() -> None:
+    out = cadence_features(_flows([]))
+    assert out.height == 0 and out.columns == list(CADENCE_COLUMNS)
+    assert out.dtypes == [pl.Int64, pl.Float64, pl.Float64]
+
+
 def test_settings_out_of_range_are_refused() -> None:
     with pytest.raises(ConfigError, match="horizon_s"):
         CadenceConfig(horizon_s=0.5)

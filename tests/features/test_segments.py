@@ -269,20 +269,24 @@ def brute_force_segments(
     return [result[i] for i in range(len(rows))]
 
 
-@pytest.mark.parametrize("max_span_s", [None, 300.0, 45.0])
-def test_matches_brute_force_on_random_flows(max_span_s: float | None) -> None:
-    rng = np.random.default_rng(11)
-    n = 1500
-    frame = pl.DataFrame(
+def random_flows(seed: int, n: int, seconds: int, hosts: int, **columns: object) -> pl.DataFrame:
+    """``n`` flows at random whole seconds of ``seconds`` from three sources to ``hosts`` addresses in
+    each of four /24s, with ``columns`` added (each a function of the generator and ``n``)."""
+    rng = np.random.default_rng(seed)
+    subnets, addresses = rng.integers(0, 4, n), rng.integers(0, hosts, n)
+    return pl.DataFrame(
         {
-            "time": at(rng.integers(0, 3000, n).tolist()),
+            "time": at(rng.integers(0, seconds, n).tolist()),
             "src": rng.choice(["10.0.0.1", "10.0.0.2", "10.0.0.3"], n),
-            "dst": [
-                f"192.168.{a}.{b}" for a, b in zip(rng.integers(0, 4, n), rng.integers(0, 6, n), strict=True)
-            ],
-            "dpt": rng.choice([22, 80, 443, 8080], n),
+            "dst": [f"192.168.{a}.{b}" for a, b in zip(subnets, addresses, strict=True)],
+            **{name: make(rng, n) for name, make in columns.items()},  # type: ignore[operator]
         }
     )
+
+
+@pytest.mark.parametrize("max_span_s", [None, 300.0, 45.0])
+def test_matches_brute_force_on_random_flows(max_span_s: float | None) -> None:
+    frame = random_flows(11, 1500, 3000, 6, dpt=lambda rng, n: rng.choice([22, 80, 443, 8080], n))
     config = SegmentConfig(gap_s=15.0, max_span_s=max_span_s)
     out = segment_features(frame, config)
     expected = brute_force_segments(frame, 15.0, max_span_s)
@@ -442,19 +446,14 @@ def test_how_each_burst_went_unanswered_flows_and_the_spread_of_sizes() -> None:
 
 
 def test_unanswered_and_spread_match_a_group_by_on_random_flows() -> None:
-    rng = np.random.default_rng(5)
-    n = 2000
-    frame = pl.DataFrame(
-        {
-            "time": at(rng.integers(0, 4000, n).tolist()),
-            "src": rng.choice(["10.0.0.1", "10.0.0.2", "10.0.0.3"], n),
-            "dst": [
-                f"192.168.{a}.{b}" for a, b in zip(rng.integers(0, 4, n), rng.integers(0, 9, n), strict=True)
-            ],
-            "in_pkts": rng.choice([0, 0, 1, 4, 30], n),
-            "out_bytes": rng.integers(40, 5000, n),
-            "in_bytes": rng.integers(0, 90000, n),
-        }
+    frame = random_flows(
+        5,
+        2000,
+        4000,
+        9,
+        in_pkts=lambda rng, n: rng.choice([0, 0, 1, 4, 30], n),
+        out_bytes=lambda rng, n: rng.integers(40, 5000, n),
+        in_bytes=lambda rng, n: rng.integers(0, 90000, n),
     )
     config = SegmentConfig(gap_s=20.0)
     got = segment_features(frame, config)

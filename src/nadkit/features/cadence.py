@@ -70,10 +70,6 @@ class CadenceConfig:
         return round(self.horizon_s * 1e6)
 
 
-def _times_us(frame: pl.DataFrame) -> np.ndarray:
-    return frame["time"].dt.epoch("us").fill_null(0).to_numpy().astype(np.int64, copy=False)
-
-
 def _shifted(values: np.ndarray, back: int, fill: float) -> np.ndarray:
     """``values`` moved ``back`` places later (``out[i] = values[i - back]``), ``fill`` before."""
     out = np.full(len(values), fill, dtype=values.dtype)
@@ -93,15 +89,7 @@ def cadence_features(frame: pl.DataFrame, config: CadenceConfig | None = None) -
         if column not in frame.columns:
             raise KeyError(column)
     n = frame.height
-    if n == 0:
-        return pl.DataFrame(
-            {
-                "pair_repeats": pl.Series([], dtype=pl.Int64),
-                "pair_gap_s": pl.Series([], dtype=pl.Float64),
-                "pair_gap_cv": pl.Series([], dtype=pl.Float64),
-            }
-        )
-    times = _times_us(frame)
+    times = frame["time"].dt.epoch("us").fill_null(0).to_numpy().astype(np.int64, copy=False)
     order, starts = key_time_order([column_codes(frame[c]) for c in PAIR_KEY], times)
     t = times[order]
     # each listed row's index within its pair's listing (rows of a pair are consecutive, in time order)
@@ -122,13 +110,14 @@ def cadence_features(frame: pl.DataFrame, config: CadenceConfig | None = None) -
     gap = np.where(repeats > 0, interval, config.horizon_s)
     # the coefficient of variation of the last `repeats` intervals, summed in one fixed order so that
     # a stream's values are bit for bit the table's
+    earlier = [np.where(back < repeats, _shifted(interval, back, 0.0), np.nan) for back in range(config.gaps)]
     total = np.zeros(n, dtype=np.float64)
-    for back in range(config.gaps):
-        total += np.where(back < repeats, _shifted(interval, back, 0.0), 0.0)
+    for values in earlier:
+        total += np.nan_to_num(values)
     mean = total / np.maximum(repeats, 1)
     spread = np.zeros(n, dtype=np.float64)
-    for back in range(config.gaps):
-        spread += np.where(back < repeats, (_shifted(interval, back, 0.0) - mean) ** 2, 0.0)
+    for values in earlier:
+        spread += np.nan_to_num((values - mean) ** 2)
     std = np.sqrt(spread / np.maximum(repeats, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         cv = np.where(mean > 0, std / mean, 0.0)

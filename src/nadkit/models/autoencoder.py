@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 
     from nadkit.models.neural import _View
 
-#: the code of an empty reference slot (as :data:`nadkit.models.autoencoder_networks.FAR_CODE`, which
-#: this module does not import: it imports torch)
-FAR_CODE = 1e4
 
 #: the activations the ``activation`` option names
 ACTIVATION_NAMES: tuple[str, ...] = ("relu", "leaky_relu", "elu", "gelu", "selu", "tanh")
@@ -196,11 +193,7 @@ class Autoencoder(NeuralDetector):
             )
         x = torch.from_numpy(train.data.features[rows]).to(self.device_)
         with torch.no_grad():
-            module.references.fill_(FAR_CODE)
-            module.reference_rows.zero_()
-            module.references[: len(rows)] = module.encoder(x)
-            module.reference_rows[: len(rows)] = x
-            module.neighbour_weight.fill_(1.0)
+            module.set_references(module.encoder(x), x)
             errors, distances = [], []
             for batch in held.batches(config.score_batch_size):
                 held_x = batch.x.to(self.device_)

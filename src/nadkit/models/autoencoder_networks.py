@@ -94,6 +94,16 @@ class DenseAutoencoder(nn.Module):
         """The reconstruction of ``x`` (rows x features)."""
         return self.decoder(self.encoder(x))
 
+    def set_references(self, codes: torch.Tensor, rows: torch.Tensor) -> None:
+        """Hold ``codes`` and the ``rows`` they are the codes of as the references (the other slots
+        empty), with the distance unweighed until :attr:`neighbour_weight` is set."""
+        with torch.no_grad():
+            self.references.fill_(FAR_CODE)
+            self.reference_rows.zero_()
+            self.references[: len(codes)] = codes
+            self.reference_rows[: len(rows)] = rows
+            self.neighbour_weight.fill_(1.0)
+
     def neighbour_distance(self, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each row's mean Euclidean distance from its ``code`` to its k nearest reference codes
         ``(b,)``, and the indices of those references ``(b, k)``."""
