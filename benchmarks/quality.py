@@ -8,7 +8,10 @@ Protocol (the same for every detector; the test part is scored once, after every
 * the threshold comes from the validation part by ``nadkit train``'s own rule: F1-optimal where it
   holds attack and normal rows, but kept between the scores exceeded by 1% and by 5% of its normal
   rows (known attacks, often floods, would otherwise pull it far above the normal scores, and a
-  validation part that is mostly attacks far below them), else the 1% score;
+  validation part that is mostly attacks far below them), else the 1% score; a detector that weighs
+  its errors on held-out normal rows (``weigh_errors``) is given half the validation part's normal
+  rows for it (the earlier half in time) and its threshold is chosen on the rest, as ``nadkit train``
+  halves its hold-out;
 * on the test part: ROC-AUC, PR-AUC, precision / recall / F1 and the false-positive rate at that
   threshold, training seconds (and, for the models that train in epochs, the epochs run and the
   seconds per epoch), and the detection rate of each attack class (or attack capture) with
@@ -112,6 +115,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import RESULTS, cache_dir, console, data_dir, machine, settings_from
 from nadkit.evaluation.metrics import binary_metrics, fpr_at_recall, roc_auc
+from nadkit.evaluation.split import weighing_split
 from nadkit.evaluation.thresholds import quantile_threshold
 from nadkit.features.data import detector_data
 from nadkit.features.pipeline import ALL_GROUPS, FeatureConfig, FeaturePipeline
@@ -570,15 +574,23 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
                 f"{parts['train'].width} features ({', '.join(features.groups)})"
             )
         parts = featurized[features.groups]
+        # a detector that weighs its errors does so on half the validation part's normal rows and
+        # has its threshold chosen on the rest, as ``nadkit train`` halves its hold-out
+        validation, validation_attack = parts["validation"], _attack(protocol.validation)
+        weighing = weighing_split(protocol.validation, seed=seed) if _weighs(detector) else None
         started = time.perf_counter()
-        detector.fit(parts["train"])
+        if weighing is None:
+            detector.fit(parts["train"])
+        else:
+            detector.fit(parts["train"], validation=validation.take(weighing))
+            validation, validation_attack = validation.take(~weighing), validation_attack[~weighing]
         fit_s = time.perf_counter() - started
-        validation_scores = detector.score(parts["validation"])
-        value, how = threshold(validation_scores, _attack(protocol.validation))
+        validation_scores = detector.score(validation)
+        value, how = threshold(validation_scores, validation_attack)
         scores = detector.score(parts["test"])
         rates = per_class(protocol.test, protocol.classes, scores >= value)
         # the same rates at one false-positive rate for every detector: 1% of the validation normals
-        fixed = quantile_threshold(validation_scores[~_attack(protocol.validation)], QUANTILE_FPR)
+        fixed = quantile_threshold(validation_scores[~validation_attack], QUANTILE_FPR)
         rates_fixed = per_class(protocol.test, protocol.classes, scores >= fixed)
         # and at exactly 1% of the test part's normal rows (a point of the curve, not a threshold)
         rates_test = (
@@ -612,7 +624,6 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
             "per_class_1pct": rates_fixed,
             "per_class_test_1pct": rates_test,
         }
-        validation_attack = _attack(protocol.validation)
         if validation_attack.any() and (~validation_attack).any():
             row["validation_roc_auc"] = roc_auc(validation_scores, validation_attack)
         if hard is not None and (hard & test_attack).any() and (hard & ~test_attack).any():
@@ -624,6 +635,11 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
         )
         rows.append(row)
     return rows
+
+
+def _weighs(detector: Any) -> bool:
+    """Whether ``detector`` weighs its errors on normal rows it is given (peers never do)."""
+    return bool(getattr(detector, "weighs_errors", False))
 
 
 def _epochs(detector: Any, fit_s: float) -> dict[str, float]:

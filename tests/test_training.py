@@ -14,12 +14,20 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from nadkit.errors import ConfigError, NadkitError
-from nadkit.evaluation.split import session_groups, supervised_split, unsupervised_split
+from nadkit.evaluation.split import (
+    MIN_WEIGHING_ROWS,
+    session_groups,
+    supervised_split,
+    unsupervised_split,
+    weighing_split,
+)
 from nadkit.evaluation.thresholds import fit_threshold
 from nadkit.features.buckets import BucketScaling, bucket_detector_data
+from nadkit.features.data import detector_data
 from nadkit.features.series import BucketConfig, bucket_metrics
 from nadkit.models import REGISTRY
 from nadkit.models.base import DetectorData
+from nadkit.models.neural import error_weights
 from nadkit.schema import NORMAL
 from nadkit.simulate import SimulationConfig, simulate
 from nadkit.training.bundle import ModelBundle
@@ -146,6 +154,61 @@ def test_training_holds_out_stretches_in_time_on_request(days: pl.DataFrame) -> 
     assert by_time.bundle.threshold.value != by_rows.bundle.threshold.value
     with pytest.raises(ConfigError, match="hold-out 'days'"):
         fit(first, model="ae", config=small, holdout_by="days")
+
+
+def test_weighing_takes_the_earlier_half_of_the_normal_hold_out_and_never_an_attack(
+    days: pl.DataFrame,
+) -> None:
+    holdout = unsupervised_split(days, holdout_fraction=0.3, seed=2).holdout
+    weighing = weighing_split(holdout, seed=0)
+    assert weighing is not None
+    normal = (holdout["label"] == NORMAL).to_numpy()
+    assert not (weighing & ~normal).any(), "an attack never sets the weights"
+    assert int(weighing.sum()) == int(normal.sum()) // 2
+    times = holdout["time"].to_numpy()
+    assert times[weighing].max() <= times[normal & ~weighing].min(), "the earlier half in time"
+    # without times: a random half, drawn by the seed
+    untimed = holdout.drop("time")
+    first, again, other = (weighing_split(untimed, seed=s) for s in (0, 0, 1))
+    assert first is not None and other is not None
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    assert int(first.sum()) == int(normal.sum()) // 2 and not (first & ~normal).any()
+    # too few normal rows to halve
+    normal_rows = holdout.filter(pl.col("label") == NORMAL)
+    assert weighing_split(normal_rows.head(2 * MIN_WEIGHING_ROWS - 1)) is None
+    enough = weighing_split(normal_rows.head(2 * MIN_WEIGHING_ROWS).drop("label"))
+    assert enough is not None and int(enough.sum()) == MIN_WEIGHING_ROWS, "unlabelled rows count as normal"
+
+
+def test_a_model_that_weighs_its_errors_does_so_on_hold_out_rows_it_sets_no_threshold_on(
+    days: pl.DataFrame, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = days.filter(pl.col("day") == days["day"].min())
+    small = {"epochs": 3, "hidden": (16,), "bottleneck": 4, "weigh_errors": True}
+    result = fit(first, model="ae", config=small, seed=0)
+    normal = int((first["label"] == NORMAL).sum())
+    held_normal = result.holdout_rows - result.holdout_attacks
+    assert result.weighing_rows == pytest.approx(0.15 * normal, rel=0.1)
+    assert held_normal == pytest.approx(0.15 * normal, rel=0.1)
+    assert result.train_rows + result.weighing_rows + result.holdout_rows == first.height
+    assert result.bundle.metrics["weighing_rows"] == result.weighing_rows
+    # the weights are those of the detector's mean errors on exactly those rows
+    split = unsupervised_split(first, holdout_fraction=0.3, seed=0)
+    mask = weighing_split(split.holdout, seed=0)
+    assert mask is not None and int(mask.sum()) == result.weighing_rows
+    bundle = result.bundle
+    weighed = detector_data(bundle.pipeline, split.holdout).take(mask)
+    detector = bundle.detector
+    saved = detector.error_weights_
+    detector.error_weights_ = None
+    assert np.allclose(error_weights(detector.contributions(weighed).mean(axis=0)), saved, rtol=1e-4)
+    detector.error_weights_ = saved
+    # a hold-out too small to halve: the detector weighs on its own held-out tenth, and says so
+    few = first.filter(pl.col("label") == NORMAL).head(100)
+    with caplog.at_level(logging.WARNING, logger="nadkit.training.fit"):
+        small_result = fit(few, model="ae", config=small, seed=0)
+    assert small_result.weighing_rows == 0 and "too few normal rows to weigh" in caplog.text
+    assert "weighing_rows" not in small_result.bundle.metrics
 
 
 def test_a_hold_out_by_time_asked_of_a_bucket_model_says_it_does_not_apply(

@@ -69,6 +69,20 @@ def test_train_writes_a_bundle_with_a_threshold(tmp_path: Path) -> None:
     again = nadkit("train", data, out, "--model", "ae", "--config", settings)
     assert_one_line_error(again, "already exists")
 
+    # weighed errors: half the normal hold-out sets the weights, the threshold is chosen on the rest
+    settings.write_text("epochs: 2\nbatch_size: 256\nhidden: [32]\nbottleneck: 4\nweigh_errors: true\n")
+    weighed = nadkit("train", data, tmp_path / "weighed", "--config", settings, "--json")
+    assert weighed.returncode == 0, weighed.stderr
+    summary = json.loads(weighed.stdout)
+    held_normal = summary["holdout_rows"] - summary["holdout_attacks"]
+    assert summary["weighing_rows"] > 0 and abs(summary["weighing_rows"] - held_normal) <= 1
+    assert (
+        json.loads((tmp_path / "weighed" / "metrics.json").read_text())["weighing_rows"]
+        == summary["weighing_rows"]
+    )
+    shown = nadkit("train", data, tmp_path / "weighed-table", "--config", settings)
+    assert "errors weighed on" in shown.stdout and "other normal hold-out rows" in shown.stdout
+
 
 def test_train_on_two_flows_says_they_are_too_few(shared_data: Path, tmp_path: Path) -> None:
     capture = shared_data / "pcaps" / "benign" / "ssh.pcap"  # one SSH session: two flows

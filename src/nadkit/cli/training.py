@@ -291,6 +291,7 @@ def _training_json(model: str, result: TrainingResult) -> dict[str, object]:
         "train_rows": result.train_rows,
         "holdout_rows": result.holdout_rows,
         "holdout_attacks": result.holdout_attacks,
+        "weighing_rows": result.weighing_rows,
         "target_rows": result.target_rows,
         "classes": list(result.classes),
         "class_counts": result.class_counts,
@@ -378,6 +379,8 @@ def _training_summary(model: str, result: TrainingResult, target: Path | None) -
         else:
             summary.add_row("training rows (unlabelled, taken as normal)", f"{result.train_rows:,}")
             summary.add_row("hold-out rows (unlabelled)", f"{result.holdout_rows:,}")
+        if result.weighing_rows:
+            summary.add_row("errors weighed on", f"{result.weighing_rows:,} other normal hold-out rows")
     summary.add_row("fit time", f"{result.fit_seconds:.1f} s")
     histories = metrics.get("histories") or ([metrics["history"]] if metrics.get("history") else [])
     for index, history in enumerate(histories, start=1):

@@ -575,11 +575,7 @@ def unsupervised_split(
         raise ConfigError(f"holdout_fraction must be between 0 and 1, got {holdout_fraction}")
     rng = np.random.default_rng(seed)
     labelled = "label" in frame.columns
-    normal = (
-        (frame["label"].fill_null(NORMAL) == NORMAL).to_numpy()
-        if labelled
-        else np.ones(frame.height, dtype=bool)
-    )
+    normal = _normal_rows(frame)
     if labelled and not normal.any():
         raise ConfigError("the labelled data has no normal rows to train an unsupervised model on")
     blocks = _time_blocks(frame, normal, holdout_fraction, rng) if stretches else None
@@ -611,6 +607,36 @@ def unsupervised_split(
         int((~normal).sum()),
     )
     return split
+
+
+def _normal_rows(frame: pl.DataFrame) -> np.ndarray:
+    """Which rows are normal: labelled so, or every row of unlabelled flows."""
+    if "label" not in frame.columns:
+        return np.ones(frame.height, dtype=bool)
+    return (frame["label"].fill_null(NORMAL) == NORMAL).to_numpy()
+
+
+#: the fewest normal hold-out rows on each side of :func:`weighing_split`
+MIN_WEIGHING_ROWS = 20
+
+
+def weighing_split(holdout: pl.DataFrame, *, seed: int = 0) -> np.ndarray | None:
+    """Which rows of a hold-out a detector that weighs its errors on normal rows it did not train on
+    (``weigh_errors``) weighs them on: half of the normal rows, the earlier half in time where the
+    flows have times (else drawn at random). The rest (the other normal rows and every attack row)
+    is where the threshold is chosen, so that it is not measured on the rows the weights were
+    fitted to. A boolean mask, or None where either half would have fewer than
+    :data:`MIN_WEIGHING_ROWS` normal rows."""
+    rows = np.flatnonzero(_normal_rows(holdout))
+    if len(rows) < 2 * MIN_WEIGHING_ROWS:
+        return None
+    if "time" in holdout.columns and holdout["time"].null_count() == 0:
+        order = rows[np.argsort(holdout["time"].to_numpy()[rows], kind="stable")]
+    else:
+        order = np.random.default_rng(seed).permutation(rows)
+    weighing = np.zeros(holdout.height, dtype=bool)
+    weighing[order[: len(order) // 2]] = True
+    return weighing
 
 
 def _time_blocks(

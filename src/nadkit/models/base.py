@@ -105,6 +105,9 @@ class Detector(ABC):
     #: whether a saved ONNX graph scores faster on ONNX Runtime than the detector itself (neural
     #: networks; tree and order-statistic baselines are faster in NumPy)
     prefers_onnx: ClassVar[bool] = False
+    #: whether ``fit`` weighs its errors on the normal ``validation`` rows it is given, so that
+    #: training hands it normal rows held out for the purpose (and chooses the threshold on others)
+    weighs_errors: bool = False
     #: the config dataclass of this detector
     config_class: ClassVar[type[DetectorConfig]] = DetectorConfig
     #: the classes a supervised detector predicts, once fitted (empty for the others)

@@ -190,6 +190,11 @@ class NeuralDetector(Detector):
         self._finish_fit(train)
         return self
 
+    @property
+    def weighs_errors(self) -> bool:  # type: ignore[override]
+        """Whether ``fit`` weighs the errors (``weigh_errors``) on its ``validation`` rows."""
+        return bool(self.config.weigh_errors)
+
     def _after_training(self, train: _View, held: _View) -> None:
         """What a model sets on its network once trained, before it is scored (nothing here):
         ``train`` the rows it trained on, ``held`` its held-out normal rows (or ``train`` without)."""

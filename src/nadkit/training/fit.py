@@ -25,7 +25,13 @@ from nadkit.evaluation.drift import DriftReference
 from nadkit.evaluation.labels import is_nad_label_set
 from nadkit.evaluation.metrics import BinaryMetrics, binary_metrics, macro_f_beta, nad_score
 from nadkit.evaluation.overlap import TrainingRows
-from nadkit.evaluation.split import bucket_split, supervised_split, unsupervised_split
+from nadkit.evaluation.split import (
+    MIN_WEIGHING_ROWS,
+    bucket_split,
+    supervised_split,
+    unsupervised_split,
+    weighing_split,
+)
 from nadkit.evaluation.thresholds import Threshold, check_threshold_choice, choose_threshold
 from nadkit.features.buckets import BucketView
 from nadkit.features.data import detector_data
@@ -87,6 +93,9 @@ class TrainingResult:
     class_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     #: unlabelled target rows given to a domain-adapting model
     target_rows: int = 0
+    #: normal hold-out rows a detector weighed its errors on (``weigh_errors``), not among
+    #: ``holdout_rows``, where the threshold was chosen
+    weighing_rows: int = 0
     #: whether the model reads time buckets (``train_rows`` count buckets, ``holdout_rows`` flows)
     buckets: bool = False
     #: where the bundle was saved (None while it is in memory)
@@ -384,10 +393,13 @@ def fit(
         )
     pipeline = FeaturePipeline(features).fit(split.train)
     train = detector_data(pipeline, split.train)
-    holdout = detector_data(pipeline, split.holdout)
+    holdout, weighing = _weighing_part(detector, detector_data(pipeline, split.holdout), split.holdout, seed)
     stage("training")
     started = time.perf_counter()
-    detector.fit(train, progress=progress)
+    if weighing is None:
+        detector.fit(train, progress=progress)
+    else:
+        detector.fit(train, validation=weighing, progress=progress)
     fit_seconds = time.perf_counter() - started
     stage("choosing the threshold")
     holdout_scores = detector.score(holdout)
@@ -395,7 +407,8 @@ def fit(
         holdout_scores, holdout.labels, false_positive_rate, **threshold_choice
     )
     attack = holdout.labels != NORMAL if holdout.labels is not None else np.zeros(len(holdout), dtype=bool)
-    metrics = _training_metrics(detector, fit_seconds, len(train), measured)
+    extra = {} if weighing is None else {"weighing_rows": len(weighing)}
+    metrics = _training_metrics(detector, fit_seconds, len(train), measured, **extra)
     calibration = calibrate(holdout_scores, holdout.labels, pipeline=pipeline, normal_train=split.train)
     seen = (split.train, split.holdout)
     return TrainingResult(
@@ -414,7 +427,36 @@ def fit(
         holdout_attacks=int(attack.sum()),
         fit_seconds=fit_seconds,
         class_counts={"train": _class_counts(train.labels), "holdout": _class_counts(holdout.labels)},
+        weighing_rows=0 if weighing is None else len(weighing),
     )
+
+
+def _weighing_part(
+    detector: Detector, holdout: DetectorData, frame: pl.DataFrame, seed: int
+) -> tuple[DetectorData, DetectorData | None]:
+    """The hold-out rows the threshold is chosen on, and the normal rows a detector that weighs its
+    errors (``weigh_errors``) weighs them on: half of the hold-out's normal rows, in time the earlier
+    half (:func:`~nadkit.evaluation.split.weighing_split`; ``frame`` is the hold-out's flows), so
+    that the weights measure how unseen normal traffic differs from the training rows and the
+    threshold is not chosen on the rows that set them. None for other detectors, and where the
+    hold-out is too small to halve (the detector then weighs on a tenth of its training rows)."""
+    if not detector.weighs_errors:
+        return holdout, None
+    weighing = weighing_split(frame, seed=seed)
+    if weighing is None:
+        log.warning(
+            "the hold-out has too few normal rows to weigh the errors on half of them (%d needed): "
+            "%s weighs them on a tenth of its training rows",
+            2 * MIN_WEIGHING_ROWS,
+            detector.name,
+        )
+        return holdout, None
+    log.info(
+        "errors weighed on %d hold-out rows; the threshold chosen on the other %d",
+        int(weighing.sum()),
+        int((~weighing).sum()),
+    )
+    return holdout.take(np.flatnonzero(~weighing)), holdout.take(np.flatnonzero(weighing))
 
 
 def _stages(on_stage: Callable[[str], None] | None) -> Callable[[str], None]:
