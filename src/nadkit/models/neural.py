@@ -62,7 +62,9 @@ class NeuralConfig(DetectorConfig):
     score_batch_size: int = 8192
     #: divide each feature's error by its typical error on normal held-out rows (floored at the
     #: median feature's), so features the model reconstructs poorly even on normal traffic do not
-    #: drown out the others; see :func:`error_weights`
+    #: drown out the others; see :func:`error_weights`. The held-out rows are the ``validation`` rows
+    #: ``fit`` is given (``nadkit train`` gives half its normal hold-out, the earlier half in time),
+    #: else a ``validation_fraction`` of the training rows
     weigh_errors: bool = False
 
     def __post_init__(self) -> None:
