@@ -15,8 +15,7 @@ hold-outs (``rows``, the default, and ``time``) and scores traffic it has not se
 * ``pcaps``: the shared captures, trained on the benign captures of the quality benchmark's training
   and validation parts and its 3 validation attack captures, tested on the other captures (other
   networks and devices);
-* ``sim``: the simulator, trained on days 1-3 (day 3 with its attacks), tested on day 4.
-
+* ``sim``: the simulator, trained on days 1-3 (day 3 with its attacks), tested on day 4;
 * ``iot23_argus``: the IoT-23 capture as Argus flows, cut as ``iot23``; ``sim_week``: the week-long
   simulator, trained on its training week and validation day, tested on the day after.
 
@@ -131,11 +130,7 @@ def measure(
                 "fpr": float(alerts[~attack].mean()),
                 "recall": float(alerts[attack].mean()) if attack.any() else float("nan"),
                 "macro_detection": float(np.mean(list(rates.values()))) if rates else float("nan"),
-                **{
-                    k: v
-                    for k, v in quality.scored_metrics(scores, attack, np.inf).items()
-                    if k.endswith("auc")
-                },
+                **_ranking(scores, attack),
             }
             rows.append(row)
             print(row, flush=True)
@@ -150,6 +145,14 @@ def _ranking(scores: np.ndarray, attack: np.ndarray) -> dict[str, float]:
     return {"roc_auc": measured.roc_auc, "pr_auc": measured.pr_auc}
 
 
+def _positive(text: str) -> int:
+    """A row count of at least 10 (``nadkit train``'s fewest training rows), for argparse."""
+    value = int(text)
+    if value < 10:
+        raise argparse.ArgumentTypeError(f"must be at least 10, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -158,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", default="holdout", help="name of the result file")
     parser.add_argument(
-        "--train-rows", type=int, default=None, help="train on one stretch of this many consecutive flows"
+        "--train-rows",
+        type=_positive,
+        default=None,
+        help="train on one stretch of this many consecutive normal flows",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
