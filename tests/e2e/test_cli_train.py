@@ -38,7 +38,9 @@ def test_models_show_names_a_detectors_settings_and_defaults(tmp_path: Path) -> 
     # a default as shown is accepted back by --config
     settings = tmp_path / "ae.yaml"
     ae = json.loads(nadkit("models", "show", "ae", "--json").stdout)
-    settings.write_text(json.dumps({s["setting"]: s["default"] for s in ae["settings"]}))
+    # every default as shown, but 2 epochs (the default 60 would only cost time here)
+    shown_defaults = {s["setting"]: s["default"] for s in ae["settings"]}
+    settings.write_text(json.dumps({**shown_defaults, "epochs": 2}))
     data = tmp_path / "day"
     assert nadkit("simulate", data, "--days", "1", "--flows-per-day", "1500", "--seed", "2").returncode == 0
     trained = nadkit("train", data, tmp_path / "model", "--config", settings)
@@ -333,6 +335,7 @@ def test_bucket_options_are_checked(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow  # ten command lines, about a minute
 def test_a_window_model_reads_the_time_of_day_when_its_training_days_teach_it(tmp_path: Path) -> None:
     """`nadkit train --model lstm` on two days: the time of day is among its features (the day of week
     is not: two days do not teach it), detection of a later day runs on them, and `--no-calendar`
