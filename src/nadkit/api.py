@@ -14,7 +14,7 @@ scores NumPy arrays and pandas or Polars tables directly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from nadkit.evaluation.thresholds import Threshold
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
 from nadkit.training.bundle import ModelBundle
+from nadkit.training.choice import AUTO_CANDIDATES, choose
 from nadkit.training.fit import TrainingResult, fit
 
 Flows = pl.DataFrame | str | Path
@@ -104,19 +105,32 @@ class Model:
 
 
 def train(
-    flows: Flows, *, model: str = "ae", config: Mapping[str, Any] | None = None, **settings: Any
+    flows: Flows,
+    *,
+    model: str = "ae",
+    config: Mapping[str, Any] | None = None,
+    candidates: Sequence[str] | None = None,
+    **settings: Any,
 ) -> Model:
     """Train ``model`` on ``flows`` (a frame, or a file read with :func:`read_flows`), in memory,
     as ``nadkit train`` does: normal flows to learn from, a labelled hold-out for the threshold.
     ``config``: the detector's settings (``nadkit models show NAME`` lists them); ``settings``: those
     of :func:`nadkit.training.fit.fit` (``seed``, ``holdout_fraction``, ``false_positive_rate``,
-    ``threshold_method``...)."""
+    ``threshold_method``...). ``model="auto"`` is ``nadkit train --auto``: each of ``candidates``
+    (default ``ae``, ``vae``, ``iforest``, ``ecod``) trained with its defaults, the best hold-out
+    PR-AUC kept (:func:`nadkit.training.choice.choose`; the flows need labelled attacks)."""
     source_format = None
     if isinstance(flows, str | Path):
         frame, source_format = load_flows(flows)
     else:
         frame = _frame(flows)
-    result = fit(frame, model=model, config=config, **settings)
+    if candidates is not None and model != "auto":
+        raise ConfigError('candidates are what model="auto" chooses among')
+    if model == "auto":
+        chosen_among = AUTO_CANDIDATES if candidates is None else candidates
+        result = choose(frame, chosen_among, config=config, **settings).result
+    else:
+        result = fit(frame, model=model, config=config, **settings)
     if result.bundle.pipeline is not None:  # flows of another kind are then told what it expects
         result.bundle.pipeline.read_from(source_format)
     return Model(bundle=result.bundle, training=result)

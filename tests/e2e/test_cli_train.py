@@ -387,3 +387,38 @@ def test_a_window_model_reads_the_time_of_day_when_its_training_days_teach_it(tm
         nadkit("train", train, tmp_path / "buckets-cadence", "--view", "buckets", "--cadence"),
         "--cadence applies to --view flows",
     )
+
+
+def test_train_auto_keeps_the_candidate_that_ranks_the_holdout_attacks_best(tmp_path: Path) -> None:
+    """`nadkit train --auto`: every candidate trains on the same split, the one with the best hold-out
+    PR-AUC is saved, and the table and `--json` list them all; what it cannot do is a one-line error
+    before anything is trained."""
+    data = tmp_path / "day"
+    assert nadkit("simulate", data, "--days", "1", "--flows-per-day", "3000", "--seed", "4").returncode == 0
+    out = tmp_path / "auto"
+    result = nadkit("train", data, "--out", out, "--auto", "--candidates", "iforest,ecod", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    candidates = payload["auto"]["candidates"]
+    assert [c["model"] for c in candidates] == ["iforest", "ecod"]
+    best = max(candidates, key=lambda c: c["pr_auc"])["model"]
+    assert payload["model"] == payload["auto"]["chosen"] == best
+    assert payload["holdout"]["pr_auc"] == pytest.approx(max(c["pr_auc"] for c in candidates))
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["auto"]["chosen"] == best
+    assert json.loads((out / "manifest.json").read_text())["model"] == best
+    shown = nadkit("train", data, "--out", tmp_path / "shown", "--auto", "--candidates", "ecod,iforest")
+    assert shown.returncode == 0, shown.stderr
+    assert "kept by --auto" in shown.stdout and f"{best} (kept)" in shown.stdout
+    assert_one_line_error(
+        nadkit("train", data, "--out", tmp_path / "x", "--auto", "--model", "ae"), "--auto chooses among"
+    )
+    assert_one_line_error(
+        nadkit("train", data, "--out", tmp_path / "x", "--candidates", "ae,vae"),
+        "--candidates applies to --auto",
+    )
+    assert_one_line_error(
+        nadkit("train", data, "--out", tmp_path / "x", "--auto", "--candidates", "ae,multitask"),
+        "multitask is supervised",
+    )
+    assert not (tmp_path / "x").exists()

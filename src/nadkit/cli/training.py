@@ -25,6 +25,7 @@ from nadkit.cli.application import (
 from nadkit.errors import NadkitError
 
 if TYPE_CHECKING:
+    from nadkit.training.choice import Choice
     from nadkit.training.fit import TrainingResult
 
 
@@ -45,8 +46,25 @@ def train(
     old_out: Annotated[Path | None, typer.Argument(hidden=True, metavar="OUT")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Model bundle directory to write.")] = None,
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Detector name (see `nadkit models available`).")
-    ] = "ae",
+        str | None,
+        typer.Option("--model", "-m", help="Detector name (see `nadkit models available`); default ae."),
+    ] = None,
+    auto: Annotated[
+        bool,
+        typer.Option(
+            "--auto",
+            help="Train each of --candidates and keep the one that ranks the labelled attacks of the "
+            "hold-out best (PR-AUC); needs at least 10 attack rows. The table lists every candidate.",
+        ),
+    ] = False,
+    candidates: Annotated[
+        str | None,
+        typer.Option(
+            "--candidates",
+            help="--auto: the unsupervised detectors to compare, comma-separated (default "
+            "ae,vae,iforest,ecod), each with its default settings.",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Model settings (YAML, TOML or JSON), e.g. epochs, hidden sizes.")
     ] = None,
@@ -179,9 +197,18 @@ def train(
     from nadkit.features.series import BucketConfig
     from nadkit.models import REGISTRY
     from nadkit.models.multitask import SeedEpochReport
+    from nadkit.training.choice import AUTO_CANDIDATES, train_chosen
     from nadkit.training.fit import default_features, train_model
 
     bundle = output_path("train", out, old_out)
+    if auto and model is not None:
+        raise NadkitError("--model names one detector; --auto chooses among --candidates")
+    if candidates is not None and not auto:
+        raise NadkitError("--candidates applies to --auto")
+    if auto and config is not None:
+        raise NadkitError("--auto trains each candidate with its default settings; leave --config out")
+    chosen_among = tuple(candidates.split(",")) if candidates is not None else AUTO_CANDIDATES
+    model = "--auto" if auto else (model or "ae")
     if view not in ("flows", "buckets"):
         raise NadkitError(f"--view must be flows or buckets, got {view!r}")
     if view == "flows" and (bucket_seconds is not None or bucket_by is not None):
@@ -200,6 +227,7 @@ def train(
     elif (calendar is not None or names or cadence) and model in REGISTRY:
         # an unknown model is named by train_model's own error
         features = default_features(REGISTRY[model], calendar=calendar, names=names, cadence=cadence)
+    feature_options = {"calendar": calendar, "names": names, "cadence": cadence}
 
     given = {"--fpr": fpr, "--max-fpr": max_fpr, "--beta": beta, "--risk": risk}
     threshold_params: dict[str, float] = {}
@@ -246,34 +274,51 @@ def train(
                 f"{description}: {step}", last=report.epochs is not None and report.epoch == report.epochs
             )
 
-        result = train_model(
-            source,
-            bundle,
-            model=model,
-            config=options,
-            format=format,
-            mapping=mapping,
-            holdout_fraction=holdout,
-            holdout_by=holdout_by,
-            seed=seed,
-            overwrite=force,
-            progress=on_epoch,
-            target=target,
-            label_column=label_column,
-            threshold_method=threshold_method,
-            threshold_params=threshold_params,
-            buckets=buckets,
-            features=features,
-            on_bad_rows=bad_rows(on_bad_rows),
-            on_file=on_file,
-            on_stage=on_stage,
-        )
+        common = {
+            "format": format,
+            "mapping": mapping,
+            "holdout_fraction": holdout,
+            "holdout_by": holdout_by,
+            "seed": seed,
+            "overwrite": force,
+            "progress": on_epoch,
+            "target": target,
+            "label_column": label_column,
+            "threshold_method": threshold_method,
+            "threshold_params": threshold_params,
+            "buckets": buckets,
+            "on_bad_rows": bad_rows(on_bad_rows),
+            "on_file": on_file,
+            "on_stage": on_stage,
+        }
+        choice = None
+        if auto:
+
+            def on_candidate(name: str, index: int, count: int) -> None:
+                nonlocal model
+                model = f"{name} ({index}/{count} of --auto)"
+                bar.update(task, description=f"training {model}", completed=0, total=None)
+
+            choice = train_chosen(
+                source,
+                bundle,
+                candidates=chosen_among,
+                feature_options=feature_options,
+                on_candidate=on_candidate,
+                **common,
+            )
+            result, model = choice.result, choice.chosen
+        else:
+            result = train_model(source, bundle, model=model, config=options, features=features, **common)
     if as_json:
         print_json(_training_json(model, result))
         return
-    console.print(_training_summary(model, result, target))
+    title = model if choice is None else f"{model}, kept by --auto,"
+    console.print(_training_summary(title, result, target))
     if result.supervised:
         console.print(_class_table(result))
+    if choice is not None:
+        console.print(_candidates_table(choice))
 
 
 def _training_json(model: str, result: TrainingResult) -> dict[str, object]:
@@ -306,6 +351,7 @@ def _training_json(model: str, result: TrainingResult) -> dict[str, object]:
         "holdout": metrics.get("holdout"),
         "classification": metrics.get("classification"),
         "few_rows": few_rows_caution(result),
+        "auto": metrics.get("auto"),
     }
 
 
@@ -408,6 +454,20 @@ def _training_summary(model: str, result: TrainingResult, target: Path | None) -
         if "nad_score" in classification:
             summary.add_row(f"{where} NAD 2021 score", f"{classification['nad_score']:.4f}")
     return summary
+
+
+def _candidates_table(choice: Choice) -> Table:
+    """The candidates of `nadkit train --auto`, as measured on the shared hold-out."""
+    table = Table(title="--auto: candidates on the same hold-out (PR-AUC chooses)")
+    table.add_column("model")
+    for column in ("ROC-AUC", "PR-AUC", "F1 at its threshold", "fit s"):
+        table.add_column(column, justify="right")
+    for row in choice.candidates:
+        name = f"[bold]{row.model}[/bold] (kept)" if row.model == choice.chosen else row.model
+        figures = (f"{row.roc_auc:.4f}", f"{row.pr_auc:.4f}", f"{row.f1:.4f}", f"{row.fit_seconds:.1f}")
+        table.add_row(name, *figures)
+    table.caption = "each on the hold-out its threshold was chosen on: optimistic, and the kept one more so"
+    return table
 
 
 def _class_table(result: TrainingResult) -> Table:

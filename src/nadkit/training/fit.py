@@ -475,6 +475,22 @@ def fit_bundle(frame: pl.DataFrame, *, model: str | Detector, **settings: Any) -
     return fit(frame, model=model, **settings).bundle
 
 
+def prepare_out(
+    out: str | Path,
+    overwrite: bool,
+    threshold_method: str = "auto",
+    threshold_params: Mapping[str, Any] | None = None,
+) -> Path:
+    """``out`` as a path a bundle may be written to (not a file; not an existing bundle unless
+    ``overwrite``), the threshold choice checked too: what `nadkit train` refuses before reading."""
+    out = Path(out)
+    refuse_file(out)
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out}: already exists (use --force to replace it)")
+    check_threshold_choice(threshold_method, threshold_params)
+    return out
+
+
 def train_model(
     source: str | Path,
     out: str | Path,
@@ -498,11 +514,7 @@ def train_model(
     with ``settings``, and save the bundle to ``out`` (``onnx``: with its ONNX graph, see
     :meth:`TrainingResult.save`). ``out`` and the threshold choice are checked before anything is
     read or trained."""
-    out = Path(out)
-    refuse_file(out)
-    if out.exists() and not overwrite:
-        raise ConfigError(f"{out}: already exists (use --force to replace it)")
-    check_threshold_choice(threshold_method, threshold_params)
+    out = prepare_out(out, overwrite, threshold_method, threshold_params)
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
     frame, source_format = load_flows(
         source, format=format, mapping=mapping, on_bad_rows=on_bad_rows, on_file=on_file
