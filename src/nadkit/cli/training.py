@@ -313,8 +313,7 @@ def train(
     if as_json:
         print_json(_training_json(model, result))
         return
-    title = model if choice is None else f"{model}, kept by --auto,"
-    console.print(_training_summary(title, result, target))
+    console.print(_training_summary(model, result, target, auto=choice is not None))
     if result.supervised:
         console.print(_class_table(result))
     if choice is not None:
@@ -383,10 +382,13 @@ def few_rows_caution(result: TrainingResult) -> str | None:
     )
 
 
-def _training_summary(model: str, result: TrainingResult, target: Path | None) -> Table:
-    """The table `nadkit train` ends with: what was trained on, how, and what was measured."""
+def _training_summary(
+    model: str, result: TrainingResult, target: Path | None, *, auto: bool = False
+) -> Table:
+    """The table `nadkit train` ends with: what was trained on, how, and what was measured (``auto``:
+    the model was kept by `--auto`)."""
     metrics = result.bundle.metrics
-    summary = Table(title=f"{model} trained", show_header=False)
+    summary = Table(title=f"{model} trained" + (" (kept by --auto)" if auto else ""), show_header=False)
     summary.add_row("bundle", f"{result.path} ({'with' if result.onnx else 'without'} model.onnx)")
     features = result.bundle.detector.feature_names_ or ()
     if result.buckets:
