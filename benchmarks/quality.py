@@ -71,6 +71,11 @@ Data sets (``--data``, ``$NADKIT_DATA_DIR`` or ``../shared/data``):
   the normal flows of the first week, validation day 8, test day 9: a training span that covers both
   the daily and the weekly cycle, for the calendar features.
 
+``auto`` (a ``--models`` entry) is ``nadkit train --auto``: of the candidates measured in the same
+run (``ae``, ``vae``, ``iforest``, ``ecod``, each with its defaults), the one with the highest PR-AUC
+on the validation part, its test figures reported as ``auto`` (``chosen`` names it); only where the
+validation part holds attacks (as `--auto` needs labelled attacks), so not with ``--train-rows``.
+
 Settings: ``NAME:key=value;key=value`` trains ``NAME`` with those settings (values read as YAML),
 e.g. ``ae:weigh_errors=true`` or ``ae:hidden=[64,32];bottleneck=8``.
 
@@ -123,6 +128,7 @@ from nadkit.models import REGISTRY, create
 from nadkit.models.neural import NeuralConfig
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
+from nadkit.training.choice import AUTO_CANDIDATES
 from nadkit.training.fit import default_features, holdout_threshold
 
 QUANTILE_FPR = 0.01
@@ -557,6 +563,8 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
     featurized: dict[tuple[str, ...], dict[str, Any]] = {}
     rows = []
     for name in models:
+        if name == AUTO:
+            continue
         model, changes, options = split_name(name)
         detector = configure(model, seed, budget_s, options)
         features = feature_config(detector, changes)
@@ -626,6 +634,7 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
         }
         if validation_attack.any() and (~validation_attack).any():
             row["validation_roc_auc"] = roc_auc(validation_scores, validation_attack)
+            row["validation_pr_auc"] = binary_metrics(validation_scores, validation_attack, value).pr_auc
         if hard is not None and (hard & test_attack).any() and (hard & ~test_attack).any():
             row["hard_roc_auc"] = roc_auc(scores[hard], test_attack[hard])
         shown = {key: row.get(key, float("nan")) for key in ("roc_auc", "pr_auc", "f1", "fpr")}
@@ -634,7 +643,30 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
             f"FPR {shown['fpr']:.4f} macro detection {row['macro_detection']:.4f} ({fit_s:.1f} s)"
         )
         rows.append(row)
+    if AUTO in models:
+        rows += chosen_by_validation(rows)
     return rows
+
+
+#: the ``--models`` entry for ``nadkit train --auto``'s choice
+AUTO = "auto"
+
+
+def chosen_by_validation(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``nadkit train --auto``'s row among ``rows`` (one data set and seed): the candidate of
+    :data:`~nadkit.training.choice.AUTO_CANDIDATES` with the highest validation PR-AUC (ROC-AUC
+    breaking ties, then the candidates' order), as ``auto``; none where no candidate has a
+    validation PR-AUC (no attacks there)."""
+    order = {name: index for index, name in enumerate(AUTO_CANDIDATES)}
+    measured = [r for r in rows if r["model"] in order and "validation_pr_auc" in r]
+    if not measured:
+        return []
+    best = max(
+        measured,
+        key=lambda r: (r["validation_pr_auc"], r["validation_roc_auc"], -order[r["model"]]),
+    )
+    console.print(f"  {AUTO}: {best['model']} (validation PR-AUC {best['validation_pr_auc']:.4f})")
+    return [{**best, "model": AUTO, "chosen": best["model"]}]
 
 
 def _weighs(detector: Any) -> bool:
@@ -664,6 +696,7 @@ SUMMARY = (
     "macro_detection_test_1pct",
     "hard_roc_auc",
     "validation_roc_auc",
+    "validation_pr_auc",
     "fit_s",
     "epochs",
     "epoch_s",
@@ -683,6 +716,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if values:
                 entry[metric] = float(np.mean(values))
                 entry[f"{metric}_sd"] = float(np.std(values))
+        if any("chosen" in r for r in mine):
+            entry["chosen"] = [r.get("chosen") for r in mine]
         classes = sorted({c for r in mine for c in r["per_class"]})
         entry["per_class"] = {
             c: float(np.mean([r["per_class"][c] for r in mine if c in r["per_class"]])) for c in classes
@@ -712,6 +747,9 @@ def markdown(summary: list[dict[str, Any]], notes: dict[str, str]) -> str:
                     cells.append(f"{s[metric]:.4f} ± {s[metric + '_sd']:.4f}")
             lines.append(f"| {s['model']} | " + " | ".join(cells) + " |")
         lines.append("")
+        for s in mine:
+            if s.get("chosen"):
+                lines += [f"{s['model']} chose, by seed: {', '.join(map(str, s['chosen']))}", ""]
         classes = sorted({c for s in mine for c in s["per_class"]})
         if classes:
             lines.append("| detection rate | " + " | ".join(s["model"] for s in mine) + " |")
@@ -798,7 +836,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
-    missing = [m for m in args.models if split_name(m)[0] not in REGISTRY and split_name(m)[0] not in PEERS]
+    known = {*REGISTRY, *PEERS, AUTO}
+    missing = [m for m in args.models if split_name(m)[0] not in known]
     if missing:
         parser.error(
             f"unknown model {missing[0]!r} (nadkit's: {', '.join(REGISTRY)}; peers: {', '.join(PEERS)})"

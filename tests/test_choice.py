@@ -84,3 +84,20 @@ def test_the_python_api_chooses_as_the_command_does(day: pl.DataFrame) -> None:
     assert model.training is not None and model.training.bundle.metrics["auto"]["chosen"] == chosen.chosen
     with pytest.raises(ConfigError, match='model="auto"'):
         nadkit.train(day, model="iforest", candidates=["iforest", "ecod"])
+
+
+def test_the_quality_benchmark_chooses_as_train_auto_does() -> None:
+    """`benchmarks/quality.py --models ... auto`: the candidate with the best validation PR-AUC,
+    ROC-AUC then the candidates' order breaking ties; nothing where the validation part had no
+    attacks; models that are not candidates never chosen."""
+    from benchmarks.quality import AUTO, chosen_by_validation
+
+    def row(model: str, pr: float, roc: float = 0.9) -> dict[str, object]:
+        return {"model": model, "validation_pr_auc": pr, "validation_roc_auc": roc, "roc_auc": pr / 2}
+
+    rows = [row("iforest", 0.8), row("ae", 0.9), row("ae:weigh_errors=true", 0.99), row("ecod", 0.9, 0.95)]
+    (chosen,) = chosen_by_validation(rows)
+    assert chosen["model"] == AUTO and chosen["chosen"] == "ecod" and chosen["roc_auc"] == 0.45
+    (tied,) = chosen_by_validation([row("vae", 0.9), row("ae", 0.9)])
+    assert tied["chosen"] == "ae"
+    assert chosen_by_validation([{"model": "ae", "roc_auc": 0.9}]) == []
