@@ -128,7 +128,7 @@ from nadkit.models import REGISTRY, create
 from nadkit.models.neural import NeuralConfig
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
-from nadkit.training.choice import AUTO_CANDIDATES
+from nadkit.training.choice import AUTO_CANDIDATES, best_index
 from nadkit.training.fit import default_features, holdout_threshold
 
 QUANTILE_FPR = 0.01
@@ -658,13 +658,12 @@ def chosen_by_validation(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     breaking ties, then the candidates' order), as ``auto``; none where no candidate has a
     validation PR-AUC (no attacks there)."""
     order = {name: index for index, name in enumerate(AUTO_CANDIDATES)}
-    measured = [r for r in rows if r["model"] in order and "validation_pr_auc" in r]
+    measured = sorted(
+        (r for r in rows if r["model"] in order and "validation_pr_auc" in r), key=lambda r: order[r["model"]]
+    )
     if not measured:
         return []
-    best = max(
-        measured,
-        key=lambda r: (r["validation_pr_auc"], r["validation_roc_auc"], -order[r["model"]]),
-    )
+    best = measured[best_index([(r["validation_pr_auc"], r["validation_roc_auc"]) for r in measured])]
     console.print(f"  {AUTO}: {best['model']} (validation PR-AUC {best['validation_pr_auc']:.4f})")
     return [{**best, "model": AUTO, "chosen": best["model"]}]
 

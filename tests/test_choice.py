@@ -101,3 +101,13 @@ def test_the_quality_benchmark_chooses_as_train_auto_does() -> None:
     (tied,) = chosen_by_validation([row("vae", 0.9), row("ae", 0.9)])
     assert tied["chosen"] == "ae"
     assert chosen_by_validation([{"model": "ae", "roc_auc": 0.9}]) == []
+
+
+def test_the_choosing_rule_ranks_a_missing_figure_last_and_keeps_the_earlier_of_equals() -> None:
+    from nadkit.training.choice import best_index
+
+    nan = float("nan")
+    assert best_index([(0.5, 0.9), (0.7, 0.8), (0.7, 0.85)]) == 2
+    assert best_index([(0.7, 0.8), (0.7, 0.8)]) == 0
+    assert best_index([(nan, 0.99), (0.1, 0.2)]) == 1
+    assert best_index([(0.4, nan), (0.4, 0.5)]) == 1

@@ -142,7 +142,7 @@ def choose(
             )
         )
         log.info("candidate %s: hold-out PR-AUC %.4f, ROC-AUC %.4f", name, rows[-1].pr_auc, rows[-1].roc_auc)
-    best = max(range(len(rows)), key=lambda i: (_finite(rows[i].pr_auc), _finite(rows[i].roc_auc), -i))
+    best = best_index([(row.pr_auc, row.roc_auc) for row in rows])
     kept = results[best]
     kept.bundle.metrics["auto"] = {
         "metric": CHOICE_METRIC,
@@ -154,8 +154,14 @@ def choose(
     return Choice(result=kept, chosen=names[best], candidates=tuple(rows))
 
 
-def _finite(value: float) -> float:
-    return value if value == value else float("-inf")  # NaN ranks last
+def best_index(figures: Sequence[tuple[float, float]]) -> int:
+    """The rule that chooses: the index of the highest ``(PR-AUC, ROC-AUC)`` pair, the earlier one
+    among equals, a NaN ranking last."""
+
+    def finite(value: float) -> float:
+        return value if value == value else float("-inf")
+
+    return max(range(len(figures)), key=lambda i: (finite(figures[i][0]), finite(figures[i][1]), -i))
 
 
 def train_chosen(
@@ -196,6 +202,7 @@ __all__ = [
     "MIN_CHOICE_ATTACKS",
     "Candidate",
     "Choice",
+    "best_index",
     "check_attacks",
     "check_candidates",
     "choose",
