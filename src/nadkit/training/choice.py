@@ -24,7 +24,15 @@ from nadkit.errors import ConfigError
 from nadkit.models.registry import REGISTRY
 from nadkit.schema import NORMAL
 from nadkit.sources import BadRows, FileProgress, load_flows
-from nadkit.training.fit import TrainingResult, default_features, fit, prepare_out, use_label_column
+from nadkit.training.fit import (
+    TrainingResult,
+    default_features,
+    fit,
+    prepare_out,
+    save_read_from,
+    source_named,
+    use_label_column,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +194,10 @@ def train_chosen(
     frame, source_format = load_flows(
         source, format=format, mapping=mapping, on_bad_rows=on_bad_rows, on_file=on_file
     )
-    try:
+    with source_named(source):
         choice = choose(frame, candidates, **settings)
-    except ConfigError as error:  # what the flows lack: name them
-        raise ConfigError(f"{source}: {error}") from None
-    result = choice.result
-    if result.bundle.pipeline is not None:
-        result.bundle.pipeline.read_from(source_format)
-    return replace(choice, result=result.save(out, overwrite=overwrite, onnx=onnx))
+    saved = save_read_from(choice.result, source_format, out, overwrite=overwrite, onnx=onnx)
+    return replace(choice, result=saved)
 
 
 __all__ = [

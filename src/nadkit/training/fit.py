@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -523,7 +524,7 @@ def train_model(
     if target is not None:
         target_frame, _ = load_flows(target, format=format, mapping=mapping, on_bad_rows=on_bad_rows)
         log.info("target: %d flows from %s", target_frame.height, target)
-    try:
+    with source_named(source):
         result = fit(
             frame,
             model=detector,
@@ -534,9 +535,25 @@ def train_model(
             threshold_params=threshold_params,
             **settings,
         )
-    except ConfigError as error:  # what the flows lack: name them
+    return save_read_from(result, source_format, out, overwrite=overwrite, onnx=onnx)
+
+
+@contextmanager
+def source_named(source: str | Path) -> Iterator[None]:
+    """A configuration error raised within names ``source`` first: what the flows read from it
+    lack."""
+    try:
+        yield
+    except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
-    if result.bundle.pipeline is not None:  # so that flows of another kind are told what it expects
+
+
+def save_read_from(
+    result: TrainingResult, source_format: str | None, out: Path, *, overwrite: bool, onnx: bool
+) -> TrainingResult:
+    """Save a bundle trained on flows of ``source_format`` to ``out``; its pipeline remembers the
+    format, so that flows of another kind are told what it expects."""
+    if result.bundle.pipeline is not None:
         result.bundle.pipeline.read_from(source_format)
     return result.save(out, overwrite=overwrite, onnx=onnx)
 
