@@ -122,6 +122,7 @@ from benchmarks.common import RESULTS, cache_dir, console, data_dir, machine, se
 from nadkit.evaluation.metrics import binary_metrics, fpr_at_recall, roc_auc
 from nadkit.evaluation.split import weighing_split
 from nadkit.evaluation.thresholds import quantile_threshold
+from nadkit.features.counters import COUNTER_WINDOWS
 from nadkit.features.data import detector_data
 from nadkit.features.pipeline import ALL_GROUPS, FeatureConfig, FeaturePipeline
 from nadkit.models import REGISTRY, create
@@ -527,11 +528,13 @@ def split_name(name: str) -> tuple[str, dict[str, bool], dict[str, Any]]:
     ``lstm-calendar`` -> (``lstm``, {"calendar": False}, {}), ``ae+calendar-names`` -> (``ae``,
     {"calendar": True, "names": False}, {}), ``ae:weigh_errors=true;hidden=[64,32]`` -> (``ae``, {},
     {"weigh_errors": True, "hidden": (64, 32)}): settings after a colon, separated by semicolons,
-    each value read as YAML (lists become tuples); group changes at the end."""
+    each value read as YAML (lists become tuples); group changes at the end. A counter window is
+    added or left out the same way: ``ae-slow_counters`` (see :data:`COUNTER_TOKENS`)."""
     groups: dict[str, bool] = {}
+    tokens = (*ALL_GROUPS, *COUNTER_TOKENS)
     while True:
         found = next(
-            ((group, sign == "+") for group in ALL_GROUPS for sign in "+-" if name.endswith(sign + group)),
+            ((group, sign == "+") for group in tokens for sign in "+-" if name.endswith(sign + group)),
             None,
         )
         if found is None:
@@ -545,14 +548,26 @@ def split_name(name: str) -> tuple[str, dict[str, bool], dict[str, Any]]:
     return model, groups, settings_from([i for i in text.split(";") if i], known, model)
 
 
+#: ``--models`` suffixes that add or leave out the counters of one window (``ae+slow_counters``)
+COUNTER_TOKENS = {f"{window}_counters": window for window in COUNTER_WINDOWS}
+
+
 def feature_config(detector: Any, changes: dict[str, bool]) -> FeatureConfig:
     """What ``nadkit train`` gives ``detector`` (peers: the default groups), with the feature groups
-    ``changes`` adds (True) or leaves out (False)."""
+    (and counter windows) ``changes`` adds (True) or leaves out (False)."""
     config = default_features(detector) if hasattr(detector, "wants_calendar") else FeatureConfig()
     if not changes:
         return config
-    wanted = {g for g in config.groups if changes.get(g, True)} | {g for g, on in changes.items() if on}
-    return dataclasses.replace(config, groups=tuple(g for g in ALL_GROUPS if g in wanted))
+    windows = {COUNTER_TOKENS[t]: on for t, on in changes.items() if t in COUNTER_TOKENS}
+    groups = {g: on for g, on in changes.items() if g not in COUNTER_TOKENS}
+    wanted = {g for g in config.groups if groups.get(g, True)} | {g for g, on in groups.items() if on}
+    kept = {w for w in config.counter_windows if windows.get(w, True)}
+    kept |= {w for w, on in windows.items() if on}
+    return dataclasses.replace(
+        config,
+        groups=tuple(g for g in ALL_GROUPS if g in wanted),
+        counter_windows=tuple(w for w in COUNTER_WINDOWS if w in kept),
+    )
 
 
 def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: float) -> list[dict[str, Any]]:
@@ -560,7 +575,7 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
     hard = None
     if "difficulty" in protocol.test.columns:
         hard = protocol.test["difficulty"].to_numpy() < HARD_DIFFICULTY
-    featurized: dict[tuple[str, ...], dict[str, Any]] = {}
+    featurized: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, Any]] = {}
     rows = []
     for name in models:
         if name == AUTO:
@@ -568,20 +583,21 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
         model, changes, options = split_name(name)
         detector = configure(model, seed, budget_s, options)
         features = feature_config(detector, changes)
-        if features.groups not in featurized:
+        key = (features.groups, features.counter_windows)
+        if key not in featurized:
             pipeline = FeaturePipeline(features).fit(protocol.train)
-            featurized[features.groups] = {
+            featurized[key] = {
                 part: detector_data(pipeline, getattr(protocol, part))
                 for part in ("train", "validation", "test")
             }
-            parts = featurized[features.groups]
+            parts = featurized[key]
             console.print(
                 f"[bold]{protocol.name}[/bold] seed {seed}: {len(parts['train']):,} training rows, "
                 f"{len(parts['validation']):,} validation ({int(_attack(protocol.validation).sum()):,} "
                 f"attacks), {len(parts['test']):,} test ({int(test_attack.sum()):,} attacks), "
                 f"{parts['train'].width} features ({', '.join(features.groups)})"
             )
-        parts = featurized[features.groups]
+        parts = featurized[key]
         # a detector that weighs its errors does so on half the validation part's normal rows and
         # has its threshold chosen on the rest, as ``nadkit train`` halves its hold-out
         validation, validation_attack = parts["validation"], _attack(protocol.validation)

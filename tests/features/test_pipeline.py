@@ -552,3 +552,45 @@ def test_both_polars_engines_give_the_same_features(
     batches = pl.concat(fitted.transform_batches(table, batch_rows=700))
     assert_frame_equal(in_memory, streamed, check_exact=True)
     assert_frame_equal(in_memory, batches, check_exact=True)
+
+
+def test_counter_windows_leave_out_a_window_and_what_is_built_on_it(train: pl.DataFrame) -> None:
+    every = FeaturePipeline(NO_SEGMENTS).fit(train)
+    config = FeatureConfig(
+        groups=NO_SEGMENTS.groups, vocabulary_min_count=2, counter_windows=("fast", "connections")
+    )
+    without_slow = FeaturePipeline(config).fit(train)
+    left_out = set(every.feature_names_) - set(without_slow.feature_names_)
+    # the four slow counters, their zero flags, and every ratio or difference that reads one
+    assert {"cnt_src_slow", "cnt_serv_dst_slow_zero", "cnt_src_per_cnt_src_slow"} <= left_out
+    assert all("_slow" in name for name in left_out)
+    assert not any("_slow" in name for name in without_slow.feature_names_)
+    assert set(without_slow.feature_names_) < set(every.feature_names_)
+    assert not any(c.endswith("_slow") for c in without_slow.input_columns_)
+    out = without_slow.transform(train)
+    assert out.columns == without_slow.feature_names_ and np.isfinite(out.to_numpy()).all()
+    # saved and loaded with its windows; a pipeline saved before they could be chosen keeps all
+    saved = without_slow.to_dict()
+    assert saved["config"]["counter_windows"] == ["fast", "connections"]
+    assert FeaturePipeline.from_dict(saved).transform(train).equals(out)
+    older = every.to_dict()
+    del older["config"]["counter_windows"]
+    assert FeaturePipeline.from_dict(older).config.counter_windows == ("fast", "slow", "connections")
+    # a source that carries all twelve counters (NAD) loses the slow ones the same way
+    given = every.augment(train)
+    assert set(COUNTER_COLUMNS) <= set(given.columns)
+    assert FeaturePipeline(config).fit(given).feature_names_ == without_slow.feature_names_
+    with pytest.raises(ConfigError, match="unknown counter window 'hourly'"):
+        FeatureConfig(counter_windows=("fast", "hourly"))
+
+
+def test_unsupervised_detectors_are_trained_without_the_slow_window_counters() -> None:
+    from nadkit.models import create
+    from nadkit.training.fit import UNSUPERVISED_COUNTER_WINDOWS, default_features
+
+    assert UNSUPERVISED_COUNTER_WINDOWS == ("fast", "connections")
+    for name in ("ae", "vae", "iforest", "ecod", "lstm"):
+        assert default_features(create(name)).counter_windows == ("fast", "connections")
+    # the supervised network keeps the seed's twelve counters
+    assert default_features(create("multitask")).counter_windows == ("fast", "slow", "connections")
+    assert FeatureConfig().counter_windows == ("fast", "slow", "connections")

@@ -56,6 +56,16 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 SUFFIXES = ("", "_slow", "_conn")
 COUNTER_COLUMNS = tuple(stem + suffix for suffix in SUFFIXES for stem in KEYS)
+#: the counters' windows by name (the short time window, the long one, the last connections) and
+#: the suffix of their columns
+COUNTER_WINDOWS: dict[str, str] = {"fast": "", "slow": "_slow", "connections": "_conn"}
+
+
+def window_columns(windows: Sequence[str]) -> tuple[str, ...]:
+    """The counter columns of the named ``windows`` (keys of :data:`COUNTER_WINDOWS`)."""
+    wanted = {stem + COUNTER_WINDOWS[name] for name in windows for stem in KEYS}
+    return tuple(c for c in COUNTER_COLUMNS if c in wanted)
+
 
 #: packed sort keys are (key code << position bits) | position, which must stay within a signed int64
 _PACK_BITS = 62

@@ -44,7 +44,7 @@ from nadkit.features.address import AddressGroup
 from nadkit.features.base import FeatureGroup, output_name, root_columns
 from nadkit.features.cadence import CADENCE_COLUMNS, CadenceConfig
 from nadkit.features.calendar import CalendarGroup
-from nadkit.features.counters import COUNTER_COLUMNS, CounterConfig
+from nadkit.features.counters import COUNTER_COLUMNS, COUNTER_WINDOWS, CounterConfig, window_columns
 from nadkit.features.flow import (
     CATEGORICAL,
     SEGMENT_PREFIX,
@@ -128,7 +128,10 @@ class FeatureConfig:
     one-hot column (else ``others``). ``exclude``: numeric columns never to pass through as features
     (:data:`NOT_FEATURES`: they describe the dataset or the meter, not the flow). ``compute_counters``:
     compute the ``cnt_*`` traffic counters when the source lacks them (needs time, src, dst, proto,
-    dpt). ``counters`` / ``segments``: their window settings. ``max_scaled``: scaled values are
+    dpt). ``counters`` / ``segments``: their window settings. ``counter_windows``: the windows
+    whose counters (given by the source or computed) become features, of ``fast``, ``slow`` and
+    ``connections`` (:data:`~nadkit.features.counters.COUNTER_WINDOWS`); the others' columns are
+    left out, and so are the ratios and differences built on them. ``max_scaled``: scaled values are
     clipped to ``[-max_scaled, max_scaled]``; ``compress``: ``"log"`` (scaled values beyond +-1 grow
     with their logarithm, :func:`compress_log`) or ``"none"``. ``clip_quantiles``: the training
     values between these quantiles always scale within those bounds, however heavy the tails (see
@@ -145,6 +148,7 @@ class FeatureConfig:
     exclude: tuple[str, ...] = NOT_FEATURES
     compute_counters: bool = True
     counters: CounterConfig = field(default_factory=CounterConfig)
+    counter_windows: tuple[str, ...] = tuple(COUNTER_WINDOWS)
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     cadence: CadenceConfig = field(default_factory=CadenceConfig)
     clip_quantiles: tuple[float, float] = (0.001, 0.999)
@@ -163,6 +167,11 @@ class FeatureConfig:
             raise ConfigError("max_scaled must be positive")
         if self.compress not in COMPRESSIONS:
             raise ConfigError(f"compress must be one of {', '.join(COMPRESSIONS)}; got {self.compress!r}")
+        unknown_windows = [w for w in self.counter_windows if w not in COUNTER_WINDOWS]
+        if unknown_windows:
+            raise ConfigError(
+                f"unknown counter window {unknown_windows[0]!r} (known: {', '.join(COUNTER_WINDOWS)})"
+            )
         if self.scaling_sample_rows is not None and self.scaling_sample_rows < 1:
             raise ConfigError("scaling_sample_rows must be at least 1 (or null for all rows)")
         if not 0.0 <= self.vocabulary_min_share < 1.0:
@@ -329,6 +338,11 @@ class FeaturePipeline:
         self.segments_computed_ = self._plan_segments(columns)
         self.cadence_computed_ = self._plan_cadence(columns)
         augmented = self._augment(frame)
+        kept = set(window_columns(self.config.counter_windows))
+        left_out = [c for c in COUNTER_COLUMNS if c in augmented.columns and c not in kept]
+        if left_out:  # the groups then build nothing on them
+            log.info("counters left out of the features: %s", ", ".join(left_out))
+            augmented = augmented.drop(left_out)
         self.group_states_: dict[str, dict[str, Any]] = {}
         self.skipped_groups_: dict[str, list[str]] = {}
         for group in build_groups(self.config):
