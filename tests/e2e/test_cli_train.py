@@ -109,6 +109,16 @@ def test_train_on_a_few_hundred_normal_flows_says_how_rough_its_threshold_is(
     assert re.search(r"^3\d\d normal training rows; the threshold was read off the tail of the 10", caution)
     assert "alert rate" in caution and "--threshold spot" in caution
 
+    # the minute's counters are left out unless asked for
+    from nadkit.training.bundle import ModelBundle
+
+    names = ModelBundle.load(tmp_path / "m").pipeline.feature_names_
+    assert "cnt_src" in names and "cnt_src_conn" in names and not any("_slow" in n for n in names)
+    result = nadkit("train", conn_log, "-o", tmp_path / "m3", "--model", "iforest", "--slow-counters")
+    assert result.returncode == 0, result.stderr
+    kept = ModelBundle.load(tmp_path / "m3").pipeline.feature_names_
+    assert {"cnt_src_slow", "cnt_src_per_cnt_src_slow"} <= set(kept) and set(names) < set(kept)
+
 
 def test_train_rejects_unknown_model_and_option(tmp_path: Path) -> None:
     data = tmp_path / "days"
@@ -331,6 +341,10 @@ def test_bucket_options_are_checked(tmp_path: Path) -> None:
     )
     assert_one_line_error(
         nadkit("train", data, out, "--view", "buckets", "--bucket-seconds", "0"), "bucket_s must be positive"
+    )
+    assert_one_line_error(
+        nadkit("train", data, out, "--view", "buckets", "--slow-counters"),
+        "--slow-counters applies to --view flows",
     )
     assert not out.exists()
 

@@ -177,6 +177,15 @@ def train(
             "where the flows have times, addresses, protocol and destination port.",
         ),
     ] = False,
+    slow_counters: Annotated[
+        bool,
+        typer.Option(
+            "--slow-counters",
+            help="Keep the traffic counters of the 60 s window, which unsupervised detectors leave "
+            "out (they follow the hour's load): for short captures where slow scans and password "
+            "guessing matter more than other hours' traffic.",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     format: FormatOption = None,
     on_bad_rows: BadRowsOption = "error",
@@ -213,7 +222,7 @@ def train(
         raise NadkitError(f"--view must be flows or buckets, got {view!r}")
     if view == "flows" and (bucket_seconds is not None or bucket_by is not None):
         raise NadkitError("--bucket-seconds and --bucket-by apply to --view buckets")
-    for given, option in ((names, "--names"), (cadence, "--cadence")):
+    for given, option in ((names, "--names"), (cadence, "--cadence"), (slow_counters, "--slow-counters")):
         if given and view == "buckets":
             raise NadkitError(f"{option} applies to --view flows (a bucket reads its own traffic metrics)")
     buckets = None
@@ -224,10 +233,17 @@ def train(
             by=bucket_by,
             calendar=True if calendar is None else calendar,
         )
-    elif (calendar is not None or names or cadence) and model in REGISTRY:
+    elif (calendar is not None or names or cadence or slow_counters) and model in REGISTRY:
         # an unknown model is named by train_model's own error
-        features = default_features(REGISTRY[model], calendar=calendar, names=names, cadence=cadence)
-    feature_options = {"calendar": calendar, "names": names, "cadence": cadence}
+        features = default_features(
+            REGISTRY[model], calendar=calendar, names=names, cadence=cadence, slow_counters=slow_counters
+        )
+    feature_options = {
+        "calendar": calendar,
+        "names": names,
+        "cadence": cadence,
+        "slow_counters": slow_counters,
+    }
 
     given = {"--fpr": fpr, "--max-fpr": max_fpr, "--beta": beta, "--risk": risk}
     threshold_params: dict[str, float] = {}

@@ -260,6 +260,7 @@ def default_features(
     calendar: bool | None = None,
     names: bool = False,
     cadence: bool = False,
+    slow_counters: bool = False,
 ) -> FeatureConfig:
     """The feature settings a detector (or detector class) is trained with: the default groups; the
     calendar group for detectors that read the time of day and day of week
@@ -268,7 +269,7 @@ def default_features(
     each burst went (``exchanges``): a classifier learns the training attacks' bursts by them, which
     another day's traffic does not repeat (on the simulator's later day `multitask`'s macro F1 fell
     from 0.60 to 0.48, 6 seeds). Unsupervised detectors leave out the slow window's counters
-    (:data:`UNSUPERVISED_COUNTER_WINDOWS`)."""
+    (:data:`UNSUPERVISED_COUNTER_WINDOWS`) unless ``slow_counters``."""
     extra = {"calendar"} if (detector.wants_calendar if calendar is None else calendar) else set()
     if names:
         extra.add("names")
@@ -276,7 +277,7 @@ def default_features(
         extra.add("cadence")
     left_out = {"exchanges"} if detector.supervised else set()
     groups = tuple(g for g in ALL_GROUPS if (g in GROUP_NAMES or g in extra) and g not in left_out)
-    if detector.supervised:
+    if detector.supervised or slow_counters:
         return FeatureConfig(groups=groups)
     return FeatureConfig(groups=groups, counter_windows=UNSUPERVISED_COUNTER_WINDOWS)
 
