@@ -262,18 +262,17 @@ def measure(
     test = pl.concat([protocol.test, *attacks.values()], how="diagonal_relaxed").sort("time")
     attack = quality._attack(test)
     captures = test["capture"].to_numpy().astype(str)
-    featurized: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Any, Any, Any]] = {}
+    featurized: dict[Any, tuple[Any, Any, Any]] = {}
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name in models:
         model, changes, options = quality.split_name(name)
         detector = quality.configure(model, seed, 60.0, options)
         features = quality.feature_config(detector, changes)
-        key = (features.groups, features.counter_windows)
-        if key not in featurized:
+        if features not in featurized:  # one fit per feature setting
             pipeline = FeaturePipeline(features).fit(protocol.train)
             parts = (protocol.train, protocol.validation, test)
-            featurized[key] = tuple(detector_data(pipeline, part) for part in parts)
-        train, validation, scored = featurized[key]
+            featurized[features] = tuple(detector_data(pipeline, part) for part in parts)
+        train, validation, scored = featurized[features]
         detector.fit(train)
         value, _ = quality.threshold(detector.score(validation), quality._attack(protocol.validation))
         scores = detector.score(scored)

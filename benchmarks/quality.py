@@ -560,14 +560,17 @@ def feature_config(detector: Any, changes: dict[str, bool]) -> FeatureConfig:
         return config
     windows = {COUNTER_TOKENS[t]: on for t, on in changes.items() if t in COUNTER_TOKENS}
     groups = {g: on for g, on in changes.items() if g not in COUNTER_TOKENS}
-    wanted = {g for g in config.groups if groups.get(g, True)} | {g for g, on in groups.items() if on}
-    kept = {w for w in config.counter_windows if windows.get(w, True)}
-    kept |= {w for w, on in windows.items() if on}
     return dataclasses.replace(
         config,
-        groups=tuple(g for g in ALL_GROUPS if g in wanted),
-        counter_windows=tuple(w for w in COUNTER_WINDOWS if w in kept),
+        groups=_toggled(config.groups, groups, ALL_GROUPS),
+        counter_windows=_toggled(config.counter_windows, windows, tuple(COUNTER_WINDOWS)),
     )
+
+
+def _toggled(current: Sequence[str], changes: dict[str, bool], order: Sequence[str]) -> tuple[str, ...]:
+    """``current`` with what ``changes`` adds (True) or leaves out (False), in ``order``."""
+    kept = {x for x in current if changes.get(x, True)} | {x for x, on in changes.items() if on}
+    return tuple(x for x in order if x in kept)
 
 
 def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: float) -> list[dict[str, Any]]:
@@ -575,7 +578,7 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
     hard = None
     if "difficulty" in protocol.test.columns:
         hard = protocol.test["difficulty"].to_numpy() < HARD_DIFFICULTY
-    featurized: dict[tuple[tuple[str, ...], tuple[str, ...]], dict[str, Any]] = {}
+    featurized: dict[FeatureConfig, dict[str, Any]] = {}
     rows = []
     for name in models:
         if name == AUTO:
@@ -583,21 +586,20 @@ def evaluate(protocol: Protocol, models: Sequence[str], seed: int, budget_s: flo
         model, changes, options = split_name(name)
         detector = configure(model, seed, budget_s, options)
         features = feature_config(detector, changes)
-        key = (features.groups, features.counter_windows)
-        if key not in featurized:
+        if features not in featurized:
             pipeline = FeaturePipeline(features).fit(protocol.train)
-            featurized[key] = {
+            featurized[features] = {
                 part: detector_data(pipeline, getattr(protocol, part))
                 for part in ("train", "validation", "test")
             }
-            parts = featurized[key]
+            parts = featurized[features]
             console.print(
                 f"[bold]{protocol.name}[/bold] seed {seed}: {len(parts['train']):,} training rows, "
                 f"{len(parts['validation']):,} validation ({int(_attack(protocol.validation).sum()):,} "
                 f"attacks), {len(parts['test']):,} test ({int(test_attack.sum()):,} attacks), "
                 f"{parts['train'].width} features ({', '.join(features.groups)})"
             )
-        parts = featurized[key]
+        parts = featurized[features]
         # a detector that weighs its errors does so on half the validation part's normal rows and
         # has its threshold chosen on the rest, as ``nadkit train`` halves its hold-out
         validation, validation_attack = parts["validation"], _attack(protocol.validation)

@@ -582,6 +582,8 @@ def test_counter_windows_leave_out_a_window_and_what_is_built_on_it(train: pl.Da
     assert FeaturePipeline(config).fit(given).feature_names_ == without_slow.feature_names_
     with pytest.raises(ConfigError, match="unknown counter window 'hourly'"):
         FeatureConfig(counter_windows=("fast", "hourly"))
+    with pytest.raises(ConfigError, match="counter_windows must be a list of windows, got 'fast'"):
+        FeatureConfig.from_dict({"counter_windows": "fast"})
 
 
 def test_unsupervised_detectors_are_trained_without_the_slow_window_counters() -> None:

@@ -54,11 +54,11 @@ KEYS: dict[str, tuple[str, ...]] = {
     "cnt_serv_src": ("src", "proto", "dpt"),
     "cnt_serv_dst": ("dst", "proto", "dpt"),
 }
-SUFFIXES = ("", "_slow", "_conn")
-COUNTER_COLUMNS = tuple(stem + suffix for suffix in SUFFIXES for stem in KEYS)
 #: the counters' windows by name (the short time window, the long one, the last connections) and
 #: the suffix of their columns
 COUNTER_WINDOWS: dict[str, str] = {"fast": "", "slow": "_slow", "connections": "_conn"}
+SUFFIXES = tuple(COUNTER_WINDOWS.values())
+COUNTER_COLUMNS = tuple(stem + suffix for suffix in SUFFIXES for stem in KEYS)
 
 
 def window_columns(windows: Sequence[str]) -> tuple[str, ...]:

@@ -167,6 +167,8 @@ class FeatureConfig:
             raise ConfigError("max_scaled must be positive")
         if self.compress not in COMPRESSIONS:
             raise ConfigError(f"compress must be one of {', '.join(COMPRESSIONS)}; got {self.compress!r}")
+        if isinstance(self.counter_windows, str):
+            raise ConfigError(f"counter_windows must be a list of windows, got {self.counter_windows!r}")
         unknown_windows = [w for w in self.counter_windows if w not in COUNTER_WINDOWS]
         if unknown_windows:
             raise ConfigError(
