@@ -18,6 +18,7 @@ from nadkit.features.counters import (
     CounterConfig,
     add_traffic_counters,
     traffic_counters,
+    window_columns,
 )
 
 T0 = datetime(2020, 12, 3, 8, 0, tzinfo=UTC)
@@ -211,3 +212,27 @@ def test_config_rejects_empty_windows() -> None:
         CounterConfig(window_s=0)
     with pytest.raises(ValueError, match="at least 1"):
         CounterConfig(connections=0)
+
+
+@pytest.mark.parametrize(
+    "windows", [("fast",), ("slow",), ("connections",), ("fast", "connections"), ("slow", "connections"), ()]
+)
+def test_named_windows_give_the_same_values_as_all_twelve(
+    windows: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    frame = random_flows(3000, 5, span_s=600.0)
+    whole = traffic_counters(frame)
+    some = traffic_counters(frame, windows=windows)
+    assert some.columns == list(window_columns(windows))
+    assert some.height == (frame.height if windows else 0)  # a frame without columns has no rows
+    assert add_traffic_counters(frame, windows=windows).columns == [*frame.columns, *some.columns]
+    assert some.equals(whole.select(some.columns))
+    # the search by position (times over centuries at microsecond resolution do not fit beside the
+    # keys in one integer) leaves the same windows out
+    caplog.set_level("DEBUG", logger="nadkit.features.counters")
+    wide = random_flows(1500, 7, span_s=2e10, resolution_us=1)
+    config = CounterConfig(window_s=3e8, slow_window_s=3e9, connections=40)
+    expected = traffic_counters(wide, config).select(some.columns)
+    caplog.clear()
+    assert traffic_counters(wide, config, windows).equals(expected)
+    assert ("counting time windows by position" in caplog.text) == bool({"fast", "slow"} & set(windows))

@@ -204,3 +204,15 @@ def test_pieces_without_what_the_counters_read_are_refused(
     assert features.held_rows == 0
     with pytest.raises(SchemaError, match=f"column '{column}'"):
         pipeline.augment(lacking)
+
+
+def test_pieces_count_only_the_windows_the_features_use(flows: pl.DataFrame) -> None:
+    # without the 60 s window the look-back shrinks to the 2 s window and the last 100 flows
+    config = FeatureConfig(counter_windows=("fast", "connections"), segments=SegmentConfig(gap_s=20.0))
+    fitted = FeaturePipeline(config).fit(flows)
+    whole = fitted.augment(flows)
+    assert "cnt_src" in whole.columns and "cnt_src_conn" in whole.columns
+    assert not [c for c in whole.columns if c.endswith("_slow")]
+    _same(whole, augment_in_pieces(fitted, flows, [700, 2000, 2001, 4500]))
+    state = IncrementalFeatures(fitted)
+    assert state._context_us == 2_000_000 and state._context_rows == 100

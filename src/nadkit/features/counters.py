@@ -231,8 +231,11 @@ class _TimeLayout:
             return self._lower
 
 
-def _window_counts(code: np.ndarray, layout: _TimeLayout, connections: int) -> list[np.ndarray]:
-    """The three counts of one key (window, slow window, connections), in input row order.
+def _window_counts(
+    code: np.ndarray, layout: _TimeLayout, connections: int, suffixes: Sequence[str] = SUFFIXES
+) -> list[np.ndarray]:
+    """The counts of one key in the windows of ``suffixes`` (of :data:`SUFFIXES`: window, slow
+    window, connections), in that order and in input row order.
 
     Sorting ``key << bits | position`` puts each key's rows together in time order. In that order the
     count of the row at index i is i + 1 minus the number of rows that sort at or below its window
@@ -253,32 +256,36 @@ def _window_counts(code: np.ndarray, layout: _TimeLayout, connections: int) -> l
     change = key[1:] != key[:-1]
     scratch = np.empty(n, dtype=np.int64)
     counts = []
-    if int(np.count_nonzero(change)).bit_length() + layout.time_bits <= _PACK_BITS:
+    timed = [suffix for suffix in ("", "_slow") if suffix in suffixes]
+    if not timed:
+        pass
+    elif int(np.count_nonzero(change)).bit_length() + layout.time_bits <= _PACK_BITS:
         by_time = key
         by_time[0] = 0
         np.cumsum(change, out=by_time[1:])  # the group number of each row
         by_time <<= layout.time_bits
         np.take(layout.times, position, out=scratch)
         by_time |= scratch
-        for suffix in ("", "_slow"):
+        for suffix in timed:
             np.subtract(by_time, layout.widths[suffix], out=scratch)
             counts.append(_count_at_or_below(by_time, scratch, "right"))
     else:
         log.debug("keys and times do not fit one int64; counting time windows by position")
         lower = layout.lower()
         key <<= position_bits
-        for suffix in ("", "_slow"):
+        for suffix in timed:
             np.take(lower[suffix], position, out=scratch)
             scratch |= key
             counts.append(_count_at_or_below(by_position, scratch, "left"))
-    np.subtract(by_position, connections, out=scratch)
-    counts.append(_count_at_or_below(by_position, scratch, "right"))
+    if "_conn" in suffixes:
+        np.subtract(by_position, connections, out=scratch)
+        counts.append(_count_at_or_below(by_position, scratch, "right"))
     for found in counts:
         np.subtract(layout.ranks, found, out=found)
     target = position if layout.order is None else layout.order[position]
     count_bits = n.bit_length()
     connection_bits = connections.bit_length()
-    if 2 * count_bits + connection_bits <= 63:
+    if len(counts) == 3 and 2 * count_bits + connection_bits <= 63:
         # one scatter of the three counts packed into one integer instead of three scatters
         packed = counts[0]
         packed <<= count_bits + connection_bits
@@ -300,8 +307,11 @@ def _window_counts(code: np.ndarray, layout: _TimeLayout, connections: int) -> l
     return result
 
 
-def traffic_counters(frame: pl.DataFrame, config: CounterConfig | None = None) -> pl.DataFrame:
-    """The twelve counters for ``frame`` (rows in the same order as ``frame``), as a new frame.
+def traffic_counters(
+    frame: pl.DataFrame, config: CounterConfig | None = None, windows: Sequence[str] = tuple(COUNTER_WINDOWS)
+) -> pl.DataFrame:
+    """The counters of the named ``windows`` (all twelve by default) for ``frame`` (rows in the same
+    order as ``frame``), as a new frame.
 
     ``frame`` needs ``time``, ``src``, ``dst``, ``proto`` and ``dpt``; raises ``KeyError`` naming the
     first missing one.
@@ -310,9 +320,11 @@ def traffic_counters(frame: pl.DataFrame, config: CounterConfig | None = None) -
     for column in REQUIRED:
         if column not in frame.columns:
             raise KeyError(column)
+    wanted = window_columns(windows)
+    suffixes = tuple(s for name, s in COUNTER_WINDOWS.items() if name in windows)
     n = frame.height
-    if n == 0:
-        return pl.DataFrame({c: pl.Series(c, [], dtype=pl.Int64) for c in COUNTER_COLUMNS})
+    if n == 0 or not wanted:
+        return pl.DataFrame({c: pl.Series(c, [0] * n, dtype=pl.Int64) for c in wanted})
     layout = _TimeLayout(frame["time"].dt.epoch("us").fill_null(0).to_numpy(), config)
     workers = max(1, min(len(KEYS), os.cpu_count() or 1)) if n >= 50_000 else 1
     names = ("src", "dst", "proto", "dpt")
@@ -323,7 +335,7 @@ def traffic_counters(frame: pl.DataFrame, config: CounterConfig | None = None) -
 
     def run(stem: str) -> list[np.ndarray]:
         code, _ = combined_codes([columns[k] for k in KEYS[stem]], _PACK_BITS - layout.position_bits)
-        return _window_counts(code, layout, config.connections)
+        return _window_counts(code, layout, config.connections, suffixes)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         columns = dict(zip(names, pool.map(column, names), strict=True))
@@ -331,12 +343,15 @@ def traffic_counters(frame: pl.DataFrame, config: CounterConfig | None = None) -
     out = {
         stem + suffix: values
         for stem, counts in results.items()
-        for suffix, values in zip(SUFFIXES, counts, strict=True)
+        for suffix, values in zip(suffixes, counts, strict=True)
     }
-    return pl.DataFrame({name: out[name] for name in COUNTER_COLUMNS})
+    return pl.DataFrame({name: out[name] for name in wanted})
 
 
-def add_traffic_counters(frame: pl.DataFrame, config: CounterConfig | None = None) -> pl.DataFrame:
-    """``frame`` with the twelve counter columns added (replacing any it had)."""
-    counters = traffic_counters(frame, config)
+def add_traffic_counters(
+    frame: pl.DataFrame, config: CounterConfig | None = None, windows: Sequence[str] = tuple(COUNTER_WINDOWS)
+) -> pl.DataFrame:
+    """``frame`` with the counter columns of ``windows`` (all twelve by default) added, replacing
+    any counter columns it had."""
+    counters = traffic_counters(frame, config, windows)
     return frame.drop([c for c in COUNTER_COLUMNS if c in frame.columns]).hstack(counters)

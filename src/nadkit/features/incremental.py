@@ -112,9 +112,11 @@ class IncrementalFeatures:
         self._waiting: pl.DataFrame | None = None  # final flows waiting for earlier flows of their entity
         self._max_seen: int | None = None
         self._watermark: int | None = None  # time of the newest released flow
-        counter_config = pipeline.config.counters
-        self._context_us = round(max(counter_config.window_s, counter_config.slow_window_s) * 1e6)
-        self._context_rows = counter_config.connections
+        counter_config, windows = pipeline.config.counters, pipeline.config.counter_windows
+        # what later flows look back on: the longest time window counted, the last `connections` flows
+        spans = {"fast": counter_config.window_s, "slow": counter_config.slow_window_s}
+        self._context_us = round(max([s for name, s in spans.items() if name in windows], default=0.0) * 1e6)
+        self._context_rows = counter_config.connections if "connections" in windows else 0
         self._gap_us = round(pipeline.config.segments.gap_s * 1e6)
 
     @property
@@ -214,7 +216,8 @@ class IncrementalFeatures:
         needed = [*counters_module.REQUIRED, _TIME, SEQ]
         own = release.select(needed)
         buffer = _concat(self._context, own)
-        counted = counters_module.traffic_counters(buffer, self.pipeline.config.counters)
+        config = self.pipeline.config
+        counted = counters_module.traffic_counters(buffer, config.counters, config.counter_windows)
         values = counted.slice(buffer.height - release.height)
         stale = [c for c in values.columns if c in release.columns]
         release = release.drop(stale).hstack(values)

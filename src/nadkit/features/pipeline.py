@@ -430,7 +430,8 @@ class FeaturePipeline:
 
     def _augment(self, frame: pl.DataFrame) -> pl.DataFrame:
         if self.counters_computed_:
-            frame = counters_module.add_traffic_counters(frame, self.config.counters)
+            config = self.config
+            frame = counters_module.add_traffic_counters(frame, config.counters, config.counter_windows)
         if self.cadence_computed_:
             frame = cadence_module.add_cadence(frame, self.config.cadence)
         if self.segments_computed_:
