@@ -108,6 +108,11 @@ def test_train_on_a_few_hundred_normal_flows_says_how_rough_its_threshold_is(
     caution = json.loads(result.stdout)["few_rows"]
     assert re.search(r"^3\d\d normal training rows; the threshold was read off the tail of the 10", caution)
     assert "alert rate" in caution and "--threshold spot" in caution
+    # the table and the JSON say which counter windows the features read
+    assert json.loads(result.stdout)["counter_windows"] == ["fast", "connections"]
+    shown = nadkit("train", conn_log, "-o", tmp_path / "m4", "--model", "iforest").stdout
+    table = " ".join(shown.replace("│", " ").split())  # the cells' text, unwrapped
+    assert "2 s, the last 100 connections (computed from the flows); the 60 s window left out" in table
 
     # the minute's counters are left out unless asked for
     from nadkit.training.bundle import ModelBundle
@@ -118,6 +123,8 @@ def test_train_on_a_few_hundred_normal_flows_says_how_rough_its_threshold_is(
     assert result.returncode == 0, result.stderr
     kept = ModelBundle.load(tmp_path / "m3").pipeline.feature_names_
     assert {"cnt_src_slow", "cnt_src_per_cnt_src_slow"} <= set(kept) and set(names) < set(kept)
+    table = " ".join(result.stdout.replace("│", " ").split())
+    assert "2 s, 60 s, the last 100 connections (computed from the flows)" in table
 
 
 def test_train_rejects_unknown_model_and_option(tmp_path: Path) -> None:

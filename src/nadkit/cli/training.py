@@ -366,8 +366,39 @@ def _training_json(model: str, result: TrainingResult) -> dict[str, object]:
         "holdout": metrics.get("holdout"),
         "classification": metrics.get("classification"),
         "few_rows": few_rows_caution(result),
+        "counter_windows": list(counter_windows(result)),
         "auto": metrics.get("auto"),
     }
+
+
+#: the counter windows in words, by name (:data:`~nadkit.features.counters.COUNTER_WINDOWS`)
+WINDOW_WORDS = {"fast": "2 s", "slow": "60 s", "connections": "the last 100 connections"}
+
+
+def counter_windows(result: TrainingResult) -> tuple[str, ...]:
+    """The traffic counters' windows the model's features read (none where the flows have no
+    counters, or the view is the time buckets)."""
+    from nadkit.features.counters import COUNTER_WINDOWS, window_columns
+
+    pipeline = result.bundle.pipeline
+    if result.buckets or pipeline is None:
+        return ()
+    used = {column for columns in pipeline.raw_columns_.values() for column in columns}
+    return tuple(name for name in COUNTER_WINDOWS if used & set(window_columns((name,))))
+
+
+def _counters_text(result: TrainingResult) -> str | None:
+    """The table's line on the traffic counters: their windows, and the minute's window left out."""
+    windows = counter_windows(result)
+    if not windows:
+        return None
+    pipeline = result.bundle.pipeline
+    assert pipeline is not None
+    text = ", ".join(WINDOW_WORDS[w] for w in windows)
+    text += " (computed from the flows)" if pipeline.counters_computed_ else " (read from the source)"
+    if "slow" not in windows and "slow" not in pipeline.config.counter_windows:
+        text += "; the 60 s window left out (it follows the hour's load): --slow-counters keeps it"
+    return text
 
 
 #: fewer normal training rows than this describe a short stretch of traffic (the README's few-rows
@@ -415,6 +446,9 @@ def _training_summary(
         summary.add_row("features", f"{len(features)} bucket metrics")
     else:
         summary.add_row("features", str(len(features)))
+    counters = _counters_text(result)
+    if counters:
+        summary.add_row("traffic counters", counters)
     if result.supervised:
         summary.add_row("labelled training rows", f"{result.train_rows:,}")
         method = (metrics.get("split") or {}).get("method", "")
