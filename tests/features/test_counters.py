@@ -236,3 +236,10 @@ def test_named_windows_give_the_same_values_as_all_twelve(
     caplog.clear()
     assert traffic_counters(wide, config, windows).equals(expected)
     assert ("counting time windows by position" in caplog.text) == bool({"fast", "slow"} & set(windows))
+
+
+def test_the_time_windows_a_count_looks_back_on() -> None:
+    config = CounterConfig(window_s=2.0, slow_window_s=60.0, connections=100)
+    assert config.spans_s(("fast", "slow", "connections")) == {"fast": 2.0, "slow": 60.0}
+    assert config.spans_s(("slow", "connections")) == {"slow": 60.0}
+    assert config.spans_s(("connections",)) == {}

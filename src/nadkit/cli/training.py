@@ -396,7 +396,7 @@ def _counters_text(result: TrainingResult) -> str | None:
     assert pipeline is not None
     text = ", ".join(WINDOW_WORDS[w] for w in windows)
     text += " (computed from the flows)" if pipeline.counters_computed_ else " (read from the source)"
-    if "slow" not in windows and "slow" not in pipeline.config.counter_windows:
+    if "slow" not in pipeline.config.counter_windows:
         text += "; the 60 s window left out (it follows the hour's load): --slow-counters keeps it"
     return text
 

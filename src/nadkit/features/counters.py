@@ -87,6 +87,12 @@ class CounterConfig:
         if self.connections < 1:
             raise ValueError("connections must be at least 1")
 
+    def spans_s(self, windows: Sequence[str]) -> dict[str, float]:
+        """The time windows among ``windows`` (names of :data:`COUNTER_WINDOWS`) and their spans in
+        seconds, by name: what a count looks back on in time."""
+        spans = {"fast": self.window_s, "slow": self.slow_window_s}
+        return {name: span for name, span in spans.items() if name in windows}
+
 
 def dense_codes(codes: np.ndarray) -> tuple[np.ndarray, int]:
     """Renumber non-negative integer codes to 0..k-1 keeping their order and equality; returns the
@@ -200,7 +206,7 @@ def _count_at_or_below(values: np.ndarray, queries: np.ndarray, side: str) -> np
 class _TimeLayout:
     """The time-sorted view of the flows shared by the four keys."""
 
-    def __init__(self, times_us: np.ndarray, config: CounterConfig) -> None:
+    def __init__(self, times_us: np.ndarray, config: CounterConfig, windows: Sequence[str]) -> None:
         n = len(times_us)
         self.order = (
             None if bool(np.all(times_us[1:] >= times_us[:-1])) else np.argsort(times_us, kind="stable")
@@ -211,9 +217,11 @@ class _TimeLayout:
         # a time needs fewer bits; a window start rounds to the same flows: t > s - w <=> t > s - ceil(w)
         self.unit_us = next(unit for unit in (1_000_000, 1_000, 1) if not np.any(relative % unit))
         self.times = relative // self.unit_us if self.unit_us > 1 else relative
-        self.widths_us = {"": round(config.window_s * 1e6), "_slow": round(config.slow_window_s * 1e6)}
+        # the time windows counted, by column suffix
+        spans = config.spans_s(windows)
+        self.widths_us = {COUNTER_WINDOWS[name]: round(span * 1e6) for name, span in spans.items()}
         self.widths = {suffix: -(-width // self.unit_us) for suffix, width in self.widths_us.items()}
-        self.time_bits = (int(self.times[-1]) + max(self.widths.values())).bit_length()
+        self.time_bits = (int(self.times[-1]) + max(self.widths.values(), default=0)).bit_length()
         self.position_bits = (n + config.connections).bit_length()
         self.positions = np.arange(n, dtype=np.int64)
         self.ranks = self.positions + 1
@@ -232,10 +240,10 @@ class _TimeLayout:
 
 
 def _window_counts(
-    code: np.ndarray, layout: _TimeLayout, connections: int, suffixes: Sequence[str] = SUFFIXES
+    code: np.ndarray, layout: _TimeLayout, connections: int, count_connections: bool = True
 ) -> list[np.ndarray]:
-    """The counts of one key in the windows of ``suffixes`` (of :data:`SUFFIXES`: window, slow
-    window, connections), in that order and in input row order.
+    """The counts of one key in the time windows of ``layout`` and, when ``count_connections``,
+    among the last ``connections`` flows: in the order of :data:`SUFFIXES`, in input row order.
 
     Sorting ``key << bits | position`` puts each key's rows together in time order. In that order the
     count of the row at index i is i + 1 minus the number of rows that sort at or below its window
@@ -256,10 +264,8 @@ def _window_counts(
     change = key[1:] != key[:-1]
     scratch = np.empty(n, dtype=np.int64)
     counts = []
-    timed = [suffix for suffix in ("", "_slow") if suffix in suffixes]
-    if not timed:
-        pass
-    elif int(np.count_nonzero(change)).bit_length() + layout.time_bits <= _PACK_BITS:
+    timed = list(layout.widths)
+    if timed and int(np.count_nonzero(change)).bit_length() + layout.time_bits <= _PACK_BITS:
         by_time = key
         by_time[0] = 0
         np.cumsum(change, out=by_time[1:])  # the group number of each row
@@ -269,7 +275,7 @@ def _window_counts(
         for suffix in timed:
             np.subtract(by_time, layout.widths[suffix], out=scratch)
             counts.append(_count_at_or_below(by_time, scratch, "right"))
-    else:
+    elif timed:
         log.debug("keys and times do not fit one int64; counting time windows by position")
         lower = layout.lower()
         key <<= position_bits
@@ -277,7 +283,7 @@ def _window_counts(
             np.take(lower[suffix], position, out=scratch)
             scratch |= key
             counts.append(_count_at_or_below(by_position, scratch, "left"))
-    if "_conn" in suffixes:
+    if count_connections:
         np.subtract(by_position, connections, out=scratch)
         counts.append(_count_at_or_below(by_position, scratch, "right"))
     for found in counts:
@@ -324,8 +330,8 @@ def traffic_counters(
     suffixes = tuple(s for name, s in COUNTER_WINDOWS.items() if name in windows)
     n = frame.height
     if n == 0 or not wanted:
-        return pl.DataFrame({c: pl.Series(c, [0] * n, dtype=pl.Int64) for c in wanted})
-    layout = _TimeLayout(frame["time"].dt.epoch("us").fill_null(0).to_numpy(), config)
+        return pl.DataFrame({c: pl.Series(c, [], dtype=pl.Int64) for c in wanted})
+    layout = _TimeLayout(frame["time"].dt.epoch("us").fill_null(0).to_numpy(), config, windows)
     workers = max(1, min(len(KEYS), os.cpu_count() or 1)) if n >= 50_000 else 1
     names = ("src", "dst", "proto", "dpt")
 
@@ -335,7 +341,7 @@ def traffic_counters(
 
     def run(stem: str) -> list[np.ndarray]:
         code, _ = combined_codes([columns[k] for k in KEYS[stem]], _PACK_BITS - layout.position_bits)
-        return _window_counts(code, layout, config.connections, suffixes)
+        return _window_counts(code, layout, config.connections, "connections" in windows)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         columns = dict(zip(names, pool.map(column, names), strict=True))

@@ -114,8 +114,7 @@ class IncrementalFeatures:
         self._watermark: int | None = None  # time of the newest released flow
         counter_config, windows = pipeline.config.counters, pipeline.config.counter_windows
         # what later flows look back on: the longest time window counted, the last `connections` flows
-        spans = {"fast": counter_config.window_s, "slow": counter_config.slow_window_s}
-        self._context_us = round(max([s for name, s in spans.items() if name in windows], default=0.0) * 1e6)
+        self._context_us = round(max(counter_config.spans_s(windows).values(), default=0.0) * 1e6)
         self._context_rows = counter_config.connections if "connections" in windows else 0
         self._gap_us = round(pipeline.config.segments.gap_s * 1e6)
 
