@@ -201,3 +201,23 @@ def test_evaluate_says_first_when_the_traffic_is_another_networks(tmp_path: Path
     as_json = nadkit("detect", model, other, "--out", tmp_path / "alerts.jsonl", "--force", "--json")
     assert as_json.returncode == 0, as_json.stderr
     assert "attack traffic" in json.loads(as_json.stdout)["alert_rate_note"]
+
+
+def test_evaluate_says_how_to_label_flows_that_have_none(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    """Flows without labels are refused in one line that says what evaluation needs: a label column,
+    or for packet captures (which carry none) `nadkit mix-captures`, which labels flows by file."""
+    from nadkit.detection.evaluation import _labelling
+    from tests.conftest import shared_file
+
+    model, day = trained
+    unlabelled = tmp_path / "unlabelled.csv"
+    pl.read_csv(day).drop("label").write_csv(unlabelled)
+    report = tmp_path / "report"
+    result = nadkit("evaluate", model, unlabelled, "--report", report)
+    assert_one_line_error(result, "has no label column", "a 'label' column: normal, or the attack's name")
+    assert not report.exists()
+    capture = shared_file("pcaps/attack/icmp-portscan.pcap")
+    assert "nadkit mix-captures" in _labelling(capture, None)
+    assert "nadkit mix-captures" in _labelling(capture.parent, None)
+    assert "label' column" in _labelling(unlabelled, None)
+    assert "nadkit mix-captures" in _labelling(tmp_path / "missing.csv", "pcap")

@@ -27,11 +27,11 @@ from nadkit.alerts.episodes import incident_evaluation
 from nadkit.alerts.incidents import IncidentConfig
 from nadkit.detection.comparison import Compared, compared
 from nadkit.detection.detect import DEFAULT_CHUNK_ROWS, ScoredTable, score_table
-from nadkit.errors import ConfigError, SchemaError
+from nadkit.errors import ConfigError, NadkitError, SchemaError
 from nadkit.evaluation.overlap import OverlapCounter, TrainingOverlap
 from nadkit.evaluation.thresholds import Threshold
 from nadkit.evaluation.transfer import ThresholdTransfer, threshold_transfer
-from nadkit.sources import BadRows
+from nadkit.sources import BadRows, detect_format, expand
 from nadkit.training.bundle import ModelBundle, fingerprint
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,9 @@ def evaluate_bundle(
         top=EXPLAINED,  # the incidents' "explained mostly by" reads the alerts' explanations
     )
     if scored.labels is None:
-        raise ConfigError(f"{source}: has no label column; evaluation needs labelled flows")
+        raise ConfigError(
+            f"{source}: has no label column; evaluation needs labelled flows ({_labelling(source, format)})"
+        )
     metrics = evaluate(scored.scores, scored.labels, scored.threshold, predicted=scored.predicted).to_dict()
     figures, _ = incident_evaluation(scored.frame, incident_config)
     metrics["incidents"] = figures
@@ -294,3 +296,19 @@ def evaluate_bundle(
         transfer=transfer,
         comparison=comparison,
     )
+
+
+def _labelling(source: str | Path, format: str | None) -> str:
+    """How to give ``source``'s flows labels: captures by file (``nadkit mix-captures``), other
+    formats by a column."""
+    try:
+        files = expand(source)
+        fmt = format or (detect_format(files[0]) if files else None)
+    except (NadkitError, OSError):
+        fmt = format
+    if fmt == "pcap":
+        return (
+            "captures carry no labels: `nadkit mix-captures -o mix.parquet --benign DIR --attack DIR` "
+            "labels their flows by file; evaluate mix.parquet"
+        )
+    return "a 'label' column: normal, or the attack's name"
