@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from matplotlib import image
 
 from nadkit.errors import ConfigError, SchemaError
 from nadkit.pictures import draw_groups
-from nadkit.schema import NORMAL
+from nadkit.schema import CAPTURE_TIME, NORMAL
 from nadkit.sources import load_flows
 from nadkit.sources.captures import CAPTURE, capture_files, compress_gaps, mix_captures
 from tests.conftest import shared_file
@@ -75,6 +76,8 @@ def test_captures_interleave_in_one_window_keeping_their_own_timing(mixed, files
         np.diff(placed["time"].dt.epoch("us").to_numpy()),
         np.diff(original.sort("time")["time"].dt.epoch("us").to_numpy()),
     )
+    # and each flow keeps its own time in its capture, by which a model trained on it knows it
+    assert placed[CAPTURE_TIME].to_list() == original.sort("time")["time"].to_list()
     # instagram holds two sessions years apart: the gap is shortened to the default 60 s
     insta = frame.filter(pl.col(CAPTURE) == "instagram.pcap")["time"]
     assert (insta.max() - insta.min()).total_seconds() < 200
@@ -159,3 +162,29 @@ def test_cli_writes_the_mix_once_and_names_bad_labels(pcaps: Path, tmp_path: Pat
     assert bad.returncode != 0 and "FILE=NAME" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
     assert out.read_bytes() == before
+
+
+def test_evaluating_a_mix_of_the_training_captures_says_so(pcaps: Path, tmp_path: Path) -> None:
+    """A model trained on benign captures, evaluated on a mix of those captures with an attack
+    capture: the mix moves every capture in time, yet `nadkit evaluate` finds the training flows
+    among its normal flows (by their own times) and says first that the figures are optimistic."""
+    from tests.e2e.test_cli_inputs import nadkit
+
+    benign = tmp_path / "benign"
+    benign.mkdir()
+    for name in ("zoom.pcap", "waze.pcap", "signal.pcap"):
+        (benign / name).symlink_to(pcaps / "benign" / name)
+    model, mix = tmp_path / "model", tmp_path / "mix.parquet"
+    trained = nadkit("train", benign, "-o", model, "--model", "iforest")
+    assert trained.returncode == 0, trained.stderr
+    attack = pcaps / "attack" / "synscan.pcap"
+    made = nadkit("mix-captures", "-o", mix, "--benign", benign, "--attack", attack)
+    assert made.returncode == 0, made.stderr
+    normal = pl.read_parquet(mix).filter(pl.col("label") == NORMAL).height
+    result = nadkit("evaluate", model, mix, "--json")
+    assert result.returncode == 0, result.stderr
+    overlap = json.loads(result.stdout)["training_overlap"]
+    assert overlap["optimistic"] is True
+    assert overlap["normal_found"] == overlap["normal_compared"] == normal
+    assert f"{normal} of the {normal} normal flows" in overlap["warning"]
+    assert "Measured on training data" in result.stderr

@@ -17,6 +17,7 @@ from nadkit.evaluation.overlap import (
     hashed_columns,
     row_hashes,
 )
+from nadkit.schema import CAPTURE_TIME
 from nadkit.simulate import SimulationConfig, simulate, write_nad_csv
 from nadkit.sources import load_flows
 
@@ -117,3 +118,42 @@ def test_a_small_overlap_is_no_warning(found: int, warned: bool) -> None:
     assert overlap.optimistic is warned
     assert (overlap.warning() is not None) is warned
     assert overlap.to_dict()["rows"] == found
+
+
+def test_flows_moved_in_time_are_known_by_their_own_time(flows: pl.DataFrame) -> None:
+    """A mix of captures moves each capture in time and keeps a flow's own time as ``capture_time``:
+    the flows a model was trained on are still found there, and a model trained on the mix knows
+    the captures' own flows."""
+    train, later = flows.head(1500), flows.tail(flows.height - 1500)
+    shift = pl.duration(days=400)
+    mixed = pl.concat([train, later]).with_columns(
+        pl.col("time").alias(CAPTURE_TIME), (pl.col("time") + shift).alias("time")
+    )
+    rows = TrainingRows.of(train)
+    assert CAPTURE_TIME not in hashed_columns(mixed)
+    assert rows.count(mixed) == (mixed.height, 1500)
+    assert rows.count(mixed.drop(CAPTURE_TIME)) == (mixed.height, 0), "moved without its own time"
+    trained_on_mix = TrainingRows.of(mixed.head(1500))
+    assert trained_on_mix.columns == rows.columns
+    assert trained_on_mix.count(flows) == (flows.height, 1500)
+    compared, found = rows.matches(mixed)
+    assert compared.all() and found[:1500].all() and not found[1500:].any()
+
+
+def test_training_rows_among_the_normal_flows_are_told(flows: pl.DataFrame) -> None:
+    """Evaluated on many new attack flows and the training's normal flows, the share of all flows
+    trained on is small, but the false-positive rate is measured on training rows: that is told."""
+    normal = flows.filter(pl.col("label") == "normal").head(20)
+    attacks = pl.concat([flows.filter(pl.col("label") != "normal")] * 40).with_columns(
+        pl.col("duration") + pl.int_range(pl.len()).cast(pl.Float64) * 1e-3
+    )
+    counter = OverlapCounter(TrainingRows.of(normal))
+    counter.add(pl.concat([normal, attacks]))
+    overlap = counter.result()
+    assert overlap.share is not None and overlap.share <= OVERLAP_SHARE
+    assert overlap.normal_compared == overlap.normal_found == 20 and overlap.normal_share == 1.0
+    assert overlap.optimistic and "20 of the 20 normal flows (100.0%)" in (overlap.warning() or "")
+    assert overlap.to_dict()["normal_share"] == 1.0
+    unlabelled = OverlapCounter(TrainingRows.of(normal))
+    unlabelled.add(pl.concat([normal, attacks]).drop("label", "label_original"))
+    assert unlabelled.result().normal_share is None and not unlabelled.result().optimistic

@@ -6,7 +6,9 @@ float64 value (an integer column and a float column holding the same values hash
 their epoch microseconds, text by its UTF-8 bytes (BLAKE2b), nulls by a fixed value, the columns
 mixed in name order. It is computed with NumPy and :mod:`hashlib` only, never with a dataframe
 library's own hash, so a flow hashes the same whatever the file format, the column order or the
-library versions.
+library versions. A table that moved its flows in time and kept each one's own time as
+``capture_time`` (``nadkit mix-captures``) hashes its rows at that own time, so a flow hashes the
+same in the capture a model was trained on and in a mix of it.
 
 The training rows are every flow training read: those fitted on and the hold-out that chose the
 epoch and the threshold (figures measured on either are optimistic). At most
@@ -26,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
+from nadkit.schema import CAPTURE_TIME, NORMAL
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +73,19 @@ def _hashable(dtype: pl.DataType) -> bool:
 
 def hashed_columns(frame: pl.DataFrame) -> tuple[str, ...]:
     """The columns of ``frame`` a row's hash covers: every column of a plain type (numbers, times,
-    text, booleans) but the labels, in the frame's order."""
-    return tuple(
-        name for name, dtype in frame.schema.items() if name not in LABEL_COLUMNS and _hashable(dtype)
-    )
+    text, booleans) but the labels and a flow's own time (``capture_time``, which stands in for
+    ``time``: :func:`as_captured`), in the frame's order."""
+    left_out = (*LABEL_COLUMNS, CAPTURE_TIME)
+    return tuple(name for name, dtype in frame.schema.items() if name not in left_out and _hashable(dtype))
+
+
+def as_captured(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with each flow at its own time where it keeps one (``capture_time``, written by
+    ``nadkit mix-captures``, which moves each capture in time), so a mix's flows hash as the
+    captures had them; ``frame`` itself otherwise."""
+    if CAPTURE_TIME not in frame.columns or "time" not in frame.columns:
+        return frame
+    return frame.with_columns(pl.col(CAPTURE_TIME).alias("time")).drop(CAPTURE_TIME)
 
 
 def _column_hashes(series: pl.Series) -> np.ndarray:
@@ -129,7 +142,7 @@ class TrainingRows:
         if not frames:
             raise ValueError("no training rows to hash")
         columns = hashed_columns(frames[0])
-        hashes = np.unique(np.concatenate([row_hashes(frame, columns) for frame in frames]))
+        hashes = np.unique(np.concatenate([row_hashes(as_captured(frame), columns) for frame in frames]))
         distinct = len(hashes)
         if distinct > limit:
             hashes = hashes[:limit]  # np.unique sorts: the smallest hashes
@@ -181,16 +194,18 @@ class TrainingRows:
         """How many rows of ``frame`` can be compared with the kept hashes (all of them unless the
         hashes are sampled: those whose hash falls in the sampled range) and how many of those are
         training rows."""
+        compared, found = self.matches(frame)
+        return int(compared.sum()), int(found.sum())
+
+    def matches(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of ``frame``: whether it can be compared with the kept hashes (see :meth:`count`)
+        and whether it is a training row, as two boolean arrays."""
         if frame.height == 0 or len(self.hashes) == 0:
-            return 0, 0
-        hashes = row_hashes(frame, self.columns)
-        if self.sampled:
-            hashes = hashes[hashes <= self.hashes[-1]]
-        if len(hashes) == 0:
-            return 0, 0
-        places = np.searchsorted(self.hashes, hashes)
-        found = self.hashes[np.minimum(places, len(self.hashes) - 1)] == hashes
-        return len(hashes), int(found.sum())
+            return np.zeros(frame.height, dtype=bool), np.zeros(frame.height, dtype=bool)
+        hashes = row_hashes(as_captured(frame), self.columns)
+        compared = hashes <= self.hashes[-1] if self.sampled else np.ones(len(hashes), dtype=bool)
+        places = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        return compared, compared & (self.hashes[places] == hashes)
 
 
 @dataclass(frozen=True)
@@ -210,6 +225,17 @@ class TrainingOverlap:
     fingerprint_match: bool = False
     sampled: bool = False
     note: str = ""
+    #: the labelled normal rows among ``compared``, and those of them that are training rows (None
+    #: where the evaluated flows have no labels): the false-positive rate is measured on them
+    normal_compared: int | None = None
+    normal_found: int | None = None
+
+    @property
+    def normal_share(self) -> float | None:
+        """Share of the compared normal rows that are training rows (None when not known)."""
+        if not self.normal_compared or self.normal_found is None:
+            return None
+        return self.normal_found / self.normal_compared
 
     @property
     def share(self) -> float | None:
@@ -234,8 +260,8 @@ class TrainingOverlap:
     def optimistic(self) -> bool:
         """Whether the evaluation measures the model on its training data (more than
         :data:`OVERLAP_SHARE` of it, or the whole of it by the fingerprint)."""
-        share = self.share
-        return self.fingerprint_match or (share is not None and share > OVERLAP_SHARE)
+        shares = [x for x in (self.share, self.normal_share) if x is not None]
+        return self.fingerprint_match or any(x > OVERLAP_SHARE for x in shares)
 
     def describe(self) -> str:
         """The overlap in a few words."""
@@ -248,6 +274,13 @@ class TrainingOverlap:
             f"{about}{self.rows:,} of {self.evaluated:,} evaluated flows ({self.share:.1%}) are in the "
             "model's training data"
         )
+        if self.normal_found and self.normal_compared:
+            compared = "compared " if self.sampled else ""
+            share = self.normal_found / self.normal_compared
+            text += (
+                f", among them {self.normal_found:,} of the {self.normal_compared:,} normal flows {compared}"
+                f"({share:.1%}), on which the false-positive rate is measured"
+            )
         if self.sampled:
             text += f" (estimated from {self.compared:,} flows compared with a sample of the training rows)"
         if self.fingerprint_match:
@@ -272,6 +305,9 @@ class TrainingOverlap:
             "evaluated": self.evaluated,
             "compared": self.compared,
             "sampled": self.sampled,
+            "normal_compared": self.normal_compared,
+            "normal_found": self.normal_found,
+            "normal_share": self.normal_share,
             "note": self.note,
             "warning": self.warning(),
         }
@@ -286,6 +322,9 @@ class OverlapCounter:
     evaluated: int = 0
     compared: int = 0
     found: int = 0
+    #: the same among the labelled normal rows (None until a chunk with labels is counted)
+    normal_compared: int | None = None
+    normal_found: int | None = None
     note: str = ""
     _checked_columns: bool = field(default=False, repr=False)
 
@@ -308,9 +347,13 @@ class OverlapCounter:
                 self.note = f"the evaluated flows lack the training column(s) {', '.join(missing)}"
                 self.training = None
                 return
-        compared, found = self.training.count(frame)
-        self.compared += compared
-        self.found += found
+        compared, found = self.training.matches(frame)
+        self.compared += int(compared.sum())
+        self.found += int(found.sum())
+        if "label" in frame.columns:
+            normal = (frame["label"] == NORMAL).fill_null(False).to_numpy()
+            self.normal_compared = (self.normal_compared or 0) + int((compared & normal).sum())
+            self.normal_found = (self.normal_found or 0) + int((found & normal).sum())
 
     def result(self, *, fingerprint_match: bool = False) -> TrainingOverlap:
         """The overlap counted so far."""
@@ -324,4 +367,6 @@ class OverlapCounter:
             fingerprint_match=fingerprint_match,
             sampled=self.training.sampled,
             note=note,
+            normal_compared=self.normal_compared,
+            normal_found=self.normal_found,
         )

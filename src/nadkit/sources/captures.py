@@ -11,8 +11,9 @@ time window, so the flows interleave as they would on one network:
 * each capture then starts at a random offset (seeded) in ``[start, start + span_s - its length]``;
   the window is as long as the longest capture when ``span_s`` is not given.
 
-The result is a canonical flow table in time order with a ``label`` column (and ``capture``, the
-file's name), ready for ``nadkit train``, ``evaluate`` and ``plot``.
+The result is a canonical flow table in time order with a ``label`` column, ``capture`` (the file's
+name) and ``capture_time`` (the flow's time in its capture, so ``nadkit evaluate`` still knows a flow
+a model was trained on from the capture itself), ready for ``nadkit train``, ``evaluate`` and ``plot``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from nadkit.errors import ConfigError, SchemaError
-from nadkit.schema import NORMAL, NORMAL_LABELS
+from nadkit.schema import CAPTURE_TIME, NORMAL, NORMAL_LABELS
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ def _read_capture(path: Path, label: str, max_gap_s: float) -> pl.DataFrame:
     return frame.with_columns(
         pl.Series("__offset", offsets, dtype=pl.Float64),
         pl.lit(path.name).alias(CAPTURE),
+        pl.col("time").alias(CAPTURE_TIME),
     )
 
 

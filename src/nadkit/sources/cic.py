@@ -40,7 +40,7 @@ from pathlib import Path
 import polars as pl
 
 from nadkit.errors import SchemaError
-from nadkit.schema import label_expr, proto_name_expr
+from nadkit.schema import CAPTURE_TIME, label_expr, proto_name_expr
 from nadkit.sources.base import (
     SOURCE_ROW,
     Head,
@@ -134,6 +134,8 @@ def read(path: str | Path, **_: object) -> pl.LazyFrame:
     canonical: dict[str, pl.Expr | list[pl.Expr]] = {}
     if source["time"] is not None:
         canonical["time"] = text_to_time(source["time"], TIME_FORMATS)
+    if CAPTURE_TIME in lookup:  # a mix of captures written with these names (nadkit mix-captures)
+        canonical[CAPTURE_TIME] = text_to_time(lookup[CAPTURE_TIME], TIME_FORMATS, name=CAPTURE_TIME)
     for name in ("src", "dst", "app"):
         if source[name] is not None:
             canonical[name] = text(source[name], name)
@@ -155,6 +157,7 @@ def read(path: str | Path, **_: object) -> pl.LazyFrame:
         canonical["label"] = pl.when(unlabelled).then(None).otherwise(label_expr(raw)).alias("label")
         canonical["label_original"] = raw
     consumed = {column for column in source.values() if column is not None}
+    consumed |= {lookup[CAPTURE_TIME]} if CAPTURE_TIME in lookup else set()
     consumed |= {lookup[name] for name in DROPPED if name in lookup}
     kept = [lookup[name] for name in KEPT_TEXT if name in lookup]
     return build(frame, canonical, consumed=consumed, keep_text=kept)

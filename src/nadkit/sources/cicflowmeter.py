@@ -29,6 +29,10 @@ from __future__ import annotations
 
 import polars as pl
 
+from nadkit.schema import CAPTURE_TIME
+
+#: how times are written (the cic reader takes it back)
+TIME_TEXT = "%Y-%m-%d %H:%M:%S%.6f"
 #: canonical column -> CICFlowMeter name (taken over with a unit change where noted in the docstring)
 FLOW = {
     "time": "Timestamp",
@@ -42,6 +46,7 @@ FLOW = {
     "in_pkts": "Total Bwd packets",
     "out_bytes": "Total Length of Fwd Packet",
     "in_bytes": "Total Length of Bwd Packet",
+    CAPTURE_TIME: CAPTURE_TIME,  # a mix's flow at its time in its capture (not a CICFlowMeter column)
 }
 #: nfstream column -> CICFlowMeter name, same unit
 _STATS = (("max", "Max"), ("min", "Min"), ("mean", "Mean"), ("stddev", "Std"))
@@ -78,8 +83,8 @@ def to_cicflowmeter(frame: pl.DataFrame) -> pl.DataFrame:
             continue
         taken.add(name)
         column = pl.col(name)
-        if name == "time":
-            column = column.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M:%S%.6f")
+        if name in ("time", CAPTURE_TIME):
+            column = column.dt.convert_time_zone("UTC").dt.strftime(TIME_TEXT)
         elif name == "proto":
             number = column.str.to_lowercase().replace_strict(_IANA, default=None, return_dtype=pl.Int64)
             column = pl.coalesce(number, column.cast(pl.Int64, strict=False))
