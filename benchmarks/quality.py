@@ -129,6 +129,7 @@ from nadkit.models import REGISTRY, create
 from nadkit.models.neural import NeuralConfig
 from nadkit.schema import NORMAL
 from nadkit.sources import load_flows
+from nadkit.sources.labelling import carry_labels
 from nadkit.training.choice import AUTO_CANDIDATES, best_index
 from nadkit.training.fit import default_features, holdout_threshold
 
@@ -266,24 +267,8 @@ def _iot23_metered(name: str, meter: str) -> Protocol:
     prefix = "quality-iot23" if meter == "nfstream" else f"quality-iot23-{cache_name}"
     flows = _metered(capture, cache_dir() / f"{prefix}-{capture.name}.parquet", read)
     log = load_flows(folder / "conn.log.labeled", format="zeek")[0]
-    keys = ["src", "spt", "dst", "dpt", "proto"]
-    labels = log.select(*keys, "time", "label").sort("time")
-    swapped = labels.rename({"src": "dst", "dst": "src", "spt": "dpt", "dpt": "spt"})
-    flows = flows.drop("label", strict=False).sort("time").with_row_index("row")
-    found = []
-    for table in (labels, swapped.select(labels.columns).sort("time")):
-        found.append(
-            flows.join_asof(
-                table, on="time", by=keys, strategy="nearest", tolerance="2s", check_sortedness=False
-            ).select("row", "label")
-        )
-    joined = found[0].join(found[1], on="row", suffix="_reverse")
-    label = pl.coalesce(
-        pl.when(pl.col("label") != NORMAL).then(pl.col("label")),
-        pl.when(pl.col("label_reverse") != NORMAL).then(pl.col("label_reverse")),
-        pl.lit(NORMAL),
-    )
-    flows = flows.join(joined.select("row", label.alias("label")), on="row").drop("row").sort("time")
+    # the conn.log's label of the same connection (either direction, nearest start within 2 s)
+    flows = carry_labels(flows, log, unmatched="normal").frame.sort("time")
     return dataclasses.replace(_time_ordered(name, flows), note=f"capture 42-1 through {meter}; {_TIME_NOTE}")
 
 

@@ -142,9 +142,15 @@ def test_every_reporting_command_prints_json(tmp_path: Path, monkeypatch: pytest
             "--attack", captures / "attack" / "icmp-portscan.pcap",
         )  # fmt: skip
         assert {c["label"] for c in mixed["captures"]} == {"normal", "icmp-portscan"}  # type: ignore[index]
+    iot23 = data_dir() / "iot23" / "CTU-IoT-Malware-Capture-42-1"
+    if iot23.is_dir():
+        capture, conn_log = next(iot23.glob("*.pcap")), iot23 / "conn.log.labeled"
+        labelled = run("label-flows", capture, "--labels", conn_log, "-o", tmp_path / "l.parquet")
+        assert labelled["matched"] > 0 and "normal" in labelled["labels"]  # type: ignore[index]
     monkeypatch.setenv("NADKIT_BUNDLE_KEY", "a test key, long enough to sign with")
     assert run("models sign", tmp_path / "model")["bundle"] == str(tmp_path / "model")  # type: ignore[index]
-    assert ran >= set(LEAVES) - NOT_REPORTING - {"retrain", "mix-captures"}, "a reporting command is not run"
+    without_captures = {"retrain", "mix-captures", "label-flows"}
+    assert ran >= set(LEAVES) - NOT_REPORTING - without_captures, "a reporting command is not run"
 
 
 @pytest.mark.slow

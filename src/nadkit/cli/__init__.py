@@ -10,7 +10,7 @@ the imports is the order of the commands in `nadkit --help`:
 - `registry`: the `models` group (available, list, register, activate)
 - `service`: serve
 - `feedback`: retrain
-- `simulation`: simulate, mix-captures
+- `simulation`: simulate, mix-captures, label-flows
 - `demo`: demo
 - `pictures`: the `plot` group (groups, alert)
 """

@@ -1,5 +1,6 @@
 """Commands that make labelled traffic to train and measure on: `simulate` (a simulated enterprise
-network) and `mix-captures` (captures labelled per file, interleaved)."""
+network), `mix-captures` (captures labelled per file, interleaved) and `label-flows` (flows labelled
+from another meter's labelled flows of the same traffic)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nadkit.cli.application import FileSteps, JsonOption, app, console, errors, output_path, print_json
+from nadkit.cli.application import (
+    FileSteps,
+    FormatOption,
+    JsonOption,
+    app,
+    console,
+    errors,
+    output_path,
+    print_json,
+)
 from nadkit.errors import NadkitError
 
 
@@ -178,3 +188,99 @@ def mix_captures_command(
         table.add_row(capture.path.name, capture.label, f"{capture.flows:,}", f"+{offset:.1f} s")
     console.print(table)
     console.print(f"wrote [bold]{out}[/bold]")
+
+
+@app.command("label-flows", short_help="Label flows from labelled flows of the same traffic.")
+def label_flows_command(
+    source: Annotated[
+        Path,
+        typer.Argument(metavar="SOURCE", help="Flows to label: a capture, flow file, directory or glob."),
+    ],
+    labels: Annotated[
+        Path,
+        typer.Option(
+            "--labels",
+            metavar="PATH",
+            help="Labelled flows another meter made of the same traffic (a labelled Zeek conn.log, "
+            "Argus or CICFlowMeter file, ...).",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Labelled flow table to write (.parquet or .csv).")
+    ],
+    format: FormatOption = None,
+    labels_format: Annotated[
+        str | None, typer.Option("--labels-format", help="Format of the labelled flows (default: detected).")
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, help="Seconds apart two flows' starts may be and still match.")
+    ] = 2.0,
+    shift: Annotated[
+        float,
+        typer.Option(
+            help="Seconds added to the labelled flows' times where their clock differs (10800 for "
+            "times written in UTC-3 against a capture's UTC)."
+        ),
+    ] = 0.0,
+    unmatched: Annotated[
+        str,
+        typer.Option(
+            help="Flows no labelled flow matches: drop them, call them normal, or keep them unlabelled."
+        ),
+    ] = "drop",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Give flows the labels of the labelled flows another meter made of the same traffic: the same
+    addresses, ports and protocol (either direction), the nearest start within --tolerance."""
+    from nadkit.fileio import atomic_path
+    from nadkit.sources import load_flows
+    from nadkit.sources.labelling import UNMATCHED, carry_labels
+
+    if unmatched not in UNMATCHED:
+        raise NadkitError(f"--unmatched must be one of {', '.join(UNMATCHED)}, not {unmatched!r}")
+    kind = out.suffix.lower()
+    if kind not in (".parquet", ".csv"):
+        raise NadkitError(f"{out}: write .parquet or .csv")
+    if out.exists() and not force:
+        raise NadkitError(f"{out}: already exists (use --force to replace it)")
+    with FileSteps("reading the flows to label") as steps:
+        flows, _ = load_flows(source, format=format, on_file=steps)
+    with FileSteps("reading the labelled flows") as steps:
+        labelled, _ = load_flows(labels, format=labels_format, on_file=steps)
+    if "label" not in labelled.columns:
+        raise NadkitError(f"{labels}: has no label column; give labelled flows to take the labels from")
+    carried = carry_labels(flows, labelled, tolerance_s=tolerance, shift_s=shift, unmatched=unmatched)  # type: ignore[arg-type]
+    if carried.matched == 0:
+        raise NadkitError(
+            f"{labels}: no flow of {source} matches one of its flows (same addresses, ports and protocol "
+            f"within {tolerance:g} s); are they of the same traffic, on the same clock (--shift)?"
+        )
+    with atomic_path(out, overwrite=force) as temporary:
+        if kind == ".parquet":
+            carried.frame.write_parquet(temporary)
+        else:
+            carried.frame.write_csv(temporary)
+    fate = {"drop": "dropped", "normal": "called normal", "keep": "kept without a label"}[unmatched]
+    if as_json:
+        print_json(
+            {
+                "out": str(out),
+                "flows": carried.flows,
+                "matched": carried.matched,
+                "unmatched": carried.unmatched,
+                "unmatched_flows": fate,
+                "written": carried.frame.height,
+                "labels": carried.counts(),
+            }
+        )
+        return
+    table = Table(title=f"{carried.matched:,} of {carried.flows:,} flows matched")
+    table.add_column("label")
+    table.add_column("flows", justify="right")
+    for label, count in carried.counts().items():
+        table.add_row(label, f"{count:,}")
+    console.print(table)
+    if carried.unmatched:
+        console.print(f"{carried.unmatched:,} flows matched no labelled flow: {fate}")
+    console.print(f"wrote [bold]{out}[/bold] ({carried.frame.height:,} flows)")
