@@ -205,7 +205,8 @@ def test_evaluate_says_first_when_the_traffic_is_another_networks(tmp_path: Path
 
 def test_evaluate_says_how_to_label_flows_that_have_none(trained: tuple[Path, Path], tmp_path: Path) -> None:
     """Flows without labels are refused in one line that says what evaluation needs: a label column,
-    or for packet captures (which carry none) `nadkit mix-captures`, which labels flows by file."""
+    or for packet captures (which carry none) `nadkit mix-captures`, which labels flows by file, or
+    `nadkit label-flows`, which takes the labels of another meter's flows."""
     from nadkit.detection.evaluation import _labelling
     from tests.conftest import shared_file
 
@@ -217,7 +218,7 @@ def test_evaluate_says_how_to_label_flows_that_have_none(trained: tuple[Path, Pa
     assert_one_line_error(result, "has no label column", "a 'label' column: normal, or the attack's name")
     assert not report.exists()
     capture = shared_file("pcaps/attack/icmp-portscan.pcap")
-    assert "nadkit mix-captures" in _labelling(capture, None)
+    assert "nadkit mix-captures" in _labelling(capture, None) and "nadkit label-flows" in _labelling(capture, None)
     assert "nadkit mix-captures" in _labelling(capture.parent, None)
     assert "label' column" in _labelling(unlabelled, None)
     assert "nadkit mix-captures" in _labelling(tmp_path / "missing.csv", "pcap")

@@ -309,6 +309,7 @@ def _labelling(source: str | Path, format: str | None) -> str:
     if fmt == "pcap":
         return (
             "captures carry no labels: `nadkit mix-captures -o mix.parquet --benign DIR --attack DIR` "
-            "labels their flows by file; evaluate mix.parquet"
+            "labels their flows by file, `nadkit label-flows CAPTURE --labels FLOWS -o out.parquet` "
+            "takes those of labelled flows of the same traffic (a conn.log); evaluate what they write"
         )
     return "a 'label' column: normal, or the attack's name"
