@@ -218,7 +218,8 @@ def test_evaluate_says_how_to_label_flows_that_have_none(trained: tuple[Path, Pa
     assert_one_line_error(result, "has no label column", "a 'label' column: normal, or the attack's name")
     assert not report.exists()
     capture = shared_file("pcaps/attack/icmp-portscan.pcap")
-    assert "nadkit mix-captures" in _labelling(capture, None) and "nadkit label-flows" in _labelling(capture, None)
+    hint = _labelling(capture, None)
+    assert "nadkit mix-captures" in hint and "nadkit label-flows" in hint
     assert "nadkit mix-captures" in _labelling(capture.parent, None)
     assert "label' column" in _labelling(unlabelled, None)
     assert "nadkit mix-captures" in _labelling(tmp_path / "missing.csv", "pcap")
