@@ -609,3 +609,35 @@ def test_fit_trains_in_memory_and_saves_what_train_model_saves(days: pl.DataFram
     with pytest.raises(ConfigError, match="already exists"):
         saved.save(tmp_path / "saved", onnx=False)
     assert fit_bundle(first, model="iforest", config={"trees": 50}, seed=3).threshold == bundle.threshold
+
+
+def test_whole_captures_are_held_out_on_request(days: pl.DataFrame, caplog: pytest.LogCaptureFixture) -> None:
+    """``--holdout-by capture``: the normal flows of whole captures are held out (about the share
+    asked, never one capture on both sides, never all of them), attacks as always; one capture
+    falls back to single rows with a warning; the fit names the captures it held out."""
+    frame = days.with_row_index("row")
+    groups = np.array([f"capture-{i % 9}.pcap" for i in range(frame.height)])
+    groups[: 2 * frame.height // 3] = "big.pcap"  # more than twice the share asked
+    split = unsupervised_split(frame, holdout_fraction=0.3, seed=2, groups=groups)
+    assert split.method == "normal-only, captures"
+    held = split.report["captures_held_out"]
+    normal = (frame["label"] == NORMAL).to_numpy()
+    trained = set(groups[np.isin(frame["row"].to_numpy(), split.train["row"].to_numpy())])
+    assert held and not set(held) & trained and trained, "a capture is on one side only"
+    assert "big.pcap" not in held
+    share = np.isin(groups[normal], held).mean()
+    assert 0.15 <= share <= 0.4
+    attacks = frame.filter(pl.col("label") != NORMAL)["row"].to_list()
+    assert set(attacks) <= set(split.holdout["row"].to_list())
+    with caplog.at_level(logging.WARNING, logger="nadkit.evaluation.split"):
+        single = unsupervised_split(frame, seed=2, groups=np.full(frame.height, "one.pcap"))
+    assert single.method == "normal-only, random" and "one capture" in caplog.text
+    with pytest.raises(ConfigError, match="not both"):
+        unsupervised_split(frame, groups=groups, stretches=True)
+
+    first = days.filter(pl.col("day") == days["day"].min())
+    named = first.with_columns(pl.Series("capture", [f"c{i % 4}" for i in range(first.height)]))
+    result = fit(named, model="iforest", seed=0, holdout_by="capture")
+    assert result.held_out_captures and set(result.held_out_captures) < {"c0", "c1", "c2", "c3"}
+    with pytest.raises(ConfigError, match="several captures"):
+        fit(first, model="iforest", holdout_by="capture")

@@ -51,6 +51,8 @@ IDENTIFYING = ("time", "src", "dst", "spt", "dpt")
 FLOW_KEY = (*IDENTIFYING, "proto")
 #: the flow columns an alert record carries (those present), in record order
 RECORD_FLOW_COLUMNS = (*FLOW_KEY, "app", "label")
+#: the capture (file) a flow was metered from, where a table of several says (``nadkit mix-captures``)
+CAPTURE = "capture"
 #: a flow's own time where a table moved it in time (``nadkit mix-captures`` places each capture at a
 #: random offset): the same flow then hashes as the capture had it (see nadkit.evaluation.overlap)
 CAPTURE_TIME = "capture_time"

@@ -151,6 +151,28 @@ def test_train_holds_out_stretches_of_flows_on_request(tmp_path: Path) -> None:
     assert not (tmp_path / "m2").exists()
 
 
+def test_train_holds_out_whole_captures_on_request(shared_data: Path, tmp_path: Path) -> None:
+    """--holdout-by capture on a folder of captures: the threshold is set on captures the model did
+    not train on, and the table and JSON name them; one capture alone is refused in one line."""
+    folder = tmp_path / "captures"
+    folder.mkdir()
+    names = ("zoom.pcap", "waze.pcap", "signal.pcap", "telegram.pcap", "whatsapp_login_call.pcap")
+    for name in names:
+        (folder / name).symlink_to(shared_data / "pcaps" / "benign" / name)
+    out = tmp_path / "m"
+    result = nadkit("train", folder, "-o", out, "--model", "iforest", "--holdout-by", "capture", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    held = summary["held_out_captures"]
+    assert held and set(held) < set(names)
+    assert "__file" not in json.loads((out / "manifest.json").read_text())["training_rows"]["columns"]
+    table = nadkit("train", folder, "-o", tmp_path / "m2", "--model", "iforest", "--holdout-by", "capture")
+    assert table.returncode == 0 and "captures held out" in table.stdout
+    one = nadkit("train", folder / "zoom.pcap", "-o", tmp_path / "m3", "--holdout-by", "capture")
+    assert_one_line_error(one, "several captures")
+    assert not (tmp_path / "m3").exists()
+
+
 #: a multitask configuration that trains in seconds (two networks, to show both in the summary)
 QUICK_MULTITASK = """\
 width: 32

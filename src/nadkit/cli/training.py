@@ -94,9 +94,11 @@ def train(
         str,
         typer.Option(
             "--holdout-by",
-            help="How an unsupervised model's normal hold-out is drawn: rows (single rows at random) or "
+            help="How an unsupervised model's normal hold-out is drawn: rows (single rows at random), "
             "time (three stretches of consecutive flows: a threshold closer to its false-positive rate "
-            "on traffic of other networks; for training spans of many days).",
+            "on traffic of other networks; for training spans of many days) or capture (whole "
+            "captures: files of a directory or glob, or a mix's capture column; for traffic of other "
+            "devices).",
         ),
     ] = "rows",
     threshold_method: Annotated[
@@ -352,6 +354,7 @@ def _training_json(model: str, result: TrainingResult) -> dict[str, object]:
         "holdout_rows": result.holdout_rows,
         "holdout_attacks": result.holdout_attacks,
         "weighing_rows": result.weighing_rows,
+        "held_out_captures": list(result.held_out_captures),
         "target_rows": result.target_rows,
         "classes": list(result.classes),
         "class_counts": result.class_counts,
@@ -477,6 +480,9 @@ def _training_summary(
         else:
             summary.add_row("training rows (unlabelled, taken as normal)", f"{result.train_rows:,}")
             summary.add_row("hold-out rows (unlabelled)", f"{result.holdout_rows:,}")
+        if result.held_out_captures:
+            captures = result.held_out_captures
+            summary.add_row(f"captures held out ({len(captures)})", ", ".join(captures))
         if result.weighing_rows:
             summary.add_row("errors weighed on", f"{result.weighing_rows:,} other normal hold-out rows")
     summary.add_row("fit time", f"{result.fit_seconds:.1f} s")

@@ -555,6 +555,7 @@ def unsupervised_split(
     seed: int = 0,
     train_only: np.ndarray | None = None,
     stretches: bool = False,
+    groups: np.ndarray | None = None,
 ) -> FrameSplit:
     """Split labelled flows for unsupervised training: ``holdout_fraction`` of the normal rows and all
     attack rows form the labelled hold-out; the remaining normal rows are the training set.
@@ -568,8 +569,11 @@ def unsupervised_split(
     there, but they leave whole parts of a short training span (a day's hours) out of training, and
     then a threshold above what that span's traffic needs (``benchmarks/holdout.py``). Unlabelled
     data is taken as mostly normal and held out the same way (for early stopping and the quantile
-    threshold). ``train_only`` marks normal rows that always go to training. Rows keep their original
-    order on both sides.
+    threshold). With ``groups`` (one name per row: the capture each flow came from), whole groups of
+    normal rows are held out, drawn at random until they hold ``holdout_fraction`` of the normal
+    rows (at least one group held out, one kept): the threshold is then set on captures the model has
+    not seen, as the traffic it will score is. ``train_only`` marks normal rows that always go to
+    training. Rows keep their original order on both sides.
     """
     if not 0 < holdout_fraction < 1:
         raise ConfigError(f"holdout_fraction must be between 0 and 1, got {holdout_fraction}")
@@ -578,7 +582,14 @@ def unsupervised_split(
     normal = _normal_rows(frame)
     if labelled and not normal.any():
         raise ConfigError("the labelled data has no normal rows to train an unsupervised model on")
-    blocks = _time_blocks(frame, normal, holdout_fraction, rng) if stretches else None
+    if groups is not None and stretches:
+        raise ConfigError("hold out stretches of time or whole groups of flows, not both")
+    grouped = _group_blocks(groups, normal, holdout_fraction, rng) if groups is not None else None
+    if groups is not None and grouped is None:
+        log.warning(
+            "hold-out by capture: the normal flows come from one capture; single rows are held out instead"
+        )
+    blocks = _time_blocks(frame, normal, holdout_fraction, rng) if stretches else grouped
     if stretches and blocks is None:
         log.warning(
             "hold-out by time: the flows have no times (or too few normal rows for %d stretches); "
@@ -586,7 +597,7 @@ def unsupervised_split(
             HOLDOUT_BLOCKS,
         )
     if blocks is not None:
-        held, method = blocks, "time-blocks"
+        held, method = blocks, "time-blocks" if stretches else "captures"
     else:
         held, method = rng.random(frame.height) < holdout_fraction, "random"
     if train_only is not None:
@@ -598,7 +609,10 @@ def unsupervised_split(
         held = held | ~normal
         method = f"normal-only, {method}"
     mask = pl.Series(held)
-    split = FrameSplit(train=frame.filter(~mask), holdout=frame.filter(mask), method=method)
+    report = {}
+    if method.endswith("captures") and groups is not None:
+        report["captures_held_out"] = sorted({str(g) for g in np.asarray(groups)[held & normal]})
+    split = FrameSplit(train=frame.filter(~mask), holdout=frame.filter(mask), method=method, report=report)
     log.info(
         "unsupervised split (%s): %d training rows, %d hold-out rows (%d attacks)",
         method,
@@ -637,6 +651,32 @@ def weighing_split(holdout: pl.DataFrame, *, seed: int = 0) -> np.ndarray | None
     weighing = np.zeros(holdout.height, dtype=bool)
     weighing[order[: len(order) // 2]] = True
     return weighing
+
+
+def _group_blocks(
+    groups: np.ndarray, normal: np.ndarray, fraction: float, rng: np.random.Generator
+) -> np.ndarray | None:
+    """The hold-out mask of whole groups of normal rows (see :func:`unsupervised_split`), or None
+    where the normal rows are of one group."""
+    groups = np.asarray(groups)
+    if groups.shape != normal.shape:
+        raise ConfigError(f"{groups.size} group names for {normal.size} rows")
+    names, counts = np.unique(groups[normal].astype(str), return_counts=True)
+    if len(names) < 2:
+        return None
+    target = fraction * counts.sum()
+    chosen: list[str] = []
+    held_rows = 0
+    for index in rng.permutation(len(names)):
+        if held_rows >= target or len(chosen) == len(names) - 1:
+            break
+        # a group that would take the hold-out far past its share is passed over
+        if held_rows + counts[index] <= 2 * target:
+            chosen.append(str(names[index]))
+            held_rows += int(counts[index])
+    if not chosen:  # every group alone is more than twice the share: the smallest one
+        chosen = [str(names[int(np.argmin(counts))])]
+    return np.isin(groups.astype(str), chosen) & normal
 
 
 def _time_blocks(

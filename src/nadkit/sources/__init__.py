@@ -117,10 +117,12 @@ def read_flows(
     format: str | None = None,
     mapping: Mapping[str, str] | str | None = None,
     on_file: FileProgress | None = None,
+    file_column: str | None = None,
     **options: object,
 ) -> tuple[pl.LazyFrame, str]:
     """A lazy canonical flow table for ``path`` and the format name it was read as; ``on_file(done,
-    total, file)`` is called after each file is opened (captures are metered then).
+    total, file)`` is called after each file is opened (captures are metered then); ``file_column``
+    names a column to add with each flow's file name.
 
     With ``mapping`` (``{"time": "StartTime", ...}`` or ``"time=StartTime,..."``) the generic reader
     is used unless ``format`` says otherwise. Files of a directory or glob must share one format.
@@ -146,6 +148,11 @@ def read_flows(
             frames.append(module.read(file, **options))
             if on_file is not None:
                 on_file(len(frames), len(files), file)
+    if file_column is not None:
+        frames = [
+            f.with_columns(pl.lit(file.name).alias(file_column))
+            for f, file in zip(frames, files, strict=True)
+        ]
     frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     return frame, fmt
 
@@ -173,13 +180,17 @@ def load_flows(
     columns: Collection[str] | None = None,
     on_bad_rows: BadRows = "error",
     on_file: FileProgress | None = None,
+    file_column: str | None = None,
     **options: object,
 ) -> tuple[pl.DataFrame, str]:
-    """Read, collect and validate: a canonical :class:`polars.DataFrame` and its format name.
+    """Read, collect and validate: a canonical :class:`polars.DataFrame` and its format name
+    (``file_column``: see :func:`read_flows`).
 
     With ``columns`` only those of them the input has are read (all columns when it has none of
     them); the rest are neither read nor checked."""
-    frame, fmt = read_flows(path, format=format, mapping=mapping, on_file=on_file, **options)
+    frame, fmt = read_flows(
+        path, format=format, mapping=mapping, on_file=on_file, file_column=file_column, **options
+    )
     if columns is not None:
         names = frame.collect_schema().names()
         wanted = [c for c in names if c in columns]

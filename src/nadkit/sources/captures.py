@@ -28,11 +28,10 @@ import numpy as np
 import polars as pl
 
 from nadkit.errors import ConfigError, SchemaError
-from nadkit.schema import CAPTURE_TIME, NORMAL, NORMAL_LABELS
+from nadkit.schema import CAPTURE, CAPTURE_TIME, NORMAL, NORMAL_LABELS
 
 log = logging.getLogger(__name__)
 
-CAPTURE = "capture"
 DEFAULT_START = dt.datetime(2021, 1, 4, 9, 0, tzinfo=dt.UTC)
 
 

@@ -43,7 +43,7 @@ from nadkit.fileio import refuse_file
 from nadkit.models.base import Detector, DetectorData
 from nadkit.models.registry import create
 from nadkit.models.trainer import EpochReport
-from nadkit.schema import NORMAL, label_expr
+from nadkit.schema import CAPTURE, NORMAL, label_expr
 from nadkit.sources import BadRows, FileProgress, load_flows
 from nadkit.training.bundle import ModelBundle, fingerprint
 
@@ -99,6 +99,8 @@ class TrainingResult:
     weighing_rows: int = 0
     #: whether the model reads time buckets (``train_rows`` count buckets, ``holdout_rows`` flows)
     buckets: bool = False
+    #: the captures whose normal flows were held out whole (``--holdout-by capture``)
+    held_out_captures: tuple[str, ...] = ()
     #: where the bundle was saved (None while it is in memory)
     path: Path | None = None
     #: whether the saved bundle holds ``model.onnx`` (False where the export failed or was not asked)
@@ -291,7 +293,10 @@ UNSUPERVISED_COUNTER_WINDOWS: tuple[str, ...] = ("fast", "connections")
 
 
 #: how :func:`fit` may draw an unsupervised model's normal hold-out
-HOLDOUT_BY = ("rows", "time")
+HOLDOUT_BY = ("rows", "time", "capture")
+#: the column ``nadkit train --holdout-by capture`` reads each flow's capture from where the flows
+#: come from several files (each flow's file name; never fitted on)
+FILE_COLUMN = "__file"
 
 
 #: the fewest normal training rows an unsupervised model is fitted on
@@ -316,6 +321,7 @@ def fit(
     features: FeatureConfig | None = None,
     train_only: np.ndarray | None = None,
     holdout_by: str = "rows",
+    holdout_groups: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train ``model`` (a registered name with its ``config``, or a new detector) on a canonical flow
     table, in memory: split, fit the features and the detector, choose the threshold, measure; no
@@ -343,14 +349,16 @@ def fit(
     never hold out (the reviewed benign flows of a retraining, repeated by their weight: held out,
     they would not be learnt, and the champion's false positives would set the threshold).
     ``holdout_by``: how an unsupervised model's normal hold-out is drawn, ``rows`` (single rows at
-    random) or ``time`` (three stretches of consecutive flows, where the flows have times; see
-    :func:`~nadkit.evaluation.split.unsupervised_split`). ``on_stage`` is called with the name of
-    each stage as it starts (``computing features``, ``training``, ``choosing the threshold``), for
-    progress displays.
+    random), ``time`` (three stretches of consecutive flows, where the flows have times) or
+    ``capture`` (whole captures: the groups ``holdout_groups`` names, one name per row, else the
+    frame's ``capture`` column; see :func:`~nadkit.evaluation.split.unsupervised_split`).
+    ``on_stage`` is called with the name of each stage as it starts (``computing features``,
+    ``training``, ``choosing the threshold``), for progress displays.
     """
     check_threshold_choice(threshold_method, threshold_params)
     if holdout_by not in HOLDOUT_BY:
-        raise ConfigError(f"unknown hold-out {holdout_by!r} (use {' or '.join(HOLDOUT_BY)})")
+        raise ConfigError(f"unknown hold-out {holdout_by!r} (use {', '.join(HOLDOUT_BY)})")
+    groups = _capture_groups(frame, holdout_groups) if holdout_by == "capture" else None
     threshold_choice = {"method": threshold_method, **(threshold_params or {})}
     false_positive_rate = threshold_choice.pop("false_positive_rate", false_positive_rate)
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
@@ -394,6 +402,7 @@ def fit(
         seed=seed,
         train_only=train_only,
         stretches=holdout_by == "time",
+        groups=groups,
     )
     if split.train.height == 0:
         raise ConfigError("no normal rows left to train on")
@@ -440,6 +449,7 @@ def fit(
         fit_seconds=fit_seconds,
         class_counts={"train": _class_counts(train.labels), "holdout": _class_counts(holdout.labels)},
         weighing_rows=0 if weighing is None else len(weighing),
+        held_out_captures=tuple(split.report.get("captures_held_out", ())),
     )
 
 
@@ -503,6 +513,19 @@ def prepare_out(
     return out
 
 
+def _capture_groups(frame: pl.DataFrame, given: np.ndarray | None) -> np.ndarray:
+    """The capture of each row for ``--holdout-by capture``: ``given``, else the ``capture`` column
+    (``nadkit mix-captures`` writes one); a ConfigError where the flows name no captures."""
+    if given is not None:
+        return np.asarray(given)
+    if CAPTURE in frame.columns:
+        return frame[CAPTURE].cast(pl.String).fill_null("").to_numpy()
+    raise ConfigError(
+        "--holdout-by capture needs flows of several captures: several files (a directory or glob), "
+        f"or a table with a {CAPTURE!r} column (nadkit mix-captures writes one)"
+    )
+
+
 def train_model(
     source: str | Path,
     out: str | Path,
@@ -528,9 +551,21 @@ def train_model(
     read or trained."""
     out = prepare_out(out, overwrite, threshold_method, threshold_params)
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
+    by_file = settings.get("holdout_by") == "capture"
     frame, source_format = load_flows(
-        source, format=format, mapping=mapping, on_bad_rows=on_bad_rows, on_file=on_file
+        source,
+        format=format,
+        mapping=mapping,
+        on_bad_rows=on_bad_rows,
+        on_file=on_file,
+        file_column=FILE_COLUMN if by_file else None,
     )
+    if by_file:
+        # each flow's file, unless the flows name their captures themselves (a mix of captures)
+        files = frame[FILE_COLUMN].to_numpy()
+        frame = frame.drop(FILE_COLUMN)
+        if CAPTURE not in frame.columns and len(np.unique(files)) > 1:
+            settings["holdout_groups"] = files
     target_frame = None
     if target is not None:
         target_frame, _ = load_flows(target, format=format, mapping=mapping, on_bad_rows=on_bad_rows)
