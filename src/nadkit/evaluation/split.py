@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 
 from nadkit.errors import ConfigError, SchemaError
+from nadkit.evaluation.holdout_blocks import HOLDOUT_BLOCKS, group_blocks, time_blocks
 from nadkit.features.counters import combined_codes, dense_codes
 from nadkit.features.segments import SUBNET_OF, SegmentConfig, key_codes, segment_ids
 from nadkit.schema import NORMAL
@@ -544,10 +545,6 @@ class FrameSplit:
         return self.holdout
 
 
-#: Consecutive stretches of flows a time-ordered hold-out is made of (see :func:`unsupervised_split`).
-HOLDOUT_BLOCKS = 3
-
-
 def unsupervised_split(
     frame: pl.DataFrame,
     *,
@@ -584,12 +581,12 @@ def unsupervised_split(
         raise ConfigError("the labelled data has no normal rows to train an unsupervised model on")
     if groups is not None and stretches:
         raise ConfigError("hold out stretches of time or whole groups of flows, not both")
-    grouped = _group_blocks(groups, normal, holdout_fraction, rng) if groups is not None else None
+    grouped = group_blocks(groups, normal, holdout_fraction, rng) if groups is not None else None
     if groups is not None and grouped is None:
         log.warning(
             "hold-out by capture: the normal flows come from one capture; single rows are held out instead"
         )
-    blocks = _time_blocks(frame, normal, holdout_fraction, rng) if stretches else grouped
+    blocks = time_blocks(frame, normal, holdout_fraction, rng) if stretches else grouped
     if stretches and blocks is None:
         log.warning(
             "hold-out by time: the flows have no times (or too few normal rows for %d stretches); "
@@ -651,51 +648,6 @@ def weighing_split(holdout: pl.DataFrame, *, seed: int = 0) -> np.ndarray | None
     weighing = np.zeros(holdout.height, dtype=bool)
     weighing[order[: len(order) // 2]] = True
     return weighing
-
-
-def _group_blocks(
-    groups: np.ndarray, normal: np.ndarray, fraction: float, rng: np.random.Generator
-) -> np.ndarray | None:
-    """The hold-out mask of whole groups of normal rows (see :func:`unsupervised_split`), or None
-    where the normal rows are of one group."""
-    groups = np.asarray(groups)
-    if groups.shape != normal.shape:
-        raise ConfigError(f"{groups.size} group names for {normal.size} rows")
-    names, counts = np.unique(groups[normal].astype(str), return_counts=True)
-    if len(names) < 2:
-        return None
-    target = fraction * counts.sum()
-    chosen: list[str] = []
-    held_rows = 0
-    for index in rng.permutation(len(names)):
-        if held_rows >= target or len(chosen) == len(names) - 1:
-            break
-        # a group that would take the hold-out far past its share is passed over
-        if held_rows + counts[index] <= 2 * target:
-            chosen.append(str(names[index]))
-            held_rows += int(counts[index])
-    if not chosen:  # every group alone is more than twice the share: the smallest one
-        chosen = [str(names[int(np.argmin(counts))])]
-    return np.isin(groups.astype(str), chosen) & normal
-
-
-def _time_blocks(
-    frame: pl.DataFrame, normal: np.ndarray, fraction: float, rng: np.random.Generator
-) -> np.ndarray | None:
-    """The hold-out mask of :data:`HOLDOUT_BLOCKS` stretches of consecutive normal rows, or None where
-    the rows have no times (or too few normal rows for the stretches)."""
-    if "time" not in frame.columns or frame["time"].null_count() > 0:
-        return None
-    stretches = max(HOLDOUT_BLOCKS + 1, round(HOLDOUT_BLOCKS / fraction))
-    rows = np.flatnonzero(normal)
-    if len(rows) < 2 * stretches:
-        return None
-    order = rows[np.argsort(frame["time"].to_numpy()[rows], kind="stable")]
-    held = np.zeros(frame.height, dtype=bool)
-    parts = np.array_split(order, stretches)
-    for index in rng.choice(stretches, HOLDOUT_BLOCKS, replace=False):
-        held[parts[index]] = True
-    return held
 
 
 def supervised_split(frame: pl.DataFrame, *, validation_fraction: float = 0.25, seed: int = 0) -> FrameSplit:
