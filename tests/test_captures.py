@@ -164,6 +164,7 @@ def test_cli_writes_the_mix_once_and_names_bad_labels(pcaps: Path, tmp_path: Pat
     assert out.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_evaluating_a_mix_of_the_training_captures_says_so(pcaps: Path, tmp_path: Path) -> None:
     """A model trained on benign captures, evaluated on a mix of those captures with an attack
     capture: the mix moves every capture in time, yet `nadkit evaluate` finds the training flows

@@ -151,6 +151,7 @@ def test_train_holds_out_stretches_of_flows_on_request(tmp_path: Path) -> None:
     assert not (tmp_path / "m2").exists()
 
 
+@pytest.mark.slow
 def test_train_holds_out_whole_captures_on_request(shared_data: Path, tmp_path: Path) -> None:
     """--holdout-by capture on a folder of captures: the threshold is set on captures the model did
     not train on, and the table and JSON name them; one capture alone is refused in one line."""
