@@ -172,6 +172,11 @@ def test_train_holds_out_whole_captures_on_request(shared_data: Path, tmp_path: 
     one = nadkit("train", folder / "zoom.pcap", "-o", tmp_path / "m3", "--holdout-by", "capture")
     assert_one_line_error(one, "several captures")
     assert not (tmp_path / "m3").exists()
+    # the same from Python: a folder read with each flow's file, for the hold-out only
+    from nadkit import api
+
+    model = api.train(folder, model="iforest", holdout_by="capture")
+    assert model.training is not None and model.training.held_out_captures == tuple(held)
 
 
 #: a multitask configuration that trains in seconds (two networks, to show both in the summary)

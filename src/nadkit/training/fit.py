@@ -526,6 +526,23 @@ def _capture_groups(frame: pl.DataFrame, given: np.ndarray | None) -> np.ndarray
     )
 
 
+def read_training_flows(
+    source: str | Path, *, holdout_by: str = "rows", **reading: Any
+) -> tuple[pl.DataFrame, str, np.ndarray | None]:
+    """The flows of ``source`` (read by :func:`~nadkit.sources.load_flows` with ``reading``), their
+    format, and with ``holdout_by="capture"`` the file each flow came from where there are several
+    files and the flows do not name their captures themselves (a mix's ``capture`` column), for
+    :func:`fit`'s ``holdout_groups``; None otherwise."""
+    by_file = holdout_by == "capture"
+    frame, source_format = load_flows(source, file_column=FILE_COLUMN if by_file else None, **reading)
+    if not by_file:
+        return frame, source_format, None
+    files = frame[FILE_COLUMN].to_numpy()
+    frame = frame.drop(FILE_COLUMN)
+    several = CAPTURE not in frame.columns and len(np.unique(files)) > 1
+    return frame, source_format, files if several else None
+
+
 def train_model(
     source: str | Path,
     out: str | Path,
@@ -551,21 +568,16 @@ def train_model(
     read or trained."""
     out = prepare_out(out, overwrite, threshold_method, threshold_params)
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
-    by_file = settings.get("holdout_by") == "capture"
-    frame, source_format = load_flows(
+    frame, source_format, groups = read_training_flows(
         source,
+        holdout_by=settings.get("holdout_by", "rows"),
         format=format,
         mapping=mapping,
         on_bad_rows=on_bad_rows,
         on_file=on_file,
-        file_column=FILE_COLUMN if by_file else None,
     )
-    if by_file:
-        # each flow's file, unless the flows name their captures themselves (a mix of captures)
-        files = frame[FILE_COLUMN].to_numpy()
-        frame = frame.drop(FILE_COLUMN)
-        if CAPTURE not in frame.columns and len(np.unique(files)) > 1:
-            settings["holdout_groups"] = files
+    if groups is not None:
+        settings["holdout_groups"] = groups
     target_frame = None
     if target is not None:
         target_frame, _ = load_flows(target, format=format, mapping=mapping, on_bad_rows=on_bad_rows)
