@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
+import polars as pl
 import typer
 from rich.table import Table
 
@@ -112,7 +113,6 @@ def mix_captures_command(
     """Mix captures labelled per file into one labelled, interleaved flow table for evaluation."""
     import datetime as dt
 
-    from nadkit.fileio import atomic_path
     from nadkit.sources.captures import DEFAULT_START, mix_captures
 
     out = output_path("mix-captures", out, old_out)
@@ -120,11 +120,7 @@ def mix_captures_command(
         raise NadkitError(f"--columns must be nadkit or cicflowmeter, not {columns!r}")
     if columns == "cicflowmeter" and out.suffix.lower() != ".csv":
         raise NadkitError(f"{out}: --columns cicflowmeter writes CSV, as CICFlowMeter does (name it .csv)")
-    kind = out.suffix.lower()
-    if kind not in (".parquet", ".csv"):
-        raise NadkitError(f"{out}: write .parquet or .csv")
-    if out.exists() and not force:
-        raise NadkitError(f"{out}: already exists (use --force to replace it)")
+    kind = _table_kind(out, force)
     names: dict[str, str] = {}
     for item in label or []:
         key, sep, value = item.partition("=")
@@ -153,11 +149,7 @@ def mix_captures_command(
         from nadkit.sources.cicflowmeter import to_cicflowmeter
 
         frame = to_cicflowmeter(frame)
-    with atomic_path(out, overwrite=force) as temporary:
-        if kind == ".parquet":
-            frame.write_parquet(temporary)
-        else:
-            frame.write_csv(temporary)
+    _write_table(frame, out, kind, force)
     if as_json:
         print_json(
             {
@@ -233,34 +225,26 @@ def label_flows_command(
 ) -> None:
     """Give flows the labels of the labelled flows another meter made of the same traffic: the same
     addresses, ports and protocol (either direction), the nearest start within --tolerance."""
-    from nadkit.fileio import atomic_path
     from nadkit.sources import load_flows
-    from nadkit.sources.labelling import UNMATCHED, carry_labels
+    from nadkit.sources.labelling import UNMATCHED, Unmatched, carry_labels
 
     if unmatched not in UNMATCHED:
         raise NadkitError(f"--unmatched must be one of {', '.join(UNMATCHED)}, not {unmatched!r}")
-    kind = out.suffix.lower()
-    if kind not in (".parquet", ".csv"):
-        raise NadkitError(f"{out}: write .parquet or .csv")
-    if out.exists() and not force:
-        raise NadkitError(f"{out}: already exists (use --force to replace it)")
+    kind = _table_kind(out, force)
     with FileSteps("reading the flows to label") as steps:
         flows, _ = load_flows(source, format=format, on_file=steps)
     with FileSteps("reading the labelled flows") as steps:
         labelled, _ = load_flows(labels, format=labels_format, on_file=steps)
     if "label" not in labelled.columns:
         raise NadkitError(f"{labels}: has no label column; give labelled flows to take the labels from")
-    carried = carry_labels(flows, labelled, tolerance_s=tolerance, shift_s=shift, unmatched=unmatched)  # type: ignore[arg-type]
+    how = cast(Unmatched, unmatched)
+    carried = carry_labels(flows, labelled, tolerance_s=tolerance, shift_s=shift, unmatched=how)
     if carried.matched == 0:
         raise NadkitError(
             f"{labels}: no flow of {source} matches one of its flows (same addresses, ports and protocol "
             f"within {tolerance:g} s); are they of the same traffic, on the same clock (--shift)?"
         )
-    with atomic_path(out, overwrite=force) as temporary:
-        if kind == ".parquet":
-            carried.frame.write_parquet(temporary)
-        else:
-            carried.frame.write_csv(temporary)
+    _write_table(carried.frame, out, kind, force)
     fate = {"drop": "dropped", "normal": "called normal", "keep": "kept without a label"}[unmatched]
     if as_json:
         print_json(
@@ -284,3 +268,25 @@ def label_flows_command(
     if carried.unmatched:
         console.print(f"{carried.unmatched:,} flows matched no labelled flow: {fate}")
     console.print(f"wrote [bold]{out}[/bold] ({carried.frame.height:,} flows)")
+
+
+def _table_kind(out: Path, force: bool) -> str:
+    """The kind of flow table ``out`` names (``.parquet`` or ``.csv``), checked before any work:
+    another suffix, or an existing file without ``force``, is refused in one line."""
+    kind = out.suffix.lower()
+    if kind not in (".parquet", ".csv"):
+        raise NadkitError(f"{out}: write .parquet or .csv")
+    if out.exists() and not force:
+        raise NadkitError(f"{out}: already exists (use --force to replace it)")
+    return kind
+
+
+def _write_table(frame: pl.DataFrame, out: Path, kind: str, force: bool) -> None:
+    """Write ``frame`` to ``out`` whole or not at all (a temporary file renamed into place)."""
+    from nadkit.fileio import atomic_path
+
+    with atomic_path(out, overwrite=force) as temporary:
+        if kind == ".parquet":
+            frame.write_parquet(temporary)
+        else:
+            frame.write_csv(temporary)

@@ -607,7 +607,7 @@ def unsupervised_split(
         method = f"normal-only, {method}"
     mask = pl.Series(held)
     report = {}
-    if method.endswith("captures") and groups is not None:
+    if grouped is not None:
         report["captures_held_out"] = sorted({str(g) for g in np.asarray(groups)[held & normal]})
     split = FrameSplit(train=frame.filter(~mask), holdout=frame.filter(mask), method=method, report=report)
     log.info(

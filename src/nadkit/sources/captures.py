@@ -57,8 +57,16 @@ class MixedCaptures:
 
     def counts(self) -> dict[str, int]:
         """Flows per label, largest first."""
-        counted = self.frame.group_by("label").len().sort(["len", "label"], descending=[True, False])
-        return dict(zip(counted["label"].to_list(), counted["len"].to_list(), strict=True))
+        return label_counts(self.frame)
+
+
+def label_counts(frame: pl.DataFrame, *, missing: str = "unlabelled") -> dict[str, int]:
+    """Flows of ``frame`` per label (``missing`` for those without one), largest first."""
+    if frame.height == 0:
+        return {}
+    labels = frame.select(pl.col("label").fill_null(missing))
+    counted = labels.group_by("label").len().sort(["len", "label"], descending=[True, False])
+    return dict(zip(counted["label"].to_list(), counted["len"].to_list(), strict=True))
 
 
 def capture_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -179,4 +187,12 @@ def mix_captures(
     return MixedCaptures(frame=mixed, captures=tuple(summaries), start=start, span_s=window)
 
 
-__all__ = ["CAPTURE", "CaptureSummary", "MixedCaptures", "capture_files", "compress_gaps", "mix_captures"]
+__all__ = [
+    "CAPTURE",
+    "CaptureSummary",
+    "MixedCaptures",
+    "capture_files",
+    "compress_gaps",
+    "label_counts",
+    "mix_captures",
+]

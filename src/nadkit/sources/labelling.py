@@ -29,6 +29,7 @@ import polars as pl
 
 from nadkit.errors import ConfigError, SchemaError
 from nadkit.schema import NORMAL
+from nadkit.sources.captures import label_counts
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +53,10 @@ class CarriedLabels:
     flows: int
     matched: int
     unmatched: int
-    handled: str
 
     def counts(self) -> dict[str, int]:
         """Flows per label of the result (``unlabelled`` for kept flows without a match), largest first."""
-        if self.frame.height == 0:
-            return {}
-        counted = (
-            self.frame.select(pl.col("label").fill_null("unlabelled"))
-            .group_by("label")
-            .len()
-            .sort(["len", "label"], descending=[True, False])
-        )
-        return dict(counted.iter_rows())
+        return label_counts(self.frame)
 
 
 def carry_labels(
@@ -129,9 +121,7 @@ def carry_labels(
     elif unmatched == "normal":
         out = out.with_columns(pl.col("label").fill_null(NORMAL))
     log.info("labels carried to %d of %d flows (%d unmatched: %s)", matched, flows.height, missing, unmatched)
-    return CarriedLabels(
-        out.drop(_ROW), flows=flows.height, matched=matched, unmatched=missing, handled=unmatched
-    )
+    return CarriedLabels(out.drop(_ROW), flows=flows.height, matched=matched, unmatched=missing)
 
 
 def _keyed(frame: pl.DataFrame, ports: bool) -> pl.DataFrame:
