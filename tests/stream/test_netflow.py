@@ -227,6 +227,84 @@ def test_ipfix_absolute_times_ipv6_icmp_and_reverse_counts() -> None:
     assert (row["out_bytes"], row["out_pkts"], row["in_bytes"], row["in_pkts"]) == (640, 5, 640, 5)
 
 
+#: an RFC 5103 biflow template as softflowd's bidirectional export has it: addresses, ports,
+#: protocol, both sides' flags, bytes and packets, ICMP type and code, and ``biflowDirection``
+_BIFLOW_FIELDS = [
+    ipfix_field(8, 4),
+    ipfix_field(12, 4),
+    ipfix_field(7, 2),
+    ipfix_field(11, 2),
+    ipfix_field(4, 1),
+    ipfix_field(6, 1),
+    ipfix_field(6, 1, enterprise=29305),
+    ipfix_field(32, 2),
+    ipfix_field(32, 2, enterprise=29305),
+    ipfix_field(239, 1),
+    ipfix_field(1, 8),
+    ipfix_field(2, 8),
+    ipfix_field(1, 8, enterprise=29305),
+    ipfix_field(2, 8, enterprise=29305),
+]
+_SYN, _RST, _PSH, _ACK, _FIN = 2, 4, 8, 16, 1
+
+
+def _biflow(
+    src: int, dst: int, ports: tuple[int, int], proto: int, flags: tuple[int, int], icmp: tuple[int, int],
+    direction: int, forward: tuple[int, int], reverse: tuple[int, int],
+) -> bytes:  # fmt: skip
+    """One biflow record; ``forward`` and ``reverse``: each side's bytes and packets."""
+    layout = ">IIHHBBBHHBQQQQ"
+    return struct.pack(layout, src, dst, *ports, proto, *flags, *icmp, direction, *forward, *reverse)
+
+
+def test_ipfix_biflows_are_turned_so_that_the_source_opened_the_flow() -> None:
+    """softflowd keys a flow by its addresses, so a biflow's source is the lower address, not the
+    side that opened it: the decoder turns such records round (``src`` opened the flow, as the
+    canonical table says)."""
+    a, b = 0x0A000001, 0x0A000002  # 10.0.0.1, 10.0.0.2
+    both = _SYN | _ACK | _PSH | _FIN
+    records = [
+        # a server's side first: port 443 against 40001 -> turned round
+        _biflow(a, b, (443, 40001), 6, (both, both), (0, 0), 0, (9000, 12), (700, 10)),
+        # a SYN only on the reverse side, answered by RST: the reverse side opened it
+        _biflow(a, b, (40002, 40003), 6, (_RST | _ACK, _SYN), (0, 0), 0, (40, 1), (60, 1)),
+        # only the reverse side sent packets
+        _biflow(a, b, (53, 50000), 17, (0, 0), (0, 0), 0, (0, 0), (80, 1)),
+        # the exporter says the source is the initiator: kept whatever the ports
+        _biflow(a, b, (443, 40004), 6, (both, both), (0, 0), 1, (900, 5), (800, 4)),
+        # the exporter says the reverse side is the initiator
+        _biflow(a, b, (40005, 40006), 17, (0, 0), (0, 0), 2, (100, 1), (200, 2)),
+        # an echo reply one way, its request the other: the requester opened it
+        _biflow(a, b, (0, 0), 1, (0, 0), (0 * 256, 8 * 256), 0, (84, 1), (84, 1)),
+        # nothing tells: two ports of the same range keep the exporter's order
+        _biflow(a, b, (5000, 6000), 17, (0, 0), (0, 0), 0, (300, 3), (100, 1)),
+        # a SYN flood without answers: kept
+        _biflow(a, b, (40007, 80), 6, (_SYN, 0), (0, 0), 0, (60, 1), (0, 0)),
+    ]
+    message = ipfix_message(
+        [ipfix_template(410, _BIFLOW_FIELDS), flowset(410, b"".join(records), pad=False)],
+        export_time=SECS,
+        sequence=0,
+    )
+    frame = decode(FlowDecoder(), message)
+    a_text, b_text = "10.0.0.1", "10.0.0.2"
+    turned = [src == b_text for src in frame["src"].to_list()]
+    assert turned == [True, True, True, False, True, True, False, False]
+    assert frame["dst"].to_list() == [a_text if t else b_text for t in turned]
+    assert frame.select("spt", "dpt").rows() == [
+        (40001, 443), (40003, 40002), (50000, 53), (443, 40004), (40006, 40005), (0, 8 * 256), (5000, 6000),
+        (40007, 80),
+    ]  # fmt: skip
+    assert frame.select("out_bytes", "out_pkts", "in_bytes", "in_pkts").rows()[:3] == [
+        (700, 10, 9000, 12),
+        (60, 1, 40, 1),
+        (80, 1, 0, 0),
+    ]
+    # the flags of the flow's packets both ways
+    assert frame["tcp_flags"].to_list()[:2] == ["...AP.SF", "...A.RS."]
+    assert frame["tcp_flags"][7] == "......S."
+
+
 def test_ipfix_ntp_microsecond_times() -> None:
     fields = [ipfix_field(8, 4), ipfix_field(12, 4), ipfix_field(154, 8), ipfix_field(155, 8)]
     ntp_seconds = SECS + 2_208_988_800

@@ -30,8 +30,14 @@ seconds (unset when the exporter gives an end before the start). Addresses: IPv4
 and packet counts (1, 2; or the totals 85, 86) are what ``src`` sent, ``out_bytes``/``out_pkts``,
 and ``in_bytes``/``in_pkts`` are 0, except for IPFIX biflows (RFC 5103 reverse elements, enterprise
 29305) and NetFlow v9 ``OUT_BYTES``/``OUT_PKTS`` (23, 24; nProbe's reverse direction), which fill
-them. TCP flags (6) become the ``tcp_flags`` text as nfdump writes it (``...AP.SF``: CWR ECE URG ACK
-PSH RST SYN FIN). The hidden column ``__received_s`` holds the wall-clock time the packet arrived.
+them. A biflow's source need not be the side that opened the flow (softflowd keys flows by address,
+lower address first), so the decoder turns a biflow round where its reverse side is the initiator
+(:func:`~nadkit.stream.netflow.decode.initiator_reversed`: ``biflowDirection``, 239, where given; then
+one-sided flows, a SYN on one side only, an ICMP reply against its request, the ports); a biflow's
+flags and ICMP type are then its initiator's view: ``tcp_flags`` the flags of both sides' packets,
+``dpt`` the initiator's ICMP type and code. TCP flags (6) become the ``tcp_flags`` text as nfdump
+writes it (``...AP.SF``: CWR ECE URG ACK PSH RST SYN FIN). The hidden column ``__received_s`` holds
+the wall-clock time the packet arrived.
 
 A collector listening on UDP takes packets from anyone, so nothing a packet holds may stop it. Every
 rejected datagram, template or record is counted by exporter and reason (:data:`REASONS`), logged at a

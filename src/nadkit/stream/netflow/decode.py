@@ -15,6 +15,7 @@ from nadkit.schema import PROTOCOL_NAMES, TIME_DTYPE
 from nadkit.stream.netflow.fields import (
     _FLAG_LETTERS,
     _MOD32,
+    BIFLOW_DIRECTION,
     DST_PORT,
     DST_V4,
     DST_V6,
@@ -139,11 +140,35 @@ def _decode_group(
     spt = number(SRC_PORT)
     dpt = number(DST_PORT)
     icmp = _first(number(ICMP_V4), number(ICMP_V6))
+    flags = number(TCP_FLAGS)
+    swap = np.zeros(rows, dtype=bool)
+    if group.version == 10 and (reverse_octets is not None or reverse_packets is not None):
+        # an RFC 5103 biflow: its two directions in one record, the source not always the initiator
+        reverse_icmp = _first(number(ICMP_V4, REVERSE_PEN), number(ICMP_V6, REVERSE_PEN))
+        reverse_flags = number(TCP_FLAGS, REVERSE_PEN)
+        swap = initiator_reversed(
+            rows,
+            direction=number(BIFLOW_DIRECTION),
+            proto=proto,
+            ports=(spt, dpt),
+            flags=(flags, reverse_flags),
+            icmp=(icmp, reverse_icmp),
+            packets=packets,
+            reverse_packets=reverse_packets,
+        )
+        if reverse_flags is not None:  # the flags of all the flow's packets, both ways
+            flags = reverse_flags if flags is None else flags | reverse_flags
+        if icmp is not None and reverse_icmp is not None:  # the type and code the initiator sent
+            icmp = np.where(swap, reverse_icmp, icmp)
+        if swap.any():
+            octets, reverse_octets = _swapped(swap, octets, reverse_octets, rows)
+            packets, reverse_packets = _swapped(swap, packets, reverse_packets, rows)
+            if spt is not None and dpt is not None:
+                spt, dpt = _swapped(swap, spt, dpt, rows)
     if icmp is not None:
         is_icmp = np.isin(proto, (1, 58)) if proto is not None else np.ones(rows, dtype=bool)
         dpt = np.where(is_icmp, icmp, dpt if dpt is not None else 0)
         spt = np.where(is_icmp, 0, spt if spt is not None else 0)
-    flags = number(TCP_FLAGS)
     columns: dict[str, pl.Series | np.ndarray] = {
         "time": pl.Series("time", start, dtype=pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
         "src": _addresses("src", get(SRC_V4), get(SRC_V6), rows),
@@ -160,7 +185,10 @@ def _decode_group(
         RECEIVED: pl.Series(RECEIVED, per_record(3), dtype=pl.Float64),
     }
     frame = pl.DataFrame(columns)
+    turned = pl.lit(pl.Series("swap", swap))
     frame = frame.with_columns(
+        pl.when(turned).then(pl.col("dst")).otherwise(pl.col("src")).alias("src"),
+        pl.when(turned).then(pl.col("src")).otherwise(pl.col("dst")).alias("dst"),
         pl.when(pl.col("duration") < 0).then(None).otherwise(pl.col("duration")).alias("duration"),
         pl.col("in_bytes").cast(pl.Int64),
         pl.col("in_pkts").cast(pl.Int64),
@@ -172,6 +200,85 @@ def _decode_group(
         return frame, {}
     dropped = {"implausible_time": int(bad_time.sum()), "implausible_counts": int(bad_counts.sum())}
     return frame.filter(pl.Series(~(bad_time | bad_counts))), dropped
+
+
+#: ICMP and ICMPv6 types that answer a request (echo, timestamp, information, address mask replies;
+#: ICMPv6 echo reply), and the requests
+_ICMP_REPLIES = (0, 14, 16, 18, 129)
+_ICMP_REQUESTS = (8, 13, 15, 17, 128)
+#: protocols with ports: TCP, UDP, DCCP, SCTP
+_PORTED = (6, 17, 33, 132)
+#: below: a system (well-known) port; from ``EPHEMERAL_PORTS`` up: IANA's dynamic range
+SYSTEM_PORTS, EPHEMERAL_PORTS = 1024, 49152
+
+
+def initiator_reversed(
+    rows: int,
+    *,
+    direction: np.ndarray | None,
+    proto: np.ndarray | None,
+    ports: tuple[np.ndarray | None, np.ndarray | None],
+    flags: tuple[np.ndarray | None, np.ndarray | None],
+    icmp: tuple[np.ndarray | None, np.ndarray | None],
+    packets: np.ndarray | None,
+    reverse_packets: np.ndarray | None,
+) -> np.ndarray:
+    """Per biflow record, whether its reverse side opened the flow, so that the record is turned
+    round (the canonical ``src`` is the initiator). An exporter that keys a flow by its addresses
+    (softflowd puts the lower address first) leaves the source arbitrary; in order:
+
+    1. the exporter's ``biflowDirection`` where it says (1 initiator: kept; 2 reverse initiator:
+       turned);
+    2. a flow only one side sent packets in: that side opened it, as far as the exporter saw;
+    3. TCP: where only one side's packets carried SYN, that side opened the connection (a SYN
+       answered by RST, a flood without answers);
+    4. ICMP: a reply type one way and its request the other: the requester opened it;
+    5. ports (TCP, UDP, DCCP, SCTP): a system port (below 1024) against a higher one, or a registered
+       port (1024-49151) against one in the dynamic range (49152 up): the lower port is the
+       service, and its side the responder.
+
+    Anything else keeps the exporter's order."""
+    swap = np.zeros(rows, dtype=bool)
+    open_ = np.ones(rows, dtype=bool)
+    if direction is not None:
+        swap |= direction == 2
+        open_ &= ~np.isin(direction, (1, 2))
+    if reverse_packets is not None:
+        forward_packets = packets if packets is not None else np.ones(rows, dtype=np.int64)
+        only_reverse = open_ & (forward_packets == 0) & (reverse_packets > 0)
+        swap |= only_reverse
+        open_ &= (forward_packets > 0) & (reverse_packets > 0)
+    if proto is None:
+        return swap
+    forward_flags, reverse_flags = flags
+    if forward_flags is not None and reverse_flags is not None:
+        syn, reverse_syn = (forward_flags & 2) != 0, (reverse_flags & 2) != 0
+        one_sided = open_ & (proto == 6) & (syn != reverse_syn)
+        swap |= one_sided & reverse_syn
+        open_ &= ~one_sided
+    forward_icmp, reverse_icmp = icmp
+    is_icmp = np.isin(proto, (1, 58))
+    if forward_icmp is not None and reverse_icmp is not None:
+        answered = np.isin(forward_icmp >> 8, _ICMP_REPLIES) & np.isin(reverse_icmp >> 8, _ICMP_REQUESTS)
+        swap |= open_ & is_icmp & answered
+    open_ &= ~is_icmp
+    spt, dpt = ports
+    if spt is not None and dpt is not None:
+        service = (spt < SYSTEM_PORTS) & (dpt >= SYSTEM_PORTS)
+        service |= (spt >= SYSTEM_PORTS) & (spt < EPHEMERAL_PORTS) & (dpt >= EPHEMERAL_PORTS)
+        swap |= open_ & np.isin(proto, _PORTED) & service
+    return swap
+
+
+def _swapped(
+    swap: np.ndarray, forward: np.ndarray | None, reverse: np.ndarray | None, rows: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The two sides' values exchanged where ``swap`` (a side without the field counts as 0)."""
+    if forward is None and reverse is None:
+        return None, None
+    a = forward if forward is not None else np.zeros(rows, dtype=np.int64)
+    b = reverse if reverse is not None else np.zeros(rows, dtype=np.int64)
+    return np.where(swap, b, a), np.where(swap, a, b)
 
 
 def _implausible_counts(octets: np.ndarray | None, packets: np.ndarray | None) -> np.ndarray | bool:
