@@ -340,7 +340,9 @@ def _meter(meter: str) -> tuple[str, Callable[[Path], pl.DataFrame]]:
     softflowd decoded by the NetFlow collector, or Argus printed by ``ra`` and read as Argus flows."""
     from benchmarks.captures import argus_table, softflowd_table
 
-    meters = {"nfstream": ("stats", _nfstream), "softflowd": ("softflowd", softflowd_table)}
+    # the cache name changes with what the meter's flows hold: "softflowd-initiator" since the collector
+    # turns biflows round so that src opened the flow (earlier caches hold softflowd's address order)
+    meters = {"nfstream": ("stats", _nfstream), "softflowd": ("softflowd-initiator", softflowd_table)}
     meters["argus"] = ("argus", argus_table)
     return meters[meter]
 
