@@ -44,8 +44,10 @@ def test_golden_ctu13_rows(tmp_path: Path) -> None:
     ]
     assert frame["src"].to_list() == ["212.50.71.179", "147.32.84.165", "147.32.84.165", "147.32.84.1"]
     assert frame["dst"].to_list() == ["147.32.84.229", "60.190.222.139", "147.32.80.9", "147.32.84.2"]
-    assert frame["spt"].to_list() == [39678, 1040, 8, None]  # 0x0008: ICMP type in hexadecimal
-    assert frame["dpt"].to_list() == [13363, 80, 0x0303, None]
+    # ICMP as nfdump writes it: Sport 0x0008 holds type 8 (echo request) in its low byte and code 0
+    # in its high one -> dpt 8 * 256 + 0; Dport 0x0303, the ICMP identifier, is no port
+    assert frame["spt"].to_list() == [39678, 1040, 0, None]
+    assert frame["dpt"].to_list() == [13363, 80, 8 * 256, None]
     assert frame["proto"].to_list() == ["udp", "tcp", "icmp", "arp"]
     assert frame["duration"].to_list() == [3550.182373, 0.000883, 0.0, 1.5]
     # SrcBytes is what src sent; the rest of TotBytes came back

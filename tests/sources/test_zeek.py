@@ -105,8 +105,9 @@ def test_golden_tsv(tmp_path: Path) -> None:
     ]
     assert frame["src"].to_list() == ["192.168.4.76", "192.168.4.76", "fe80::1", "192.168.4.76"]
     assert frame["dst"].to_list() == ["192.168.4.1", "31.3.245.133", "ff02::1:ff00:2", "93.184.216.34"]
-    assert frame["spt"].to_list() == [36844, 46378, 135, 51112]
-    assert frame["dpt"].to_list() == [53, 80, 0, 443]
+    # ICMP: Zeek's type 135 (orig_p) and code 0 (resp_p) -> spt 0, dpt 135 * 256 + 0, as nfdump writes it
+    assert frame["spt"].to_list() == [36844, 46378, 0, 51112]
+    assert frame["dpt"].to_list() == [53, 80, 135 * 256, 443]
     assert frame["proto"].to_list() == ["udp", "tcp", "icmp", "tcp"]
     assert frame["app"].to_list() == ["dns", None, None, "ssl,http"]
     assert frame["duration"].to_list() == [0.066852, None, 0.5, 12.75]
@@ -222,7 +223,7 @@ def test_gzip_tsv_and_json(tmp_path: Path) -> None:
     assert isinstance(lazy, pl.LazyFrame)
     assert fmt == "zeek"
     frame, _ = load_flows(path)
-    assert frame["spt"].to_list() == [36844, 46378, 135, 51112]
+    assert frame["spt"].to_list() == [36844, 46378, 0, 51112]
     record = {"ts": 1.5, "id.orig_h": "10.0.0.1", "id.orig_p": 1, "id.resp_h": "10.0.0.2", "id.resp_p": 2}
     record |= {"proto": "tcp", "conn_state": "REJ"}
     json_path = tmp_path / "conn.json.gz"

@@ -10,17 +10,19 @@ connection state (``CON``, ``FSPA_FSPA``, ``INT``, ...). Labels are ``flow=From-
 ``flow=Background-UDP-Established``, ``flow=To-Normal-...``.
 
 Mapping: ``SrcAddr``/``Sport`` -> ``src``/``spt`` (the side Argus saw first), ``DstAddr``/``Dport`` ->
-``dst``/``dpt``, ``StartTime`` -> ``time``, ``Dur`` -> ``duration``, ``Proto`` -> ``proto``;
-``out_bytes`` = ``SrcBytes`` and ``in_bytes`` = ``TotBytes - SrcBytes`` (or ``DstBytes`` when present);
-``out_pkts`` = ``SrcPkts`` and ``in_pkts`` = ``TotPkts - SrcPkts`` (or ``DstPkts``) when the file has
-``SrcPkts``; without it the packet direction is unknown, so ``out_pkts``/``in_pkts`` are left out and
-``TotPkts`` is kept as ``tot_pkts``. ``Dir`` and ``State`` are kept as text (``dir``, ``state``),
-``sTos``/``dTos`` and other numeric columns as numbers. Where ``State`` lists the TCP flags each side
-sent (``SPA_FSPA``: ``ra -Z b``, as in CTU-13), ``tcp_flags`` holds the letters of both sides, the OR
-of the flags a NetFlow record carries, spelled as nfdump does (``...AP.SF``). ``label`` is ``botnet``
-for every label naming a botnet and ``normal`` for everything else (CTU-13's background traffic
-included, as the dataset's authors treat it for evaluation); the original text is kept in ``label_original``.
-"""
+``dst``/``dpt`` (ICMP flows as nfdump writes them: ``spt`` 0 and ``dpt`` the ICMP ``type * 256 + code``
+from Argus's ``Sport``, which holds the type in its low byte and the code in its high one; Argus's
+``Dport`` is then the ICMP identifier, which is no port), ``StartTime`` -> ``time``, ``Dur`` ->
+``duration``, ``Proto`` -> ``proto``; ``out_bytes`` = ``SrcBytes`` and ``in_bytes`` = ``TotBytes -
+SrcBytes`` (or ``DstBytes`` when present); ``out_pkts`` = ``SrcPkts`` and ``in_pkts`` = ``TotPkts -
+SrcPkts`` (or ``DstPkts``) when the file has ``SrcPkts``; without it the packet direction is unknown, so
+``out_pkts``/``in_pkts`` are left out and ``TotPkts`` is kept as ``tot_pkts``. ``Dir`` and ``State`` are
+kept as text (``dir``, ``state``), ``sTos``/``dTos`` and other numeric columns as numbers. Where
+``State`` lists the TCP flags each side sent (``SPA_FSPA``: ``ra -Z b``, as in CTU-13), ``tcp_flags``
+holds the letters of both sides, the OR of the flags a NetFlow record carries, spelled as nfdump does
+(``...AP.SF``). ``label`` is ``botnet`` for every label naming a botnet and ``normal`` for everything
+else (CTU-13's background traffic included, as the dataset's authors treat it for evaluation); the
+original text is kept in ``label_original``."""
 
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from nadkit.sources.base import (
     column_lookup,
     flexible_time,
     frame_names,
+    icmp_ports,
     named_after,
     numeric,
     pick,
@@ -94,12 +97,23 @@ def read(path: str | Path, *, timezone: str | None = None, **_: object) -> pl.La
         "src": text("SrcAddr", "src"),
         "dst": text("DstAddr", "dst"),
     }
+    proto = proto_name_expr(text("Proto", "proto"))
     for source, target in (("sport", "spt"), ("dport", "dpt")):
         column = pick(lookup, source)
         if column is not None:
             canonical[target] = _number(column, pl.Int64(), target)
             consumed.add(column)
-    canonical["proto"] = proto_name_expr(text("Proto", "proto")).alias("proto")
+    if "spt" in canonical and "dpt" in canonical:
+        # ICMP: Argus writes the header's type and code bytes as the source "port" (type in the low
+        # byte: 0x0008 an echo request, 0x0303 port unreachable) and the identifier as the other
+        sport = canonical["spt"][0]  # type: ignore[index]
+        canonical["spt"], canonical["dpt"] = icmp_ports(
+            canonical["spt"],  # type: ignore[arg-type]
+            canonical["dpt"],  # type: ignore[arg-type]
+            proto,
+            (sport % 256) * 256 + sport // 256,
+        )
+    canonical["proto"] = proto.alias("proto")
     duration = pick(lookup, "dur")
     if duration is not None:
         canonical["duration"] = _number(duration, pl.Float64(), "duration")

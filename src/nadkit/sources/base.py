@@ -640,6 +640,25 @@ def _is_integer(value: str) -> bool:
     return True
 
 
+#: protocols whose flows carry an ICMP type and code where other flows carry ports
+ICMP_PROTOCOLS = ("icmp", "ipv6-icmp")
+
+
+def icmp_ports(
+    spt: list[pl.Expr], dpt: list[pl.Expr], proto: pl.Expr, type_code: pl.Expr
+) -> tuple[list[pl.Expr], list[pl.Expr]]:
+    """``spt`` and ``dpt`` (each a value and its parse markers, as :func:`numeric` gives them) with
+    ICMP flows in the canonical layout, the one nfdump and the NetFlow collector write: ``spt`` 0 and
+    ``dpt`` the ICMP ``type * 256 + code`` (``type_code``, an expression over the source's own
+    fields), so that an ICMP identifier or a bare type never reads as a port."""
+    icmp = proto.is_in(ICMP_PROTOCOLS).fill_null(False)
+    (spt_value, *spt_markers), (dpt_value, *dpt_markers) = spt, dpt
+    return (
+        [pl.when(icmp).then(pl.lit(0, dtype=pl.Int64)).otherwise(spt_value).alias("spt"), *spt_markers],
+        [pl.when(icmp).then(type_code).otherwise(dpt_value).alias("dpt"), *dpt_markers],
+    )
+
+
 def named_after(parts: list[pl.Expr], column: str) -> list[pl.Expr]:
     """Make the parse-failure marker of :func:`numeric` (or a time parser) name the source column.
 

@@ -11,15 +11,15 @@ The JSON form has the same keys on every line (unset fields left out) and writes
 float or as ISO-8601 text.
 
 Mapping: ``ts`` -> ``time``; ``id.orig_h``/``id.orig_p`` -> ``src``/``spt`` (the originator opened the
-connection); ``id.resp_h``/``id.resp_p`` -> ``dst``/``dpt`` (for ICMP Zeek writes type and code there);
-``proto``; ``service`` -> ``app`` (lower-case; ``ssl,http`` when several analysers matched);
-``duration``; ``orig_bytes``/``orig_pkts`` -> ``out_bytes``/``out_pkts``; ``resp_bytes``/``resp_pkts``
--> ``in_bytes``/``in_pkts``. ``conn_state`` and ``history`` are kept as text, ``local_orig``/
+connection); ``id.resp_h``/``id.resp_p`` -> ``dst``/``dpt`` (for ICMP Zeek writes the type and the code
+there; they become ``spt`` 0 and ``dpt`` ``type * 256 + code``, as nfdump writes ICMP flows); ``proto``;
+``service`` -> ``app`` (lower-case; ``ssl,http`` when several analysers matched); ``duration``;
+``orig_bytes``/``orig_pkts`` -> ``out_bytes``/``out_pkts``; ``resp_bytes``/``resp_pkts`` ->
+``in_bytes``/``in_pkts``. ``conn_state`` and ``history`` are kept as text, ``local_orig``/
 ``local_resp`` as booleans, the other counters (``missed_bytes``, ``orig_ip_bytes``, ...) as numbers;
 ``uid``, ``tunnel_parents`` and other text fields are dropped. Labels: ``Benign`` -> ``normal``,
-``Malicious`` -> the ``detailed-label`` (``malicious`` where it is unset); the original text (label
-and detailed label) is kept in ``label_original``.
-"""
+``Malicious`` -> the ``detailed-label`` (``malicious`` where it is unset); the original text (label and
+detailed label) is kept in ``label_original``."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from nadkit.sources.base import (
     build,
     flexible_time,
     frame_names,
+    icmp_ports,
     named_after,
     numeric,
     require_columns,
@@ -274,13 +275,18 @@ def _json_type(value: object) -> str:
 
 
 def _canonical(names: list[str], types: dict[str, str]) -> dict[str, pl.Expr | list[pl.Expr]]:
+    proto = proto_name_expr(text("proto", "proto"))
+    orig_port = named_after(numeric("id.orig_p", pl.Int64(), "spt"), "id.orig_p")
+    resp_port = named_after(numeric("id.resp_p", pl.Int64(), "dpt"), "id.resp_p")
+    # ICMP: Zeek writes the type as the originator's port and the code as the responder's
+    spt, dpt = icmp_ports(orig_port, resp_port, proto, orig_port[0] * 256 + resp_port[0])
     canonical: dict[str, pl.Expr | list[pl.Expr]] = {
         "time": named_after(flexible_time("ts", _ISO_FORMATS, unit="s"), "ts"),
         "src": text("id.orig_h", "src"),
-        "spt": named_after(numeric("id.orig_p", pl.Int64(), "spt"), "id.orig_p"),
+        "spt": spt,
         "dst": text("id.resp_h", "dst"),
-        "dpt": named_after(numeric("id.resp_p", pl.Int64(), "dpt"), "id.resp_p"),
-        "proto": proto_name_expr(text("proto", "proto")).alias("proto"),
+        "dpt": dpt,
+        "proto": proto.alias("proto"),
     }
     if "service" in names:
         canonical["app"] = text(pl.col("service").str.to_lowercase(), "app")
