@@ -341,9 +341,10 @@ def _meter(meter: str) -> tuple[str, Callable[[Path], pl.DataFrame]]:
     from benchmarks.captures import argus_table, softflowd_table
 
     # the cache name changes with what the meter's flows hold: "softflowd-initiator" since the collector
-    # turns biflows round so that src opened the flow (earlier caches hold softflowd's address order)
+    # turns biflows round so that src opened the flow (earlier caches hold softflowd's address order),
+    # "argus-icmp" since ICMP flows carry their type and code in dpt (earlier: in spt)
     meters = {"nfstream": ("stats", _nfstream), "softflowd": ("softflowd-initiator", softflowd_table)}
-    meters["argus"] = ("argus", argus_table)
+    meters["argus"] = ("argus-icmp", argus_table)
     return meters[meter]
 
 
