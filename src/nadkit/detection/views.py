@@ -241,25 +241,31 @@ class FlowScoring:
 
     def values(self, batch: ViewBatch, units: np.ndarray, features: np.ndarray) -> pl.Series:
         """The raw value(s) behind feature ``features[i]`` of flow ``units[i]`` as text: ``296``, or
-        ``a=1, b=2`` for several columns; one query per distinct feature."""
+        ``a=1, b=2`` for several columns. One query: the alerted flows' raw columns are gathered once
+        and every distinct set of columns formatted over them, then each entry picks its cell."""
         if len(features) == 0:
             return pl.Series("v", [], dtype=pl.String)
-        by_feature = np.argsort(features, kind="stable")
-        distinct, starts = np.unique(features[by_feature], return_index=True)
-        ends = np.append(starts[1:], len(features))
-        columns = batch.flows.columns
-        parts: list[pl.Series] = []
-        for j, start, stop in zip(distinct, starts, ends, strict=True):
-            rows = pl.Series(units[by_feature[start:stop]])
-            raw = [c for c in self._raw[self.names[j]] if c in columns]
-            if not raw:
-                parts.append(pl.repeat(None, stop - start, dtype=pl.String, eager=True).alias("v"))
-                continue
-            # gather only the columns behind this feature, then format them
-            picked = batch.flows.select(pl.col(raw).gather(rows))
-            parts.append(picked.select(self._value_text(raw).alias("v"))["v"])
-        # back from feature order to the entries' order
-        return pl.concat(parts).gather(pl.Series(np.argsort(by_feature, kind="stable")))
+        columns = set(batch.flows.columns)
+        distinct, feature_slot = np.unique(features, return_inverse=True)
+        # the raw columns behind each distinct feature (those the flows have); features that share
+        # their columns share one formatted text
+        raws = [tuple(c for c in self._raw[self.names[j]] if c in columns) for j in distinct]
+        shapes = sorted({raw for raw in raws if raw})
+        if not shapes:
+            return pl.repeat(None, len(features), dtype=pl.String, eager=True).alias("v")
+        flows, unit_row = np.unique(units, return_inverse=True)
+        needed = sorted({c for raw in shapes for c in raw})
+        texts = batch.flows.select(pl.col(needed).gather(pl.Series(flows))).select(
+            [self._value_text(raw).alias(f"v{k}") for k, raw in enumerate(shapes)]
+        )
+        # the texts column after column in one series; an entry's cell is (its shape, its flow)
+        cells = pl.concat([texts.to_series(k) for k in range(texts.width)]).append(
+            pl.Series([None], dtype=pl.String)
+        )
+        shape_of = {raw: k for k, raw in enumerate(shapes)}
+        slot = np.asarray([shape_of.get(raw, -1) for raw in raws], dtype=np.int64)[feature_slot]
+        index = np.where(slot >= 0, slot * len(flows) + unit_row, len(cells) - 1)
+        return cells.gather(pl.Series(index)).alias("v")
 
     @staticmethod
     def _value_text(raw: Sequence[str]) -> pl.Expr:
