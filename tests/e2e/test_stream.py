@@ -35,13 +35,15 @@ ATTACK = "pcaps/attack/nmap_nmap_80_w_service_detection.pcap"
 STATUS = re.compile(r"stream ([\d,]+) flows")
 
 
-def softflowd(capture: Path, port: int, version: int, folder: Path) -> int:
+def softflowd(capture: Path, port: int, version: int, folder: Path, *, biflows: bool = False) -> int:
     """Export ``capture`` to 127.0.0.1:``port``; the number of flow records softflowd says it sent.
-    ``-a`` takes the flow times from the capture (not the wall clock)."""
+    ``-a`` takes the flow times from the capture (not the wall clock); ``biflows``: ``-b``, both
+    directions of a flow in one IPFIX record."""
     assert SOFTFLOWD is not None
     # softflowd 1.1.0 waits forever on its control socket when that path is longer than 12 characters
     control = f"/tmp/{secrets.token_hex(4)[:7]}"
     command = [SOFTFLOWD, "-r", str(capture), "-n", f"127.0.0.1:{port}", "-v", str(version), "-a", "-d"]
+    command += ["-b"] if biflows else []
     command += ["-p", str(folder / "softflowd.pid"), "-c", control]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
@@ -52,12 +54,12 @@ def softflowd(capture: Path, port: int, version: int, folder: Path) -> int:
     return int(found.group(1))
 
 
-def collected(capture: Path, version: int, folder: Path) -> pl.DataFrame:
+def collected(capture: Path, version: int, folder: Path, *, biflows: bool = False) -> pl.DataFrame:
     """The flows of ``capture`` as the collector decodes softflowd's export of it."""
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(1.0)
-    records = softflowd(capture, receiver.getsockname()[1], version, folder)
+    records = softflowd(capture, receiver.getsockname()[1], version, folder, biflows=biflows)
     decoder = FlowDecoder()
     with receiver:
         while decoder.stats.flows < records:
@@ -177,6 +179,40 @@ def test_softflowd_export_becomes_alerts_matching_the_capture(
         # NetFlow v9 headers carry whole seconds, IPFIX milliseconds
         assert first.timestamp() - 1 <= seen.timestamp() <= last.timestamp() + 1, alert  # type: ignore[union-attr]
         assert alert["top_features"] and alert["received"]
+
+
+@needs_softflowd
+def test_softflowd_biflows_name_the_side_that_opened_the_flow(tmp_path: Path) -> None:
+    """softflowd's bidirectional export puts a flow's lower address first; the collector turns each
+    such record round, so its ``src`` is the side that sent the SYN, as nfstream meters the same
+    capture (here most servers have the lower address)."""
+    from ipaddress import ip_address
+
+    from nadkit.sources import load_flows
+
+    capture = shared_file("pcaps/benign/android.pcap")
+    flows = collected(capture, 10, tmp_path, biflows=True)
+    metered, _ = load_flows(capture)
+    # TCP connections nfstream saw open: the side that sent the first SYN is its src
+    opened = metered.filter((pl.col("proto") == "tcp") & (pl.col("src2dst_syn_packets") > 0))
+    initiator = {
+        frozenset([(r["src"], r["spt"]), (r["dst"], r["dpt"])]): (r["src"], r["spt"])
+        for r in opened.iter_rows(named=True)
+    }
+    checked = server_lower = answered = 0
+    for row in flows.filter(pl.col("proto") == "tcp").iter_rows(named=True):
+        key = frozenset([(row["src"], row["spt"]), (row["dst"], row["dpt"])])
+        if key not in initiator:
+            continue
+        checked += 1
+        assert (row["src"], row["spt"]) == initiator[key], row
+        server_lower += ip_address(row["dst"]) < ip_address(row["src"])
+        # the flags of both sides' packets: an answered handshake carries SYN and ACK
+        assert "S" in row["tcp_flags"], row
+        answered += row["in_pkts"] > 0 and "A" in row["tcp_flags"]
+    assert checked >= 20 and answered >= 10
+    # softflowd had named the server first for these: the check would fail without the turning
+    assert server_lower >= 10
 
 
 @needs_softflowd
