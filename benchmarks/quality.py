@@ -264,7 +264,7 @@ def _iot23_metered(name: str, meter: str) -> Protocol:
     folder = _shared("iot23/CTU-IoT-Malware-Capture-42-1")
     capture = next(folder.glob("*.pcap"))
     cache_name, read = _meter(meter)
-    prefix = "quality-iot23" if meter == "nfstream" else f"quality-iot23-{cache_name}"
+    prefix = f"quality-iot23-{cache_name}"
     flows = _metered(capture, cache_dir() / f"{prefix}-{capture.name}.parquet", read)
     log = load_flows(folder / "conn.log.labeled", format="zeek")[0]
     # the conn.log's label of the same connection (either direction, nearest start within 2 s)
@@ -342,8 +342,9 @@ def _meter(meter: str) -> tuple[str, Callable[[Path], pl.DataFrame]]:
 
     # the cache name changes with what the meter's flows hold: "softflowd-initiator" since the collector
     # turns biflows round so that src opened the flow (earlier caches hold softflowd's address order),
-    # "argus-icmp" since ICMP flows carry their type and code in dpt (earlier: in spt)
-    meters = {"nfstream": ("stats", _nfstream), "softflowd": ("softflowd-initiator", softflowd_table)}
+    # "argus-icmp" since ICMP flows carry their type and code in dpt (earlier: in spt), "stats-midstream"
+    # since nfstream's TCP flows met after their handshake name the client
+    meters = {"nfstream": ("stats-midstream", _nfstream), "softflowd": ("softflowd-initiator", softflowd_table)}
     meters["argus"] = ("argus-icmp", argus_table)
     return meters[meter]
 

@@ -289,3 +289,67 @@ def test_dns_query_names_become_name_features(tmp_path: Path) -> None:
     assert features["server_name_longest"].to_list() == [4.0, 24.0, 0.0]
     entropy = features["server_name_entropy"].to_list()
     assert entropy[1] > entropy[0] > 0 and entropy[2] == 0.0
+
+
+def _without_first_packets(source: Path, target: Path, skip: int) -> None:
+    """A copy of the little-endian pcap ``source`` without its first ``skip`` packets: a capture that
+    begins while connections are open."""
+    data = source.read_bytes()
+    out, offset, index = [data[:24]], 24, 0
+    while offset + 16 <= len(data):
+        length = struct.unpack("<IIII", data[offset : offset + 16])[2]
+        if index >= skip:
+            out.append(data[offset : offset + 16 + length])
+        offset += 16 + length
+        index += 1
+    target.write_bytes(b"".join(out))
+
+
+def test_connections_met_after_their_handshake_name_the_client(tmp_path: Path) -> None:
+    """A capture that begins mid-connection: nfstream's first packet of some TLS connections comes
+    from the server (port 443). Without a SYN either way the service port names the responder, so
+    those flows come out turned round, oriented as the same connections are in the whole capture."""
+    whole = shared_file("pcaps/benign/webex.pcap")
+    cut = tmp_path / "midstream.pcap"
+    _without_first_packets(whole, cut, 100)
+    flows, _ = load_flows(cut)
+    tcp = flows.filter(pl.col("proto") == "tcp")
+    assert tcp.filter(pl.col("spt") == 443).height == 0
+    met_late = tcp.filter((pl.col("src2dst_syn_packets") == 0) & (pl.col("dst2src_syn_packets") == 0))
+    assert met_late.height >= 5
+    full, _ = load_flows(whole)
+    key = ["src", "spt", "dst", "dpt"]
+    joined = met_late.join(full, on=key, how="left", suffix="_whole")
+    # each is a connection of the whole capture, seen from the same side, with fewer of its bytes
+    assert joined["out_bytes_whole"].null_count() == 0
+    assert (joined["out_bytes"] <= joined["out_bytes_whole"]).all()
+    assert (joined["in_bytes"] <= joined["in_bytes_whole"]).all()
+
+
+def test_turned_midstream_swaps_every_per_direction_field() -> None:
+    raw = pl.DataFrame(
+        {
+            "protocol": [6, 6, 17, 6],
+            "src_ip": ["10.0.0.9", "10.0.0.5", "10.0.0.9", "10.0.0.5"],
+            "dst_ip": ["10.0.0.1", "10.0.0.6", "10.0.0.1", "10.0.0.6"],
+            "src_port": [443, 53, 53, 51000],
+            "dst_port": [51000, 40000, 51000, 443],
+            "src2dst_bytes": [900, 60, 80, 100],
+            "dst2src_bytes": [100, 40, 0, 900],
+            "src2dst_syn_packets": [0, 1, 0, 0],
+            "dst2src_syn_packets": [0, 0, 0, 0],
+            "src2dst_mean_ps": [90.0, 60.0, 80.0, 25.0],
+            "dst2src_mean_ps": [25.0, 40.0, 0.0, 90.0],
+        }
+    )
+    out = pcap.turned_midstream(raw)
+    # the TLS server's packets first, no SYN: turned; a SYN from port 53 (a scanner's trick) and a
+    # UDP answer keep their order; a client first is already right
+    assert out["src_ip"].to_list() == ["10.0.0.1", "10.0.0.5", "10.0.0.9", "10.0.0.5"]
+    assert out["dst_ip"].to_list() == ["10.0.0.9", "10.0.0.6", "10.0.0.1", "10.0.0.6"]
+    assert out["src_port"].to_list() == [51000, 53, 53, 51000]
+    assert out["dst_port"].to_list() == [443, 40000, 51000, 443]
+    assert out["src2dst_bytes"].to_list() == [100, 60, 80, 100]
+    assert out["dst2src_bytes"].to_list() == [900, 40, 0, 900]
+    assert out["src2dst_mean_ps"].to_list() == [25.0, 60.0, 80.0, 25.0]
+    assert out["dst2src_mean_ps"].to_list() == [90.0, 40.0, 0.0, 90.0]

@@ -10,10 +10,12 @@ being read partially or crashing the flow meter.
 nfstream (``NFStreamer(source=path, statistical_analysis=True, n_dissections=20)``) meters the
 packets into flows and runs nDPI on the first ``n_dissections`` packets of each. Mapping:
 ``bidirectional_first_seen_ms`` -> ``time``; ``src_ip``/``src_port`` -> ``src``/``spt`` (the side
-that sent the first packet), ``dst_ip``/``dst_port`` -> ``dst``/``dpt``; ``protocol`` number ->
-``proto`` name; ``application_name`` lower-cased -> ``app`` (nDPI names such as ``tls.google``);
-``bidirectional_duration_ms`` / 1000 -> ``duration``; ``src2dst_bytes``/``src2dst_packets`` ->
-``out_bytes``/``out_pkts``; ``dst2src_bytes``/``dst2src_packets`` -> ``in_bytes``/``in_pkts``;
+that sent the first packet; a TCP connection met after its handshake whose first packet came from the
+server's port is turned round, :func:`turned_midstream`), ``dst_ip``/``dst_port`` -> ``dst``/``dpt``;
+``protocol`` number -> ``proto`` name; ``application_name`` lower-cased -> ``app`` (nDPI names such
+as ``tls.google``); ``bidirectional_duration_ms`` / 1000 -> ``duration``;
+``src2dst_bytes``/``src2dst_packets`` -> ``out_bytes``/``out_pkts``;
+``dst2src_bytes``/``dst2src_packets`` -> ``in_bytes``/``in_pkts``;
 ``application_category_name`` lower-cased -> ``app_category`` (text); ``requested_server_name`` ->
 ``server_name`` (the DNS query, TLS server name or HTTP host nDPI found; null where none) and
 ``user_agent`` (HTTP; null where none), for the name features. The other numeric fields
@@ -599,7 +601,47 @@ def _time_ms(source: str, dtype: pl.DataType | None) -> list[pl.Expr]:
     return [value.alias("time"), invalid.alias(INVALID_PREFIX + "time")]
 
 
+#: below: a system (well-known) port; from ``EPHEMERAL_PORTS`` up: IANA's dynamic range
+SYSTEM_PORTS, EPHEMERAL_PORTS = 1024, 49152
+
+
+def turned_midstream(flows: pl.DataFrame) -> pl.DataFrame:
+    """``flows`` with each TCP connection nfstream met after its handshake turned round where its
+    first packet came from the server. nfstream's ``src`` is the side that sent the first packet seen,
+    which for a connection already open when the capture began can be the server. Such a flow has no
+    SYN either way; where its source port is a system port against a higher one, or a registered port
+    against one of the dynamic range, the lower port is the service, and the flow is turned round:
+    addresses, ports and every per-direction field (``src2dst_*`` with ``dst2src_*``). A flow with
+    any SYN keeps nfstream's order (a scanner sending SYNs from port 53 is still the source)."""
+    needed = {"protocol", "src_port", "dst_port", "src2dst_syn_packets", "dst2src_syn_packets"}
+    if flows.height == 0 or not needed <= set(flows.columns):
+        return flows
+    spt, dpt = pl.col("src_port"), pl.col("dst_port")
+    service_first = ((spt < SYSTEM_PORTS) & (dpt >= SYSTEM_PORTS)) | (
+        (spt >= SYSTEM_PORTS) & (spt < EPHEMERAL_PORTS) & (dpt >= EPHEMERAL_PORTS)
+    )
+    no_handshake = (pl.col("src2dst_syn_packets") == 0) & (pl.col("dst2src_syn_packets") == 0)
+    turn = flows.select(
+        ((pl.col("protocol") == 6) & no_handshake & service_first).fill_null(False)
+    ).to_series()
+    if not turn.any():
+        return flows
+    columns = set(flows.columns)
+    pairs = [(name, "dst" + name[3:]) for name in flows.columns if name.startswith("src_")]
+    pairs += [(name, "dst2src" + name[7:]) for name in flows.columns if name.startswith("src2dst_")]
+    swaps: list[pl.Expr] = []
+    for first, second in pairs:
+        if second in columns:
+            swaps += [
+                pl.when(turn).then(pl.col(second)).otherwise(pl.col(first)).alias(first),
+                pl.when(turn).then(pl.col(first)).otherwise(pl.col(second)).alias(second),
+            ]
+    log.debug("%d TCP flows met after their handshake turned round", int(turn.sum()))
+    return flows.with_columns(swaps)
+
+
 def _canonical(flows: pl.DataFrame, label: str | None) -> pl.LazyFrame:
+    flows = turned_midstream(flows)
     schema = flows.schema
 
     def number(source: str, dtype: pl.DataType, name: str) -> list[pl.Expr]:
