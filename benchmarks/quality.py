@@ -344,7 +344,8 @@ def _meter(meter: str) -> tuple[str, Callable[[Path], pl.DataFrame]]:
     # turns biflows round so that src opened the flow (earlier caches hold softflowd's address order),
     # "argus-icmp" since ICMP flows carry their type and code in dpt (earlier: in spt), "stats-midstream"
     # since nfstream's TCP flows met after their handshake name the client
-    meters = {"nfstream": ("stats-midstream", _nfstream), "softflowd": ("softflowd-initiator", softflowd_table)}
+    meters = {"nfstream": ("stats-midstream", _nfstream)}
+    meters["softflowd"] = ("softflowd-initiator", softflowd_table)
     meters["argus"] = ("argus-icmp", argus_table)
     return meters[meter]
 
