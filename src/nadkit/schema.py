@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -27,6 +28,20 @@ from nadkit.errors import SchemaError
 log = logging.getLogger(__name__)
 
 TIME_DTYPE = pl.Datetime("us", "UTC")
+
+#: IANA's port ranges: system (well-known) ports below ``SYSTEM_PORTS``, registered ones up to
+#: ``DYNAMIC_PORTS - 1``, dynamic (ephemeral) ones from ``DYNAMIC_PORTS`` up
+SYSTEM_PORTS, DYNAMIC_PORTS = 1024, 49152
+
+
+def service_port_first(spt: Any, dpt: Any) -> Any:
+    """Where the source port is the service and the destination port the client's: a system port
+    against a higher one, or a registered port against one of the dynamic range (the lower port is
+    the service). NumPy arrays or Polars expressions alike; a meter that could not tell who opened a
+    flow turns it round where this holds."""
+    system_first = (spt < SYSTEM_PORTS) & (dpt >= SYSTEM_PORTS)
+    return system_first | ((spt >= SYSTEM_PORTS) & (spt < DYNAMIC_PORTS) & (dpt >= DYNAMIC_PORTS))
+
 
 #: The canonical columns and their dtypes, in display order.
 CANONICAL: dict[str, pl.DataType] = {

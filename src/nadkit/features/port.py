@@ -18,10 +18,15 @@ from typing import Any
 import polars as pl
 
 from nadkit.features.base import FeatureGroup, State, flag
+from nadkit.schema import DYNAMIC_PORTS, SYSTEM_PORTS
 
 SIDES = ("spt", "dpt")
 #: Port ranges as (name, first, last), inclusive.
-PORT_AREAS = (("well_known", 0, 1023), ("registered", 1024, 49151), ("ephemeral", 49152, 65535))
+PORT_AREAS = (
+    ("well_known", 0, SYSTEM_PORTS - 1),
+    ("registered", SYSTEM_PORTS, DYNAMIC_PORTS - 1),
+    ("ephemeral", DYNAMIC_PORTS, 65535),
+)
 
 
 class PortGroup(FeatureGroup):

@@ -71,7 +71,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from nadkit.errors import ConfigError, FormatError, require
-from nadkit.schema import label_expr, proto_name_expr
+from nadkit.schema import label_expr, proto_name_expr, service_port_first
 from nadkit.sources import argus_meter
 from nadkit.sources.base import INVALID_PREFIX, Head, bounded_gunzip, build, epoch_to_time, numeric, text
 
@@ -601,25 +601,18 @@ def _time_ms(source: str, dtype: pl.DataType | None) -> list[pl.Expr]:
     return [value.alias("time"), invalid.alias(INVALID_PREFIX + "time")]
 
 
-#: below: a system (well-known) port; from ``EPHEMERAL_PORTS`` up: IANA's dynamic range
-SYSTEM_PORTS, EPHEMERAL_PORTS = 1024, 49152
-
-
 def turned_midstream(flows: pl.DataFrame) -> pl.DataFrame:
     """``flows`` with each TCP connection nfstream met after its handshake turned round where its
     first packet came from the server. nfstream's ``src`` is the side that sent the first packet seen,
     which for a connection already open when the capture began can be the server. Such a flow has no
-    SYN either way; where its source port is a system port against a higher one, or a registered port
-    against one of the dynamic range, the lower port is the service, and the flow is turned round:
-    addresses, ports and every per-direction field (``src2dst_*`` with ``dst2src_*``). A flow with
-    any SYN keeps nfstream's order (a scanner sending SYNs from port 53 is still the source)."""
+    SYN either way; where its source port is the service's (:func:`nadkit.schema.service_port_first`),
+    the flow is turned round: addresses, ports and every per-direction field (``src2dst_*`` with
+    ``dst2src_*``). A flow with any SYN keeps nfstream's order (a scanner sending SYNs from port 53
+    is still the source)."""
     needed = {"protocol", "src_port", "dst_port", "src2dst_syn_packets", "dst2src_syn_packets"}
     if flows.height == 0 or not needed <= set(flows.columns):
         return flows
-    spt, dpt = pl.col("src_port"), pl.col("dst_port")
-    service_first = ((spt < SYSTEM_PORTS) & (dpt >= SYSTEM_PORTS)) | (
-        (spt >= SYSTEM_PORTS) & (spt < EPHEMERAL_PORTS) & (dpt >= EPHEMERAL_PORTS)
-    )
+    service_first = service_port_first(pl.col("src_port"), pl.col("dst_port"))
     no_handshake = (pl.col("src2dst_syn_packets") == 0) & (pl.col("dst2src_syn_packets") == 0)
     turn = flows.select(
         ((pl.col("protocol") == 6) & no_handshake & service_first).fill_null(False)

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from nadkit.schema import PROTOCOL_NAMES, TIME_DTYPE
+from nadkit.schema import PROTOCOL_NAMES, TIME_DTYPE, service_port_first
 from nadkit.stream.netflow.fields import (
     _FLAG_LETTERS,
     _MOD32,
@@ -208,8 +208,6 @@ _ICMP_REPLIES = (0, 14, 16, 18, 129)
 _ICMP_REQUESTS = (8, 13, 15, 17, 128)
 #: protocols with ports: TCP, UDP, DCCP, SCTP
 _PORTED = (6, 17, 33, 132)
-#: below: a system (well-known) port; from ``EPHEMERAL_PORTS`` up: IANA's dynamic range
-SYSTEM_PORTS, EPHEMERAL_PORTS = 1024, 49152
 
 
 def initiator_reversed(
@@ -233,9 +231,8 @@ def initiator_reversed(
     3. TCP: where only one side's packets carried SYN, that side opened the connection (a SYN
        answered by RST, a flood without answers);
     4. ICMP: a reply type one way and its request the other: the requester opened it;
-    5. ports (TCP, UDP, DCCP, SCTP): a system port (below 1024) against a higher one, or a registered
-       port (1024-49151) against one in the dynamic range (49152 up): the lower port is the
-       service, and its side the responder.
+    5. ports (TCP, UDP, DCCP, SCTP): :func:`nadkit.schema.service_port_first`, the lower port is
+       the service, and its side the responder.
 
     Anything else keeps the exporter's order."""
     swap = np.zeros(rows, dtype=bool)
@@ -264,9 +261,7 @@ def initiator_reversed(
     open_ &= ~is_icmp
     spt, dpt = ports
     if spt is not None and dpt is not None:
-        service = (spt < SYSTEM_PORTS) & (dpt >= SYSTEM_PORTS)
-        service |= (spt >= SYSTEM_PORTS) & (spt < EPHEMERAL_PORTS) & (dpt >= EPHEMERAL_PORTS)
-        swap |= open_ & np.isin(proto, _PORTED) & service
+        swap |= open_ & np.isin(proto, _PORTED) & service_port_first(spt, dpt)
     return swap
 
 
