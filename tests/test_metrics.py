@@ -6,7 +6,13 @@ import math
 import numpy as np
 import polars as pl
 import pytest
-from sklearn.metrics import fbeta_score
+from sklearn.metrics import (
+    average_precision_score,
+    fbeta_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from nadkit.errors import ConfigError
 from nadkit.evaluation.labels import NAD_CLASSES, nad_labels
@@ -23,6 +29,7 @@ from nadkit.evaluation.metrics import (
     per_class_detection,
     pr_auc,
     precision,
+    ranking_curve,
     recall,
     roc_auc,
 )
@@ -55,6 +62,40 @@ def test_binary_metrics_at_threshold() -> None:
     assert metrics.roc_auc == pytest.approx(8 / 9)
     assert metrics.pr_auc == pytest.approx((1 + 1 + 3 / 4) / 3)  # precision at each attack's rank
     assert metrics.rows == 6 and metrics.attacks == 3
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ranking_and_outcome_figures_equal_scikit_learns(seed: int) -> None:
+    """nadkit computes them itself (scikit-learn takes over a second to import): the same numbers,
+    tied scores included, on continuous scores and on a few distinct ones."""
+    rng = np.random.default_rng(seed)
+    for size in (2, 7, 300):
+        truth = rng.random(size) < 0.3
+        truth[:2] = (True, False)
+        continuous = rng.normal(size=size) + truth
+        for scores in (continuous, np.round(continuous), rng.integers(0, 3, size).astype(float)):
+            assert roc_auc(scores, truth) == pytest.approx(roc_auc_score(truth, scores), abs=1e-12)
+            assert pr_auc(scores, truth) == pytest.approx(average_precision_score(truth, scores), abs=1e-12)
+            for cut in (-np.inf, float(np.median(scores)), np.inf):
+                alerts = scores >= cut
+                for beta in (0.5, 1.0, 2.0):
+                    expected = precision_recall_fscore_support(
+                        truth, alerts, beta=beta, average="binary", zero_division=0.0
+                    )[:3]
+                    got = (precision(truth, alerts), recall(truth, alerts), f_beta(truth, alerts, beta))
+                    assert got == pytest.approx(tuple(float(v) for v in expected), abs=1e-12)
+    labels = rng.choice(["normal", "dos", "probe"], 200)
+    guessed = rng.choice(["normal", "dos", "probe"], 200)
+    ours = confusion_matrix(labels, guessed)
+    assert ours.labels == ("normal", "dos", "probe")
+    assert (ours.matrix == sklearn_confusion_matrix(labels, guessed, labels=list(ours.labels))).all()
+
+
+def test_ranking_curve_counts_each_distinct_score_once() -> None:
+    thresholds, hits, false_alarms = ranking_curve(np.array([0.2, 0.9, 0.5, 0.9, 0.2]), ATTACK[:5])
+    assert thresholds.tolist() == [0.9, 0.5, 0.2]
+    assert hits.tolist() == [2, 2, 3] and false_alarms.tolist() == [0, 1, 2]
+    assert [len(part) for part in ranking_curve(np.zeros(0), np.zeros(0, dtype=bool))] == [0, 0, 0]
 
 
 def test_binary_metrics_still_refuses_a_single_class() -> None:

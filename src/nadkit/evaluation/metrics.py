@@ -47,6 +47,7 @@ __all__ = [
     "per_class_detection",
     "pr_auc",
     "precision",
+    "ranking_curve",
     "recall",
     "roc_auc",
 ]
@@ -88,18 +89,19 @@ def _binary_inputs(is_attack: np.ndarray, alerts: np.ndarray) -> tuple[np.ndarra
 
 
 def _outcome(is_attack: np.ndarray, alerts: np.ndarray, beta: float = 1.0) -> tuple[float, float, float]:
-    """Precision, recall and F-beta of the alerts (scikit-learn's): precision 0 when nothing is
-    alerted; recall and F-beta NaN without attacks."""
-    from sklearn.metrics import precision_recall_fscore_support  # imported when used: slow to import
-
+    """Precision, recall and F-beta of the alerts (as scikit-learn defines them): precision 0 when
+    nothing is alerted; recall and F-beta NaN without attacks, F-beta 0 when nothing is caught."""
     if not beta > 0:
         raise ConfigError(f"beta must be positive, got {beta}")
     truth, alerted = _binary_inputs(is_attack, alerts)
     if not truth.any():
         return 0.0, math.nan, math.nan
-    p, r, f, _ = precision_recall_fscore_support(
-        truth, alerted, beta=beta, average="binary", pos_label=True, zero_division=0.0
-    )
+    hits = int(np.count_nonzero(truth & alerted))
+    flagged = int(np.count_nonzero(alerted))
+    p = hits / flagged if flagged else 0.0
+    r = hits / int(np.count_nonzero(truth))
+    b2 = beta * beta
+    f = (1 + b2) * p * r / (b2 * p + r) if p + r > 0 else 0.0
     return float(p), float(r), float(f)
 
 
@@ -134,16 +136,32 @@ def _scores(scores: np.ndarray) -> np.ndarray:
     return values
 
 
-def roc_auc(scores: np.ndarray, is_attack: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` (higher = more anomalous); NaN with a single class."""
+def ranking_curve(scores: np.ndarray, is_attack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The attacks and normal rows at or above each distinct score, from the highest score down:
+    ``(thresholds, true_positives, false_positives)``, one entry per distinct score (the points of
+    the ROC and precision-recall curves; tied scores enter together)."""
     values, truth = _scores(scores), np.asarray(is_attack, dtype=bool)
     if truth.shape != values.shape:
         raise ConfigError("scores and labels must be 1-D arrays of the same length")
-    if truth.all() or not truth.any():
-        return math.nan
-    from sklearn.metrics import roc_auc_score  # imported when used: slow to import
+    if not len(values):
+        empty = np.zeros(0, dtype=np.int64)
+        return values, empty, empty
+    order = np.argsort(values, kind="mergesort")[::-1]
+    ranked, hits = values[order], truth[order]
+    ends = np.append(np.flatnonzero(np.diff(ranked)), len(ranked) - 1)
+    true_positives = np.cumsum(hits, dtype=np.int64)[ends]
+    return ranked[ends], true_positives, ends + 1 - true_positives
 
-    return float(roc_auc_score(truth, values))
+
+def roc_auc(scores: np.ndarray, is_attack: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` (higher = more anomalous; ties as a straight segment);
+    NaN with a single class."""
+    _, tp, fp = ranking_curve(scores, is_attack)
+    if not len(tp) or tp[-1] == 0 or fp[-1] == 0:
+        return math.nan
+    tpr = np.concatenate([[0.0], tp / tp[-1]])
+    fpr = np.concatenate([[0.0], fp / fp[-1]])
+    return float(np.trapezoid(tpr, fpr))
 
 
 def fpr_at_recall(scores: np.ndarray, is_attack: np.ndarray, recall: float) -> float:
@@ -165,16 +183,13 @@ def fpr_at_recall(scores: np.ndarray, is_attack: np.ndarray, recall: float) -> f
 
 
 def pr_auc(scores: np.ndarray, is_attack: np.ndarray) -> float:
-    """Average precision of ``scores`` (area under the precision-recall curve, without interpolation);
-    NaN with a single class."""
-    values, truth = _scores(scores), np.asarray(is_attack, dtype=bool)
-    if truth.shape != values.shape:
-        raise ConfigError("scores and labels must be 1-D arrays of the same length")
-    if truth.all() or not truth.any():
+    """Average precision of ``scores`` (area under the precision-recall curve, without interpolation:
+    the precision at each distinct score weighed by the recall it adds); NaN with a single class."""
+    _, tp, fp = ranking_curve(scores, is_attack)
+    if not len(tp) or tp[-1] == 0 or fp[-1] == 0:
         return math.nan
-    from sklearn.metrics import average_precision_score  # imported when used: slow to import
-
-    return float(average_precision_score(truth, values))
+    added = np.diff(np.concatenate([[0], tp])) / tp[-1]
+    return float(np.sum(added * tp / (tp + fp)))
 
 
 @dataclass(frozen=True)
@@ -304,8 +319,6 @@ def confusion_matrix(
 ) -> ConfusionMatrix:
     """Counts of (true, predicted) label pairs for any label set. ``labels`` fixes the order (every
     value met must be among them); by default the labels met, normal first, then sorted."""
-    from sklearn.metrics import confusion_matrix as counts_of  # imported when used: slow to import
-
     pair = _pair_frame(true, predicted)
     met = set(pair["true"].unique().to_list()) | set(pair["predicted"].unique().to_list())
     order = list(labels) if labels is not None else _ordered(list(met))
@@ -318,7 +331,10 @@ def confusion_matrix(
     codes = [
         pair[side].replace_strict(index, return_dtype=pl.Int64).to_numpy() for side in ("true", "predicted")
     ]
-    matrix = counts_of(*codes, labels=np.arange(len(order))).astype(np.int64)
+    size = len(order)
+    matrix = (
+        np.bincount(codes[0] * size + codes[1], minlength=size * size).reshape(size, size).astype(np.int64)
+    )
     return ConfusionMatrix(labels=tuple(order), matrix=matrix)
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from nadkit.errors import ConfigError
+from nadkit.models.adam import Adam
 from nadkit.models.distributed import data_parallel, device_for
 
 if TYPE_CHECKING:
@@ -257,7 +258,7 @@ class Trainer:
         seed_everything(config.seed)
         module.to(device)
         step_loss = parallel.loss(module, loss)
-        optimiser = torch.optim.Adam(
+        optimiser = Adam(
             list(parameters) if parameters is not None else module.parameters(),
             lr=config.learning_rate,
             weight_decay=config.weight_decay,
@@ -273,7 +274,7 @@ class Trainer:
             total, count = 0.0, 0
             for batch in parallel.split(train_batches(epoch)):
                 batch = batch.to(device)
-                optimiser.zero_grad(set_to_none=True)
+                optimiser.zero_grad()
                 value = step_loss(module, batch)
                 if not torch.isfinite(value):
                     raise FloatingPointError(

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_curve
 
+from nadkit.evaluation.metrics import ranking_curve
 from nadkit.pictures.palette import MODEL_COLOUR
 from nadkit.pictures.report.data import Prepared, ReportData, prepare
 from nadkit.pictures.report.format import compact, log_tick, name, new_figure, percent_tick, png, style
@@ -67,14 +67,15 @@ def _thin(count: int) -> np.ndarray:
 
 def curves(p: Prepared) -> Curves:
     """Both curves from one ranking of the scores: precision and recall follow from the ROC's
-    true- and false-positive counts at every distinct score."""
+    true- and false-positive counts at every distinct score (every count is at least one row)."""
     if "curves" in p.cache:
         return p.cache["curves"]
     truth, scores = p.is_attack[p.finite], p.scores[p.finite]
     positives, negatives = int(truth.sum()), int((~truth).sum())
-    fpr, tpr, _ = roc_curve(truth, scores, drop_intermediate=False)
-    true_positives, false_positives = tpr[1:] * positives, fpr[1:] * negatives
-    precision = true_positives / np.maximum(true_positives + false_positives, 1e-300)
+    _, hits, false_alarms = ranking_curve(scores, truth)
+    fpr = np.concatenate([[0.0], false_alarms / negatives])
+    tpr = np.concatenate([[0.0], hits / positives])
+    precision = hits / (hits + false_alarms)
     recall = tpr[1:]
     average = float(np.sum(np.diff(tpr) * precision))
     roc_keep, pr_keep = _thin(len(fpr)), _thin(len(recall))
