@@ -100,9 +100,9 @@ def test_train_on_a_few_hundred_normal_flows_says_how_rough_its_threshold_is(
     threshold read off the tail of the largest hold-out scores; train says so, in its table and in
     its JSON, with what to check before trusting it."""
     conn_log = shared_data / "iot23" / "CTU-Honeypot-Capture-4-1" / "conn.log.labeled"
-    result = nadkit("train", conn_log, "-o", tmp_path / "m", "--model", "iforest")
-    assert result.returncode == 0, result.stderr
-    assert "few normal rows" in result.stdout
+    first = nadkit("train", conn_log, "-o", tmp_path / "m", "--model", "iforest")
+    assert first.returncode == 0, first.stderr
+    assert "few normal rows" in first.stdout
     result = nadkit("train", conn_log, "-o", tmp_path / "m2", "--model", "iforest", "--json")
     assert result.returncode == 0, result.stderr
     caution = json.loads(result.stdout)["few_rows"]
@@ -110,8 +110,7 @@ def test_train_on_a_few_hundred_normal_flows_says_how_rough_its_threshold_is(
     assert "alert rate" in caution and "--threshold spot" in caution
     # the table and the JSON say which counter windows the features read
     assert json.loads(result.stdout)["counter_windows"] == ["fast", "connections"]
-    shown = nadkit("train", conn_log, "-o", tmp_path / "m4", "--model", "iforest").stdout
-    table = " ".join(shown.replace("│", " ").split())  # the cells' text, unwrapped
+    table = " ".join(first.stdout.replace("│", " ").split())  # the cells' text, unwrapped
     assert "2 s, the last 100 connections (computed from the flows); the 60 s window left out" in table
 
     # the minute's counters are left out unless asked for
@@ -438,6 +437,7 @@ def test_a_window_model_reads_the_time_of_day_when_its_training_days_teach_it(tm
     )
 
 
+@pytest.mark.slow  # several command lines, each training its candidates (tests/test_choice.py: the rule)
 def test_train_auto_keeps_the_candidate_that_ranks_the_holdout_attacks_best(tmp_path: Path) -> None:
     """`nadkit train --auto`: every candidate trains on the same split, the one with the best hold-out
     PR-AUC is saved, and the table and `--json` list them all; what it cannot do is a one-line error
