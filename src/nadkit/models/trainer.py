@@ -258,7 +258,9 @@ class Trainer:
         seed_everything(config.seed)
         module.to(device)
         step_loss = parallel.loss(module, loss)
-        optimiser = Adam(
+        # on a GPU torch's own Adam, whose multi-tensor kernels launch a few kernels a step instead of
+        # several a parameter; on the CPU the same update without importing torch's compiler
+        optimiser = (torch.optim.Adam if device.type == "cuda" else Adam)(
             list(parameters) if parameters is not None else module.parameters(),
             lr=config.learning_rate,
             weight_decay=config.weight_decay,
