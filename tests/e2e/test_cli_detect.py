@@ -86,6 +86,7 @@ def test_flows_without_what_the_counters_read_are_refused_in_one_line(
     assert not alerts.exists() and not report.exists()
 
 
+@pytest.mark.slow  # three trained models side by side (tests/test_comparison.py: the rule)
 def test_evaluate_compares_models_on_the_same_flows(trained: tuple[Path, Path], tmp_path: Path) -> None:
     """`--compare` scores the flows with each other bundle too: a table, and in the JSON one entry per
     model (the evaluated one first) at its own threshold and at 1% of the normal flows."""

@@ -77,6 +77,7 @@ def test_spark_detect_equals_local_detect(dataset: dict[str, Any], spark: Any, t
     assert sorted(p.suffix for p in (tmp_path / "spark.parquet").iterdir()) == [".parquet"]
 
 
+@pytest.mark.slow
 def test_spark_groups_its_alerts_into_the_incidents_of_local_detection(
     dataset: dict[str, Any], spark: Any, tmp_path: Path
 ) -> None:
@@ -304,6 +305,7 @@ def test_command_line_spark_engine(dataset: dict[str, Any], tmp_path: Path) -> N
     assert noise == [], result.stderr
 
 
+@pytest.mark.slow
 def test_a_model_of_time_buckets_on_spark_equals_local(
     dataset: dict[str, Any], spark: Any, tmp_path: Path
 ) -> None:
