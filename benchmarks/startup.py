@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,8 @@ from benchmarks.common import ROOT, report
 #: modules whose import each run reports
 WATCHED = ("torch", "torch._dynamo", "sklearn", "onnx")
 
-#: runs the command line in this process and writes which watched modules it imported
+#: runs the command line in this process, writes which watched modules it imported and exits with
+#: the command's own status
 _RUNNER = """
 import json, sys
 out, sys.argv = sys.argv[1], ["nadkit", *sys.argv[2:]]
@@ -45,7 +45,8 @@ except SystemExit as stop:
 else:
     code = 0
 with open(out, "w") as handle:
-    json.dump({"code": code, "modules": [m for m in WATCHED if m in sys.modules]}, handle)
+    json.dump({"modules": [m for m in WATCHED if m in sys.modules]}, handle)
+raise SystemExit(code)
 """.replace("WATCHED", repr(WATCHED))
 
 
@@ -100,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
                     "imports": ", ".join(imported[name]) or "-",
                 }
             )
-        shutil.rmtree(work / "ae", ignore_errors=True)
     report(
         "startup",
         f"nadkit commands on a simulated day of {args.flows:,} flows (a fresh process each run)",
