@@ -170,6 +170,7 @@ def test_auto_device_trains_on_cuda() -> None:
         {"time_budget_s": -1.0},
         {"threads": 0},
         {"relative_delta": 1.0},
+        {"soup": 0},
     ],
 )
 def test_bad_trainer_config_raises(options: dict[str, float]) -> None:
@@ -235,3 +236,64 @@ def test_an_autoencoder_on_few_rows_learns_them() -> None:
     detector = create("ae", {"epochs": 20, "seed": 0, "device": "cpu"}).fit(rows)
     history = detector.history_
     assert history.train_loss[-1] < 0.02, history.train_loss
+
+
+def _recording_selection(module: nn.Module, x: torch.Tensor, y: torch.Tensor, seen: list[torch.Tensor]):
+    """A selection score (minus the mean squared error on ``x``, ``y``) that records the weights it
+    judged, epoch by epoch and then each trial average."""
+
+    def selection(judged: nn.Module) -> float:
+        seen.append(torch.cat([p.detach().flatten().clone() for p in judged.parameters()]))
+        return -float(torch.mean((judged(x) - y) ** 2))
+
+    return selection
+
+
+def test_soup_averages_the_weights_of_the_best_epochs_it_keeps() -> None:
+    x, y = _regression(seed=3)
+    x_val, y_val = _regression(rows=64, seed=4)
+    module = nn.Linear(4, 1)
+    seen: list[torch.Tensor] = []
+    config = TrainerConfig(epochs=12, learning_rate=0.02, patience=12, soup=4, device="cpu")
+    history = Trainer(config).fit(
+        module, _mse, _batches(x, y), selection=_recording_selection(module, x_val, y_val, seen)
+    )
+    epochs = seen[: history.epochs_run]
+    assert history.averaged[0] == history.best_epoch
+    assert 1 <= len(history.averaged) <= 4
+    assert len(set(history.averaged)) == len(history.averaged)
+    # each kept epoch ranks among the four best, and the weights are their mean
+    ranked = sorted(range(1, history.epochs_run + 1), key=lambda e: -history.selection[e - 1])[:4]
+    assert set(history.averaged) <= set(ranked)
+    expected = torch.stack([epochs[e - 1] for e in history.averaged]).mean(dim=0)
+    final = torch.cat([p.detach().flatten() for p in module.parameters()])
+    assert torch.allclose(final, expected, atol=1e-6)
+    # the average is judged no worse than the best epoch alone
+    assert -float(torch.mean((module(x_val) - y_val) ** 2)) >= max(history.selection) - 1e-9
+
+
+def test_soup_keeps_the_best_epoch_alone_when_averages_judge_worse() -> None:
+    x, y = _regression(seed=5)
+    module = nn.Linear(4, 1)
+    calls = iter(range(100))
+
+    def selection(_module: nn.Module) -> float:
+        call = next(calls)
+        return 10.0 - abs(call - 2) if call < 6 else 0.0  # epoch 3 best; every trial average worse
+
+    history = Trainer(TrainerConfig(epochs=6, patience=6, soup=3, device="cpu")).fit(
+        module, _mse, _batches(x, y), selection=selection, selection_mode="max"
+    )
+    assert history.best_epoch == 3
+    assert history.averaged == [3]
+
+
+def test_soup_without_held_out_rows_keeps_the_best_epoch() -> None:
+    """With neither a selection score nor validation batches there is nothing to judge an average on."""
+    x, y = _regression(seed=6)
+    module = nn.Linear(4, 1)
+    history = Trainer(TrainerConfig(epochs=8, patience=8, soup=4, device="cpu")).fit(
+        module, _mse, _batches(x, y)
+    )
+    assert history.averaged == [history.best_epoch]
+    assert history.train_loss[history.best_epoch - 1] == min(history.train_loss)

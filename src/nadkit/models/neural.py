@@ -66,8 +66,12 @@ class NeuralConfig(DetectorConfig):
     #: ``fit`` is given (``nadkit train`` gives half its normal hold-out, the earlier half in time),
     #: else a ``validation_fraction`` of the training rows
     weigh_errors: bool = False
+    #: average the weights of up to this many of the best epochs (see :class:`TrainerConfig`)
+    soup: int = 1
 
     def __post_init__(self) -> None:
+        if self.soup < 1:
+            raise ConfigError(f"soup must be at least 1, got {self.soup}")
         if self.min_batches < 1:
             raise ConfigError(f"min_batches must be at least 1, got {self.min_batches}")
         if self.batch_size < 1 or self.score_batch_size < 1:
@@ -87,6 +91,7 @@ class NeuralConfig(DetectorConfig):
             relative_delta=self.relative_delta,
             threads=self.threads,
             gradient_clip=self.gradient_clip,
+            soup=self.soup,
             time_budget_s=self.time_budget_s,
             seed=self.seed,
             device=self.device,

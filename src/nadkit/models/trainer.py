@@ -109,6 +109,10 @@ class TrainerConfig:
     min_delta: float = 1e-4
     relative_delta: float = 0.0
     gradient_clip: float | None = 1.0
+    #: average the weights of up to this many of the best epochs: from the best down, an epoch's
+    #: weights join the average only where the averaged network's selection score (or validation
+    #: loss) is no worse; 1 keeps the best epoch's weights alone
+    soup: int = 1
     time_budget_s: float | None = None
     seed: int = 0
     device: str = "auto"
@@ -121,6 +125,8 @@ class TrainerConfig:
             raise ConfigError("learning_rate must be positive")
         if self.patience < 1:
             raise ConfigError("patience must be at least 1")
+        if self.soup < 1:
+            raise ConfigError("soup must be at least 1")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ConfigError("time_budget_s must be positive")
         if not 0 <= self.relative_delta < 1:
@@ -154,6 +160,8 @@ class TrainingHistory:
     seconds: float = 0.0
     stopped: str = "epochs"
     device: str = "cpu"
+    #: the epochs whose weights were averaged (the best epoch alone unless ``soup`` is above 1)
+    averaged: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -268,6 +276,8 @@ class Trainer:
         history = TrainingHistory(device=str(device))
         best_value = math.inf
         best_state: dict[str, torch.Tensor] | None = None
+        # (watched value, epoch, weights) of the best ``soup`` epochs, best first
+        ranked: list[tuple[float, int, dict[str, torch.Tensor]]] = []
         stale = 0
         started = time.perf_counter()
         spent = False
@@ -316,6 +326,9 @@ class Trainer:
             else:
                 watched = validation_loss if validation_loss is not None else train_loss
             history.epochs_run = epoch + 1
+            if config.soup > 1:
+                ranked.append((watched, epoch + 1, copy.deepcopy(module.state_dict())))
+                ranked = sorted(ranked, key=lambda entry: (entry[0], entry[1]))[: config.soup]
             margin = max(config.min_delta, config.relative_delta * abs(best_value)) if best_state else 0.0
             if best_state is None or watched < best_value - margin:
                 best_value = watched
@@ -350,9 +363,26 @@ class Trainer:
             if spent or (config.time_budget_s is not None and elapsed >= config.time_budget_s):
                 history.stopped = "time budget"
                 break
-        parallel.close()
         if best_state is not None:
             module.load_state_dict(best_state)
+            history.averaged = [history.best_epoch]
+        if len(ranked) > 1:
+
+            def judged() -> float:
+                module.eval()
+                if selection is not None:
+                    with torch.no_grad():
+                        value = float(selection(module)) if parallel.primary else 0.0
+                    (value,) = parallel.from_primary(value)
+                    return -value if selection_mode == "max" else value
+                if validation_batches is not None:
+                    shard = parallel.shard(validation_batches())
+                    held_total, held_count = parallel.sum(*self.evaluate_totals(module, loss, shard, device))
+                    return held_total / max(held_count, 1)
+                return math.inf
+
+            history.averaged = self._soup(module, ranked, judged)
+        parallel.close()
         module.eval()
         history.seconds = time.perf_counter() - started
         log.info(
@@ -364,6 +394,28 @@ class Trainer:
             history.stopped,
         )
         return history
+
+    @staticmethod
+    def _soup(
+        module: nn.Module,
+        ranked: list[tuple[float, int, dict[str, torch.Tensor]]],
+        judged: Callable[[], float],
+    ) -> list[int]:
+        """Average the weights of ``ranked`` (best first) greedily into ``module``: each next epoch's
+        weights join where the average is judged no worse than without them. Returns the epochs
+        averaged."""
+        best_value, _, best_weights = ranked[0]
+        members = [best_weights]
+        epochs = [ranked[0][1]]
+        for _, epoch, weights in ranked[1:]:
+            trial = [*members, weights]
+            module.load_state_dict(_mean_state(trial))
+            value = judged()
+            if value <= best_value:
+                members, best_value = trial, value
+                epochs.append(epoch)
+        module.load_state_dict(_mean_state(members))
+        return epochs
 
     @staticmethod
     def evaluate(
@@ -388,3 +440,14 @@ class Trainer:
                 total += float(loss(module, batch)) * len(batch)
                 count += len(batch)
         return total, count
+
+
+def _mean_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of ``states`` (floating tensors; others taken from the first)."""
+    first = states[0]
+    return {
+        name: (sum(state[name] for state in states) / len(states)).to(value.dtype)
+        if value.is_floating_point()
+        else value
+        for name, value in first.items()
+    }
