@@ -346,3 +346,40 @@ def test_calendar_features_place_each_bucket_on_the_day_and_the_week(days: pl.Da
     saved = view.to_dict()
     del saved["config"]["calendar"]
     assert BucketView.from_dict(saved).features == view.metrics
+
+
+def test_buckets_of_stretches_far_apart_are_counted_as_silence_and_the_summary_says_so(
+    days: pl.DataFrame, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from nadkit.cli.training import _training_json, silent_buckets_caution
+
+    # a continuous stretch: the network's buckets all hold flows, nothing to say
+    near = tmp_path / "near.parquet"
+    days.head(3000).write_parquet(near)
+    continuous = train_model(
+        near, tmp_path / "near", model="ae", config=QUICK_AE, buckets=BucketConfig(bucket_s=3600)
+    )
+    assert continuous.silent_buckets < 0.9 * continuous.train_rows
+    assert silent_buckets_caution(continuous) is None
+    # the same flows as three captures a year apart each, as a folder of captures of different dates
+    # is (the last is the hold-out, the first two with the year between them the training part)
+    stretches = [
+        days.slice(1000 * index, 1000).with_columns(pl.col("time") + pl.duration(days=365 * index))
+        for index in range(3)
+    ]
+    far = tmp_path / "far.parquet"
+    pl.concat(stretches).write_parquet(far)
+    with caplog.at_level("WARNING"):
+        apart = train_model(
+            far,
+            tmp_path / "apart",
+            model="ae",
+            config=QUICK_AE,
+            buckets=BucketConfig(bucket_s=3600),
+        )
+    assert apart.silent_buckets >= 0.9 * apart.train_rows > 0
+    caution = silent_buckets_caution(apart)
+    assert caution is not None and f"{apart.silent_buckets:,} of {apart.train_rows:,}" in caution
+    assert "mix-captures" in caution
+    assert any("training buckets hold no flow" in r.getMessage() for r in caplog.records)
+    assert _training_json("ae", apart)["silent_buckets"] == apart.silent_buckets

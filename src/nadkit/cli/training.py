@@ -369,6 +369,8 @@ def _training_json(model: str, result: TrainingResult) -> dict[str, object]:
         "holdout": metrics.get("holdout"),
         "classification": metrics.get("classification"),
         "few_rows": few_rows_caution(result),
+        "silent_buckets": result.silent_buckets if result.buckets else None,
+        "silent_buckets_caution": silent_buckets_caution(result),
         "counter_windows": list(counter_windows(result)),
         "auto": metrics.get("auto"),
     }
@@ -429,6 +431,22 @@ def few_rows_caution(result: TrainingResult) -> str | None:
         f"{said}: a model of a short stretch of traffic. Check its alert rate on a day of the traffic "
         "it will score (nadkit detect prints it) before trusting the threshold, or let nadkit stream "
         "--threshold spot adapt it; train on more normal traffic where there is some"
+    )
+
+
+def silent_buckets_caution(result: TrainingResult) -> str | None:
+    """What `nadkit train` says of a bucket-view model whose training buckets are mostly empty (flows
+    in short stretches far apart, such as captures of different dates); None otherwise."""
+    from nadkit.training.fit import SILENT_SHARE
+
+    quiet = result.silent_buckets >= SILENT_SHARE * result.train_rows
+    if not (result.buckets and result.train_rows and quiet):
+        return None
+    return (
+        f"{result.silent_buckets:,} of {result.train_rows:,} training buckets hold no flow: the flows come "
+        "in short stretches far apart in time (captures of different dates?), so the model learns mostly "
+        "silence. Put captures in one window first (nadkit mix-captures --benign DIR -o benign.parquet) "
+        "or train on one continuous stretch of traffic"
     )
 
 
@@ -501,6 +519,9 @@ def _training_summary(
     caution = few_rows_caution(result)
     if caution:
         summary.add_row("[yellow]few normal rows[/yellow]", caution)
+    silence = silent_buckets_caution(result)
+    if silence:
+        summary.add_row("[yellow]silent buckets[/yellow]", silence)
     where = "validation" if result.supervised else "hold-out"
     measured = metrics.get("holdout")
     if measured:

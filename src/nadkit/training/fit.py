@@ -99,6 +99,9 @@ class TrainingResult:
     weighing_rows: int = 0
     #: whether the model reads time buckets (``train_rows`` count buckets, ``holdout_rows`` flows)
     buckets: bool = False
+    #: training buckets that hold no flow (the bucket view): an entity's series runs from its first
+    #: bucket to its last, so flows in short stretches far apart make it mostly silence
+    silent_buckets: int = 0
     #: the captures whose normal flows were held out whole (``--holdout-by capture``)
     held_out_captures: tuple[str, ...] = ()
     #: where the bundle was saved (None while it is in memory)
@@ -721,6 +724,10 @@ def _fit_supervised(
 # ---------------------------------------------------------------------------------------------------
 
 
+#: the share of silent training buckets from which training warns (see ``TrainingResult.silent_buckets``)
+SILENT_SHARE = 0.9
+
+
 def fit_buckets(
     detector: Detector,
     frame: pl.DataFrame,
@@ -745,6 +752,14 @@ def fit_buckets(
     split = bucket_split(frame, config, holdout_fraction)
     view, train_series = BucketView.fit_series(split.train, config)
     train = view.data(train_series)
+    silent = int((train_series.frame["flows"] == 0).sum())
+    if len(train) and silent >= SILENT_SHARE * len(train):
+        log.warning(
+            "%d of %d training buckets hold no flow: the flows come in short stretches far apart in "
+            "time, so the model learns mostly silence",
+            silent,
+            len(train),
+        )
     holdout_series = view.series(split.holdout)
     holdout_buckets = view.data(holdout_series)
     stage("training")
@@ -788,4 +803,5 @@ def fit_buckets(
         fit_seconds=fit_seconds,
         class_counts={"holdout": _class_counts(labels)},
         buckets=True,
+        silent_buckets=silent,
     )
