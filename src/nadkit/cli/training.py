@@ -437,7 +437,7 @@ def few_rows_caution(result: TrainingResult) -> str | None:
 def silent_buckets_caution(result: TrainingResult) -> str | None:
     """What `nadkit train` says of a bucket-view model whose training buckets are mostly empty (flows
     in short stretches far apart, such as captures of different dates); None otherwise."""
-    from nadkit.training.fit import SILENT_SHARE
+    from nadkit.features.series import SILENT_SHARE
 
     quiet = result.silent_buckets >= SILENT_SHARE * result.train_rows
     if not (result.buckets and result.train_rows and quiet):

@@ -239,6 +239,10 @@ class BucketConfig:
             object.__setattr__(self, "apps", tuple(self.apps))
 
 
+#: the share of a training series' buckets, empty, from which training says so
+SILENT_SHARE = 0.9
+
+
 @dataclass(frozen=True)
 class BucketSeries:
     """Regular per-bucket metrics and how flows map onto them.
@@ -254,6 +258,12 @@ class BucketSeries:
     config: BucketConfig
     apps: tuple[str, ...]
     metrics: tuple[str, ...]
+
+    @property
+    def silent(self) -> int:
+        """Buckets that hold no flow (present with zeros: an entity's series runs from its first bucket
+        to its last, so flows in short stretches far apart make it mostly silence)."""
+        return int((self.frame["flows"] == 0).sum())
 
     def matrix(self, columns: Sequence[str] | None = None) -> np.ndarray:
         """The metric columns (all, or ``columns``) as an ``(m, d)`` float32 matrix."""

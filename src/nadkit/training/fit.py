@@ -38,7 +38,7 @@ from nadkit.features.buckets import BucketView
 from nadkit.features.data import detector_data
 from nadkit.features.pipeline import ALL_GROUPS, GROUP_NAMES, FeatureConfig, FeaturePipeline
 from nadkit.features.ranges import metric_ranges, typical_ranges
-from nadkit.features.series import BucketConfig
+from nadkit.features.series import SILENT_SHARE, BucketConfig
 from nadkit.fileio import refuse_file
 from nadkit.models.base import Detector, DetectorData
 from nadkit.models.registry import create
@@ -99,8 +99,7 @@ class TrainingResult:
     weighing_rows: int = 0
     #: whether the model reads time buckets (``train_rows`` count buckets, ``holdout_rows`` flows)
     buckets: bool = False
-    #: training buckets that hold no flow (the bucket view): an entity's series runs from its first
-    #: bucket to its last, so flows in short stretches far apart make it mostly silence
+    #: training buckets that hold no flow (the bucket view; see ``BucketSeries.silent``)
     silent_buckets: int = 0
     #: the captures whose normal flows were held out whole (``--holdout-by capture``)
     held_out_captures: tuple[str, ...] = ()
@@ -724,10 +723,6 @@ def _fit_supervised(
 # ---------------------------------------------------------------------------------------------------
 
 
-#: the share of silent training buckets from which training warns (see ``TrainingResult.silent_buckets``)
-SILENT_SHARE = 0.9
-
-
 def fit_buckets(
     detector: Detector,
     frame: pl.DataFrame,
@@ -752,14 +747,9 @@ def fit_buckets(
     split = bucket_split(frame, config, holdout_fraction)
     view, train_series = BucketView.fit_series(split.train, config)
     train = view.data(train_series)
-    silent = int((train_series.frame["flows"] == 0).sum())
-    if len(train) and silent >= SILENT_SHARE * len(train):
-        log.warning(
-            "%d of %d training buckets hold no flow: the flows come in short stretches far apart in "
-            "time, so the model learns mostly silence",
-            silent,
-            len(train),
-        )
+    silent = train_series.silent
+    if silent >= SILENT_SHARE * max(len(train), 1):
+        log.warning("%d of %d training buckets hold no flow (flows far apart in time)", silent, len(train))
     holdout_series = view.series(split.holdout)
     holdout_buckets = view.data(holdout_series)
     stage("training")
