@@ -262,9 +262,10 @@ def test_soup_averages_the_weights_of_the_best_epochs_it_keeps() -> None:
     assert history.averaged[0] == history.best_epoch
     assert 1 <= len(history.averaged) <= 4
     assert len(set(history.averaged)) == len(history.averaged)
-    # each kept epoch ranks among the four best, and the weights are their mean
+    # the restored best epoch first, every other kept epoch among the four best by its score, and
+    # the weights their mean
     ranked = sorted(range(1, history.epochs_run + 1), key=lambda e: -history.selection[e - 1])[:4]
-    assert set(history.averaged) <= set(ranked)
+    assert set(history.averaged[1:]) <= set(ranked)
     expected = torch.stack([epochs[e - 1] for e in history.averaged]).mean(dim=0)
     final = torch.cat([p.detach().flatten() for p in module.parameters()])
     assert torch.allclose(final, expected, atol=1e-6)
@@ -297,3 +298,18 @@ def test_soup_without_held_out_rows_keeps_the_best_epoch() -> None:
     )
     assert history.averaged == [history.best_epoch]
     assert history.train_loss[history.best_epoch - 1] == min(history.train_loss)
+
+
+def test_soup_starts_from_the_restored_best_epoch_when_later_ones_edge_past_it() -> None:
+    """Epochs better than the best by less than ``min_delta`` do not replace it as the best; the
+    average starts from the best epoch all the same."""
+    x, y = _regression(seed=7)
+    module = nn.Linear(4, 1)
+    # epochs 1-6: epoch 2 is the best; 3-6 edge past it by less than min_delta (1e-4); trial
+    # averages are judged worse, so the best epoch stays alone
+    values = iter([1.0, 2.0, 2.00001, 2.00002, 2.00003, 2.00004] + [0.0] * 10)
+    history = Trainer(TrainerConfig(epochs=6, patience=6, soup=3, device="cpu")).fit(
+        module, _mse, _batches(x, y), selection=lambda _module: next(values), selection_mode="max"
+    )
+    assert history.best_epoch == 2
+    assert history.averaged == [2]

@@ -366,7 +366,11 @@ class Trainer:
         if best_state is not None:
             module.load_state_dict(best_state)
             history.averaged = [history.best_epoch]
-        if len(ranked) > 1:
+        # the restored best epoch first, then the others by their value (an epoch may edge past the
+        # best by less than the margin that counts as progress)
+        ingredients = [(best_value, history.best_epoch, best_state)] if best_state is not None else []
+        ingredients += [entry for entry in ranked if entry[1] != history.best_epoch][: config.soup - 1]
+        if len(ingredients) > 1:
 
             def judged() -> float:
                 module.eval()
@@ -381,7 +385,7 @@ class Trainer:
                     return held_total / max(held_count, 1)
                 return math.inf
 
-            history.averaged = self._soup(module, ranked, judged)
+            history.averaged = self._soup(module, ingredients, judged)
         parallel.close()
         module.eval()
         history.seconds = time.perf_counter() - started
@@ -398,16 +402,16 @@ class Trainer:
     @staticmethod
     def _soup(
         module: nn.Module,
-        ranked: list[tuple[float, int, dict[str, torch.Tensor]]],
+        ingredients: list[tuple[float, int, dict[str, torch.Tensor]]],
         judged: Callable[[], float],
     ) -> list[int]:
-        """Average the weights of ``ranked`` (best first) greedily into ``module``: each next epoch's
-        weights join where the average is judged no worse than without them. Returns the epochs
-        averaged."""
-        best_value, _, best_weights = ranked[0]
+        """Average the weights of ``ingredients`` (``(value, epoch, weights)``, the best epoch first)
+        greedily into ``module``: each next epoch's weights join where the average is judged no worse
+        than without them. Returns the epochs averaged."""
+        best_value, first_epoch, best_weights = ingredients[0]
         members = [best_weights]
-        epochs = [ranked[0][1]]
-        for _, epoch, weights in ranked[1:]:
+        epochs = [first_epoch]
+        for _, epoch, weights in ingredients[1:]:
             trial = [*members, weights]
             module.load_state_dict(_mean_state(trial))
             value = judged()
