@@ -276,8 +276,10 @@ class Trainer:
         history = TrainingHistory(device=str(device))
         best_value = math.inf
         best_state: dict[str, torch.Tensor] | None = None
-        # (watched value, epoch, weights) of the best ``soup`` epochs, best first
+        # (watched value, epoch, weights) of the best ``soup`` epochs, best first; kept only where
+        # held-out rows can judge an average (the training loss cannot)
         ranked: list[tuple[float, int, dict[str, torch.Tensor]]] = []
+        souping = config.soup > 1 and (selection is not None or validation_batches is not None)
         stale = 0
         started = time.perf_counter()
         spent = False
@@ -326,7 +328,7 @@ class Trainer:
             else:
                 watched = validation_loss if validation_loss is not None else train_loss
             history.epochs_run = epoch + 1
-            if config.soup > 1:
+            if souping:
                 ranked.append((watched, epoch + 1, copy.deepcopy(module.state_dict())))
                 ranked = sorted(ranked, key=lambda entry: (entry[0], entry[1]))[: config.soup]
             margin = max(config.min_delta, config.relative_delta * abs(best_value)) if best_state else 0.0
@@ -379,11 +381,10 @@ class Trainer:
                         value = float(selection(module)) if parallel.primary else 0.0
                     (value,) = parallel.from_primary(value)
                     return -value if selection_mode == "max" else value
-                if validation_batches is not None:
-                    shard = parallel.shard(validation_batches())
-                    held_total, held_count = parallel.sum(*self.evaluate_totals(module, loss, shard, device))
-                    return held_total / max(held_count, 1)
-                return math.inf
+                assert validation_batches is not None  # ``souping`` needs one or the other
+                shard = parallel.shard(validation_batches())
+                held_total, held_count = parallel.sum(*self.evaluate_totals(module, loss, shard, device))
+                return held_total / max(held_count, 1)
 
             history.averaged = self._soup(module, ingredients, judged)
         parallel.close()
