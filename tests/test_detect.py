@@ -373,6 +373,25 @@ def test_pipelined_chunks_report_held_flows_and_keep_order(
             np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("top", [5, 0])
+def test_a_scorer_that_keeps_the_alerts_only_gives_the_same_alert_records(
+    ae_bundle: ModelBundle, days: tuple[pl.DataFrame, Path], top: int
+) -> None:
+    """``alerts_only`` (what ``nadkit detect`` writes by default) leaves the other flows out of each
+    chunk's frame but counts them, and its alert records equal the full frame's alert rows."""
+    from nadkit.detection.detect import score_chunks
+
+    _, path = days
+    full = [chunk for chunk, _ in score_chunks(ae_bundle, path, chunk_rows=1500, top=top)]
+    kept = [chunk for chunk, _ in score_chunks(ae_bundle, path, chunk_rows=1500, top=top, alerts_only=True)]
+    assert [c.flows for c in kept] == [c.frame.height for c in full]
+    assert [c.alerts for c in kept] == [c.alerts for c in full]
+    assert sum(c.alerts for c in kept) > 0
+    for got, want in zip(kept, full, strict=True):
+        assert got.frame.schema == want.frame.schema
+        assert got.frame.equals(want.frame.filter(pl.col("alert")))
+
+
 def test_top_zero_scores_and_alerts_without_explaining(
     ae_bundle: ModelBundle, days: tuple[pl.DataFrame, Path], tmp_path: Path
 ) -> None:

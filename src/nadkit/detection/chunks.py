@@ -24,15 +24,23 @@ from nadkit.training.bundle import ModelBundle
 @dataclass(frozen=True)
 class ScoredChunk:
     """Scores of some flows: the identifying columns, ``score``, ``alert``, ``class`` and, for
-    alerts, ``top_features``; ``row`` is the flow's 1-based row in the input."""
+    alerts, ``top_features``; ``row`` is the flow's 1-based row in the input. A scorer that keeps
+    the alerts only leaves the other flows out of ``frame`` and counts them in ``scored``."""
 
     frame: pl.DataFrame
     #: flows held back after this chunk (features that need later flows)
     held_rows: int = 0
+    #: flows scored in this chunk, where the frame holds fewer (the alerted ones); None: every row
+    scored: int | None = None
 
     @property
     def alerts(self) -> int:
         return int(self.frame["alert"].sum()) if self.frame.height else 0
+
+    @property
+    def flows(self) -> int:
+        """Flows scored in this chunk (the frame's rows, or more where it keeps the alerts only)."""
+        return self.frame.height if self.scored is None else self.scored
 
 
 def identity(flows: pl.DataFrame) -> pl.DataFrame:

@@ -87,7 +87,8 @@ class Scorer:
     ``lateness_s``/``late``: how much out-of-order input is waited for, and whether a flow older than
     flows already released is refused (``error``) or dropped and counted (``drop``); ``entity``: the
     columns a windowed per-flow model's windows follow; ``severity``: the alerts' severity cut points
-    (the defaults when None)."""
+    (the defaults when None); ``alerts_only``: each chunk's frame holds the alerted flows only (its
+    ``flows`` still counts every flow scored), for callers that keep nothing else."""
 
     def __init__(
         self,
@@ -100,8 +101,10 @@ class Scorer:
         late: Literal["error", "drop"] = "error",
         severity: SeverityRules | None = None,
         on_scored: ScoredHook | None = None,
+        alerts_only: bool = False,
     ) -> None:
         self.bundle = bundle
+        self.alerts_only = alerts_only
         self.on_scored = on_scored
         self.view: ScoringView = scoring_view(bundle, entity=entity, lateness_s=lateness_s, late=late)
         self.detector = bundle.detector
@@ -206,20 +209,30 @@ class Scorer:
                 else contributions[units]
             )
         top_features, explanation = self._top_features(batch, units, explained, alerts)
-        out = identity(batch.flows).with_columns(
-            *batch.columns,
+        flows, columns = batch.flows, batch.columns
+        predicted_column = self._predicted(batch, len(alerts), predicted)
+        if self.alerts_only:
+            # only the alerted flows' records are built (the explanations are theirs already)
+            kept = np.flatnonzero(alerts)
+            flows, scores, alerts = flows[kept], scores[kept], alerts[kept]
+            columns = [column.gather(kept) for column in columns]
+            predicted_column = predicted_column.gather(kept)
+        else:
+            top_features, explanation = over_alerts(top_features, alerts), over_alerts(explanation, alerts)
+        out = identity(flows).with_columns(
+            *columns,
             pl.Series("score", scores, dtype=pl.Float64),
             pl.lit(self.threshold, dtype=pl.Float64).alias("threshold"),
             *self.explainer.scale(scores, self.threshold, alerts),
             pl.Series("alert", alerts, dtype=pl.Boolean),
-            self._predicted(batch, len(alerts), predicted),
-            top_features,
-            explanation,
+            predicted_column,
+            top_features.alias("top_features"),
+            explanation.alias("explanation"),
         )
         if self.on_scored is not None:
             data = batch.data.features
             self.on_scored(data if batch.units is None else data[batch.units], np.asarray(unit_scores, float))
-        return ScoredChunk(out)
+        return ScoredChunk(out, scored=batch.flows.height)
 
     def _predicted(self, batch: ViewBatch, rows: int, predicted: np.ndarray | None) -> pl.Series:
         """The ``class`` column: ``predicted`` (computed with the scores) or the detector's
@@ -237,12 +250,13 @@ class Scorer:
     def _top_features(
         self, batch: ViewBatch, units: np.ndarray, explained: np.ndarray | None, alerts: np.ndarray
     ) -> tuple[pl.Series, pl.Series]:
-        """For each alert, the ``top`` features of its unit (largest contributions first) with the
-        values behind them, labels, shares and normal ranges, and its explanation; null for other
-        flows. ``units``: the alerted units (flows or buckets), in order; ``explained``: their
-        contributions. Work grows with alerted units x ``top``, not with the number of features."""
+        """For each alert, in row order, the ``top`` features of its unit (largest contributions
+        first) with the values behind them, labels, shares and normal ranges, and its explanation
+        (nulls where alerts are not explained). ``units``: the alerted units (flows or buckets), in
+        order; ``explained``: their contributions. Work grows with alerted units x ``top``, not with
+        the number of features."""
         if len(units) == 0 or explained is None:
-            return no_explanations(len(alerts))
+            return no_explanations(int(np.count_nonzero(alerts)))
         indices, values = top_contributions(explained, self.top)
         top = indices.shape[1]
         best, picked = indices.ravel(), values.ravel()
@@ -256,7 +270,7 @@ class Scorer:
             # every alerted flow takes its unit's explanation
             index = pl.Series(np.searchsorted(units, batch.unit_of_flow[alerts]))
             structs, explanation = structs.gather(index), explanation.gather(index)
-        return over_alerts(structs, alerts), over_alerts(explanation, alerts).alias("explanation")
+        return structs, explanation
 
 
 @contextlib.contextmanager
@@ -338,11 +352,15 @@ def score_chunks(
     on_bad_rows: BadRows = "error",
     severity: SeverityRules | None = None,
     on_scored: ScoredHook | None = None,
+    alerts_only: bool = False,
 ) -> Iterator[tuple[ScoredChunk, Scorer]]:
     """Scored chunks of ``source`` (in the order flows become final; ``row`` gives input order).
     ``on_read`` is called with each chunk of flows as read, before it is scored; ``on_bad_rows``:
-    see :func:`nadkit.sources.load_flows`."""
-    scorer = Scorer(bundle, threshold=threshold, top=top, severity=severity, on_scored=on_scored)
+    see :func:`nadkit.sources.load_flows`; ``alerts_only``: each chunk's frame holds its alerts only
+    (see :class:`Scorer`)."""
+    scorer = Scorer(
+        bundle, threshold=threshold, top=top, severity=severity, on_scored=on_scored, alerts_only=alerts_only
+    )
     time_order = scorer.time_ordered
     try:
         pieces = iter_flows(
@@ -434,15 +452,19 @@ def detect_file(
                 on_bad_rows=on_bad_rows,
                 severity=severity,
                 on_scored=None if on_scored is None else observe,
+                alerts_only=alerts_only,
             ):
                 value = scorer.threshold
                 held = max(held, chunk.held_rows)
                 frame = chunk.frame
-                if frame.height == 0:
+                if chunk.flows == 0:
                     continue
-                flows += frame.height
+                flows += chunk.flows
                 alerts += chunk.alerts
-                alerted = frame.filter(pl.col("alert")) if chunk.alerts else frame.clear()
+                if alerts_only:
+                    alerted = frame  # the scorer kept the alerts only
+                else:
+                    alerted = frame.filter(pl.col("alert")) if chunk.alerts else frame.clear()
                 if alerted.height and "class" in alerted.columns:
                     for name, count in alerted["class"].fill_null("anomaly").value_counts().iter_rows():
                         by_class[name] = by_class.get(name, 0) + count
