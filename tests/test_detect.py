@@ -392,6 +392,21 @@ def test_a_scorer_that_keeps_the_alerts_only_gives_the_same_alert_records(
         assert got.frame.equals(want.frame.filter(pl.col("alert")))
 
 
+def test_one_table_scored_for_its_alerts_only_gives_the_same_records(
+    ae_bundle: ModelBundle, days: tuple[pl.DataFrame, Path]
+) -> None:
+    """``score_flows(alerts_only=True)`` (the Python API's ``detect(alerts_only=True)``) gives the
+    alerted rows of the full records, the input's other columns beside them, in input order."""
+    from nadkit.detection.detect import score_flows
+
+    table = pl.read_parquet(days[1])
+    full = score_flows(ae_bundle, table)
+    alerts = score_flows(ae_bundle, table, alerts_only=True)
+    assert 0 < alerts.height < full.height
+    assert alerts.equals(full.filter(pl.col("alert")))
+    assert "label" in alerts.columns
+
+
 def test_top_zero_scores_and_alerts_without_explaining(
     ae_bundle: ModelBundle, days: tuple[pl.DataFrame, Path], tmp_path: Path
 ) -> None:

@@ -81,10 +81,7 @@ class Model:
         """Score ``flows`` as one table: each flow's record (its identifying columns, ``score``,
         ``threshold``, ``alert``, ``class`` for models with classes, and the ``top`` features that
         explain the score), in input order; ``alerts_only`` keeps the alerts."""
-        records = score_flows(self.bundle, _frame(flows), top=top)
-        if alerts_only and records.height:
-            records = records.filter(pl.col("alert"))
-        return records
+        return score_flows(self.bundle, _frame(flows), top=top, alerts_only=alerts_only)
 
     def evaluate(self, flows: Flows) -> BinaryMetrics:
         """Detection quality on labelled ``flows`` at the model's threshold (ROC-AUC, PR-AUC,

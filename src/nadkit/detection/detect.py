@@ -618,17 +618,20 @@ def score_flows(
     severity: SeverityRules | None = None,
     threshold: float | None = None,
     on_scored: ScoredHook | None = None,
+    alerts_only: bool = False,
 ) -> pl.DataFrame:
     """Score a canonical flow table as one table (a fresh scorer, flushed at the end): every row's
     scored record in input order (``row`` is the 1-based input row), with the input's other flow
     columns beside the scorer's; a value the schema refuses raises :class:`SchemaError`. ``severity``:
-    see :class:`Scorer`. Flows are
+    see :class:`Scorer`; ``alerts_only``: the alerted rows' records only. Flows are
     scored in time order when the model's features look across flows; the output keeps the input
     order."""
     if flows.height == 0:
         return pl.DataFrame()
     indexed = flows.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-    scorer = Scorer(bundle, top=top, severity=severity, threshold=threshold, on_scored=on_scored)
+    scorer = Scorer(
+        bundle, top=top, severity=severity, threshold=threshold, on_scored=on_scored, alerts_only=alerts_only
+    )
     if scorer.time_ordered and "time" in indexed.columns:
         indexed = indexed.sort("time", maintain_order=True, nulls_last=False)
     scored = scorer.score_all(indexed).frame.sort("row")

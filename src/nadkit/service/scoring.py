@@ -259,10 +259,13 @@ def score_flows(
     top: int = 5,
     threshold: float | None = None,
     on_scored: detect.ScoredHook | None = None,
+    alerts_only: bool = False,
 ) -> pl.DataFrame:
     """:func:`nadkit.detection.detect.score_flows` with a bad value answered as a 422 naming its row and
-    field; ``threshold`` and ``on_scored``: see :class:`~nadkit.detection.detect.Scorer`."""
+    field; ``threshold``, ``on_scored`` and ``alerts_only``: see :class:`~nadkit.detection.detect.Scorer`."""
     try:
-        return detect.score_flows(bundle, flows, top=top, threshold=threshold, on_scored=on_scored)
+        return detect.score_flows(
+            bundle, flows, top=top, threshold=threshold, on_scored=on_scored, alerts_only=alerts_only
+        )
     except SchemaError as error:
         raise InputError(_where(error), 422) from None

@@ -128,8 +128,9 @@ class Service:
                 top=self.settings.top,
                 threshold=threshold if math.isfinite(threshold) else None,
                 on_scored=learning.hook(threshold),
+                alerts_only=alerts_only,
             )
-        alerts = scored.filter(pl.col("alert"))
+        alerts = scored if alerts_only else scored.filter(pl.col("alert"))
         ids: dict[int, int] = {}
         if store and alerts.height:
             added = self.store.save_alerts(alerts, model_version=version)
