@@ -60,6 +60,8 @@ def over_alerts(per_alert: pl.Series, alerts: np.ndarray) -> pl.Series:
     null where there is no alert."""
     if len(per_alert) == len(alerts):
         return per_alert.alias("top_features")
+    if len(per_alert) == 0:  # no alert: nulls of the same type, without a gather
+        return pl.repeat(None, len(alerts), dtype=per_alert.dtype, eager=True).alias("top_features")
     position = np.full(len(alerts), -1, dtype=np.int64)
     position[np.flatnonzero(alerts)] = np.arange(len(per_alert))
     index = pl.Series("i", position).replace(-1, None)
