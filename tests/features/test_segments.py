@@ -17,6 +17,7 @@ from nadkit.features.segments import (
     SegmentConfig,
     add_segment_features,
     segment_features,
+    segment_features_and_ends,
     segment_ids,
     subnet,
     subnet_codes,
@@ -300,6 +301,25 @@ def test_matches_brute_force_on_random_flows(max_span_s: float | None) -> None:
     assert len(set(segment_ids(frame, config).to_list())) > 50
     if max_span_s is not None:
         assert max(span for _, span, _, _ in got) <= max_span_s
+
+
+@pytest.mark.parametrize("max_span_s", [None, 45.0])
+def test_each_rows_segment_end_is_its_latest_flow(max_span_s: float | None) -> None:
+    frame = random_flows(5, 1200, 3000, 6, dpt=lambda rng, n: rng.choice([22, 80, 443], n))
+    config = SegmentConfig(gap_s=15.0, max_span_s=max_span_s)
+    features, ends = segment_features_and_ends(frame, config)
+    assert features.equals(segment_features(frame, config))
+    latest = (
+        frame.with_columns(segment_ids(frame, config), pl.col("time").dt.epoch("us").alias("us"))
+        .with_columns(pl.col("us").max().over("segment").alias("end"))["end"]
+        .to_numpy()
+    )
+    np.testing.assert_array_equal(ends, latest)
+    # the span is the end less the first flow of the segment, in seconds
+    first = (ends - (features["seg_span_s"].to_numpy() * 1e6).round()).astype(np.int64)
+    assert (first <= frame["time"].dt.epoch("us").to_numpy()).all()
+    empty, none = segment_features_and_ends(frame.head(0), config)
+    assert empty.height == 0 and len(none) == 0
 
 
 def chatty_frame(seconds: int, every_s: float = 5.0, start: datetime = T0) -> pl.DataFrame:

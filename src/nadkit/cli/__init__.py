@@ -13,8 +13,12 @@ the imports is the order of the commands in `nadkit --help`:
 - `simulation`: simulate, mix-captures, label-flows
 - `demo`: demo
 - `pictures`: the `plot` group (groups, alert)
+
+`allocator` is imported first: it sets how long Polars keeps freed memory (see there).
 """
 
+# the allocator's setting is read when Polars loads: before anything imports it
+from nadkit.cli import allocator  # noqa: F401 (imported for its effect)
 from nadkit.cli.application import app, main
 
 # isort: off

@@ -244,17 +244,13 @@ class IncrementalFeatures:
             self._held = None
             return held
         config = self.pipeline.config.segments
-        features = segments_module.segment_features(held, config)
+        features, ends = segments_module.segment_features_and_ends(held, config)
         if final:
             closed = np.ones(held.height, dtype=bool)
         else:
-            ids = segments_module.segment_ids(held, config).to_numpy()
-            times = held[_TIME].to_numpy()
-            last = np.full(int(ids.max()) + 1, np.iinfo(np.int64).min, dtype=np.int64)
-            np.maximum.at(last, ids, times)
             assert self._watermark is not None
-            closed = (self._watermark - last[ids]) > self._gap_us
-            windows = config.window_of(last[ids])
+            closed = (self._watermark - ends) > self._gap_us
+            windows = config.window_of(ends)
             if windows is not None:
                 # a later flow is at the watermark or after it: in a later window, a new segment
                 closed |= config.window_of(np.asarray(self._watermark)) > windows

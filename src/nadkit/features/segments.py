@@ -362,6 +362,15 @@ def segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -
 
     Raises :class:`SchemaError` when ``time`` or a key column (for ``dst_subnet``: ``dst``) is missing.
     """
+    return segment_features_and_ends(frame, config)[0]
+
+
+def segment_features_and_ends(
+    frame: pl.DataFrame, config: SegmentConfig | None = None
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """:func:`segment_features`, and for each row the time (epoch microseconds) of the last flow of
+    its segment, from the same grouping (incremental features hold a segment until that time is
+    far enough behind the newest flow)."""
     config = config or SegmentConfig()
     available = [name for name in SEGMENT_COLUMNS if NEEDS.get(name, "time") in frame.columns]
     skipped = [name for name in SEGMENT_COLUMNS if name not in available]
@@ -370,9 +379,8 @@ def segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -
     if frame.height == 0:
         _check(frame, config)
         dtypes = dict.fromkeys(("seg_span_s", "seg_unanswered", "seg_size_spread"), pl.Float64)
-        return pl.DataFrame(
-            {name: pl.Series(name, [], dtype=dtypes.get(name, pl.Int64)) for name in available}
-        )
+        empty = {name: pl.Series(name, [], dtype=dtypes.get(name, pl.Int64)) for name in available}
+        return pl.DataFrame(empty), np.zeros(0, dtype=np.int64)
     _check(frame, config)
     codes = _Codes(frame)
     distinct = [name for name in available if name in UNIQUE_OF]
@@ -396,7 +404,8 @@ def segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -
     per_row = {name: values[of_rows] for name, values in per_segment.items()}
     if "seg_domain_names" in available:
         per_row["seg_domain_names"] = _names_per_domain(of_rows, frame["server_name"])
-    return pl.DataFrame({name: per_row[name] for name in available})
+    ends_us = segments.times_us[ends][of_rows]
+    return pl.DataFrame({name: per_row[name] for name in available}), ends_us
 
 
 def add_segment_features(frame: pl.DataFrame, config: SegmentConfig | None = None) -> pl.DataFrame:
@@ -415,6 +424,7 @@ __all__ = [
     "domain_of",
     "key_codes",
     "segment_features",
+    "segment_features_and_ends",
     "segment_ids",
     "subnet",
     "subnet_codes",
