@@ -19,6 +19,7 @@ from nadkit.features.data import detector_data
 from nadkit.features.pipeline import FeatureConfig, FeaturePipeline
 from nadkit.features.segments import SegmentConfig
 from nadkit.models import REGISTRY
+from nadkit.models.base import DetectorData
 from nadkit.schema import NORMAL
 from nadkit.simulate import COLUMNS, SimulationConfig, simulate_day
 from nadkit.sources import ROW
@@ -502,6 +503,20 @@ def test_the_scored_rows_hook_sees_every_row_in_order_off_the_scoring_thread(
     assert result.flows == len(written) == sum(len(s) for s in seen)
     np.testing.assert_allclose(np.sort(np.concatenate(seen)), np.sort(written))
     assert threads and all(name.startswith("nadkit-scored") for name in threads)
+
+    # the rows it gets are the detector's input behind those scores, column-major (the drift
+    # counts read each feature's values together)
+    rows: list[tuple[np.ndarray, np.ndarray]] = []
+    detect_file(
+        ae_bundle, path, tmp_path / "again.jsonl", chunk_rows=700, on_scored=lambda f, s: rows.append((f, s))
+    )
+    assert rows and all(features.flags["F_CONTIGUOUS"] for features, _ in rows)
+    names = tuple(ae_bundle.pipeline.feature_names_)
+    for features, scores in rows:
+        again = ae_bundle.score_data(
+            DetectorData(features=np.ascontiguousarray(features), feature_names=names)
+        )
+        np.testing.assert_allclose(again, scores, rtol=1e-6)
 
     def failing(features: np.ndarray, scores: np.ndarray) -> None:
         raise RuntimeError("hook failed")

@@ -230,8 +230,7 @@ class Scorer:
             explanation.alias("explanation"),
         )
         if self.on_scored is not None:
-            data = batch.data.features
-            self.on_scored(data if batch.units is None else data[batch.units], np.asarray(unit_scores, float))
+            self.on_scored(batch.hook_rows(), np.asarray(unit_scores, float))
         return ScoredChunk(out, scored=batch.flows.height)
 
     def _predicted(self, batch: ViewBatch, rows: int, predicted: np.ndarray | None) -> pl.Series:

@@ -61,6 +61,19 @@ class ViewBatch:
     matrix: np.ndarray | None = None
     #: the bucket series behind the units (bucket view)
     series: BucketSeries | None = None
+    #: the units' features as float32 columns (flow view without context rows): the scored-rows
+    #: hook gets them column-major from here (see :meth:`hook_rows`)
+    by_feature: pl.DataFrame | None = None
+
+    def hook_rows(self) -> np.ndarray:
+        """The units' detector input for the scored-rows hook (``Scorer.on_scored``): column-major
+        where the feature columns are at hand. The drift counts read each feature's values together;
+        Polars copies its columns into that layout several times faster than a row-major matrix
+        is transposed."""
+        if self.units is None and self.by_feature is not None:
+            return self.by_feature.to_numpy(order="fortran")
+        features = self.data.features
+        return features if self.units is None else features[self.units]
 
 
 class ScoringView(Protocol):
@@ -218,12 +231,14 @@ class FlowScoring:
             return None
         features = self.pipeline.transform_augmented(augmented)
         # cast in Polars (in parallel, column by column), then one copy to row-major
-        matrix = features.select(pl.all().cast(pl.Float32)).to_numpy(order="c")
+        by_feature = features.select(pl.all().cast(pl.Float32))
+        matrix = by_feature.to_numpy(order="c")
         times = (
             augmented["time"].dt.epoch("us").fill_null(0).to_numpy() if "time" in augmented.columns else None
         )
         if self._tail is None:
-            return ViewBatch(augmented, self._data(augmented, matrix, times), matrix=matrix)
+            data = self._data(augmented, matrix, times)
+            return ViewBatch(augmented, data, matrix=matrix, by_feature=by_feature)
         keys = augmented.select([c for c in self.entity if c in augmented.columns])
         all_keys, all_times, all_matrix, offset = self._tail.combine(keys, times, matrix)
         self._tail.update(all_keys, all_times, all_matrix)

@@ -320,8 +320,9 @@ class DriftMonitor:
         return self._close()
 
     def _count(self, matrix: np.ndarray, scores: np.ndarray) -> None:
-        # one transposed copy: each feature's values then lie together, where a column of the
-        # row-major matrix would be gathered from every row once per feature
+        # each feature's values together: a view of a column-major matrix (as detection gives it), one
+        # transposed copy of a row-major one, where a column would be gathered from every row once
+        # per feature
         columns = np.ascontiguousarray(matrix.T)  # float32 stays float32 (see _bin_counts)
         for j, cut in enumerate(self.reference.edges):
             self._counts[j] += _bin_counts(columns[j], cut)
