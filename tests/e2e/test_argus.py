@@ -119,6 +119,7 @@ def test_argus_meter_reads_a_capture_into_the_same_flows_as_nfstream(tmp_path: P
     assert load_flows(packed, meter="argus")[0].height == by_argus.height
 
 
+@pytest.mark.slow
 @needs_argus
 def test_meter_is_chosen_on_the_command_line_and_remembered_by_the_bundle(tmp_path: Path) -> None:
     benign, attack = shared_file("pcaps/benign/instagram.pcap"), shared_file("pcaps/attack/synscan.pcap")

@@ -169,6 +169,7 @@ def test_evaluate_prints_metrics_and_writes_the_report(trained: tuple[Path, Path
     assert_one_line_error(nadkit("evaluate", model, day, "--report", report), "already exists")
 
 
+@pytest.mark.slow
 def test_evaluate_says_first_when_the_traffic_is_another_networks(tmp_path: Path) -> None:
     """Trained on a Philips Hue bridge's benign conn.log and evaluated on another IoT network's
     (IoT-23 capture 42-1), most of its normal flows are over the autoencoder's threshold: the

@@ -93,6 +93,7 @@ def test_train_on_two_flows_says_they_are_too_few(shared_data: Path, tmp_path: P
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_train_on_a_few_hundred_normal_flows_says_how_rough_its_threshold_is(
     shared_data: Path, tmp_path: Path
 ) -> None:

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from tests.e2e.test_cli_inputs import nadkit
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = nadkit("demo", "--out", out, "--days", "3", "--flows-per-day", "4000", "--seed", "2")

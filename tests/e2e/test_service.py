@@ -80,6 +80,7 @@ def test_insecure_localhost_needs_no_token_and_binds_loopback(kit: Kit, tmp_path
         assert httpx.get(f"{url}/v1/alerts").json()["total"] == 0
 
 
+@pytest.mark.slow
 def test_the_feedback_loop(kit: Kit, tmp_path: Path) -> None:
     db = tmp_path / "alerts.db"
     with serve_process("--bundle", kit.bundle, "--db", db) as url:

@@ -97,6 +97,7 @@ def test_spark_groups_its_alerts_into_the_incidents_of_local_detection(
     assert sorted(written["incident_id"]) == sorted(local.incidents["incident_id"])
 
 
+@pytest.mark.slow
 def test_spark_alerts_as_json_lines_replace_a_file_only_with_force(
     dataset: dict[str, Any], spark: Any, tmp_path: Path
 ) -> None:
