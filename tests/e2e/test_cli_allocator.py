@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from nadkit.cli.allocator import DECAY, VARIABLE
+from nadkit.cli.allocator import DECAY, POLARS_DEFAULTS, VARIABLE
 
 #: what Polars appends the user's setting to (its own short decay)
 SHOW = "import os, polars; print(os.environ['" + VARIABLE + "'])"
@@ -37,6 +37,18 @@ def test_a_users_own_setting_is_kept() -> None:
     seen = _seen("import nadkit.cli; " + SHOW, **{VARIABLE: "dirty_decay_ms:2000"})
     assert seen.endswith("dirty_decay_ms:2000")
     assert DECAY not in seen
+
+
+def test_polars_own_default_inherited_from_a_parent_process_is_not_the_users() -> None:
+    # a script that imported Polars and starts `nadkit` passes Polars' default on
+    for inherited in POLARS_DEFAULTS:
+        seen = _seen("import nadkit.cli; " + SHOW, **{VARIABLE: inherited})
+        assert seen.endswith(DECAY)
+    assert _seen(
+        "import subprocess, sys, polars; subprocess.run([sys.executable, '-c', "
+        + repr("import nadkit.cli; " + SHOW)
+        + "], check=True)"
+    ).endswith(DECAY)
 
 
 def test_too_late_once_polars_is_loaded() -> None:
