@@ -61,10 +61,12 @@ def test_onnx_scoring_of_a_saved_autoencoder_never_imports_torch(
         f"loaded = ModelBundle.load({str(bundle)!r})\n"
         f"result = detect_file(loaded, {str(flows)!r}, {str(out)!r})\n"
         "print(json.dumps({'engine': loaded.active_engine, 'torch': 'torch' in sys.modules,"
-        " 'alerts': result.alerts}))"
+        " 'scipy': 'scipy' in sys.modules, 'alerts': result.alerts}))"
     )
     assert got["engine"] == "onnx"
     assert got["torch"] is False, "ONNX scoring imported torch"
+    # nor SciPy (a fifth of a second to import), which only a closing drift window needs
+    assert got["scipy"] is False, "ONNX scoring imported scipy"
     # the same alerts, scores and explanations as the network itself gives
     expected = detect_file(ModelBundle.load(bundle, engine="torch"), flows, tmp_path / "torch.jsonl")
     assert got["alerts"] == expected.alerts > 0
