@@ -5,7 +5,7 @@ Polars' allocator (jemalloc) returns freed pages to the system within half a sec
 A command such as ``nadkit detect`` frees and allocates about the same memory for every chunk of
 flows, so with that default each chunk takes its pages back from the system, which clears them
 first: on the scoring benchmark's 1.2M flows about 690,000 page faults and 2.6-3.3 s of system
-time in 12 s of CPU. Kept for a minute, the pages are reused by the next chunks: 430,000-500,000
+time in 12 s of CPU. Kept for a minute, the pages are reused by the next chunks: 430,000-540,000
 faults, 1.6-2.2 s, and detection faster in 5 of 6 alternating runs (median 6.31 s against 6.67 s,
 2 cores), at a peak resident size 0.4-0.6 GB higher. Long-running commands (``serve``,
 ``stream``) still give back what stays unused for a minute.
