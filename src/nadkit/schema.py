@@ -99,6 +99,8 @@ PROTOCOL_NAMES: dict[int, str] = {
     132: "sctp",
 }
 _PROTOCOL_ALIASES = {"icmp6": "ipv6-icmp", "icmpv6": "ipv6-icmp", "ipv6icmp": "ipv6-icmp"}
+#: protocol texts as read (IANA numbers, aliases) to their canonical names
+_PROTOCOL_TEXTS = {str(number): name for number, name in PROTOCOL_NAMES.items()} | _PROTOCOL_ALIASES
 
 #: Label texts that mean "not an attack" in the datasets nadkit reads (compared lower-case, stripped).
 NORMAL_LABELS = frozenset({"normal", "benign", "0", "background", "legitimate", "none", "-", ""})
@@ -112,12 +114,32 @@ def snake_case(name: str) -> str:
     return name or "column"
 
 
+def text_lookup(
+    expr: pl.Expr, mapping: Mapping[str, str], *, default: str | None = None, keep: bool = False
+) -> pl.Expr:
+    """``expr``'s texts looked up in ``mapping``, row by row; a text not in it becomes ``default``, or
+    stays as it is with ``keep``.
+
+    ``Expr.replace`` and ``replace_strict`` take the mapping as literal columns, which Polars' streaming
+    engine runs in memory: a reader's query with one in it parses the whole input before its first
+    chunk, so that nothing downstream starts early and all of it is held at once. This lookup is one
+    function of each batch of rows, which the engine streams.
+    """
+    table = dict(mapping)
+
+    def apply(values: pl.Series) -> pl.Series:
+        if keep:
+            return values.replace(table)
+        return values.replace_strict(table, default=default, return_dtype=pl.String)
+
+    return expr.map_batches(apply, return_dtype=pl.String, is_elementwise=True)
+
+
 def proto_name_expr(column: str | pl.Expr) -> pl.Expr:
     """Expression turning a protocol column (IANA number or name, any case) into the canonical name."""
     expr = pl.col(column) if isinstance(column, str) else column
     text = expr.cast(pl.String).str.strip_chars().str.to_lowercase()
-    mapping = {str(number): name for number, name in PROTOCOL_NAMES.items()} | _PROTOCOL_ALIASES
-    return text.replace(mapping)
+    return text_lookup(text, _PROTOCOL_TEXTS, keep=True)
 
 
 def label_expr(column: str | pl.Expr, *, attack_value: str | None = None) -> pl.Expr:

@@ -23,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from nadkit.errors import SchemaError
-from nadkit.schema import NORMAL, label_expr
+from nadkit.schema import NORMAL, label_expr, text_lookup
 from nadkit.sources.base import Head, build, numeric, scan_csv, text
 
 log = logging.getLogger(__name__)
@@ -183,9 +183,7 @@ def read(path: str | Path, *, difficulty: bool = False, **_: object) -> pl.LazyF
     label = label_expr(name).alias("label")
     canonical["label"] = label
     canonical["label_original"] = text(ATTACK, "label_original")
-    family = name.str.to_lowercase().replace_strict(
-        ATTACK_FAMILIES, default=UNKNOWN_FAMILY, return_dtype=pl.String
-    )
+    family = text_lookup(name.str.to_lowercase(), ATTACK_FAMILIES, default=UNKNOWN_FAMILY)
     canonical["attack_family"] = (
         pl.when(label.is_null()).then(None).when(label == NORMAL).then(pl.lit(NORMAL)).otherwise(family)
     ).alias("attack_family")
