@@ -1,4 +1,4 @@
-"""The command line keeps Polars' freed pages for a minute (:mod:`nadkit.cli.allocator`); the library
+"""The command line keeps Polars' freed pages for ten seconds (:mod:`nadkit.cli.allocator`); the library
 leaves Polars' own setting, and a user's own ``_RJEM_MALLOC_CONF`` is kept as it is."""
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ def _seen(code: str, **env: str) -> str:
     return done.stdout.strip()
 
 
-def test_the_command_line_keeps_freed_pages_for_a_minute() -> None:
+def test_the_command_line_keeps_freed_pages_for_ten_seconds() -> None:
     seen = _seen("import nadkit.cli; " + SHOW)
     # Polars puts its own default first: the last value of each option is the one jemalloc takes
-    assert seen.endswith(DECAY)
+    assert seen.endswith(DECAY) and DECAY == "dirty_decay_ms:10000,muzzy_decay_ms:10000"
     assert "dirty_decay_ms:500" in seen
 
 

@@ -5,10 +5,12 @@ Polars' allocator (jemalloc) returns freed pages to the system within half a sec
 A command such as ``nadkit detect`` frees and allocates about the same memory for every chunk of
 flows, so with that default each chunk takes its pages back from the system, which clears them
 first: on the scoring benchmark's 1.2M flows about 690,000 page faults and 2.6-3.3 s of system
-time in 12 s of CPU. Kept for a minute, the pages are reused by the next chunks: 430,000-540,000
-faults, 1.6-2.2 s, and detection faster in 5 of 6 alternating runs (median 6.31 s against 6.67 s,
-2 cores), at a peak resident size 0.4-0.6 GB higher. Long-running commands (``serve``,
-``stream``) still give back what stays unused for a minute.
+time in 12 s of CPU. Kept for ten seconds (several chunks' time), the pages are reused by the next
+chunks: about 500,000 faults and 1.8-2.3 s, detection faster in 5 of 6 alternating runs (median
+6.31 s against 6.67 s, 2 cores, measured with a minute), at a peak resident size about 0.4 GB
+higher. A minute did no better and held more the longer a run went (4.8M flows: peak 3.2 GB
+against 2.6 GB with ten seconds and 2.5 GB with five). Long-running commands (``serve``,
+``stream``) still give back what stays unused for ten seconds.
 
 This module is imported by :mod:`nadkit.cli` before anything imports Polars (the setting is read
 once, when Polars loads). A ``_RJEM_MALLOC_CONF`` of the user's own is left as it is; one that holds
@@ -22,8 +24,8 @@ from __future__ import annotations
 import os
 import sys
 
-#: jemalloc's options for the command line: freed pages kept for 60 s before they are returned
-DECAY = "dirty_decay_ms:60000,muzzy_decay_ms:60000"
+#: jemalloc's options for the command line: freed pages kept for 10 s before they are returned
+DECAY = "dirty_decay_ms:10000,muzzy_decay_ms:10000"
 #: the variable Polars reads (and extends with its own defaults, which ours then override)
 VARIABLE = "_RJEM_MALLOC_CONF"
 #: what ``import polars`` writes into :data:`VARIABLE` when it finds it unset (``POLARS_THP=1`` adds
