@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nadkit.evaluation.drift import _bin, _bin_counts
+from nadkit.evaluation.drift import DriftLevels, DriftMonitor, DriftReference, _bin, _bin_counts, psi
 
 
 @pytest.mark.parametrize("edges", [np.array([]), np.array([0.0]), np.array([-1.0, 0.0, 0.0, 2.5])])
@@ -35,3 +35,35 @@ def test_float32_values_count_as_their_float64_selves() -> None:
     )
     expected = np.bincount(_bin(values.astype(np.float64), edges), minlength=len(edges) + 1)
     np.testing.assert_array_equal(_bin_counts(values, edges), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_windows_equal_counting_each_window_by_itself(dtype: type) -> None:
+    """The monitor counts all features and every window of a batch at once; its windows hold the
+    PSI that counting each window's rows feature by feature gives, to the last bit, whatever the
+    batches' sizes against the window's (non-finite values and repeated edges included)."""
+    rng = np.random.default_rng(3)
+    features = 7
+    reference_rows = rng.normal(size=(2000, features))
+    reference_rows[:, 3] = rng.integers(0, 3, size=2000)  # few distinct values: fewer bins
+    reference = DriftReference.of(reference_rows, rng.normal(size=2000), [f"f{j}" for j in range(features)])
+    assert reference is not None
+    levels = DriftLevels(window=700, min_rows=50)
+    monitor = DriftMonitor(reference, levels)
+    rows = rng.normal(size=(3100, features)) * rng.uniform(0.5, 2.0, size=features)
+    rows[::97, 1] = np.nan
+    rows[::89, 2] = -np.inf
+    rows[::83, 4] = np.inf
+    rows = np.asfortranarray(rows.astype(dtype))
+    scores = rng.normal(size=3100)
+    windows = []
+    for start, stop in [(0, 1), (1, 650), (650, 2150), (2150, 2200), (2200, 3100)]:
+        windows += monitor.add(rows[start:stop], scores[start:stop])
+    last = monitor.close()
+    windows += [last] if last is not None else []
+    assert [w.rows for w in windows] == [700, 700, 700, 700, 300]
+    for index, window in enumerate(windows):
+        part = rows[index * 700 : index * 700 + window.rows].astype(np.float64)
+        for j, name in enumerate(reference.names):
+            counts = np.bincount(_bin(part[:, j], reference.edges[j]), minlength=len(reference.edges[j]) + 1)
+            assert window.feature_psi[name] == psi(reference.shares[j], counts / window.rows), (index, name)
