@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from nadkit.evaluation.drift import DriftLevels, DriftMonitor, DriftReference, _bin, _bin_counts, psi
+from nadkit.evaluation.drift import (
+    DriftLevels,
+    DriftMonitor,
+    DriftReference,
+    _bin,
+    _bin_counts,
+    kolmogorov_sf,
+    psi,
+)
 
 
 @pytest.mark.parametrize("edges", [np.array([]), np.array([0.0]), np.array([-1.0, 0.0, 0.0, 2.5])])
@@ -67,3 +78,28 @@ def test_windows_equal_counting_each_window_by_itself(dtype: type) -> None:
         for j, name in enumerate(reference.names):
             counts = np.bincount(_bin(part[:, j], reference.edges[j]), minlength=len(reference.edges[j]) + 1)
             assert window.feature_psi[name] == psi(reference.shares[j], counts / window.rows), (index, name)
+
+
+def test_the_ks_p_value_is_scipys_kolmogorov() -> None:
+    from scipy.special import kolmogorov
+
+    points = np.concatenate([np.linspace(0.0, 6.0, 3001), [1e-9, 0.999999, 1.0, 1.000001, 8.0, 30.0]])
+    for x in points:
+        expected = float(kolmogorov(x))
+        assert kolmogorov_sf(float(x)) == pytest.approx(expected, rel=1e-13, abs=1e-15), x
+    assert kolmogorov_sf(0.0) == 1.0 and kolmogorov_sf(-1.0) == 1.0 and kolmogorov_sf(float("nan")) == 1.0
+
+
+def test_closing_drift_windows_does_not_import_scipy() -> None:
+    """Drift windows close during every detection with a reference: their KS p-value needs no SciPy."""
+    code = (
+        "import sys, numpy as np\n"
+        "from nadkit.evaluation.drift import DriftLevels, DriftMonitor, DriftReference\n"
+        "rng = np.random.default_rng(0)\n"
+        "reference = DriftReference.of(rng.normal(size=(500, 3)), rng.normal(size=500), ['a', 'b', 'c'])\n"
+        "monitor = DriftMonitor(reference, DriftLevels(window=100, min_rows=10))\n"
+        "closed = monitor.add(rng.normal(size=(450, 3)).astype(np.float32), rng.normal(size=450) + 3)\n"
+        "print(len(closed), closed[0].ks_pvalue < 0.01, 'scipy' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["4", "True", "False"]

@@ -65,7 +65,7 @@ def test_onnx_scoring_of_a_saved_autoencoder_never_imports_torch(
     )
     assert got["engine"] == "onnx"
     assert got["torch"] is False, "ONNX scoring imported torch"
-    # nor SciPy (a fifth of a second to import), which only a closing drift window needs
+    # nor SciPy (a quarter of a second to import; see tests/test_drift_counts.py for drift)
     assert got["scipy"] is False, "ONNX scoring imported scipy"
     # the same alerts, scores and explanations as the network itself gives
     expected = detect_file(ModelBundle.load(bundle, engine="torch"), flows, tmp_path / "torch.jsonl")
