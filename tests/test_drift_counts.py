@@ -48,8 +48,9 @@ def test_float32_values_count_as_their_float64_selves() -> None:
     np.testing.assert_array_equal(_bin_counts(values, edges), expected)
 
 
+@pytest.mark.parametrize("order", ["F", "C"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_windows_equal_counting_each_window_by_itself(dtype: type) -> None:
+def test_windows_equal_counting_each_window_by_itself(dtype: type, order: str) -> None:
     """The monitor counts all features and every window of a batch at once; its windows hold the
     PSI that counting each window's rows feature by feature gives, to the last bit, whatever the
     batches' sizes against the window's (non-finite values and repeated edges included)."""
@@ -65,7 +66,7 @@ def test_windows_equal_counting_each_window_by_itself(dtype: type) -> None:
     rows[::97, 1] = np.nan
     rows[::89, 2] = -np.inf
     rows[::83, 4] = np.inf
-    rows = np.asfortranarray(rows.astype(dtype))
+    rows = np.asarray(rows.astype(dtype), order=order)  # detection's are column-major, others may not be
     scores = rng.normal(size=3100)
     windows = []
     for start, stop in [(0, 1), (1, 650), (650, 2150), (2150, 2200), (2200, 3100)]:

@@ -117,6 +117,9 @@ class _Bins:
         single = matrix.dtype == np.float32
         if not single:
             matrix = matrix.astype(np.float64, copy=False)
+        # each feature's values together: as it is when column-major (as detection gives it), else
+        # one transposing copy, where comparing a strided column would read every row once per edge
+        matrix = np.asfortranarray(matrix)
         lengths = np.diff(np.append(starts, len(matrix)))
         out = np.empty((len(starts), self.total), dtype=np.int64)
         # -inf lies at or below every edge but, like NaN and +inf, belongs to the last bin
@@ -386,10 +389,10 @@ class DriftMonitor:
         closed: list[DriftWindow] = []
         if len(scores) == 0:
             return closed
-        # the runs of rows: the rest of the open window, whole windows, the start of the next
+        # the runs of rows: the rest of the open window (never empty: a full one is closed at
+        # once), whole windows, the start of the next
         first = min(len(scores), self.levels.window - self._filled)
-        starts = np.arange(first, len(scores), self.levels.window, dtype=np.int64)
-        starts = np.concatenate(([0], starts)) if first else starts
+        starts = np.concatenate(([0], np.arange(first, len(scores), self.levels.window))).astype(np.int64)
         counts = self._bins.counts(matrix, starts)
         for run, (start, stop) in enumerate(zip(starts, [*starts[1:], len(scores)], strict=True)):
             self._count(counts[run], scores[start:stop])
