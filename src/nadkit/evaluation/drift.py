@@ -124,8 +124,10 @@ class _Bins:
         out = np.empty((len(starts), self.total), dtype=np.int64)
         # -inf lies at or below every edge but, like NaN and +inf, belongs to the last bin
         below_all = None
-        if (matrix == -np.inf).any():
-            below_all = np.add.reduceat((matrix == -np.inf).view(np.uint8), starts, axis=0, dtype=np.int64)
+        negative_infinite = matrix == -np.inf
+        if negative_infinite.any():
+            below_all = np.add.reduceat(negative_infinite.view(np.uint8), starts, axis=0, dtype=np.int64)
+        del negative_infinite
         for j, start in enumerate(self.starts):
             column = matrix[:, j]
             cuts = self.edges32[j] if single else self.edges[j]
