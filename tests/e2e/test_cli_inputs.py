@@ -14,7 +14,9 @@ from tests.sources.test_nad import HEADER, ROWS
 
 
 def nadkit(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    # progress lines start after 2 s of work, which a loaded machine reaches on inputs that take a
+    # second alone: off unless a test asks for them (NADKIT_PROGRESS_AFTER_S in its environment)
+    env = {"NADKIT_PROGRESS_AFTER_S": "3600", **os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     return subprocess.run(
         [sys.executable, "-m", "nadkit", *map(str, args)],
         capture_output=True,
