@@ -4,7 +4,8 @@
 #   docker run --rm nadkit --help
 #   docker compose up          (compose.yaml: the service with a volume for the store and models)
 #
-# TORCH_SPEC pins PyTorch, installed first so the project's "torch>=" requirement is already met.
+# TORCH_SPEC pins PyTorch, installed first so the project's "torch>=" requirement is already met; the
+# other packages come at the versions constraints.txt names (the set the tests passed with).
 # Give PIP_EXTRA_INDEX_URL a CPU wheel index of your choice to keep CUDA packages out of the image.
 FROM python:3.11-slim
 
@@ -21,9 +22,9 @@ RUN useradd --create-home --uid 10001 nadkit
 WORKDIR /opt/nadkit
 
 RUN pip install ${PIP_EXTRA_INDEX_URL:+--extra-index-url "$PIP_EXTRA_INDEX_URL"} "$TORCH_SPEC"
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY src ./src
-RUN pip install ".[pcap,onnx,service,pictures]"
+RUN pip install -c constraints.txt ".[pcap,onnx,service,pictures]"
 
 USER nadkit
 WORKDIR /data

@@ -5,19 +5,27 @@ BIN    := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 DEMO_DIR ?= out/demo
 
-.PHONY: install system-packages demo test test-slow test-all test-fast lint bench clean
+.PHONY: install lock system-packages demo test test-slow test-all test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 
 # torch first, pinned, so that the project's "torch>=" requirement is already met and no GPU build is pulled in.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# Every other package at the version constraints.txt names: the set the tests last passed with, so that a
+# release of a dependency cannot change a run between two clones of the same commit.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install "torch==$(TORCH_VERSION)"
-	$(BIN)/python -m pip install -e ".[all,dev]"
+	$(BIN)/python -m pip install -c constraints.txt -e ".[all,dev]"
 	touch $@
 
 install: $(VENV)/.installed
+
+# Move the tested set forward: every dependency to its newest release that pyproject.toml allows (torch
+# stays at TORCH_VERSION), then constraints.txt rewritten from what is installed. Run the tests after.
+lock: install
+	$(BIN)/python -m pip install --upgrade --upgrade-strategy eager "torch==$(TORCH_VERSION)" -e ".[all,dev]"
+	$(BIN)/python tools/lock.py --out constraints.txt
 
 # Debian packages the end-to-end tests use: chromium (triage page), softflowd and nfdump (NetFlow export
 # and collection), and a Java 17 runtime for Spark (`nadkit detect --engine spark`). Installed only when
@@ -53,8 +61,8 @@ test-all: install
 test-fast: test
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
