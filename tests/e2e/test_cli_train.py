@@ -135,6 +135,11 @@ def test_train_rejects_unknown_model_and_option(tmp_path: Path) -> None:
     settings.write_text("epochz = 3\n")
     assert_one_line_error(nadkit("train", data, tmp_path / "m", "--config", settings), "epochz")
     assert not (tmp_path / "m").exists()
+    # the detector named where the flows go is told where it belongs, not taken for a file
+    result = nadkit("train", "vae", data, "--out", tmp_path / "m", cwd=tmp_path)
+    assert_one_line_error(result, "vae is a detector, not a file of flows: name it with --model")
+    assert "--model vae" in result.stderr
+    assert not (tmp_path / "m").exists()
 
 
 def test_train_holds_out_stretches_of_flows_on_request(tmp_path: Path) -> None:

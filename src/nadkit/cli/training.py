@@ -211,6 +211,12 @@ def train(
     from nadkit.training.choice import AUTO_CANDIDATES, train_chosen
     from nadkit.training.fit import default_features, train_model
 
+    if not source.exists() and str(source) in REGISTRY:
+        # ``nadkit train ae flows.csv``: the detector where the flows go
+        raise NadkitError(
+            f"nadkit train: {source} is a detector, not a file of flows: name it with --model "
+            f"(nadkit train FLOWS --model {source} --out DIR)"
+        )
     bundle = output_path("train", out, old_out)
     if auto and model is not None:
         raise NadkitError("--model names one detector; --auto chooses among --candidates")
