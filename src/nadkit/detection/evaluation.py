@@ -157,17 +157,15 @@ def training_overlap(
     format: str | None = None,
     mapping: str | None = None,
 ) -> TrainingOverlap:
-    """The overlap ``counter`` counted on the flows of ``source``, with the fingerprint compared;
-    logs a warning when the figures are measured on training data."""
+    """The overlap ``counter`` counted on the flows of ``source``, with the fingerprint compared.
+    Its warning (figures measured on training data) reaches the user through the evaluation's
+    ``warnings()``, which the command line prints once above the metrics and the report puts first;
+    the log has it at INFO, so that it is not shown twice."""
     matched = _fingerprint_matches(bundle, source, counter.evaluated, format=format, mapping=mapping)
     overlap = counter.result(fingerprint_match=matched)
     if overlap.compared is None:
         log.debug("%s: evaluated rows not compared with training rows: %s", source, overlap.note)
-    warning = overlap.warning()
-    if warning is not None:
-        log.warning("%s: %s", source, warning)
-    else:
-        log.info("%s: training data overlap: %s", source, overlap.describe())
+    log.info("%s: training data overlap: %s", source, overlap.describe())
     return overlap
 
 
