@@ -53,7 +53,8 @@ from benchmarks import quality
 from benchmarks.common import report
 from nadkit.evaluation.metrics import binary_metrics
 from nadkit.features.data import detector_data
-from nadkit.training.fit import HOLDOUT_BY, fit
+from nadkit.training.fit import fit
+from nadkit.training.holdout import HOLDOUT_BY
 
 #: a data set: its training side, its test part, and the column naming each attack's class
 Cut = tuple[pl.DataFrame, pl.DataFrame, str]
@@ -111,7 +112,8 @@ def measure(
     attack = quality._attack(test)
     rows = []
     # whole captures are held out only where the flows name their captures (the shared captures)
-    ways = [way for way in HOLDOUT_BY if way != "capture" or "capture" in train.columns]
+    # (``auto`` is one of these: ``capture`` where the flows name captures, else ``rows``)
+    ways = [way for way in HOLDOUT_BY if way != "auto" and (way != "capture" or "capture" in train.columns)]
     for holdout in ways:
         for name in models:
             model, groups, settings = quality.split_name(name)

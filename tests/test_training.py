@@ -641,3 +641,22 @@ def test_whole_captures_are_held_out_on_request(days: pl.DataFrame, caplog: pyte
     assert result.held_out_captures and set(result.held_out_captures) < {"c0", "c1", "c2", "c3"}
     with pytest.raises(ConfigError, match="several captures"):
         fit(first, model="iforest", holdout_by="capture")
+
+
+def test_the_default_hold_out_is_whole_captures_where_there_are_enough(days: pl.DataFrame) -> None:
+    """``auto``, the default: whole captures where the normal flows come from at least three, else
+    single rows (two captures, one capture, no captures named); what it chose is in the result."""
+    first = days.filter(pl.col("day") == days["day"].min())
+    named = first.with_columns(pl.Series("capture", [f"c{i % 4}" for i in range(first.height)]))
+    result = fit(named, model="iforest", seed=0)
+    assert result.holdout_by == "capture"
+    assert result.held_out_captures and set(result.held_out_captures) < {"c0", "c1", "c2", "c3"}
+    assert fit(named, model="iforest", seed=0, holdout_by="rows").held_out_captures == ()
+    # captures of attacks only do not count: two of the four hold every normal flow
+    normal = (named["label"] == NORMAL).to_numpy()
+    two = np.where(normal, np.array([f"n{i % 2}" for i in range(named.height)]), "attacks.pcap")
+    assert fit(named.drop("capture"), model="iforest", holdout_groups=two).holdout_by == "rows"
+    for frame in (first, named.with_columns(pl.lit("one").alias("capture"))):
+        chosen = fit(frame, model="iforest", seed=0)
+        assert chosen.holdout_by == "rows" and chosen.held_out_captures == ()
+    assert fit(first, model="iforest", seed=0, holdout_by="time").holdout_by == "time"

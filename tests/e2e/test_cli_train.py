@@ -156,6 +156,23 @@ def test_train_holds_out_stretches_of_flows_on_request(tmp_path: Path) -> None:
     assert not (tmp_path / "m2").exists()
 
 
+def test_train_auto_holds_out_whole_files_on_request(tmp_path: Path) -> None:
+    """--auto with --holdout-by capture on a folder of flow files: every candidate's hold-out is whole
+    files (days here), named in the JSON; by default files of flow records are not held out whole."""
+    data = tmp_path / "days"
+    assert nadkit("simulate", data, "--days", "3", "--flows-per-day", "1500", "--seed", "3").returncode == 0
+    days = sorted(p.name for p in data.iterdir())
+    args = ("--auto", "--candidates", "iforest,ecod", "--json")
+    chosen = nadkit("train", data, "-o", tmp_path / "m", "--holdout-by", "capture", *args)
+    assert chosen.returncode == 0, chosen.stderr
+    summary = json.loads(chosen.stdout)
+    assert summary["holdout_by"] == "capture"
+    assert summary["held_out_captures"] and set(summary["held_out_captures"]) < set(days)
+    plain = nadkit("train", data, "-o", tmp_path / "m2", *args)
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["holdout_by"] == "rows"
+
+
 @pytest.mark.slow
 def test_train_holds_out_whole_captures_on_request(shared_data: Path, tmp_path: Path) -> None:
     """--holdout-by capture on a folder of captures: the threshold is set on captures the model did
@@ -172,11 +189,18 @@ def test_train_holds_out_whole_captures_on_request(shared_data: Path, tmp_path: 
     held = summary["held_out_captures"]
     assert held and set(held) < set(names)
     assert "__file" not in json.loads((out / "manifest.json").read_text())["training_rows"]["columns"]
-    table = nadkit("train", folder, "-o", tmp_path / "m2", "--model", "iforest", "--holdout-by", "capture")
+    assert summary["holdout_by"] == "capture"
+    # the default (auto) does the same with five captures, and says so in the table
+    table = nadkit("train", folder, "-o", tmp_path / "m2", "--model", "iforest")
     assert table.returncode == 0 and "captures held out" in table.stdout
+    assert "whole captures" in table.stdout
     one = nadkit("train", folder / "zoom.pcap", "-o", tmp_path / "m3", "--holdout-by", "capture")
     assert_one_line_error(one, "several captures")
     assert not (tmp_path / "m3").exists()
+    # one capture by default: single rows
+    alone = nadkit("train", folder / "zoom.pcap", "-o", tmp_path / "m4", "--model", "iforest", "--json")
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout)["holdout_by"] == "rows"
     # the same from Python: a folder read with each flow's file, for the hold-out only
     from nadkit import api
 

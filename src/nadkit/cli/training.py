@@ -94,13 +94,13 @@ def train(
         str,
         typer.Option(
             "--holdout-by",
-            help="How an unsupervised model's normal hold-out is drawn: rows (single rows at random), "
-            "time (three stretches of consecutive flows: a threshold closer to its false-positive rate "
-            "on traffic of other networks; for training spans of many days) or capture (whole "
-            "captures: files of a directory or glob, or a mix's capture column; for traffic of other "
-            "devices).",
+            help="How an unsupervised model's normal hold-out is drawn: auto (capture where the flows "
+            "come from 3 or more packet captures, else rows), rows (single rows at random), time (three "
+            "stretches of consecutive flows: a threshold closer to its false-positive rate on traffic "
+            "of other networks; for training spans of many days) or capture (whole captures: files "
+            "of a directory or glob, or a mix's capture column; for traffic of other devices).",
         ),
-    ] = "rows",
+    ] = "auto",
     threshold_method: Annotated[
         str,
         typer.Option(
@@ -360,6 +360,7 @@ def _training_json(model: str, result: TrainingResult) -> dict[str, object]:
         "holdout_rows": result.holdout_rows,
         "holdout_attacks": result.holdout_attacks,
         "weighing_rows": result.weighing_rows,
+        "holdout_by": result.holdout_by or None,
         "held_out_captures": list(result.held_out_captures),
         "target_rows": result.target_rows,
         "classes": list(result.classes),
@@ -381,6 +382,13 @@ def _training_json(model: str, result: TrainingResult) -> dict[str, object]:
         "auto": metrics.get("auto"),
     }
 
+
+#: how the normal hold-out was drawn, in words (``TrainingResult.holdout_by``)
+HOLDOUT_WAYS = {
+    "rows": "single rows at random",
+    "time": "stretches of consecutive flows",
+    "capture": "whole captures",
+}
 
 #: the counter windows in words, by name (:data:`~nadkit.features.counters.COUNTER_WINDOWS`)
 WINDOW_WORDS = {"fast": "2 s", "slow": "60 s", "connections": "the last 100 connections"}
@@ -504,6 +512,7 @@ def _training_summary(
         else:
             summary.add_row("training rows (unlabelled, taken as normal)", f"{result.train_rows:,}")
             summary.add_row("hold-out rows (unlabelled)", f"{result.holdout_rows:,}")
+        summary.add_row("hold-out drawn as", HOLDOUT_WAYS.get(result.holdout_by, result.holdout_by))
         if result.held_out_captures:
             captures = result.held_out_captures
             summary.add_row(f"captures held out ({len(captures)})", ", ".join(captures))

@@ -122,7 +122,7 @@ def read_flows(
 ) -> tuple[pl.LazyFrame, str]:
     """A lazy canonical flow table for ``path`` and the format name it was read as; ``on_file(done,
     total, file)`` is called after each file is opened (captures are metered then); ``file_column``
-    names a column to add with each flow's file name.
+    names a column to add with each flow's file name (its path where names repeat).
 
     With ``mapping`` (``{"time": "StartTime", ...}`` or ``"time=StartTime,..."``) the generic reader
     is used unless ``format`` says otherwise. Files of a directory or glob must share one format.
@@ -149,9 +149,12 @@ def read_flows(
             if on_file is not None:
                 on_file(len(frames), len(files), file)
     if file_column is not None:
+        # each file by its name, or by its path where names repeat (``folder/*/conn.log``)
+        names = [file.name for file in files]
+        if len(set(names)) < len(names):
+            names = [str(file) for file in files]
         frames = [
-            f.with_columns(pl.lit(file.name).alias(file_column))
-            for f, file in zip(frames, files, strict=True)
+            f.with_columns(pl.lit(name).alias(file_column)) for f, name in zip(frames, names, strict=True)
         ]
     frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     return frame, fmt

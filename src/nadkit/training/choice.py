@@ -23,7 +23,7 @@ import polars as pl
 from nadkit.errors import ConfigError
 from nadkit.models.registry import REGISTRY
 from nadkit.schema import NORMAL
-from nadkit.sources import BadRows, FileProgress, load_flows
+from nadkit.sources import BadRows, FileProgress
 from nadkit.training.fit import (
     TrainingResult,
     default_features,
@@ -33,6 +33,7 @@ from nadkit.training.fit import (
     source_named,
     use_label_column,
 )
+from nadkit.training.holdout import read_training_flows
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +192,16 @@ def train_chosen(
     threshold = settings.get("threshold_method", "auto"), settings.get("threshold_params")
     out = prepare_out(out, overwrite, *threshold)
     check_candidates(candidates)
-    frame, source_format = load_flows(
-        source, format=format, mapping=mapping, on_bad_rows=on_bad_rows, on_file=on_file
+    frame, source_format, groups = read_training_flows(
+        source,
+        holdout_by=settings.get("holdout_by", "auto"),
+        format=format,
+        mapping=mapping,
+        on_bad_rows=on_bad_rows,
+        on_file=on_file,
     )
+    if groups is not None:
+        settings["holdout_groups"] = groups
     with source_named(source):
         choice = choose(frame, candidates, **settings)
     saved = save_read_from(choice.result, source_format, out, overwrite=overwrite, onnx=onnx)

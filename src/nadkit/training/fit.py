@@ -43,9 +43,10 @@ from nadkit.fileio import refuse_file
 from nadkit.models.base import Detector, DetectorData
 from nadkit.models.registry import create
 from nadkit.models.trainer import EpochReport
-from nadkit.schema import CAPTURE, NORMAL, label_expr
+from nadkit.schema import NORMAL, label_expr
 from nadkit.sources import BadRows, FileProgress, load_flows
 from nadkit.training.bundle import ModelBundle, fingerprint
+from nadkit.training.holdout import capture_groups, check_holdout_by, read_training_flows, resolved
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ class TrainingResult:
     silent_buckets: int = 0
     #: the captures whose normal flows were held out whole (``--holdout-by capture``)
     held_out_captures: tuple[str, ...] = ()
+    #: how the normal hold-out was drawn: ``rows``, ``time`` or ``capture`` (``auto`` as resolved; an
+    #: unsupervised model of single flows; empty for the others)
+    holdout_by: str = ""
     #: where the bundle was saved (None while it is in memory)
     path: Path | None = None
     #: whether the saved bundle holds ``model.onnx`` (False where the export failed or was not asked)
@@ -294,12 +298,8 @@ def default_features(
 UNSUPERVISED_COUNTER_WINDOWS: tuple[str, ...] = ("fast", "connections")
 
 
-#: how :func:`fit` may draw an unsupervised model's normal hold-out
-HOLDOUT_BY = ("rows", "time", "capture")
-#: the column ``nadkit train --holdout-by capture`` reads each flow's capture from where the flows
-#: come from several files (each flow's file name; never fitted on)
-FILE_COLUMN = "__file"
-
+#: the ``holdout_by`` of each way :func:`~nadkit.evaluation.split.unsupervised_split` names its split
+HELD_OUT_AS = {"random": "rows", "time-blocks": "time", "captures": "capture"}
 
 #: the fewest normal training rows an unsupervised model is fitted on
 MIN_TRAIN_ROWS = 10
@@ -322,7 +322,7 @@ def fit(
     on_stage: Callable[[str], None] | None = None,
     features: FeatureConfig | None = None,
     train_only: np.ndarray | None = None,
-    holdout_by: str = "rows",
+    holdout_by: str = "auto",
     holdout_groups: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train ``model`` (a registered name with its ``config``, or a new detector) on a canonical flow
@@ -351,22 +351,22 @@ def fit(
     never hold out (the reviewed benign flows of a retraining, repeated by their weight: held out,
     they would not be learnt, and the champion's false positives would set the threshold).
     ``holdout_by``: how an unsupervised model's normal hold-out is drawn, ``rows`` (single rows at
-    random), ``time`` (three stretches of consecutive flows, where the flows have times) or
+    random), ``time`` (three stretches of consecutive flows, where the flows have times),
     ``capture`` (whole captures: the groups ``holdout_groups`` names, one name per row, else the
-    frame's ``capture`` column; see :func:`~nadkit.evaluation.split.unsupervised_split`).
+    frame's ``capture`` column; see :func:`~nadkit.evaluation.split.unsupervised_split`) or
+    ``auto``, the default (``capture`` where the flows name enough captures, else ``rows``; see
+    :mod:`nadkit.training.holdout`).
     ``on_stage`` is called with the name of each stage as it starts (``computing features``,
     ``training``, ``choosing the threshold``), for progress displays.
     """
     check_threshold_choice(threshold_method, threshold_params)
-    if holdout_by not in HOLDOUT_BY:
-        raise ConfigError(f"unknown hold-out {holdout_by!r} (use {', '.join(HOLDOUT_BY)})")
-    groups = _capture_groups(frame, holdout_groups) if holdout_by == "capture" else None
+    check_holdout_by(holdout_by)
     threshold_choice = {"method": threshold_method, **(threshold_params or {})}
     false_positive_rate = threshold_choice.pop("false_positive_rate", false_positive_rate)
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
     features = features if features is not None else default_features(detector)
     frame = use_label_column(frame, label_column)
-    if holdout_by != "rows" and (buckets is not None or detector.supervised):
+    if holdout_by not in ("auto", "rows") and (buckets is not None or detector.supervised):
         log.warning(
             "--holdout-by %s: only an unsupervised model of single flows draws its hold-out that way "
             "(time buckets are held out by time, supervised models by session)",
@@ -396,6 +396,8 @@ def fit(
             on_stage=on_stage,
             features=features,
         )
+    groups = capture_groups(frame, holdout_groups, holdout_by)
+    holdout_by = resolved(holdout_by, groups)
     stage = _stages(on_stage)
     stage("computing features")
     split = unsupervised_split(
@@ -452,6 +454,7 @@ def fit(
         class_counts={"train": _class_counts(train.labels), "holdout": _class_counts(holdout.labels)},
         weighing_rows=0 if weighing is None else len(weighing),
         held_out_captures=tuple(split.report.get("captures_held_out", ())),
+        holdout_by=HELD_OUT_AS[split.method.removeprefix("normal-only, ")],
     )
 
 
@@ -515,36 +518,6 @@ def prepare_out(
     return out
 
 
-def _capture_groups(frame: pl.DataFrame, given: np.ndarray | None) -> np.ndarray:
-    """The capture of each row for ``--holdout-by capture``: ``given``, else the ``capture`` column
-    (``nadkit mix-captures`` writes one); a ConfigError where the flows name no captures."""
-    if given is not None:
-        return np.asarray(given)
-    if CAPTURE in frame.columns:
-        return frame[CAPTURE].cast(pl.String).fill_null("").to_numpy()
-    raise ConfigError(
-        "--holdout-by capture needs flows of several captures: several files (a directory or glob), "
-        f"or a table with a {CAPTURE!r} column (nadkit mix-captures writes one)"
-    )
-
-
-def read_training_flows(
-    source: str | Path, *, holdout_by: str = "rows", **reading: Any
-) -> tuple[pl.DataFrame, str, np.ndarray | None]:
-    """The flows of ``source`` (read by :func:`~nadkit.sources.load_flows` with ``reading``), their
-    format, and with ``holdout_by="capture"`` the file each flow came from where there are several
-    files and the flows do not name their captures themselves (a mix's ``capture`` column), for
-    :func:`fit`'s ``holdout_groups``; None otherwise."""
-    by_file = holdout_by == "capture"
-    frame, source_format = load_flows(source, file_column=FILE_COLUMN if by_file else None, **reading)
-    if not by_file:
-        return frame, source_format, None
-    files = frame[FILE_COLUMN].to_numpy()
-    frame = frame.drop(FILE_COLUMN)
-    several = CAPTURE not in frame.columns and len(np.unique(files)) > 1
-    return frame, source_format, files if several else None
-
-
 def train_model(
     source: str | Path,
     out: str | Path,
@@ -572,7 +545,7 @@ def train_model(
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
     frame, source_format, groups = read_training_flows(
         source,
-        holdout_by=settings.get("holdout_by", "rows"),
+        holdout_by=settings.get("holdout_by", "auto"),
         format=format,
         mapping=mapping,
         on_bad_rows=on_bad_rows,
