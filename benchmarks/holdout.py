@@ -112,8 +112,7 @@ def measure(
     attack = quality._attack(test)
     rows = []
     # whole captures are held out only where the flows name their captures (the shared captures)
-    # (``auto`` is one of these: ``capture`` where the flows name captures, else ``rows``)
-    ways = [way for way in HOLDOUT_BY if way != "auto" and (way != "capture" or "capture" in train.columns)]
+    ways = [way for way in HOLDOUT_BY if way != "capture" or "capture" in train.columns]
     for holdout in ways:
         for name in models:
             model, groups, settings = quality.split_name(name)

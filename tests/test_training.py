@@ -32,6 +32,7 @@ from nadkit.schema import NORMAL
 from nadkit.simulate import SimulationConfig, simulate
 from nadkit.training.bundle import ModelBundle
 from nadkit.training.fit import fit, fit_bundle, holdout_threshold, train_model, use_label_column
+from nadkit.training.holdout import read_training_flows
 from tests.conftest import shared_file
 
 #: a quick multitask configuration for training through `train_model`
@@ -643,20 +644,25 @@ def test_whole_captures_are_held_out_on_request(days: pl.DataFrame, caplog: pyte
         fit(first, model="iforest", holdout_by="capture")
 
 
-def test_the_default_hold_out_is_whole_captures_where_there_are_enough(days: pl.DataFrame) -> None:
-    """``auto``, the default: whole captures where the normal flows come from at least three, else
-    single rows (two captures, one capture, no captures named); what it chose is in the result."""
+def test_the_fit_says_how_its_hold_out_was_drawn(days: pl.DataFrame) -> None:
+    """``holdout_by`` as drawn: single rows by default, whole captures or stretches on request, and
+    single rows where the flows name one capture only (the split falls back with a warning)."""
     first = days.filter(pl.col("day") == days["day"].min())
     named = first.with_columns(pl.Series("capture", [f"c{i % 4}" for i in range(first.height)]))
-    result = fit(named, model="iforest", seed=0)
-    assert result.holdout_by == "capture"
-    assert result.held_out_captures and set(result.held_out_captures) < {"c0", "c1", "c2", "c3"}
-    assert fit(named, model="iforest", seed=0, holdout_by="rows").held_out_captures == ()
-    # captures of attacks only do not count: two of the four hold every normal flow
-    normal = (named["label"] == NORMAL).to_numpy()
-    two = np.where(normal, np.array([f"n{i % 2}" for i in range(named.height)]), "attacks.pcap")
-    assert fit(named.drop("capture"), model="iforest", holdout_groups=two).holdout_by == "rows"
-    for frame in (first, named.with_columns(pl.lit("one").alias("capture"))):
-        chosen = fit(frame, model="iforest", seed=0)
-        assert chosen.holdout_by == "rows" and chosen.held_out_captures == ()
+    assert fit(named, model="iforest", seed=0).holdout_by == "rows"
+    assert fit(named, model="iforest", seed=0, holdout_by="capture").holdout_by == "capture"
     assert fit(first, model="iforest", seed=0, holdout_by="time").holdout_by == "time"
+    one = named.with_columns(pl.lit("one").alias("capture"))
+    alone = fit(one, model="iforest", seed=0, holdout_by="capture")
+    assert alone.holdout_by == "rows" and alone.held_out_captures == ()
+
+
+def test_captures_of_one_name_in_several_folders_are_told_apart(days: pl.DataFrame, tmp_path: Path) -> None:
+    """``folder/*/conn.log``: files of one name are each a capture of their own (named by path)."""
+    first = days.filter(pl.col("day") == days["day"].min())
+    for index, part in enumerate(np.array_split(np.arange(first.height), 3)):
+        (tmp_path / f"sensor{index}").mkdir()
+        first[part.tolist()].write_parquet(tmp_path / f"sensor{index}" / "flows.parquet")
+    frame, _, groups = read_training_flows(str(tmp_path / "*" / "flows.parquet"), holdout_by="capture")
+    assert groups is not None and frame.height == first.height
+    assert sorted(set(groups)) == [str(tmp_path / f"sensor{i}" / "flows.parquet") for i in range(3)]

@@ -119,7 +119,7 @@ def train(
     PR-AUC kept (:func:`nadkit.training.choice.choose`; the flows need labelled attacks)."""
     source_format = None
     if isinstance(flows, str | Path):
-        holdout_by = settings.get("holdout_by", "auto")
+        holdout_by = settings.get("holdout_by", "rows")
         frame, source_format, groups = read_training_flows(flows, holdout_by=holdout_by)
         if groups is not None:
             settings["holdout_groups"] = groups

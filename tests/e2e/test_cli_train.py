@@ -158,7 +158,7 @@ def test_train_holds_out_stretches_of_flows_on_request(tmp_path: Path) -> None:
 
 def test_train_auto_holds_out_whole_files_on_request(tmp_path: Path) -> None:
     """--auto with --holdout-by capture on a folder of flow files: every candidate's hold-out is whole
-    files (days here), named in the JSON; by default files of flow records are not held out whole."""
+    files (days here), named in the JSON; by default single rows."""
     data = tmp_path / "days"
     assert nadkit("simulate", data, "--days", "3", "--flows-per-day", "1500", "--seed", "3").returncode == 0
     days = sorted(p.name for p in data.iterdir())
@@ -190,17 +190,18 @@ def test_train_holds_out_whole_captures_on_request(shared_data: Path, tmp_path: 
     assert held and set(held) < set(names)
     assert "__file" not in json.loads((out / "manifest.json").read_text())["training_rows"]["columns"]
     assert summary["holdout_by"] == "capture"
-    # the default (auto) does the same with five captures, and says so in the table
-    table = nadkit("train", folder, "-o", tmp_path / "m2", "--model", "iforest")
+    table = nadkit("train", folder, "-o", tmp_path / "m2", "--model", "iforest", "--holdout-by", "capture")
     assert table.returncode == 0 and "captures held out" in table.stdout
     assert "whole captures" in table.stdout
     one = nadkit("train", folder / "zoom.pcap", "-o", tmp_path / "m3", "--holdout-by", "capture")
     assert_one_line_error(one, "several captures")
     assert not (tmp_path / "m3").exists()
-    # one capture by default: single rows
-    alone = nadkit("train", folder / "zoom.pcap", "-o", tmp_path / "m4", "--model", "iforest", "--json")
-    assert alone.returncode == 0, alone.stderr
-    assert json.loads(alone.stdout)["holdout_by"] == "rows"
+    # by default single rows, whatever the input
+    plain = nadkit("train", folder, "-o", tmp_path / "m4", "--model", "iforest", "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert (
+        json.loads(plain.stdout)["holdout_by"] == "rows" and not json.loads(plain.stdout)["held_out_captures"]
+    )
     # the same from Python: a folder read with each flow's file, for the hold-out only
     from nadkit import api
 

@@ -94,13 +94,13 @@ def train(
         str,
         typer.Option(
             "--holdout-by",
-            help="How an unsupervised model's normal hold-out is drawn: auto (capture where the flows "
-            "come from 3 or more packet captures, else rows), rows (single rows at random), time (three "
-            "stretches of consecutive flows: a threshold closer to its false-positive rate on traffic "
-            "of other networks; for training spans of many days) or capture (whole captures: files "
-            "of a directory or glob, or a mix's capture column; for traffic of other devices).",
+            help="How an unsupervised model's normal hold-out is drawn: rows (single rows at random), "
+            "time (three stretches of consecutive flows: a threshold closer to its false-positive rate "
+            "on traffic of other networks; for training spans of many days) or capture (whole "
+            "captures: files of a directory or glob, or a mix's capture column; for traffic of other "
+            "devices).",
         ),
-    ] = "auto",
+    ] = "rows",
     threshold_method: Annotated[
         str,
         typer.Option(

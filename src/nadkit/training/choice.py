@@ -194,7 +194,7 @@ def train_chosen(
     check_candidates(candidates)
     frame, source_format, groups = read_training_flows(
         source,
-        holdout_by=settings.get("holdout_by", "auto"),
+        holdout_by=settings.get("holdout_by", "rows"),
         format=format,
         mapping=mapping,
         on_bad_rows=on_bad_rows,

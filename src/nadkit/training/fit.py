@@ -46,7 +46,7 @@ from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL, label_expr
 from nadkit.sources import BadRows, FileProgress, load_flows
 from nadkit.training.bundle import ModelBundle, fingerprint
-from nadkit.training.holdout import capture_groups, check_holdout_by, read_training_flows, resolved
+from nadkit.training.holdout import capture_groups, check_holdout_by, read_training_flows
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ class TrainingResult:
     silent_buckets: int = 0
     #: the captures whose normal flows were held out whole (``--holdout-by capture``)
     held_out_captures: tuple[str, ...] = ()
-    #: how the normal hold-out was drawn: ``rows``, ``time`` or ``capture`` (``auto`` as resolved; an
-    #: unsupervised model of single flows; empty for the others)
+    #: how the normal hold-out was drawn: ``rows``, ``time`` or ``capture`` (``rows`` where the flows
+    #: had no times or one capture; an unsupervised model of single flows, empty for the others)
     holdout_by: str = ""
     #: where the bundle was saved (None while it is in memory)
     path: Path | None = None
@@ -322,7 +322,7 @@ def fit(
     on_stage: Callable[[str], None] | None = None,
     features: FeatureConfig | None = None,
     train_only: np.ndarray | None = None,
-    holdout_by: str = "auto",
+    holdout_by: str = "rows",
     holdout_groups: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train ``model`` (a registered name with its ``config``, or a new detector) on a canonical flow
@@ -351,10 +351,9 @@ def fit(
     never hold out (the reviewed benign flows of a retraining, repeated by their weight: held out,
     they would not be learnt, and the champion's false positives would set the threshold).
     ``holdout_by``: how an unsupervised model's normal hold-out is drawn, ``rows`` (single rows at
-    random), ``time`` (three stretches of consecutive flows, where the flows have times),
+    random), ``time`` (three stretches of consecutive flows, where the flows have times) or
     ``capture`` (whole captures: the groups ``holdout_groups`` names, one name per row, else the
-    frame's ``capture`` column; see :func:`~nadkit.evaluation.split.unsupervised_split`) or
-    ``auto``, the default (``capture`` where the flows name enough captures, else ``rows``; see
+    frame's ``capture`` column; see :func:`~nadkit.evaluation.split.unsupervised_split` and
     :mod:`nadkit.training.holdout`).
     ``on_stage`` is called with the name of each stage as it starts (``computing features``,
     ``training``, ``choosing the threshold``), for progress displays.
@@ -366,7 +365,7 @@ def fit(
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
     features = features if features is not None else default_features(detector)
     frame = use_label_column(frame, label_column)
-    if holdout_by not in ("auto", "rows") and (buckets is not None or detector.supervised):
+    if holdout_by != "rows" and (buckets is not None or detector.supervised):
         log.warning(
             "--holdout-by %s: only an unsupervised model of single flows draws its hold-out that way "
             "(time buckets are held out by time, supervised models by session)",
@@ -397,7 +396,6 @@ def fit(
             features=features,
         )
     groups = capture_groups(frame, holdout_groups, holdout_by)
-    holdout_by = resolved(holdout_by, groups)
     stage = _stages(on_stage)
     stage("computing features")
     split = unsupervised_split(
@@ -545,7 +543,7 @@ def train_model(
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
     frame, source_format, groups = read_training_flows(
         source,
-        holdout_by=settings.get("holdout_by", "auto"),
+        holdout_by=settings.get("holdout_by", "rows"),
         format=format,
         mapping=mapping,
         on_bad_rows=on_bad_rows,
