@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ from nadkit.schema import NORMAL
 from nadkit.simulate import SimulationConfig, simulate
 from nadkit.training.bundle import ModelBundle
 from nadkit.training.fit import fit, fit_bundle, holdout_threshold, train_model, use_label_column
-from nadkit.training.holdout import read_training_flows
+from nadkit.training.holdout import captures_in, read_training_flows
 from tests.conftest import shared_file
 
 #: a quick multitask configuration for training through `train_model`
@@ -666,3 +667,25 @@ def test_captures_of_one_name_in_several_folders_are_told_apart(days: pl.DataFra
     frame, _, groups = read_training_flows(str(tmp_path / "*" / "flows.parquet"), holdout_by="capture")
     assert groups is not None and frame.height == first.height
     assert sorted(set(groups)) == [str(tmp_path / f"sensor{i}" / "flows.parquet") for i in range(3)]
+
+
+def test_captures_are_counted_where_the_flows_come_from_several(days: pl.DataFrame, tmp_path: Path) -> None:
+    """``captures_in``: a mix's capture column, the pcap files of a folder; flow records count none.
+    `nadkit train` points a model of several captures held out as rows to whole captures."""
+    from nadkit.cli.training import captures_caution
+
+    first = days.filter(pl.col("day") == days["day"].min())
+    named = first.with_columns(pl.Series("capture", [f"c{i % 4}" for i in range(first.height)]))
+    assert captures_in("mix.parquet", named, "canonical") == 4
+    assert captures_in(tmp_path, first, "nad") == 0
+    folder = tmp_path / "captures"
+    folder.mkdir()
+    for name in ("zoom.pcap", "waze.pcap", "ssh.pcap"):
+        (folder / name).write_bytes(b"")  # counted, not read
+    assert captures_in(folder, first, "pcap") == 3
+    result = fit(named, model="iforest", seed=0)
+    assert captures_caution(result) is None  # flows given in memory: no captures counted
+    several = replace(result, captures=3)
+    assert "--holdout-by capture" in (captures_caution(several) or "")
+    assert captures_caution(replace(several, holdout_by="capture")) is None
+    assert captures_caution(replace(several, captures=2)) is None

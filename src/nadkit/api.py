@@ -15,7 +15,7 @@ scores NumPy arrays and pandas or Polars tables directly.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from nadkit.sources import load_flows
 from nadkit.training.bundle import ModelBundle
 from nadkit.training.choice import AUTO_CANDIDATES, choose
 from nadkit.training.fit import TrainingResult, fit
-from nadkit.training.holdout import read_training_flows
+from nadkit.training.holdout import captures_in, read_training_flows
 
 Flows = pl.DataFrame | str | Path
 
@@ -134,6 +134,8 @@ def train(
         result = fit(frame, model=model, config=config, **settings)
     if result.bundle.pipeline is not None:  # flows of another kind are then told what it expects
         result.bundle.pipeline.read_from(source_format)
+    if isinstance(flows, str | Path) and source_format is not None:
+        result = replace(result, captures=captures_in(flows, frame, source_format))
     return Model(bundle=result.bundle, training=result)
 
 

@@ -199,14 +199,18 @@ def test_train_holds_out_whole_captures_on_request(shared_data: Path, tmp_path: 
     # by default single rows, whatever the input
     plain = nadkit("train", folder, "-o", tmp_path / "m4", "--model", "iforest", "--json")
     assert plain.returncode == 0, plain.stderr
-    assert (
-        json.loads(plain.stdout)["holdout_by"] == "rows" and not json.loads(plain.stdout)["held_out_captures"]
-    )
+    plain_summary = json.loads(plain.stdout)
+    assert plain_summary["holdout_by"] == "rows" and not plain_summary["held_out_captures"]
+    # ... and told that whole captures are there for traffic of other devices
+    assert plain_summary["captures"] == len(names)
+    assert "--holdout-by capture" in plain_summary["captures_caution"]
+    assert summary["captures"] == len(names) and summary["captures_caution"] is None
     # the same from Python: a folder read with each flow's file, for the hold-out only
     from nadkit import api
 
     model = api.train(folder, model="iforest", holdout_by="capture")
     assert model.training is not None and model.training.held_out_captures == tuple(held)
+    assert model.training.captures == len(names)
 
 
 #: a multitask configuration that trains in seconds (two networks, to show both in the summary)

@@ -376,6 +376,8 @@ def _training_json(model: str, result: TrainingResult) -> dict[str, object]:
         "holdout": metrics.get("holdout"),
         "classification": metrics.get("classification"),
         "few_rows": few_rows_caution(result),
+        "captures": result.captures,
+        "captures_caution": captures_caution(result),
         "silent_buckets": result.silent_buckets if result.buckets else None,
         "silent_buckets_caution": silent_buckets_caution(result),
         "counter_windows": list(counter_windows(result)),
@@ -445,6 +447,23 @@ def few_rows_caution(result: TrainingResult) -> str | None:
         f"{said}: a model of a short stretch of traffic. Check its alert rate on a day of the traffic "
         "it will score (nadkit detect prints it) before trusting the threshold, or let nadkit stream "
         "--threshold spot adapt it; train on more normal traffic where there is some"
+    )
+
+
+#: captures from which on a hold-out of single rows makes `nadkit train` point to whole captures
+SEVERAL_CAPTURES = 3
+
+
+def captures_caution(result: TrainingResult) -> str | None:
+    """What `nadkit train` says of a model of several captures whose threshold was set on single rows
+    of them (``benchmarks/holdout.py``: on other devices' captures such a threshold flagged over a
+    third of their normal flows); None otherwise."""
+    if result.holdout_by != "rows" or result.captures < SEVERAL_CAPTURES:
+        return None
+    return (
+        f"{result.captures} captures, the threshold set on single rows held out of them: it holds for "
+        "traffic of the same devices. For traffic of other devices, --holdout-by capture sets it on "
+        "whole captures the model did not train on (a higher threshold, and less to learn from)"
     )
 
 
@@ -537,6 +556,9 @@ def _training_summary(
     silence = silent_buckets_caution(result)
     if silence:
         summary.add_row("[yellow]silent buckets[/yellow]", silence)
+    several = captures_caution(result)
+    if several:
+        summary.add_row("several captures", several)
     where = "validation" if result.supervised else "hold-out"
     measured = metrics.get("holdout")
     if measured:

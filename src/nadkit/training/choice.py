@@ -33,7 +33,7 @@ from nadkit.training.fit import (
     source_named,
     use_label_column,
 )
-from nadkit.training.holdout import read_training_flows
+from nadkit.training.holdout import captures_in, read_training_flows
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,8 @@ def train_chosen(
         settings["holdout_groups"] = groups
     with source_named(source):
         choice = choose(frame, candidates, **settings)
-    saved = save_read_from(choice.result, source_format, out, overwrite=overwrite, onnx=onnx)
+    result = replace(choice.result, captures=captures_in(source, frame, source_format))
+    saved = save_read_from(result, source_format, out, overwrite=overwrite, onnx=onnx)
     return replace(choice, result=saved)
 
 

@@ -46,7 +46,7 @@ from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL, label_expr
 from nadkit.sources import BadRows, FileProgress, load_flows
 from nadkit.training.bundle import ModelBundle, fingerprint
-from nadkit.training.holdout import capture_groups, check_holdout_by, read_training_flows
+from nadkit.training.holdout import capture_groups, captures_in, check_holdout_by, read_training_flows
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,9 @@ class TrainingResult:
     #: how the normal hold-out was drawn: ``rows``, ``time`` or ``capture`` (``rows`` where the flows
     #: had no times or one capture; an unsupervised model of single flows, empty for the others)
     holdout_by: str = ""
+    #: packet captures the training flows came from (several pcap files, or a mix's ``capture``
+    #: column); 0 for flow records and for flows given in memory
+    captures: int = 0
     #: where the bundle was saved (None while it is in memory)
     path: Path | None = None
     #: whether the saved bundle holds ``model.onnx`` (False where the export failed or was not asked)
@@ -566,6 +569,7 @@ def train_model(
             threshold_params=threshold_params,
             **settings,
         )
+    result = replace(result, captures=captures_in(source, frame, source_format))
     return save_read_from(result, source_format, out, overwrite=overwrite, onnx=onnx)
 
 

@@ -20,7 +20,7 @@ import polars as pl
 
 from nadkit.errors import ConfigError
 from nadkit.schema import CAPTURE
-from nadkit.sources import load_flows
+from nadkit.sources import expand, load_flows, pcap
 
 #: how :func:`~nadkit.training.fit.fit` may draw an unsupervised model's normal hold-out
 HOLDOUT_BY = ("rows", "time", "capture")
@@ -68,4 +68,19 @@ def read_training_flows(
     return frame, source_format, files if several else None
 
 
-__all__ = ["FILE_COLUMN", "HOLDOUT_BY", "capture_groups", "check_holdout_by", "read_training_flows"]
+def captures_in(source: str | Path, frame: pl.DataFrame, source_format: str) -> int:
+    """How many captures the training flows came from: the distinct values of a mix's ``capture``
+    column, else the packet-capture files ``source`` names; 0 for files of flow records."""
+    if CAPTURE in frame.columns:
+        return frame[CAPTURE].n_unique()
+    return len(expand(source)) if source_format == pcap.NAME else 0
+
+
+__all__ = [
+    "FILE_COLUMN",
+    "HOLDOUT_BY",
+    "capture_groups",
+    "captures_in",
+    "check_holdout_by",
+    "read_training_flows",
+]
