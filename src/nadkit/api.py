@@ -31,7 +31,7 @@ from nadkit.sources import load_flows
 from nadkit.training.bundle import ModelBundle
 from nadkit.training.choice import AUTO_CANDIDATES, choose
 from nadkit.training.fit import TrainingResult, fit
-from nadkit.training.holdout import captures_in, read_training_flows
+from nadkit.training.holdout import captures_in, training_flows
 
 Flows = pl.DataFrame | str | Path
 
@@ -119,10 +119,7 @@ def train(
     PR-AUC kept (:func:`nadkit.training.choice.choose`; the flows need labelled attacks)."""
     source_format = None
     if isinstance(flows, str | Path):
-        holdout_by = settings.get("holdout_by", "rows")
-        frame, source_format, groups = read_training_flows(flows, holdout_by=holdout_by)
-        if groups is not None:
-            settings["holdout_groups"] = groups
+        frame, source_format, settings = training_flows(flows, settings)
     else:
         frame = _frame(flows)
     if candidates is not None and model != "auto":

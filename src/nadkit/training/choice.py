@@ -33,7 +33,7 @@ from nadkit.training.fit import (
     source_named,
     use_label_column,
 )
-from nadkit.training.holdout import captures_in, read_training_flows
+from nadkit.training.holdout import captures_in, training_flows
 
 log = logging.getLogger(__name__)
 
@@ -192,16 +192,9 @@ def train_chosen(
     threshold = settings.get("threshold_method", "auto"), settings.get("threshold_params")
     out = prepare_out(out, overwrite, *threshold)
     check_candidates(candidates)
-    frame, source_format, groups = read_training_flows(
-        source,
-        holdout_by=settings.get("holdout_by", "rows"),
-        format=format,
-        mapping=mapping,
-        on_bad_rows=on_bad_rows,
-        on_file=on_file,
+    frame, source_format, settings = training_flows(
+        source, settings, format=format, mapping=mapping, on_bad_rows=on_bad_rows, on_file=on_file
     )
-    if groups is not None:
-        settings["holdout_groups"] = groups
     with source_named(source):
         choice = choose(frame, candidates, **settings)
     result = replace(choice.result, captures=captures_in(source, frame, source_format))

@@ -46,7 +46,7 @@ from nadkit.models.trainer import EpochReport
 from nadkit.schema import NORMAL, label_expr
 from nadkit.sources import BadRows, FileProgress, load_flows
 from nadkit.training.bundle import ModelBundle, fingerprint
-from nadkit.training.holdout import capture_groups, captures_in, check_holdout_by, read_training_flows
+from nadkit.training.holdout import capture_groups, captures_in, check_holdout_by, training_flows
 
 log = logging.getLogger(__name__)
 
@@ -544,16 +544,9 @@ def train_model(
     read or trained."""
     out = prepare_out(out, overwrite, threshold_method, threshold_params)
     detector = _detector(model, config, seed, target=target is not None, buckets=buckets is not None)
-    frame, source_format, groups = read_training_flows(
-        source,
-        holdout_by=settings.get("holdout_by", "rows"),
-        format=format,
-        mapping=mapping,
-        on_bad_rows=on_bad_rows,
-        on_file=on_file,
+    frame, source_format, settings = training_flows(
+        source, settings, format=format, mapping=mapping, on_bad_rows=on_bad_rows, on_file=on_file
     )
-    if groups is not None:
-        settings["holdout_groups"] = groups
     target_frame = None
     if target is not None:
         target_frame, _ = load_flows(target, format=format, mapping=mapping, on_bad_rows=on_bad_rows)

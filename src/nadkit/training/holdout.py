@@ -12,6 +12,7 @@ training devices needs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,18 @@ def read_training_flows(
     return frame, source_format, files if several else None
 
 
+def training_flows(
+    source: str | Path, settings: Mapping[str, Any], **reading: Any
+) -> tuple[pl.DataFrame, str, dict[str, Any]]:
+    """:func:`read_training_flows` for a fit with ``settings`` (its ``holdout_by``): the flows, their
+    format, and the settings to fit them with, ``holdout_groups`` added where whole files are held
+    out."""
+    frame, source_format, groups = read_training_flows(
+        source, holdout_by=settings.get("holdout_by", "rows"), **reading
+    )
+    return frame, source_format, {**settings, **({} if groups is None else {"holdout_groups": groups})}
+
+
 def captures_in(source: str | Path, frame: pl.DataFrame, source_format: str) -> int:
     """How many captures the training flows came from: the distinct values of a mix's ``capture``
     column, else the packet-capture files ``source`` names; 0 for files of flow records."""
@@ -83,4 +96,5 @@ __all__ = [
     "captures_in",
     "check_holdout_by",
     "read_training_flows",
+    "training_flows",
 ]
